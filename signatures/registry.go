@@ -1,0 +1,319 @@
+package signatures
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+
+	"vmdkcarve/vmdk"
+)
+
+// A Recognizer looks at a window that starts at an aligned image offset.
+// Recognize gets at most Window bytes (fewer at the end of the image) and
+// must not retain them. scratch is a per-worker buffer of ScratchBytes bytes
+// the recognizer may use (for decompression); it is nil when ScratchBytes is 0.
+type Recognizer struct {
+	Name         string // the name users enable or disable it by
+	Kind         Kind
+	Doc          string
+	Align        int // the window offset is a multiple of Align
+	Window       int // the most bytes Recognize reads
+	ScratchBytes int
+	Recognize    func(w, scratch []byte) (Hit, bool)
+}
+
+// maxGrainRecord is the window a grain-marker recognizer needs: the
+// marker plus the largest compressed grain of the largest grain size.
+var maxGrainRecord = 12 + int(vmdk.MaxCompressedGrain(vmdk.MaxGrainSize*vmdk.SectorSize))
+
+var registry = []Recognizer{
+	{
+		Name: "sparse-header", Kind: KindSparseHeader, Align: vmdk.SectorSize, Window: vmdk.SectorSize,
+		Doc:       `"KDMV" hosted sparse / stream header or stream footer (FORMAT.md §1.3 rules)`,
+		Recognize: recognizeSparseHeader,
+	},
+	{
+		Name: "descriptor", Kind: KindDescriptor, Align: vmdk.SectorSize, Window: 20 * 1024,
+		Doc:       `"# Disk DescriptorFile" text, embedded or standalone, parsed before it is kept`,
+		Recognize: recognizeDescriptor,
+	},
+	{
+		Name: "grain-marker", Kind: KindGrainMarker, Align: vmdk.SectorSize, Window: maxGrainRecord,
+		ScratchBytes: vmdk.MaxGrainSize * vmdk.SectorSize,
+		Doc:          "stream grain record: lba, size, zlib data that decodes with a valid Adler-32",
+		Recognize:    recognizeGrainMarker,
+	},
+	{
+		Name: "meta-marker", Kind: KindMetaMarker, Align: vmdk.SectorSize, Window: vmdk.SectorSize,
+		Doc:       "stream GT, GD or footer marker (the EOS marker is a zero sector and is not recorded)",
+		Recognize: recognizeMetaMarker,
+	},
+	{
+		Name: "grain-directory", Kind: KindGD, Align: vmdk.SectorSize, Window: vmdk.SectorSize,
+		Doc:       "sector shaped like a pre-allocated grain directory: entries stepping by 4, then zeros",
+		Recognize: recognizeGD,
+	},
+	{
+		Name: "grain-table", Kind: KindGT, Align: vmdk.SectorSize, Window: vmdk.GTEsPerGT * 4,
+		Doc:       "2 KiB shaped like a grain table of 64 KiB grains: distinct grain-aligned entries",
+		Recognize: recognizeGT,
+	},
+	{
+		Name: "cowd-header", Kind: KindCOWD, Align: vmdk.SectorSize, Window: 2048,
+		Doc:       `"COWD" ESX vmfsSparse delta / VMDK3 header (recognised and reported only)`,
+		Recognize: recognizeCOWD,
+	},
+	{
+		Name: "sesparse-header", Kind: KindSESparse, Align: vmdk.SectorSize, Window: vmdk.SectorSize,
+		Doc:       "ESXi seSparse const header (recognised and reported only)",
+		Recognize: recognizeSESparse,
+	},
+}
+
+// All returns every recognizer, in a fixed order.
+func All() []Recognizer { return append([]Recognizer(nil), registry...) }
+
+// Select returns the recognizers named in enable (all if empty) minus those
+// in disable. Unknown names are an error that lists the known ones.
+func Select(enable, disable []string) ([]Recognizer, error) {
+	known := make(map[string]bool)
+	for _, r := range registry {
+		known[r.Name] = true
+	}
+	for _, n := range append(append([]string(nil), enable...), disable...) {
+		if !known[n] {
+			return nil, fmt.Errorf("signatures: unknown recognizer %q (known: %s)", n, strings.Join(Names(), ", "))
+		}
+	}
+	on := func(name string) bool {
+		if len(enable) == 0 {
+			return true
+		}
+		for _, n := range enable {
+			if n == name {
+				return true
+			}
+		}
+		return false
+	}
+	var out []Recognizer
+	for _, r := range registry {
+		if on(r.Name) && !contains(disable, r.Name) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Names lists the recognizer names, sorted.
+func Names() []string {
+	var names []string
+	for _, r := range registry {
+		names = append(names, r.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Help describes every recognizer, one per line, for --help output.
+func Help() string {
+	var b strings.Builder
+	for _, r := range registry {
+		fmt.Fprintf(&b, "  %-16s %s\n", r.Name, r.Doc)
+	}
+	return b.String()
+}
+
+// MaxWindow is the largest window any recognizer in rs reads: the margin a
+// carver page needs so that no hit is cut at a page boundary.
+func MaxWindow(rs []Recognizer) int {
+	m := 0
+	for _, r := range rs {
+		m = max(m, r.Window)
+	}
+	return m
+}
+
+// Run calls r on w, turning a panic into an error hit so that one crafted
+// window cannot end a scan.
+func Run(r *Recognizer, w, scratch []byte) (h Hit, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			h, ok = Hit{Kind: KindError, Verdict: Damaged, Reason: fmt.Sprintf("recognizer %s panicked: %v", r.Name, p)}, true
+		}
+	}()
+	return r.Recognize(w, scratch)
+}
+
+func damagedOrNothing(kind Kind, err error) (Hit, bool) {
+	var fe *vmdk.FormatError
+	if errors.As(err, &fe) {
+		return Hit{Kind: kind, Verdict: Damaged, Reason: err.Error()}, true
+	}
+	return Hit{}, false
+}
+
+func recognizeSparseHeader(w, _ []byte) (Hit, bool) {
+	if !vmdk.IsSparseMagic(w) {
+		return Hit{}, false
+	}
+	h, err := vmdk.ParseSparseHeader(w)
+	if err != nil {
+		// The magic plus a version is 2^-34 by chance; keep the header as
+		// damaged evidence only if the newline bytes (another 2^-32) agree.
+		if h == nil || len(w) < 77 || string(w[73:77]) != "\n \r\n" {
+			return Hit{}, false
+		}
+		hit, ok := damagedOrNothing(KindSparseHeader, err)
+		hit.Sparse = h
+		return hit, ok
+	}
+	hit := Hit{Kind: KindSparseHeader, Verdict: Valid, Length: vmdk.SectorSize, Sparse: h}
+	if h.PadNonZero {
+		hit.Verdict, hit.Reason = Damaged, "bytes 79..511 are not zero"
+	}
+	return hit, true
+}
+
+var descriptorMagic = []byte(vmdk.DescriptorMagic)
+
+func recognizeDescriptor(w, _ []byte) (Hit, bool) {
+	if !bytes.HasPrefix(w, descriptorMagic) {
+		return Hit{}, false
+	}
+	d, err := vmdk.ParseDescriptor(w)
+	if err != nil {
+		return damagedOrNothing(KindDescriptor, err)
+	}
+	n := bytes.IndexByte(w, 0)
+	if n < 0 {
+		n = len(w)
+	}
+	hit := Hit{Kind: KindDescriptor, Verdict: Valid, Length: int64(n), Descriptor: d}
+	if d.CreateType != "" && !vmdk.KnownCreateTypes[d.CreateType] {
+		hit.Verdict, hit.Reason = Damaged, fmt.Sprintf("unknown createType %q", d.CreateType)
+	}
+	return hit, true
+}
+
+func recognizeGrainMarker(w, scratch []byte) (Hit, bool) {
+	m, ok := vmdk.PeekGrainMarker(w, 0, 0)
+	if !ok {
+		return Hit{}, false
+	}
+	hit := Hit{Kind: KindGrainMarker, Length: m.RecordBytes(), Grain: &GrainInfo{LBA: m.LBA, Size: m.Size}}
+	_, n, err := vmdk.DecodeGrain(w, scratch)
+	if err != nil {
+		// A marker and zlib header alone are ~2^-20 by chance in random
+		// data: too weak to keep a failed decode as evidence, unless the
+		// record ran off the end of the window (a cut stream tail).
+		if errors.Is(err, vmdk.ErrTruncated) {
+			hit.Verdict, hit.Reason = Damaged, err.Error()
+			return hit, true
+		}
+		return Hit{}, false
+	}
+	data := scratch[:n]
+	hit.Verdict = Valid
+	hit.Grain.DataBytes = n
+	hit.Grain.Hash = xxhash.Sum64(data)
+	hit.Grain.Zero = isZero(data)
+	return hit, true
+}
+
+func recognizeMetaMarker(w, _ []byte) (Hit, bool) {
+	// Cheap test: u32 size at 8 is 0, type at 12 is 1..3, byte 16 is 0.
+	if len(w) < vmdk.SectorSize || w[8]|w[9]|w[10]|w[11] != 0 || w[12] == 0 || w[12] > 3 || w[16] != 0 {
+		return Hit{}, false
+	}
+	m, err := vmdk.ParseMetaMarker(w)
+	if err != nil {
+		return Hit{}, false
+	}
+	return Hit{Kind: KindMetaMarker, Verdict: Valid, Length: vmdk.SectorSize, Meta: m}, true
+}
+
+func recognizeGD(w, _ []byte) (Hit, bool) {
+	// Cheap test: the first two entries step by 4.
+	if len(w) < vmdk.SectorSize || w[0]|w[1]|w[2]|w[3] == 0 {
+		return Hit{}, false
+	}
+	n, ok := vmdk.LooksLikeGD(w[:vmdk.SectorSize], 4)
+	if !ok {
+		return Hit{}, false
+	}
+	first := uint32(w[0]) | uint32(w[1])<<8 | uint32(w[2])<<16 | uint32(w[3])<<24
+	return Hit{Kind: KindGD, Verdict: Valid, Length: vmdk.SectorSize, Table: &TableInfo{Entries: n, First: first}}, true
+}
+
+// gtGrainAlign is the alignment a GT-shaped block's entries must share:
+// 128 sectors, the grain size of every writer seen.
+const gtGrainAlign = 128
+
+func recognizeGT(w, _ []byte) (Hit, bool) {
+	if len(w) < vmdk.GTEsPerGT*4 {
+		return Hit{}, false
+	}
+	// Cheap test: the low byte of every entry in the first 64 bytes is a
+	// multiple of 128 (0 or 0x80), which random data fails quickly.
+	for i := 0; i < 64; i += 4 {
+		if w[i]&0x7f != 0 {
+			return Hit{}, false
+		}
+	}
+	s, ok := vmdk.LooksLikeGT(w, gtGrainAlign, 2)
+	if !ok {
+		return Hit{}, false
+	}
+	return Hit{Kind: KindGT, Verdict: Valid, Length: int64(vmdk.GTEsPerGT * 4), Table: &TableInfo{Entries: s.NonZero, First: s.Min, Last: s.Max}}, true
+}
+
+func recognizeCOWD(w, _ []byte) (Hit, bool) {
+	if len(w) < 8 || string(w[:4]) != vmdk.COWDMagic || w[4] != 1 {
+		return Hit{}, false
+	}
+	h, err := vmdk.ParseCOWDHeader(w)
+	if err != nil {
+		return Hit{}, false
+	}
+	return Hit{Kind: KindCOWD, Verdict: Valid, Length: 2048, COWD: h}, true
+}
+
+func recognizeSESparse(w, _ []byte) (Hit, bool) {
+	if len(w) < 16 || w[0] != 0xBE || w[1] != 0xBA || w[2] != 0xFE || w[3] != 0xCA {
+		return Hit{}, false
+	}
+	h, err := vmdk.ParseSESparseHeader(w)
+	if err != nil {
+		return damagedOrNothing(KindSESparse, err)
+	}
+	return Hit{Kind: KindSESparse, Verdict: Valid, Length: vmdk.SectorSize, SESparse: h}, true
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

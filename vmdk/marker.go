@@ -1,0 +1,197 @@
+package vmdk
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Stream-optimized markers (FORMAT.md §3.2). A marker with a non-zero size
+// is a grain marker; otherwise the type field says which metadata follows.
+const (
+	MarkerEOS      = 0
+	MarkerGT       = 1
+	MarkerGD       = 2
+	MarkerFooter   = 3
+	MarkerProgress = 4
+
+	grainMarkerHeader = 12 // u64 lba, u32 size
+)
+
+// MaxCompressedGrain bounds a grain record's compressed size for a grain of
+// grainBytes: zlib's worst case is about 5 bytes per 16 KiB block plus its
+// 6-byte wrapper; the slack allows other encoders' block sizes.
+func MaxCompressedGrain(grainBytes int64) int64 {
+	return grainBytes + grainBytes/4096 + 64
+}
+
+// MetaMarker is a one-sector metadata marker.
+type MetaMarker struct {
+	NumSectors uint64 `json:"num_sectors"`
+	Type       uint32 `json:"type"`
+}
+
+// ParseMetaMarker decodes a GT, GD or footer marker (an EOS marker is
+// indistinguishable from a zero sector and is refused). Bytes 16..511 must be
+// zero and numSectors must fit the type.
+func ParseMetaMarker(b []byte) (*MetaMarker, error) {
+	if len(b) < SectorSize {
+		return nil, fmt.Errorf("metadata marker: %w", ErrTruncated)
+	}
+	le := binary.LittleEndian
+	m := &MetaMarker{NumSectors: le.Uint64(b), Type: le.Uint32(b[12:])}
+	if le.Uint32(b[8:]) != 0 {
+		return nil, fmt.Errorf("metadata marker: %w", ErrNotVMDK)
+	}
+	for _, c := range b[16:SectorSize] {
+		if c != 0 {
+			return nil, fmt.Errorf("metadata marker: %w", ErrNotVMDK)
+		}
+	}
+	ok := false
+	switch m.Type {
+	case MarkerGT:
+		ok = m.NumSectors == 4 // one 512-entry GT
+	case MarkerGD:
+		ok = m.NumSectors >= 1 && m.NumSectors <= MaxGDEntries*4/SectorSize
+	case MarkerFooter:
+		ok = m.NumSectors == 1
+	}
+	if !ok {
+		return nil, fmt.Errorf("metadata marker type %d, %d sectors: %w", m.Type, m.NumSectors, ErrNotVMDK)
+	}
+	return m, nil
+}
+
+// GrainMarker is the 12-byte prefix of a compressed grain record.
+type GrainMarker struct {
+	LBA  uint64 `json:"lba"`
+	Size uint32 `json:"size"`
+}
+
+// RecordBytes is the size of the whole grain record, sector-padded.
+func (m GrainMarker) RecordBytes() int64 {
+	return int64(ceilDiv(grainMarkerHeader+uint64(m.Size), SectorSize)) * SectorSize
+}
+
+// zlibHeaderOK checks the two-byte RFC 1950 header: deflate, 32 KiB window or
+// less, no preset dictionary, and the check bits.
+func zlibHeaderOK(cmf, flg byte) bool {
+	return cmf&0x0f == 8 && cmf>>4 <= 7 && flg&0x20 == 0 && (uint16(cmf)<<8|uint16(flg))%31 == 0
+}
+
+// PeekGrainMarker is the cheap test for a grain record at the start of b:
+// a grain-aligned lba below maxLBA (0 = unknown), a plausible size and a zlib
+// header. grainSize is in sectors; 0 accepts any lba that is a multiple of 16.
+func PeekGrainMarker(b []byte, grainSize, maxLBA uint64) (GrainMarker, bool) {
+	if len(b) < grainMarkerHeader+2 {
+		return GrainMarker{}, false
+	}
+	le := binary.LittleEndian
+	m := GrainMarker{LBA: le.Uint64(b), Size: le.Uint32(b[8:])}
+	align := grainSize
+	if align == 0 {
+		align = MinGrainSize
+	}
+	gb := int64(max(grainSize, MaxGrainSize)) * SectorSize
+	switch {
+	case m.Size < 8 || int64(m.Size) > MaxCompressedGrain(gb):
+		return m, false
+	case m.LBA%align != 0 || m.LBA >= 1<<50 || (maxLBA != 0 && m.LBA >= maxLBA):
+		return m, false
+	case !zlibHeaderOK(b[12], b[13]):
+		return m, false
+	}
+	return m, true
+}
+
+// ErrGrainData reports a grain record whose compressed data does not decode.
+var ErrGrainData = errors.New("vmdk: grain data does not decompress")
+
+// DecodeGrain decompresses the grain record at the start of b into dst,
+// which must have room for one grain; it returns the marker and the number of
+// bytes decoded. The zlib stream must end within the record with a valid
+// Adler-32 and must not decode to more than len(dst) bytes.
+func DecodeGrain(b []byte, dst []byte) (GrainMarker, int, error) {
+	m, ok := PeekGrainMarker(b, 0, 0)
+	if !ok {
+		return m, 0, fmt.Errorf("grain marker: %w", ErrNotVMDK)
+	}
+	end := grainMarkerHeader + int64(m.Size)
+	if end > int64(len(b)) {
+		return m, 0, fmt.Errorf("grain record of %d bytes: %w", m.Size, ErrTruncated)
+	}
+	n, err := inflate(b[grainMarkerHeader:end], dst)
+	if err != nil {
+		return m, n, fmt.Errorf("lba %d: %w: %v", m.LBA, ErrGrainData, err)
+	}
+	return m, n, nil
+}
+
+// inflate decodes one zlib stream into dst, refusing output beyond len(dst)
+// and trailing garbage beyond a few bytes of slack.
+func inflate(src, dst []byte) (int, error) {
+	r := bytes.NewReader(src)
+	zr, err := zlib.NewReader(r)
+	if err != nil {
+		return 0, err
+	}
+	defer zr.Close()
+	n, err := io.ReadFull(zr, dst)
+	switch {
+	case err == io.ErrUnexpectedEOF || err == io.EOF:
+		// Shorter than a grain: only the last grain of a disk may be.
+	case err != nil:
+		return n, err
+	default:
+		// dst is full: the stream must end here.
+		var one [1]byte
+		if k, err := zr.Read(one[:]); k != 0 || err != io.EOF {
+			if err != nil && err != io.EOF {
+				return n, err
+			}
+			return n, errors.New("grain decompresses to more than one grain")
+		}
+	}
+	if n == 0 {
+		return 0, errors.New("empty grain")
+	}
+	// zlib.Reader has checked the Adler-32 trailer on reaching the end.
+	return n, nil
+}
+
+// EncodeGrain appends a grain record (marker, zlib data, zero padding to a
+// sector) for the grain at lba to dst.
+func EncodeGrain(dst []byte, lba uint64, data []byte, level int) ([]byte, error) {
+	var z bytes.Buffer
+	zw, err := zlib.NewWriterLevel(&z, level)
+	if err != nil {
+		return dst, err
+	}
+	if _, err := zw.Write(data); err != nil {
+		return dst, err
+	}
+	if err := zw.Close(); err != nil {
+		return dst, err
+	}
+	var hdr [grainMarkerHeader]byte
+	binary.LittleEndian.PutUint64(hdr[:], lba)
+	binary.LittleEndian.PutUint32(hdr[8:], uint32(z.Len()))
+	dst = append(dst, hdr[:]...)
+	dst = append(dst, z.Bytes()...)
+	if pad := len(dst) % SectorSize; pad != 0 {
+		dst = append(dst, make([]byte, SectorSize-pad)...)
+	}
+	return dst, nil
+}
+
+// MarshalMetaMarker encodes a metadata marker sector.
+func MarshalMetaMarker(numSectors uint64, typ uint32) []byte {
+	b := make([]byte, SectorSize)
+	binary.LittleEndian.PutUint64(b, numSectors)
+	binary.LittleEndian.PutUint32(b[12:], typ)
+	return b
+}
