@@ -1,0 +1,44 @@
+// Package tooltest runs the real peer tools (qemu-img, vmdkinfo) from tests,
+// skipping with a clear message when a tool is not installed.
+package tooltest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// Need skips the test unless every named tool is on PATH.
+func Need(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (apt-get install qemu-utils libvmdk-utils): skipping the interop check", tool)
+		}
+	}
+}
+
+// Run runs a tool and fails the test with its output if it exits non-zero.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Compare asserts with qemu-img that a VMDK reads back equal to a raw image.
+func Compare(t testing.TB, vmdkPath, rawPath string) {
+	t.Helper()
+	Need(t, "qemu-img")
+	Run(t, "qemu-img", "check", "-f", "vmdk", vmdkPath)
+	Run(t, "qemu-img", "compare", "-f", "vmdk", "-F", "raw", vmdkPath, rawPath)
+}
+
+// VMDKInfo asserts that libvmdk's vmdkinfo opens the file.
+func VMDKInfo(t testing.TB, vmdkPath string) {
+	t.Helper()
+	Need(t, "vmdkinfo")
+	Run(t, "vmdkinfo", vmdkPath)
+}

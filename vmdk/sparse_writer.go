@@ -1,0 +1,150 @@
+package vmdk
+
+import (
+	"fmt"
+	"io"
+)
+
+// SparseWriterOptions configures WriteMonolithicSparse.
+type SparseWriterOptions struct {
+	Capacity   uint64      // virtual sectors
+	GrainSize  uint64      // sectors; 0 means 128, the size every writer uses
+	FileName   string      // base name of the output file, for the extent line
+	Descriptor *Descriptor // optional template: CID, ParentCID and DDB are kept
+
+	// NoRedundant omits the redundant GD/GTs. By default they are written,
+	// byte-identical but for their GDEs, as qemu and VMware do.
+	NoRedundant bool
+}
+
+// descriptorSectors is what qemu and open-vmdk reserve for the embedded
+// descriptor; qemu reads the CID from these sectors only (FORMAT.md §1.2).
+const descriptorSectors = 20
+
+// SparseLayout is where WriteMonolithicSparse puts the metadata: the
+// qemu layout of FORMAT.md §2.4 with every GT pre-allocated.
+type SparseLayout struct {
+	Header  SparseHeader
+	GDSecs  uint64
+	GTCount uint64
+}
+
+// NewSparseLayout computes the header of a monolithicSparse extent.
+func NewSparseLayout(capacity, grainSize uint64, redundant bool) (*SparseLayout, error) {
+	if grainSize == 0 {
+		grainSize = 128
+	}
+	h := SparseHeader{
+		Version: 1, Flags: FlagValidNewlines, Capacity: capacity, GrainSize: grainSize,
+		DescriptorOffset: 1, DescriptorSize: descriptorSectors, NumGTEsPerGT: GTEsPerGT,
+	}
+	if capacity == 0 || capacity > MaxSparseCapacity || !isPowerOfTwo(grainSize) || grainSize < MinGrainSize || grainSize > MaxGrainSize {
+		return nil, fmt.Errorf("vmdk: cannot write a sparse extent of %d sectors with %d-sector grains", capacity, grainSize)
+	}
+	l := &SparseLayout{GDSecs: h.GDSectors(), GTCount: h.GDEntries()}
+	next := 1 + h.DescriptorSize
+	if redundant {
+		h.Flags |= FlagRedundantGD
+		h.RGDOffset = next
+		next += l.GDSecs + l.GTCount*h.GTSectors()
+	}
+	h.GDOffset = next
+	next += l.GDSecs + l.GTCount*h.GTSectors()
+	h.OverHead = ceilDiv(next, grainSize) * grainSize
+	l.Header = h
+	return l, h.Validate()
+}
+
+// WriteMonolithicSparse writes a monolithicSparse VMDK to w that qemu-img
+// and libvmdk open (FORMAT.md §6.1). read is called for every grain 0..n-1
+// in order with a buffer of one grain (the last grain's buffer is shorter
+// when the capacity is not a multiple of the grain size); it returns false
+// for an absent grain. All-zero and absent grains are left unallocated, so
+// they read as zeros. Grains are written in virtual order after the
+// metadata; the tables are written last. It returns the file size.
+func WriteMonolithicSparse(w io.WriterAt, opts SparseWriterOptions, read func(grain uint64, buf []byte) (bool, error)) (int64, error) {
+	l, err := NewSparseLayout(opts.Capacity, opts.GrainSize, !opts.NoRedundant)
+	if err != nil {
+		return 0, err
+	}
+	h := &l.Header
+	desc := Descriptor{Version: 1, CID: 0xfffffffe, ParentCID: 0xffffffff}
+	if opts.Descriptor != nil {
+		desc.CID, desc.ParentCID, desc.DDB = opts.Descriptor.CID, opts.Descriptor.ParentCID, opts.Descriptor.DDB
+	}
+	desc.CreateType = "monolithicSparse"
+	desc.Extents = []Extent{{Access: "RW", Sectors: opts.Capacity, Type: "SPARSE", FileName: opts.FileName}}
+	text, _ := desc.MarshalText()
+	if len(text) > descriptorSectors*SectorSize {
+		return 0, fmt.Errorf("vmdk: descriptor of %d bytes does not fit %d sectors", len(text), descriptorSectors)
+	}
+
+	gtes := make([]uint32, l.GTCount*GTEsPerGT)
+	grainBytes := h.GrainBytes()
+	buf := make([]byte, grainBytes)
+	next := h.OverHead // sector of the next grain
+	grains := h.Grains()
+	for g := uint64(0); g < grains; g++ {
+		n := grainBytes
+		if rest := int64(h.Capacity-g*h.GrainSize) * SectorSize; rest < n {
+			n = rest
+		}
+		b := buf[:n]
+		clear(b)
+		ok, err := read(g, b)
+		if err != nil {
+			return 0, fmt.Errorf("vmdk: reading grain %d: %w", g, err)
+		}
+		if !ok || isZero(b) {
+			continue
+		}
+		if next+h.GrainSize > MaxSparseCapacity {
+			return 0, fmt.Errorf("vmdk: extent would exceed 2^32 sectors")
+		}
+		// A short last grain is written whole (zero-padded) so the file
+		// contains every grain entirely, as readers expect.
+		clear(buf[n:])
+		if _, err := w.WriteAt(buf, int64(next)*SectorSize); err != nil {
+			return 0, err
+		}
+		gtes[g] = uint32(next)
+		next += h.GrainSize
+	}
+
+	hdr, _ := h.MarshalBinary()
+	meta := make([]byte, h.OverHead*SectorSize)
+	copy(meta, hdr)
+	copy(meta[SectorSize:], text)
+	putTables := func(gdSector uint64) {
+		gd := make([]uint32, l.GTCount)
+		gtSector := gdSector + l.GDSecs
+		for i := range gd {
+			gd[i] = uint32(gtSector + uint64(i)*h.GTSectors())
+		}
+		copy(meta[gdSector*SectorSize:], EncodeEntries(gd))
+		copy(meta[gtSector*SectorSize:], EncodeEntries(gtes))
+	}
+	if h.HasRedundantGD() {
+		putTables(h.RGDOffset)
+	}
+	putTables(h.GDOffset)
+	if _, err := w.WriteAt(meta, 0); err != nil {
+		return 0, err
+	}
+	return int64(next) * SectorSize, nil
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
