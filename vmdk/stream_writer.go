@@ -213,7 +213,7 @@ func (s *streamWriter) eachRecord(read func(uint64, []byte) (bool, error), fn fu
 		if err != nil {
 			return fmt.Errorf("vmdk: stream writer: grain %d: %w", g, err)
 		}
-		if !ok || isZero(b) {
+		if !ok || streamAllZero(b) {
 			continue
 		}
 		rec, err = EncodeGrain(rec[:0], g*s.opts.GrainSize, b, s.level)
@@ -227,7 +227,7 @@ func (s *streamWriter) eachRecord(read func(uint64, []byte) (bool, error), fn fu
 	return nil
 }
 
-func isZero(b []byte) bool {
+func streamAllZero(b []byte) bool {
 	// Compare in chunks against a zero block: much faster than a byte loop.
 	var zero [4096]byte
 	for len(b) > 0 {
