@@ -196,7 +196,9 @@ func recognizeDescriptor(w, _ []byte) (Hit, bool) {
 	}
 	d, err := vmdk.ParseDescriptor(w)
 	if err != nil {
-		return damagedOrNothing(KindDescriptor, err)
+		// The template text without its values sits in program binaries
+		// and documentation: a descriptor that does not parse is no hit.
+		return Hit{}, false
 	}
 	n := bytes.IndexByte(w, 0)
 	if n < 0 {

@@ -95,7 +95,7 @@ func WriteMonolithicSparse(w io.WriterAt, opts SparseWriterOptions, read func(gr
 		if err != nil {
 			return 0, fmt.Errorf("vmdk: reading grain %d: %w", g, err)
 		}
-		if !ok || isZero(b) {
+		if !ok || allZero(b) {
 			continue
 		}
 		if next+h.GrainSize > MaxSparseCapacity {
@@ -134,7 +134,7 @@ func WriteMonolithicSparse(w io.WriterAt, opts SparseWriterOptions, read func(gr
 	return int64(next) * SectorSize, nil
 }
 
-func isZero(b []byte) bool {
+func allZero(b []byte) bool {
 	for len(b) >= 8 {
 		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
 			return false

@@ -79,7 +79,7 @@ func TestWriteMonolithicSparseInterop(t *testing.T) {
 			for g, s := range gtes {
 				want := img[g*65536 : min((g+1)*65536, len(img))]
 				if s == 0 {
-					if !isZero(want) {
+					if !allZero(want) {
 						t.Fatalf("grain %d unallocated but not zero", g)
 					}
 					continue
