@@ -1,0 +1,425 @@
+// Package carver reads a byte range of an evidence image in large sequential
+// chunks, hands every aligned window to the signature recognizers on a pool
+// of workers, fingerprints every 4 KiB block, and delivers the results to a
+// Sink strictly in image order. It knows nothing about any format: all format
+// knowledge lives in the signatures.Recognizer values it is given.
+//
+// Pages with margins (bulk_extractor's sbuf_t, STYLE.md 9): each chunk is
+// scanned together with the MaxWindow bytes that follow it, but only hits
+// that start inside the chunk are reported. Every window therefore sees the
+// same bytes it would see in a single whole-image pass, so no hit is lost or
+// doubled at a chunk boundary, and a scan of [a,b) reports exactly the hits a
+// scan of the whole image reports in [a,b): shards merge exactly.
+package carver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+	"golang.org/x/sync/errgroup"
+
+	"vmdkcarve/signatures"
+)
+
+const (
+	// BlockSize is the fingerprint granularity: the smallest grain a hosted
+	// sparse extent can have is 16 sectors (8 KiB), and every grain is a
+	// whole number of 4 KiB blocks, so a 4 KiB fingerprint can identify any
+	// candidate grain's pieces.
+	BlockSize = 4096
+
+	// DefaultChunkSize is the read size: large enough that sequential reads
+	// run at disk speed and the ~1 MiB margin copied per chunk stays a small
+	// overhead, small enough that a few chunks in flight per worker keep the
+	// memory bounded.
+	DefaultChunkSize = 8 << 20
+
+	// MaxChunkSize bounds --chunk so that a typo cannot allocate gigabytes
+	// per worker.
+	MaxChunkSize = 1 << 30
+)
+
+// ErrOptions reports invalid Scan arguments.
+var ErrOptions = errors.New("carver: invalid options")
+
+// Options tunes a Scan. The zero value means the defaults.
+type Options struct {
+	// Workers is the number of goroutines running recognizers
+	// (0 = runtime.NumCPU()).
+	Workers int
+	// ChunkSize is the read size in bytes, a multiple of BlockSize
+	// (0 = DefaultChunkSize).
+	ChunkSize int
+	// Recognizers are run at every offset that is a multiple of their
+	// Align. An empty list still fingerprints and hashes.
+	Recognizers []signatures.Recognizer
+	// Hash, if not nil, is fed every byte of [start,end) in order. It is
+	// fed a chunk's bytes before the Sink receives that chunk, so a Sink
+	// may checkpoint the hash state (encoding.BinaryMarshaler) and it
+	// matches the chunk's End exactly.
+	Hash hash.Hash
+	// Progress receives counts after every chunk (nil = no-op).
+	Progress Progress
+	// ImageSize is the size of the whole image. Windows of hits near end
+	// read past end up to ImageSize, so that a shard sees exactly what a
+	// whole-image scan sees. 0 means end (no margin past the range).
+	ImageSize int64
+}
+
+// ChunkResult is what Scan found in one chunk [Start,End) of the image.
+type ChunkResult struct {
+	Start, End int64
+	// Hits start inside [Start,End), sorted by Offset then Kind; Offset is
+	// an absolute image offset.
+	Hits []signatures.Hit
+	// Fingerprints holds one value per BlockSize block of [Start,End) (the
+	// last block may be short): xxhash64 of the block, 0 for an all-zero
+	// block, and 1 for a block whose real hash is 0, so that 0 always means
+	// "zero block".
+	Fingerprints []uint64
+}
+
+// Sink receives chunk results in image order, from a single goroutine.
+// An error ends the scan and is returned by Scan.
+type Sink interface {
+	Chunk(c ChunkResult) error
+}
+
+// SinkFunc adapts a function to a Sink.
+type SinkFunc func(c ChunkResult) error
+
+// Chunk calls f(c).
+func (f SinkFunc) Chunk(c ChunkResult) error { return f(c) }
+
+// Progress receives scan counts: done and total are bytes of the scanned
+// range, hits counts hits delivered so far. It is called from one goroutine.
+type Progress interface {
+	Scanned(done, total int64, hits int64)
+}
+
+// NoProgress is the default Progress: it does nothing.
+type NoProgress struct{}
+
+// Scanned does nothing.
+func (NoProgress) Scanned(done, total, hits int64) {}
+
+// Fingerprint is the value recorded for one block (see ChunkResult).
+func Fingerprint(block []byte) uint64 {
+	if isZero(block) {
+		return 0
+	}
+	h := xxhash.Sum64(block)
+	if h == 0 {
+		return 1
+	}
+	return h
+}
+
+// chunk is one unit of work: data[:n] is the chunk proper, data[n:avail]
+// its margin.
+type chunk struct {
+	seq   int
+	start int64
+	n     int
+	avail int
+	buf   []byte
+}
+
+// result is a scanned chunk on its way to the collector; the buffer travels
+// with it because the collector still has to hash it.
+type result struct {
+	c   *chunk
+	res ChunkResult
+}
+
+// Scan scans [start,end) of r (see Options and the package comment). start
+// must be a multiple of BlockSize. It returns the first error of the
+// reader, the sink or ctx; a recognizer that panics becomes an error hit
+// instead (signatures.Run).
+func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, sink Sink) error {
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	chunkSize := opts.ChunkSize
+	if chunkSize == 0 {
+		chunkSize = DefaultChunkSize
+	}
+	imageSize := opts.ImageSize
+	if imageSize == 0 {
+		imageSize = end
+	}
+	progress := opts.Progress
+	if progress == nil {
+		progress = NoProgress{}
+	}
+	switch {
+	case chunkSize < 0 || chunkSize%BlockSize != 0 || chunkSize > MaxChunkSize:
+		return fmt.Errorf("%w: chunk size %d is not a multiple of %d in (0, %d]", ErrOptions, chunkSize, BlockSize, MaxChunkSize)
+	case start < 0 || start%BlockSize != 0:
+		return fmt.Errorf("%w: start %d is not a non-negative multiple of %d", ErrOptions, start, BlockSize)
+	case end < start:
+		return fmt.Errorf("%w: end %d is before start %d", ErrOptions, end, start)
+	case imageSize < end:
+		return fmt.Errorf("%w: end %d is past the image size %d", ErrOptions, end, imageSize)
+	}
+	rs := opts.Recognizers
+	step := 0 // the offsets tried: a common divisor of every Align
+	scratchBytes := 0
+	for i := range rs {
+		if rs[i].Align <= 0 || rs[i].Window <= 0 || rs[i].Recognize == nil {
+			return fmt.Errorf("%w: recognizer %q has align %d, window %d", ErrOptions, rs[i].Name, rs[i].Align, rs[i].Window)
+		}
+		step = gcd(step, rs[i].Align)
+		scratchBytes = max(scratchBytes, rs[i].ScratchBytes)
+	}
+	margin := signatures.MaxWindow(rs)
+	if start == end {
+		return nil
+	}
+
+	// A fixed pool of chunk buffers bounds memory whatever the image size:
+	// the producer holds two (the chunk being completed and the next one,
+	// whose head is the first's margin), each worker one, and the
+	// collector those that finished out of order. Two would suffice to
+	// avoid deadlock (buffers are taken in chunk order); workers+2 keeps
+	// every worker busy.
+	nbuf := workers + 2
+	pool := make(chan []byte, nbuf)
+	for range nbuf {
+		pool <- nil // allocated lazily: a small scan needs no 9 MiB buffers
+	}
+	bufLen := chunkSize + margin
+
+	g, ctx := errgroup.WithContext(ctx)
+	work := make(chan *chunk)
+	results := make(chan result, workers)
+
+	g.Go(func() error {
+		defer close(work)
+		return produce(ctx, r, start, end, imageSize, chunkSize, margin, bufLen, pool, work)
+	})
+	// The workers get their own group so that results is closed only after
+	// the last of them has returned; their errors reach g through it.
+	var wg errgroup.Group
+	for range workers {
+		wg.Go(func() error {
+			s := scanner{rs: rs, step: step}
+			if scratchBytes > 0 {
+				s.scratch = make([]byte, scratchBytes)
+			}
+			for c := range work {
+				res := s.scan(c)
+				select {
+				case results <- result{c, res}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(results)
+		return wg.Wait()
+	})
+	g.Go(func() error {
+		return collect(ctx, results, pool, opts.Hash, sink, progress, end-start)
+	})
+	return g.Wait()
+}
+
+// produce reads [start,end) in chunkSize pieces, each followed by its
+// margin. The image is read once: the margin of chunk i is copied from the
+// head of chunk i+1, which is read before chunk i is sent; only the margin
+// of the last chunk (past end) is read separately.
+func produce(ctx context.Context, r io.ReaderAt, start, end, imageSize int64, chunkSize, margin, bufLen int, pool chan []byte, work chan<- *chunk) error {
+	get := func() ([]byte, error) {
+		select {
+		case b := <-pool:
+			if b == nil {
+				b = make([]byte, bufLen)
+			}
+			return b, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	read := func(seq int, pos int64) (*chunk, error) {
+		b, err := get()
+		if err != nil {
+			return nil, err
+		}
+		n := int(min(int64(chunkSize), end-pos))
+		if err := readFull(r, b[:n], pos); err != nil {
+			pool <- b
+			return nil, err
+		}
+		return &chunk{seq: seq, start: pos, n: n, avail: n, buf: b}, nil
+	}
+	cur, err := read(0, start)
+	if err != nil {
+		return err
+	}
+	for {
+		curEnd := cur.start + int64(cur.n)
+		want := int(min(int64(margin), imageSize-curEnd)) // margin bytes that exist
+		var next *chunk
+		if curEnd < end {
+			if next, err = read(cur.seq+1, curEnd); err != nil {
+				pool <- cur.buf
+				return err
+			}
+			cur.avail += copy(cur.buf[cur.n:cur.n+min(want, next.n)], next.buf[:next.n])
+		}
+		if rest := cur.n + want - cur.avail; rest > 0 {
+			// Past end (the last chunk, or a next chunk shorter than the
+			// margin): read the remainder of the margin directly.
+			if err := readFull(r, cur.buf[cur.avail:cur.avail+rest], cur.start+int64(cur.avail)); err != nil {
+				pool <- cur.buf
+				if next != nil {
+					pool <- next.buf
+				}
+				return err
+			}
+			cur.avail += rest
+		}
+		select {
+		case work <- cur:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if next == nil {
+			return nil
+		}
+		cur = next
+	}
+}
+
+// readFull reads len(b) bytes at off, naming the offset on failure; a short
+// read (a truncated or shrinking image) is an error, not a shorter scan.
+func readFull(r io.ReaderAt, b []byte, off int64) error {
+	n, err := r.ReadAt(b, off)
+	if n == len(b) {
+		return nil // io.ReaderAt may return io.EOF with a full read at the end
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("carver: reading %d bytes at image offset %d: got %d: %w", len(b), off, n, err)
+}
+
+// collect delivers results in chunk order, feeds the hash, reports progress
+// and returns each buffer to the pool once it is no longer needed.
+func collect(ctx context.Context, results <-chan result, pool chan<- []byte, h hash.Hash, sink Sink, progress Progress, total int64) error {
+	pending := make(map[int]result)
+	nextSeq := 0
+	var done, hits int64
+	for res := range results {
+		pending[res.c.seq] = res
+		for {
+			p, ok := pending[nextSeq]
+			if !ok {
+				break
+			}
+			delete(pending, nextSeq)
+			nextSeq++
+			if h != nil {
+				h.Write(p.c.buf[:p.c.n]) // hash.Hash.Write never fails
+			}
+			pool <- p.c.buf // cannot block: the pool has room for every buffer
+			if err := sink.Chunk(p.res); err != nil {
+				return err
+			}
+			done += int64(p.c.n)
+			hits += int64(len(p.res.Hits))
+			progress.Scanned(done, total, hits)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanner is one worker's state: its scratch buffer is reused for every
+// window, so the hot loop allocates only for hits.
+type scanner struct {
+	rs      []signatures.Recognizer
+	step    int
+	scratch []byte
+}
+
+func (s *scanner) scan(c *chunk) ChunkResult {
+	res := ChunkResult{Start: c.start, End: c.start + int64(c.n)}
+	buf := c.buf[:c.avail]
+	if s.step > 0 {
+		// The first tried offset is the first multiple of step at or after
+		// the chunk start (chunks start on BlockSize boundaries, so this is
+		// the start itself whenever step divides BlockSize).
+		first := int((int64(s.step) - c.start%int64(s.step)) % int64(s.step))
+		for off := first; off < c.n; off += s.step {
+			abs := c.start + int64(off)
+			for i := range s.rs {
+				r := &s.rs[i]
+				if r.Align != s.step && abs%int64(r.Align) != 0 {
+					continue
+				}
+				var scratch []byte
+				if r.ScratchBytes > 0 {
+					scratch = s.scratch[:r.ScratchBytes]
+				}
+				if h, ok := signatures.Run(r, buf[off:min(off+r.Window, len(buf))], scratch); ok {
+					h.Offset = abs
+					res.Hits = append(res.Hits, h)
+				}
+			}
+		}
+	}
+	// The loop above emits hits by offset then in recognizer order; sort by
+	// kind within an offset so the order does not depend on the order the
+	// recognizers were selected in.
+	slices.SortStableFunc(res.Hits, func(a, b signatures.Hit) int {
+		if a.Offset != b.Offset {
+			if a.Offset < b.Offset {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(string(a.Kind), string(b.Kind))
+	})
+	res.Fingerprints = make([]uint64, 0, (c.n+BlockSize-1)/BlockSize)
+	for off := 0; off < c.n; off += BlockSize {
+		res.Fingerprints = append(res.Fingerprints, Fingerprint(c.buf[off:min(off+BlockSize, c.n)]))
+	}
+	return res
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
