@@ -1,0 +1,394 @@
+package corpus
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"vmdkcarve/vmdk"
+)
+
+// oursSpec uses only our own writers, so it runs without qemu-img.
+func oursSpec(seed uint64) Spec {
+	return Spec{
+		Seed: seed, ImageSize: 24 << 20,
+		Disks: []DiskSpec{{ID: 1, Capacity: 3 << 20}, {ID: 2, Capacity: 2<<20 + 1536, ZeroFraction: 0.5}},
+		Files: []FileSpec{
+			{Disk: 1, Variant: OursSparse},
+			{Disk: 1, Variant: OursSparse, Damage: []Damage{{Kind: ZeroPrimaryTables}, {Kind: ZeroHeader}}},
+			{Disk: 1, Variant: OursSparse, Damage: []Damage{{Kind: ZeroRedundantTables}}},
+			{Disk: 2, Variant: VMwareStream},
+			{Disk: 2, Variant: VMwareStream, Damage: []Damage{{Kind: CutTail, Bytes: 96 << 10}}},
+			{Disk: 2, Variant: OursStreamFront},
+			{Disk: 2, Variant: OursStreamFront, Damage: []Damage{{Kind: Overwrite, At: 20 << 10, Bytes: 40 << 10}, {Kind: ZeroPrimaryTables}}},
+			{Disk: 1, Variant: VMwareStream, Offset: 4096, Damage: []Damage{{Kind: ZeroPrimaryTables}}},
+		},
+	}
+}
+
+func generate(t *testing.T, spec Spec) (*Truth, string) {
+	t.Helper()
+	dir := t.TempDir()
+	truth, err := Generate(spec, dir)
+	if errors.Is(err, ErrNoQemu) {
+		t.Skip("qemu-img not installed: skipping the qemu variants")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return truth, dir
+}
+
+func hashFile(t *testing.T, path string) [32]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(h.Sum(nil))
+}
+
+func TestDeterministic(t *testing.T) {
+	_, a := generate(t, oursSpec(7))
+	_, b := generate(t, oursSpec(7))
+	_, c := generate(t, oursSpec(8))
+	for _, name := range []string{ImageName, TruthName, RawName(1), RawName(2)} {
+		if hashFile(t, filepath.Join(a, name)) != hashFile(t, filepath.Join(b, name)) {
+			t.Errorf("%s differs between two runs of the same spec", name)
+		}
+	}
+	if hashFile(t, filepath.Join(a, ImageName)) == hashFile(t, filepath.Join(c, ImageName)) {
+		t.Error("different seeds gave the same image")
+	}
+	// Nothing but the outputs is left behind.
+	ents, _ := os.ReadDir(a)
+	if len(ents) != 4 {
+		t.Errorf("output dir holds %d entries, want image, truth and 2 raws", len(ents))
+	}
+	// LoadTruth gives back what Generate returned.
+	loaded, err := LoadTruth(filepath.Join(a, TruthName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Image != filepath.Join(a, ImageName) || loaded.Disks[0].Raw != filepath.Join(a, RawName(1)) || len(loaded.Files) != 8 {
+		t.Fatalf("loaded truth: image %s, raw %s, %d files", loaded.Image, loaded.Disks[0].Raw, len(loaded.Files))
+	}
+}
+
+func readAt(t *testing.T, f *os.File, off, n int64) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestDamage checks every damaged copy against an undamaged copy of the
+// same file in the same image: bytes differ exactly inside the ranges the
+// truth names, zero ranges read zero, and Intact flags match the ranges.
+func TestDamage(t *testing.T) {
+	truth, _ := generate(t, oursSpec(3))
+	img, err := os.Open(truth.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if st, _ := img.Stat(); st.Size() != truth.ImageSize {
+		t.Fatalf("image is %d bytes, truth says %d", st.Size(), truth.ImageSize)
+	}
+	clean := map[string]FileTruth{}
+	for _, f := range truth.Files {
+		if len(f.Damage) == 0 {
+			clean[f.Name] = f
+		}
+	}
+	for _, f := range truth.Files {
+		if len(f.Damage) == 0 {
+			continue
+		}
+		ref, ok := clean[f.Name]
+		if !ok {
+			// Disk 1's VMwareStream has no clean copy: check zero ranges only.
+			for _, d := range f.Damage {
+				for _, r := range d.Ranges {
+					if r.Fill == "zero" && !bytes.Equal(readAt(t, img, r.ImageOffset, r.Length), make([]byte, r.Length)) {
+						t.Errorf("file %d: %s range at %d is not zero", f.Index, d.Kind, r.ImageOffset)
+					}
+				}
+			}
+			continue
+		}
+		got := readAt(t, img, f.ImageOffset, f.Length)
+		want := readAt(t, img, ref.ImageOffset, ref.Length)
+		damaged := make([]bool, f.Length)
+		for _, d := range f.Damage {
+			if len(d.Ranges) == 0 {
+				t.Errorf("file %d: %s has no ranges", f.Index, d.Kind)
+			}
+			for _, r := range d.Ranges {
+				lo, hi := r.ImageOffset-f.ImageOffset, r.End()-f.ImageOffset
+				if lo < 0 || hi > f.Length {
+					t.Fatalf("file %d: range %+v outside the file", f.Index, r)
+				}
+				for i := lo; i < hi; i++ {
+					damaged[i] = true
+				}
+				switch r.Fill {
+				case "zero":
+					if !bytes.Equal(got[lo:hi], make([]byte, hi-lo)) {
+						t.Errorf("file %d: %s range at %d is not zero", f.Index, d.Kind, lo)
+					}
+				case "noise":
+					if bytes.Equal(got[lo:hi], want[lo:hi]) {
+						t.Errorf("file %d: %s range at %d was not overwritten", f.Index, d.Kind, lo)
+					}
+				}
+			}
+		}
+		for i := range got {
+			if !damaged[i] && got[i] != want[i] {
+				t.Fatalf("file %d: byte %d differs outside every damage range", f.Index, i)
+			}
+		}
+		for _, g := range f.Grains {
+			hit := false
+			for i := g.ImageOffset - f.ImageOffset; i < g.ImageOffset-f.ImageOffset+g.Length; i++ {
+				hit = hit || damaged[i]
+			}
+			if hit == g.Intact {
+				t.Errorf("file %d grain %d: intact=%v but damage overlap=%v", f.Index, g.Grain, g.Intact, hit)
+			}
+		}
+	}
+	// Damage kinds that must have cost grains did, and the survivors of
+	// disk 2 are exactly its non-zero grains (clean copies exist).
+	for _, f := range truth.Files {
+		cut := len(f.Damage) > 0 && (f.Damage[0].Kind == CutTail || f.Damage[0].Kind == Overwrite)
+		if cut && f.IntactGrains == len(f.Grains) {
+			t.Errorf("file %d: %s left every grain intact", f.Index, f.Damage[0].Kind)
+		}
+		if !cut && f.IntactGrains != len(f.Grains) {
+			t.Errorf("file %d: table/header damage marked grains damaged", f.Index)
+		}
+	}
+	if s := truth.Surviving(2); uint64(len(s)) != truth.Disk(2).NonZeroGrains {
+		t.Errorf("disk 2: %d surviving grains, %d non-zero", len(s), truth.Disk(2).NonZeroGrains)
+	}
+	if truth.Files[7].ImageOffset != 4096 {
+		t.Errorf("fixed offset not honoured: %d", truth.Files[7].ImageOffset)
+	}
+}
+
+// checkGrains reads every intact grain of every file from the image at the
+// offset the truth gives and compares it with the raw disk.
+func checkGrains(t *testing.T, truth *Truth) {
+	t.Helper()
+	img, err := os.Open(truth.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	raws := map[int][]byte{}
+	for _, d := range truth.Disks {
+		b, err := os.ReadFile(d.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws[d.ID] = b
+	}
+	buf := make([]byte, grainBytes)
+	for _, f := range truth.Files {
+		raw := raws[f.Disk]
+		if uint64(len(f.Grains)) != truth.Disk(f.Disk).NonZeroGrains {
+			t.Errorf("file %d (%s): %d grains allocated, disk has %d non-zero", f.Index, f.Variant, len(f.Grains), truth.Disk(f.Disk).NonZeroGrains)
+		}
+		for _, g := range f.Grains {
+			if !g.Intact {
+				continue
+			}
+			off := int64(g.Grain) * grainBytes
+			want := raw[off:min(off+grainBytes, int64(len(raw)))]
+			rec := readAt(t, img, g.ImageOffset, g.Length)
+			var data []byte
+			if f.Variant.Stream() {
+				m, n, err := vmdk.DecodeGrain(rec, buf)
+				if err != nil || m.LBA != g.Grain*GrainSectors {
+					t.Fatalf("file %d grain %d: marker %+v: %v", f.Index, g.Grain, m, err)
+				}
+				data = buf[:n]
+			} else {
+				data = rec
+			}
+			if !bytes.Equal(data[:len(want)], want) || !bytes.Equal(data[len(want):], make([]byte, len(data)-len(want))) {
+				t.Fatalf("file %d (%s) grain %d at image offset %d differs from the raw disk", f.Index, f.Variant, g.Grain, g.ImageOffset)
+			}
+		}
+	}
+}
+
+func TestGrainsMatchRaw(t *testing.T) {
+	truth, _ := generate(t, oursSpec(11))
+	checkGrains(t, truth)
+}
+
+// TestQemuVariants proves the qemu-made files are laid as qemu wrote them:
+// the truth's grain map agrees with the raw disk, and an undamaged copy cut
+// out of the image still compares equal to the raw disk in qemu-img.
+func TestQemuVariants(t *testing.T) {
+	spec := Spec{
+		Seed: 5, ImageSize: 24 << 20,
+		Disks: []DiskSpec{{ID: 1, Capacity: 4<<20 + 3072}, {ID: 2, Capacity: 3 << 20}},
+		Files: []FileSpec{
+			{Disk: 1, Variant: QemuSparse},
+			{Disk: 1, Variant: QemuSparse, Damage: []Damage{{Kind: ZeroPrimaryTables}}},
+			{Disk: 2, Variant: QemuStream},
+			{Disk: 2, Variant: QemuStream, Damage: []Damage{{Kind: ZeroRedundantTables}}},
+		},
+	}
+	truth, dir := generate(t, spec)
+	checkGrains(t, truth)
+	if h := truth.Files[0].Header; h.Version != 1 || !h.HasRedundantGD() || h.OverHead%128 != 0 {
+		t.Errorf("qemu sparse header %+v", h)
+	}
+	if h := truth.Files[2].Header; h.Version != 3 || !h.Compressed() {
+		t.Errorf("qemu stream header %+v", h)
+	}
+	img, err := os.Open(truth.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	for _, i := range []int{0, 2} {
+		f := truth.Files[i]
+		cut := filepath.Join(dir, f.Name)
+		if err := os.WriteFile(cut, readAt(t, img, f.ImageOffset, f.Length), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("qemu-img", "compare", "-f", "vmdk", "-F", "raw", cut, truth.Disk(f.Disk).Raw).CombinedOutput()
+		if err != nil {
+			t.Errorf("%s cut from the image: qemu-img compare: %v\n%s", f.Variant, err, out)
+		}
+	}
+}
+
+func TestDiskContent(t *testing.T) {
+	d := newDisk(9, DiskSpec{ID: 42, Capacity: 8 << 20})
+	buf := make([]byte, grainBytes)
+	if !d.fill(0, buf) || buf[510] != 0x55 || buf[511] != 0xaa || buf[446+4] != 0x83 {
+		t.Fatal("sector 0 has no MBR")
+	}
+	if !strings.HasPrefix(string(buf), "vmdkcarve disk=0042 lba=000000000000 ") {
+		t.Fatalf("sector 0 starts %q", buf[:40])
+	}
+	text := 0
+	for g := uint64(1); g < d.grains; g++ {
+		if !d.fill(g, buf) {
+			continue
+		}
+		if len(d.random) > 0 && g == d.random[0] {
+			if bytes.Contains(buf, []byte("vmdkcarve")) {
+				t.Fatal("random grain holds sector text")
+			}
+			continue
+		}
+		text++
+		s := buf[5*512 : 6*512]
+		want := "vmdkcarve disk=0042 lba=" + strings.Repeat("0", 12-len(itoa(g*128+5))) + itoa(g*128+5) + " "
+		if !strings.HasPrefix(string(s), want) || s[511] != '\n' {
+			t.Fatalf("grain %d sector 5 reads %q", g, s[:40])
+		}
+	}
+	zeroShare := float64(d.grains-d.nonZero) / float64(d.grains)
+	if text == 0 || zeroShare < 0.1 || zeroShare > 0.5 || len(d.random) == 0 {
+		t.Fatalf("%d text grains, zero share %.2f, %d random grains", text, zeroShare, len(d.random))
+	}
+}
+
+func itoa(v uint64) string {
+	b := make([]byte, 20)
+	putDec(b, v)
+	return strings.TrimLeft(string(b[:19]), "0") + string(b[19])
+}
+
+func TestSpecErrors(t *testing.T) {
+	base := func() Spec {
+		return Spec{Seed: 1, ImageSize: 4 << 20, Disks: []DiskSpec{{ID: 1, Capacity: 1 << 20}}, Files: []FileSpec{{Disk: 1, Variant: OursSparse}}}
+	}
+	cases := map[string]func(*Spec){
+		"too small": func(s *Spec) { s.ImageSize = 64 << 10 },
+		"no disk":   func(s *Spec) { s.Files[0].Disk = 2 },
+		"variant":   func(s *Spec) { s.Files[0].Variant = "vhd" },
+		"no rgd": func(s *Spec) {
+			s.Files[0].Variant = VMwareStream
+			s.Files[0].Damage = []Damage{{Kind: ZeroRedundantTables}}
+		},
+		"long cut": func(s *Spec) { s.Files[0].Damage = []Damage{{Kind: CutTail, Bytes: 1 << 30}} },
+		"overlap": func(s *Spec) {
+			s.Files = append(s.Files, s.Files[0])
+			s.Files[0].Offset = 1 << 20
+			s.Files[1].Offset = 1<<20 + 4096
+		},
+		"bad offset":  func(s *Spec) { s.Files[0].Offset = 100 },
+		"capacity":    func(s *Spec) { s.Disks[0].Capacity = 1000 },
+		"image size":  func(s *Spec) { s.ImageSize = 1000 },
+		"twice":       func(s *Spec) { s.Disks = append(s.Disks, s.Disks[0]) },
+		"damage kind": func(s *Spec) { s.Files[0].Damage = []Damage{{Kind: "burn"}} },
+	}
+	for name, mut := range cases {
+		s := base()
+		mut(&s)
+		if _, err := Generate(s, t.TempDir()); !errors.Is(err, ErrSpec) {
+			t.Errorf("%s: got %v, want ErrSpec", name, err)
+		}
+	}
+}
+
+func TestScenarios(t *testing.T) {
+	for _, name := range Scenarios() {
+		if ScenarioHelp(name) == "" {
+			t.Errorf("scenario %s has no help", name)
+		}
+	}
+	spec, err := Scenario("variants", 1, 0, HaveQemu())
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth, _ := generate(t, spec)
+	checkGrains(t, truth)
+	for _, name := range []string{"demo", "bench"} {
+		s, err := Scenario(name, 1, 0, false)
+		if err != nil || s.NeedsQemu() {
+			t.Fatalf("%s without qemu: %v, needs qemu %v", name, err, s.NeedsQemu())
+		}
+	}
+	if _, err := Scenario("nope", 1, 0, false); !errors.Is(err, ErrSpec) {
+		t.Fatal("unknown scenario accepted")
+	}
+}
+
+func TestNoiseSeekable(t *testing.T) {
+	whole := make([]byte, 3*noiseBlock)
+	fillNoise(1, streamImage, 0, whole)
+	part := make([]byte, noiseBlock+1000)
+	fillNoise(1, streamImage, noiseBlock-500, part)
+	if !bytes.Equal(part, whole[noiseBlock-500:2*noiseBlock+500]) {
+		t.Fatal("an unaligned noise range differs from the same range of the whole stream")
+	}
+	other := make([]byte, len(whole))
+	fillNoise(1, streamDamage, 0, other)
+	if bytes.Equal(other, whole) {
+		t.Fatal("noise streams are not independent")
+	}
+}

@@ -1,0 +1,514 @@
+package corpus
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"vmdkcarve/vmdk"
+)
+
+// File names inside the output directory.
+const (
+	ImageName = "image.dd"
+	TruthName = "truth.json"
+)
+
+// RawName is the file name of a guest disk's ground-truth raw image.
+func RawName(id int) string { return fmt.Sprintf("disk-%02d.raw", id) }
+
+// fileAlign is the alignment of seeded file offsets: a 4 KiB filesystem
+// cluster, where NTFS and ext4 put the start of a file.
+const fileAlign = 4096
+
+// imageBlock is the unit the image is generated and written in; memory
+// stays at one block whatever the image size.
+const imageBlock = 4 << 20
+
+// HaveQemu reports whether qemu-img is installed.
+func HaveQemu() bool {
+	_, err := exec.LookPath("qemu-img")
+	return err == nil
+}
+
+// made is one VMDK file as its writer made it, before it is laid and damaged.
+// Files with the same disk and variant are identical, so each is made once.
+type made struct {
+	key    fileKey
+	name   string // base name, also in the descriptor's extent line
+	path   string
+	length int64
+	header *vmdk.SparseHeader
+	grains []GrainTruth // ImageOffset holds the file offset until laid
+}
+
+type fileKey struct {
+	disk    int
+	variant Variant
+}
+
+// span is a damaged byte range of a file.
+type span struct {
+	off, n int64
+	zero   bool // zeros, else noise
+}
+
+// Generate writes the evidence image, the guest disks and truth.json into
+// dir (created if needed) and returns the truth. Intermediate files go to a
+// temporary directory inside dir, removed on return. It returns an error
+// wrapping ErrNoQemu when spec needs qemu-img and it is absent, and one
+// wrapping ErrSpec for an invalid spec or files that do not fit.
+func Generate(spec Spec, dir string) (*Truth, error) {
+	if _, err := spec.validate(); err != nil {
+		return nil, err
+	}
+	var err error
+	qemu := ""
+	if spec.NeedsQemu() {
+		if qemu, err = exec.LookPath("qemu-img"); err != nil {
+			return nil, fmt.Errorf("%w (needed for qemu variants): %v", ErrNoQemu, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(dir, ".corpus-tmp-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	truth := &Truth{Seed: spec.Seed, Image: filepath.Join(dir, ImageName), ImageSize: spec.ImageSize, Fill: spec.NoiseFill.String()}
+	disks := make(map[int]*disk, len(spec.Disks))
+	for _, ds := range spec.Disks {
+		d := newDisk(spec.Seed, ds)
+		disks[ds.ID] = d
+		raw := filepath.Join(dir, RawName(ds.ID))
+		if err := d.writeRaw(raw); err != nil {
+			return nil, err
+		}
+		truth.Disks = append(truth.Disks, DiskTruth{
+			ID: ds.ID, Raw: raw, Capacity: ds.Capacity, GrainSize: GrainSectors,
+			Grains: d.grains, NonZeroGrains: d.nonZero, RandomGrains: d.random,
+		})
+	}
+
+	files, err := makeFiles(spec, disks, dir, tmp, qemu)
+	if err != nil {
+		return nil, err
+	}
+	lengths := make([]int64, len(spec.Files))
+	for i, f := range spec.Files {
+		lengths[i] = files[fileKey{f.Disk, f.Variant}].length
+	}
+	offsets, err := place(spec, lengths)
+	if err != nil {
+		return nil, err
+	}
+
+	var allRanges []Range
+	for i, fs := range spec.Files {
+		m := files[fileKey{fs.Disk, fs.Variant}]
+		ft, err := layFile(i, fs, m, offsets[i])
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ft.Damage {
+			allRanges = append(allRanges, d.Ranges...)
+		}
+		truth.Files = append(truth.Files, *ft)
+	}
+
+	if err := writeImage(spec, truth, files, allRanges); err != nil {
+		return nil, err
+	}
+	if err := truth.Save(filepath.Join(dir, TruthName)); err != nil {
+		return nil, err
+	}
+	return truth, nil
+}
+
+// makeFiles makes each distinct (disk, variant) file once, in parallel:
+// each file depends only on its own inputs, so the result does not depend
+// on scheduling.
+func makeFiles(spec Spec, disks map[int]*disk, dir, tmp, qemu string) (map[fileKey]*made, error) {
+	var keys []fileKey
+	out := make(map[fileKey]*made)
+	for _, f := range spec.Files {
+		k := fileKey{f.Disk, f.Variant}
+		if out[k] == nil {
+			name := fmt.Sprintf("disk-%02d-%s.vmdk", k.disk, k.variant)
+			out[k] = &made{key: k, name: name, path: filepath.Join(tmp, name)}
+			keys = append(keys, k)
+		}
+	}
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Go(func() {
+			m := out[k]
+			errs[i] = makeFile(spec.Seed, disks[k.disk], m, filepath.Join(dir, RawName(k.disk)), qemu)
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("corpus: making %s: %w", m.name, errs[i])
+			}
+		})
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+func makeFile(seed uint64, d *disk, m *made, raw, qemu string) error {
+	// A seeded CID: writers' own CIDs are random (qemu) or derived from
+	// the name, and the corpus must be reproducible.
+	cid := uint32(mix(seed ^ uint64(d.id)<<32 ^ uint64(slices.Index(Variants, m.key.variant))))
+	tmpl := &vmdk.Descriptor{CID: cid, ParentCID: 0xffffffff, HasCID: true, DDB: map[string]string{
+		"ddb.adapterType": "ide", "ddb.virtualHWVersion": "4",
+	}}
+	capSectors := uint64(d.capacity / 512)
+	read := func(g uint64, buf []byte) (bool, error) { return d.fill(g, buf), nil }
+
+	switch v := m.key.variant; v {
+	case QemuSparse, QemuStream:
+		args := []string{"convert", "-f", "raw", "-O", "vmdk"}
+		if v == QemuStream {
+			args = append(args, "-o", "subformat=streamOptimized")
+		}
+		out, err := exec.Command(qemu, append(args, raw, m.path)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("qemu-img %v: %w: %s", args, err, bytes.TrimSpace(out))
+		}
+		if err := patchCID(m.path, cid); err != nil {
+			return err
+		}
+	default:
+		f, err := os.Create(m.path)
+		if err != nil {
+			return err
+		}
+		switch v {
+		case OursSparse:
+			_, err = vmdk.WriteMonolithicSparse(f, vmdk.SparseWriterOptions{
+				Capacity: capSectors, GrainSize: GrainSectors, FileName: m.name, Descriptor: tmpl,
+			}, read)
+		case OursStreamFront, VMwareStream:
+			layout := vmdk.StreamGDFront
+			if v == VMwareStream {
+				layout = vmdk.StreamGDAtEnd
+			}
+			_, err = vmdk.WriteStreamOptimized(f, vmdk.StreamWriterOptions{
+				Capacity: capSectors, GrainSize: GrainSectors, FileName: m.name, Descriptor: tmpl, Layout: layout,
+			}, read)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return mapFile(d, m)
+}
+
+// patchCID replaces the random CID qemu-img writes with a seeded one, in
+// place: same length, so nothing else moves.
+func patchCID(path string, cid uint32) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	area := make([]byte, 20*512)
+	if _, err := f.ReadAt(area, 512); err != nil {
+		return err
+	}
+	i := bytes.Index(area, []byte("\nCID="))
+	if i < 0 || i+5+8 > len(area) {
+		return errors.New("no CID line in the qemu-img descriptor")
+	}
+	_, err = f.WriteAt(fmt.Appendf(nil, "%08x", cid), 512+int64(i)+5)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// mapFile records the length, effective header and grain map of a made
+// file, and checks that the writer allocated exactly the non-zero grains.
+func mapFile(d *disk, m *made) error {
+	f, err := os.Open(m.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	m.length = st.Size()
+	h, gmap, err := vmdk.GrainMap(f, m.length)
+	if err != nil {
+		return fmt.Errorf("grain map: %w", err)
+	}
+	m.header = h
+	if uint64(len(gmap)) != d.grains {
+		return fmt.Errorf("grain map has %d grains, the disk %d", len(gmap), d.grains)
+	}
+	var marker [14]byte
+	for g, sec := range gmap {
+		if sec == 0 {
+			if !d.zero[g] {
+				return fmt.Errorf("non-zero grain %d not allocated", g)
+			}
+			continue
+		}
+		if d.zero[g] {
+			return fmt.Errorf("zero grain %d allocated at sector %d", g, sec)
+		}
+		off := int64(sec) * 512
+		n := min(int64(grainBytes), m.length-off)
+		if h.Compressed() {
+			if _, err := f.ReadAt(marker[:], off); err != nil {
+				return fmt.Errorf("grain %d marker: %w", g, err)
+			}
+			gm, ok := vmdk.PeekGrainMarker(marker[:], h.GrainSize, h.Capacity)
+			if !ok || gm.LBA != uint64(g)*h.GrainSize {
+				return fmt.Errorf("grain %d: no valid grain marker at sector %d", g, sec)
+			}
+			n = gm.RecordBytes()
+		}
+		m.grains = append(m.grains, GrainTruth{Grain: uint64(g), ImageOffset: off, Length: n})
+	}
+	return nil
+}
+
+// place returns the image offset of every file: the given Offset, or a
+// seeded 4096-aligned offset drawn uniformly from all places where the file
+// fits without overlapping another. Larger files are placed first so that
+// a tight image still fits them.
+func place(spec Spec, lengths []int64) ([]int64, error) {
+	type iv struct{ start, end int64 }
+	var used []iv
+	overlaps := func(s, e int64) bool {
+		for _, u := range used {
+			if s < u.end && u.start < e {
+				return true
+			}
+		}
+		return false
+	}
+	offsets := make([]int64, len(spec.Files))
+	var free []int
+	for i, f := range spec.Files {
+		if f.Offset == 0 {
+			free = append(free, i)
+			continue
+		}
+		end := f.Offset + lengths[i]
+		if end > spec.ImageSize || overlaps(f.Offset, end) {
+			return nil, specErr("file %d (%d bytes) at offset %d overlaps another or runs past the image", i, lengths[i], f.Offset)
+		}
+		offsets[i] = f.Offset
+		used = append(used, iv{f.Offset, end})
+	}
+	slices.SortStableFunc(free, func(a, b int) int { return cmp.Compare(lengths[b], lengths[a]) })
+	rng := rand.New(rand.NewPCG(spec.Seed, 0x706c616365)) // "place"
+	for _, i := range free {
+		slices.SortFunc(used, func(a, b iv) int { return cmp.Compare(a.start, b.start) })
+		// Gaps between used intervals; candidate starts are aligned.
+		type gap struct{ first, count int64 }
+		var gaps []gap
+		var total int64
+		prev := int64(0)
+		for _, u := range append(used, iv{spec.ImageSize, spec.ImageSize}) {
+			first := (prev + fileAlign - 1) / fileAlign * fileAlign
+			if last := u.start - lengths[i]; last >= first {
+				c := (last-first)/fileAlign + 1
+				gaps = append(gaps, gap{first, c})
+				total += c
+			}
+			prev = max(prev, u.end)
+		}
+		if total == 0 {
+			return nil, specErr("file %d (%d bytes) does not fit in the %d-byte image", i, lengths[i], spec.ImageSize)
+		}
+		k := rng.Int64N(total)
+		for _, g := range gaps {
+			if k < g.count {
+				offsets[i] = g.first + k*fileAlign
+				break
+			}
+			k -= g.count
+		}
+		used = append(used, iv{offsets[i], offsets[i] + lengths[i]})
+	}
+	return offsets, nil
+}
+
+// layFile resolves the damage of one laid copy and places its grains.
+func layFile(index int, fs FileSpec, m *made, at int64) (*FileTruth, error) {
+	ft := &FileTruth{
+		Index: index, Disk: fs.Disk, Variant: fs.Variant, Name: m.name,
+		ImageOffset: at, Length: m.length, Header: m.header,
+	}
+	var spans []span
+	for _, dmg := range fs.Damage {
+		s, err := damageSpans(dmg, m)
+		if err != nil {
+			return nil, fmt.Errorf("%w: file %d: %v", ErrSpec, index, err)
+		}
+		dt := DamageTruth{Damage: dmg}
+		for _, sp := range s {
+			fill := "noise"
+			if sp.zero {
+				fill = "zero"
+			}
+			dt.Ranges = append(dt.Ranges, Range{ImageOffset: at + sp.off, Length: sp.n, Fill: fill})
+		}
+		ft.Damage = append(ft.Damage, dt)
+		spans = append(spans, s...)
+	}
+	for _, g := range m.grains {
+		g.Intact = true
+		for _, sp := range spans {
+			if g.ImageOffset < sp.off+sp.n && sp.off < g.ImageOffset+g.Length {
+				g.Intact = false
+				break
+			}
+		}
+		if g.Intact {
+			ft.IntactGrains++
+		}
+		g.ImageOffset += at
+		ft.Grains = append(ft.Grains, g)
+	}
+	return ft, nil
+}
+
+// damageSpans turns one damage into file byte ranges.
+func damageSpans(d Damage, m *made) ([]span, error) {
+	h := m.header
+	switch d.Kind {
+	case ZeroHeader:
+		return []span{{0, 512, true}}, nil
+	case CutTail:
+		if d.Bytes > m.length {
+			return nil, fmt.Errorf("cut-tail of %d bytes from a %d-byte file", d.Bytes, m.length)
+		}
+		return []span{{m.length - d.Bytes, d.Bytes, false}}, nil
+	case Overwrite:
+		if d.At+d.Bytes > m.length {
+			return nil, fmt.Errorf("overwrite of %d bytes at %d runs past the %d-byte file", d.Bytes, d.At, m.length)
+		}
+		return []span{{d.At, d.Bytes, false}}, nil
+	case ZeroPrimaryTables, ZeroRedundantTables:
+		gdSector := h.GDOffset
+		if d.Kind == ZeroRedundantTables {
+			if !h.HasRedundantGD() {
+				return nil, fmt.Errorf("%s: a %s file has no redundant tables", d.Kind, m.key.variant)
+			}
+			gdSector = h.RGDOffset
+		}
+		f, err := os.Open(m.path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		gd, err := vmdk.ReadTable(f, m.length, gdSector, h.GDEntries())
+		if err != nil {
+			return nil, err
+		}
+		spans := []span{{int64(gdSector) * 512, int64(h.GDSectors()) * 512, true}}
+		for _, gde := range gd {
+			if gde != 0 {
+				spans = append(spans, span{int64(gde) * 512, int64(h.GTSectors()) * 512, true})
+			}
+		}
+		return spans, nil
+	}
+	return nil, fmt.Errorf("unknown damage %q", d.Kind)
+}
+
+// writeImage streams the image in blocks: background, then the laid files,
+// then the damage over them.
+func writeImage(spec Spec, truth *Truth, files map[fileKey]*made, damage []Range) error {
+	type laid struct {
+		start, end int64
+		r          io.ReaderAt
+	}
+	var lays []laid
+	for _, ft := range truth.Files {
+		m := files[fileKey{ft.Disk, ft.Variant}]
+		f, err := os.Open(m.path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		lays = append(lays, laid{ft.ImageOffset, ft.ImageOffset + ft.Length, f})
+	}
+	tmpPath := truth.Image + ".tmp"
+	out, err := os.Create(tmpPath)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmpPath) // a no-op after the rename
+	buf := make([]byte, imageBlock)
+	for off := int64(0); off < spec.ImageSize; off += imageBlock {
+		b := buf[:min(imageBlock, spec.ImageSize-off)]
+		end := off + int64(len(b))
+		touched := false
+		if spec.NoiseFill == Noise {
+			fillNoise(spec.Seed, streamImage, off, b)
+			touched = true
+		} else {
+			clear(b)
+		}
+		for _, l := range lays {
+			s, e := max(off, l.start), min(end, l.end)
+			if s >= e {
+				continue
+			}
+			// ReadAt of a sparse (qemu) file reads its holes as zeros:
+			// the file's logical bytes are what a copy would hold.
+			if _, err := l.r.ReadAt(b[s-off:e-off], s-l.start); err != nil {
+				out.Close()
+				return err
+			}
+			touched = true
+		}
+		for _, r := range damage {
+			s, e := max(off, r.ImageOffset), min(end, r.End())
+			if s >= e {
+				continue
+			}
+			if r.Fill == "zero" {
+				clear(b[s-off : e-off])
+			} else {
+				fillNoise(spec.Seed, streamDamage, s, b[s-off:e-off])
+			}
+			touched = true
+		}
+		if !touched {
+			continue // a zero-filled image stays sparse
+		}
+		if _, err := out.WriteAt(b, off); err != nil {
+			out.Close()
+			return err
+		}
+	}
+	if err := out.Truncate(spec.ImageSize); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmpPath, truth.Image)
+}

@@ -1,0 +1,132 @@
+package corpus
+
+import (
+	"fmt"
+	"sort"
+)
+
+// A scenario is a named Spec shared by cmd/corpus, tests, benchmarks and
+// the README demo, so they all talk about the same images.
+type scenario struct {
+	help        string
+	defaultSize int64
+	build       func(seed uint64, size int64, qemu bool) Spec
+}
+
+var scenarios = map[string]scenario{
+	"demo": {
+		help:        "a QemuSparse disk (OursSparse without qemu-img), a VMwareStream disk with its tail cut, an OursSparse copy with its primary tables zeroed, and a duplicate copy of the first disk",
+		defaultSize: 256 << 20,
+		build:       demoSpec,
+	},
+	"bench": {
+		help:        "a large noise image with a few VMDKs of every available variant: for timing a carve against cat",
+		defaultSize: 2 << 30,
+		build:       benchSpec,
+	},
+	"variants": {
+		help:        "one small disk in every available variant plus one copy for every damage kind: for end-to-end tests",
+		defaultSize: 64 << 20,
+		build:       variantsSpec,
+	},
+}
+
+// Scenarios returns the scenario names, sorted.
+func Scenarios() []string {
+	names := make([]string, 0, len(scenarios))
+	for n := range scenarios {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ScenarioHelp describes a scenario, for --help.
+func ScenarioHelp(name string) string { return scenarios[name].help }
+
+// Scenario returns the Spec of a named scenario. size 0 means the
+// scenario's default image size. qemu says whether the qemu-img variants
+// may be used; without it they are replaced by our own writers of the same
+// kind, so a scenario always generates.
+func Scenario(name string, seed uint64, size int64, qemu bool) (Spec, error) {
+	sc, ok := scenarios[name]
+	if !ok {
+		return Spec{}, fmt.Errorf("%w: unknown scenario %q (have %v)", ErrSpec, name, Scenarios())
+	}
+	if size == 0 {
+		size = sc.defaultSize
+	}
+	return sc.build(seed, size, qemu), nil
+}
+
+// pick returns v, or its stand-in made by our writers when qemu is absent.
+func pick(v Variant, qemu bool) Variant {
+	if qemu {
+		return v
+	}
+	switch v {
+	case QemuSparse:
+		return OursSparse
+	case QemuStream:
+		return OursStreamFront
+	}
+	return v
+}
+
+func demoSpec(seed uint64, size int64, qemu bool) Spec {
+	return Spec{
+		Seed: seed, ImageSize: size,
+		Disks: []DiskSpec{
+			{ID: 1, Capacity: 64 << 20},
+			{ID: 2, Capacity: 48<<20 + 4096},
+			{ID: 3, Capacity: 40 << 20},
+		},
+		Files: []FileSpec{
+			{Disk: 1, Variant: pick(QemuSparse, qemu)},
+			{Disk: 2, Variant: VMwareStream, Damage: []Damage{{Kind: CutTail, Bytes: 256 << 10}}},
+			{Disk: 3, Variant: OursSparse, Damage: []Damage{{Kind: ZeroPrimaryTables}}},
+			{Disk: 1, Variant: pick(QemuSparse, qemu)},
+		},
+	}
+}
+
+// benchSpec scales the disks with the image: about a quarter of the image
+// is VMDK data, the rest noise, which is what a carver spends its time on.
+func benchSpec(seed uint64, size int64, qemu bool) Spec {
+	unit := min(max(size/16, 4<<20), 256<<20) / (1 << 20) * (1 << 20)
+	return Spec{
+		Seed: seed, ImageSize: size,
+		Disks: []DiskSpec{
+			{ID: 1, Capacity: unit},
+			{ID: 2, Capacity: unit / 2},
+			{ID: 3, Capacity: unit/2 + 4096},
+			{ID: 4, Capacity: unit / 4},
+		},
+		Files: []FileSpec{
+			{Disk: 1, Variant: pick(QemuSparse, qemu)},
+			{Disk: 2, Variant: VMwareStream},
+			{Disk: 3, Variant: OursStreamFront},
+			{Disk: 4, Variant: pick(QemuStream, qemu)},
+			{Disk: 1, Variant: OursSparse},
+		},
+	}
+}
+
+func variantsSpec(seed uint64, size int64, qemu bool) Spec {
+	s := Spec{Seed: seed, ImageSize: size, Disks: []DiskSpec{{ID: 1, Capacity: 4<<20 + 1536}}}
+	seen := map[Variant]bool{}
+	for _, v := range Variants {
+		if v = pick(v, qemu); !seen[v] {
+			seen[v] = true
+			s.Files = append(s.Files, FileSpec{Disk: 1, Variant: v})
+		}
+	}
+	s.Files = append(s.Files,
+		FileSpec{Disk: 1, Variant: OursSparse, Damage: []Damage{{Kind: ZeroPrimaryTables}}},
+		FileSpec{Disk: 1, Variant: OursSparse, Damage: []Damage{{Kind: ZeroRedundantTables}}},
+		FileSpec{Disk: 1, Variant: VMwareStream, Damage: []Damage{{Kind: ZeroHeader}}},
+		FileSpec{Disk: 1, Variant: VMwareStream, Damage: []Damage{{Kind: CutTail, Bytes: 64 << 10}}},
+		FileSpec{Disk: 1, Variant: OursStreamFront, Damage: []Damage{{Kind: Overwrite, At: 64 << 10, Bytes: 100 << 10}}},
+	)
+	return s
+}

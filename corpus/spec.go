@@ -1,0 +1,214 @@
+// Package corpus generates deterministic evidence images with ground truth:
+// synthetic guest disks whose every sector names itself, VMDK files of
+// several writers made from them, laid into a noise-filled host image at
+// seeded offsets and optionally damaged. The same Spec always gives a
+// byte-identical image and truth, so end-to-end tests, benchmarks and demos
+// can measure a carver's recall and precision exactly.
+//
+// Files written by Generate into its output directory:
+//
+//	image.dd        the evidence image
+//	disk-NN.raw     each guest disk as it should be recovered (sparse file)
+//	truth.json      where every file and every grain was put, and what was damaged
+package corpus
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Variant names the writer that made a VMDK file. The values are stable:
+// they appear in truth.json.
+type Variant string
+
+const (
+	// OursSparse is vmdk.WriteMonolithicSparse: qemu's layout with RGD.
+	OursSparse Variant = "ours-sparse"
+	// OursStreamFront is vmdk.WriteStreamOptimized with StreamGDFront
+	// (open-vmdk style: GD/GTs at the front, no footer, EOS at the end).
+	OursStreamFront Variant = "ours-stream-front"
+	// VMwareStream is vmdk.WriteStreamOptimized with StreamGDAtEnd: the
+	// VMware spec / ovftool layout with markers, footer and EOS.
+	VMwareStream Variant = "vmware-stream"
+	// QemuSparse is `qemu-img convert -O vmdk` (monolithicSparse).
+	QemuSparse Variant = "qemu-sparse"
+	// QemuStream is `qemu-img convert -O vmdk -o subformat=streamOptimized`.
+	QemuStream Variant = "qemu-stream"
+)
+
+// Variants lists every variant, in a fixed order.
+var Variants = []Variant{OursSparse, OursStreamFront, VMwareStream, QemuSparse, QemuStream}
+
+// NeedsQemu reports whether the variant is made by qemu-img.
+func (v Variant) NeedsQemu() bool { return v == QemuSparse || v == QemuStream }
+
+// Stream reports whether the variant is stream-optimized (grain records
+// are compressed and carry markers).
+func (v Variant) Stream() bool { return v == OursStreamFront || v == VMwareStream || v == QemuStream }
+
+func (v Variant) valid() bool {
+	for _, k := range Variants {
+		if v == k {
+			return true
+		}
+	}
+	return false
+}
+
+// DamageKind names a way a laid copy of a file is damaged.
+type DamageKind string
+
+const (
+	// ZeroPrimaryTables zeroes the primary GD and every GT it points to
+	// (for a GD_AT_END stream: the GD named by the footer), leaving any
+	// redundant copy.
+	ZeroPrimaryTables DamageKind = "zero-primary-tables"
+	// ZeroRedundantTables zeroes the redundant GD and its GTs; an error
+	// for a file without them.
+	ZeroRedundantTables DamageKind = "zero-redundant-tables"
+	// ZeroHeader zeroes sector 0 of the file.
+	ZeroHeader DamageKind = "zero-header"
+	// CutTail overwrites the last Bytes of the file with noise, as if the
+	// file's tail clusters had been reused.
+	CutTail DamageKind = "cut-tail"
+	// Overwrite overwrites Bytes at file offset At with noise.
+	Overwrite DamageKind = "overwrite"
+)
+
+// Damage is one damage applied to the copy of a file in the image (never
+// to the file as made, whose grain map is the reference).
+type Damage struct {
+	Kind  DamageKind `json:"kind"`
+	At    int64      `json:"at,omitempty"`    // Overwrite: file offset
+	Bytes int64      `json:"bytes,omitempty"` // CutTail, Overwrite: length
+}
+
+// Fill is what the host image holds outside the laid files.
+type Fill int
+
+const (
+	// Noise is seeded pseudo-random bytes (the default).
+	Noise Fill = iota
+	// Zero is all zero bytes.
+	Zero
+)
+
+func (f Fill) String() string {
+	if f == Zero {
+		return "zero"
+	}
+	return "noise"
+}
+
+// DiskSpec describes one synthetic guest disk.
+type DiskSpec struct {
+	ID       int   // 1..9999; the ID is written into every sector
+	Capacity int64 // bytes, a positive multiple of 512
+	// ZeroFraction is about the fraction of 64 KiB grains that are all
+	// zero (so writers leave them unallocated). 0 means 0.3; a negative
+	// value means no zero grains.
+	ZeroFraction float64
+}
+
+// FileSpec is one VMDK file laid into the image.
+type FileSpec struct {
+	Disk    int // DiskSpec.ID
+	Variant Variant
+	// Offset is the image offset of the file; 0 means a seeded
+	// 4096-aligned offset. A non-zero offset must be a multiple of 512.
+	Offset int64
+	Damage []Damage
+}
+
+// Spec describes a whole evidence image.
+type Spec struct {
+	Seed      uint64
+	ImageSize int64 // bytes, a positive multiple of 512
+	NoiseFill Fill
+	Disks     []DiskSpec
+	Files     []FileSpec
+}
+
+// GrainSectors is the grain size of every file the corpus makes.
+const GrainSectors = 128
+
+// grainBytes is one grain in bytes.
+const grainBytes = GrainSectors * 512
+
+// Limits that keep a mistyped Spec from filling the disk or memory.
+const (
+	// MaxDiskCapacity bounds one guest disk: the per-grain bookkeeping and
+	// the truth file stay small, and qemu's and our sparse writers address
+	// it easily.
+	MaxDiskCapacity = 64 << 30
+	maxDiskID       = 9999 // four digits in the sector text
+)
+
+// Errors.
+var (
+	// ErrNoQemu is returned (wrapped) by Generate when a Spec needs
+	// qemu-img and it is not installed; tests skip on it.
+	ErrNoQemu = errors.New("corpus: qemu-img not found")
+	// ErrSpec reports an invalid Spec.
+	ErrSpec = errors.New("corpus: invalid spec")
+)
+
+func specErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrSpec, fmt.Sprintf(format, a...))
+}
+
+// validate checks s and returns its disks by ID.
+func (s *Spec) validate() (map[int]*DiskSpec, error) {
+	if s.ImageSize <= 0 || s.ImageSize%512 != 0 {
+		return nil, specErr("image size %d is not a positive multiple of 512", s.ImageSize)
+	}
+	disks := make(map[int]*DiskSpec, len(s.Disks))
+	for i := range s.Disks {
+		d := &s.Disks[i]
+		switch {
+		case d.ID < 1 || d.ID > maxDiskID:
+			return nil, specErr("disk id %d, want 1..%d", d.ID, maxDiskID)
+		case disks[d.ID] != nil:
+			return nil, specErr("disk id %d given twice", d.ID)
+		case d.Capacity <= 0 || d.Capacity%512 != 0 || d.Capacity > MaxDiskCapacity:
+			return nil, specErr("disk %d capacity %d is not a multiple of 512 in 512..%d", d.ID, d.Capacity, int64(MaxDiskCapacity))
+		}
+		disks[d.ID] = d
+	}
+	for i, f := range s.Files {
+		switch {
+		case disks[f.Disk] == nil:
+			return nil, specErr("file %d: no disk %d", i, f.Disk)
+		case !f.Variant.valid():
+			return nil, specErr("file %d: unknown variant %q", i, f.Variant)
+		case f.Offset < 0 || f.Offset%512 != 0:
+			return nil, specErr("file %d: offset %d is not a multiple of 512", i, f.Offset)
+		}
+		for _, d := range f.Damage {
+			switch d.Kind {
+			case ZeroPrimaryTables, ZeroRedundantTables, ZeroHeader:
+			case CutTail:
+				if d.Bytes <= 0 {
+					return nil, specErr("file %d: cut-tail of %d bytes", i, d.Bytes)
+				}
+			case Overwrite:
+				if d.Bytes <= 0 || d.At < 0 {
+					return nil, specErr("file %d: overwrite of %d bytes at %d", i, d.Bytes, d.At)
+				}
+			default:
+				return nil, specErr("file %d: unknown damage %q", i, d.Kind)
+			}
+		}
+	}
+	return disks, nil
+}
+
+// NeedsQemu reports whether any file of s is made by qemu-img.
+func (s *Spec) NeedsQemu() bool {
+	for _, f := range s.Files {
+		if f.Variant.NeedsQemu() {
+			return true
+		}
+	}
+	return false
+}

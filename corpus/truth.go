@@ -1,0 +1,144 @@
+package corpus
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"vmdkcarve/vmdk"
+)
+
+// Truth is what Generate did: the ground truth a carver's output is scored
+// against. In memory the paths are absolute; truth.json stores base names
+// (every file lives beside it), so a corpus directory can be moved.
+type Truth struct {
+	Seed      uint64      `json:"seed"`
+	Image     string      `json:"image"`
+	ImageSize int64       `json:"image_size"`
+	Fill      string      `json:"fill"` // "noise" or "zero"
+	Disks     []DiskTruth `json:"disks"`
+	Files     []FileTruth `json:"files"`
+}
+
+// DiskTruth describes one guest disk.
+type DiskTruth struct {
+	ID            int      `json:"id"`
+	Raw           string   `json:"raw"`        // the disk as it should be recovered
+	Capacity      int64    `json:"capacity"`   // bytes
+	GrainSize     uint64   `json:"grain_size"` // sectors (128)
+	Grains        uint64   `json:"grains"`
+	NonZeroGrains uint64   `json:"non_zero_grains"`
+	RandomGrains  []uint64 `json:"random_grains"` // incompressible grains
+}
+
+// FileTruth describes one VMDK file laid into the image.
+type FileTruth struct {
+	Index       int     `json:"index"` // position in Spec.Files
+	Disk        int     `json:"disk"`
+	Variant     Variant `json:"variant"`
+	Name        string  `json:"name"` // file name in its descriptor's extent line
+	ImageOffset int64   `json:"image_offset"`
+	Length      int64   `json:"length"`
+	// Header is the effective header of the undamaged file (for a
+	// GD_AT_END stream, the footer, which holds the real gdOffset).
+	Header *vmdk.SparseHeader `json:"header"`
+	Damage []DamageTruth      `json:"damage,omitempty"`
+	// Grains lists every allocated grain of the undamaged file, in virtual
+	// order, from vmdk.GrainMap.
+	Grains       []GrainTruth `json:"grains"`
+	IntactGrains int          `json:"intact_grains"`
+}
+
+// DamageTruth is one applied damage and the image ranges it changed.
+type DamageTruth struct {
+	Damage
+	Ranges []Range `json:"ranges"`
+}
+
+// Range is a byte range of the image and what was written over it.
+type Range struct {
+	ImageOffset int64  `json:"image_offset"`
+	Length      int64  `json:"length"`
+	Fill        string `json:"fill"` // "zero" or "noise"
+}
+
+// End is the image offset just past r.
+func (r Range) End() int64 { return r.ImageOffset + r.Length }
+
+// GrainTruth places one allocated grain of a laid file.
+type GrainTruth struct {
+	Grain       uint64 `json:"grain"`
+	ImageOffset int64  `json:"image_offset"` // grain data (sparse) or grain record (stream)
+	Length      int64  `json:"length"`       // bytes of data or of the whole record, sector-padded
+	Intact      bool   `json:"intact"`       // no damage touches those bytes
+}
+
+// Disk returns the disk with the given ID, or nil.
+func (t *Truth) Disk(id int) *DiskTruth {
+	for i := range t.Disks {
+		if t.Disks[i].ID == id {
+			return &t.Disks[i]
+		}
+	}
+	return nil
+}
+
+// Surviving returns the grains of a disk that are non-zero and intact in
+// at least one laid copy: the most a perfect carver can recover from table
+// or marker evidence, and the denominator of recall in tests.
+func (t *Truth) Surviving(diskID int) map[uint64]bool {
+	out := make(map[uint64]bool)
+	for _, f := range t.Files {
+		if f.Disk != diskID {
+			continue
+		}
+		for _, g := range f.Grains {
+			if g.Intact {
+				out[g.Grain] = true
+			}
+		}
+	}
+	return out
+}
+
+// Save writes t as JSON to path, with base names for the paths.
+func (t *Truth) Save(path string) error {
+	c := *t
+	c.Image = filepath.Base(c.Image)
+	c.Disks = append([]DiskTruth(nil), t.Disks...)
+	for i := range c.Disks {
+		c.Disks[i].Raw = filepath.Base(c.Disks[i].Raw)
+	}
+	b, err := json.MarshalIndent(&c, "", " ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// LoadTruth reads a truth.json written by Generate; the paths in the
+// result are joined with the file's directory.
+func LoadTruth(path string) (*Truth, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	t := new(Truth)
+	if err := json.Unmarshal(b, t); err != nil {
+		return nil, fmt.Errorf("corpus: %s: %w", path, err)
+	}
+	t.resolve(filepath.Dir(path))
+	return t, nil
+}
+
+func (t *Truth) resolve(dir string) {
+	t.Image = filepath.Join(dir, filepath.Base(t.Image))
+	for i := range t.Disks {
+		t.Disks[i].Raw = filepath.Join(dir, filepath.Base(t.Disks[i].Raw))
+	}
+}
