@@ -1,0 +1,96 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// AtomicFile is a file that appears at its path complete or not at all
+// (STYLE.md 13): it is written to a temporary file in the same directory,
+// then Commit syncs it, renames it over the path and syncs the directory, so
+// a crash leaves either the old file or the new one, never a torn one.
+type AtomicFile struct {
+	*os.File
+	path string
+	done bool
+}
+
+// CreateAtomic starts writing the file at path. Call Commit to publish it or
+// Abort to discard it; Abort after Commit does nothing, so
+// `defer f.Abort()` is the usual pattern.
+func CreateAtomic(path string) (*AtomicFile, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	// The leading dot and the suffix keep a leftover temp file (after a
+	// crash) from looking like a case file to a reader or a merge.
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: creating %s: %w", path, err)
+	}
+	return &AtomicFile{File: f, path: path}, nil
+}
+
+// Commit syncs the file, renames it to its final path and syncs the
+// directory so that the rename itself survives a crash.
+func (a *AtomicFile) Commit() error {
+	if a.done {
+		return fmt.Errorf("pipeline: %s: commit after commit or abort", a.path)
+	}
+	a.done = true
+	tmp := a.File.Name()
+	err := a.File.Sync()
+	if cerr := a.File.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, a.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("pipeline: writing %s: %w", a.path, err)
+	}
+	return syncDir(filepath.Dir(a.path))
+}
+
+// Abort discards the temporary file. It does nothing after Commit.
+func (a *AtomicFile) Abort() error {
+	if a.done {
+		return nil
+	}
+	a.done = true
+	a.File.Close()
+	if err := os.Remove(a.File.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("pipeline: discarding temp file for %s: %w", a.path, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to path atomically (see AtomicFile).
+func WriteFileAtomic(path string, data []byte) error {
+	f, err := CreateAtomic(path)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("pipeline: writing %s: %w", path, err)
+	}
+	return f.Commit()
+}
+
+// syncDir makes a rename or create in dir durable. Some filesystems refuse
+// to fsync a directory; that is not worth failing a stage for, so only the
+// open error is reported.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("pipeline: syncing directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	d.Sync()
+	return nil
+}

@@ -1,0 +1,244 @@
+// Package pipeline owns the case directory: its layout, the case.json
+// manifest, stage order, resume, shards and the stage entry points the
+// commands call.
+//
+// Case directory layout:
+//
+//	CASE/case.json                manifest: evidence, tool version, stages
+//	CASE/shards/<start>-<end>/    one per carve run or --range shard:
+//	    hits.jsonl                hits found in [start,end), one JSON per line
+//	    fingerprints.bin          one fingerprint per 4 KiB block of [start,end)
+//	    shard.json                range, parameters, complete, checkpoint, hash state, counts
+//	CASE/hits.jsonl               merged hits of all shards, sorted by (offset, kind)
+//	CASE/fingerprints.bin         merged fingerprints of the whole image
+//
+// The merged files appear once the complete shards cover the whole image.
+// case.json, shard.json and the merged files are written atomically (temp,
+// fsync, rename). A shard's hits.jsonl and fingerprints.bin are append logs
+// instead (rewriting gigabytes per checkpoint would be absurd): shard.json
+// records how many bytes of each are durable, and a resumed run truncates
+// them to that before appending.
+package pipeline
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"vmdkcarve/signatures"
+)
+
+// File names inside a case directory.
+const (
+	ManifestName     = "case.json"
+	HitsName         = "hits.jsonl"
+	FingerprintsName = "fingerprints.bin"
+	ShardsDirName    = "shards"
+	ShardStateName   = "shard.json"
+	lockName         = ".lock"
+)
+
+// Stage names in Manifest.Stages.
+const (
+	StageCarve = "carve"
+)
+
+// Tool and Version identify the writer in every manifest.
+const (
+	Tool    = "vmdkcarve"
+	Version = "0.1.0"
+)
+
+// MaxHitLine bounds one line of hits.jsonl. The largest hit is a descriptor
+// (a 20 KiB window, at most 6 bytes of JSON per byte when escaped), so 1 MiB
+// is ample; a longer line means a corrupt file, not a bigger hit.
+const MaxHitLine = 1 << 20
+
+// Manifest is case.json.
+type Manifest struct {
+	Tool     string            `json:"tool"`
+	Version  string            `json:"version"`
+	Evidence Evidence          `json:"evidence"`
+	Stages   map[string]*Stage `json:"stages"`
+}
+
+// Evidence identifies the image a case was carved from.
+type Evidence struct {
+	Path string `json:"path"` // absolute
+	Size int64  `json:"size"`
+	// SHA256 is set only when one carve run read the whole image with
+	// --hash sha256; sharded runs leave it empty (no run saw every byte).
+	SHA256  string    `json:"sha256,omitempty"`
+	ModTime time.Time `json:"mod_time"`
+}
+
+// Stage records one stage's parameters and completion.
+type Stage struct {
+	Complete bool             `json:"complete"`
+	Reason   string           `json:"reason,omitempty"` // why it is not complete
+	Started  time.Time        `json:"started"`
+	Finished time.Time        `json:"finished,omitzero"`
+	Params   json.RawMessage  `json:"params,omitempty"` // the effective options
+	Counts   map[string]int64 `json:"counts,omitempty"`
+}
+
+// Case is an open case directory.
+type Case struct {
+	Dir      string
+	Manifest *Manifest
+}
+
+// ErrNoCase reports a directory without a case.json.
+var ErrNoCase = errors.New("pipeline: not a case directory (no case.json)")
+
+// CreateOrOpenCase opens the case in dir, creating the directory and an
+// empty manifest if there is none yet.
+func CreateOrOpenCase(dir string) (*Case, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("pipeline: creating case directory: %w", err)
+	}
+	c, err := OpenCase(dir)
+	if !errors.Is(err, ErrNoCase) {
+		return c, err
+	}
+	unlock, err := lockCase(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// Another process may have created it while we waited for the lock.
+	if c, err := OpenCase(dir); !errors.Is(err, ErrNoCase) {
+		return c, err
+	}
+	c = &Case{Dir: dir, Manifest: &Manifest{Tool: Tool, Version: Version, Stages: map[string]*Stage{}}}
+	return c, c.SaveManifest()
+}
+
+// OpenCase opens an existing case directory.
+func OpenCase(dir string) (*Case, error) {
+	m, err := readManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Case{Dir: dir, Manifest: m}, nil
+}
+
+func readManifest(dir string) (*Manifest, error) {
+	path := filepath.Join(dir, ManifestName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNoCase, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: reading %s: %w", path, err)
+	}
+	m := new(Manifest)
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("pipeline: %s is corrupt: %w", path, err)
+	}
+	if m.Stages == nil {
+		m.Stages = map[string]*Stage{}
+	}
+	return m, nil
+}
+
+// SaveManifest writes c.Manifest to case.json atomically.
+func (c *Case) SaveManifest() error {
+	b, err := json.MarshalIndent(c.Manifest, "", "  ")
+	if err != nil {
+		return fmt.Errorf("pipeline: encoding manifest: %w", err)
+	}
+	return WriteFileAtomic(filepath.Join(c.Dir, ManifestName), append(b, '\n'))
+}
+
+// UpdateManifest re-reads case.json under the case lock, applies update and
+// saves it, so that processes working on the same case (parallel shards)
+// do not overwrite each other's changes. c.Manifest is replaced by the
+// result. If update fails nothing is written.
+func (c *Case) UpdateManifest(update func(m *Manifest) error) error {
+	unlock, err := lockCase(c.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return c.updateLocked(update)
+}
+
+func (c *Case) updateLocked(update func(m *Manifest) error) error {
+	m, err := readManifest(c.Dir)
+	if err != nil {
+		return err
+	}
+	if err := update(m); err != nil {
+		return err
+	}
+	c.Manifest = m
+	return c.SaveManifest()
+}
+
+// CarveComplete reports whether stage 1 finished: the merged hits and
+// fingerprints cover the whole image.
+func (c *Case) CarveComplete() bool {
+	s := c.Manifest.Stages[StageCarve]
+	return s != nil && s.Complete
+}
+
+// LoadHits reads CASE/hits.jsonl.
+func (c *Case) LoadHits() ([]signatures.Hit, error) {
+	return ReadHits(filepath.Join(c.Dir, HitsName))
+}
+
+// Fingerprints opens CASE/fingerprints.bin. Close it when done.
+func (c *Case) Fingerprints() (*Fingerprints, error) {
+	return OpenFingerprints(filepath.Join(c.Dir, FingerprintsName))
+}
+
+// ReadHits reads a hits.jsonl file: one signatures.Hit per line. A line
+// longer than MaxHitLine or that does not decode is an error naming the
+// file and line.
+func ReadHits(path string) ([]signatures.Hit, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: opening hits: %w", err)
+	}
+	defer f.Close()
+	var hits []signatures.Hit
+	err = scanLines(f, path, func(line []byte, n int) error {
+		var h signatures.Hit
+		if err := json.Unmarshal(line, &h); err != nil {
+			return fmt.Errorf("pipeline: %s line %d: corrupt hit: %w", path, n, err)
+		}
+		hits = append(hits, h)
+		return nil
+	})
+	return hits, err
+}
+
+// scanLines calls fn for every non-empty line of r (without its newline)
+// and its 1-based number.
+func scanLines(r io.Reader, path string, fn func(line []byte, n int) error) error {
+	s := bufio.NewScanner(r)
+	s.Buffer(make([]byte, 64<<10), MaxHitLine)
+	n := 0
+	for s.Scan() {
+		n++
+		if len(s.Bytes()) == 0 {
+			continue
+		}
+		if err := fn(s.Bytes(), n); err != nil {
+			return err
+		}
+	}
+	if err := s.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("pipeline: %s line %d: longer than %d bytes: corrupt file", path, n+1, MaxHitLine)
+		}
+		return fmt.Errorf("pipeline: reading %s: %w", path, err)
+	}
+	return nil
+}

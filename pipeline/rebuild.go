@@ -1,0 +1,399 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"vmdkcarve/fsprobe"
+	"vmdkcarve/reassemble"
+	"vmdkcarve/vmdk"
+)
+
+// Stage names of rebuild.
+const (
+	StageRebuild = "rebuild"
+	PlansDirName = "plans"
+	DisksDirName = "disks"
+)
+
+// ErrNothingRecovered is returned (wrapped) when rebuild finished but found
+// no virtual disk with a single placed grain: exit code 3.
+var ErrNothingRecovered = errors.New("nothing was recovered")
+
+// RebuildOptions configures stages 2 and 3. The zero value is the default.
+type RebuildOptions struct {
+	// Raw also writes disks/disk-NN.raw, a raw image of each disk in which
+	// missing grains read as zeros (the report lists them).
+	Raw bool
+	// Force redoes a rebuild that already completed.
+	Force bool
+	// Progress receives one line per step; nil is silent.
+	Progress func(format string, args ...any)
+}
+
+// DiskReport is disks/disk-NN.json: the plan plus what was written and
+// what the guest probes found.
+type DiskReport struct {
+	Tool     string            `json:"tool"`
+	Version  string            `json:"version"`
+	Evidence Evidence          `json:"evidence"`
+	Output   []OutputFile      `json:"output"`
+	Disk     *reassemble.Disk  `json:"disk"`
+	Guest    []fsprobe.Finding `json:"guest_filesystems"`
+	Verified VerifySummary     `json:"verified"`
+}
+
+// OutputFile is one file rebuild wrote.
+type OutputFile struct {
+	Path   string `json:"path"`
+	Format string `json:"format"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// VerifySummary says how emitted grains were checked against the plan.
+type VerifySummary struct {
+	GrainsRead    uint64 `json:"grains_read"`
+	HashMismatch  uint64 `json:"hash_mismatch"`
+	DecodeFailure uint64 `json:"decode_failure"`
+}
+
+// DiskSummary is one row of the summary table.
+type DiskSummary struct {
+	ID        int
+	Path      string
+	Capacity  uint64 // bytes
+	Sources   int
+	Variants  []string
+	Counts    reassemble.Counts
+	GuestKind []string
+}
+
+// RebuildResult is what Rebuild did.
+type RebuildResult struct {
+	Disks   []DiskSummary
+	Skipped bool // the stage was already complete
+}
+
+// Rebuild runs stage 2 (plan every disk) and stage 3 (emit each as a
+// monolithicSparse VMDK with its report) on a carved case.
+func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*RebuildResult, error) {
+	logf := opts.Progress
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	c, err := OpenCase(caseDir)
+	if err != nil {
+		return nil, err
+	}
+	if !c.CarveComplete() {
+		return nil, fmt.Errorf("pipeline: carve is not complete in %s: run carve (every --range shard) first", caseDir)
+	}
+	if s := c.Manifest.Stages[StageRebuild]; s != nil && s.Complete && !opts.Force {
+		res, err := summariesFromReports(c)
+		if err == nil {
+			res.Skipped = true
+			return res, nil
+		}
+	}
+	ev := c.Manifest.Evidence
+	img, err := os.Open(ev.Path)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: opening evidence: %w", err)
+	}
+	defer img.Close()
+	if st, err := img.Stat(); err != nil || st.Size() != ev.Size {
+		return nil, fmt.Errorf("pipeline: evidence %s is not the %d bytes the case was carved from", ev.Path, ev.Size)
+	}
+	started := time.Now()
+	params, _ := json.Marshal(struct{ Raw bool }{opts.Raw})
+	if err := c.UpdateManifest(func(m *Manifest) error {
+		m.Stages[StageRebuild] = &Stage{Started: started, Params: params, Reason: "running"}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+
+	hits, err := c.LoadHits()
+	if err != nil {
+		return nil, err
+	}
+	logf("planning from %d hits", len(hits))
+	disks, err := reassemble.Plan(img, ev.Size, hits, reassemble.Options{
+		Progress: func(done, total int) { logf("instance %d of %d placed", done, total) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range []string{PlansDirName, DisksDirName} {
+		if err := os.MkdirAll(filepath.Join(c.Dir, dir), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	res := &RebuildResult{}
+	recovered := false
+	for _, d := range disks {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("disk-%02d", d.ID)
+		plan, err := json.MarshalIndent(d, "", " ")
+		if err != nil {
+			return nil, err
+		}
+		if err := WriteFileAtomic(filepath.Join(c.Dir, PlansDirName, name+".json"), plan); err != nil {
+			return nil, err
+		}
+		logf("%s: writing %d grains placed, %d zero, %d missing", name, d.Counts.Placed, d.Counts.Zero, d.Counts.Missing+d.Counts.Conflict)
+		report, err := emitDisk(c, img, d, name, opts)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: emitting %s: %w", name, err)
+		}
+		if d.Counts.Placed > 0 {
+			recovered = true
+		}
+		res.Disks = append(res.Disks, summarize(report))
+	}
+	counts := map[string]int64{"disks": int64(len(disks))}
+	for _, d := range res.Disks {
+		counts["grains_placed"] += int64(d.Counts.Placed)
+		counts["grains_missing"] += int64(d.Counts.Missing + d.Counts.Conflict)
+	}
+	if err := c.UpdateManifest(func(m *Manifest) error {
+		m.Stages[StageRebuild] = &Stage{Complete: true, Started: started, Finished: time.Now(), Params: params, Counts: counts}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if !recovered {
+		return res, fmt.Errorf("pipeline: %d VMDK instances found, no grain placed: %w", len(disks), ErrNothingRecovered)
+	}
+	return res, nil
+}
+
+// emitDisk writes disk-NN.vmdk (and .raw) and disk-NN.json.
+func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts RebuildOptions) (*DiskReport, error) {
+	dr := newDiskReader(img, d)
+	report := &DiskReport{Tool: Tool, Version: Version, Evidence: c.Manifest.Evidence, Disk: d}
+
+	vmdkPath := filepath.Join(c.Dir, DisksDirName, name+".vmdk")
+	f, err := CreateAtomic(vmdkPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Abort()
+	size, err := vmdk.WriteMonolithicSparse(f, vmdk.SparseWriterOptions{
+		Capacity: d.Capacity, GrainSize: d.GrainSize, FileName: name + ".vmdk", Descriptor: d.Descriptor,
+	}, dr.readGrain)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := hashFile(f.File)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Commit(); err != nil {
+		return nil, err
+	}
+	report.Output = append(report.Output, OutputFile{Path: filepath.Join(DisksDirName, name+".vmdk"), Format: "vmdk", Size: size, SHA256: sum})
+
+	if opts.Raw {
+		rawPath := filepath.Join(c.Dir, DisksDirName, name+".raw")
+		out, err := writeRaw(rawPath, dr, int64(d.Capacity)*vmdk.SectorSize)
+		if err != nil {
+			return nil, err
+		}
+		report.Output = append(report.Output, *out)
+	}
+	report.Verified = dr.verify
+	report.Guest = fsprobe.Identify(dr, int64(d.Capacity)*vmdk.SectorSize)
+
+	b, err := json.MarshalIndent(report, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	return report, WriteFileAtomic(filepath.Join(c.Dir, DisksDirName, name+".json"), b)
+}
+
+func writeRaw(path string, dr *diskReader, size int64) (*OutputFile, error) {
+	f, err := CreateAtomic(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Abort()
+	if err := f.Truncate(size); err != nil {
+		return nil, err
+	}
+	gb := int64(dr.disk.GrainSize) * vmdk.SectorSize
+	buf := make([]byte, gb)
+	for g := uint64(0); int64(g)*gb < size; g++ {
+		n := min(gb, size-int64(g)*gb)
+		b := buf[:n]
+		clear(b)
+		ok, err := dr.readGrain(g, b)
+		if err != nil {
+			return nil, err
+		}
+		if ok && !isZeroBytes(b) {
+			if _, err := f.WriteAt(b, int64(g)*gb); err != nil {
+				return nil, err
+			}
+		}
+	}
+	sum, err := hashFile(f.File)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Commit(); err != nil {
+		return nil, err
+	}
+	return &OutputFile{Path: filepath.Join(DisksDirName, filepath.Base(path)), Format: "raw", Size: size, SHA256: sum}, nil
+}
+
+func hashFile(f *os.File) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<62)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func isZeroBytes(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// diskReader reads a planned disk: placed grains from the image (decoded
+// if compressed, checked against the planned hash), everything else as
+// zeros. A grain that fails its check now is treated as missing and
+// counted, never written.
+type diskReader struct {
+	img    io.ReaderAt
+	disk   *reassemble.Disk
+	verify VerifySummary
+	record []byte
+	cacheG int64
+	cache  []byte
+}
+
+func newDiskReader(img io.ReaderAt, d *reassemble.Disk) *diskReader {
+	gb := int64(d.GrainSize) * vmdk.SectorSize
+	return &diskReader{img: img, disk: d, cacheG: -1, cache: make([]byte, gb),
+		record: make([]byte, 12+vmdk.MaxCompressedGrain(gb))}
+}
+
+// readGrain fills buf (one grain, or less for the last) with grain g.
+func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
+	if g >= uint64(len(r.disk.Grains)) {
+		return false, nil
+	}
+	gr := &r.disk.Grains[g]
+	if gr.Status != reassemble.Placed || gr.Source == nil {
+		return false, nil
+	}
+	r.verify.GrainsRead++
+	src := gr.Source
+	hashed := buf
+	if src.Compressed {
+		r.cacheG = -1 // the cache is about to hold this grain's decoded bytes
+		n, err := r.img.ReadAt(r.record[:min(int64(len(r.record)), max(src.RecordBytes, 12))], src.ImageOffset)
+		if err != nil && err != io.EOF {
+			return false, err
+		}
+		_, k, err := vmdk.DecodeGrain(r.record[:n], r.cache)
+		if err != nil || k < len(buf) {
+			r.verify.DecodeFailure++
+			return false, nil
+		}
+		copy(buf, r.cache[:len(buf)])
+		hashed = r.cache[:k] // the carve hashed the whole decoded grain
+	} else if _, err := r.img.ReadAt(buf, src.ImageOffset); err != nil && err != io.EOF {
+		return false, err
+	}
+	if xxhash.Sum64(hashed) != gr.Hash {
+		r.verify.HashMismatch++
+		return false, nil
+	}
+	return true, nil
+}
+
+// ReadAt reads the rebuilt disk, for the guest probes.
+func (r *diskReader) ReadAt(p []byte, off int64) (int, error) {
+	gb := int64(r.disk.GrainSize) * vmdk.SectorSize
+	size := int64(r.disk.Capacity) * vmdk.SectorSize
+	done := 0
+	for done < len(p) {
+		if off >= size {
+			return done, io.EOF
+		}
+		g := off / gb
+		if g != r.cacheG {
+			n := min(gb, size-g*gb)
+			b := r.cache[:n]
+			clear(r.cache)
+			ok, err := r.readGrain(uint64(g), b)
+			if err != nil {
+				return done, err
+			}
+			if !ok {
+				clear(b)
+			}
+			r.cacheG = g
+		}
+		k := copy(p[done:], r.cache[off-g*gb:min(gb, size-g*gb)])
+		done += k
+		off += int64(k)
+	}
+	return done, nil
+}
+
+func summarize(rep *DiskReport) DiskSummary {
+	d := rep.Disk
+	s := DiskSummary{ID: d.ID, Capacity: d.Capacity * vmdk.SectorSize, Sources: len(d.Instances), Counts: d.Counts}
+	if len(rep.Output) > 0 {
+		s.Path = rep.Output[0].Path
+	}
+	for _, inst := range d.Instances {
+		s.Variants = append(s.Variants, inst.Variant)
+	}
+	for _, f := range rep.Guest {
+		s.GuestKind = append(s.GuestKind, f.Kind)
+	}
+	return s
+}
+
+// summariesFromReports rebuilds the summary table from the reports of a
+// completed rebuild, so a re-run prints the same table without redoing work.
+func summariesFromReports(c *Case) (*RebuildResult, error) {
+	paths, err := filepath.Glob(filepath.Join(c.Dir, DisksDirName, "disk-*.json"))
+	if err != nil || len(paths) == 0 {
+		return nil, fmt.Errorf("no reports")
+	}
+	res := &RebuildResult{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		rep := new(DiskReport)
+		if err := json.Unmarshal(b, rep); err != nil || rep.Disk == nil {
+			return nil, fmt.Errorf("%s: unreadable report", p)
+		}
+		res.Disks = append(res.Disks, summarize(rep))
+	}
+	return res, nil
+}
