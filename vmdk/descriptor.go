@@ -154,9 +154,10 @@ func (d *Descriptor) Capacity() uint64 {
 // UUID returns ddb.uuid, if present.
 func (d *Descriptor) UUID() string { return d.DDB["ddb.uuid"] }
 
-// MarshalText writes the descriptor in the layout qemu and libvmdk accept
+// Encode writes the descriptor in the layout qemu and libvmdk accept
 // (FORMAT.md §6.1): the three section comment lines are required by libvmdk.
-func (d *Descriptor) MarshalText() ([]byte, error) {
+// (It is not MarshalText on purpose: JSON reports keep the parsed fields.)
+func (d *Descriptor) Encode() ([]byte, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\nversion=%d\nCID=%08x\nparentCID=%08x\n", DescriptorMagic, max(d.Version, 1), d.CID, d.ParentCID)
 	fmt.Fprintf(&b, "createType=%q\n", d.CreateType)

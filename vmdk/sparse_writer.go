@@ -74,7 +74,7 @@ func WriteMonolithicSparse(w io.WriterAt, opts SparseWriterOptions, read func(gr
 	}
 	desc.CreateType = "monolithicSparse"
 	desc.Extents = []Extent{{Access: "RW", Sectors: opts.Capacity, Type: "SPARSE", FileName: opts.FileName}}
-	text, _ := desc.MarshalText()
+	text, _ := desc.Encode()
 	if len(text) > descriptorSectors*SectorSize {
 		return 0, fmt.Errorf("vmdk: descriptor of %d bytes does not fit %d sectors", len(text), descriptorSectors)
 	}

@@ -183,7 +183,7 @@ func streamDescriptor(opts StreamWriterOptions) ([]byte, error) {
 		d.CID = f.Sum32()
 		d.DDB = map[string]string{"ddb.adapterType": "lsilogic", "ddb.virtualHWVersion": "4"}
 	}
-	text, err := d.MarshalText()
+	text, err := d.Encode()
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,141 @@
+package reassemble
+
+import (
+	"fmt"
+	"sort"
+
+	"vmdkcarve/signatures"
+	"vmdkcarve/vmdk"
+)
+
+// hitIndex gives the hits by kind and offset.
+type hitIndex struct {
+	headers     []*signatures.Hit // valid sparse headers, by offset
+	descriptors map[int64]*signatures.Hit
+	footerMark  map[int64]bool            // offsets of footer markers
+	gtMark      map[int64]bool            // offsets of GT markers
+	markers     []*signatures.Hit         // grain markers (valid and damaged), by offset
+	markerAt    map[int64]*signatures.Hit // grain markers by offset
+	others      map[signatures.Kind]int   // counts of kinds reported but not used here
+}
+
+func indexHits(hits []signatures.Hit) *hitIndex {
+	x := &hitIndex{
+		descriptors: make(map[int64]*signatures.Hit),
+		footerMark:  make(map[int64]bool),
+		gtMark:      make(map[int64]bool),
+		markerAt:    make(map[int64]*signatures.Hit),
+		others:      make(map[signatures.Kind]int),
+	}
+	for i := range hits {
+		h := &hits[i]
+		switch h.Kind {
+		case signatures.KindSparseHeader:
+			if h.Verdict == signatures.Valid && h.Sparse != nil {
+				x.headers = append(x.headers, h)
+			} else {
+				x.others[h.Kind]++
+			}
+		case signatures.KindDescriptor:
+			if h.Descriptor != nil {
+				x.descriptors[h.Offset] = h
+			}
+		case signatures.KindMetaMarker:
+			if h.Meta != nil && h.Meta.Type == vmdk.MarkerFooter {
+				x.footerMark[h.Offset] = true
+			}
+			if h.Meta != nil && h.Meta.Type == vmdk.MarkerGT {
+				x.gtMark[h.Offset] = true
+			}
+		case signatures.KindGrainMarker:
+			if h.Grain != nil {
+				x.markers = append(x.markers, h)
+				x.markerAt[h.Offset] = h
+			}
+		default:
+			x.others[h.Kind]++
+		}
+	}
+	byOffset := func(s []*signatures.Hit) {
+		sort.SliceStable(s, func(i, j int) bool { return s[i].Offset < s[j].Offset })
+	}
+	byOffset(x.headers)
+	byOffset(x.markers)
+	return x
+}
+
+// isFooter tells a stream footer from a start header by its neighbour: the
+// sector before a footer is a footer marker (FORMAT.md §3.5).
+func (x *hitIndex) isFooter(h *signatures.Hit) bool {
+	return h.Sparse.IsStreamFooterCandidate() && x.footerMark[h.Offset-vmdk.SectorSize]
+}
+
+// isMetaGT reports whether a GT marker sits at off.
+func (x *hitIndex) isMetaGT(off int64) bool { return x.gtMark[off] }
+
+// findInstances makes one instance per start header. Under the contiguous
+// assumption an instance's file runs from its header to the next start
+// header or the end of the image; the fragment list is kept general so that
+// fragment search can replace it.
+func findInstances(x *hitIndex, imageSize int64) []*Instance {
+	var starts []*signatures.Hit
+	var footers []*signatures.Hit
+	for _, h := range x.headers {
+		if x.isFooter(h) {
+			footers = append(footers, h)
+		} else {
+			starts = append(starts, h)
+		}
+	}
+	var out []*Instance
+	for i, h := range starts {
+		end := imageSize
+		if i+1 < len(starts) {
+			end = starts[i+1].Offset
+		}
+		hdr := *h.Sparse
+		inst := &Instance{
+			ID:           len(out) + 1,
+			HeaderOffset: h.Offset,
+			Header:       &hdr,
+			Fragments: []Fragment{{
+				FileOffset: 0, ImageOffset: h.Offset, Length: end - h.Offset,
+				Evidence: "contiguous from the header to the next header or the image end",
+			}},
+			size:   end - h.Offset,
+			grains: make(map[uint64]*Grain),
+		}
+		switch {
+		case !hdr.Compressed():
+			inst.Variant = "monolithicSparse"
+		case hdr.GDOffset == vmdk.GDAtEnd:
+			inst.Variant = "streamOptimized (GD at end)"
+		default:
+			inst.Variant = "streamOptimized"
+		}
+		if hdr.DescriptorOffset > 0 {
+			if d := x.descriptors[h.Offset+int64(hdr.DescriptorOffset)*vmdk.SectorSize]; d != nil {
+				inst.Descriptor = d.Descriptor
+			}
+		}
+		// A GD_AT_END stream's footer lies at gdOffset + gdSectors + 1 of
+		// the file; one in this instance's range that agrees is its own.
+		for _, f := range footers {
+			if f.Offset <= h.Offset || f.Offset >= end || f.Sparse.Capacity != hdr.Capacity || f.Sparse.GrainSize != hdr.GrainSize {
+				continue
+			}
+			want := h.Offset + int64(f.Sparse.GDOffset+f.Sparse.GDSectors()+1)*vmdk.SectorSize
+			if want == f.Offset {
+				inst.FooterOffset = f.Offset
+				// The file ends with the footer and the EOS sector.
+				inst.size = f.Offset + 2*vmdk.SectorSize - h.Offset
+				inst.Fragments[0].Length = inst.size
+				footer := *f.Sparse
+				inst.Header = &footer
+				inst.Notes = append(inst.Notes, fmt.Sprintf("footer at image offset %d gives gdOffset %d", f.Offset, footer.GDOffset))
+			}
+		}
+		out = append(out, inst)
+	}
+	return out
+}

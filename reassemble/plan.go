@@ -1,0 +1,114 @@
+// Package reassemble turns carved hits into virtual disks: it groups hits
+// into VMDK instances, maps each instance's file offsets to image offsets,
+// decides for every virtual grain where its bytes come from and how sure we
+// are, and merges copies of the same disk. It decides; it writes nothing.
+// Emitting the decided disks is the pipeline's job.
+//
+// The rule everywhere: a grain is placed only on evidence that names its
+// source; anything less leaves it missing, and the plan says why.
+package reassemble
+
+import "vmdkcarve/vmdk"
+
+// Status of one virtual grain in a plan.
+type Status string
+
+const (
+	Placed   Status = "placed"   // bytes come from Source
+	Zero     Status = "zero"     // proven to read as zeros (unallocated in a trusted table)
+	Missing  Status = "missing"  // no trustworthy source; written as a hole and reported
+	Conflict Status = "conflict" // sources disagree; treated as missing
+)
+
+// Evidence levels (DESIGN.md, disk report).
+const (
+	EvTable  = "table"  // the VMDK's own grain table
+	EvMarker = "marker" // a stream grain marker's LBA
+	EvCopy   = "copy"   // corroborated by an identical copy in another instance
+	EvStream = "stream" // a contiguous run of stream records proves the absent grains are zero
+)
+
+// Source is where a placed grain's bytes lie in the image.
+type Source struct {
+	Instance    int   `json:"instance"`
+	ImageOffset int64 `json:"image_offset"` // grain data, or the grain record of a stream
+	FileOffset  int64 `json:"file_offset"`
+	Compressed  bool  `json:"compressed,omitempty"`
+	RecordBytes int64 `json:"record_bytes,omitempty"` // compressed record length, sector-padded
+}
+
+// Grain is the decision for one virtual grain.
+type Grain struct {
+	Status   Status   `json:"status"`
+	Evidence []string `json:"evidence,omitempty"`
+	Source   *Source  `json:"source,omitempty"`
+	Hash     uint64   `json:"hash,omitempty"` // xxhash64 of the grain's bytes when placed
+	Copies   int      `json:"copies,omitempty"`
+	Reason   string   `json:"reason,omitempty"` // why missing, conflicting or zero
+}
+
+// Fragment links a range of an instance's file to a range of the image.
+type Fragment struct {
+	FileOffset  int64  `json:"file_offset"`
+	ImageOffset int64  `json:"image_offset"`
+	Length      int64  `json:"length"`
+	Evidence    string `json:"evidence"`
+}
+
+// Instance is one VMDK file (extent) found in the image.
+type Instance struct {
+	ID           int                `json:"id"`
+	Variant      string             `json:"variant"` // monolithicSparse, streamOptimized, ...
+	HeaderOffset int64              `json:"header_offset"`
+	Header       *vmdk.SparseHeader `json:"header"`
+	FooterOffset int64              `json:"footer_offset,omitempty"`
+	Descriptor   *vmdk.Descriptor   `json:"descriptor,omitempty"`
+	Fragments    []Fragment         `json:"fragments"`
+	Tables       string             `json:"tables"` // which grain tables were used, and why
+	Notes        []string           `json:"notes,omitempty"`
+	Counts       Counts             `json:"counts"`
+
+	grains map[uint64]*Grain // decided grains of this instance alone
+	size   int64             // bytes of the file that map to the image
+}
+
+// Counts summarises grain statuses and evidence.
+type Counts struct {
+	Grains     uint64            `json:"grains"`
+	Placed     uint64            `json:"placed"`
+	Zero       uint64            `json:"zero"`
+	Missing    uint64            `json:"missing"`
+	Conflict   uint64            `json:"conflicting"`
+	ByEvidence map[string]uint64 `json:"by_evidence,omitempty"`
+}
+
+// Disk is the plan for one virtual disk: everything emit needs and
+// everything the report says.
+type Disk struct {
+	ID         int              `json:"id"`
+	Capacity   uint64           `json:"capacity_sectors"`
+	GrainSize  uint64           `json:"grain_size_sectors"`
+	Descriptor *vmdk.Descriptor `json:"descriptor,omitempty"`
+	Instances  []*Instance      `json:"instances"`
+	Counts     Counts           `json:"counts"`
+	Runs       []Run            `json:"runs"`
+	Notes      []string         `json:"notes,omitempty"`
+
+	Grains []Grain `json:"-"` // one per virtual grain; Runs is its compact form
+}
+
+// Run is a run of consecutive virtual grains with one status and evidence,
+// whose sources (if placed) lie at evenly spaced image offsets of one
+// instance. It is how the report lists every grain's provenance compactly.
+type Run struct {
+	FirstGrain  uint64   `json:"first_grain"`
+	Count       uint64   `json:"count"`
+	Status      Status   `json:"status"`
+	Evidence    []string `json:"evidence,omitempty"`
+	Instance    int      `json:"instance,omitempty"`
+	ImageOffset int64    `json:"image_offset,omitempty"` // of the first grain's source
+	Stride      int64    `json:"stride,omitempty"`       // image bytes between consecutive sources
+	Compressed  bool     `json:"compressed,omitempty"`
+	Copies      int      `json:"copies,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+}

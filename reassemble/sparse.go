@@ -1,0 +1,246 @@
+package reassemble
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/cespare/xxhash/v2"
+
+	"vmdkcarve/vmdk"
+)
+
+// gtCopy is one copy (primary or redundant) of one grain table.
+type gtCopy struct {
+	entries []uint32
+	problem string // why this copy is not usable; "" if it is
+	empty   bool   // every entry is zero
+}
+
+// tableReader reads and checks grain directories and tables of one
+// instance. A table is usable only if it lies inside the mapped file and
+// every non-zero entry names a whole grain past the metadata.
+type tableReader struct {
+	view *fileView
+	h    *vmdk.SparseHeader
+	// dataStart is the first sector a grain may occupy.
+	dataStart uint64
+}
+
+func (t *tableReader) readGD(sector uint64) ([]uint32, string) {
+	if sector == 0 {
+		return nil, "no directory offset"
+	}
+	gd, err := vmdk.ReadTable(t.view, t.view.size(), sector, t.h.GDEntries())
+	if err != nil {
+		return nil, err.Error()
+	}
+	return gd, ""
+}
+
+func (t *tableReader) readGT(gde uint32) gtCopy {
+	if gde == 0 {
+		return gtCopy{problem: "directory entry is zero"}
+	}
+	if uint64(gde) >= t.dataStart && !t.h.Compressed() {
+		return gtCopy{problem: fmt.Sprintf("directory entry %d points into grain data", gde)}
+	}
+	gt, err := vmdk.ReadTable(t.view, t.view.size(), uint64(gde), uint64(t.h.NumGTEsPerGT))
+	if err != nil {
+		return gtCopy{problem: err.Error()}
+	}
+	c := gtCopy{entries: gt, empty: true}
+	zeroGTE := t.h.Flags&vmdk.FlagZeroedGrainGTE != 0
+	for j, e := range gt {
+		if e == 0 || (e == 1 && zeroGTE) {
+			continue
+		}
+		c.empty = false
+		if uint64(e) < t.dataStart {
+			c.problem = fmt.Sprintf("entry %d = %d points into the metadata", j, e)
+			return c
+		}
+		if !t.h.Compressed() && int64(e)*vmdk.SectorSize+t.h.GrainBytes() > t.view.size() {
+			// Not a table problem: the grain lies past what the image
+			// holds (a cut file). The grain is missing, not the table.
+			continue
+		}
+	}
+	return c
+}
+
+// placeSparse decides every grain of an uncompressed hosted sparse instance
+// from its primary grain tables, falling back per table and per entry to the
+// redundant copy (FORMAT.md §2.3).
+func placeSparse(inst *Instance, image io.ReaderAt) {
+	h := inst.Header
+	view := newFileView(image, inst.Fragments)
+	t := &tableReader{view: view, h: h, dataStart: h.OverHead}
+	if h.OverHead == 0 {
+		t.dataStart = 1
+	}
+	primary, pProblem := t.readGD(h.GDOffset)
+	var redundant []uint32
+	rProblem := "no redundant directory (flags bit 1 clear)"
+	if h.HasRedundantGD() {
+		redundant, rProblem = t.readGD(h.RGDOffset)
+	}
+	if pProblem != "" {
+		inst.Notes = append(inst.Notes, "primary grain directory unusable: "+pProblem)
+	}
+	if rProblem != "" && h.HasRedundantGD() {
+		inst.Notes = append(inst.Notes, "redundant grain directory unusable: "+rProblem)
+	}
+
+	grains := h.Grains()
+	perGT := uint64(h.NumGTEsPerGT)
+	owner := make(map[uint32]uint64) // grain sector → virtual grain, to refuse a sector claimed twice
+	usedPrimary, usedRedundant, lostTables := 0, 0, 0
+	var zeroByEmptyTable []uint64 // grains zero only because both table copies are empty
+
+	for i := uint64(0); i < h.GDEntries(); i++ {
+		var p, r gtCopy
+		p.problem, r.problem = "no directory", "no directory"
+		if primary != nil {
+			p = t.readGT(primary[i])
+		}
+		if redundant != nil {
+			r = t.readGT(redundant[i])
+		}
+		pOK, rOK := p.problem == "", r.problem == ""
+		switch {
+		case pOK:
+			usedPrimary++
+		case rOK:
+			usedRedundant++
+		default:
+			lostTables++
+		}
+		for j := uint64(0); j < perGT; j++ {
+			g := i*perGT + j
+			if g >= grains {
+				break
+			}
+			var pe, re uint32
+			if pOK {
+				pe = p.entries[j]
+			}
+			if rOK {
+				re = r.entries[j]
+			}
+			switch {
+			case !pOK && !rOK:
+				inst.grains[g] = &Grain{Status: Missing, Reason: "grain table lost: primary: " + p.problem + "; redundant: " + r.problem}
+				continue
+			case pe != 0 && re != 0 && pe != re:
+				inst.grains[g] = &Grain{Status: Conflict, Reason: fmt.Sprintf("primary table says sector %d, redundant says %d", pe, re)}
+				continue
+			}
+			e, which := pe, "primary"
+			if e == 0 && re != 0 {
+				e, which = re, "redundant"
+			}
+			zeroGTE := h.Flags&vmdk.FlagZeroedGrainGTE != 0
+			if e == 0 || (e == 1 && zeroGTE) {
+				inst.grains[g] = &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
+				if (!pOK || p.empty) && (!rOK || r.empty) {
+					zeroByEmptyTable = append(zeroByEmptyTable, g)
+				}
+				continue
+			}
+			if prev, dup := owner[e]; dup {
+				inst.grains[g] = &Grain{Status: Conflict, Reason: fmt.Sprintf("sector %d is also claimed by grain %d", e, prev)}
+				if pg := inst.grains[prev]; pg != nil && pg.Status == Placed {
+					*pg = Grain{Status: Conflict, Reason: fmt.Sprintf("sector %d is also claimed by grain %d", e, g)}
+				}
+				continue
+			}
+			owner[e] = g
+			inst.grains[g] = readSparseGrain(inst, view, g, e, which, pe != 0 && re != 0)
+		}
+	}
+	inst.Tables = fmt.Sprintf("%d of %d grain tables from the primary copy, %d from the redundant copy, %d lost", usedPrimary, h.GDEntries(), usedRedundant, lostTables)
+
+	// Grains are appended to a sparse file as they are first written, so
+	// the grain area is dense: every grain-sized slot between overHead and
+	// the last referenced grain belongs to some grain. Unreferenced slots
+	// mean tables were lost, and then an all-zero table proves nothing:
+	// its grains are missing, not zero.
+	if orphans := orphanSlots(h, owner); orphans > 0 && len(zeroByEmptyTable) > 0 {
+		for _, g := range zeroByEmptyTable {
+			inst.grains[g] = &Grain{Status: Missing, Reason: fmt.Sprintf("grain table is all zero while %d grain slots are referenced by no table", orphans)}
+		}
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots referenced by no table: all-zero tables are treated as lost", orphans))
+	}
+}
+
+// orphanSlots counts grain slots between overHead and the last referenced
+// grain that no table references.
+func orphanSlots(h *vmdk.SparseHeader, owner map[uint32]uint64) uint64 {
+	if len(owner) == 0 {
+		return 0
+	}
+	var last uint32
+	for s := range owner {
+		last = max(last, s)
+	}
+	if uint64(last) < h.OverHead {
+		return 0
+	}
+	slots := (uint64(last)-h.OverHead)/h.GrainSize + 1
+	if slots <= uint64(len(owner)) {
+		return 0
+	}
+	return slots - uint64(len(owner))
+}
+
+// readSparseGrain reads a table-placed grain to hash it; a grain whose bytes
+// are not all in the image is missing.
+func readSparseGrain(inst *Instance, view *fileView, g uint64, sector uint32, which string, bothCopies bool) *Grain {
+	h := inst.Header
+	fileOff := int64(sector) * vmdk.SectorSize
+	n := grainLength(h, g)
+	imgOff, err := view.imageOffset(fileOff, n)
+	if err != nil {
+		return &Grain{Status: Missing, Reason: fmt.Sprintf("table (%s) names sector %d but %v", which, sector, err)}
+	}
+	buf := make([]byte, n)
+	if _, err := view.ReadAt(buf, fileOff); err != nil {
+		return &Grain{Status: Missing, Reason: fmt.Sprintf("reading sector %d: %v", sector, err)}
+	}
+	gr := &Grain{Status: Placed, Evidence: []string{EvTable}, Hash: xxhash.Sum64(buf), Copies: 1,
+		Source: &Source{Instance: inst.ID, ImageOffset: imgOff, FileOffset: fileOff}}
+	if which == "redundant" {
+		gr.Reason = "entry from the redundant grain table"
+	} else if bothCopies {
+		gr.Reason = "primary and redundant tables agree"
+	}
+	if allZero(buf) {
+		// Allocated but zero: reads as zeros either way.
+		return &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "allocated grain holds zeros"}
+	}
+	return gr
+}
+
+// grainLength is the byte length of virtual grain g (the last may be short).
+func grainLength(h *vmdk.SparseHeader, g uint64) int64 {
+	n := h.GrainBytes()
+	if rest := int64(h.Capacity-g*h.GrainSize) * vmdk.SectorSize; rest < n {
+		n = rest
+	}
+	return n
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

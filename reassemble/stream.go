@@ -1,0 +1,220 @@
+package reassemble
+
+import (
+	"fmt"
+	"io"
+	"sort"
+
+	"vmdkcarve/signatures"
+	"vmdkcarve/vmdk"
+)
+
+// placeStream decides every grain of a stream-optimized instance. Grain
+// markers carry their LBA, so each valid record places itself (evidence
+// "marker"); where the stream's own grain table survives and points at the
+// same record it adds "table". A table entry pointing at anything but a
+// valid record of that LBA leaves the grain missing.
+func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
+	h := inst.Header
+	start, end := inst.HeaderOffset, inst.HeaderOffset+inst.size
+	lo := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= start })
+	hi := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= end })
+	markers := x.markers[lo:hi]
+	grains := h.Grains()
+
+	// Records by LBA; two different records for one LBA in one stream are
+	// a conflict unless their data is identical.
+	byGrain := make(map[uint64]*signatures.Hit)
+	conflicts := make(map[uint64]bool)
+	damaged := 0
+	for _, m := range markers {
+		if m.Verdict != signatures.Valid {
+			damaged++
+			continue
+		}
+		if m.Grain.LBA%h.GrainSize != 0 || m.Grain.LBA/h.GrainSize >= grains || int64(m.Grain.DataBytes) != grainLength(h, m.Grain.LBA/h.GrainSize) && int64(m.Grain.DataBytes) != h.GrainBytes() {
+			inst.Notes = append(inst.Notes, fmt.Sprintf("grain record at %d has lba %d / %d bytes, not a grain of this disk", m.Offset, m.Grain.LBA, m.Grain.DataBytes))
+			continue
+		}
+		g := m.Grain.LBA / h.GrainSize
+		if prev := byGrain[g]; prev != nil && prev.Grain.Hash != m.Grain.Hash {
+			conflicts[g] = true
+			continue
+		}
+		if byGrain[g] == nil {
+			byGrain[g] = m
+		}
+	}
+	if damaged > 0 {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain records do not decode (cut or overwritten)", damaged))
+	}
+
+	table := streamTable(inst, image)
+	for g, m := range byGrain {
+		if conflicts[g] {
+			inst.grains[g] = &Grain{Status: Conflict, Reason: "two different grain records carry this LBA"}
+			continue
+		}
+		inst.grains[g] = markerGrain(inst, m)
+	}
+	for g := range conflicts {
+		if byGrain[g] == nil {
+			inst.grains[g] = &Grain{Status: Conflict, Reason: "two different grain records carry this LBA"}
+		}
+	}
+
+	if table != nil {
+		for g := uint64(0); g < grains; g++ {
+			e := table[g]
+			cur := inst.grains[g]
+			switch {
+			case e == 0 && cur == nil:
+				inst.grains[g] = &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
+			case e == 0:
+				// A record the table does not list: keep the marker's word,
+				// but say so.
+				cur.Reason = "record not listed in the grain table"
+			case cur == nil || cur.Status != Placed:
+				if cur == nil || cur.Status == Missing {
+					inst.grains[g] = &Grain{Status: Missing, Reason: fmt.Sprintf("grain table names sector %d but no valid record of this LBA is there", e)}
+				}
+			case cur.Source.FileOffset != int64(e)*vmdk.SectorSize:
+				inst.grains[g] = &Grain{Status: Conflict, Reason: fmt.Sprintf("grain table names sector %d, the record of this LBA is at file offset %d", e, cur.Source.FileOffset)}
+			default:
+				cur.Evidence = append(cur.Evidence, EvTable)
+			}
+		}
+		inst.Tables = "stream grain tables checked against the grain records"
+		return
+	}
+	inst.Tables = "no usable grain table: grains placed by their markers' LBA"
+	streamZeros(inst, markers, x)
+}
+
+// markerGrain places a grain from its decoded record.
+func markerGrain(inst *Instance, m *signatures.Hit) *Grain {
+	fileOff := m.Offset - inst.HeaderOffset
+	if m.Grain.Zero {
+		return &Grain{Status: Zero, Evidence: []string{EvMarker}, Reason: "record decodes to zeros"}
+	}
+	return &Grain{Status: Placed, Evidence: []string{EvMarker}, Hash: m.Grain.Hash, Copies: 1,
+		Source: &Source{Instance: inst.ID, ImageOffset: m.Offset, FileOffset: fileOff, Compressed: true, RecordBytes: m.Length}}
+}
+
+// streamTable returns the stream's grain map if its directory and tables
+// are readable and every entry points inside the mapped file; nil otherwise.
+func streamTable(inst *Instance, image io.ReaderAt) []uint32 {
+	h := inst.Header
+	if h.GDOffset == vmdk.GDAtEnd {
+		inst.Notes = append(inst.Notes, "GD_AT_END stream without its footer: no grain table")
+		return nil
+	}
+	view := newFileView(image, inst.Fragments)
+	t := &tableReader{view: view, h: h, dataStart: 1}
+	gd, problem := t.readGD(h.GDOffset)
+	if problem != "" {
+		inst.Notes = append(inst.Notes, "stream grain directory unusable: "+problem)
+		return nil
+	}
+	perGT := uint64(h.NumGTEsPerGT)
+	out := make([]uint32, h.Grains())
+	for i, gde := range gd {
+		if gde == 0 {
+			continue
+		}
+		gt := t.readGT(gde)
+		if gt.problem != "" {
+			inst.Notes = append(inst.Notes, fmt.Sprintf("stream grain table %d unusable: %s", i, gt.problem))
+			return nil
+		}
+		for j, e := range gt.entries {
+			if g := uint64(i)*perGT + uint64(j); g < uint64(len(out)) {
+				out[g] = e
+			}
+		}
+	}
+	return out
+}
+
+// streamZeros proves grains zero where the tables are gone. Writers emit
+// one record per non-zero grain in ascending LBA order and skip zero
+// grains; if the records from the first to the last found follow each
+// other without a gap (only GT markers and tables between them), no record
+// was lost there, so every grain below the last found LBA without a record
+// is zero. Past the last record, or across a gap, nothing is proven.
+func streamZeros(inst *Instance, markers []*signatures.Hit, x *hitIndex) {
+	h := inst.Header
+	var valid []*signatures.Hit
+	for _, m := range markers {
+		if m.Verdict == signatures.Valid {
+			valid = append(valid, m)
+		}
+	}
+	if len(valid) == 0 {
+		return
+	}
+	// Ascending LBA in file order?
+	for i := 1; i < len(valid); i++ {
+		if valid[i].Grain.LBA <= valid[i-1].Grain.LBA {
+			inst.Notes = append(inst.Notes, "grain records are not in LBA order: absent grains are missing, not zero")
+			markMissing(inst)
+			return
+		}
+	}
+	// Contiguity from the first grain area sector to the last record.
+	gapAt := int64(-1)
+	next := valid[0].Offset
+	firstGrainArea := inst.HeaderOffset + int64(h.OverHead)*vmdk.SectorSize
+	if next < firstGrainArea || next-firstGrainArea >= int64(h.GrainSize)*vmdk.SectorSize {
+		gapAt = firstGrainArea
+	}
+	for _, m := range valid {
+		if gapAt >= 0 {
+			break
+		}
+		// Skip GT markers and their tables between records.
+		for next < m.Offset && x.isMetaGT(next) {
+			next += 5 * vmdk.SectorSize
+		}
+		if m.Offset != next {
+			gapAt = next
+			break
+		}
+		next = m.Offset + m.Length
+	}
+	lastLBA := valid[len(valid)-1].Grain.LBA
+	if gapAt >= 0 {
+		// Zeros are proven only below the gap.
+		for _, m := range valid {
+			if m.Offset >= gapAt {
+				break
+			}
+			lastLBA = m.Grain.LBA
+		}
+		if gapAt == firstGrainArea {
+			markMissing(inst)
+			inst.Notes = append(inst.Notes, "the first grain record is not at overHead: absent grains are missing")
+			return
+		}
+		inst.Notes = append(inst.Notes, fmt.Sprintf("records stop following each other at image offset %d: absent grains past LBA %d are missing", gapAt, lastLBA))
+	}
+	lastGrain := lastLBA / h.GrainSize
+	for g := uint64(0); g < h.Grains(); g++ {
+		if inst.grains[g] != nil {
+			continue
+		}
+		if g < lastGrain {
+			inst.grains[g] = &Grain{Status: Zero, Evidence: []string{EvStream}, Reason: "no record between records that follow each other: a zero grain the writer skipped"}
+		} else {
+			inst.grains[g] = &Grain{Status: Missing, Reason: "past the last grain record found"}
+		}
+	}
+}
+
+func markMissing(inst *Instance) {
+	for g := uint64(0); g < inst.Header.Grains(); g++ {
+		if inst.grains[g] == nil {
+			inst.grains[g] = &Grain{Status: Missing, Reason: "no record found and no grain table"}
+		}
+	}
+}
