@@ -397,3 +397,48 @@ func TestNoiseSeekable(t *testing.T) {
 		t.Fatal("noise streams are not independent")
 	}
 }
+
+// BenchmarkGenerateDemo times the demo scenario (256 MiB image, our own
+// writers only so the number does not depend on qemu-img).
+func BenchmarkGenerateDemo(b *testing.B) {
+	spec, err := Scenario("demo", 1, 0, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(spec.ImageSize)
+	for b.Loop() {
+		if _, err := Generate(spec, b.TempDir()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestZeroFill(t *testing.T) {
+	spec := oursSpec(2)
+	spec.NoiseFill = Zero
+	truth, _ := generate(t, spec)
+	img, err := os.ReadFile(truth.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFile := make([]bool, len(img))
+	for _, f := range truth.Files {
+		for i := f.ImageOffset; i < f.ImageOffset+f.Length; i++ {
+			if inFile[i] {
+				t.Fatalf("file %d overlaps another at %d", f.Index, i)
+			}
+			inFile[i] = true
+		}
+		if f.ImageOffset != 4096 && f.ImageOffset%fileAlign != 0 {
+			t.Errorf("file %d at %d is not 4096-aligned", f.Index, f.ImageOffset)
+		}
+	}
+	for i, c := range img {
+		if c != 0 && !inFile[i] {
+			t.Fatalf("byte %d outside every file is %#x in a zero-filled image", i, c)
+		}
+	}
+	if truth.Fill != "zero" {
+		t.Errorf("truth fill %q", truth.Fill)
+	}
+}
