@@ -1,0 +1,312 @@
+// Command carve is stage 1 of vmdkcarve: it scans a raw disk image for
+// VMware VMDK structures and records what it finds in a case directory.
+//
+//	carve [flags] -o CASE IMAGE
+//
+// It maps flags onto pipeline.CarveOptions, shows progress and prints a
+// summary; everything else happens in package pipeline.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"vmdkcarve/pipeline"
+	"vmdkcarve/signatures"
+)
+
+// Exit codes (DESIGN.md, CLI contract).
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+const usageHead = `carve: find VMware VMDK structures in a raw disk image (stage 1 of vmdkcarve)
+
+Usage:
+  carve [flags] -o CASE IMAGE
+
+IMAGE is read-only evidence (a dd image or a block device); nothing is ever
+written to it or beside it. Every 512-byte-aligned offset is handed to the
+recognizers below, and every 4 KiB block is fingerprinted (xxhash64), so that
+'rebuild CASE' can reassemble the virtual disks afterwards.
+
+Re-running the same command on the same CASE resumes an interrupted carve from
+its last checkpoint; a finished carve is not redone unless --force. --range
+carves one shard of the image (run several, on several machines if you like,
+into the same CASE): once the finished shards cover the whole image they are
+merged, giving exactly what one run over the whole image gives.
+
+Case directory:
+  CASE/case.json                manifest: evidence path, size, SHA-256, stages
+  CASE/shards/START-END/        one per run or shard: hits.jsonl,
+                                fingerprints.bin, shard.json (checkpoint)
+  CASE/hits.jsonl               all hits, one JSON object per line, by offset
+  CASE/fingerprints.bin         one fingerprint per 4 KiB block of the image
+
+Flags:
+`
+
+const usageTail = `
+Sizes accept K, M, G and T suffixes (powers of 1024).
+
+Recognizers (for --enable / --disable):
+%s
+Exit status: 0 success, 1 error (an interrupted carve resumes when re-run),
+2 usage.
+`
+
+type config struct {
+	caseDir  string
+	image    string
+	progress string
+	opts     pipeline.CarveOptions
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseArgs(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "carve: %v\nRun 'carve --help' for usage.\n", err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	prog := newProgress(cfg.progress, stderr)
+	cfg.opts.Progress = prog
+	res, err := pipeline.Carve(ctx, cfg.caseDir, cfg.image, cfg.opts)
+	prog.finish()
+	if err != nil {
+		fmt.Fprintf(stderr, "carve: %v\n", err)
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "carve: interrupted; run the same command again to resume from the last checkpoint\n")
+		}
+		return exitError
+	}
+	printSummary(stdout, res)
+	return exitOK
+}
+
+// parseArgs maps the command line onto a config. Go's flag package stops at
+// the first non-flag argument; parsing again after each positional lets
+// flags follow IMAGE too (carve IMAGE -o CASE), which users type anyway.
+func parseArgs(args []string, stderr io.Writer) (*config, error) {
+	cfg := &config{}
+	fs := flag.NewFlagSet("carve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHead)
+		fs.PrintDefaults()
+		fmt.Fprintf(stderr, usageTail, signatures.Help())
+	}
+	var rangeFlag, chunkFlag, enable, disable string
+	fs.StringVar(&cfg.caseDir, "o", "", "case directory to create or resume (required)")
+	fs.IntVar(&cfg.opts.Workers, "workers", 0, "scanning goroutines (0 = one per CPU)")
+	fs.StringVar(&rangeFlag, "range", "", "carve only the shard `START:END` of the image (bytes; END empty = image end)")
+	fs.StringVar(&cfg.opts.Hash, "hash", "sha256", "hash the evidence while reading it: sha256 or none (only a whole-image run records it)")
+	fs.StringVar(&cfg.progress, "progress", "auto", "progress on stderr: auto (a live line on a terminal, else nothing), plain (a line every few seconds) or none")
+	fs.BoolVar(&cfg.opts.Force, "force", false, "redo a shard that is already complete (or was carved with other recognizers)")
+	fs.StringVar(&enable, "enable", "", "comma-separated recognizers to run (default all)")
+	fs.StringVar(&disable, "disable", "", "comma-separated recognizers not to run")
+	fs.StringVar(&chunkFlag, "chunk", "", "read `SIZE` per chunk, a multiple of 4K (default 8M)")
+
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	switch {
+	case len(positional) != 1:
+		return nil, fmt.Errorf("want exactly one IMAGE, got %d arguments", len(positional))
+	case cfg.caseDir == "":
+		return nil, errors.New("-o CASE is required")
+	case !slices.Contains([]string{"auto", "plain", "none"}, cfg.progress):
+		return nil, fmt.Errorf("--progress %q: want auto, plain or none", cfg.progress)
+	case cfg.opts.Hash != "sha256" && cfg.opts.Hash != "none":
+		return nil, fmt.Errorf("--hash %q: want sha256 or none", cfg.opts.Hash)
+	case cfg.opts.Workers < 0:
+		return nil, fmt.Errorf("--workers %d: want 0 or more", cfg.opts.Workers)
+	}
+	cfg.image = positional[0]
+	if rangeFlag != "" {
+		r, err := pipeline.ParseRange(rangeFlag)
+		if err != nil {
+			return nil, fmt.Errorf("--range: %w", err)
+		}
+		cfg.opts.Range = r
+	}
+	if chunkFlag != "" {
+		n, err := pipeline.ParseSize(chunkFlag)
+		if err != nil || n <= 0 || n%4096 != 0 || n > 1<<30 {
+			return nil, fmt.Errorf("--chunk %q: want a multiple of 4K up to 1G", chunkFlag)
+		}
+		cfg.opts.ChunkSize = int(n)
+	}
+	cfg.opts.Enable = splitList(enable)
+	cfg.opts.Disable = splitList(disable)
+	// Unknown recognizer names are a usage error, caught before any work.
+	if _, err := signatures.Select(cfg.opts.Enable, cfg.opts.Disable); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func printSummary(w io.Writer, res *pipeline.CarveResult) {
+	fmt.Fprintf(w, "case      %s\n", res.Case)
+	fmt.Fprintf(w, "evidence  %s (%s)\n", res.Evidence.Path, humanBytes(res.Evidence.Size))
+	fmt.Fprintf(w, "shard     [%d, %d)\n", res.Range.Start, res.Range.End)
+	switch {
+	case res.Skipped:
+		fmt.Fprintf(w, "scanned   nothing: the shard was already complete (use --force to redo it)\n")
+	default:
+		secs := res.Elapsed.Seconds()
+		rate := 0.0
+		if secs > 0 {
+			rate = float64(res.Scanned) / secs / 1e6
+		}
+		fmt.Fprintf(w, "scanned   %s in %s (%.0f MB/s)", humanBytes(res.Scanned), res.Elapsed.Round(time.Millisecond), rate)
+		if res.ResumedFrom != res.Range.Start {
+			fmt.Fprintf(w, ", resumed at offset %d", res.ResumedFrom)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "hits      %d\n", res.Hits)
+	kinds := make([]string, 0, len(res.Counts))
+	for k := range res.Counts {
+		kinds = append(kinds, string(k))
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		c := res.Counts[signatures.Kind(k)]
+		fmt.Fprintf(w, "  %-16s %8d valid %8d damaged\n", k, c.Valid, c.Damaged)
+	}
+	if res.Evidence.SHA256 != "" {
+		fmt.Fprintf(w, "sha256    %s\n", res.Evidence.SHA256)
+	}
+	if res.Complete {
+		fmt.Fprintf(w, "carve     complete: run 'rebuild %s'\n", res.Case)
+	} else {
+		fmt.Fprintf(w, "carve     incomplete: %s\n", res.Reason)
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, i := float64(n), -1
+	for f >= unit && i < 4 {
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", f, "KMGTP"[i])
+}
+
+// progress implements carver.Progress for the terminal. The carver calls
+// it from one goroutine after every chunk; it throttles output by time.
+type progress struct {
+	w        io.Writer
+	live     bool // rewrite one line with \r (a terminal)
+	every    time.Duration
+	started  time.Time
+	last     time.Time
+	printed  bool
+	disabled bool
+	seen     bool
+	base     int64 // done at the first report: a resumed run's rate counts only its own bytes
+}
+
+func newProgress(mode string, w io.Writer) *progress {
+	p := &progress{w: w, started: time.Now()}
+	switch mode {
+	case "none":
+		p.disabled = true
+	case "plain":
+		p.every = 5 * time.Second
+	case "auto":
+		// A live line only makes sense on a terminal; redirected to a
+		// file or pipe, auto stays quiet rather than fill a log with
+		// carriage returns (ask for plain to get log lines).
+		if f, ok := w.(*os.File); ok && isTerminal(f) {
+			p.live, p.every = true, 200*time.Millisecond
+		} else {
+			p.disabled = true
+		}
+	}
+	return p
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// Scanned implements carver.Progress.
+func (p *progress) Scanned(done, total, hits int64) {
+	if p.disabled {
+		return
+	}
+	now := time.Now()
+	if !p.seen {
+		p.seen, p.base, p.started = true, done, now
+	}
+	if now.Sub(p.last) < p.every && done < total {
+		return
+	}
+	p.last = now
+	pct := 100.0
+	if total > 0 {
+		pct = 100 * float64(done) / float64(total)
+	}
+	line := fmt.Sprintf("carve: %s of %s (%.1f%%), %d hits", humanBytes(done), humanBytes(total), pct, hits)
+	if el := now.Sub(p.started).Seconds(); el > 1 {
+		line += fmt.Sprintf(", %.0f MB/s", float64(done-p.base)/el/1e6)
+	}
+	if p.live {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.printed = true
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+// finish ends the live line so that later output starts on a new one.
+func (p *progress) finish() {
+	if p.live && p.printed {
+		fmt.Fprintln(p.w)
+	}
+}
