@@ -66,30 +66,39 @@ func (c *Counts) add(g *Grain) {
 	}
 }
 
-// sameDisk decides whether two instances are copies of one virtual disk:
-// the same capacity and grain size, descriptors (where both have one) with
-// the same CID, and at least one placed grain in common with every common
-// grain identical. Different versions of a disk differ in some grain and
-// stay apart.
+// sameDisk decides whether two instances are copies of one virtual disk
+// (one version of it): the same capacity and grain size, and at least one
+// placed grain in common. Descriptors carry a CID that changes on every
+// write session, so two copies with the same CID are one version and any
+// grain they disagree on is damage in one of them (merged as a conflict,
+// never chosen). Without a CID on both sides, every common grain must be
+// identical: different versions of a disk differ in some grain and must
+// not be mixed.
 func sameDisk(a, b *Instance) bool {
 	if a.Header.Capacity != b.Header.Capacity || a.Header.GrainSize != b.Header.GrainSize {
 		return false
 	}
-	if a.Descriptor != nil && b.Descriptor != nil && a.Descriptor.HasCID && b.Descriptor.HasCID && a.Descriptor.CID != b.Descriptor.CID {
+	bothCID := a.Descriptor != nil && b.Descriptor != nil && a.Descriptor.HasCID && b.Descriptor.HasCID
+	if bothCID && a.Descriptor.CID != b.Descriptor.CID {
 		return false
 	}
-	common := 0
+	common, differ := 0, 0
 	for g, ga := range a.grains {
 		gb := b.grains[g]
 		if ga.Status != Placed || gb == nil || gb.Status != Placed {
 			continue
 		}
-		if ga.Hash != gb.Hash {
-			return false
-		}
 		common++
+		if ga.Hash != gb.Hash {
+			differ++
+		}
 	}
-	return common > 0
+	if bothCID {
+		// Same version: most grains must still agree, or the CID match
+		// is a coincidence (CIDs are 32-bit random).
+		return common > 0 && differ*2 < common
+	}
+	return common > 0 && differ == 0
 }
 
 // mergeCopies groups instances that are copies of one disk and makes one
