@@ -376,7 +376,10 @@ func carveShard(ctx context.Context, img io.ReaderAt, size int64, shardDir strin
 		Progress:    resumedProgress{prog, st.Checkpoint - rng.Start, rng.End - rng.Start, st.Hits},
 		ImageSize:   size,
 	}
-	scanErr := carver.Scan(ctx, img, st.Checkpoint, rng.End, copts, w)
+	var scanErr error
+	if st.Checkpoint < rng.End { // else killed after the last checkpoint, before finishing
+		scanErr = carver.Scan(ctx, img, st.Checkpoint, rng.End, copts, w)
+	}
 	res.Scanned = w.pos - res.ResumedFrom
 	if scanErr != nil {
 		// Keep what was scanned: the sink got every chunk up to w.pos in
@@ -423,7 +426,9 @@ func openShardWriter(dir string, st *shardState, h hash.Hash) (*shardWriter, err
 	if w.hitsF, err = openTruncated(filepath.Join(dir, HitsName), st.HitsBytes, nil); err != nil {
 		return nil, err
 	}
-	blocks := (st.Checkpoint - st.Range.Start) / carver.BlockSize
+	// Checkpoints fall on block boundaries except at an unaligned image
+	// end, whose short last block has an entry too: round up.
+	blocks := (st.Checkpoint - st.Range.Start + carver.BlockSize - 1) / carver.BlockSize
 	if w.fpF, err = openTruncated(filepath.Join(dir, FingerprintsName), fpHeaderSize+blocks*fpEntrySize, fpHeader(st.Range.Start, 0)); err != nil {
 		w.hitsF.Close()
 		return nil, err

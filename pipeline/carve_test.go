@@ -337,3 +337,28 @@ func TestParseRange(t *testing.T) {
 		}
 	}
 }
+
+// A run killed after its last checkpoint but before it marked the shard
+// complete leaves a checkpoint at the (unaligned) image end: the rerun only
+// finishes the shard.
+func TestResumeAtShardEnd(t *testing.T) {
+	image, data, _ := writeImage(t, 1<<20+1000, 7)
+	whole := filepath.Join(t.TempDir(), "whole")
+	carve(t, whole, image, CarveOptions{Hash: "none"})
+	dir := filepath.Join(t.TempDir(), "case")
+	carve(t, dir, image, CarveOptions{Hash: "none"})
+	shard := filepath.Join(dir, ShardsDirName, Range{0, int64(len(data))}.String())
+	st, err := readShardState(shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Complete = false
+	if err := writeShardState(shard, st); err != nil {
+		t.Fatal(err)
+	}
+	res := carve(t, dir, image, CarveOptions{Hash: "none"})
+	if res.Skipped || res.Scanned != 0 || !res.Complete || res.Hits != st.Hits {
+		t.Errorf("finishing rerun: skipped %v scanned %d complete %v hits %d (want %d)", res.Skipped, res.Scanned, res.Complete, res.Hits, st.Hits)
+	}
+	sameOutputs(t, "finished", whole, dir)
+}
