@@ -8,6 +8,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	ext4 "github.com/dsoprea/go-ext4"
+	ntfs "www.velocidex.com/golang/go-ntfs/parser"
 )
 
 // Finding is one structure found on a guest disk.
@@ -64,7 +67,8 @@ func Identify(r io.ReaderAt, size int64) []Finding {
 	return out
 }
 
-// volume identifies a filesystem starting at off.
+// volume identifies a filesystem starting at off: NTFS through go-ntfs's
+// boot sector checks, ext2/3/4 through go-ext4's superblock parser.
 func volume(r io.ReaderAt, size, off int64) []Finding {
 	if off+2048 > size {
 		return nil
@@ -74,12 +78,22 @@ func volume(r io.ReaderAt, size, off int64) []Finding {
 		return nil
 	}
 	switch {
-	case bytes.Equal(b[3:11], []byte(ntfsOEM)) && binary.LittleEndian.Uint16(b[510:]) == mbrSignature:
-		return []Finding{{Kind: "ntfs", Offset: off, Detail: fmt.Sprintf("%d sectors", binary.LittleEndian.Uint64(b[40:]))}}
+	case bytes.Equal(b[3:11], []byte(ntfsOEM)):
+		boot := ntfs.NewNTFSProfile().NTFS_BOOT_SECTOR(bytes.NewReader(b), 0)
+		if err := boot.IsValid(); err != nil {
+			return []Finding{{Kind: "ntfs", Offset: off, Detail: "boot sector damaged: " + err.Error()}}
+		}
+		return []Finding{{Kind: "ntfs", Offset: off, Detail: fmt.Sprintf("%d bytes, %d-byte clusters, serial %x",
+			boot.VolumeSize()*int64(boot.Sector_size()), boot.ClusterSize(), boot.Serial())}}
 	case binary.LittleEndian.Uint16(b[ext4MagicOff:]) == ext4Magic:
-		blocks := binary.LittleEndian.Uint32(b[1024+4:])
-		logBlock := binary.LittleEndian.Uint32(b[1024+24:])
-		return []Finding{{Kind: "ext", Offset: off, Detail: fmt.Sprintf("%d blocks of %d bytes", blocks, 1024<<min(logBlock, 6))}}
+		sb, err := ext4.NewSuperblockWithReader(bytes.NewReader(b[1024:]))
+		if err != nil {
+			// go-ext4 refuses layouts it cannot walk (no flex_bg, ...);
+			// the magic still says what the volume is.
+			return []Finding{{Kind: "ext", Offset: off, Detail: "superblock: " + err.Error()}}
+		}
+		return []Finding{{Kind: "ext", Offset: off, Detail: fmt.Sprintf("%d blocks of %d bytes, label %q",
+			sb.BlockCount(), sb.BlockSize(), sb.VolumeName())}}
 	}
 	return nil
 }
