@@ -106,6 +106,18 @@ func CreateOrOpenCase(dir string) (*Case, error) {
 	if !errors.Is(err, ErrNoCase) {
 		return c, err
 	}
+	// A non-empty directory that is not a case is probably a mistake (the
+	// evidence directory, a home directory): refuse to scatter case files
+	// into it (checked before the lock file is made).
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: reading case directory: %w", err)
+	}
+	for _, e := range ents {
+		if e.Name() != lockName {
+			return nil, fmt.Errorf("pipeline: %s is not empty and holds no %s: choose a new or empty case directory", dir, ManifestName)
+		}
+	}
 	unlock, err := lockCase(dir)
 	if err != nil {
 		return nil, err

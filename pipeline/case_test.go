@@ -157,3 +157,14 @@ func TestCarveSmallestImages(t *testing.T) {
 		}
 	}
 }
+
+func TestCreateCaseRefusesForeignDirectory(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "evidence.dd"), []byte("x"), 0o644)
+	if _, err := CreateOrOpenCase(dir); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("CreateOrOpenCase over a non-case directory: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("files were written into a foreign directory: %v", ents)
+	}
+}
