@@ -298,11 +298,8 @@ func newDiskReader(img io.ReaderAt, d *reassemble.Disk) *diskReader {
 
 // readGrain fills buf (one grain, or less for the last) with grain g.
 func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
-	if g >= uint64(len(r.disk.Grains)) {
-		return false, nil
-	}
-	gr := &r.disk.Grains[g]
-	if gr.Status != reassemble.Placed || gr.Source == nil {
+	gr := r.disk.Placed(g)
+	if gr == nil || gr.Source == nil {
 		return false, nil
 	}
 	r.verify.GrainsRead++

@@ -38,31 +38,30 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 
 func countInstance(inst *Instance) Counts {
 	c := Counts{Grains: inst.Header.Grains(), ByEvidence: map[string]uint64{}}
-	for g := uint64(0); g < c.Grains; g++ {
-		gr := inst.grains[g]
-		if gr == nil {
-			c.Missing++
-			continue
+	walk(c.Grains, []*decisions{inst.grains}, func(_, count uint64, per []*Grain) {
+		if per[0] == nil {
+			c.Missing += count
+			return
 		}
-		c.add(gr)
-	}
+		c.add(per[0], count)
+	})
 	return c
 }
 
-func (c *Counts) add(g *Grain) {
+func (c *Counts) add(g *Grain, n uint64) {
 	switch g.Status {
 	case Placed:
-		c.Placed++
+		c.Placed += n
 	case Zero:
-		c.Zero++
+		c.Zero += n
 	case Missing:
-		c.Missing++
+		c.Missing += n
 	case Conflict:
-		c.Conflict++
+		c.Conflict += n
 	}
 	// Evidence counts cover every decided grain, placed or proven zero.
 	for _, e := range g.Evidence {
-		c.ByEvidence[e]++
+		c.ByEvidence[e] += n
 	}
 }
 
@@ -83,8 +82,8 @@ func sameDisk(a, b *Instance) bool {
 		return false
 	}
 	common, differ := 0, 0
-	for g, ga := range a.grains {
-		gb := b.grains[g]
+	for g, ga := range a.grains.one {
+		gb := b.grains.one[g]
 		if ga.Status != Placed || gb == nil || gb.Status != Placed {
 			continue
 		}
@@ -144,62 +143,79 @@ func mergeCopies(instances []*Instance) []*Disk {
 // missing one from a damaged copy; placed copies that differ conflict.
 func mergeGroup(id int, group []*Instance) *Disk {
 	first := group[0]
-	d := &Disk{ID: id, Capacity: first.Header.Capacity, GrainSize: first.Header.GrainSize, Instances: group}
+	d := &Disk{ID: id, Capacity: first.Header.Capacity, GrainSize: first.Header.GrainSize, Instances: group, placed: make(map[uint64]*Grain)}
 	for _, inst := range group {
 		if inst.Descriptor != nil && d.Descriptor == nil {
 			d.Descriptor = inst.Descriptor
 		}
 	}
 	n := first.Header.Grains()
-	d.Grains = make([]Grain, n)
 	d.Counts = Counts{Grains: n, ByEvidence: map[string]uint64{}}
-	for g := uint64(0); g < n; g++ {
-		var best *Grain
-		var placed []*Grain
-		var reasons []string
-		for _, inst := range group {
-			gr := inst.grains[g]
-			if gr == nil {
-				continue
-			}
-			switch gr.Status {
-			case Placed:
-				placed = append(placed, gr)
-			case Zero:
-				if best == nil || best.Status != Zero {
-					best = gr
-				}
-			default:
-				reasons = append(reasons, fmt.Sprintf("instance %d: %s", inst.ID, gr.Reason))
-			}
-		}
-		var out Grain
-		switch {
-		case len(placed) > 0 && !allSameHash(placed):
-			out = Grain{Status: Conflict, Reason: "copies hold different data for this grain"}
-		case len(placed) > 0:
-			out = *placed[0]
-			out.Copies = len(placed)
-			out.Evidence = slices.Clone(out.Evidence)
-			if len(placed) > 1 {
-				out.Evidence = append(out.Evidence, EvCopy)
-			}
-		case best != nil:
-			out = *best
-		default:
-			out = Grain{Status: Missing, Reason: "no copy has this grain"}
-			if len(reasons) > 0 {
-				out.Reason = reasons[0]
-			}
-		}
-		d.Grains[g] = out
-		d.Counts.add(&out)
+	ds := make([]*decisions, len(group))
+	for i, inst := range group {
+		ds[i] = inst.grains
 	}
+	var rb runBuilder
+	rb.stride = int64(d.GrainSize) * vmdk.SectorSize
+	walk(n, ds, func(g, count uint64, per []*Grain) {
+		out := mergeOne(group, per)
+		if out.Status == Placed {
+			d.placed[g] = out
+		}
+		d.Counts.add(out, count)
+		rb.add(g, count, out)
+	})
+	d.Runs = rb.runs
 	if len(group) > 1 {
 		d.Notes = append(d.Notes, fmt.Sprintf("%d copies of this disk were found and merged", len(group)))
 	}
-	d.Runs = runsOf(d.Grains, d.GrainSize)
 	return d
+}
+
+// mergeOne decides one grain (or a range with one decision in every copy).
+func mergeOne(group []*Instance, per []*Grain) *Grain {
+	var best, conflict *Grain
+	var placed []*Grain
+	var reasons []string
+	for i, gr := range per {
+		if gr == nil {
+			continue
+		}
+		switch gr.Status {
+		case Placed:
+			placed = append(placed, gr)
+		case Zero:
+			if best == nil {
+				best = gr
+			}
+		case Conflict:
+			conflict = gr
+			fallthrough
+		default:
+			reasons = append(reasons, fmt.Sprintf("instance %d: %s", group[i].ID, gr.Reason))
+		}
+	}
+	switch {
+	case len(placed) > 0 && !allSameHash(placed):
+		return &Grain{Status: Conflict, Reason: "copies hold different data for this grain"}
+	case len(placed) > 0:
+		out := *placed[0]
+		out.Copies = len(placed)
+		out.Evidence = slices.Clone(out.Evidence)
+		if len(placed) > 1 {
+			out.Evidence = append(out.Evidence, EvCopy)
+		}
+		return &out
+	case conflict != nil:
+		// A copy whose own tables contradict themselves outweighs a zero
+		// from another: the grain may hold data.
+		return conflict
+	case best != nil:
+		return best
+	case len(reasons) > 0:
+		return &Grain{Status: Missing, Reason: reasons[0]}
+	}
+	return &Grain{Status: Missing, Reason: "no evidence for this grain in any copy"}
 }
 
 func allSameHash(gs []*Grain) bool {
@@ -211,35 +227,45 @@ func allSameHash(gs []*Grain) bool {
 	return true
 }
 
-// runsOf compresses per-grain decisions into runs: consecutive grains with
-// the same status, evidence, copies and reason, whose sources (if any) are
-// one instance's grains at a constant stride.
-func runsOf(grains []Grain, grainSize uint64) []Run {
-	var runs []Run
-	stride := int64(grainSize) * vmdk.SectorSize
-	for g := range grains {
-		gr := &grains[g]
-		r := Run{FirstGrain: uint64(g), Count: 1, Status: gr.Status, Evidence: gr.Evidence, Copies: gr.Copies, Reason: gr.Reason}
-		if gr.Source != nil {
-			r.Instance, r.ImageOffset, r.Compressed = gr.Source.Instance, gr.Source.ImageOffset, gr.Source.Compressed
-		}
-		if n := len(runs); n > 0 {
-			p := &runs[n-1]
-			if p.Status == r.Status && slices.Equal(p.Evidence, r.Evidence) && p.Copies == r.Copies && p.Reason == r.Reason &&
-				p.Instance == r.Instance && p.Compressed == r.Compressed && !r.Compressed {
-				want := p.ImageOffset + int64(p.Count)*stride
-				if gr.Source == nil || (p.Stride == stride && r.ImageOffset == want) || (p.Count == 1 && r.ImageOffset == want) {
-					if gr.Source != nil {
-						p.Stride = stride
-					}
-					p.Count++
-					continue
-				}
+// runBuilder compresses decisions into runs: consecutive grains with the
+// same status, evidence, copies and reason, whose sources (if any) are one
+// instance's uncompressed grains at a constant stride.
+type runBuilder struct {
+	runs   []Run
+	stride int64
+}
+
+func (b *runBuilder) add(g, count uint64, gr *Grain) {
+	r := Run{FirstGrain: g, Count: count, Status: gr.Status, Evidence: gr.Evidence, Copies: gr.Copies, Reason: gr.Reason}
+	if gr.Source != nil {
+		r.Instance, r.ImageOffset, r.Compressed = gr.Source.Instance, gr.Source.ImageOffset, gr.Source.Compressed
+	}
+	if n := len(b.runs); n > 0 {
+		p := &b.runs[n-1]
+		if p.FirstGrain+p.Count == g && p.Status == r.Status && slices.Equal(p.Evidence, r.Evidence) && p.Copies == r.Copies &&
+			p.Reason == r.Reason && p.Instance == r.Instance && !p.Compressed && !r.Compressed {
+			want := p.ImageOffset + int64(p.Count)*b.stride
+			switch {
+			case gr.Source == nil:
+				p.Count += count
+				return
+			case count == 1 && r.ImageOffset == want && (p.Stride == b.stride || p.Count == 1):
+				p.Stride = b.stride
+				p.Count++
+				return
 			}
 		}
-		runs = append(runs, r)
 	}
-	return runs
+	b.runs = append(b.runs, r)
+}
+
+// runsOf compresses one decision per grain into runs.
+func runsOf(grains []Grain, grainSize uint64) []Run {
+	b := runBuilder{stride: int64(grainSize) * vmdk.SectorSize}
+	for g := range grains {
+		b.add(uint64(g), 1, &grains[g])
+	}
+	return b.runs
 }
 
 // SourceOf expands a run back to the source image offset of grain g.

@@ -103,7 +103,7 @@ func findInstances(x *hitIndex, imageSize int64) []*Instance {
 				Evidence: "contiguous from the header to the next header or the image end",
 			}},
 			size:   end - h.Offset,
-			grains: make(map[uint64]*Grain),
+			grains: newDecisions(),
 		}
 		switch {
 		case !hdr.Compressed():

@@ -8,7 +8,11 @@
 // source; anything less leaves it missing, and the plan says why.
 package reassemble
 
-import "vmdkcarve/vmdk"
+import (
+	"sort"
+
+	"vmdkcarve/vmdk"
+)
 
 // Status of one virtual grain in a plan.
 type Status string
@@ -68,8 +72,8 @@ type Instance struct {
 	Notes        []string           `json:"notes,omitempty"`
 	Counts       Counts             `json:"counts"`
 
-	grains map[uint64]*Grain // decided grains of this instance alone
-	size   int64             // bytes of the file that map to the image
+	grains *decisions // decided grains of this instance alone
+	size   int64      // bytes of the file that map to the image
 }
 
 // Counts summarises grain statuses and evidence.
@@ -94,8 +98,23 @@ type Disk struct {
 	Runs       []Run            `json:"runs"`
 	Notes      []string         `json:"notes,omitempty"`
 
-	Grains []Grain `json:"-"` // one per virtual grain; Runs is its compact form
+	placed map[uint64]*Grain // the placed grains, for emit; Runs lists all
 }
+
+// Placed returns the decision for grain g if it is placed, else nil.
+func (d *Disk) Placed(g uint64) *Grain { return d.placed[g] }
+
+// RunOf returns the run holding grain g (Runs cover every grain in order).
+func (d *Disk) RunOf(g uint64) (Run, bool) {
+	i := sort.Search(len(d.Runs), func(i int) bool { return d.Runs[i].FirstGrain+d.Runs[i].Count > g })
+	if i == len(d.Runs) || d.Runs[i].FirstGrain > g {
+		return Run{}, false
+	}
+	return d.Runs[i], true
+}
+
+// Grains is the number of virtual grains.
+func (d *Disk) Grains() uint64 { return (d.Capacity + d.GrainSize - 1) / max(d.GrainSize, 1) }
 
 // Run is a run of consecutive virtual grains with one status and evidence,
 // whose sources (if placed) lie at evenly spaced image offsets of one

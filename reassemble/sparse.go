@@ -95,7 +95,10 @@ func placeSparse(inst *Instance, image io.ReaderAt) {
 	perGT := uint64(h.NumGTEsPerGT)
 	owner := make(map[uint32]uint64) // grain sector → virtual grain, to refuse a sector claimed twice
 	usedPrimary, usedRedundant, lostTables := 0, 0, 0
-	var zeroByEmptyTable []uint64 // grains zero only because both table copies are empty
+	// Grains zero only because both table copies are empty are decided
+	// with this pointer, so the orphan check below can find them.
+	emptyTableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in an all-zero grain table"}
+	tableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
 
 	for i := uint64(0); i < h.GDEntries(); i++ {
 		var p, r gtCopy
@@ -114,6 +117,9 @@ func placeSparse(inst *Instance, image io.ReaderAt) {
 			usedRedundant++
 		default:
 			lostTables++
+			first := i * perGT
+			inst.grains.setRange(first, min(first+perGT, grains), &Grain{Status: Missing, Reason: "grain table lost: primary: " + p.problem + "; redundant: " + r.problem})
+			continue
 		}
 		for j := uint64(0); j < perGT; j++ {
 			g := i*perGT + j
@@ -127,12 +133,8 @@ func placeSparse(inst *Instance, image io.ReaderAt) {
 			if rOK {
 				re = r.entries[j]
 			}
-			switch {
-			case !pOK && !rOK:
-				inst.grains[g] = &Grain{Status: Missing, Reason: "grain table lost: primary: " + p.problem + "; redundant: " + r.problem}
-				continue
-			case pe != 0 && re != 0 && pe != re:
-				inst.grains[g] = &Grain{Status: Conflict, Reason: fmt.Sprintf("primary table says sector %d, redundant says %d", pe, re)}
+			if pe != 0 && re != 0 && pe != re {
+				inst.grains.set(g, &Grain{Status: Conflict, Reason: fmt.Sprintf("primary table says sector %d, redundant says %d", pe, re)})
 				continue
 			}
 			e, which := pe, "primary"
@@ -141,21 +143,26 @@ func placeSparse(inst *Instance, image io.ReaderAt) {
 			}
 			zeroGTE := h.Flags&vmdk.FlagZeroedGrainGTE != 0
 			if e == 0 || (e == 1 && zeroGTE) {
-				inst.grains[g] = &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
 				if (!pOK || p.empty) && (!rOK || r.empty) {
-					zeroByEmptyTable = append(zeroByEmptyTable, g)
+					inst.grains.setRange(g, g+1, emptyTableZero)
+				} else {
+					inst.grains.setRange(g, g+1, tableZero)
 				}
 				continue
 			}
 			if prev, dup := owner[e]; dup {
-				inst.grains[g] = &Grain{Status: Conflict, Reason: fmt.Sprintf("sector %d is also claimed by grain %d", e, prev)}
-				if pg := inst.grains[prev]; pg != nil && pg.Status == Placed {
-					*pg = Grain{Status: Conflict, Reason: fmt.Sprintf("sector %d is also claimed by grain %d", e, g)}
+				inst.grains.set(g, &Grain{Status: Conflict, Reason: fmt.Sprintf("sector %d is also claimed by grain %d", e, prev)})
+				if pg := inst.grains.at(prev); pg != nil && pg.Status == Placed {
+					inst.grains.set(prev, &Grain{Status: Conflict, Reason: fmt.Sprintf("sector %d is also claimed by grain %d", e, g)})
 				}
 				continue
 			}
 			owner[e] = g
-			inst.grains[g] = readSparseGrain(inst, view, g, e, which, pe != 0 && re != 0)
+			if gr := readSparseGrain(inst, view, g, e, which, pe != 0 && re != 0); gr.Status == Zero {
+				inst.grains.setRange(g, g+1, tableZero)
+			} else {
+				inst.grains.set(g, gr)
+			}
 		}
 	}
 	inst.Tables = fmt.Sprintf("%d of %d grain tables from the primary copy, %d from the redundant copy, %d lost", usedPrimary, h.GDEntries(), usedRedundant, lostTables)
@@ -165,11 +172,18 @@ func placeSparse(inst *Instance, image io.ReaderAt) {
 	// the last referenced grain belongs to some grain. Unreferenced slots
 	// mean tables were lost, and then an all-zero table proves nothing:
 	// its grains are missing, not zero.
-	if orphans := orphanSlots(h, owner); orphans > 0 && len(zeroByEmptyTable) > 0 {
-		for _, g := range zeroByEmptyTable {
-			inst.grains[g] = &Grain{Status: Missing, Reason: fmt.Sprintf("grain table is all zero while %d grain slots are referenced by no table", orphans)}
+	if orphans := orphanSlots(h, owner); orphans > 0 {
+		lost := &Grain{Status: Missing, Reason: fmt.Sprintf("grain table is all zero while %d grain slots are referenced by no table", orphans)}
+		swapped := false
+		for i := range inst.grains.spans {
+			if inst.grains.spans[i].g == emptyTableZero {
+				inst.grains.spans[i].g = lost
+				swapped = true
+			}
 		}
-		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots referenced by no table: all-zero tables are treated as lost", orphans))
+		if swapped {
+			inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots referenced by no table: all-zero tables are treated as lost", orphans))
+		}
 	}
 }
 

@@ -49,46 +49,58 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain records do not decode (cut or overwritten)", damaged))
 	}
 
-	table := streamTable(inst, image)
+	tables, ok := streamTables(inst, image)
 	for g, m := range byGrain {
 		if conflicts[g] {
-			inst.grains[g] = &Grain{Status: Conflict, Reason: "two different grain records carry this LBA"}
+			inst.grains.set(g, &Grain{Status: Conflict, Reason: "two different grain records carry this LBA"})
 			continue
 		}
-		inst.grains[g] = markerGrain(inst, m)
+		inst.grains.set(g, markerGrain(inst, m))
 	}
 	for g := range conflicts {
 		if byGrain[g] == nil {
-			inst.grains[g] = &Grain{Status: Conflict, Reason: "two different grain records carry this LBA"}
+			inst.grains.set(g, &Grain{Status: Conflict, Reason: "two different grain records carry this LBA"})
 		}
 	}
+	if !ok {
+		inst.Tables = "no usable grain table: grains placed by their markers' LBA"
+		streamZeros(inst, markers, x)
+		return
+	}
 
-	if table != nil {
-		for g := uint64(0); g < grains; g++ {
-			e := table[g]
-			cur := inst.grains[g]
+	tableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
+	perGT := uint64(h.NumGTEsPerGT)
+	for i, gt := range tables {
+		first := uint64(i) * perGT
+		if gt == nil {
+			inst.grains.setRange(first, min(first+perGT, grains), tableZero)
+			continue
+		}
+		for j, e := range gt {
+			g := first + uint64(j)
+			if g >= grains {
+				break
+			}
+			cur := inst.grains.one[g]
 			switch {
 			case e == 0 && cur == nil:
-				inst.grains[g] = &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
+				inst.grains.setRange(g, g+1, tableZero)
 			case e == 0:
-				// A record the table does not list: keep the marker's word,
-				// but say so.
+				// A record the table does not list: keep the marker's
+				// word, but say so.
 				cur.Reason = "record not listed in the grain table"
-			case cur == nil || cur.Status != Placed:
-				if cur == nil || cur.Status == Missing {
-					inst.grains[g] = &Grain{Status: Missing, Reason: fmt.Sprintf("grain table names sector %d but no valid record of this LBA is there", e)}
-				}
+			case cur == nil:
+				inst.grains.set(g, &Grain{Status: Missing, Reason: fmt.Sprintf("grain table names sector %d but no valid record of this LBA is there", e)})
+			case cur.Status != Placed:
+				// A conflict or a zero record stays as it is.
 			case cur.Source.FileOffset != int64(e)*vmdk.SectorSize:
-				inst.grains[g] = &Grain{Status: Conflict, Reason: fmt.Sprintf("grain table names sector %d, the record of this LBA is at file offset %d", e, cur.Source.FileOffset)}
+				inst.grains.set(g, &Grain{Status: Conflict, Reason: fmt.Sprintf("grain table names sector %d, the record of this LBA is at file offset %d", e, cur.Source.FileOffset)})
 			default:
 				cur.Evidence = append(cur.Evidence, EvTable)
 			}
 		}
-		inst.Tables = "stream grain tables checked against the grain records"
-		return
 	}
-	inst.Tables = "no usable grain table: grains placed by their markers' LBA"
-	streamZeros(inst, markers, x)
+	inst.Tables = "stream grain tables checked against the grain records"
 }
 
 // markerGrain places a grain from its decoded record.
@@ -101,23 +113,24 @@ func markerGrain(inst *Instance, m *signatures.Hit) *Grain {
 		Source: &Source{Instance: inst.ID, ImageOffset: m.Offset, FileOffset: fileOff, Compressed: true, RecordBytes: m.Length}}
 }
 
-// streamTable returns the stream's grain map if its directory and tables
-// are readable and every entry points inside the mapped file; nil otherwise.
-func streamTable(inst *Instance, image io.ReaderAt) []uint32 {
+// streamTables returns the stream's grain tables, one per directory entry
+// (nil for an entry of 0), if the directory and every table are readable
+// inside the mapped file. Each table read is backed by file bytes, so the
+// memory is bounded by the file, not by the capacity the header claims.
+func streamTables(inst *Instance, image io.ReaderAt) ([][]uint32, bool) {
 	h := inst.Header
 	if h.GDOffset == vmdk.GDAtEnd {
 		inst.Notes = append(inst.Notes, "GD_AT_END stream without its footer: no grain table")
-		return nil
+		return nil, false
 	}
 	view := newFileView(image, inst.Fragments)
 	t := &tableReader{view: view, h: h, dataStart: 1}
 	gd, problem := t.readGD(h.GDOffset)
 	if problem != "" {
 		inst.Notes = append(inst.Notes, "stream grain directory unusable: "+problem)
-		return nil
+		return nil, false
 	}
-	perGT := uint64(h.NumGTEsPerGT)
-	out := make([]uint32, h.Grains())
+	out := make([][]uint32, len(gd))
 	for i, gde := range gd {
 		if gde == 0 {
 			continue
@@ -125,15 +138,11 @@ func streamTable(inst *Instance, image io.ReaderAt) []uint32 {
 		gt := t.readGT(gde)
 		if gt.problem != "" {
 			inst.Notes = append(inst.Notes, fmt.Sprintf("stream grain table %d unusable: %s", i, gt.problem))
-			return nil
+			return nil, false
 		}
-		for j, e := range gt.entries {
-			if g := uint64(i)*perGT + uint64(j); g < uint64(len(out)) {
-				out[g] = e
-			}
-		}
+		out[i] = gt.entries
 	}
-	return out
+	return out, true
 }
 
 // streamZeros proves grains zero where the tables are gone. Writers emit
@@ -199,22 +208,11 @@ func streamZeros(inst *Instance, markers []*signatures.Hit, x *hitIndex) {
 		inst.Notes = append(inst.Notes, fmt.Sprintf("records stop following each other at image offset %d: absent grains past LBA %d are missing", gapAt, lastLBA))
 	}
 	lastGrain := lastLBA / h.GrainSize
-	for g := uint64(0); g < h.Grains(); g++ {
-		if inst.grains[g] != nil {
-			continue
-		}
-		if g < lastGrain {
-			inst.grains[g] = &Grain{Status: Zero, Evidence: []string{EvStream}, Reason: "no record between records that follow each other: a zero grain the writer skipped"}
-		} else {
-			inst.grains[g] = &Grain{Status: Missing, Reason: "past the last grain record found"}
-		}
-	}
+	// Explicit decisions (the records) take precedence over these ranges.
+	inst.grains.setRange(0, lastGrain, &Grain{Status: Zero, Evidence: []string{EvStream}, Reason: "no record between records that follow each other: a zero grain the writer skipped"})
+	inst.grains.setRange(lastGrain+1, h.Grains(), &Grain{Status: Missing, Reason: "past the last grain record found"})
 }
 
 func markMissing(inst *Instance) {
-	for g := uint64(0); g < inst.Header.Grains(); g++ {
-		if inst.grains[g] == nil {
-			inst.grains[g] = &Grain{Status: Missing, Reason: "no record found and no grain table"}
-		}
-	}
+	inst.grains.setRange(0, inst.Header.Grains(), &Grain{Status: Missing, Reason: "no record found and no grain table"})
 }

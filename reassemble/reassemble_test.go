@@ -1,0 +1,308 @@
+package reassemble
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"vmdkcarve/signatures"
+	"vmdkcarve/vmdk"
+)
+
+const testGrain = 65536
+
+// guest returns a disk whose grains spell their number; every third grain
+// is zero.
+func guest(grains int) []byte {
+	b := make([]byte, grains*testGrain)
+	for g := 0; g < grains; g++ {
+		if g%3 == 2 {
+			continue
+		}
+		copy(b[g*testGrain:(g+1)*testGrain], bytes.Repeat([]byte(fmt.Sprintf("grain %06d ", g)), testGrain/13+1))
+	}
+	return b
+}
+
+type memWriter struct{ b []byte }
+
+func (w *memWriter) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(w.b) {
+		w.b = append(w.b, make([]byte, end-len(w.b))...)
+	}
+	copy(w.b[off:], p)
+	return len(p), nil
+}
+
+// testDescriptor gives every test file the same CID: copies of one version.
+var testDescriptor = &vmdk.Descriptor{CID: 0x1234abcd, ParentCID: 0xffffffff}
+
+func sparseFile(t testing.TB, disk []byte) []byte {
+	var w memWriter
+	_, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: uint64(len(disk) / 512), FileName: "t.vmdk", Descriptor: testDescriptor},
+		func(g uint64, buf []byte) (bool, error) { copy(buf, disk[g*testGrain:]); return true, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w.b
+}
+
+func streamFile(t testing.TB, disk []byte, layout vmdk.StreamLayout) []byte {
+	var w bytes.Buffer
+	_, err := vmdk.WriteStreamOptimized(&w, vmdk.StreamWriterOptions{Capacity: uint64(len(disk) / 512), FileName: "t.vmdk", Layout: layout, Descriptor: testDescriptor},
+		func(g uint64, buf []byte) (bool, error) { copy(buf, disk[g*testGrain:]); return true, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w.Bytes()
+}
+
+// noise returns n bytes of seeded noise.
+func noise(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
+	}
+	return b
+}
+
+// carve runs every recognizer at every sector, as the carver does.
+func carve(img []byte) []signatures.Hit {
+	var hits []signatures.Hit
+	for _, r := range signatures.All() {
+		scratch := make([]byte, r.ScratchBytes)
+		for off := 0; off < len(img); off += r.Align {
+			if h, ok := signatures.Run(&r, img[off:min(len(img), off+r.Window)], scratch); ok {
+				h.Offset = int64(off)
+				hits = append(hits, h)
+			}
+		}
+	}
+	return hits
+}
+
+func plan(t testing.TB, img []byte) []*Disk {
+	disks, err := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return disks
+}
+
+// check asserts that every grain is either right or not placed, and
+// returns the counts.
+func check(t *testing.T, d *Disk, img, disk []byte) Counts {
+	t.Helper()
+	for g := 0; g < int(d.Grains()); g++ {
+		want := disk[g*testGrain : (g+1)*testGrain]
+		run, ok := d.RunOf(uint64(g))
+		if !ok {
+			t.Fatalf("grain %d is in no run", g)
+		}
+		switch run.Status {
+		case Placed:
+			gr := d.Placed(uint64(g))
+			got := make([]byte, testGrain)
+			if gr.Source.Compressed {
+				if _, _, err := vmdk.DecodeGrain(img[gr.Source.ImageOffset:], got); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				copy(got, img[gr.Source.ImageOffset:])
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("grain %d placed from %d is wrong", g, gr.Source.ImageOffset)
+			}
+		case Zero:
+			if !allZero(want) {
+				t.Errorf("grain %d declared zero (%s) but is not", g, run.Reason)
+			}
+		}
+	}
+	return d.Counts
+}
+
+func TestPlanSparse(t *testing.T) {
+	disk := guest(600) // two grain tables
+	file := sparseFile(t, disk)
+	h, _ := vmdk.ParseSparseHeader(file)
+	zeroPrimaryGTs := func(f []byte) {
+		gd := vmdk.DecodeEntries(f[h.GDOffset*512 : h.GDOffset*512+8])
+		for _, s := range gd {
+			clear(f[int(s)*512 : int(s)*512+2048])
+		}
+	}
+	for _, tc := range []struct {
+		name                            string
+		damage                          func(f []byte)
+		placed, zero, missing, conflict uint64
+	}{
+		{"intact", func([]byte) {}, 400, 200, 0, 0},
+		{"primary GD zeroed", func(f []byte) { clear(f[h.GDOffset*512 : h.GDOffset*512+512]) }, 400, 200, 0, 0},
+		{"primary GTs zeroed", zeroPrimaryGTs, 400, 200, 0, 0},
+		{"primary GD points into grains", func(f []byte) {
+			binary.LittleEndian.PutUint32(f[h.GDOffset*512:], uint32(h.OverHead+128))
+		}, 400, 200, 0, 0},
+		{"one GTE differs between copies", func(f []byte) {
+			gd := vmdk.DecodeEntries(f[h.GDOffset*512:])
+			binary.LittleEndian.PutUint32(f[int(gd[0])*512:], uint32(h.OverHead+128*5))
+		}, 399, 200, 0, 1}, // grain 0: the copies disagree
+		{"both copies of every table zeroed", func(f []byte) {
+			clear(f[h.RGDOffset*512 : h.OverHead*512])
+		}, 0, 0, 600, 0},
+		{"file cut in the grain area", nil, 0, 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := append([]byte(nil), file...)
+			if tc.damage == nil {
+				cut := int(h.OverHead*512) + 100*testGrain + 512
+				img := append(noise(1<<20, 1), f[:cut]...)
+				d := plan(t, img)[0]
+				c := check(t, d, img, disk)
+				// 100 whole grains survive in file order = virtual order of
+				// the non-zero grains; the rest are missing.
+				if c.Placed != 100 || c.Missing != 300 || c.Placed+c.Zero+c.Missing != 600 {
+					t.Fatalf("counts %+v", c)
+				}
+				return
+			}
+			tc.damage(f)
+			img := append(append(noise(1<<20, 2), f...), noise(1<<20, 3)...)
+			disks := plan(t, img)
+			if len(disks) != 1 {
+				t.Fatalf("%d disks", len(disks))
+			}
+			c := check(t, disks[0], img, disk)
+			if c.Placed != tc.placed || c.Zero != tc.zero || c.Missing != tc.missing || c.Conflict != tc.conflict {
+				t.Fatalf("counts %+v, want placed %d zero %d missing %d conflict %d; notes %v", c, tc.placed, tc.zero, tc.missing, tc.conflict, disks[0].Instances[0].Notes)
+			}
+		})
+	}
+}
+
+// TestOrphanSlots: a table lost in both copies while other tables survive
+// leaves grain slots that no table references; the zeroed table's grains
+// are then missing, not zero.
+func TestOrphanSlots(t *testing.T) {
+	disk := guest(600)
+	f := sparseFile(t, disk)
+	h, _ := vmdk.ParseSparseHeader(f)
+	for _, gdOff := range []uint64{h.GDOffset, h.RGDOffset} {
+		gd := vmdk.DecodeEntries(f[gdOff*512 : gdOff*512+8])
+		clear(f[int(gd[0])*512 : int(gd[0])*512+2048])
+	}
+	d := plan(t, f)[0]
+	c := check(t, d, f, disk)
+	if c.Missing != 512 || c.Zero != 88/3+(88%3+1)/3 && c.Zero == 0 {
+		t.Fatalf("counts %+v", c)
+	}
+}
+
+func TestPlanStream(t *testing.T) {
+	disk := guest(600)
+	for _, tc := range []struct {
+		name    string
+		layout  vmdk.StreamLayout
+		cut     int
+		missing bool
+	}{
+		{"gd-front whole", vmdk.StreamGDFront, 0, false},
+		{"gd-at-end whole", vmdk.StreamGDAtEnd, 0, false},
+		{"gd-at-end cut", vmdk.StreamGDAtEnd, 200 << 10, true},
+		{"gd-front cut", vmdk.StreamGDFront, 200 << 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := streamFile(t, disk, tc.layout)
+			if tc.cut > 0 {
+				copy(f[len(f)-tc.cut:], noise(tc.cut, 4))
+			}
+			img := append(append(noise(1<<20, 5), f...), noise(1<<20, 6)...)
+			disks := plan(t, img)
+			if len(disks) != 1 {
+				t.Fatalf("%d disks", len(disks))
+			}
+			c := check(t, disks[0], img, disk)
+			if (c.Missing > 0) != tc.missing || c.Placed == 0 {
+				t.Fatalf("counts %+v; notes %v", c, disks[0].Instances[0].Notes)
+			}
+			if !tc.missing && (c.Placed != 400 || c.Zero != 200) {
+				t.Fatalf("counts %+v", c)
+			}
+		})
+	}
+}
+
+func TestCopiesMerge(t *testing.T) {
+	disk := guest(300)
+	f := sparseFile(t, disk)
+	s := streamFile(t, disk, vmdk.StreamGDAtEnd)
+	img := append(append(append(noise(1<<20, 7), f...), noise(1<<20, 8)...), s...)
+	disks := plan(t, img)
+	if len(disks) != 1 || len(disks[0].Instances) != 2 {
+		t.Fatalf("%d disks", len(disks))
+	}
+	c := check(t, disks[0], img, disk)
+	if c.Placed != 200 || c.ByEvidence[EvCopy] != 200 {
+		t.Fatalf("counts %+v", c)
+	}
+	// A different disk of the same size stays apart.
+	other := guest(300)
+	copy(other, "another disk")
+	v2 := sparseFile(t, other)
+	// A new version gets a new CID on its first write.
+	i := bytes.Index(v2, []byte("CID=1234abcd"))
+	copy(v2[i:], "CID=9999abcd")
+	img = append(img, v2...)
+	if disks := plan(t, img); len(disks) != 2 {
+		t.Fatalf("%d disks, want the two versions apart", len(disks))
+	}
+}
+
+func TestRuns(t *testing.T) {
+	grains := []Grain{
+		{Status: Placed, Evidence: []string{EvTable}, Source: &Source{Instance: 1, ImageOffset: 1000}},
+		{Status: Placed, Evidence: []string{EvTable}, Source: &Source{Instance: 1, ImageOffset: 1000 + testGrain}},
+		{Status: Placed, Evidence: []string{EvTable}, Source: &Source{Instance: 1, ImageOffset: 1000 + 2*testGrain}},
+		{Status: Placed, Evidence: []string{EvTable}, Source: &Source{Instance: 1, ImageOffset: 99}},
+		{Status: Zero, Evidence: []string{EvTable}},
+		{Status: Zero, Evidence: []string{EvTable}},
+		{Status: Missing, Reason: "x"},
+	}
+	runs := runsOf(grains, 128)
+	if len(runs) != 4 || runs[0].Count != 3 || runs[0].SourceOf(2) != 1000+2*testGrain || runs[2].Count != 2 {
+		t.Fatalf("%+v", runs)
+	}
+}
+
+// FuzzPlan gives the planner crafted images around a real sparse and a
+// real stream file: whatever the tables say, it must not panic, allocate
+// without bound, or place a grain outside the image.
+func FuzzPlan(f *testing.F) {
+	disk := guest(5)
+	f.Add(sparseFile(f, disk), uint16(0), uint32(0))
+	f.Add(streamFile(f, disk, vmdk.StreamGDAtEnd), uint16(0), uint32(0))
+	f.Add(streamFile(f, disk, vmdk.StreamGDFront), uint16(3), uint32(0xffffffff))
+	f.Fuzz(func(t *testing.T, img []byte, at uint16, val uint32) {
+		if len(img) > 8<<20 {
+			return
+		}
+		img = append([]byte(nil), img...)
+		if int(at)*4+4 <= len(img) {
+			binary.LittleEndian.PutUint32(img[int(at)*4:], val)
+		}
+		disks, err := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{})
+		if err != nil {
+			return
+		}
+		for _, d := range disks {
+			for _, g := range d.placed {
+				if g.Source == nil || g.Source.ImageOffset < 0 || g.Source.ImageOffset >= int64(len(img)) {
+					t.Fatalf("grain placed outside the image: %+v", g.Source)
+				}
+			}
+		}
+	})
+}
