@@ -277,29 +277,49 @@ func TestRuns(t *testing.T) {
 	}
 }
 
-// FuzzPlan gives the planner crafted images around a real sparse and a
-// real stream file: whatever the tables say, it must not panic, allocate
-// without bound, or place a grain outside the image.
+// FuzzPlan gives the planner crafted bytes under hits that promise VMDK
+// structures: one image holding a sparse file and two streams is carved
+// once, then each input overwrites a stretch of it (tables, headers,
+// records) before planning. Whatever the bytes say, Plan must not panic,
+// allocate without bound, or place a grain outside the image.
 func FuzzPlan(f *testing.F) {
-	disk := guest(5)
-	f.Add(sparseFile(f, disk), uint16(0), uint32(0))
-	f.Add(streamFile(f, disk, vmdk.StreamGDAtEnd), uint16(0), uint32(0))
-	f.Add(streamFile(f, disk, vmdk.StreamGDFront), uint16(3), uint32(0xffffffff))
-	f.Fuzz(func(t *testing.T, img []byte, at uint16, val uint32) {
-		if len(img) > 8<<20 {
-			return
+	// 16-sector grains keep the image small: the fuzzer crawls on large
+	// inputs, so the image is fixed and only the patch is fuzzed.
+	disk := bytes.Repeat([]byte("fuzz grain data "), 6*8192/16)
+	clear(disk[8192*2 : 8192*3])
+	read := func(g uint64, buf []byte) (bool, error) { copy(buf, disk[g*8192:]); return true, nil }
+	var w memWriter
+	if _, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: 96, GrainSize: 16, FileName: "f.vmdk"}, read); err != nil {
+		f.Fatal(err)
+	}
+	img := append(noise(4096, 1), w.b...)
+	for _, layout := range []vmdk.StreamLayout{vmdk.StreamGDAtEnd, vmdk.StreamGDFront} {
+		var b bytes.Buffer
+		if _, err := vmdk.WriteStreamOptimized(&b, vmdk.StreamWriterOptions{Capacity: 96, GrainSize: 16, FileName: "f.vmdk", Layout: layout}, read); err != nil {
+			f.Fatal(err)
 		}
-		img = append([]byte(nil), img...)
-		if int(at)*4+4 <= len(img) {
-			binary.LittleEndian.PutUint32(img[int(at)*4:], val)
+		img = append(img, b.Bytes()...)
+	}
+	hits := carve(img)
+	le := binary.LittleEndian
+	capacityAt := make([]byte, 8)
+	le.PutUint64(capacityAt, 1<<40)
+	f.Add(uint32(4096+12), capacityAt)                     // sparse capacity
+	f.Add(uint32(4096+56), []byte{0xff, 0xff, 0xff, 0x0f}) // sparse gdOffset
+	f.Add(uint32(4096+21*512), bytes.Repeat([]byte{0xff}, 64))
+	f.Add(uint32(len(img)-2048), bytes.Repeat([]byte{7}, 1024))
+	f.Fuzz(func(t *testing.T, at uint32, patch []byte) {
+		b := append([]byte(nil), img...)
+		if int(at) < len(b) {
+			copy(b[at:], patch)
 		}
-		disks, err := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{})
+		disks, err := Plan(bytes.NewReader(b), int64(len(b)), hits, Options{})
 		if err != nil {
 			return
 		}
 		for _, d := range disks {
 			for _, g := range d.placed {
-				if g.Source == nil || g.Source.ImageOffset < 0 || g.Source.ImageOffset >= int64(len(img)) {
+				if g.Source == nil || g.Source.ImageOffset < 0 || g.Source.ImageOffset >= int64(len(b)) {
 					t.Fatalf("grain placed outside the image: %+v", g.Source)
 				}
 			}

@@ -92,6 +92,13 @@ func placeSparse(inst *Instance, image io.ReaderAt) {
 	}
 
 	grains := h.Grains()
+	if primary == nil && redundant == nil {
+		// No directory at all: one decision for the whole disk, without
+		// walking the (possibly huge, claimed) number of tables.
+		inst.grains.setRange(0, grains, &Grain{Status: Missing, Reason: "grain directories lost: primary: " + pProblem + "; redundant: " + rProblem})
+		inst.Tables = "no usable grain directory"
+		return
+	}
 	perGT := uint64(h.NumGTEsPerGT)
 	owner := make(map[uint32]uint64) // grain sector → virtual grain, to refuse a sector claimed twice
 	usedPrimary, usedRedundant, lostTables := 0, 0, 0

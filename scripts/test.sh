@@ -12,7 +12,21 @@ for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
     echo "fuzz $pkg $target ($fuzztime)"
-    go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" >/tmp/fuzz.log 2>&1 || { cat /tmp/fuzz.log; exit 1; }
+    log=$(mktemp)
+    corpus="$dir/testdata/fuzz/$target"
+    before=$(ls "$corpus" 2>/dev/null | wc -l)
+    if ! go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" >"$log" 2>&1; then
+      after=$(ls "$corpus" 2>/dev/null | wc -l)
+      # Go 1.26's fuzz coordinator can fail a run with a bare "context
+      # deadline exceeded" at the -fuzztime boundary (golang/go#75804,
+      # fixed in 1.27). Only a written reproducer is a finding.
+      if grep -q "context deadline exceeded" "$log" && [ "$after" = "$before" ]; then
+        echo "  (ignored the fuzz coordinator's deadline race: no reproducer was written)"
+      else
+        cat "$log"; exit 1
+      fi
+    fi
+    rm -f "$log"
   done
 done
 echo "all tests passed"

@@ -109,9 +109,13 @@ func FuzzRecognizers(f *testing.F) {
 	f.Add(grain)
 	f.Add(vmdk.EncodeEntries([]uint32{21, 25, 29}))
 	rs := All()
+	scratch := make([][]byte, len(rs))
+	for i := range rs {
+		scratch[i] = make([]byte, rs[i].ScratchBytes)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for i := range rs {
-			h, ok := rs[i].Recognize(b[:min(len(b), rs[i].Window)], make([]byte, rs[i].ScratchBytes))
+			h, ok := rs[i].Recognize(b[:min(len(b), rs[i].Window)], scratch[i])
 			if ok && h.Kind == "" {
 				t.Fatalf("%s: hit without kind", rs[i].Name)
 			}
