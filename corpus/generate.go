@@ -217,8 +217,10 @@ func makeFile(seed uint64, d *disk, m *made, raw, qemu string) error {
 	return mapFile(d, m)
 }
 
-// patchCID replaces the random CID qemu-img writes with a seeded one, in
-// place: same length, so nothing else moves.
+// patchCID replaces the random CID qemu-img writes with a seeded one.
+// qemu prints the CID without zero padding, so its width varies from run
+// to run: the descriptor text is rewritten with an 8-digit CID and
+// re-padded with NULs to the same area, so nothing outside it moves.
 func patchCID(path string, cid uint32) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -229,12 +231,28 @@ func patchCID(path string, cid uint32) error {
 	if _, err := f.ReadAt(area, 512); err != nil {
 		return err
 	}
-	i := bytes.Index(area, []byte("\nCID="))
-	if i < 0 || i+5+8 > len(area) {
+	text := area
+	if n := bytes.IndexByte(area, 0); n >= 0 {
+		text = area[:n]
+	}
+	i := bytes.Index(text, []byte("\nCID="))
+	if i < 0 {
 		return errors.New("no CID line in the qemu-img descriptor")
 	}
-	_, err = f.WriteAt(fmt.Appendf(nil, "%08x", cid), 512+int64(i)+5)
-	if err != nil {
+	end := bytes.IndexByte(text[i+1:], '\n')
+	if end < 0 {
+		return errors.New("unterminated CID line in the qemu-img descriptor")
+	}
+	var out []byte
+	out = append(out, text[:i]...)
+	out = fmt.Appendf(out, "\nCID=%08x", cid)
+	out = append(out, text[i+1+end:]...)
+	if len(out) > len(area) {
+		return errors.New("descriptor does not fit its area after the CID patch")
+	}
+	clear(area)
+	copy(area, out)
+	if _, err := f.WriteAt(area, 512); err != nil {
 		return err
 	}
 	return f.Close()
