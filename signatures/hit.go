@@ -4,7 +4,10 @@
 // recognised by any worker in any order with the same result.
 package signatures
 
-import "vmdkcarve/vmdk"
+import (
+	"vmdkcarve/fsprobe"
+	"vmdkcarve/vmdk"
+)
 
 // Kind names what a hit is.
 type Kind string
@@ -19,6 +22,8 @@ const (
 	KindGT           Kind = "grain-table"     // block shaped like a grain table
 	KindCOWD         Kind = "cowd-header"     // ESX vmfsSparse delta header
 	KindSESparse     Kind = "sesparse-header" // ESXi seSparse header
+	KindNTFS         Kind = "ntfs"            // NTFS host structure (MFT record, boot sector)
+	KindExt4         Kind = "ext4"            // ext4 host structure (superblock, inode, extent block)
 	KindError        Kind = "error"           // a recognizer failed on this window
 )
 
@@ -51,6 +56,8 @@ type Hit struct {
 	Table      *TableInfo           `json:"table,omitempty"`
 	COWD       *vmdk.COWDHeader     `json:"cowd,omitempty"`
 	SESparse   *vmdk.SESparseHeader `json:"sesparse,omitempty"`
+	NTFS       *fsprobe.NTFSRecord  `json:"ntfs,omitempty"`
+	Ext4       *fsprobe.Ext4Record  `json:"ext4,omitempty"`
 }
 
 // GrainInfo describes a decoded stream grain record.

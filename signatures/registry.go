@@ -74,6 +74,11 @@ var registry = []Recognizer{
 	},
 }
 
+// register adds a recognizer defined in another file of this package; call
+// it from an init function. Files initialise in name order, so the
+// registry order stays fixed.
+func register(r Recognizer) { registry = append(registry, r) }
+
 // All returns every recognizer, in a fixed order.
 func All() []Recognizer { return append([]Recognizer(nil), registry...) }
 

@@ -1,0 +1,28 @@
+package fsprobe
+
+// This file is the host level: what a host filesystem's surviving metadata
+// (NTFS MFT records, ext4 inodes and extent blocks) says about where the
+// pieces of a VMDK file lie in the image. Recognizers in signatures parse
+// the records (ntfs_host.go, ext4_host.go); the resolvers here turn records
+// found at image offsets into file maps.
+
+// MappedExtent links a range of a host file to a range of the image.
+// Ranges of the file that no extent covers are holes (sparse host files:
+// they read as zeros) when the map is complete.
+type MappedExtent struct {
+	FileOffset  int64 `json:"file_offset"`
+	ImageOffset int64 `json:"image_offset"`
+	Length      int64 `json:"length"`
+}
+
+// FileMap is where one host file's bytes lie in the image, as its host
+// filesystem's metadata says.
+type FileMap struct {
+	FS       string         `json:"fs"`             // "ntfs" or "ext4"
+	Name     string         `json:"name,omitempty"` // file name, when the metadata has it
+	Record   string         `json:"record"`         // e.g. "MFT record 41 at image offset N", "inode 12"
+	Size     int64          `json:"size"`           // file size in bytes
+	Extents  []MappedExtent `json:"extents"`        // sorted by FileOffset
+	Complete bool           `json:"complete"`       // every extent of the file is known (holes are real holes)
+	Evidence string         `json:"evidence"`       // how the volume geometry and the records were tied to the image
+}
