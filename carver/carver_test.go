@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -382,5 +383,70 @@ func BenchmarkScan(b *testing.B) {
 		if err := Scan(context.Background(), r, 0, size, opts, sink); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestRandomLooking(t *testing.T) {
+	rng := rand.New(rand.NewPCG(42, 42))
+	block := make([]byte, BlockSize)
+	misses := 0
+	for i := 0; i < 2000; i++ {
+		for j := range block {
+			block[j] = byte(rng.Uint32())
+		}
+		if !RandomLooking(block) {
+			misses++
+		}
+		if Fingerprint(block)&RandomBit == 0 && RandomLooking(block) {
+			t.Fatal("fingerprint lacks the random bit")
+		}
+	}
+	if misses > 4 {
+		t.Errorf("%d of 2000 random blocks not classified random", misses)
+	}
+	for _, tc := range []struct {
+		name  string
+		block []byte
+	}{
+		{"text", bytes.Repeat([]byte("vmdkcarve disk=0001 lba=000000001234 "), 111)[:BlockSize]},
+		{"counter", func() []byte {
+			b := make([]byte, BlockSize)
+			for i := range b {
+				b[i] = byte(i)
+			}
+			return b
+		}()},
+		{"u32 table", func() []byte {
+			b := make([]byte, BlockSize)
+			for i := 0; i < BlockSize; i += 4 {
+				binary.LittleEndian.PutUint32(b[i:], uint32(i*128+4096))
+			}
+			return b
+		}()},
+		{"short", []byte{1, 2, 3}},
+	} {
+		if RandomLooking(tc.block) {
+			t.Errorf("%s classified random", tc.name)
+		}
+	}
+}
+
+func BenchmarkFingerprint(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	random := make([]byte, BlockSize)
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	text := bytes.Repeat([]byte("vmdkcarve disk=0001 lba=000000001234 "), 111)[:BlockSize]
+	for _, bc := range []struct {
+		name  string
+		block []byte
+	}{{"random", random}, {"text", text}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(BlockSize)
+			for i := 0; i < b.N; i++ {
+				Fingerprint(bc.block)
+			}
+		})
 	}
 }

@@ -19,10 +19,10 @@ import (
 //	16 u64     image offset of the first block
 //	24 u64     number of blocks
 //	32 u64 ... one fingerprint per block, in offset order (carver.Fingerprint:
-//	           0 = all-zero block)
+//	           0 = all-zero block; bit 63 = the block looks random)
 const (
 	fpMagic       = "VCFP"
-	fpVersion     = 1
+	fpVersion     = 2 // 2: bit 63 flags random-looking blocks
 	fpHeaderSize  = 32
 	fpCountOffset = 24
 	fpEntrySize   = 8
