@@ -1,0 +1,492 @@
+package fsprobe
+
+// NTFS on-disk structures the host probe reads: the FILE record of the MFT
+// (with its update-sequence fixups, attribute chain, $FILE_NAME and $DATA
+// run lists) and the boot sector.
+//
+// References: the Linux ntfs-3g layout.h
+// (https://github.com/tuxera/ntfs-3g/blob/edge/include/ntfs-3g/layout.h),
+// Carrier, "File System Forensic Analysis", ch. 12-13, and go-ntfs's
+// ntfs_profile.json (the layout this code agrees with).
+//
+// Why by hand and not through go-ntfs's MFT_ENTRY / NTFS_ATTRIBUTE: those
+// types read every field through an io.ReaderAt with one allocation per
+// field, their fixup (FixUpDiskMFTEntry) stops at the first torn stride
+// without saying which, and NTFS_ATTRIBUTE.RunList (parser/runs.go and
+// attribute.go) (a) reads the attribute's whole length starting at the run
+// list offset, i.e. past the attribute's end into the next attribute when
+// the terminator is missing, (b) accepts size nibbles above 8 silently
+// (decoding them as 8 bytes), and (c) turns a sparse run (offset size 0)
+// into a run at the previous LCN with a relative offset of 0, which cannot
+// be told from a real zero delta. A carver must reject all three rather
+// than place bytes from them, so the run list is decoded here with every
+// length checked. go-ntfs's NTFS_BOOT_SECTOR.IsValid is used for the boot
+// sector, where it is safe (it checks the cluster size before dividing).
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf16"
+
+	ntfsparser "www.velocidex.com/golang/go-ntfs/parser"
+)
+
+// FILE record header (NTFS 3.1; NTFS 3.0 records end the header at 0x2A and
+// have no record number).
+const (
+	ntfsFileMagic      = "FILE"
+	ntfsOffUSAOffset   = 0x04 // u16 offset of the update sequence array
+	ntfsOffUSACount    = 0x06 // u16 entries in it (1 + strides)
+	ntfsOffSeq         = 0x10 // u16 sequence number
+	ntfsOffAttrOffset  = 0x14 // u16 first attribute
+	ntfsOffFlags       = 0x16 // u16 flags
+	ntfsOffUsed        = 0x18 // u32 bytes in use
+	ntfsOffAllocated   = 0x1C // u32 record size
+	ntfsOffBaseRef     = 0x20 // u64 base record reference (0 for a base record)
+	ntfsOffRecordNum   = 0x2C // u32 record number (3.1 only: USA at 0x30)
+	ntfsHeader31       = 0x30 // where the USA of a 3.1 record starts
+	ntfsHeader30       = 0x2A // where the USA of a 3.0 record starts
+	ntfsFixupStride    = 512  // the update sequence stride is 512 bytes whatever the sector size
+	ntfsFlagInUse      = 0x0001
+	ntfsFlagDirectory  = 0x0002
+	ntfsKnownFlags     = 0x000F // in use, directory, $Extend, view index
+	ntfsAttrEnd        = 0xFFFFFFFF
+	ntfsRefRecordMask  = 1<<48 - 1 // a file reference is 48 bits of record number and 16 of sequence
+	ntfsAttrHeaderMin  = 0x18      // resident header size
+	ntfsNonResHeader   = 0x40      // non-resident header size (without the compressed-size field)
+	ntfsAttrStdInfo    = 0x10
+	ntfsAttrList       = 0x20
+	ntfsAttrFileName   = 0x30
+	ntfsAttrData       = 0x80
+	ntfsFileNameMinLen = 0x42 // $FILE_NAME content before the name
+	ntfsDataCompressed = 0x0001
+	ntfsDataEncrypted  = 0x4000
+	ntfsDataSparse     = 0x8000
+)
+
+// Limits on what one record may claim.
+const (
+	// NTFSMinRecordSize and NTFSMaxRecordSize bound the record size: 1024
+	// is what every Windows writes; 4096 appears on 4Kn volumes. Anything
+	// else is not a record we can trust.
+	NTFSMinRecordSize = 1024
+	NTFSMaxRecordSize = 4096
+	// maxNTFSRuns bounds the runs kept per attribute: a run takes at least
+	// two bytes, so a 4 KiB record cannot hold more; the cap keeps a hit
+	// line bounded even so.
+	maxNTFSRuns = NTFSMaxRecordSize / 2
+	// maxNTFSNames bounds the $FILE_NAME attributes kept (hard links plus
+	// the DOS alias): more is not a real file.
+	maxNTFSNames = 8
+	// maxNTFSDataPieces bounds the unnamed $DATA attributes kept per
+	// record (an extension record may hold more than one VCN range).
+	maxNTFSDataPieces = 8
+	// maxNTFSLCN is the largest cluster number NTFS can address (2^48 - 1
+	// for the 48-bit parts of file references and 64-bit run deltas in
+	// practice: volumes stop at 2^32 clusters in Windows; 2^48 leaves room
+	// and keeps LCN×cluster size inside int64).
+	maxNTFSLCN = 1 << 48
+)
+
+// ErrNTFSRecord is wrapped by every error from the NTFS record parsers.
+var ErrNTFSRecord = errors.New("fsprobe: bad NTFS structure")
+
+// NTFSFormatError says which field of an NTFS structure is wrong and where
+// (offset within the record or sector).
+type NTFSFormatError struct {
+	Offset int
+	Field  string
+	Value  int64
+}
+
+func (e *NTFSFormatError) Error() string {
+	return fmt.Sprintf("fsprobe: NTFS %s at +%#x: bad value %d", e.Field, e.Offset, e.Value)
+}
+
+func (e *NTFSFormatError) Unwrap() error { return ErrNTFSRecord }
+
+func ntfsBad(off int, field string, v int64) error {
+	return &NTFSFormatError{Offset: off, Field: field, Value: v}
+}
+
+// IsNTFSFileMagic is the cheap first test: "FILE" at the window start.
+func IsNTFSFileMagic(w []byte) bool {
+	return len(w) >= 4 && w[0] == 'F' && w[1] == 'I' && w[2] == 'L' && w[3] == 'E'
+}
+
+// ParseNTFSFileRecord parses the FILE record at the start of w. It returns
+// (nil, err) when w is not a record; (rec, err) with rec.Damaged set when
+// the header is sound but the record is torn or its attributes do not
+// parse (the header fields are kept, the attributes are not trusted); and
+// (rec, nil) for a valid record. w is not modified or retained.
+func ParseNTFSFileRecord(w []byte) (*NTFSRecord, error) {
+	if !IsNTFSFileMagic(w) {
+		return nil, ntfsBad(0, "magic", 0)
+	}
+	if len(w) < ntfsHeader31+2 {
+		return nil, ntfsBad(0, "window length", int64(len(w)))
+	}
+	usaOff := int(binary.LittleEndian.Uint16(w[ntfsOffUSAOffset:]))
+	usaCount := int(binary.LittleEndian.Uint16(w[ntfsOffUSACount:]))
+	attrOff := int(binary.LittleEndian.Uint16(w[ntfsOffAttrOffset:]))
+	flags := binary.LittleEndian.Uint16(w[ntfsOffFlags:])
+	used := int64(binary.LittleEndian.Uint32(w[ntfsOffUsed:]))
+	alloc := int64(binary.LittleEndian.Uint32(w[ntfsOffAllocated:]))
+
+	// Plausibility of the header, cheapest first.
+	if alloc != NTFSMinRecordSize && alloc != NTFSMaxRecordSize {
+		return nil, ntfsBad(ntfsOffAllocated, "allocated size", alloc)
+	}
+	if usaOff != ntfsHeader31 && usaOff != ntfsHeader30 {
+		return nil, ntfsBad(ntfsOffUSAOffset, "update sequence offset", int64(usaOff))
+	}
+	if usaCount != int(alloc)/ntfsFixupStride+1 {
+		return nil, ntfsBad(ntfsOffUSACount, "update sequence count", int64(usaCount))
+	}
+	usaEnd := usaOff + 2*usaCount
+	if attrOff < usaEnd || attrOff%8 != 0 || int64(attrOff) >= alloc {
+		return nil, ntfsBad(ntfsOffAttrOffset, "first attribute offset", int64(attrOff))
+	}
+	if used < int64(attrOff)+4 || used > alloc || used%8 != 0 {
+		return nil, ntfsBad(ntfsOffUsed, "used size", used)
+	}
+	if flags&^ntfsKnownFlags != 0 {
+		return nil, ntfsBad(ntfsOffFlags, "flags", int64(flags))
+	}
+
+	rec := &NTFSRecord{Type: NTFSTypeMFTRecord, MFT: &NTFSFileRecord{
+		Number:     -1,
+		Seq:        binary.LittleEndian.Uint16(w[ntfsOffSeq:]),
+		InUse:      flags&ntfsFlagInUse != 0,
+		Dir:        flags&ntfsFlagDirectory != 0,
+		Base:       int64(binary.LittleEndian.Uint64(w[ntfsOffBaseRef:]) & ntfsRefRecordMask),
+		RecordSize: int(alloc),
+	}}
+	f := rec.MFT
+	if usaOff == ntfsHeader31 {
+		f.Number = int64(binary.LittleEndian.Uint32(w[ntfsOffRecordNum:]))
+	}
+	if int64(len(w)) < alloc {
+		rec.Damaged = fmt.Sprintf("window ends %d bytes into the %d-byte record", len(w), alloc)
+		return rec, ntfsBad(len(w), "window length", int64(len(w)))
+	}
+
+	// Fixups, on a copy (w belongs to the carver). A stride whose last two
+	// bytes differ from the USN was not written with the rest: the record
+	// is torn and its contents cannot be trusted.
+	var buf [NTFSMaxRecordSize]byte
+	b := buf[:alloc]
+	copy(b, w)
+	usn := b[usaOff : usaOff+2]
+	var torn []string
+	for i := 1; i < usaCount; i++ {
+		end := i*ntfsFixupStride - 2
+		if b[end] != usn[0] || b[end+1] != usn[1] {
+			torn = append(torn, fmt.Sprint(i-1))
+			continue
+		}
+		b[end], b[end+1] = b[usaOff+2*i], b[usaOff+2*i+1]
+	}
+	if len(torn) > 0 {
+		rec.Damaged = "update sequence mismatch in stride " + strings.Join(torn, ",")
+		return rec, ntfsBad(usaOff, "update sequence", int64(len(torn)))
+	}
+	if err := parseNTFSAttributes(b[:used], attrOff, f); err != nil {
+		rec.Damaged = err.Error()
+		f.Names, f.Data, f.AttrList = nil, nil, false
+		return rec, err
+	}
+	return rec, nil
+}
+
+// parseNTFSAttributes walks the attribute chain of a fixed-up record b
+// (cut to its used size) from off, filling f.
+func parseNTFSAttributes(b []byte, off int, f *NTFSFileRecord) error {
+	for {
+		if off+4 > len(b) {
+			return ntfsBad(off, "attribute chain end", int64(off))
+		}
+		typ := binary.LittleEndian.Uint32(b[off:])
+		if typ == ntfsAttrEnd {
+			return nil
+		}
+		if off+ntfsAttrHeaderMin > len(b) {
+			return ntfsBad(off, "attribute header", int64(off))
+		}
+		alen := int(binary.LittleEndian.Uint32(b[off+4:]))
+		// The length is a u32; comparing against the remaining bytes
+		// first keeps off+alen from overflowing on 32-bit ints.
+		if alen < ntfsAttrHeaderMin || alen > len(b)-off || alen%8 != 0 {
+			return ntfsBad(off+4, "attribute length", int64(alen))
+		}
+		a := b[off : off+alen]
+		nonRes := a[8]
+		nameLen := int(a[9])
+		nameOff := int(binary.LittleEndian.Uint16(a[10:]))
+		if nonRes > 1 {
+			return ntfsBad(off+8, "non-resident flag", int64(nonRes))
+		}
+		if nameLen > 0 && (nameOff < ntfsAttrHeaderMin || nameOff+2*nameLen > alen) {
+			return ntfsBad(off+10, "attribute name offset", int64(nameOff))
+		}
+		switch {
+		case typ == ntfsAttrList:
+			f.AttrList = true
+		case typ == ntfsAttrFileName && nonRes == 0:
+			content, err := ntfsResidentContent(a, off)
+			if err != nil {
+				return err
+			}
+			if err := f.addName(content, off); err != nil {
+				return err
+			}
+		case typ == ntfsAttrData && nameLen == 0:
+			d, err := parseNTFSData(a, off)
+			if err != nil {
+				return err
+			}
+			if len(f.Data) < maxNTFSDataPieces {
+				f.Data = append(f.Data, d)
+			}
+		}
+		off += alen // alen >= 24: the walk always advances
+	}
+}
+
+// ntfsResidentContent returns the value of a resident attribute a found
+// at record offset off.
+func ntfsResidentContent(a []byte, off int) ([]byte, error) {
+	size := int64(binary.LittleEndian.Uint32(a[0x10:]))
+	coff := int64(binary.LittleEndian.Uint16(a[0x14:]))
+	if coff < ntfsAttrHeaderMin || coff+size > int64(len(a)) {
+		return nil, ntfsBad(off+0x10, "resident value size", size)
+	}
+	return a[coff : coff+size], nil
+}
+
+func (f *NTFSFileRecord) addName(c []byte, off int) error {
+	if len(c) < ntfsFileNameMinLen {
+		return ntfsBad(off, "$FILE_NAME size", int64(len(c)))
+	}
+	n := int(c[0x40])
+	ns := c[0x41]
+	if ns > 3 || ntfsFileNameMinLen+2*n > len(c) {
+		return ntfsBad(off, "$FILE_NAME name", int64(n))
+	}
+	if len(f.Names) >= maxNTFSNames {
+		return nil
+	}
+	u := make([]uint16, n)
+	for i := range u {
+		u[i] = binary.LittleEndian.Uint16(c[ntfsFileNameMinLen+2*i:])
+	}
+	parent := binary.LittleEndian.Uint64(c)
+	f.Names = append(f.Names, NTFSName{
+		Name:      string(utf16.Decode(u)),
+		Parent:    int64(parent & ntfsRefRecordMask),
+		Namespace: ns,
+	})
+	return nil
+}
+
+// parseNTFSData reads an unnamed $DATA attribute a found at record offset
+// off.
+func parseNTFSData(a []byte, off int) (NTFSData, error) {
+	if a[8] == 0 {
+		v, err := ntfsResidentContent(a, off)
+		return NTFSData{Resident: true, Size: int64(len(v))}, err
+	}
+	if len(a) < ntfsNonResHeader {
+		return NTFSData{}, ntfsBad(off+4, "non-resident attribute length", int64(len(a)))
+	}
+	flags := binary.LittleEndian.Uint16(a[0x0C:])
+	d := NTFSData{
+		StartVCN:    int64(binary.LittleEndian.Uint64(a[0x10:])),
+		LastVCN:     int64(binary.LittleEndian.Uint64(a[0x18:])),
+		Allocated:   int64(binary.LittleEndian.Uint64(a[0x28:])),
+		Size:        int64(binary.LittleEndian.Uint64(a[0x30:])),
+		Initialized: int64(binary.LittleEndian.Uint64(a[0x38:])),
+		Compressed:  flags&ntfsDataCompressed != 0,
+		Encrypted:   flags&ntfsDataEncrypted != 0,
+		Sparse:      flags&ntfsDataSparse != 0,
+	}
+	// VCNs are u64 on disk; as int64 a value with the top bit set is
+	// negative and rejected here, as are ranges no volume can hold.
+	if d.StartVCN < 0 || d.StartVCN >= maxNTFSLCN || d.LastVCN < d.StartVCN-1 || d.LastVCN >= maxNTFSLCN {
+		return d, ntfsBad(off+0x10, "VCN range", d.StartVCN)
+	}
+	if d.StartVCN == 0 {
+		// Sizes are meaningful only in the first piece of a stream.
+		if d.Allocated < 0 || d.Size < 0 || d.Initialized < 0 || d.Size > d.Allocated || d.Initialized > d.Size {
+			return d, ntfsBad(off+0x28, "stream sizes", d.Size)
+		}
+	} else {
+		d.Allocated, d.Size, d.Initialized = 0, 0, 0
+	}
+	roff := int(binary.LittleEndian.Uint16(a[0x20:]))
+	if roff < ntfsNonResHeader || roff >= len(a) {
+		return d, ntfsBad(off+0x20, "run list offset", int64(roff))
+	}
+	runs, err := decodeNTFSRuns(a[roff:], d.StartVCN)
+	if err != nil {
+		var fe *NTFSFormatError
+		if errors.As(err, &fe) {
+			fe.Offset += off + roff
+		}
+		return d, err
+	}
+	var n int64
+	for _, r := range runs {
+		n += r.Len
+	}
+	if d.LastVCN-d.StartVCN+1 != n {
+		return d, ntfsBad(off+0x18, "last VCN (runs cover a different count)", d.LastVCN)
+	}
+	d.Runs = runs
+	return d, nil
+}
+
+// decodeNTFSRuns decodes a mapping-pairs array (run list) starting at VCN
+// vcn. Each run is a header byte (low nibble: bytes of length, high
+// nibble: bytes of the signed LCN delta; 0 delta bytes = sparse), then the
+// two little-endian values; a 0 header ends the list. The list must end
+// inside b.
+func decodeNTFSRuns(b []byte, vcn int64) ([]NTFSRun, error) {
+	var runs []NTFSRun
+	var lcn int64
+	for i := 0; ; {
+		if i >= len(b) {
+			return nil, ntfsBad(i, "run list terminator", int64(len(runs)))
+		}
+		h := b[i]
+		if h == 0 {
+			return runs, nil
+		}
+		ls, os := int(h&0x0F), int(h>>4)
+		if ls == 0 || ls > 8 || os > 8 || i+1+ls+os > len(b) {
+			return nil, ntfsBad(i, "run header", int64(h))
+		}
+		if len(runs) >= maxNTFSRuns {
+			return nil, ntfsBad(i, "run count", int64(len(runs)))
+		}
+		length := int64(leUint(b[i+1 : i+1+ls]))
+		if length <= 0 || length >= maxNTFSLCN || vcn+length >= maxNTFSLCN {
+			return nil, ntfsBad(i+1, "run length", length)
+		}
+		r := NTFSRun{VCN: vcn, Len: length, LCN: -1}
+		if os == 0 {
+			r.Sparse = true
+		} else {
+			delta := leInt(b[i+1+ls : i+1+ls+os])
+			// Both are below 2^48 in magnitude here, so the sum cannot
+			// overflow.
+			if delta <= -maxNTFSLCN || delta >= maxNTFSLCN {
+				return nil, ntfsBad(i+1+ls, "run LCN delta", delta)
+			}
+			lcn += delta
+			if lcn < 0 || lcn+length > maxNTFSLCN {
+				return nil, ntfsBad(i+1+ls, "run LCN", lcn)
+			}
+			r.LCN = lcn
+		}
+		runs = append(runs, r)
+		vcn += length
+		i += 1 + ls + os
+	}
+}
+
+// leUint reads up to 8 little-endian bytes as an unsigned value.
+func leUint(b []byte) uint64 {
+	var v uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		v = v<<8 | uint64(b[i])
+	}
+	return v
+}
+
+// leInt reads up to 8 little-endian bytes as a sign-extended value.
+func leInt(b []byte) int64 {
+	if len(b) == 0 {
+		return 0
+	}
+	v := leUint(b)
+	if n := uint(len(b)) * 8; n < 64 && b[len(b)-1]&0x80 != 0 {
+		v |= ^uint64(0) << n
+	}
+	return int64(v)
+}
+
+// NTFS boot sector (BPB) fields.
+const (
+	ntfsBootOEM        = "NTFS    "
+	ntfsBootSize       = 512
+	ntfsBootOffBPS     = 0x0B // u16 bytes per sector
+	ntfsBootOffSPC     = 0x0D // u8 sectors per cluster
+	ntfsBootOffTotal   = 0x28 // u64 total sectors (the backup boot sector lies just past them)
+	ntfsBootOffMFT     = 0x30 // u64 $MFT LCN
+	ntfsBootOffMirr    = 0x38 // u64 $MFTMirr LCN
+	ntfsBootOffRecSize = 0x40 // i8 clusters per MFT record (negative: 2^-n bytes)
+	ntfsBootOffSerial  = 0x48 // u64 volume serial
+	ntfsMaxCluster     = 64 << 10
+)
+
+// IsNTFSBootMagic is the cheap first test: "NTFS    " at 3 and 0x55AA at
+// 510.
+func IsNTFSBootMagic(w []byte) bool {
+	return len(w) >= ntfsBootSize && string(w[3:11]) == ntfsBootOEM && w[510] == 0x55 && w[511] == 0xAA
+}
+
+// ParseNTFSBootSector parses an NTFS boot sector at the start of w.
+func ParseNTFSBootSector(w []byte) (*NTFSRecord, error) {
+	if !IsNTFSBootMagic(w) {
+		return nil, ntfsBad(3, "boot sector magic", 0)
+	}
+	w = w[:ntfsBootSize]
+	bs := ntfsparser.NewNTFSProfile().NTFS_BOOT_SECTOR(bytes.NewReader(w), 0)
+	if err := bs.IsValid(); err != nil {
+		return nil, fmt.Errorf("%w: go-ntfs: %v", ErrNTFSRecord, err)
+	}
+	bps := int64(binary.LittleEndian.Uint16(w[ntfsBootOffBPS:]))
+	spc := int64(w[ntfsBootOffSPC])
+	b := &NTFSBoot{
+		SectorSize:   bps,
+		ClusterSize:  bps * spc,
+		TotalSectors: int64(binary.LittleEndian.Uint64(w[ntfsBootOffTotal:])),
+		MFTLCN:       int64(binary.LittleEndian.Uint64(w[ntfsBootOffMFT:])),
+		MirrLCN:      int64(binary.LittleEndian.Uint64(w[ntfsBootOffMirr:])),
+		Serial:       fmt.Sprintf("%016x", binary.LittleEndian.Uint64(w[ntfsBootOffSerial:])),
+	}
+	// go-ntfs allows 512..64K-byte sectors and clusters from one byte; we
+	// want what Windows and mkntfs write.
+	if bps < 512 || bps > 4096 || bps&(bps-1) != 0 {
+		return nil, ntfsBad(ntfsBootOffBPS, "bytes per sector", bps)
+	}
+	if b.ClusterSize < 512 || b.ClusterSize > ntfsMaxCluster {
+		return nil, ntfsBad(ntfsBootOffSPC, "cluster size", b.ClusterSize)
+	}
+	// Totals stored as u64; bounding them by 2^48 keeps products in int64.
+	if b.TotalSectors <= 0 || b.TotalSectors >= maxNTFSLCN {
+		return nil, ntfsBad(ntfsBootOffTotal, "total sectors", b.TotalSectors)
+	}
+	clusters := b.TotalSectors * bps / b.ClusterSize
+	if b.MFTLCN <= 0 || b.MFTLCN >= clusters {
+		return nil, ntfsBad(ntfsBootOffMFT, "$MFT LCN", b.MFTLCN)
+	}
+	if b.MirrLCN <= 0 || b.MirrLCN >= clusters {
+		return nil, ntfsBad(ntfsBootOffMirr, "$MFTMirr LCN", b.MirrLCN)
+	}
+	rs := int64(int8(w[ntfsBootOffRecSize]))
+	switch {
+	case rs > 0 && rs <= 64:
+		b.RecordSize = rs * b.ClusterSize
+	case rs < 0 && rs >= -31:
+		b.RecordSize = 1 << uint(-rs)
+	}
+	if b.RecordSize != NTFSMinRecordSize && b.RecordSize != NTFSMaxRecordSize {
+		return nil, ntfsBad(ntfsBootOffRecSize, "MFT record size", b.RecordSize)
+	}
+	return &NTFSRecord{Type: NTFSTypeBootSector, Boot: b}, nil
+}
