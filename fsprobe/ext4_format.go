@@ -1,0 +1,573 @@
+package fsprobe
+
+// ext4 on-disk structures the host probe reads: the superblock, inodes and
+// extent tree nodes. Layout from the kernel's Documentation/filesystems/ext4
+// (https://www.kernel.org/doc/html/latest/filesystems/ext4/) and
+// fs/ext4/ext4.h, ext4_extents.h.
+//
+// Parsed by hand rather than through go-ext4: its superblock reader uses
+// reflection (binary.Read), computes the block size with math.Pow on an
+// unchecked shift, and panics on feature sets it cannot walk (no flex_bg,
+// meta_bg, inline_data, ...). A carver must read damaged and unusual
+// filesystems too, and needs fields (s_block_group_nr, the checksum seed)
+// go-ext4 does not expose. go-ext4 serves as a test oracle instead.
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+)
+
+// Superblock.
+const (
+	Ext4SuperblockOffset = 1024 // the primary superblock's offset in the filesystem
+	Ext4SuperblockSize   = 1024
+	Ext4Magic            = 0xEF53
+
+	sbInodesCount    = 0x00
+	sbBlocksCountLo  = 0x04
+	sbFirstDataBlock = 0x14
+	sbLogBlockSize   = 0x18
+	sbBlocksPerGroup = 0x20
+	sbInodesPerGroup = 0x28
+	sbMagic          = 0x38
+	sbRevLevel       = 0x4C
+	sbInodeSize      = 0x58
+	sbBlockGroupNr   = 0x5A
+	sbFeatureCompat  = 0x5C
+	sbFeatureIncompt = 0x60
+	sbFeatureROCompt = 0x64
+	sbUUID           = 0x68
+	sbBlocksCountHi  = 0x150
+	sbChecksumSeed   = 0x270
+	sbChecksum       = 0x3FC
+
+	incompatExtents  = 0x40
+	incompat64bit    = 0x80
+	incompatFlexBG   = 0x200
+	incompatCsumSeed = 0x2000 // s_checksum_seed holds the seed (UUID may have changed)
+	roCompatMetaCsum = 0x400
+
+	// MaxExt4LogBlockSize: 64 KiB blocks, the largest any kernel mounts.
+	maxLogBlockSize = 6
+)
+
+// Inodes.
+const (
+	ext4GoodOldInodeSize = 128
+	inodeMode            = 0x00
+	inodeSizeLo          = 0x04
+	inodeLinks           = 0x1A
+	inodeFlags           = 0x20
+	inodeBlock           = 0x28 // i_block: 60 bytes, the extent tree root
+	inodeGeneration      = 0x64
+	inodeSizeHigh        = 0x6C
+	inodeChecksumLo      = 0x7C
+	inodeExtraIsize      = 0x80
+	inodeChecksumHi      = 0x82
+
+	sIFMT             = 0xF000
+	sIFREG            = 0x8000
+	ext4ExtentsFlag   = 0x80000
+	inodeRootMaxEntry = 4 // (60 - 12) / 12
+
+	// maxInodeSize bounds i_size: 2^44 bytes (16 TiB), above any VMDK
+	// extent a host could hold and the ext4 limit with 4 KiB blocks.
+	maxInodeSize = 1 << 44
+)
+
+// Extent tree nodes.
+const (
+	ExtentMagic      = 0xF30A
+	extentHeaderSize = 12
+	extentEntrySize  = 12
+
+	// MaxExt4Depth is the deepest tree ext4 builds (the kernel checks
+	// EXT4_MAX_EXTENT_DEPTH = 5).
+	MaxExt4Depth = 5
+
+	// maxExtentLen: ee_len above this marks an uninitialized extent of
+	// ee_len-32768 blocks (reads as zeros).
+	maxExtentLen = 32768
+)
+
+// Ext4BlockSizes are the block sizes tried when no superblock says which.
+var Ext4BlockSizes = []int64{1024, 2048, 4096, 65536}
+
+// ErrExt4 is the sentinel every ext4 parse error wraps.
+var ErrExt4 = errors.New("fsprobe: ext4")
+
+// Ext4Error says which field of an ext4 structure is wrong and where
+// (offset within the structure).
+type Ext4Error struct {
+	Struct string
+	Offset int
+	Field  string
+	Value  uint64
+}
+
+func (e *Ext4Error) Error() string {
+	return fmt.Sprintf("fsprobe: ext4 %s: %s = %d at +%d", e.Struct, e.Field, e.Value, e.Offset)
+}
+
+func (e *Ext4Error) Unwrap() error { return ErrExt4 }
+
+// Ext4Record is what the carver keeps of an ext4 structure found in the
+// image. Exactly one of Super, Inodes, Node is set, matching Type.
+type Ext4Record struct {
+	Type   string          `json:"type"` // "superblock", "inodes", "extent-block"
+	Super  *Ext4Superblock `json:"sb,omitempty"`
+	Inodes []Ext4Inode     `json:"inodes,omitempty"`
+	Node   *Ext4Node       `json:"node,omitempty"`
+}
+
+// Ext4 record types.
+const (
+	Ext4TypeSuperblock  = "superblock"
+	Ext4TypeInodes      = "inodes"
+	Ext4TypeExtentBlock = "extent-block"
+)
+
+// Ext4Superblock is the geometry a superblock gives.
+type Ext4Superblock struct {
+	BlockSize      uint32 `json:"bs"`
+	BlocksPerGroup uint32 `json:"bpg"`
+	InodesPerGroup uint32 `json:"ipg"`
+	InodeSize      uint16 `json:"isz"`
+	FirstDataBlock uint32 `json:"fdb"`
+	Blocks         uint64 `json:"blocks"`
+	Inodes         uint32 `json:"inodes"`
+	Group          uint16 `json:"group"` // s_block_group_nr: 0 primary, else the backup's group
+	MetadataCsum   bool   `json:"csum,omitempty"`
+	Is64Bit        bool   `json:"64bit,omitempty"`
+	FlexBG         bool   `json:"flex_bg,omitempty"`
+	Extents        bool   `json:"extents,omitempty"`
+	UUID           string `json:"uuid"`
+	CsumSeed       uint32 `json:"seed,omitempty"` // metadata_csum seed: s_checksum_seed or crc32c(~0, UUID)
+	CsumOK         bool   `json:"csum_ok,omitempty"`
+}
+
+// GroupStart is the byte offset, within the filesystem, of the block this
+// superblock copy was read from (its group's first block); for the primary
+// it is the superblock offset 1024 instead.
+func (s *Ext4Superblock) GroupStart() int64 {
+	if s.Group == 0 {
+		return Ext4SuperblockOffset
+	}
+	return (int64(s.FirstDataBlock) + int64(s.Group)*int64(s.BlocksPerGroup)) * int64(s.BlockSize)
+}
+
+// Ext4Entry is one extent tree entry. In a leaf: Logical, Start (physical
+// block) and Len blocks, Uninit for an unwritten extent (reads as zeros).
+// In an index node: Logical and Start (the child node's block), Len 0.
+type Ext4Entry struct {
+	Logical uint32 `json:"l"`
+	Start   uint64 `json:"p"`
+	Len     uint16 `json:"n,omitempty"`
+	Uninit  bool   `json:"u,omitempty"`
+}
+
+// Ext4Node is an extent tree node: the root in an inode's i_block, or an
+// extent block.
+type Ext4Node struct {
+	Depth      uint16      `json:"depth"` // 0 = leaf
+	Max        uint16      `json:"max"`   // capacity: 4 in an inode, (B-12)/12 in a block
+	Generation uint32      `json:"gen,omitempty"`
+	Entries    []Ext4Entry `json:"e"`
+	// Extent blocks with metadata_csum end in a crc32c at 12+12*Max. It
+	// cannot be checked at carve time (it is seeded with the owning inode's
+	// number and generation), so the stored value and the raw crc32c of
+	// the bytes it covers (seed 0, see crc32cRaw) are kept; the resolver
+	// combines them with the seed by linearity.
+	Tail    uint32 `json:"tail,omitempty"`
+	BodyCRC uint32 `json:"body_crc,omitempty"`
+}
+
+// BlockSize is the block size an extent block's Max implies (0 if none).
+func (n *Ext4Node) BlockSize() int64 {
+	for _, b := range Ext4BlockSizes {
+		if int64(n.Max) == (b-extentHeaderSize)/extentEntrySize {
+			return b
+		}
+	}
+	return 0
+}
+
+// Ext4Inode is a regular-file inode with an extent tree.
+type Ext4Inode struct {
+	At         int      `json:"at"` // byte offset within the recognized window
+	Links      uint16   `json:"links"`
+	Size       uint64   `json:"size"`
+	Generation uint32   `json:"gen"`
+	Root       Ext4Node `json:"root"`
+	// Raw checksum fields, checked by the resolver once the checksum seed
+	// is known: i_checksum_lo, and i_checksum_hi when the inode is large
+	// (i_extra_isize covers it) and the window held its second 128 bytes.
+	CsumLo uint16 `json:"csum_lo"`
+	CsumHi uint16 `json:"csum_hi,omitempty"`
+	HasHi  bool   `json:"has_hi,omitempty"`
+	// Raw crc32c (seed 0) of the first 128 bytes and, when HasHi, of all
+	// 256 bytes, with the checksum fields zeroed as the kernel does.
+	CRC128 uint32 `json:"crc128"`
+	CRC256 uint32 `json:"crc256,omitempty"`
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// crc32cRaw is the kernel's crc32c(seed, p): the CRC register update
+// without the pre- and post-inversion Go's crc32.Update applies.
+func crc32cRaw(seed uint32, p []byte) uint32 {
+	return ^crc32.Update(^seed, castagnoli, p)
+}
+
+var zeros [4096]byte
+
+// crc32cZeros is crc32cRaw(seed, n zero bytes). The raw CRC is linear:
+// crc32cRaw(s, p) = crc32cZeros(s, len(p)) ^ crc32cRaw(0, p), which lets a
+// checksum whose seed is unknown at carve time be checked later.
+func crc32cZeros(seed uint32, n int) uint32 {
+	for n > 0 {
+		k := min(n, len(zeros))
+		seed = crc32cRaw(seed, zeros[:k])
+		n -= k
+	}
+	return seed
+}
+
+func le16(b []byte, off int) uint16 { return binary.LittleEndian.Uint16(b[off:]) }
+func le32(b []byte, off int) uint32 { return binary.LittleEndian.Uint32(b[off:]) }
+
+// ParseExt4Superblock parses a 1024-byte superblock. A superblock whose
+// metadata_csum checksum fails is returned with CsumOK false and no error:
+// it is damaged evidence, the caller grades it.
+func ParseExt4Superblock(b []byte) (*Ext4Superblock, error) {
+	bad := func(off int, field string, v uint64) error {
+		return &Ext4Error{Struct: "superblock", Offset: off, Field: field, Value: v}
+	}
+	if len(b) < Ext4SuperblockSize {
+		return nil, bad(0, "length", uint64(len(b)))
+	}
+	if m := le16(b, sbMagic); m != Ext4Magic {
+		return nil, bad(sbMagic, "s_magic", uint64(m))
+	}
+	logBS := le32(b, sbLogBlockSize)
+	if logBS > maxLogBlockSize {
+		return nil, bad(sbLogBlockSize, "s_log_block_size", uint64(logBS))
+	}
+	s := &Ext4Superblock{
+		BlockSize:      1024 << logBS,
+		BlocksPerGroup: le32(b, sbBlocksPerGroup),
+		InodesPerGroup: le32(b, sbInodesPerGroup),
+		FirstDataBlock: le32(b, sbFirstDataBlock),
+		Inodes:         le32(b, sbInodesCount),
+		Group:          le16(b, sbBlockGroupNr),
+		UUID:           hex.EncodeToString(b[sbUUID : sbUUID+16]),
+	}
+	incompat, rocompat := le32(b, sbFeatureIncompt), le32(b, sbFeatureROCompt)
+	s.Is64Bit = incompat&incompat64bit != 0
+	s.FlexBG = incompat&incompatFlexBG != 0
+	s.Extents = incompat&incompatExtents != 0
+	s.MetadataCsum = rocompat&roCompatMetaCsum != 0
+	s.Blocks = uint64(le32(b, sbBlocksCountLo))
+	if s.Is64Bit {
+		s.Blocks |= uint64(le32(b, sbBlocksCountHi)) << 32
+	}
+	s.InodeSize = ext4GoodOldInodeSize
+	if le32(b, sbRevLevel) > 0 {
+		s.InodeSize = le16(b, sbInodeSize)
+	}
+	// Plausibility: every value the resolver divides or multiplies by.
+	bs := s.BlockSize
+	switch {
+	case s.BlocksPerGroup < 8 || s.BlocksPerGroup > 8*bs || s.BlocksPerGroup%8 != 0:
+		return nil, bad(sbBlocksPerGroup, "s_blocks_per_group", uint64(s.BlocksPerGroup))
+	case s.InodesPerGroup == 0 || s.InodesPerGroup > 8*bs:
+		return nil, bad(sbInodesPerGroup, "s_inodes_per_group", uint64(s.InodesPerGroup))
+	case s.InodeSize < ext4GoodOldInodeSize || uint32(s.InodeSize) > bs || s.InodeSize&(s.InodeSize-1) != 0:
+		return nil, bad(sbInodeSize, "s_inode_size", uint64(s.InodeSize))
+	case s.FirstDataBlock > 1:
+		return nil, bad(sbFirstDataBlock, "s_first_data_block", uint64(s.FirstDataBlock))
+	case s.Blocks == 0 || s.Blocks >= 1<<48:
+		return nil, bad(sbBlocksCountLo, "s_blocks_count", s.Blocks)
+	case s.Inodes == 0:
+		return nil, bad(sbInodesCount, "s_inodes_count", 0)
+	case uint64(s.Group)*uint64(s.BlocksPerGroup) >= s.Blocks:
+		return nil, bad(sbBlockGroupNr, "s_block_group_nr", uint64(s.Group))
+	}
+	if s.MetadataCsum {
+		if incompat&incompatCsumSeed != 0 {
+			s.CsumSeed = le32(b, sbChecksumSeed)
+		} else {
+			s.CsumSeed = crc32cRaw(^uint32(0), b[sbUUID:sbUUID+16])
+		}
+		s.CsumOK = crc32cRaw(^uint32(0), b[:sbChecksum]) == le32(b, sbChecksum)
+	}
+	return s, nil
+}
+
+// parseExt4Node parses an extent tree node of at most maxEntries capacity
+// from b (the root in i_block, or a whole extent block).
+func parseExt4Node(b []byte, what string, maxCap int) (*Ext4Node, error) {
+	bad := func(off int, field string, v uint64) error {
+		return &Ext4Error{Struct: what, Offset: off, Field: field, Value: v}
+	}
+	if len(b) < extentHeaderSize {
+		return nil, bad(0, "length", uint64(len(b)))
+	}
+	if m := le16(b, 0); m != ExtentMagic {
+		return nil, bad(0, "eh_magic", uint64(m))
+	}
+	n := &Ext4Node{Max: le16(b, 4), Depth: le16(b, 6), Generation: le32(b, 8)}
+	entries := int(le16(b, 2))
+	switch {
+	case int(n.Max) > maxCap || n.Max == 0:
+		return nil, bad(4, "eh_max", uint64(n.Max))
+	case entries == 0 || entries > int(n.Max):
+		return nil, bad(2, "eh_entries", uint64(entries))
+	case n.Depth > MaxExt4Depth:
+		return nil, bad(6, "eh_depth", uint64(n.Depth))
+	case len(b) < extentHeaderSize+entries*extentEntrySize:
+		return nil, bad(0, "length", uint64(len(b)))
+	}
+	n.Entries = make([]Ext4Entry, entries)
+	var next uint64 // entries are sorted and, in a leaf, do not overlap
+	for i := range n.Entries {
+		off := extentHeaderSize + i*extentEntrySize
+		e := &n.Entries[i]
+		e.Logical = le32(b, off)
+		if uint64(e.Logical) < next {
+			return nil, bad(off, "logical block", uint64(e.Logical))
+		}
+		if n.Depth == 0 {
+			l := le16(b, off+4)
+			e.Start = uint64(le16(b, off+6))<<32 | uint64(le32(b, off+8))
+			if l > maxExtentLen {
+				l -= maxExtentLen
+				e.Uninit = true
+			}
+			if l == 0 {
+				return nil, bad(off+4, "ee_len", 0)
+			}
+			e.Len = l
+			next = uint64(e.Logical) + uint64(l)
+		} else {
+			e.Start = uint64(le16(b, off+8))<<32 | uint64(le32(b, off+4))
+			next = uint64(e.Logical) + 1
+		}
+		if e.Start == 0 || e.Start >= 1<<48 {
+			return nil, bad(off, "physical block", e.Start)
+		}
+	}
+	return n, nil
+}
+
+// ParseExt4ExtentBlock parses an extent tree block (leaf or index) from b,
+// which holds the block from its start (at least up to its checksum tail
+// if the header's eh_max says a 1..64 KiB block). The tail is kept raw.
+func ParseExt4ExtentBlock(b []byte) (*Ext4Node, error) {
+	n, err := parseExt4Node(b, "extent block", (65536-extentHeaderSize)/extentEntrySize)
+	if err != nil {
+		return nil, err
+	}
+	if n.BlockSize() == 0 {
+		// eh_max is fixed by the block size: anything else is not a block.
+		return nil, &Ext4Error{Struct: "extent block", Offset: 4, Field: "eh_max", Value: uint64(n.Max)}
+	}
+	tail := extentHeaderSize + int(n.Max)*extentEntrySize
+	if len(b) < tail+4 {
+		return nil, &Ext4Error{Struct: "extent block", Offset: 0, Field: "length", Value: uint64(len(b))}
+	}
+	n.Tail = le32(b, tail)
+	n.BodyCRC = crc32cRaw(0, b[:tail])
+	return n, nil
+}
+
+// ParseExt4Inode parses b (at least 128 bytes) as a regular-file inode
+// using extents. b may hold 256 bytes of a large inode: then the
+// checksum's upper half is read too.
+func ParseExt4Inode(b []byte) (*Ext4Inode, error) {
+	bad := func(off int, field string, v uint64) error {
+		return &Ext4Error{Struct: "inode", Offset: off, Field: field, Value: v}
+	}
+	if len(b) < ext4GoodOldInodeSize {
+		return nil, bad(0, "length", uint64(len(b)))
+	}
+	if m := le16(b, inodeMode); m&sIFMT != sIFREG {
+		return nil, bad(inodeMode, "i_mode", uint64(m))
+	}
+	if f := le32(b, inodeFlags); f&ext4ExtentsFlag == 0 {
+		return nil, bad(inodeFlags, "i_flags", uint64(f))
+	}
+	root, err := parseExt4Node(b[inodeBlock:inodeBlock+60], "inode i_block", inodeRootMaxEntry)
+	if err != nil {
+		return nil, err
+	}
+	if root.Max != inodeRootMaxEntry {
+		return nil, bad(inodeBlock+4, "eh_max", uint64(root.Max))
+	}
+	in := &Ext4Inode{
+		Links:      le16(b, inodeLinks),
+		Size:       uint64(le32(b, inodeSizeLo)) | uint64(le32(b, inodeSizeHigh))<<32,
+		Generation: le32(b, inodeGeneration),
+		Root:       *root,
+		CsumLo:     le16(b, inodeChecksumLo),
+	}
+	switch {
+	case in.Links == 0:
+		// A deleted file's inode keeps its extents only until reuse;
+		// ext4 zeroes the extent root on delete, so links 0 with a live
+		// root is an inode being torn down: rare, and not worth the noise.
+		return nil, bad(inodeLinks, "i_links_count", 0)
+	case in.Size >= maxInodeSize:
+		return nil, bad(inodeSizeLo, "i_size", in.Size)
+	}
+	var c [256]byte
+	copy(c[:], b[:min(len(b), 256)])
+	c[inodeChecksumLo], c[inodeChecksumLo+1] = 0, 0
+	in.CRC128 = crc32cRaw(0, c[:128])
+	// i_checksum_hi exists when i_extra_isize covers it (EXT4_FITS_IN_INODE).
+	if extra := le16(c[:], inodeExtraIsize); len(b) >= 256 && extra >= 4 && extra <= 128 {
+		in.HasHi = true
+		in.CsumHi = le16(c[:], inodeChecksumHi)
+		c[inodeChecksumHi], c[inodeChecksumHi+1] = 0, 0
+		in.CRC256 = crc32cRaw(0, c[:256])
+	}
+	return in, nil
+}
+
+// Ext4InodeWindow is the window an inode recognizer reads: one sector,
+// which holds two 256-byte or four 128-byte inodes of an inode table.
+const Ext4InodeWindow = 512
+
+// ParseExt4Inodes finds the regular extent-mapped inodes in a sector of an
+// inode table, trying every 128-byte slot (the inode size is not known at
+// carve time). Each one's At is its offset in w.
+func ParseExt4Inodes(w []byte) []Ext4Inode {
+	var out []Ext4Inode
+	for at := 0; at+ext4GoodOldInodeSize <= min(len(w), Ext4InodeWindow); at += ext4GoodOldInodeSize {
+		// Cheap rejection: extent magic in i_block, regular file mode.
+		if le16(w, at+inodeBlock) != ExtentMagic || w[at+1]&0xF0 != 0x80 {
+			continue
+		}
+		in, err := ParseExt4Inode(w[at:min(len(w), at+256)])
+		if err != nil {
+			continue
+		}
+		in.At = at
+		out = append(out, *in)
+	}
+	return out
+}
+
+// inodeCsumSeed is the kernel's ei->i_csum_seed.
+func inodeCsumSeed(fsSeed, inum, gen uint32) uint32 {
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], inum)
+	s := crc32cRaw(fsSeed, b[:])
+	binary.LittleEndian.PutUint32(b[:], gen)
+	return crc32cRaw(s, b[:])
+}
+
+// inodeCsum is the full checksum the kernel computes for an inode of
+// inodeSize bytes (128 or 256 only: larger inodes' extra bytes are not kept)
+// and whether it can be computed.
+func (in *Ext4Inode) csum(fsSeed, inum uint32, inodeSize uint16) (uint32, bool) {
+	s := inodeCsumSeed(fsSeed, inum, in.Generation)
+	switch {
+	case inodeSize == 128:
+		return crc32cZeros(s, 128) ^ in.CRC128, true
+	case inodeSize == 256 && in.HasHi:
+		return crc32cZeros(s, 256) ^ in.CRC256, true
+	}
+	return 0, false
+}
+
+// VerifyCsum reports whether the inode's stored checksum matches inode
+// number inum under the filesystem seed (known: a checksum was computable).
+func (in *Ext4Inode) VerifyCsum(fsSeed, inum uint32, inodeSize uint16) (ok, known bool) {
+	c, known := in.csum(fsSeed, inum, inodeSize)
+	if !known {
+		return false, false
+	}
+	if inodeSize > 128 {
+		return c == uint32(in.CsumHi)<<16|uint32(in.CsumLo), true
+	}
+	return uint16(c) == in.CsumLo, true
+}
+
+// VerifyTail reports whether an extent block's tail checksum matches the
+// inode (number, generation) that owns it under the filesystem seed.
+func (n *Ext4Node) VerifyTail(fsSeed, inum, gen uint32) bool {
+	tail := extentHeaderSize + int(n.Max)*extentEntrySize
+	return crc32cZeros(inodeCsumSeed(fsSeed, inum, gen), tail)^n.BodyCRC == n.Tail
+}
+
+// solveAffine finds x with f(x) == t, for f affine over GF(2)^32 (every
+// CRC of x under a fixed seed is): f(x) = f(0) ^ L·x. It builds L's
+// columns from f on the unit vectors and runs Gaussian elimination.
+func solveAffine(f func(uint32) uint32, t uint32) (uint32, bool) {
+	f0 := f(0)
+	// rows: augmented equations over bits of x; row r: coefficient mask and rhs bit.
+	var cols [32]uint32
+	for i := range cols {
+		cols[i] = f(1<<i) ^ f0
+	}
+	rhs := t ^ f0
+	type row struct {
+		mask uint32
+		b    uint32
+	}
+	var rows [32]row
+	for r := range 32 {
+		var m uint32
+		for i := range 32 {
+			m |= (cols[i] >> r & 1) << i
+		}
+		rows[r] = row{m, rhs >> r & 1}
+	}
+	var pivotRow [32]int
+	for i := range pivotRow {
+		pivotRow[i] = -1
+	}
+	next := 0
+	for bit := range 32 {
+		p := -1
+		for r := next; r < 32; r++ {
+			if rows[r].mask>>bit&1 == 1 {
+				p = r
+				break
+			}
+		}
+		if p < 0 {
+			return 0, false // singular: no unique answer
+		}
+		rows[next], rows[p] = rows[p], rows[next]
+		for r := range 32 {
+			if r != next && rows[r].mask>>bit&1 == 1 {
+				rows[r].mask ^= rows[next].mask
+				rows[r].b ^= rows[next].b
+			}
+		}
+		pivotRow[bit] = next
+		next++
+	}
+	var x uint32
+	for bit := range 32 {
+		x |= rows[pivotRow[bit]].b << bit
+	}
+	return x, true
+}
+
+// SolveInodeNumber returns the only inode number for which the inode's
+// 32-bit checksum verifies under fsSeed (inode checksums are affine in the
+// inode number). Only 256-byte inodes with i_checksum_hi have 32 bits; the
+// caller must still check the number is in range and consistent.
+func (in *Ext4Inode) SolveInodeNumber(fsSeed uint32, inodeSize uint16) (uint32, bool) {
+	if inodeSize != 256 || !in.HasHi {
+		return 0, false
+	}
+	f := func(inum uint32) uint32 { c, _ := in.csum(fsSeed, inum, inodeSize); return c }
+	return solveAffine(f, uint32(in.CsumHi)<<16|uint32(in.CsumLo))
+}
