@@ -23,7 +23,9 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
+
 	"golang.org/x/sync/errgroup"
+	"vmdkcarve/internal/entropy"
 
 	"vmdkcarve/signatures"
 )
@@ -131,48 +133,9 @@ func Fingerprint(block []byte) uint64 {
 // compressed bytes, where a guest structure or text would not be.
 const RandomBit = 1 << 63
 
-// RandomLooking reports whether a block's byte histogram is as flat as
-// random data's. A chi-square test against the uniform distribution:
-// random data gives about 255 ± 23 for 4096 bytes; text, code, tables and
-// filesystem metadata give thousands. The first 512 bytes are tested
-// first (no byte value may occur more than 11 times, which random data
-// fails with probability ~4e-4), so most non-random blocks cost little.
-func RandomLooking(block []byte) bool {
-	if len(block) < 512 {
-		return false
-	}
-	var counts [256]uint32
-	for _, c := range block[:512] {
-		counts[c]++
-		if counts[c] > 11 {
-			return false
-		}
-	}
-	// Four histograms break the store-to-load dependency between equal
-	// neighbouring bytes; this loop is the cost of a random block.
-	var c1, c2, c3 [256]uint32
-	rest := block[512:]
-	for len(rest) >= 4 {
-		counts[rest[0]]++
-		c1[rest[1]]++
-		c2[rest[2]]++
-		c3[rest[3]]++
-		rest = rest[4:]
-	}
-	for _, c := range rest {
-		counts[c]++
-	}
-	expected := float64(len(block)) / 256
-	chi2 := 0.0
-	for i, n := range counts {
-		d := float64(n+c1[i]+c2[i]+c3[i]) - expected
-		chi2 += d * d / expected
-	}
-	// 255 degrees of freedom: random data lands within ~4 standard
-	// deviations of 255. Far below is too even to be random (a counter,
-	// a repeated permutation), far above is structure.
-	return chi2 > 160 && chi2 < 350
-}
+// RandomLooking reports whether a block's bytes look random (see
+// entropy.RandomLooking).
+func RandomLooking(block []byte) bool { return entropy.RandomLooking(block) }
 
 // chunk is one unit of work: data[:n] is the chunk proper, data[n:avail]
 // its margin.

@@ -129,9 +129,16 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		return nil, err
 	}
 	logf("planning from %d hits", len(hits))
-	disks, err := reassemble.Plan(img, ev.Size, hits, reassemble.Options{
+	popts := reassemble.Options{
 		Progress: func(done, total int) { logf("instance %d of %d placed", done, total) },
-	})
+	}
+	if fp, err := c.Fingerprints(); err == nil {
+		defer fp.Close()
+		popts.Fingerprints = fp
+	} else {
+		logf("no fingerprints (%v): intermittent encryption will not be detected", err)
+	}
+	disks, err := reassemble.Plan(img, ev.Size, hits, popts)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,9 @@ import (
 type Options struct {
 	// Progress, if set, is told how many instances are done.
 	Progress func(done, total int)
+	// Fingerprints, if set, are the carve's block fingerprints: they tell
+	// random-looking (encrypted) blocks.
+	Fingerprints Fingerprints
 }
 
 // Plan groups hits into VMDK instances, decides every grain of each, and
@@ -21,12 +24,18 @@ type Options struct {
 // evidence, read-only; hits must be sorted by offset.
 func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Options) ([]*Disk, error) {
 	x := indexHits(hits)
-	instances := findInstances(x, imageSize)
+	var anchors []int64
+	for _, h := range x.headers {
+		if !x.isFooter(h) {
+			anchors = append(anchors, h.Offset)
+		}
+	}
+	instances := findInstances(x, imageSize, hostMaps(hits, anchors))
 	for i, inst := range instances {
 		if inst.Header.Compressed() {
 			placeStream(inst, image, x)
 		} else {
-			placeSparse(inst, image)
+			placeSparse(inst, image, x, opts)
 		}
 		inst.Counts = countInstance(inst)
 		if opts.Progress != nil {

@@ -43,6 +43,9 @@ func (v *fileView) imageOffset(off, n int64) (int64, error) {
 		return 0, fmt.Errorf("file bytes %d..%d: %w", off, off+n, ErrUnmapped)
 	}
 	f := v.fragments[i]
+	if f.Link == LinkHole {
+		return -1, nil
+	}
 	return f.ImageOffset + off - f.FileOffset, nil
 }
 
@@ -59,6 +62,12 @@ func (v *fileView) ReadAt(p []byte, off int64) (int, error) {
 		}
 		f := v.fragments[i]
 		n := min(int64(len(p)-done), f.FileOffset+f.Length-off)
+		if f.Link == LinkHole {
+			clear(p[done : done+int(n)])
+			done += int(n)
+			off += n
+			continue
+		}
 		k, err := v.image.ReadAt(p[done:done+int(n)], f.ImageOffset+off-f.FileOffset)
 		done += k
 		off += int64(k)
@@ -67,4 +76,54 @@ func (v *fileView) ReadAt(p []byte, off int64) (int, error) {
 		}
 	}
 	return done, nil
+}
+
+// contiguousOnly reports whether the instance's map is only the contiguous
+// assumption from its header.
+func (inst *Instance) contiguousOnly() bool {
+	for _, f := range inst.Fragments {
+		if f.Link != LinkContiguous {
+			return false
+		}
+	}
+	return true
+}
+
+// cutFragments ends the map at file offset off: the bytes past it are not
+// where the contiguous assumption put them.
+func (inst *Instance) cutFragments(off int64) {
+	var out []Fragment
+	for _, f := range inst.Fragments {
+		if f.FileOffset >= off {
+			continue
+		}
+		if f.FileOffset+f.Length > off {
+			f.Length = off - f.FileOffset
+			f.Evidence += fmt.Sprintf("; cut at file offset %d where the bytes stop matching", off)
+		}
+		out = append(out, f)
+	}
+	inst.Fragments = out
+}
+
+// linkEvidence is the per-grain evidence the fragment holding file offset
+// off adds: "host" when a host filesystem's map placed it.
+func (inst *Instance) linkEvidence(off int64) []string {
+	for _, f := range inst.Fragments {
+		if off >= f.FileOffset && off < f.FileOffset+f.Length && f.Link == LinkHost {
+			return []string{EvHost}
+		}
+	}
+	return nil
+}
+
+// fileOffsetOf maps an image offset back to the instance's file, if a
+// fragment holds it.
+func (inst *Instance) fileOffsetOf(img int64) (int64, bool) {
+	for _, f := range inst.Fragments {
+		if f.Link != LinkHole && img >= f.ImageOffset && img < f.ImageOffset+f.Length {
+			return f.FileOffset + img - f.ImageOffset, true
+		}
+	}
+	return 0, false
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"vmdkcarve/fsprobe"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -14,6 +15,7 @@ type hitIndex struct {
 	descriptors map[int64]*signatures.Hit
 	footerMark  map[int64]bool            // offsets of footer markers
 	gtMark      map[int64]bool            // offsets of GT markers
+	foreign     []*signatures.Hit         // structures that end a sparse extent's grain area, by offset
 	markers     []*signatures.Hit         // grain markers (valid and damaged), by offset
 	markerAt    map[int64]*signatures.Hit // grain markers by offset
 	others      map[signatures.Kind]int   // counts of kinds reported but not used here
@@ -29,6 +31,9 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 	}
 	for i := range hits {
 		h := &hits[i]
+		if isForeign(h) {
+			x.foreign = append(x.foreign, h)
+		}
 		switch h.Kind {
 		case signatures.KindSparseHeader:
 			if h.Verdict == signatures.Valid && h.Sparse != nil {
@@ -60,6 +65,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		sort.SliceStable(s, func(i, j int) bool { return s[i].Offset < s[j].Offset })
 	}
 	byOffset(x.headers)
+	byOffset(x.foreign)
 	byOffset(x.markers)
 	return x
 }
@@ -77,7 +83,7 @@ func (x *hitIndex) isMetaGT(off int64) bool { return x.gtMark[off] }
 // assumption an instance's file runs from its header to the next start
 // header or the end of the image; the fragment list is kept general so that
 // fragment search can replace it.
-func findInstances(x *hitIndex, imageSize int64) []*Instance {
+func findInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap) []*Instance {
 	var starts []*signatures.Hit
 	var footers []*signatures.Hit
 	for _, h := range x.headers {
@@ -101,9 +107,14 @@ func findInstances(x *hitIndex, imageSize int64) []*Instance {
 			Fragments: []Fragment{{
 				FileOffset: 0, ImageOffset: h.Offset, Length: end - h.Offset,
 				Evidence: "contiguous from the header to the next header or the image end",
+				Link:     LinkContiguous,
 			}},
 			size:   end - h.Offset,
 			grains: newDecisions(),
+		}
+		if m := mapFor(maps, h.Offset); m != nil {
+			inst.Fragments, inst.size = fragmentsFromMap(m)
+			inst.HostMap = m
 		}
 		switch {
 		case !hdr.Compressed():
@@ -121,15 +132,20 @@ func findInstances(x *hitIndex, imageSize int64) []*Instance {
 		// A GD_AT_END stream's footer lies at gdOffset + gdSectors + 1 of
 		// the file; one in this instance's range that agrees is its own.
 		for _, f := range footers {
-			if f.Offset <= h.Offset || f.Offset >= end || f.Sparse.Capacity != hdr.Capacity || f.Sparse.GrainSize != hdr.GrainSize {
+			if f.Sparse.Capacity != hdr.Capacity || f.Sparse.GrainSize != hdr.GrainSize {
 				continue
 			}
-			want := h.Offset + int64(f.Sparse.GDOffset+f.Sparse.GDSectors()+1)*vmdk.SectorSize
-			if want == f.Offset {
+			fileOff, ok := inst.fileOffsetOf(f.Offset)
+			if !ok || fileOff != int64(f.Sparse.GDOffset+f.Sparse.GDSectors()+1)*vmdk.SectorSize {
+				continue
+			}
+			{
 				inst.FooterOffset = f.Offset
-				// The file ends with the footer and the EOS sector.
-				inst.size = f.Offset + 2*vmdk.SectorSize - h.Offset
-				inst.Fragments[0].Length = inst.size
+				if inst.HostMap == nil {
+					// The file ends with the footer and the EOS sector.
+					inst.size = fileOff + 2*vmdk.SectorSize
+					inst.Fragments[0].Length = inst.size
+				}
 				footer := *f.Sparse
 				inst.Header = &footer
 				inst.Notes = append(inst.Notes, fmt.Sprintf("footer at image offset %d gives gdOffset %d", f.Offset, footer.GDOffset))

@@ -11,6 +11,7 @@ package reassemble
 import (
 	"sort"
 
+	"vmdkcarve/fsprobe"
 	"vmdkcarve/vmdk"
 )
 
@@ -30,6 +31,7 @@ const (
 	EvMarker = "marker" // a stream grain marker's LBA
 	EvCopy   = "copy"   // corroborated by an identical copy in another instance
 	EvStream = "stream" // a contiguous run of stream records proves the absent grains are zero
+	EvHost   = "host"   // the grain's file offset was linked to the image by a host filesystem's map
 )
 
 // Source is where a placed grain's bytes lie in the image.
@@ -54,10 +56,22 @@ type Grain struct {
 // Fragment links a range of an instance's file to a range of the image.
 type Fragment struct {
 	FileOffset  int64  `json:"file_offset"`
-	ImageOffset int64  `json:"image_offset"`
+	ImageOffset int64  `json:"image_offset"` // -1 for a hole
 	Length      int64  `json:"length"`
 	Evidence    string `json:"evidence"`
+	// Link is the kind of evidence for the link: "contiguous" (assumed
+	// from the header on, until the bytes contradict it), "host" (a host
+	// filesystem's own map), "hole" (a hole of a sparse host file, reads
+	// as zeros).
+	Link string `json:"link"`
 }
+
+// Link kinds of a Fragment.
+const (
+	LinkContiguous = "contiguous"
+	LinkHost       = "host"
+	LinkHole       = "hole"
+)
 
 // Instance is one VMDK file (extent) found in the image.
 type Instance struct {
@@ -68,7 +82,8 @@ type Instance struct {
 	FooterOffset int64              `json:"footer_offset,omitempty"`
 	Descriptor   *vmdk.Descriptor   `json:"descriptor,omitempty"`
 	Fragments    []Fragment         `json:"fragments"`
-	Tables       string             `json:"tables"` // which grain tables were used, and why
+	HostMap      *fsprobe.FileMap   `json:"host_map,omitempty"` // the host filesystem's map the fragments came from
+	Tables       string             `json:"tables"`             // which grain tables were used, and why
 	Notes        []string           `json:"notes,omitempty"`
 	Counts       Counts             `json:"counts"`
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"vmdkcarve/internal/entropy"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -325,4 +326,75 @@ func FuzzPlan(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fakeFingerprints computes fingerprints from the image, as the carver does.
+type fakeFingerprints []byte
+
+func (f fakeFingerprints) At(off int64) (uint64, bool) {
+	if off < 0 || off >= int64(len(f)) {
+		return 0, false
+	}
+	b := f[off:min(off+fpBlock, int64(len(f)))]
+	if allZero(b) {
+		return 0, true
+	}
+	v := uint64(1)
+	if entropy.RandomLooking(b) {
+		v |= fpRandomBit
+	}
+	return v, true
+}
+
+// TestFragmentedWithoutMap cuts a sparse file in two and lays the second
+// piece elsewhere, with noise or zeros where the contiguous assumption
+// expects it: the grains of the first piece are placed, every later one
+// is missing, none is wrong.
+func TestFragmentedWithoutMap(t *testing.T) {
+	disk := guest(300)
+	file := sparseFile(t, disk)
+	h, _ := vmdk.ParseSparseHeader(file)
+	cut := int(h.OverHead*512) + 60*testGrain + 12*4096 // mid-grain, at a host cluster boundary
+	for _, tc := range []struct {
+		name string
+		gap  []byte
+	}{
+		{"noise gap", noise(3<<20, 11)},
+		{"zero gap", make([]byte, 3<<20)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := append(append(append(noise(1<<20, 10), file[:cut]...), tc.gap...), file[cut:]...)
+			disks, err := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{Fingerprints: fakeFingerprints(img)})
+			if err != nil || len(disks) != 1 {
+				t.Fatalf("%v, %d disks", err, len(disks))
+			}
+			c := check(t, disks[0], img, disk)
+			t.Logf("counts %+v; notes %v", c, disks[0].Instances[0].Notes)
+			// The first piece holds 60 whole grains (and part of a 61st,
+			// which must not be placed).
+			if c.Placed != 60 {
+				t.Errorf("placed %d grains, want the 60 whole grains of the first piece", c.Placed)
+			}
+		})
+	}
+}
+
+// TestIntermittentEncryption replaces every 4th MiB of a sparse file with
+// random bytes: the grains there are missing, the rest placed.
+func TestIntermittentEncryption(t *testing.T) {
+	disk := guest(300)
+	file := sparseFile(t, disk)
+	for k := 1; k*encryptionChunk < len(file); k += 4 {
+		copy(file[k*encryptionChunk:min((k+1)*encryptionChunk, len(file))], noise(encryptionChunk, uint64(k)))
+	}
+	img := append(append(noise(1<<20, 12), file...), noise(1<<20, 13)...)
+	disks, err := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{Fingerprints: fakeFingerprints(img)})
+	if err != nil || len(disks) != 1 {
+		t.Fatalf("%v, %d disks", err, len(disks))
+	}
+	c := check(t, disks[0], img, disk)
+	t.Logf("counts %+v; notes %v", c, disks[0].Instances[0].Notes)
+	if c.Missing == 0 || c.Placed < 100 {
+		t.Errorf("counts %+v", c)
+	}
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/cespare/xxhash/v2"
-
 	"vmdkcarve/vmdk"
 )
 
@@ -71,7 +69,7 @@ func (t *tableReader) readGT(gde uint32) gtCopy {
 // placeSparse decides every grain of an uncompressed hosted sparse instance
 // from its primary grain tables, falling back per table and per entry to the
 // redundant copy (FORMAT.md §2.3).
-func placeSparse(inst *Instance, image io.ReaderAt) {
+func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	h := inst.Header
 	view := newFileView(image, inst.Fragments)
 	t := &tableReader{view: view, h: h, dataStart: h.OverHead}
@@ -101,6 +99,7 @@ func placeSparse(inst *Instance, image io.ReaderAt) {
 	}
 	perGT := uint64(h.NumGTEsPerGT)
 	owner := make(map[uint32]uint64) // grain sector → virtual grain, to refuse a sector claimed twice
+	var cands []candidate            // table-placed grains, checked below in file order
 	usedPrimary, usedRedundant, lostTables := 0, 0, 0
 	// Grains zero only because both table copies are empty are decided
 	// with this pointer, so the orphan check below can find them.
@@ -165,13 +164,10 @@ func placeSparse(inst *Instance, image io.ReaderAt) {
 				continue
 			}
 			owner[e] = g
-			if gr := readSparseGrain(inst, view, g, e, which, pe != 0 && re != 0); gr.Status == Zero {
-				inst.grains.setRange(g, g+1, tableZero)
-			} else {
-				inst.grains.set(g, gr)
-			}
+			cands = append(cands, candidate{grain: g, sector: e, which: which, both: pe != 0 && re != 0})
 		}
 	}
+	placeCandidates(inst, view, cands, x, opts, tableZero)
 	inst.Tables = fmt.Sprintf("%d of %d grain tables from the primary copy, %d from the redundant copy, %d lost", usedPrimary, h.GDEntries(), usedRedundant, lostTables)
 
 	// Grains are appended to a sparse file as they are first written, so
@@ -212,34 +208,6 @@ func orphanSlots(h *vmdk.SparseHeader, owner map[uint32]uint64) uint64 {
 		return 0
 	}
 	return slots - uint64(len(owner))
-}
-
-// readSparseGrain reads a table-placed grain to hash it; a grain whose bytes
-// are not all in the image is missing.
-func readSparseGrain(inst *Instance, view *fileView, g uint64, sector uint32, which string, bothCopies bool) *Grain {
-	h := inst.Header
-	fileOff := int64(sector) * vmdk.SectorSize
-	n := grainLength(h, g)
-	imgOff, err := view.imageOffset(fileOff, n)
-	if err != nil {
-		return &Grain{Status: Missing, Reason: fmt.Sprintf("table (%s) names sector %d but %v", which, sector, err)}
-	}
-	buf := make([]byte, n)
-	if _, err := view.ReadAt(buf, fileOff); err != nil {
-		return &Grain{Status: Missing, Reason: fmt.Sprintf("reading sector %d: %v", sector, err)}
-	}
-	gr := &Grain{Status: Placed, Evidence: []string{EvTable}, Hash: xxhash.Sum64(buf), Copies: 1,
-		Source: &Source{Instance: inst.ID, ImageOffset: imgOff, FileOffset: fileOff}}
-	if which == "redundant" {
-		gr.Reason = "entry from the redundant grain table"
-	} else if bothCopies {
-		gr.Reason = "primary and redundant tables agree"
-	}
-	if allZero(buf) {
-		// Allocated but zero: reads as zeros either way.
-		return &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "allocated grain holds zeros"}
-	}
-	return gr
 }
 
 // grainLength is the byte length of virtual grain g (the last may be short).

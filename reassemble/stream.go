@@ -16,10 +16,17 @@ import (
 // valid record of that LBA leaves the grain missing.
 func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 	h := inst.Header
-	start, end := inst.HeaderOffset, inst.HeaderOffset+inst.size
-	lo := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= start })
-	hi := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= end })
-	markers := x.markers[lo:hi]
+	// The instance's records are the markers inside its mapped fragments,
+	// in file order.
+	var markers []*signatures.Hit
+	for _, f := range inst.Fragments {
+		if f.Link == LinkHole {
+			continue
+		}
+		lo := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= f.ImageOffset })
+		hi := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= f.ImageOffset+f.Length })
+		markers = append(markers, x.markers[lo:hi]...)
+	}
 	grains := h.Grains()
 
 	// Records by LBA; two different records for one LBA in one stream are
@@ -105,7 +112,7 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 
 // markerGrain places a grain from its decoded record.
 func markerGrain(inst *Instance, m *signatures.Hit) *Grain {
-	fileOff := m.Offset - inst.HeaderOffset
+	fileOff, _ := inst.fileOffsetOf(m.Offset)
 	if m.Grain.Zero {
 		return &Grain{Status: Zero, Evidence: []string{EvMarker}, Reason: "record decodes to zeros"}
 	}

@@ -1,0 +1,283 @@
+package reassemble
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/cespare/xxhash/v2"
+
+	"vmdkcarve/internal/entropy"
+	"vmdkcarve/signatures"
+	"vmdkcarve/vmdk"
+)
+
+// Fingerprints gives the carve's per-block fingerprints (see carver.Fingerprint).
+type Fingerprints interface {
+	At(off int64) (uint64, bool)
+}
+
+// fingerprint bits (carver.Fingerprint; reassemble does not import the carver).
+const (
+	fpBlock     = 4096
+	fpRandomBit = 1 << 63
+)
+
+// encryptionChunk is the span ransomware families encrypt intermittently
+// ("every Nth MiB of the file").
+const encryptionChunk = 1 << 20
+
+// candidate is a grain a trusted grain table places at a file sector.
+type candidate struct {
+	grain  uint64
+	sector uint32
+	which  string // "primary" or "redundant" table
+	both   bool   // both table copies name this sector
+}
+
+// placeCandidates checks every table-placed grain's source and decides it.
+//
+// Where the file is mapped only by the contiguous assumption (no host
+// filesystem map), the assumption holds until the bytes say otherwise.
+// Grains are checked in file order, and the first grain whose source is
+// impossible for an allocated grain ends the assumption: writers never
+// allocate an all-zero grain, and a sparse extent's grain area does not
+// hold another VMDK's header or compressed grain records. From that file
+// offset on, the file's bytes are somewhere else: every later grain is
+// missing, not read from whatever follows in the image.
+//
+// Everywhere, a grain inside a file-aligned MiB whose every block looks
+// random, in a file whose other grains do not, is intermittent encryption
+// damage: missing.
+func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIndex, opts Options, zero *Grain) {
+	sort.Slice(cands, func(i, j int) bool { return cands[i].sector < cands[j].sector })
+	h := inst.Header
+	contiguous := inst.contiguousOnly()
+	encrypted := encryptedChunks(inst, view, opts.Fingerprints)
+	brokenAt := int64(-1)
+	breakReason := ""
+	var suspect *held
+	var plainSoFar counter // grains placed so far that are not random-looking
+	var last struct {      // the last grain placed, in file order
+		grain uint64
+		buf   []byte
+	}
+	for _, c := range cands {
+		fileOff := int64(c.sector) * vmdk.SectorSize
+		if brokenAt >= 0 {
+			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: fmt.Sprintf("file offset %d lies past where the file stops being contiguous (%s); no fragment map links it", fileOff, breakReason)})
+			continue
+		}
+		n := grainLength(h, c.grain)
+		if k := fileOff / encryptionChunk; encrypted[k] {
+			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: fmt.Sprintf("file MiB %d looks random throughout: intermittent encryption", k)})
+			continue
+		}
+		gr, imgOff, buf := readSparseGrain(inst, view, c, n)
+		if gr.Status == Missing {
+			inst.grains.set(c.grain, gr)
+			continue
+		}
+		if contiguous {
+			why := foreignAt(x, inst, imgOff, n, buf)
+			if why == "" && randomGrain(buf) && !plainSoFar.empty() {
+				// A random-looking grain in a file whose grains so far are
+				// not: the file's own compressed data, or the start of
+				// someone else's bytes past a fragment's end. Its file
+				// successor decides: random again means the mapping has run
+				// into foreign bytes; otherwise the grain is held as
+				// suspect until the successor is seen.
+				if suspect != nil {
+					why = fmt.Sprintf("two random-looking grains in a row (file offsets %d and %d) in a file whose grains were not random", suspect.off, fileOff)
+					fileOff, imgOff = suspect.off, suspect.img
+					inst.grains.set(suspect.c.grain, &Grain{Status: Missing, Reason: "contiguous mapping broken here: " + why})
+					suspect = nil
+				} else {
+					suspect = &held{c: c, gr: gr, off: fileOff, img: imgOff}
+					continue
+				}
+			}
+			if why != "" {
+				if suspect != nil {
+					// Nothing vouches for the suspect before the break.
+					inst.grains.set(suspect.c.grain, &Grain{Status: Missing, Reason: "random-looking grain just before the contiguous mapping breaks: " + why})
+					suspect = nil
+				}
+				if last.buf != nil && !cleanBlocks(last.buf) {
+					// The fragment's end lies at a host cluster boundary
+					// somewhere before the break; a grain whose blocks
+					// include zero or random ones may straddle it.
+					inst.grains.set(last.grain, &Grain{Status: Missing, Reason: "last grain before the contiguous mapping breaks has zero or random-looking blocks: it may straddle the fragment's end"})
+				}
+				brokenAt, breakReason = fileOff, why
+				inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", fileOff, imgOff, why))
+				inst.cutFragments(fileOff)
+				inst.grains.set(c.grain, &Grain{Status: Missing, Reason: "contiguous mapping broken here: " + why})
+				continue
+			}
+		}
+		if suspect != nil {
+			// A plain grain follows the random one: the random one is
+			// the file's own data.
+			inst.grains.set(suspect.c.grain, suspect.gr)
+			suspect = nil
+		}
+		if gr.Status == Zero {
+			inst.grains.setRange(c.grain, c.grain+1, zero)
+			continue
+		}
+		if !randomGrain(buf) {
+			plainSoFar.n++
+		}
+		inst.grains.set(c.grain, gr)
+		last.grain, last.buf = c.grain, buf
+	}
+	if suspect != nil {
+		// The last grain of the file: nothing after it to vouch for it.
+		inst.grains.set(suspect.c.grain, &Grain{Status: Missing, Reason: "random-looking last grain of a file whose grains are not random: its bytes may not be this file's"})
+	}
+}
+
+// held is a suspect grain waiting for its file successor.
+type held struct {
+	c        candidate
+	gr       *Grain
+	off, img int64
+}
+
+type counter struct{ n int }
+
+func (c counter) empty() bool { return c.n == 0 }
+
+// cleanBlocks reports whether no 4 KiB block of a grain is all zero or
+// random-looking.
+func cleanBlocks(b []byte) bool {
+	for off := 0; off < len(b); off += fpBlock {
+		blk := b[off:min(off+fpBlock, len(b))]
+		if allZero(blk) || entropy.RandomLooking(blk) {
+			return false
+		}
+	}
+	return true
+}
+
+// randomGrain reports whether every non-zero 4 KiB block of a grain looks
+// random.
+func randomGrain(b []byte) bool {
+	seen := false
+	for off := 0; off < len(b); off += fpBlock {
+		blk := b[off:min(off+fpBlock, len(b))]
+		if allZero(blk) {
+			continue
+		}
+		if !entropy.RandomLooking(blk) {
+			return false
+		}
+		seen = true
+	}
+	return seen
+}
+
+// foreignAt says why the bytes at an image range cannot be this
+// instance's grain, or "" if nothing says so.
+func foreignAt(x *hitIndex, inst *Instance, imgOff, n int64, buf []byte) string {
+	if allZero(buf) {
+		return "an all-zero grain where the table says an allocated grain lies (writers never allocate zero grains)"
+	}
+	i := sort.Search(len(x.foreign), func(i int) bool { return x.foreign[i].Offset >= imgOff })
+	for ; i < len(x.foreign) && x.foreign[i].Offset < imgOff+n; i++ {
+		f := x.foreign[i]
+		if f.Offset == inst.HeaderOffset {
+			continue
+		}
+		return fmt.Sprintf("a %s at image offset %d", f.Kind, f.Offset)
+	}
+	return ""
+}
+
+// readSparseGrain reads a table-placed grain and hashes it. A grain whose
+// bytes are not all in the image is missing.
+func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Grain, int64, []byte) {
+	fileOff := int64(c.sector) * vmdk.SectorSize
+	imgOff, err := view.imageOffset(fileOff, n)
+	if err != nil {
+		return &Grain{Status: Missing, Reason: fmt.Sprintf("table (%s) names sector %d but %v", c.which, c.sector, err)}, 0, nil
+	}
+	buf := make([]byte, n)
+	if _, err := view.ReadAt(buf, fileOff); err != nil {
+		return &Grain{Status: Missing, Reason: fmt.Sprintf("reading sector %d: %v", c.sector, err)}, 0, nil
+	}
+	if imgOff < 0 {
+		// A hole of a sparse host file: the grain reads as zeros.
+		return &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "grain lies in a hole of the host file"}, imgOff, buf
+	}
+	gr := &Grain{Status: Placed, Evidence: append([]string{EvTable}, inst.linkEvidence(fileOff)...), Hash: xxhash.Sum64(buf), Copies: 1,
+		Source: &Source{Instance: inst.ID, ImageOffset: imgOff, FileOffset: fileOff}}
+	if c.which == "redundant" {
+		gr.Reason = "entry from the redundant grain table"
+	} else if c.both {
+		gr.Reason = "primary and redundant tables agree"
+	}
+	if allZero(buf) {
+		// Allocated but zero: reads as zeros either way.
+		return &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "allocated grain holds zeros"}, imgOff, buf
+	}
+	return gr, imgOff, buf
+}
+
+// encryptedChunks finds the file-aligned MiB chunks of an instance whose
+// every 4 KiB block looks random while at least one other mapped chunk of
+// the file does not: the pattern of intermittent ("every Nth MiB")
+// encryption. A file that is random throughout (an encrypted guest
+// volume, compressed data) is left alone: nothing contrasts it.
+func encryptedChunks(inst *Instance, view *fileView, fp Fingerprints) map[int64]bool {
+	if fp == nil {
+		return nil
+	}
+	size := view.size()
+	random := make(map[int64]bool)
+	sawPlain := false
+	for k := int64(0); k*encryptionChunk < size; k++ {
+		all, any := true, false
+		for off := k * encryptionChunk; off < min(size, (k+1)*encryptionChunk); off += fpBlock {
+			img, err := view.imageOffset(off, fpBlock)
+			if err != nil || img < 0 || img%fpBlock != 0 {
+				all = false
+				continue
+			}
+			v, ok := fp.At(img)
+			if !ok {
+				all = false
+				continue
+			}
+			any = true
+			if v&fpRandomBit == 0 {
+				all = false
+				if v != 0 {
+					sawPlain = true
+				}
+			}
+		}
+		if all && any {
+			random[k] = true
+		}
+	}
+	if !sawPlain {
+		return nil
+	}
+	if len(random) > 0 {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d file MiB chunks look random throughout while the rest of the file does not: treated as encrypted", len(random)))
+	}
+	return random
+}
+
+// foreignKinds are structures that never lie inside a sparse extent's grain
+// area at a sector boundary unless the file has ended there.
+func isForeign(h *signatures.Hit) bool {
+	switch h.Kind {
+	case signatures.KindSparseHeader, signatures.KindCOWD, signatures.KindSESparse:
+		return h.Verdict == signatures.Valid
+	case signatures.KindGrainMarker:
+		return h.Verdict == signatures.Valid
+	}
+	return false
+}
