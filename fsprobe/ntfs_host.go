@@ -620,7 +620,9 @@ func (v *ntfsVolume) fileMap(b *ntfsFile) (FileMap, bool) {
 	if v.fromBoot {
 		m.Evidence += "; record positions from the boot sector's $MFT LCN (record 0 not found: MFT assumed contiguous)"
 	}
-	m.Evidence += fmt.Sprintf("; record %d (%s) at image offset %d", b.f.Number, b.name, b.at)
+	if self := fmt.Sprintf("record %d (%s) at image offset %d", b.f.Number, b.name, b.at); !strings.Contains(m.Evidence, self) {
+		m.Evidence += "; " + self
+	}
 	if !b.f.InUse {
 		m.Evidence += "; deleted"
 	}
