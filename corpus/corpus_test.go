@@ -220,7 +220,10 @@ func checkGrains(t *testing.T, truth *Truth) {
 			}
 			off := int64(g.Grain) * grainBytes
 			want := raw[off:min(off+grainBytes, int64(len(raw)))]
-			rec := readAt(t, img, g.ImageOffset, g.Length)
+			rec, err := f.ReadGrain(img, g)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var data []byte
 			if f.Variant.Stream() {
 				m, n, err := vmdk.DecodeGrain(rec, buf)
@@ -232,7 +235,7 @@ func checkGrains(t *testing.T, truth *Truth) {
 				data = rec
 			}
 			if !bytes.Equal(data[:len(want)], want) || !bytes.Equal(data[len(want):], make([]byte, len(data)-len(want))) {
-				t.Fatalf("file %d (%s) grain %d at image offset %d differs from the raw disk", f.Index, f.Variant, g.Grain, g.ImageOffset)
+				t.Fatalf("file %d (%s) grain %d at image offset %d (%d pieces) differs from the raw disk", f.Index, f.Variant, g.Grain, g.ImageOffset, len(g.Pieces))
 			}
 		}
 	}

@@ -47,7 +47,7 @@ type made struct {
 	path   string
 	length int64
 	header *vmdk.SparseHeader
-	grains []GrainTruth // ImageOffset holds the file offset until laid
+	grains []GrainTruth // FileOffset set; ImageOffset set when laid
 }
 
 type fileKey struct {
@@ -105,21 +105,51 @@ func Generate(spec Spec, dir string) (*Truth, error) {
 	if err != nil {
 		return nil, err
 	}
-	lengths := make([]int64, len(spec.Files))
-	for i, f := range spec.Files {
-		lengths[i] = files[fileKey{f.Disk, f.Variant}].length
-	}
-	offsets, err := place(spec, lengths)
-	if err != nil {
-		return nil, err
+	offsets := make([]int64, len(spec.Files))
+	var vol *volume
+	var hostRanges []Range // host damage, image offsets
+	if spec.Host != nil {
+		if vol, err = buildHost(spec, files, tmp); err != nil {
+			return nil, err
+		}
+		truth.Host = vol.truth(spec.Host)
+		for _, d := range truth.Host.Damage {
+			hostRanges = append(hostRanges, d.Ranges...)
+		}
+		for i := range spec.Files {
+			fr := vol.frags[i]
+			if len(fr) == 0 || fr[0].FileOffset != 0 {
+				return nil, fmt.Errorf("corpus: file %d: the host stored no first block", i)
+			}
+			offsets[i] = fr[0].ImageOffset
+		}
+	} else {
+		lengths := make([]int64, len(spec.Files))
+		for i, f := range spec.Files {
+			lengths[i] = files[fileKey{f.Disk, f.Variant}].length
+		}
+		if offsets, err = place(spec, lengths); err != nil {
+			return nil, err
+		}
 	}
 
 	var allRanges []Range
+	hf := []hostFile(nil)
+	if spec.Host != nil {
+		hf = hostPaths(spec, files)
+	}
 	for i, fs := range spec.Files {
 		m := files[fileKey{fs.Disk, fs.Variant}]
-		ft, err := layFile(i, fs, m, offsets[i])
+		var frags []Fragment
+		if vol != nil {
+			frags = vol.frags[i]
+		}
+		ft, err := layFile(i, fs, m, offsets[i], frags, hostRanges)
 		if err != nil {
 			return nil, err
+		}
+		if hf != nil {
+			ft.HostPath = hf[i].path
 		}
 		for _, d := range ft.Damage {
 			allRanges = append(allRanges, d.Ranges...)
@@ -127,7 +157,7 @@ func Generate(spec Spec, dir string) (*Truth, error) {
 		truth.Files = append(truth.Files, *ft)
 	}
 
-	if err := writeImage(spec, truth, files, allRanges); err != nil {
+	if err := writeImage(spec, truth, files, vol, allRanges); err != nil {
 		return nil, err
 	}
 	if err := truth.Save(filepath.Join(dir, TruthName)); err != nil {
@@ -302,7 +332,7 @@ func mapFile(d *disk, m *made) error {
 			}
 			n = gm.RecordBytes()
 		}
-		m.grains = append(m.grains, GrainTruth{Grain: uint64(g), ImageOffset: off, Length: n})
+		m.grains = append(m.grains, GrainTruth{Grain: uint64(g), FileOffset: off, Length: n})
 	}
 	return nil
 }
@@ -371,12 +401,17 @@ func place(spec Spec, lengths []int64) ([]int64, error) {
 }
 
 // layFile resolves the damage of one laid copy and places its grains.
-func layFile(index int, fs FileSpec, m *made, at int64) (*FileTruth, error) {
+// frags is the file's fragment map in image offsets (nil: one contiguous
+// run at at); hostRanges is the host damage, which also breaks grains.
+func layFile(index int, fs FileSpec, m *made, at int64, frags []Fragment, hostRanges []Range) (*FileTruth, error) {
 	ft := &FileTruth{
 		Index: index, Disk: fs.Disk, Variant: fs.Variant, Name: m.name,
-		ImageOffset: at, Length: m.length, Header: m.header,
+		ImageOffset: at, Length: m.length, Header: m.header, Fragments: frags,
 	}
-	var spans []span
+	if frags == nil {
+		frags = []Fragment{{0, at, m.length}}
+	}
+	damaged := slices.Clone(hostRanges)
 	for _, dmg := range fs.Damage {
 		s, err := damageSpans(dmg, m)
 		if err != nil {
@@ -388,15 +423,30 @@ func layFile(index int, fs FileSpec, m *made, at int64) (*FileTruth, error) {
 			if sp.zero {
 				fill = "zero"
 			}
-			dt.Ranges = append(dt.Ranges, Range{ImageOffset: at + sp.off, Length: sp.n, Fill: fill})
+			// Through the fragment map: damage to a host hole changes
+			// nothing on the disk.
+			for _, p := range mapRange(frags, sp.off, sp.n) {
+				dt.Ranges = append(dt.Ranges, Range{ImageOffset: p.ImageOffset, Length: p.Length, Fill: fill})
+			}
 		}
 		ft.Damage = append(ft.Damage, dt)
-		spans = append(spans, s...)
+		damaged = append(damaged, dt.Ranges...)
 	}
 	for _, g := range m.grains {
+		pieces := mapRange(frags, g.FileOffset, g.Length)
+		if len(pieces) == 1 && pieces[0].Length == g.Length {
+			g.ImageOffset = pieces[0].ImageOffset
+		} else {
+			// Straddles fragments or holds host holes (see GrainTruth).
+			g.Pieces = pieces
+			g.ImageOffset = -1
+			if len(pieces) > 0 {
+				g.ImageOffset = pieces[0].ImageOffset
+			}
+		}
 		g.Intact = true
-		for _, sp := range spans {
-			if g.ImageOffset < sp.off+sp.n && sp.off < g.ImageOffset+g.Length {
+		for _, p := range pieces {
+			if overlapsAny(damaged, p.ImageOffset, p.ImageOffset+p.Length) {
 				g.Intact = false
 				break
 			}
@@ -404,10 +454,20 @@ func layFile(index int, fs FileSpec, m *made, at int64) (*FileTruth, error) {
 		if g.Intact {
 			ft.IntactGrains++
 		}
-		g.ImageOffset += at
 		ft.Grains = append(ft.Grains, g)
 	}
 	return ft, nil
+}
+
+// overlapsAny reports whether [s, e) overlaps a range of rs. A plain
+// scan: a corpus has at most a few thousand ranges and grains.
+func overlapsAny(rs []Range, s, e int64) bool {
+	for _, r := range rs {
+		if r.ImageOffset < e && s < r.End() {
+			return true
+		}
+	}
+	return false
 }
 
 // damageSpans turns one damage into file byte ranges.
@@ -456,13 +516,29 @@ func damageSpans(d Damage, m *made) ([]span, error) {
 
 // writeImage streams the image in blocks: background, then the laid files,
 // then the damage over them.
-func writeImage(spec Spec, truth *Truth, files map[fileKey]*made, damage []Range) error {
+func writeImage(spec Spec, truth *Truth, files map[fileKey]*made, vol *volume, damage []Range) error {
 	type laid struct {
 		start, end int64
 		r          io.ReaderAt
 	}
 	var lays []laid
+	if vol != nil {
+		// The host volume (holding the files and its own damage) and the
+		// MBR naming it; the files are not laid again.
+		if spec.Host.Offset >= 512 {
+			lays = append(lays, laid{0, 512, bytes.NewReader(mbrFor(spec.Host, spec.Seed))})
+		}
+		f, err := os.Open(vol.path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		lays = append(lays, laid{spec.Host.Offset, spec.Host.Offset + spec.Host.Size, f})
+	}
 	for _, ft := range truth.Files {
+		if vol != nil {
+			break
+		}
 		m := files[fileKey{ft.Disk, ft.Variant}]
 		f, err := os.Open(m.path)
 		if err != nil {

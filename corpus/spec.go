@@ -127,6 +127,9 @@ type Spec struct {
 	NoiseFill Fill
 	Disks     []DiskSpec
 	Files     []FileSpec
+	// Host, when set, puts the files on a real host filesystem volume
+	// laid into the image (see host.go); nil lays them into the noise.
+	Host *HostSpec
 }
 
 // GrainSectors is the grain size of every file the corpus makes.
@@ -199,6 +202,9 @@ func (s *Spec) validate() (map[int]*DiskSpec, error) {
 				return nil, specErr("file %d: unknown damage %q", i, d.Kind)
 			}
 		}
+	}
+	if err := s.validateHost(); err != nil {
+		return nil, err
 	}
 	return disks, nil
 }

@@ -19,6 +19,7 @@ type Truth struct {
 	Fill      string      `json:"fill"` // "noise" or "zero"
 	Disks     []DiskTruth `json:"disks"`
 	Files     []FileTruth `json:"files"`
+	Host      *HostTruth  `json:"host,omitempty"`
 }
 
 // DiskTruth describes one guest disk.
@@ -37,9 +38,16 @@ type FileTruth struct {
 	Index       int     `json:"index"` // position in Spec.Files
 	Disk        int     `json:"disk"`
 	Variant     Variant `json:"variant"`
-	Name        string  `json:"name"` // file name in its descriptor's extent line
-	ImageOffset int64   `json:"image_offset"`
+	Name        string  `json:"name"`         // file name in its descriptor's extent line
+	ImageOffset int64   `json:"image_offset"` // of the file's first byte (its header)
 	Length      int64   `json:"length"`
+	// HostPath is the file's path on the host volume (Spec.Host only).
+	HostPath string `json:"host_path,omitempty"`
+	// Fragments maps the file to the image, sorted by file offset, as the
+	// host filesystem's tools report it (Spec.Host only; without a host
+	// the file is one run at ImageOffset). File bytes in no fragment are
+	// holes of a sparse host file and read as zeros.
+	Fragments []Fragment `json:"fragments,omitempty"`
 	// Header is the effective header of the undamaged file (for a
 	// GD_AT_END stream, the footer, which holds the real gdOffset).
 	Header *vmdk.SparseHeader `json:"header"`
@@ -67,11 +75,20 @@ type Range struct {
 func (r Range) End() int64 { return r.ImageOffset + r.Length }
 
 // GrainTruth places one allocated grain of a laid file.
+//
+// On a fragmented host file a grain may straddle fragments or hold host
+// holes (zero blocks the host did not store). Then Pieces lists where each
+// stored run of its bytes lies, in file order, and ImageOffset is the
+// first piece's; bytes of [FileOffset, FileOffset+Length) in no piece read
+// as zeros. Pieces is empty when the grain is one contiguous image run at
+// ImageOffset. FileTruth.ReadGrain reads a grain either way.
 type GrainTruth struct {
-	Grain       uint64 `json:"grain"`
-	ImageOffset int64  `json:"image_offset"` // grain data (sparse) or grain record (stream)
-	Length      int64  `json:"length"`       // bytes of data or of the whole record, sector-padded
-	Intact      bool   `json:"intact"`       // no damage touches those bytes
+	Grain       uint64     `json:"grain"`
+	FileOffset  int64      `json:"file_offset"`
+	ImageOffset int64      `json:"image_offset"` // grain data (sparse) or grain record (stream)
+	Length      int64      `json:"length"`       // bytes of data or of the whole record, sector-padded
+	Pieces      []Fragment `json:"pieces,omitempty"`
+	Intact      bool       `json:"intact"` // no damage touches those bytes
 }
 
 // Disk returns the disk with the given ID, or nil.
