@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -207,5 +208,30 @@ func TestNTFSMapsWeakEvidence(t *testing.T) {
 	maps := fsprobe.NTFSMaps(recs, nil)
 	if len(maps) != 1 || maps[0].Extents[0].ImageOffset != anchors[0] {
 		t.Fatalf("without anchors: %+v", maps)
+	}
+}
+
+// TestNTFSMapsTwoVolumes: the same volume laid twice in one image (two
+// partitions) gives two maps, each tied to its own volume's geometry.
+func TestNTFSMapsTwoVolumes(t *testing.T) {
+	vol, guest := ntfsVolume(t)
+	one := hostImage(vol)
+	second := len(one)
+	img := append(one, vol...)
+	recs, anchors := carveNTFS(t, img)
+	if len(anchors) != 2 {
+		t.Fatalf("anchors %v", anchors)
+	}
+	maps := fsprobe.NTFSMaps(recs, anchors)
+	if len(maps) != 2 {
+		t.Fatalf("got %d maps, want 2: %+v", len(maps), maps)
+	}
+	for i, m := range maps {
+		if !bytes.Equal(readMap(img, m), guest) || m.Extents[0].ImageOffset != anchors[i] {
+			t.Errorf("map %d wrong: %+v", i, m)
+		}
+	}
+	if !strings.Contains(maps[1].Evidence, "boot sector at image offset "+strconv.Itoa(second)) {
+		t.Errorf("second map's evidence: %s", maps[1].Evidence)
 	}
 }
