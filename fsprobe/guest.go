@@ -15,9 +15,10 @@ import (
 
 // Finding is one structure found on a guest disk.
 type Finding struct {
-	Kind   string `json:"kind"` // mbr, gpt, ntfs, ext4, ...
-	Offset int64  `json:"offset"`
-	Detail string `json:"detail,omitempty"`
+	Kind   string       `json:"kind"` // mbr, gpt, partition, ntfs, ext
+	Offset int64        `json:"offset"`
+	Detail string       `json:"detail,omitempty"`
+	Check  *CheckResult `json:"check,omitempty"` // filesystems only: the directory walk
 }
 
 // Sizes and magics of the structures probed.

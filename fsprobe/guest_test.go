@@ -87,3 +87,27 @@ func FuzzIdentify(f *testing.F) {
 		Identify(bytes.NewReader(b), int64(len(b)))
 	})
 }
+
+func TestCheckRealFilesystems(t *testing.T) {
+	for _, tc := range []struct {
+		tool string
+		args []string
+		kind string
+	}{
+		{"mkfs.ext4", []string{"-q", "-F", "-O", "metadata_csum"}, "ext"},
+		{"mkntfs", []string{"-q", "-F", "-f"}, "ntfs"},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			vol := mkfs(t, 16<<20, tc.tool, tc.args...)
+			res := Check(bytes.NewReader(vol), int64(len(vol)), Finding{Kind: tc.kind})
+			if !res.Walked || res.Entries == 0 {
+				t.Fatalf("fresh volume: %+v", res)
+			}
+			// Damage the volume's metadata: the walk must fail, not panic.
+			clear(vol[:1<<20])
+			if res := Check(bytes.NewReader(vol), int64(len(vol)), Finding{Kind: tc.kind}); res.Walked {
+				t.Fatalf("damaged volume walked: %+v", res)
+			}
+		})
+	}
+}

@@ -224,6 +224,12 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 	}
 	report.Verified = dr.verify
 	report.Guest = fsprobe.Identify(dr, int64(d.Capacity)*vmdk.SectorSize)
+	for i := range report.Guest {
+		if f := &report.Guest[i]; f.Kind == "ntfs" || f.Kind == "ext" {
+			res := fsprobe.Check(dr, int64(d.Capacity)*vmdk.SectorSize, *f)
+			f.Check = &res
+		}
+	}
 
 	b, err := json.MarshalIndent(report, "", " ")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 )
 
@@ -109,19 +110,39 @@ func (inst *Instance) cutFragments(off int64) {
 // linkEvidence is the per-grain evidence the fragment holding file offset
 // off adds: "host" when a host filesystem's map placed it.
 func (inst *Instance) linkEvidence(off int64) []string {
-	for _, f := range inst.Fragments {
-		if off >= f.FileOffset && off < f.FileOffset+f.Length && f.Link == LinkHost {
-			return []string{EvHost}
-		}
+	i := sort.Search(len(inst.Fragments), func(i int) bool {
+		f := inst.Fragments[i]
+		return f.FileOffset+f.Length > off
+	})
+	if i < len(inst.Fragments) && inst.Fragments[i].FileOffset <= off && inst.Fragments[i].Link == LinkHost {
+		return []string{EvHost}
 	}
 	return nil
 }
 
 // fileOffsetOf maps an image offset back to the instance's file, if a
-// fragment holds it.
+// fragment holds it. Fragments are indexed by image offset on first use,
+// so the cost per lookup is logarithmic in the number of fragments.
 func (inst *Instance) fileOffsetOf(img int64) (int64, bool) {
-	for _, f := range inst.Fragments {
-		if f.Link != LinkHole && img >= f.ImageOffset && img < f.ImageOffset+f.Length {
+	if len(inst.byImage) != len(inst.Fragments) {
+		inst.byImage = inst.byImage[:0]
+		for _, f := range inst.Fragments {
+			if f.Link != LinkHole {
+				inst.byImage = append(inst.byImage, f)
+			}
+		}
+		sort.Slice(inst.byImage, func(i, j int) bool { return inst.byImage[i].ImageOffset < inst.byImage[j].ImageOffset })
+		// Holes are not indexed; pad so the length check above holds.
+		for len(inst.byImage) < len(inst.Fragments) {
+			inst.byImage = append(inst.byImage, Fragment{ImageOffset: math.MaxInt64, Link: LinkHole})
+		}
+	}
+	i := sort.Search(len(inst.byImage), func(i int) bool {
+		f := inst.byImage[i]
+		return f.ImageOffset+f.Length > img
+	})
+	if i < len(inst.byImage) {
+		if f := inst.byImage[i]; f.Link != LinkHole && img >= f.ImageOffset {
 			return f.FileOffset + img - f.ImageOffset, true
 		}
 	}

@@ -87,8 +87,9 @@ type Instance struct {
 	Notes        []string           `json:"notes,omitempty"`
 	Counts       Counts             `json:"counts"`
 
-	grains *decisions // decided grains of this instance alone
-	size   int64      // bytes of the file that map to the image
+	grains  *decisions // decided grains of this instance alone
+	byImage []Fragment // Fragments without holes, by image offset (fileOffsetOf)
+	size    int64      // bytes of the file that map to the image
 }
 
 // Counts summarises grain statuses and evidence.
