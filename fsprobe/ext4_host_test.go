@@ -247,6 +247,46 @@ func TestExt4MapsRealFilesystem(t *testing.T) {
 					t.Fatalf("maps from one fact: %+v", maps)
 				}
 			})
+			t.Run("quick-formatted", func(t *testing.T) {
+				// A new filesystem with another block size made over the
+				// old one without discarding or zeroing: its superblocks
+				// are valid but do not describe the old inodes, which must
+				// be mapped under the anchor geometry, or not at all.
+				other := "1024"
+				if c.blockSize == 1024 {
+					other = "4096"
+				}
+				p := filepath.Join(t.TempDir(), "fs.img")
+				if err := os.WriteFile(p, c.fs, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				run(t, "mkfs.ext4", "-q", "-F", "-b", other, "-O", "^resize_inode", "-E", "nodiscard,lazy_itable_init=1", p)
+				fs, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				img := bytes.Clone(img)
+				copy(img[fsStart:], fs)
+				// The new metadata (journal, inode tables) overwrites some
+				// of the old files' data, so maps are checked against the
+				// true maps from the intact image rather than by content.
+				truth := map[string]bool{}
+				for _, m := range fsprobe.Ext4Maps(recs, anchors) {
+					truth[fmt.Sprint(m.Size, m.Extents)] = true
+				}
+				maps := fsprobe.Ext4Maps(scanExt4(img), anchors)
+				found := 0
+				for _, m := range maps {
+					if !truth[fmt.Sprint(m.Size, m.Extents)] {
+						t.Fatalf("wrong map after a quick format: %+v", m)
+					}
+					found++
+					t.Logf("%s; %s", m.Record, m.Evidence)
+				}
+				if found == 0 {
+					t.Log("the new filesystem's metadata overwrote the old inodes: nothing mapped (allowed)")
+				}
+			})
 			t.Run("wrong-anchors", func(t *testing.T) {
 				// Anchors one block off: every map must be refused (the
 				// superblock geometry puts block 0 elsewhere) rather than bent.
