@@ -20,7 +20,7 @@ import (
 	"vmdkcarve/signatures"
 )
 
-func needE2fsprogs(t testing.TB) {
+func ext4NeedTools(t testing.TB) {
 	t.Helper()
 	for _, tool := range []string{"mkfs.ext4", "debugfs"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -29,7 +29,7 @@ func needE2fsprogs(t testing.TB) {
 	}
 }
 
-func run(t testing.TB, name string, args ...string) string {
+func ext4Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -38,7 +38,7 @@ func run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-func randBytes(rng *rand.Rand, n int) []byte {
+func ext4Noise(rng *rand.Rand, n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(rng.Uint32())
@@ -57,18 +57,18 @@ type ext4Case struct {
 }
 
 func makeExt4(t *testing.T, blockSize int64, mkfsArgs ...string) *ext4Case {
-	needE2fsprogs(t)
+	ext4NeedTools(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "fs.img")
 	rng := rand.New(rand.NewPCG(uint64(blockSize), 1))
 	args := append([]string{"-q", "-F", "-b", strconv.FormatInt(blockSize, 10), "-O", "metadata_csum,extent", "-E", "nodiscard"}, mkfsArgs...)
-	run(t, "mkfs.ext4", append(args, img, "64M")...)
+	ext4Run(t, "mkfs.ext4", append(args, img, "64M")...)
 	// Fillers, every other one removed, leave holes the VMDK must fill.
 	var cmds strings.Builder
 	filler := 32 * blockSize
 	for i := range 24 {
 		p := filepath.Join(dir, fmt.Sprintf("f%d", i))
-		if err := os.WriteFile(p, randBytes(rng, int(filler)), 0o644); err != nil {
+		if err := os.WriteFile(p, ext4Noise(rng, int(filler)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&cmds, "write %s /filler%d\n", p, i)
@@ -78,7 +78,7 @@ func makeExt4(t *testing.T, blockSize int64, mkfsArgs ...string) *ext4Case {
 	}
 	c := &ext4Case{blockSize: blockSize, files: map[string][]byte{}, block0: map[string]int64{}}
 	for name, size := range map[string]int{"guest.vmdk": 3<<20 + 1234, "small.vmdk": 40000} {
-		data := append([]byte("KDMV"), randBytes(rng, size-4)...)
+		data := append([]byte("KDMV"), ext4Noise(rng, size-4)...)
 		c.files[name] = data
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, data, 0o644); err != nil {
@@ -91,9 +91,9 @@ func makeExt4(t *testing.T, blockSize int64, mkfsArgs ...string) *ext4Case {
 	if err := os.WriteFile(cf, []byte(cmds.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "debugfs", "-w", "-f", cf, img)
+	ext4Run(t, "debugfs", "-w", "-f", cf, img)
 	for name := range c.files {
-		out := run(t, "debugfs", "-R", "bmap /"+name+" 0", img)
+		out := ext4Run(t, "debugfs", "-R", "bmap /"+name+" 0", img)
 		lines := strings.Fields(out)
 		p, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
 		if err != nil || p == 0 {
@@ -101,7 +101,7 @@ func makeExt4(t *testing.T, blockSize int64, mkfsArgs ...string) *ext4Case {
 		}
 		c.block0[name] = p
 	}
-	if ex := run(t, "debugfs", "-R", "ex /guest.vmdk", img); !strings.Contains(ex, " 1/ 1 ") {
+	if ex := ext4Run(t, "debugfs", "-R", "ex /guest.vmdk", img); !strings.Contains(ex, " 1/ 1 ") {
 		t.Fatalf("guest.vmdk is not fragmented into a depth-1 tree:\n%s", ex)
 	}
 	var err error
@@ -114,13 +114,13 @@ func makeExt4(t *testing.T, blockSize int64, mkfsArgs ...string) *ext4Case {
 // place lays the filesystem at fsStart inside noise.
 func (c *ext4Case) place(fsStart int64) []byte {
 	rng := rand.New(rand.NewPCG(7, 8))
-	img := randBytes(rng, int(fsStart)+len(c.fs)+1<<20)
+	img := ext4Noise(rng, int(fsStart)+len(c.fs)+1<<20)
 	copy(img[fsStart:], c.fs)
 	return img
 }
 
 // scanExt4 runs every ext4 recognizer at every aligned offset of img.
-func scanExt4(img []byte) []fsprobe.LocatedExt4 {
+func ext4Scan(img []byte) []fsprobe.LocatedExt4 {
 	var out []fsprobe.LocatedExt4
 	for _, r := range signatures.All() {
 		if r.Kind != signatures.KindExt4 {
@@ -136,7 +136,7 @@ func scanExt4(img []byte) []fsprobe.LocatedExt4 {
 }
 
 // readMap reads a file through its map; holes read as zeros.
-func readMap(t *testing.T, img []byte, m fsprobe.FileMap) []byte {
+func ext4ReadMap(t *testing.T, img []byte, m fsprobe.FileMap) []byte {
 	t.Helper()
 	out := make([]byte, m.Size)
 	last := int64(-1)
@@ -164,7 +164,7 @@ func TestExt4MapsRealFilesystem(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := makeExt4(t, tc.blockSize, tc.mkfs...)
 			img := c.place(fsStart)
-			recs := scanExt4(img)
+			recs := ext4Scan(img)
 			anchors := []int64{}
 			for _, p := range c.block0 {
 				anchors = append(anchors, fsStart+p*c.blockSize)
@@ -189,7 +189,7 @@ func TestExt4MapsRealFilesystem(t *testing.T) {
 					t.Fatalf("got %d maps, want %d: %+v", len(maps), len(c.files), maps)
 				}
 				for _, m := range maps {
-					got := readMap(t, img, m)
+					got := ext4ReadMap(t, img, m)
 					var name string
 					for n, data := range c.files {
 						if bytes.Equal(got, data) {
@@ -215,14 +215,14 @@ func TestExt4MapsRealFilesystem(t *testing.T) {
 			t.Run("primary-zeroed", func(t *testing.T) {
 				img := bytes.Clone(img)
 				clear(img[fsStart+1024 : fsStart+2048])
-				check(t, img, scanExt4(img), "superblock backup of group 1", "inode 1")
+				check(t, img, ext4Scan(img), "superblock backup of group 1", "inode 1")
 			})
 			t.Run("all-superblocks-zeroed", func(t *testing.T) {
 				img := bytes.Clone(img)
 				for _, off := range supers {
 					clear(img[off : off+1024])
 				}
-				recs := scanExt4(img)
+				recs := ext4Scan(img)
 				for _, r := range recs {
 					if r.Record.Super != nil && r.Offset >= fsStart && r.Offset < fsStart+int64(len(c.fs)) {
 						t.Fatalf("superblock still found at %d", r.Offset)
@@ -238,7 +238,7 @@ func TestExt4MapsRealFilesystem(t *testing.T) {
 					clear(img[off : off+1024])
 				}
 				var keep []fsprobe.LocatedExt4
-				for _, r := range scanExt4(img) {
+				for _, r := range ext4Scan(img) {
 					if r.Record.Node == nil {
 						keep = append(keep, r)
 					}
@@ -260,7 +260,7 @@ func TestExt4MapsRealFilesystem(t *testing.T) {
 				if err := os.WriteFile(p, c.fs, 0o644); err != nil {
 					t.Fatal(err)
 				}
-				run(t, "mkfs.ext4", "-q", "-F", "-b", other, "-O", "^resize_inode", "-E", "nodiscard,lazy_itable_init=1", p)
+				ext4Run(t, "mkfs.ext4", "-q", "-F", "-b", other, "-O", "^resize_inode", "-E", "nodiscard,lazy_itable_init=1", p)
 				fs, err := os.ReadFile(p)
 				if err != nil {
 					t.Fatal(err)
@@ -274,7 +274,7 @@ func TestExt4MapsRealFilesystem(t *testing.T) {
 				for _, m := range fsprobe.Ext4Maps(recs, anchors) {
 					truth[fmt.Sprint(m.Size, m.Extents)] = true
 				}
-				maps := fsprobe.Ext4Maps(scanExt4(img), anchors)
+				maps := fsprobe.Ext4Maps(ext4Scan(img), anchors)
 				found := 0
 				for _, m := range maps {
 					if !truth[fmt.Sprint(m.Size, m.Extents)] {
