@@ -36,7 +36,12 @@ func damageHost(spec Spec, v *volume, files []hostFile, tmp string) error {
 		case ZeroBootSector:
 			ranges = structRanges(v, "boot-sector")
 		case ZeroMFT:
-			ranges = structRanges(v, "mft")
+			// The first run only: exactly the structure named "mft".
+			for _, st := range v.structures {
+				if st.Name == "mft" {
+					ranges = append(ranges, Range{ImageOffset: st.ImageOffset, Length: st.Length, Fill: "zero"})
+				}
+			}
 		case WipeHostMetadata:
 			ranges = wipeRanges(v, h.Size)
 		case EncryptEveryNthMiB:
