@@ -32,15 +32,19 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 	}
 	instances := findInstances(x, imageSize, hostMaps(hits, anchors))
 	for i, inst := range instances {
+		_ = i
 		if inst.Header.Compressed() {
 			placeStream(inst, image, x)
 		} else {
 			placeSparse(inst, image, x, opts)
 		}
-		inst.Counts = countInstance(inst)
 		if opts.Progress != nil {
 			opts.Progress(i+1, len(instances))
 		}
+	}
+	attachOrphanRuns(instances, x)
+	for _, inst := range instances {
+		inst.Counts = countInstance(inst)
 	}
 	return mergeCopies(instances), nil
 }

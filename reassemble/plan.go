@@ -12,6 +12,7 @@ import (
 	"sort"
 
 	"vmdkcarve/fsprobe"
+	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
 
@@ -87,9 +88,11 @@ type Instance struct {
 	Notes        []string           `json:"notes,omitempty"`
 	Counts       Counts             `json:"counts"`
 
-	grains  *decisions // decided grains of this instance alone
-	byImage []Fragment // Fragments without holes, by image offset (fileOffsetOf)
-	size    int64      // bytes of the file that map to the image
+	grains  *decisions            // decided grains of this instance alone
+	markers []*signatures.Hit     // stream: the grain records it owns
+	table   func(g uint64) uint32 // stream: its grain table, if it survives (nil otherwise)
+	byImage []Fragment            // Fragments without holes, by image offset (fileOffsetOf)
+	size    int64                 // bytes of the file that map to the image
 }
 
 // Counts summarises grain statuses and evidence.

@@ -27,6 +27,7 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 		hi := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= f.ImageOffset+f.Length })
 		markers = append(markers, x.markers[lo:hi]...)
 	}
+	inst.markers = markers
 	grains := h.Grains()
 
 	// Records by LBA; two different records for one LBA in one stream are
@@ -77,6 +78,12 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 
 	tableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
 	perGT := uint64(h.NumGTEsPerGT)
+	inst.table = func(g uint64) uint32 {
+		if i := g / perGT; i < uint64(len(tables)) && tables[i] != nil {
+			return tables[i][g%perGT]
+		}
+		return 0
+	}
 	for i, gt := range tables {
 		first := uint64(i) * perGT
 		if gt == nil {
@@ -92,16 +99,23 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 			switch {
 			case e == 0 && cur == nil:
 				inst.grains.setRange(g, g+1, tableZero)
+			case e == 0 && cur.Status == Placed:
+				// The stream's own table lists every record it wrote: a
+				// record of an unallocated grain belongs to another file
+				// (a copy, an older version) that the region also holds.
+				inst.grains.set(g, &Grain{Status: Conflict, Reason: "a record carries this LBA but the grain table says the grain is unallocated"})
 			case e == 0:
-				// A record the table does not list: keep the marker's
-				// word, but say so.
-				cur.Reason = "record not listed in the grain table"
 			case cur == nil:
 				inst.grains.set(g, &Grain{Status: Missing, Reason: fmt.Sprintf("grain table names sector %d but no valid record of this LBA is there", e)})
 			case cur.Status != Placed:
 				// A conflict or a zero record stays as it is.
 			case cur.Source.FileOffset != int64(e)*vmdk.SectorSize:
-				inst.grains.set(g, &Grain{Status: Conflict, Reason: fmt.Sprintf("grain table names sector %d, the record of this LBA is at file offset %d", e, cur.Source.FileOffset)})
+				// The record names its own LBA and decodes with a valid
+				// checksum: it is this grain wherever it lies. The table
+				// disagreeing with where the contiguous assumption put it
+				// says the file is fragmented there, not that the record
+				// is wrong.
+				cur.Reason = fmt.Sprintf("grain table names file sector %d; the record was found elsewhere (fragmented file)", e)
 			default:
 				cur.Evidence = append(cur.Evidence, EvTable)
 			}

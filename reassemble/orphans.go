@@ -1,0 +1,141 @@
+package reassemble
+
+import (
+	"fmt"
+	"sort"
+
+	"vmdkcarve/signatures"
+	"vmdkcarve/vmdk"
+)
+
+// A stream whose file is fragmented leaves runs of grain records outside
+// the fragment that starts at its header. Records carry their LBA but not
+// their stream, so a run is attached to a stream only when that is the
+// only explanation that fits:
+//
+//   - the run is a chain of records that follow each other (each record
+//     ends where the next begins, GT markers and tables aside), so its
+//     records are one file's;
+//   - exactly one stream instance can hold every LBA of the run (grain
+//     size, capacity) and has none of them already, and the run's whole
+//     LBA range falls between two records the instance already has (a
+//     stream is written in LBA order, so a missing fragment fills a gap);
+//   - where the instance's grain table survives, it allocates every grain
+//     of the run at file offsets spaced exactly as the records are.
+//
+// Anything else stays unattached and is reported as orphan records.
+func attachOrphanRuns(instances []*Instance, x *hitIndex) (attached, orphans int) {
+	var streams []*Instance
+	owned := make(map[int64]bool)
+	for _, inst := range instances {
+		if !inst.Header.Compressed() {
+			continue
+		}
+		streams = append(streams, inst)
+		for _, m := range inst.markers {
+			owned[m.Offset] = true
+		}
+	}
+	if len(streams) == 0 {
+		return 0, 0
+	}
+	for _, run := range orphanRuns(x, owned) {
+		var fit *Instance
+		ambiguous := false
+		for _, s := range streams {
+			if runFits(s, run) {
+				if fit != nil {
+					ambiguous = true
+				}
+				fit = s
+			}
+		}
+		if fit == nil || ambiguous {
+			orphans += len(run)
+			continue
+		}
+		for _, m := range run {
+			g := m.Grain.LBA / fit.Header.GrainSize
+			gr := markerGrain(fit, m)
+			gr.Reason = fmt.Sprintf("record in a run of %d outside the header's fragment, attached by LBA order", len(run))
+			if gr.Source != nil {
+				gr.Source.FileOffset = -1 // unknown: the run's place in the file is not mapped
+			}
+			fit.grains.set(g, gr)
+			fit.markers = append(fit.markers, m)
+		}
+		fit.Notes = append(fit.Notes, fmt.Sprintf("attached a run of %d grain records at image offset %d (LBA %d..%d): it fills a gap of this stream's LBAs and fits no other stream",
+			len(run), run[0].Offset, run[0].Grain.LBA, run[len(run)-1].Grain.LBA))
+		attached += len(run)
+	}
+	return attached, orphans
+}
+
+// orphanRuns groups valid grain records no instance owns into chains of
+// records that follow each other.
+func orphanRuns(x *hitIndex, owned map[int64]bool) [][]*signatures.Hit {
+	var runs [][]*signatures.Hit
+	var cur []*signatures.Hit
+	next := int64(-1)
+	for _, m := range x.markers {
+		if m.Verdict != signatures.Valid || owned[m.Offset] {
+			continue
+		}
+		for next >= 0 && next < m.Offset && x.isMetaGT(next) {
+			next += 5 * vmdk.SectorSize
+		}
+		if len(cur) > 0 && (m.Offset != next || m.Grain.LBA <= cur[len(cur)-1].Grain.LBA) {
+			runs = append(runs, cur)
+			cur = nil
+		}
+		cur = append(cur, m)
+		next = m.Offset + m.Length
+	}
+	if len(cur) > 0 {
+		runs = append(runs, cur)
+	}
+	return runs
+}
+
+// runFits reports whether a run of records can only be the missing piece
+// of stream s (see attachOrphanRuns).
+func runFits(s *Instance, run []*signatures.Hit) bool {
+	h := s.Header
+	for _, m := range run {
+		if m.Grain.LBA%h.GrainSize != 0 || m.Grain.LBA/h.GrainSize >= h.Grains() {
+			return false
+		}
+	}
+	lo, hi := run[0].Grain.LBA, run[len(run)-1].Grain.LBA
+	// The instance's own records, by LBA: none may fall inside [lo, hi],
+	// and there must be one below lo (the run continues the stream, it
+	// does not start it: the start is the header's fragment).
+	lbas := make([]uint64, 0, len(s.markers))
+	for _, m := range s.markers {
+		if m.Verdict == signatures.Valid {
+			lbas = append(lbas, m.Grain.LBA)
+		}
+	}
+	sort.Slice(lbas, func(i, j int) bool { return lbas[i] < lbas[j] })
+	i := sort.Search(len(lbas), func(i int) bool { return lbas[i] >= lo })
+	if i == 0 || (i < len(lbas) && lbas[i] <= hi) {
+		return false
+	}
+	if s.table != nil {
+		base := int64(-1)
+		for _, m := range run {
+			g := m.Grain.LBA / h.GrainSize
+			e := s.table(g)
+			if e == 0 {
+				return false
+			}
+			rel := int64(e)*vmdk.SectorSize - (m.Offset - run[0].Offset)
+			if base < 0 {
+				base = rel
+			} else if rel != base {
+				return false
+			}
+		}
+	}
+	return true
+}
