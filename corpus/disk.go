@@ -3,6 +3,7 @@ package corpus
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -24,6 +25,9 @@ type disk struct {
 	random    []uint64
 	nonZero   uint64
 	signature uint32 // MBR disk signature
+	// src, when set, holds the disk's bytes (a guest with a real
+	// filesystem, see guestfs.go); the synthetic content is not used.
+	src io.ReaderAt
 }
 
 // defaultZeroFraction is the share of all-zero grains when a DiskSpec
@@ -90,6 +94,23 @@ func newDisk(seed uint64, s DiskSpec) *disk {
 // grainLen is the number of bytes of grain g (the last may be short).
 func (d *disk) grainLen(g uint64) int {
 	return int(min(int64(grainBytes), d.capacity-int64(g)*grainBytes))
+}
+
+// read is fill for the writers' callbacks: it also reads grains of a
+// disk backed by a raw file.
+func (d *disk) read(g uint64, buf []byte) (bool, error) {
+	if d.src == nil {
+		return d.fill(g, buf), nil
+	}
+	b := buf[:d.grainLen(g)]
+	if d.zero[g] {
+		clear(b)
+		return false, nil
+	}
+	if _, err := d.src.ReadAt(b, int64(g)*grainBytes); err != nil && err != io.EOF {
+		return false, err
+	}
+	return true, nil
 }
 
 // fill writes grain g into buf (len(buf) >= grainLen(g)) and reports

@@ -89,15 +89,27 @@ func Generate(spec Spec, dir string) (*Truth, error) {
 	truth := &Truth{Seed: spec.Seed, Image: filepath.Join(dir, ImageName), ImageSize: spec.ImageSize, Fill: spec.NoiseFill.String()}
 	disks := make(map[int]*disk, len(spec.Disks))
 	for _, ds := range spec.Disks {
-		d := newDisk(spec.Seed, ds)
-		disks[ds.ID] = d
 		raw := filepath.Join(dir, RawName(ds.ID))
-		if err := d.writeRaw(raw); err != nil {
-			return nil, err
+		var d *disk
+		var gfs *GuestFSTruth
+		if ds.FS != "" {
+			if gfs, err = buildGuest(spec.Seed, ds, raw, tmp); err != nil {
+				return nil, err
+			}
+			if d, err = newDiskFromRaw(spec.Seed, ds, raw); err != nil {
+				return nil, err
+			}
+			defer d.src.(io.Closer).Close()
+		} else {
+			d = newDisk(spec.Seed, ds)
+			if err := d.writeRaw(raw); err != nil {
+				return nil, err
+			}
 		}
+		disks[ds.ID] = d
 		truth.Disks = append(truth.Disks, DiskTruth{
 			ID: ds.ID, Raw: raw, Capacity: ds.Capacity, GrainSize: GrainSectors,
-			Grains: d.grains, NonZeroGrains: d.nonZero, RandomGrains: d.random,
+			Grains: d.grains, NonZeroGrains: d.nonZero, RandomGrains: d.random, FS: gfs,
 		})
 	}
 
@@ -203,7 +215,7 @@ func makeFile(seed uint64, d *disk, m *made, raw, qemu string) error {
 		"ddb.adapterType": "ide", "ddb.virtualHWVersion": "4",
 	}}
 	capSectors := uint64(d.capacity / 512)
-	read := func(g uint64, buf []byte) (bool, error) { return d.fill(g, buf), nil }
+	read := d.read
 
 	switch v := m.key.variant; v {
 	case QemuSparse, QemuStream:

@@ -234,3 +234,51 @@ func TestNTFSHost(t *testing.T) {
 		}
 	}
 }
+
+// TestGuestFS builds ext4 and NTFS guests, lays them as VMDKs (also on an
+// ext4 host), and checks the guest filesystems are clean and the grains
+// read back through the truth.
+func TestGuestFS(t *testing.T) {
+	spec := Spec{
+		Seed: 31, ImageSize: 64 << 20,
+		Disks: []DiskSpec{{ID: 1, Capacity: 16 << 20, FS: FSExt4}, {ID: 2, Capacity: 12 << 20, FS: FSNTFS}},
+		Files: []FileSpec{
+			{Disk: 1, Variant: OursSparse}, {Disk: 2, Variant: VMwareStream},
+			{Disk: 1, Variant: OursStreamFront}, {Disk: 2, Variant: OursSparse},
+		},
+	}
+	truth, dir := generateHost(t, spec)
+	checkGrains(t, truth)
+	for _, d := range truth.Disks {
+		g := d.FS
+		if g == nil || len(g.Files) == 0 || d.NonZeroGrains == 0 || d.NonZeroGrains == d.Grains {
+			t.Fatalf("disk %d: fs %+v, %d of %d grains non-zero", d.ID, g, d.NonZeroGrains, d.Grains)
+		}
+		raw, err := os.Open(d.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := filepath.Join(t.TempDir(), "part.img")
+		if err := os.WriteFile(part, readAt(t, raw, g.PartitionOffset, g.PartitionSize), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		raw.Close()
+		check := []string{"e2fsck", "-fn", part}
+		if g.FS == FSNTFS {
+			check = []string{"ntfsfix", "-n", part}
+		}
+		if _, err := exec.LookPath(check[0]); err != nil {
+			continue
+		}
+		if out, err := exec.Command(check[0], check[1:]...).CombinedOutput(); err != nil {
+			t.Errorf("disk %d: %v: %v\n%s", d.ID, check, err, out)
+		}
+		t.Logf("disk %d %s: %d files, %d of %d grains non-zero", d.ID, g.FS, len(g.Files), d.NonZeroGrains, d.Grains)
+	}
+	_, again := generateHost(t, spec)
+	for _, name := range []string{ImageName, TruthName, RawName(1), RawName(2)} {
+		if hashFile(t, filepath.Join(dir, name)) != hashFile(t, filepath.Join(again, name)) {
+			t.Errorf("%s differs between two runs of a guest-filesystem spec", name)
+		}
+	}
+}

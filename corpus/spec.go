@@ -106,8 +106,12 @@ type DiskSpec struct {
 	Capacity int64 // bytes, a positive multiple of 512
 	// ZeroFraction is about the fraction of 64 KiB grains that are all
 	// zero (so writers leave them unallocated). 0 means 0.3; a negative
-	// value means no zero grains.
+	// value means no zero grains. Unused with FS.
 	ZeroFraction float64
+	// FS makes the disk a real one: FSExt4 or FSNTFS on an MBR partition
+	// at 1 MiB, filled with seeded files (see guestfs.go). "" keeps the
+	// synthetic self-naming sectors.
+	FS string
 }
 
 // FileSpec is one VMDK file laid into the image.
@@ -175,6 +179,15 @@ func (s *Spec) validate() (map[int]*DiskSpec, error) {
 			return nil, specErr("disk id %d given twice", d.ID)
 		case d.Capacity <= 0 || d.Capacity%512 != 0 || d.Capacity > MaxDiskCapacity:
 			return nil, specErr("disk %d capacity %d is not a multiple of 512 in 512..%d", d.ID, d.Capacity, int64(MaxDiskCapacity))
+		}
+		switch d.FS {
+		case "":
+		case FSExt4, FSNTFS:
+			if d.Capacity < minGuestCapacity || d.Capacity%4096 != 0 {
+				return nil, specErr("disk %d: a %s guest needs a capacity that is a multiple of 4096 and at least %d", d.ID, d.FS, minGuestCapacity)
+			}
+		default:
+			return nil, specErr("disk %d: guest filesystem %q, want ext4 or ntfs", d.ID, d.FS)
 		}
 		disks[d.ID] = d
 	}

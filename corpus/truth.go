@@ -31,6 +31,9 @@ type DiskTruth struct {
 	Grains        uint64   `json:"grains"`
 	NonZeroGrains uint64   `json:"non_zero_grains"`
 	RandomGrains  []uint64 `json:"random_grains"` // incompressible grains
+	// FS is the guest filesystem of a DiskSpec with FS set; nil for a
+	// synthetic disk.
+	FS *GuestFSTruth `json:"fs,omitempty"`
 }
 
 // FileTruth describes one VMDK file laid into the image.
