@@ -61,13 +61,13 @@ func guestText(disk int, path string, off int64, buf []byte) {
 
 // guestFiles draws the seeded file list: a few directories (ext4 only:
 // ntfscp cannot make one) and files from 1 KiB to 512 KiB, in total about
-// a twentieth of the partition, at most 4 MiB.
+// a tenth of the partition, at most 8 MiB.
 func guestFiles(seed uint64, ds DiskSpec, partSize int64) (dirs []string, files []GuestFile) {
 	rng := rand.New(rand.NewPCG(seed, mix(uint64(ds.ID)^0x6775657374))) // "guest"
 	if ds.FS == FSExt4 {
 		dirs = []string{"/docs", "/logs", "/data", "/data/old"}
 	}
-	budget := min(partSize/20, 4<<20)
+	budget := min(partSize/10, 8<<20)
 	for i := 0; budget > 0 && i < 64; i++ {
 		n := min(budget, 1<<10+rng.Int64N(512<<10))
 		dir := ""

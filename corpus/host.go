@@ -196,6 +196,9 @@ func (s *Spec) validateHost() error {
 		if f.Offset != 0 {
 			return specErr("file %d: a fixed offset is meaningless on a host filesystem", i)
 		}
+		if f.Fragments < 0 || f.Fragments > MaxFragments {
+			return specErr("file %d: fragments %d, want 0..%d", i, f.Fragments, MaxFragments)
+		}
 	}
 	for _, d := range h.Damage {
 		switch d.Kind {
@@ -232,6 +235,7 @@ type hostFile struct {
 	src   string // the made file
 	path  string // path on the volume, e.g. "/disk-01-ours-sparse.vmdk"
 	size  int64
+	frags int // target pieces (FileSpec.Fragments, else HostSpec.Fragments)
 }
 
 // volume is a built host volume: a sparse file of HostSpec.Size bytes
@@ -258,7 +262,11 @@ func hostPaths(spec Spec, files map[fileKey]*made) []hostFile {
 		if n > 0 {
 			p = fmt.Sprintf("/copy%d-%s", n, m.name)
 		}
-		out = append(out, hostFile{index: i, src: m.path, path: p, size: m.length})
+		k := f.Fragments
+		if k == 0 {
+			k = spec.Host.Fragments
+		}
+		out = append(out, hostFile{index: i, src: m.path, path: p, size: m.length, frags: k})
 	}
 	return out
 }

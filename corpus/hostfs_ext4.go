@@ -225,9 +225,9 @@ func buildExt4(spec Spec, files []hostFile, tmp string) (*volume, error) {
 			return nil, err
 		}
 		var cmds, holes []string
-		if h.Fragments > 1 {
+		if f.frags > 1 {
 			// Slack: one extent-tree leaf (and a spare) come out of the holes.
-			sizes := splitSeeded(rng, stored+2, h.Fragments)
+			sizes := splitSeeded(rng, stored+2, f.frags)
 			for i, n := range sizes {
 				src, err := filler(1 + rng.Int64N(8))
 				if err != nil {

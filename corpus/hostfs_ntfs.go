@@ -122,7 +122,7 @@ func buildNTFS(spec Spec, files []hostFile, tmp string) (*volume, error) {
 	if err := normalizeNTFSTimes(v.path, t0, t1); err != nil {
 		return nil, err
 	}
-	if h.Fragments > 1 {
+	if slices.ContainsFunc(files, func(f hostFile) bool { return f.frags > 1 }) {
 		if err := fragmentNTFS(spec, v.path, files); err != nil {
 			return nil, err
 		}
@@ -353,6 +353,9 @@ func fragmentNTFS(spec Spec, path string, files []hostFile) error {
 	rng := rand.New(rand.NewPCG(spec.Seed, 0x6e746673)) // "ntfs"
 	buf := make([]byte, C)
 	for _, f := range files {
+		if f.frags < 2 {
+			continue
+		}
 		runs, recNo, err := ntfsRuns(path, f.path)
 		if err != nil {
 			return err
@@ -362,7 +365,7 @@ func fragmentNTFS(spec Spec, path string, files []hostFile) error {
 		for _, r := range old {
 			n += r[2]
 		}
-		sizes := splitSeeded(rng, n, h.Fragments)
+		sizes := splitSeeded(rng, n, f.frags)
 		order := make([]int, len(sizes)) // disk order of the pieces
 		for i := range order {
 			order[i] = i

@@ -24,6 +24,36 @@ var scenarios = map[string]scenario{
 		defaultSize: 2 << 30,
 		build:       benchSpec,
 	},
+	"ext4-host": {
+		help:        "an MBR partition at 1 MiB with an ext4 host volume holding VMDKs of mixed variants fragmented into 2..40 pieces by the allocator, guests with ext4 and NTFS filesystems, no damage",
+		defaultSize: 256 << 20,
+		build:       hostScenario(FSExt4),
+	},
+	"ntfs-host": {
+		help:        "as ext4-host on an NTFS host volume (pieces out of disk order)",
+		defaultSize: 256 << 20,
+		build:       hostScenario(FSNTFS),
+	},
+	"ext4-host-wiped": {
+		help:        "ext4-host with every host filesystem structure zeroed: only the file data survives",
+		defaultSize: 256 << 20,
+		build:       hostScenario(FSExt4, HostDamage{Kind: WipeHostMetadata}),
+	},
+	"ntfs-host-wiped": {
+		help:        "ntfs-host with every host filesystem structure zeroed: only the file data survives",
+		defaultSize: 256 << 20,
+		build:       hostScenario(FSNTFS, HostDamage{Kind: WipeHostMetadata}),
+	},
+	"ext4-host-encrypted": {
+		help:        "ext4-host with MiB 4, 12, 20 ... of each VMDK file overwritten with random bytes (ransomware; the headers survive)",
+		defaultSize: 256 << 20,
+		build:       hostScenario(FSExt4, HostDamage{Kind: EncryptEveryNthMiB, N: 8, Offset: 4 << 20}),
+	},
+	"ntfs-host-encrypted": {
+		help:        "ntfs-host with MiB 4, 12, 20 ... of each VMDK file overwritten with random bytes (ransomware; the headers survive)",
+		defaultSize: 256 << 20,
+		build:       hostScenario(FSNTFS, HostDamage{Kind: EncryptEveryNthMiB, N: 8, Offset: 4 << 20}),
+	},
 	"variants": {
 		help:        "one small disk in every available variant plus one copy for every damage kind: for end-to-end tests",
 		defaultSize: 64 << 20,
@@ -129,4 +159,39 @@ func variantsSpec(seed uint64, size int64, qemu bool) Spec {
 		FileSpec{Disk: 1, Variant: OursStreamFront, Damage: []Damage{{Kind: Overwrite, At: 64 << 10, Bytes: 100 << 10}}},
 	)
 	return s
+}
+
+// hostScenario lays the VMDKs on a host volume filling the image from
+// 1 MiB (1 MiB spare at the end): two real-filesystem guests and one
+// synthetic, six files of mixed variants, each with its own seeded piece
+// count in 2..40. The guests scale with the image (a quarter of the volume
+// in all; the synthetic disk's sparse copy, some 30 MiB at the default
+// size, is what the every-8th-MiB encryption has most to bite on); the guest filesystems need mkfs.ext4, debugfs, mkntfs and
+// ntfscp, like the host.
+func hostScenario(fs string, damage ...HostDamage) func(seed uint64, size int64, qemu bool) Spec {
+	return func(seed uint64, size int64, qemu bool) Spec {
+		vol := max((size-2<<20)/(1<<20)*(1<<20), minHostSize)
+		unit := max(vol/16/(1<<20)*(1<<20), minGuestCapacity)
+		s := Spec{
+			Seed: seed, ImageSize: max(size, vol+2<<20),
+			Disks: []DiskSpec{
+				{ID: 1, Capacity: unit + unit/2, FS: FSExt4},
+				{ID: 2, Capacity: unit, FS: FSNTFS},
+				{ID: 3, Capacity: 3 * unit},
+			},
+			Files: []FileSpec{
+				{Disk: 1, Variant: pick(QemuSparse, qemu)},
+				{Disk: 2, Variant: VMwareStream},
+				{Disk: 3, Variant: OursStreamFront},
+				{Disk: 2, Variant: OursSparse},
+				{Disk: 1, Variant: pick(QemuStream, qemu)},
+				{Disk: 3, Variant: OursSparse},
+			},
+			Host: &HostSpec{FS: fs, Offset: 1 << 20, Size: vol, Fragments: 8, OutOfOrder: true, Damage: damage},
+		}
+		for i := range s.Files {
+			s.Files[i].Fragments = 2 + int(mix(seed^uint64(i)^0x66726167)%39) // "frag"
+		}
+		return s
+	}
 }

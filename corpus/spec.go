@@ -122,6 +122,9 @@ type FileSpec struct {
 	// 4096-aligned offset. A non-zero offset must be a multiple of 512.
 	Offset int64
 	Damage []Damage
+	// Fragments overrides HostSpec.Fragments for this file (0: the
+	// host's); ignored without a host.
+	Fragments int
 }
 
 // Spec describes a whole evidence image.
