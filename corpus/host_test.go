@@ -295,3 +295,61 @@ func TestGuestFS(t *testing.T) {
 		}
 	}
 }
+
+// TestHostScenarios generates every host scenario at a small size: the
+// truth must read back grain by grain.
+func TestHostScenarios(t *testing.T) {
+	for _, name := range []string{"ext4-host-wiped", "ntfs-host-encrypted"} {
+		t.Run(name, func(t *testing.T) {
+			spec, err := Scenario(name, 3, 96<<20, HaveQemu())
+			if err != nil {
+				t.Fatal(err)
+			}
+			truth, _ := generateHost(t, spec)
+			checkGrains(t, truth)
+			if len(truth.Host.Damage) != 1 || len(truth.Host.Damage[0].Ranges) == 0 {
+				t.Errorf("damage %+v", truth.Host.Damage)
+			}
+		})
+	}
+}
+
+func TestHostSpecErrors(t *testing.T) {
+	base := func() Spec {
+		return Spec{Seed: 1, ImageSize: 64 << 20, Disks: []DiskSpec{{ID: 1, Capacity: 1 << 20}}, Files: []FileSpec{{Disk: 1, Variant: OursSparse}},
+			Host: &HostSpec{FS: FSExt4, Offset: 1 << 20, Size: 32 << 20}}
+	}
+	cases := map[string]func(*Spec){
+		"fs":          func(s *Spec) { s.Host.FS = "fat" },
+		"block":       func(s *Spec) { s.Host.BlockSize = 2048 },
+		"cluster":     func(s *Spec) { s.Host.FS, s.Host.BlockSize = FSNTFS, 3000 },
+		"offset":      func(s *Spec) { s.Host.Offset = 512 },
+		"past end":    func(s *Spec) { s.Host.Offset = 40 << 20 },
+		"tiny":        func(s *Spec) { s.Host.Size = 1 << 20 },
+		"fragments":   func(s *Spec) { s.Host.Fragments = 41 },
+		"file frags":  func(s *Spec) { s.Files[0].Fragments = -1 },
+		"fixed file":  func(s *Spec) { s.Files[0].Offset = 4096 },
+		"ntfs damage": func(s *Spec) { s.Host.Damage = []HostDamage{{Kind: ZeroMFT}} },
+		"ext4 damage": func(s *Spec) { s.Host.FS, s.Host.Damage = FSNTFS, []HostDamage{{Kind: ZeroSuperblocks}} },
+		"encrypt":     func(s *Spec) { s.Host.Damage = []HostDamage{{Kind: EncryptEveryNthMiB}} },
+		"unknown":     func(s *Spec) { s.Host.Damage = []HostDamage{{Kind: "burn"}} },
+		"guest fs":    func(s *Spec) { s.Disks[0].FS = "zfs" },
+		"guest small": func(s *Spec) { s.Disks[0].FS = FSExt4 },
+		"too full": func(s *Spec) {
+			s.Host.Size = 8 << 20
+			s.Disks[0].Capacity = 32 << 20
+			s.Disks[0].ZeroFraction = -1
+		},
+	}
+	for name, mut := range cases {
+		s := base()
+		mut(&s)
+		_, err := Generate(s, t.TempDir())
+		if errors.Is(err, ErrNoTool) {
+			continue
+		}
+		if !errors.Is(err, ErrSpec) {
+			t.Errorf("%s: got %v, want ErrSpec", name, err)
+		}
+	}
+}

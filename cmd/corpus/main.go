@@ -3,7 +3,11 @@
 // the guest disks they hold as raw files, and truth.json saying where every
 // file and grain was put.
 //
-//	corpus -o DIR [--seed N] [--size 256M] [--scenario demo|bench|variants]
+//	corpus -o DIR [--seed N] [--size 256M] [--scenario NAME]
+//
+// Scenarios: demo, bench, variants, and the host-filesystem ones
+// (ext4-host, ntfs-host and their -wiped and -encrypted variants), which
+// need mkfs.ext4, debugfs, dumpe2fs, mkntfs, ntfscp and ntfsinfo.
 package main
 
 import (
@@ -43,7 +47,7 @@ func run(args []string) int {
 		fmt.Fprintf(w, "Writes a deterministic evidence image with ground truth for testing and timing vmdkcarve.\n")
 		fmt.Fprintf(w, "The qemu-img variants are used when qemu-img is on PATH; otherwise our own writers stand in.\n\nScenarios:\n")
 		for _, n := range corpus.Scenarios() {
-			fmt.Fprintf(w, "  %-9s %s\n", n, corpus.ScenarioHelp(n))
+			fmt.Fprintf(w, "  %-20s %s\n", n, corpus.ScenarioHelp(n))
 		}
 		fmt.Fprintf(w, "\nFlags:\n")
 		fs.PrintDefaults()
@@ -81,6 +85,9 @@ func run(args []string) int {
 	truth, err := corpus.Generate(spec, *out)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "corpus: %v\n", err)
+		if errors.Is(err, corpus.ErrNoTool) {
+			fmt.Fprintln(os.Stderr, "corpus: install e2fsprogs and ntfs-3g for the host-filesystem scenarios")
+		}
 		if errors.Is(err, corpus.ErrSpec) {
 			return exitUsage
 		}
@@ -123,11 +130,22 @@ func parseSize(s string) (int64, error) {
 func report(t *corpus.Truth, scenario string, took time.Duration) {
 	fmt.Printf("scenario %s, seed %d: %s (%d bytes, %s fill) in %s\n", scenario, t.Seed, t.Image, t.ImageSize, t.Fill, took.Round(time.Millisecond))
 	w := tabwriter.NewWriter(os.Stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(w, "DISK\tCAPACITY\tGRAINS\tNON-ZERO\tRAW")
+	fmt.Fprintln(w, "DISK\tCAPACITY\tGRAINS\tNON-ZERO\tGUEST FS\tRAW")
 	for _, d := range t.Disks {
-		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\n", d.ID, d.Capacity, d.Grains, d.NonZeroGrains, filepath.Base(d.Raw))
+		fs := "synthetic"
+		if d.FS != nil {
+			fs = fmt.Sprintf("%s (%d files)", d.FS.FS, len(d.FS.Files))
+		}
+		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\t%s\n", d.ID, d.Capacity, d.Grains, d.NonZeroGrains, fs, filepath.Base(d.Raw))
 	}
-	fmt.Fprintln(w, "\nFILE\tDISK\tVARIANT\tIMAGE OFFSET\tLENGTH\tGRAINS\tINTACT\tDAMAGE")
+	if h := t.Host; h != nil {
+		fmt.Fprintf(w, "\nHOST %s volume at %#x, %d bytes, %d-byte blocks, %d structures", h.FS, h.ImageOffset, h.Size, h.BlockSize, len(h.Structures))
+		for _, d := range h.Damage {
+			fmt.Fprintf(w, "; %s (%d ranges)", d.Kind, len(d.Ranges))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "\nFILE\tDISK\tVARIANT\tIMAGE OFFSET\tLENGTH\tFRAGMENTS\tGRAINS\tINTACT\tDAMAGE")
 	for _, f := range t.Files {
 		var dmg []string
 		for _, d := range f.Damage {
@@ -140,7 +158,8 @@ func report(t *corpus.Truth, scenario string, took time.Duration) {
 		if len(dmg) == 0 {
 			dmg = []string{"-"}
 		}
-		fmt.Fprintf(w, "%d\t%d\t%s\t%#x\t%d\t%d\t%d\t%s\n", f.Index, f.Disk, f.Variant, f.ImageOffset, f.Length, len(f.Grains), f.IntactGrains, strings.Join(dmg, ","))
+		frags := max(1, len(f.Fragments))
+		fmt.Fprintf(w, "%d\t%d\t%s\t%#x\t%d\t%d\t%d\t%d\t%s\n", f.Index, f.Disk, f.Variant, f.ImageOffset, f.Length, frags, len(f.Grains), f.IntactGrains, strings.Join(dmg, ","))
 	}
 	w.Flush()
 	fmt.Printf("truth: %s\n", filepath.Join(filepath.Dir(t.Image), corpus.TruthName))
