@@ -340,6 +340,11 @@ func TestHostSpecErrors(t *testing.T) {
 			s.Disks[0].Capacity = 32 << 20
 			s.Disks[0].ZeroFraction = -1
 		},
+		"ntfs too full": func(s *Spec) {
+			s.Host.FS, s.Host.Size = FSNTFS, 8<<20
+			s.Disks[0].Capacity = 32 << 20
+			s.Disks[0].ZeroFraction = -1
+		},
 	}
 	for name, mut := range cases {
 		s := base()
