@@ -320,18 +320,19 @@ func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
 	hashed := buf
 	if src.Compressed {
 		r.cacheG = -1 // the cache is about to hold this grain's decoded bytes
-		n, err := r.img.ReadAt(r.record[:min(int64(len(r.record)), max(src.RecordBytes, 12))], src.ImageOffset)
-		if err != nil && err != io.EOF {
+		rec := r.record[:min(int64(len(r.record)), max(src.RecordBytes, 12))]
+		n, err := r.readSource(src, rec)
+		if err != nil {
 			return false, err
 		}
-		_, k, err := vmdk.DecodeGrain(r.record[:n], r.cache)
+		_, k, err := vmdk.DecodeGrain(rec[:n], r.cache)
 		if err != nil || k < len(buf) {
 			r.verify.DecodeFailure++
 			return false, nil
 		}
 		copy(buf, r.cache[:len(buf)])
 		hashed = r.cache[:k] // the carve hashed the whole decoded grain
-	} else if _, err := r.img.ReadAt(buf, src.ImageOffset); err != nil && err != io.EOF {
+	} else if _, err := r.readSource(src, buf); err != nil {
 		return false, err
 	}
 	if xxhash.Sum64(hashed) != gr.Hash {
@@ -339,6 +340,30 @@ func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
 		return false, nil
 	}
 	return true, nil
+}
+
+// readSource reads a source's bytes into dst: one run at ImageOffset, or
+// its pieces (holes read as zeros). A short read at the image end leaves
+// zeros and reports how much was read.
+func (r *diskReader) readSource(src *reassemble.Source, dst []byte) (int, error) {
+	if len(src.Pieces) == 0 {
+		n, err := r.img.ReadAt(dst, src.ImageOffset)
+		if err == io.EOF {
+			err = nil
+		}
+		return n, err
+	}
+	clear(dst)
+	for _, p := range src.Pieces {
+		if p.ImageOffset < 0 || p.Offset >= int64(len(dst)) {
+			continue
+		}
+		end := min(p.Offset+p.Length, int64(len(dst)))
+		if _, err := r.img.ReadAt(dst[p.Offset:end], p.ImageOffset); err != nil && err != io.EOF {
+			return 0, err
+		}
+	}
+	return len(dst), nil
 }
 
 // ReadAt reads the rebuilt disk, for the guest probes.

@@ -148,6 +148,16 @@ type counter struct{ n int }
 
 func (c counter) empty() bool { return c.n == 0 }
 
+// firstStored is the image offset of the first piece that is not a hole.
+func firstStored(ps []Piece) int64 {
+	for _, p := range ps {
+		if p.ImageOffset >= 0 {
+			return p.ImageOffset
+		}
+	}
+	return -1
+}
+
 // cleanBlocks reports whether no 4 KiB block of a grain is all zero or
 // random-looking.
 func cleanBlocks(b []byte) bool {
@@ -198,20 +208,29 @@ func foreignAt(x *hitIndex, inst *Instance, imgOff, n int64, buf []byte) string 
 // bytes are not all in the image is missing.
 func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Grain, int64, []byte) {
 	fileOff := int64(c.sector) * vmdk.SectorSize
-	imgOff, err := view.imageOffset(fileOff, n)
+	pieces, err := view.pieces(fileOff, n)
 	if err != nil {
 		return &Grain{Status: Missing, Reason: fmt.Sprintf("table (%s) names sector %d but %v", c.which, c.sector, err)}, 0, nil
+	}
+	imgOff := pieces[0].ImageOffset
+	if len(pieces) == 1 {
+		pieces = nil
+	} else {
+		imgOff = -2 // several pieces: never a single hole
 	}
 	buf := make([]byte, n)
 	if _, err := view.ReadAt(buf, fileOff); err != nil {
 		return &Grain{Status: Missing, Reason: fmt.Sprintf("reading sector %d: %v", c.sector, err)}, 0, nil
 	}
-	if imgOff < 0 {
+	if imgOff == -1 {
 		// A hole of a sparse host file: the grain reads as zeros.
 		return &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "grain lies in a hole of the host file"}, imgOff, buf
 	}
 	gr := &Grain{Status: Placed, Evidence: append([]string{EvTable}, inst.linkEvidence(fileOff)...), Hash: xxhash.Sum64(buf), Copies: 1,
-		Source: &Source{Instance: inst.ID, ImageOffset: imgOff, FileOffset: fileOff}}
+		Source: &Source{Instance: inst.ID, ImageOffset: imgOff, FileOffset: fileOff, Pieces: pieces}}
+	if pieces != nil {
+		gr.Source.ImageOffset = firstStored(pieces)
+	}
 	if c.which == "redundant" {
 		gr.Reason = "entry from the redundant grain table"
 	} else if c.both {

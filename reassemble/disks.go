@@ -252,11 +252,12 @@ func (b *runBuilder) add(g, count uint64, gr *Grain) {
 	r := Run{FirstGrain: g, Count: count, Status: gr.Status, Evidence: gr.Evidence, Copies: gr.Copies, Reason: gr.Reason}
 	if gr.Source != nil {
 		r.Instance, r.ImageOffset, r.Compressed = gr.Source.Instance, gr.Source.ImageOffset, gr.Source.Compressed
+		r.RecordBytes, r.Pieces = gr.Source.RecordBytes, gr.Source.Pieces
 	}
 	if n := len(b.runs); n > 0 {
 		p := &b.runs[n-1]
 		if p.FirstGrain+p.Count == g && p.Status == r.Status && slices.Equal(p.Evidence, r.Evidence) && p.Copies == r.Copies &&
-			p.Reason == r.Reason && p.Instance == r.Instance && !p.Compressed && !r.Compressed {
+			p.Reason == r.Reason && p.Instance == r.Instance && !p.Compressed && !r.Compressed && p.Pieces == nil && r.Pieces == nil {
 			want := p.ImageOffset + int64(p.Count)*b.stride
 			switch {
 			case gr.Source == nil:

@@ -148,3 +148,27 @@ func (inst *Instance) fileOffsetOf(img int64) (int64, bool) {
 	}
 	return 0, false
 }
+
+// pieces maps a file range to the image runs (or holes) that hold it; it
+// fails if any byte of the range is unmapped.
+func (v *fileView) pieces(off, n int64) ([]Piece, error) {
+	var out []Piece
+	for done := int64(0); done < n; {
+		i := sort.Search(len(v.fragments), func(i int) bool {
+			f := v.fragments[i]
+			return f.FileOffset+f.Length > off+done
+		})
+		if i == len(v.fragments) || off+done < v.fragments[i].FileOffset {
+			return nil, fmt.Errorf("file byte %d: %w", off+done, ErrUnmapped)
+		}
+		f := v.fragments[i]
+		k := min(n-done, f.FileOffset+f.Length-(off+done))
+		img := int64(-1)
+		if f.Link != LinkHole {
+			img = f.ImageOffset + off + done - f.FileOffset
+		}
+		out = append(out, Piece{Offset: done, ImageOffset: img, Length: k})
+		done += k
+	}
+	return out, nil
+}

@@ -42,6 +42,19 @@ type Source struct {
 	FileOffset  int64 `json:"file_offset"`
 	Compressed  bool  `json:"compressed,omitempty"`
 	RecordBytes int64 `json:"record_bytes,omitempty"` // compressed record length, sector-padded
+	// Pieces, when set, are where the grain's bytes (or record's bytes)
+	// lie when they are not one run at ImageOffset: the grain straddles
+	// fragments of a fragmented host file, or holds a host hole.
+	Pieces []Piece `json:"pieces,omitempty"`
+}
+
+// Piece is a run of a grain's (or record's) bytes: Length bytes at offset
+// Offset within it come from ImageOffset, or are zeros when ImageOffset
+// is -1 (a hole of a sparse host file).
+type Piece struct {
+	Offset      int64 `json:"offset"`
+	ImageOffset int64 `json:"image_offset"`
+	Length      int64 `json:"length"`
 }
 
 // Grain is the decision for one virtual grain.
@@ -147,6 +160,8 @@ type Run struct {
 	ImageOffset int64    `json:"image_offset,omitempty"` // of the first grain's source
 	Stride      int64    `json:"stride,omitempty"`       // image bytes between consecutive sources
 	Compressed  bool     `json:"compressed,omitempty"`
+	RecordBytes int64    `json:"record_bytes,omitempty"` // compressed: the record's length
+	Pieces      []Piece  `json:"pieces,omitempty"`       // a single grain split across fragments
 	Copies      int      `json:"copies,omitempty"`
 	Reason      string   `json:"reason,omitempty"`
 }

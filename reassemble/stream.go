@@ -70,6 +70,16 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 			inst.grains.set(g, &Grain{Status: Conflict, Reason: "two different grain records carry this LBA"})
 		}
 	}
+	if inst.HostMap != nil {
+		placed := make(map[uint64]bool, len(byGrain))
+		for g := range byGrain {
+			placed[g] = true
+		}
+		for g := range conflicts {
+			placed[g] = true
+		}
+		walkMappedStream(inst, newFileView(image, inst.Fragments), placed)
+	}
 	if !ok {
 		inst.Tables = "no usable grain table: grains placed by their markers' LBA"
 		streamZeros(inst, markers, x)
