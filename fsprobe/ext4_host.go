@@ -11,15 +11,40 @@ package fsprobe
 //     F + (first_data_block + g×blocks_per_group)×B; enough alone;
 //  2. otherwise two independent facts agreeing on one (F, B), each a
 //     relation between two things found in the image: a file's logical
-//     block 0 lands on a VMDK header ("KDMV" anchor), or an index entry's
-//     child block number lands on an extent block found there. One fact
+//     block 0 lands on a VMDK header ("KDMV" anchor), directly from the
+//     inode or through the depth-1 leaf its index entry points at. One fact
 //     alone never makes a geometry: any inode's first block can be made to
 //     land on any anchor by choosing F.
 //
-// Several filesystems may coexist (partitions, an old filesystem under a
-// quick-formatted new one whose superblock no longer describes the old
-// inodes): each inode is tried under every accepted geometry, strongest
-// first, and kept under the first that puts its block 0 on an anchor.
+// Independence. A fact is counted once per anchor: two facts from the same
+// inode, an inode and its own leaf, or several inodes all landing on the
+// same anchor (journal copies of one inode) are one fact. A geometry needs
+// facts on two distinct anchors. Even so, two-fact coincidences are common
+// in a real inode table (hundreds of small files, each block 0 a free
+// choice of F against every anchor), so the anchor solver also obeys:
+//
+//   - a volume with a valid superblock owns its region [F, F+blocks×B): an
+//     inode or extent block lying inside it is explained by a superblock
+//     geometry covering it or by nothing, and gives no anchor fact; an
+//     anchor geometry whose start lies inside such a region overlaps that
+//     volume and is refused;
+//   - a VMDK header is the start of one file: an anchor that a superblock
+//     geometry already explains is not available to anchor geometries, and
+//     each anchor goes to at most one anchor geometry, the one with the
+//     most independent facts; an anchor two equally strong geometries
+//     claim is ambiguous and goes to neither (no map rather than a guess);
+//   - under an anchor geometry an inode is mapped only onto an anchor that
+//     geometry was solved from.
+//
+// Several filesystems may coexist (partitions, a guest filesystem inside a
+// file of the host, an old filesystem under a quick-formatted new one):
+// each inode is tried under every superblock geometry whose region holds
+// it, strongest first, and kept under the first that puts its block 0 on an
+// anchor; only inodes outside every superblock region are tried under
+// anchor geometries. (Decision: an old filesystem quick-formatted over by a
+// new one is therefore only mapped where its inodes lie outside the new
+// volume or through its own surviving superblocks: inside the new volume,
+// nothing tells a stale inode's geometry from a coincidence.)
 
 import (
 	"cmp"
@@ -41,10 +66,20 @@ const maxExt4FileExtents = 1 << 20
 
 // ext4Geom is an accepted (F, B) and why.
 type ext4Geom struct {
-	F, B  int64
-	sb    *Ext4Superblock // nil when solved from anchors
-	why   string
-	facts int
+	F, B    int64
+	sb      *Ext4Superblock // nil when solved from anchors
+	why     string
+	facts   int
+	anchors map[int64]bool // anchor geometries: the anchors they were solved from and own
+}
+
+// end is the end of the volume's region in the image (superblock
+// geometries only).
+func (g *ext4Geom) end() int64 {
+	if g.sb == nil || g.sb.Blocks > uint64(1<<62)/uint64(g.B) {
+		return 1 << 62
+	}
+	return g.F + int64(g.sb.Blocks)*g.B
 }
 
 type ext4Inode struct {
@@ -56,6 +91,7 @@ type ext4Inode struct {
 type ext4Ptr struct {
 	depth   uint16 // depth of the node holding the entry
 	logical uint32
+	off     int64 // image offset of the inode or index block holding it
 	from    string
 }
 
@@ -91,7 +127,7 @@ func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
 			r.blocks[l.Offset] = rec.Node
 			if rec.Node.Depth > 0 {
 				for _, e := range rec.Node.Entries {
-					r.ptrs[e.Start] = append(r.ptrs[e.Start], ext4Ptr{rec.Node.Depth, e.Logical, fmt.Sprintf("index block at image offset %d", l.Offset)})
+					r.ptrs[e.Start] = append(r.ptrs[e.Start], ext4Ptr{rec.Node.Depth, e.Logical, l.Offset, fmt.Sprintf("index block at image offset %d", l.Offset)})
 				}
 			}
 		default:
@@ -101,7 +137,7 @@ func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
 				r.inodes = append(r.inodes, ino)
 				if in.Root.Depth > 0 {
 					for _, e := range in.Root.Entries {
-						r.ptrs[e.Start] = append(r.ptrs[e.Start], ext4Ptr{in.Root.Depth, e.Logical, fmt.Sprintf("inode at image offset %d", ino.off)})
+						r.ptrs[e.Start] = append(r.ptrs[e.Start], ext4Ptr{in.Root.Depth, e.Logical, ino.off, fmt.Sprintf("inode at image offset %d", ino.off)})
 					}
 				}
 			}
@@ -176,46 +212,80 @@ func (r *ext4Resolver) superGeoms(supers []LocatedExt4) {
 	})
 }
 
-// anchorGeoms solves (F, B) from anchors for the files no superblock
-// geometry explains and accepts those with two independent facts.
-//
-// Memory: one candidate per (unexplained inode or leaf with block 0,
-// anchor, block size): bounded by what was found times the anchors.
-func (r *ext4Resolver) anchorGeoms() {
-	if len(r.anchors) == 0 {
-		return
+// inSuper reports whether an image offset lies inside the region of a
+// volume with an accepted superblock.
+func (r *ext4Resolver) inSuper(off int64) bool {
+	for _, g := range r.geoms {
+		if g.sb != nil && off >= g.F && off < g.end() {
+			return true
+		}
 	}
-	anchors := make([]int64, 0, len(r.anchors))
+	return false
+}
+
+// superAnchors returns the anchors some superblock geometry explains: an
+// inode inside its region puts its block 0 there.
+func (r *ext4Resolver) superAnchors() map[int64]bool {
+	out := map[int64]bool{}
+	for _, ino := range r.inodes {
+		for _, g := range r.geoms {
+			if g.sb == nil || !r.fits(ino, g) {
+				continue
+			}
+			if off, ok := r.block0(ino.in, g); ok && r.anchors[off] {
+				out[off] = true
+			}
+		}
+	}
+	return out
+}
+
+// anchorGeoms solves (F, B) from anchors for the files no superblock
+// geometry explains and accepts those with facts on two distinct anchors,
+// under the rules in the file comment.
+//
+// Memory: one candidate per (inode or leaf with block 0 outside every
+// superblock region, free anchor, block size): bounded by what was found
+// times the anchors.
+func (r *ext4Resolver) anchorGeoms() {
+	owned := r.superAnchors()
+	var anchors []int64
 	for a := range r.anchors {
-		anchors = append(anchors, a)
+		if !owned[a] {
+			anchors = append(anchors, a)
+		}
+	}
+	if len(anchors) < 2 {
+		return
 	}
 	slices.Sort(anchors)
 	type key struct{ F, B int64 }
+	// A candidate's facts, one per anchor (see Independence): the first
+	// relation found for each anchor describes it.
 	type cand struct {
-		facts []string
-		seen  map[string]bool
+		key
+		facts map[int64]string
 	}
 	cands := map[key]*cand{}
-	var order []key
-	add := func(F, B int64, fact string) {
-		if F < 0 || F%512 != 0 {
-			return
+	var order []*cand
+	add := func(F, B, a int64, fact string) {
+		if F < 0 || F%512 != 0 || r.inSuper(F) {
+			return // a volume starting inside a superblock's volume overlaps it
 		}
 		k := key{F, B}
 		c := cands[k]
 		if c == nil {
-			c = &cand{seen: map[string]bool{}}
+			c = &cand{key: k, facts: map[int64]string{}}
 			cands[k] = c
-			order = append(order, k)
+			order = append(order, c)
 		}
-		if !c.seen[fact] {
-			c.seen[fact] = true
-			c.facts = append(c.facts, fact)
+		if _, ok := c.facts[a]; !ok {
+			c.facts[a] = fact
 		}
 	}
 	// Files whose root is a leaf: their block 0 is in the inode.
 	for _, ino := range r.inodes {
-		if ino.in.Root.Depth != 0 || r.explained(ino) {
+		if ino.in.Root.Depth != 0 || r.inSuper(ino.off) {
 			continue
 		}
 		e, ok := firstExtent(&ino.in.Root)
@@ -225,13 +295,14 @@ func (r *ext4Resolver) anchorGeoms() {
 		for _, B := range Ext4BlockSizes {
 			for _, a := range anchors {
 				if F := a - int64(e.Start)*B; F <= ino.off {
-					add(F, B, fmt.Sprintf("inode at image offset %d puts block 0 on the VMDK header at %d", ino.off, a))
+					add(F, B, a, fmt.Sprintf("inode at image offset %d puts block 0 on the VMDK header at %d", ino.off, a))
 				}
 			}
 		}
 	}
 	// Leaves holding a file's block 0: the leaf's block size is fixed by
-	// its eh_max; the index entry that points at it is the second fact.
+	// its eh_max; the index entry that points at it must be found too, and
+	// the leaf and its parent together are one fact.
 	offs := make([]int64, 0, len(r.blocks))
 	for off := range r.blocks {
 		offs = append(offs, off)
@@ -240,7 +311,7 @@ func (r *ext4Resolver) anchorGeoms() {
 	for _, off := range offs {
 		n := r.blocks[off]
 		e, ok := firstExtent(n)
-		if n.Depth != 0 || !ok {
+		if n.Depth != 0 || !ok || r.inSuper(off) {
 			continue
 		}
 		B := n.BlockSize()
@@ -250,39 +321,78 @@ func (r *ext4Resolver) anchorGeoms() {
 				continue
 			}
 			for _, p := range r.ptrs[uint64((off-F)/B)] {
-				if p.depth == 1 && p.logical == 0 {
-					add(F, B, fmt.Sprintf("extent block at image offset %d puts block 0 on the VMDK header at %d", off, a))
-					add(F, B, fmt.Sprintf("the index entry in the %s points at block %d, an extent block at image offset %d", p.from, (off-F)/B, off))
+				if p.depth == 1 && p.logical == 0 && p.off >= F && !r.inSuper(p.off) {
+					add(F, B, a, fmt.Sprintf("the index entry in the %s points at block %d, an extent block at image offset %d that puts block 0 on the VMDK header at %d", p.from, (off-F)/B, off, a))
 				}
 			}
 		}
 	}
-	var weak []*ext4Geom
-	for _, k := range order {
-		c := cands[k]
-		if len(c.facts) < 2 {
-			continue
-		}
-		weak = append(weak, &ext4Geom{F: k.F, B: k.B, facts: len(c.facts),
-			why: fmt.Sprintf("no superblock; fs start %d, %d-byte blocks from %d facts: %s", k.F, k.B, len(c.facts), strings.Join(c.facts, "; "))})
-	}
-	slices.SortStableFunc(weak, func(a, b *ext4Geom) int {
-		return cmp.Or(cmp.Compare(b.facts, a.facts), cmp.Compare(a.F, b.F), cmp.Compare(a.B, b.B))
-	})
-	r.geoms = append(r.geoms, weak...)
-}
-
-// explained reports whether a superblock geometry already puts the
-// inode's block 0 on an anchor (then no anchor geometry is needed for it).
-func (r *ext4Resolver) explained(ino ext4Inode) bool {
-	for _, g := range r.geoms {
-		if g.sb != nil && r.fits(ino, g) {
-			if off, ok := r.block0(ino.in, g); ok && r.anchors[off] {
-				return true
+	// Strongest first: repeatedly take the candidates with the most facts
+	// on anchors still free; an anchor two of them claim is ambiguous and
+	// blocked for everyone.
+	taken := map[int64]bool{}
+	free := func(c *cand) []int64 {
+		var out []int64
+		for a := range c.facts {
+			if !taken[a] {
+				out = append(out, a)
 			}
 		}
+		slices.Sort(out)
+		return out
 	}
-	return false
+	live := order[:0:0]
+	for _, c := range order {
+		if len(c.facts) >= 2 {
+			live = append(live, c)
+		}
+	}
+	for len(live) > 0 {
+		best := 0
+		for _, c := range live {
+			best = max(best, len(free(c)))
+		}
+		if best < 2 {
+			break
+		}
+		var top, rest []*cand
+		claims := map[int64]int{}
+		for _, c := range live {
+			if len(free(c)) == best {
+				top = append(top, c)
+				for _, a := range free(c) {
+					claims[a]++
+				}
+			} else {
+				rest = append(rest, c)
+			}
+		}
+		var accept []*ext4Geom
+		for _, c := range top {
+			var mine []int64
+			for _, a := range free(c) {
+				if claims[a] == 1 {
+					mine = append(mine, a)
+				}
+			}
+			if len(mine) < 2 {
+				continue
+			}
+			g := &ext4Geom{F: c.F, B: c.B, facts: len(mine), anchors: map[int64]bool{}}
+			var why []string
+			for _, a := range mine {
+				g.anchors[a] = true
+				why = append(why, c.facts[a])
+			}
+			g.why = fmt.Sprintf("no superblock; fs start %d, %d-byte blocks from %d independent facts on distinct VMDK headers: %s", c.F, c.B, len(mine), strings.Join(why, "; "))
+			accept = append(accept, g)
+		}
+		for a := range claims {
+			taken[a] = true // accepted, or contested: either way no longer free
+		}
+		r.geoms = append(r.geoms, accept...)
+		live = rest
+	}
 }
 
 // firstExtent is a node's entry for logical block 0, if it has one that is
@@ -294,15 +404,18 @@ func firstExtent(n *Ext4Node) (Ext4Entry, bool) {
 	return n.Entries[0], true
 }
 
-// fits reports whether an inode can belong to the filesystem g describes.
+// fits reports whether an inode can belong to the filesystem g describes:
+// inside a superblock geometry's region; for an anchor geometry, after its
+// start and outside every superblock region (a volume with a superblock
+// owns its region).
 func (r *ext4Resolver) fits(ino ext4Inode, g *ext4Geom) bool {
 	if ino.off < g.F {
 		return false
 	}
-	if g.sb != nil && uint64(ino.off-g.F)/uint64(g.B) >= g.sb.Blocks {
-		return false
+	if g.sb != nil {
+		return ino.off < g.end()
 	}
-	return true
+	return !r.inSuper(ino.off)
 }
 
 // child returns the extent block an index entry points at under g, if it
@@ -395,7 +508,8 @@ func (r *ext4Resolver) mapInode(ino ext4Inode) (FileMap, bool) {
 		if !r.fits(ino, g) {
 			continue
 		}
-		if off, ok := r.block0(ino.in, g); !ok || !r.anchors[off] {
+		off, ok := r.block0(ino.in, g)
+		if !ok || !r.anchors[off] || (g.sb == nil && !g.anchors[off]) {
 			continue
 		}
 		return r.buildMap(ino, g), true

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -296,5 +297,233 @@ func TestExt4MapsRealFilesystem(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// ext4Fragmented is a scaled-down host like the corpus's ext4-host
+// scenario: VMDK-like files of a few MiB, each poured by the allocator into
+// the holes left between small "keeper" files, so the inode table holds
+// many small files (each one's block 0 a free choice of fs start against
+// every anchor) beside the fragmented ones (depth-1 trees, and one with
+// its extents in the inode). truth is debugfs's own map of every file.
+type ext4Fragmented struct {
+	fs    []byte
+	files map[string][]byte
+	truth map[string][]fsprobe.MappedExtent // file offset → fs offset (image offset minus the fs start)
+}
+
+func makeExt4Fragmented(t *testing.T) *ext4Fragmented {
+	ext4NeedTools(t)
+	const bs = 4096
+	dir := t.TempDir()
+	img := filepath.Join(dir, "fs.img")
+	rng := rand.New(rand.NewPCG(3, 0x65787434))
+	ext4Run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "metadata_csum,extent", "-E", "nodiscard", img, "40M")
+	c := &ext4Fragmented{files: map[string][]byte{}, truth: map[string][]fsprobe.MappedExtent{}}
+	nfill := 0
+	filler := func(blocks int64) string {
+		nfill++
+		p := filepath.Join(dir, fmt.Sprintf("fill%03d", nfill))
+		if err := os.WriteFile(p, ext4Noise(rng, int(blocks*bs)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	specs := []struct {
+		name  string
+		size  int
+		frags int
+	}{
+		{"a.vmdk", 2<<20 + 777, 14},
+		{"b.vmdk", 1<<20 + 4096*3, 7},
+		{"c.vmdk", 600 << 10, 3}, // at most 4 extents: the tree is the inode's root
+		{"d.vmdk", 3 << 20, 18},
+		{"e.vmdk", 256<<10 + 1024, 9},
+	}
+	for _, f := range specs {
+		data := append([]byte("KDMV"), ext4Noise(rng, f.size-4)...)
+		c.files[f.name] = data
+		src := filepath.Join(dir, f.name)
+		if err := os.WriteFile(src, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var cmds strings.Builder
+		var holes []string
+		blocks := int64(f.size+bs-1)/bs + 2 // slack for the leaf block
+		for i := range f.frags {
+			n := blocks / int64(f.frags)
+			if i == 0 {
+				n += blocks % int64(f.frags)
+			}
+			fmt.Fprintf(&cmds, "write %s /%s\n", filler(1+rng.Int64N(8)), fmt.Sprintf("keep%03d", nfill))
+			h := filler(n)
+			fmt.Fprintf(&cmds, "write %s /%s\n", h, filepath.Base(h))
+			holes = append(holes, filepath.Base(h))
+		}
+		fmt.Fprintf(&cmds, "write %s /%s\n", filler(1+rng.Int64N(8)), fmt.Sprintf("keep%03d", nfill))
+		for _, h := range holes {
+			fmt.Fprintf(&cmds, "rm /%s\n", h)
+		}
+		fmt.Fprintf(&cmds, "write %s /%s\n", src, f.name)
+		cf := filepath.Join(dir, "cmds")
+		if err := os.WriteFile(cf, []byte(cmds.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ext4Run(t, "debugfs", "-w", "-f", cf, img)
+	}
+	depth1 := 0
+	for _, f := range specs {
+		// debugfs "ex": the leaf lines ("L/ L  i/ n  lo - hi  p - q  len")
+		// give every block's place (the files have no holes: noise has no
+		// zero block, and no extent is unwritten).
+		blocks := make([]int64, 0, (f.size+bs-1)/bs)
+		for _, line := range strings.Split(ext4Run(t, "debugfs", "-R", "ex /"+f.name, img), "\n") {
+			w := strings.Fields(strings.ReplaceAll(strings.ReplaceAll(line, "/", " / "), "-", " - "))
+			// w: L / D i / n lo - hi p - q len [flags]
+			if len(w) < 13 || w[0] != w[2] || w[10] != "-" {
+				continue
+			}
+			lo, err1 := strconv.ParseInt(w[6], 10, 64)
+			p, err2 := strconv.ParseInt(w[9], 10, 64)
+			n, err3 := strconv.ParseInt(w[12], 10, 64)
+			if err1 != nil || err2 != nil || err3 != nil || lo != int64(len(blocks)) {
+				t.Fatalf("debugfs ex /%s: cannot read %q", f.name, line)
+			}
+			for k := range n {
+				blocks = append(blocks, p+k)
+			}
+		}
+		var m []fsprobe.MappedExtent
+		for i, p := range blocks {
+			fo, n := int64(i)*bs, min(bs, int64(f.size)-int64(i)*bs)
+			if k := len(m) - 1; k >= 0 && m[k].ImageOffset+m[k].Length == p*bs {
+				m[k].Length += n
+				continue
+			}
+			m = append(m, fsprobe.MappedExtent{FileOffset: fo, ImageOffset: p * bs, Length: n})
+		}
+		c.truth[f.name] = m
+		if strings.Contains(ext4Run(t, "debugfs", "-R", "ex /"+f.name, img), " 1/ 1 ") {
+			depth1++
+		}
+		t.Logf("%s: %d fragments", f.name, len(m))
+	}
+	if depth1 < 3 {
+		t.Fatalf("only %d files have a depth-1 extent tree", depth1)
+	}
+	var err error
+	if c.fs, err = os.ReadFile(img); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestExt4MapsFragmentedHost is the corpus's ext4-host failure scaled
+// down: with an intact superblock, many small files' inodes once made
+// "no superblock" geometries from chance agreements (inode X's block 0 on
+// header A and inode Y's on header B under one made-up fs start), whose
+// maps for the real files' headers came first and were wrong. Every map
+// returned must be debugfs's truth, and every file of a volume with an
+// intact superblock must be mapped.
+func TestExt4MapsFragmentedHost(t *testing.T) {
+	const fsStart = 1 << 20
+	c := makeExt4Fragmented(t)
+	rng := rand.New(rand.NewPCG(11, 12))
+	img := ext4Noise(rng, fsStart+len(c.fs)+1<<20)
+	copy(img[fsStart:], c.fs)
+	var anchors []int64
+	for _, m := range c.truth {
+		anchors = append(anchors, fsStart+m[0].ImageOffset)
+	}
+	// A decoy header inside a file (a stream's footer copy, a stale
+	// header): no file starts there, so any map for it is wrong.
+	d := c.truth["d.vmdk"]
+	anchors = append(anchors, fsStart+d[len(d)-1].ImageOffset)
+
+	check := func(t *testing.T, img []byte, recs []fsprobe.LocatedExt4, wantAll bool) {
+		t.Helper()
+		maps := fsprobe.Ext4Maps(recs, anchors)
+		mapped := map[string]bool{}
+		for _, m := range maps {
+			name := ""
+			for n, tr := range c.truth {
+				if m.Extents[0].FileOffset == 0 && m.Extents[0].ImageOffset == fsStart+tr[0].ImageOffset {
+					name = n
+				}
+			}
+			var want []fsprobe.MappedExtent
+			if name != "" {
+				for _, e := range c.truth[name] {
+					e.ImageOffset += fsStart
+					want = append(want, e)
+				}
+			}
+			if name == "" || m.Size != int64(len(c.files[name])) || !slices.Equal(m.Extents, want) {
+				t.Errorf("wrong map (for %q): %s; %s: %d extents %v\nwant %v", name, m.Record, m.Evidence, len(m.Extents), m.Extents, want)
+				continue
+			}
+			if got := ext4ReadMap(t, img, m); !bytes.Equal(got, c.files[name]) {
+				t.Errorf("%s: map equals the truth but does not read the file back", name)
+			}
+			mapped[name] = true
+		}
+		if wantAll {
+			for n := range c.files {
+				if !mapped[n] {
+					t.Errorf("%s: not mapped", n)
+				}
+			}
+		}
+		t.Logf("%d maps for %d files", len(maps), len(c.files))
+	}
+	recs := ext4Scan(img)
+	t.Run("intact", func(t *testing.T) { check(t, img, recs, true) })
+	t.Run("no-superblock", func(t *testing.T) {
+		// Every superblock zeroed: maps from anchors alone may be fewer,
+		// never wrong.
+		img := bytes.Clone(img)
+		for _, r := range recs {
+			if r.Record.Super != nil {
+				clear(img[r.Offset : r.Offset+1024])
+			}
+		}
+		check(t, img, ext4Scan(img), false)
+	})
+}
+
+// TestExt4MapsFactsIndependence: without a superblock, facts that hinge
+// on one anchor are one fact, however many records repeat them: an inode
+// and its own leaf, or two copies of one inode (the journal keeps some).
+func TestExt4MapsFactsIndependence(t *testing.T) {
+	const F, B = 1 << 20, 4096
+	leaf := &fsprobe.Ext4Node{Depth: 0, Max: 340, Entries: []fsprobe.Ext4Entry{{Logical: 0, Start: 500, Len: 8}, {Logical: 8, Start: 900, Len: 8}}}
+	root := fsprobe.Ext4Node{Depth: 1, Max: 4, Entries: []fsprobe.Ext4Entry{{Logical: 0, Start: 300}}}
+	inode := func(at int64) fsprobe.LocatedExt4 {
+		return fsprobe.LocatedExt4{Offset: at, Record: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeInodes,
+			Inodes: []fsprobe.Ext4Inode{{Links: 1, Size: 16 * B, Root: root}}}}
+	}
+	recs := []fsprobe.LocatedExt4{
+		inode(F + 40*B),
+		{Offset: F + 300*B, Record: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeExtentBlock, Node: leaf}},
+	}
+	anchors := []int64{F + 500*B}
+	if maps := fsprobe.Ext4Maps(recs, anchors); len(maps) != 0 {
+		t.Fatalf("an inode and its own leaf made a geometry: %+v", maps)
+	}
+	// A copy of the same inode elsewhere (a journal block) lands on the
+	// same anchor: still one fact.
+	recs = append(recs, inode(F+20*B))
+	if maps := fsprobe.Ext4Maps(recs, anchors); len(maps) != 0 {
+		t.Fatalf("two copies of one inode made a geometry: %+v", maps)
+	}
+	// A second file on a second header is a second fact.
+	small := fsprobe.LocatedExt4{Offset: F + 41*B, Record: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeInodes,
+		Inodes: []fsprobe.Ext4Inode{{Links: 1, Size: 2 * B, Root: fsprobe.Ext4Node{Max: 4, Entries: []fsprobe.Ext4Entry{{Logical: 0, Start: 700, Len: 2}}}}}}}
+	maps := fsprobe.Ext4Maps(append(recs, small), append(anchors, F+700*B))
+	if len(maps) != 2 || maps[0].Extents[0].ImageOffset != F+500*B || maps[1].Extents[0].ImageOffset != F+700*B {
+		t.Fatalf("two files on two headers: got %+v", maps)
+	}
+	if want := []fsprobe.MappedExtent{{0, F + 500*B, 8 * B}, {8 * B, F + 900*B, 8 * B}}; !slices.Equal(maps[0].Extents, want) {
+		t.Fatalf("big file: %v, want %v", maps[0].Extents, want)
 	}
 }
