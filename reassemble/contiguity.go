@@ -135,6 +135,35 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		// The last grain of the file: nothing after it to vouch for it.
 		inst.grains.set(suspect.c.grain, &Grain{Status: Missing, Reason: "random-looking last grain of a file whose grains are not random: its bytes may not be this file's"})
 	}
+	if !contiguous {
+		return
+	}
+	// A file found broken is fragmented, and nothing says where its first
+	// fragment ends: the break is only where the bytes first betray it,
+	// and the fragment may have ended several clusters before (the bytes
+	// between can be another file's, looking as plausible as ours). So
+	// once a break is seen, no grain rests on the contiguous assumption
+	// alone. The same holds when the grains the tables name run past the
+	// next VMDK header: the file cannot be contiguous there.
+	why := breakReason
+	if brokenAt < 0 && len(cands) > 0 && inst.cutByHeader {
+		lastEnd := int64(cands[len(cands)-1].sector)*vmdk.SectorSize + h.GrainBytes()
+		if lastEnd > inst.size {
+			brokenAt = inst.size
+			why = fmt.Sprintf("the tables name grains up to file offset %d but another VMDK header lies at file offset %d", lastEnd, inst.size)
+		}
+	}
+	if brokenAt < 0 {
+		return
+	}
+	reason := "the file is fragmented (" + why + ") and no host filesystem map says where its pieces lie: the contiguous assumption places nothing"
+	inst.Notes = append(inst.Notes, reason)
+	for _, c := range cands {
+		if gr := inst.grains.one[c.grain]; gr != nil && gr.Status == Placed {
+			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: reason})
+		}
+	}
+	inst.cutFragments(int64(h.OverHead) * vmdk.SectorSize)
 }
 
 // held is a suspect grain waiting for its file successor.
@@ -259,7 +288,10 @@ func encryptedChunks(inst *Instance, view *fileView, fp Fingerprints) map[int64]
 		all, any := true, false
 		for off := k * encryptionChunk; off < min(size, (k+1)*encryptionChunk); off += fpBlock {
 			img, err := view.imageOffset(off, fpBlock)
-			if err != nil || img < 0 || img%fpBlock != 0 {
+			if err == nil && img == -1 {
+				continue // a hole of the host file: encryption cannot touch it
+			}
+			if err != nil || img%fpBlock != 0 {
 				all = false
 				continue
 			}

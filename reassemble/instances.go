@@ -15,6 +15,7 @@ type hitIndex struct {
 	descriptors map[int64]*signatures.Hit
 	footerMark  map[int64]bool            // offsets of footer markers
 	gtMark      map[int64]bool            // offsets of GT markers
+	gdMark      map[int64]bool            // offsets of GD markers
 	foreign     []*signatures.Hit         // structures that end a sparse extent's grain area, by offset
 	markers     []*signatures.Hit         // grain markers (valid and damaged), by offset
 	markerAt    map[int64]*signatures.Hit // grain markers by offset
@@ -26,6 +27,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		descriptors: make(map[int64]*signatures.Hit),
 		footerMark:  make(map[int64]bool),
 		gtMark:      make(map[int64]bool),
+		gdMark:      make(map[int64]bool),
 		markerAt:    make(map[int64]*signatures.Hit),
 		others:      make(map[signatures.Kind]int),
 	}
@@ -52,6 +54,9 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 			if h.Meta != nil && h.Meta.Type == vmdk.MarkerGT {
 				x.gtMark[h.Offset] = true
 			}
+			if h.Meta != nil && h.Meta.Type == vmdk.MarkerGD {
+				x.gdMark[h.Offset] = true
+			}
 		case signatures.KindGrainMarker:
 			if h.Grain != nil {
 				x.markers = append(x.markers, h)
@@ -72,8 +77,19 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 
 // isFooter tells a stream footer from a start header by its neighbour: the
 // sector before a footer is a footer marker (FORMAT.md §3.5).
+//
+// The marker may lie in another fragment of a fragmented host file, so a
+// stream header with a real gdOffset that has no descriptor after it is a
+// footer too: every writer's start header carries its descriptor at
+// sector 1, and a footer (a copy of it) is followed by the EOS sector.
 func (x *hitIndex) isFooter(h *signatures.Hit) bool {
-	return h.Sparse.IsStreamFooterCandidate() && x.footerMark[h.Offset-vmdk.SectorSize]
+	if !h.Sparse.IsStreamFooterCandidate() {
+		return false
+	}
+	if x.footerMark[h.Offset-vmdk.SectorSize] {
+		return true
+	}
+	return h.Sparse.DescriptorOffset > 0 && x.descriptors[h.Offset+int64(h.Sparse.DescriptorOffset)*vmdk.SectorSize] == nil
 }
 
 // isMetaGT reports whether a GT marker sits at off.
@@ -96,8 +112,9 @@ func findInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap) []*Inst
 	var out []*Instance
 	for i, h := range starts {
 		end := imageSize
+		cut := false
 		if i+1 < len(starts) {
-			end = starts[i+1].Offset
+			end, cut = starts[i+1].Offset, true
 		}
 		hdr := *h.Sparse
 		inst := &Instance{
@@ -109,8 +126,9 @@ func findInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap) []*Inst
 				Evidence: "contiguous from the header to the next header or the image end",
 				Link:     LinkContiguous,
 			}},
-			size:   end - h.Offset,
-			grains: newDecisions(),
+			size:        end - h.Offset,
+			grains:      newDecisions(),
+			cutByHeader: cut,
 		}
 		if m := mapFor(maps, h.Offset); m != nil {
 			inst.Fragments, inst.size = fragmentsFromMap(m)

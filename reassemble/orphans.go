@@ -101,6 +101,11 @@ func orphanRuns(x *hitIndex, owned map[int64]bool) [][]*signatures.Hit {
 // of stream s (see attachOrphanRuns).
 func runFits(s *Instance, run []*signatures.Hit) bool {
 	h := s.Header
+	if s.table == nil {
+		// Without the stream's own table, a run of another stream whose
+		// LBAs happen to fall in a gap is indistinguishable from ours.
+		return false
+	}
 	for _, m := range run {
 		if m.Grain.LBA%h.GrainSize != 0 || m.Grain.LBA/h.GrainSize >= h.Grains() {
 			return false

@@ -101,11 +101,12 @@ type Instance struct {
 	Notes        []string           `json:"notes,omitempty"`
 	Counts       Counts             `json:"counts"`
 
-	grains  *decisions            // decided grains of this instance alone
-	markers []*signatures.Hit     // stream: the grain records it owns
-	table   func(g uint64) uint32 // stream: its grain table, if it survives (nil otherwise)
-	byImage []Fragment            // Fragments without holes, by image offset (fileOffsetOf)
-	size    int64                 // bytes of the file that map to the image
+	grains      *decisions            // decided grains of this instance alone
+	cutByHeader bool                  // the contiguous region ends at another VMDK header
+	markers     []*signatures.Hit     // stream: the grain records it owns
+	table       func(g uint64) uint32 // stream: its grain table, if it survives (nil otherwise)
+	byImage     []Fragment            // Fragments without holes, by image offset (fileOffsetOf)
+	size        int64                 // bytes of the file that map to the image
 }
 
 // Counts summarises grain statuses and evidence.

@@ -27,6 +27,14 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 		hi := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= f.ImageOffset+f.Length })
 		markers = append(markers, x.markers[lo:hi]...)
 	}
+	if inst.contiguousOnly() {
+		// Without a host map, only the chain of records that follow each
+		// other from the first grain area is surely this file's: past its
+		// first gap, the region holds whatever the host put there (other
+		// streams' records among it). Records past the gap are left to
+		// attachOrphanRuns, which takes a run only where nothing else fits.
+		markers = recordChain(markers, inst.HeaderOffset+int64(h.OverHead)*vmdk.SectorSize, h.GrainBytes(), x)
+	}
 	inst.markers = markers
 	grains := h.Grains()
 
@@ -86,8 +94,31 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 		return
 	}
 
-	tableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
 	perGT := uint64(h.NumGTEsPerGT)
+	// A table read where the file no longer is (a fragment elsewhere, a
+	// wiped region) can look valid, all zeros above all. Trust it only if
+	// its entries agree with records found where it says they are, and
+	// disagree less than they agree.
+	agree, disagree := 0, 0
+	for i, gt := range tables {
+		for j, e := range gt {
+			g := uint64(i)*perGT + uint64(j)
+			if m := byGrain[g]; m != nil && e != 0 {
+				if fo, ok := inst.fileOffsetOf(m.Offset); ok && fo == int64(e)*vmdk.SectorSize {
+					agree++
+				} else {
+					disagree++
+				}
+			}
+		}
+	}
+	if agree == 0 || disagree > agree {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("stream grain table ignored: %d entries agree with the records found, %d do not", agree, disagree))
+		inst.Tables = "grain table not trusted: grains placed by their markers' LBA"
+		streamZeros(inst, markers, x)
+		return
+	}
+	tableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
 	inst.table = func(g uint64) uint32 {
 		if i := g / perGT; i < uint64(len(tables)) && tables[i] != nil {
 			return tables[i][g%perGT]
@@ -178,72 +209,91 @@ func streamTables(inst *Instance, image io.ReaderAt) ([][]uint32, bool) {
 
 // streamZeros proves grains zero where the tables are gone. Writers emit
 // one record per non-zero grain in ascending LBA order and skip zero
-// grains; if the records from the first to the last found follow each
-// other without a gap (only GT markers and tables between them), no record
-// was lost there, so every grain below the last found LBA without a record
-// is zero. Past the last record, or across a gap, nothing is proven.
+// grains. If the records from the first grain area on follow each other
+// without a gap (only GT markers and tables between them) all the way to
+// the stream's closing metadata (its GD marker or footer marker), no
+// record was lost, so every grain without a record is zero. Anything less
+// proves nothing: a chain that runs into noise, zeros or another file's
+// records leaves the grains without records missing.
 func streamZeros(inst *Instance, markers []*signatures.Hit, x *hitIndex) {
 	h := inst.Header
-	var valid []*signatures.Hit
-	for _, m := range markers {
-		if m.Verdict == signatures.Valid {
-			valid = append(valid, m)
-		}
+	missing := func(why string) {
+		inst.Notes = append(inst.Notes, why)
+		inst.grains.setRange(0, h.Grains(), &Grain{Status: Missing, Reason: why})
 	}
-	if len(valid) == 0 {
+	if len(markers) == 0 {
+		missing("no grain record found and no grain table")
 		return
 	}
-	// Ascending LBA in file order?
-	for i := 1; i < len(valid); i++ {
-		if valid[i].Grain.LBA <= valid[i-1].Grain.LBA {
-			inst.Notes = append(inst.Notes, "grain records are not in LBA order: absent grains are missing, not zero")
-			markMissing(inst)
+	next := int64(-1)
+	firstGrainArea := inst.HeaderOffset + int64(h.OverHead)*vmdk.SectorSize
+	for i, m := range markers {
+		if m.Verdict != signatures.Valid {
+			missing(fmt.Sprintf("grain record at image offset %d does not decode: absent grains are missing, not zero", m.Offset))
 			return
 		}
-	}
-	// Contiguity from the first grain area sector to the last record.
-	gapAt := int64(-1)
-	next := valid[0].Offset
-	firstGrainArea := inst.HeaderOffset + int64(h.OverHead)*vmdk.SectorSize
-	if next < firstGrainArea || next-firstGrainArea >= int64(h.GrainSize)*vmdk.SectorSize {
-		gapAt = firstGrainArea
-	}
-	for _, m := range valid {
-		if gapAt >= 0 {
-			break
-		}
-		// Skip GT markers and their tables between records.
-		for next < m.Offset && x.isMetaGT(next) {
-			next += 5 * vmdk.SectorSize
-		}
-		if m.Offset != next {
-			gapAt = next
-			break
+		if i == 0 {
+			if m.Offset < firstGrainArea || m.Offset-firstGrainArea >= h.GrainBytes() {
+				missing("the first grain record is not at overHead: absent grains are missing, not zero")
+				return
+			}
+		} else {
+			if m.Grain.LBA <= markers[i-1].Grain.LBA {
+				missing("grain records are not in LBA order: absent grains are missing, not zero")
+				return
+			}
+			for next < m.Offset && x.isMetaGT(next) {
+				next += 5 * vmdk.SectorSize
+			}
+			if m.Offset != next {
+				missing(fmt.Sprintf("records stop following each other at image offset %d: absent grains are missing, not zero", next))
+				return
+			}
 		}
 		next = m.Offset + m.Length
 	}
-	lastLBA := valid[len(valid)-1].Grain.LBA
-	if gapAt >= 0 {
-		// Zeros are proven only below the gap.
-		for _, m := range valid {
-			if m.Offset >= gapAt {
-				break
-			}
-			lastLBA = m.Grain.LBA
-		}
-		if gapAt == firstGrainArea {
-			markMissing(inst)
-			inst.Notes = append(inst.Notes, "the first grain record is not at overHead: absent grains are missing")
-			return
-		}
-		inst.Notes = append(inst.Notes, fmt.Sprintf("records stop following each other at image offset %d: absent grains past LBA %d are missing", gapAt, lastLBA))
+	for x.isMetaGT(next) {
+		next += 5 * vmdk.SectorSize
 	}
-	lastGrain := lastLBA / h.GrainSize
-	// Explicit decisions (the records) take precedence over these ranges.
-	inst.grains.setRange(0, lastGrain, &Grain{Status: Zero, Evidence: []string{EvStream}, Reason: "no record between records that follow each other: a zero grain the writer skipped"})
-	inst.grains.setRange(lastGrain+1, h.Grains(), &Grain{Status: Missing, Reason: "past the last grain record found"})
+	if !x.gdMark[next] && !x.footerMark[next] {
+		missing("the record chain does not reach the stream's GD or footer marker: absent grains are missing, not zero")
+		return
+	}
+	inst.grains.setRange(0, h.Grains(), &Grain{Status: Zero, Evidence: []string{EvStream}, Reason: "no record in an unbroken chain of records from the first grain area to the stream's closing metadata: a zero grain the writer skipped"})
 }
 
 func markMissing(inst *Instance) {
 	inst.grains.setRange(0, inst.Header.Grains(), &Grain{Status: Missing, Reason: "no record found and no grain table"})
+}
+
+// recordChain returns the records that follow each other from start (the
+// first grain area): each record ends where the next begins, GT markers
+// and their tables aside. The first record may sit up to one grain past
+// start (alignment padding).
+func recordChain(markers []*signatures.Hit, start, grainBytes int64, x *hitIndex) []*signatures.Hit {
+	var out []*signatures.Hit
+	next := int64(-1)
+	for _, m := range markers {
+		if next < 0 && m.Offset < start {
+			continue // inside the header's metadata: not a record of the stream
+		}
+		if m.Verdict != signatures.Valid {
+			break
+		}
+		if next < 0 {
+			if m.Offset-start >= grainBytes {
+				break
+			}
+		} else {
+			for next < m.Offset && x.isMetaGT(next) {
+				next += 5 * vmdk.SectorSize
+			}
+			if m.Offset != next {
+				break
+			}
+		}
+		out = append(out, m)
+		next = m.Offset + m.Length
+	}
+	return out
 }
