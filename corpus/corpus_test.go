@@ -294,7 +294,7 @@ func TestQemuVariants(t *testing.T) {
 func TestDiskContent(t *testing.T) {
 	d := newDisk(9, DiskSpec{ID: 42, Capacity: 8 << 20})
 	buf := make([]byte, grainBytes)
-	if !d.fill(0, buf) || buf[510] != 0x55 || buf[511] != 0xaa || buf[446+4] != 0x83 {
+	if !d.fill(0, buf) || buf[510] != 0x55 || buf[511] != 0xaa || buf[446+4] != 0xda {
 		t.Fatal("sector 0 has no MBR")
 	}
 	if !strings.HasPrefix(string(buf), "vmdkcarve disk=0042 lba=000000000000 ") {

@@ -165,7 +165,8 @@ func putDec(dst []byte, v uint64) {
 }
 
 // mbr overlays a plausible MBR on sector 0: the identity text stays in the
-// boot-code area; one Linux partition from sector 2048 to the end.
+// boot-code area; one partition from sector 2048 to the end, typed
+// non-filesystem data (0xDA), which is what the synthetic sectors are.
 func (d *disk) mbr(s []byte) {
 	clear(s[440:])
 	binary.LittleEndian.PutUint32(s[440:], d.signature)
@@ -177,7 +178,7 @@ func (d *disk) mbr(s []byte) {
 	}
 	p[0] = 0x00                            // not bootable
 	copy(p[1:4], []byte{0xfe, 0xff, 0xff}) // CHS: use the LBA fields
-	p[4] = 0x83                            // Linux
+	p[4] = 0xda                            // "non-FS data": the sectors hold no filesystem
 	copy(p[5:8], []byte{0xfe, 0xff, 0xff})
 	binary.LittleEndian.PutUint32(p[8:], uint32(start))
 	binary.LittleEndian.PutUint32(p[12:], uint32(min(sectors-start, 0xffffffff)))

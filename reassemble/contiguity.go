@@ -6,6 +6,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
@@ -56,6 +57,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	brokenAt := int64(-1)
 	breakReason := ""
 	var suspect *held
+	guest := &guestProbe{diskSize: int64(h.Capacity) * vmdk.SectorSize}
 	var plainSoFar counter // grains placed so far that are not random-looking
 	var last struct {      // the last grain placed, in file order
 		grain uint64
@@ -79,6 +81,9 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		}
 		if contiguous {
 			why := foreignAt(x, inst, imgOff, n, buf)
+			if why == "" {
+				why = guest.check(c.grain, h.GrainBytes(), buf)
+			}
 			if why == "" && randomGrain(buf) && !plainSoFar.empty() {
 				// A random-looking grain in a file whose grains so far are
 				// not: the file's own compressed data, or the start of
@@ -285,30 +290,32 @@ func encryptedChunks(inst *Instance, view *fileView, fp Fingerprints) map[int64]
 	random := make(map[int64]bool)
 	sawPlain := false
 	for k := int64(0); k*encryptionChunk < size; k++ {
-		all, any := true, false
+		// The random test misses about one random block in 2500, so a
+		// MiB counts as random when at least 15 of 16 of its stored
+		// blocks are.
+		stored, randomBlocks, unknown := 0, 0, false
 		for off := k * encryptionChunk; off < min(size, (k+1)*encryptionChunk); off += fpBlock {
 			img, err := view.imageOffset(off, fpBlock)
 			if err == nil && img == -1 {
 				continue // a hole of the host file: encryption cannot touch it
 			}
 			if err != nil || img%fpBlock != 0 {
-				all = false
+				unknown = true
 				continue
 			}
 			v, ok := fp.At(img)
 			if !ok {
-				all = false
+				unknown = true
 				continue
 			}
-			any = true
-			if v&fpRandomBit == 0 {
-				all = false
-				if v != 0 {
-					sawPlain = true
-				}
+			stored++
+			if v&fpRandomBit != 0 {
+				randomBlocks++
+			} else if v != 0 {
+				sawPlain = true
 			}
 		}
-		if all && any {
+		if !unknown && stored > 0 && randomBlocks*16 >= stored*15 {
 			random[k] = true
 		}
 	}
@@ -331,4 +338,45 @@ func isForeign(h *signatures.Hit) bool {
 		return h.Verdict == signatures.Valid
 	}
 	return false
+}
+
+// guestProbe checks grains placed on the contiguous assumption against
+// what the guest's own structures, placed before them, predict.
+type guestProbe struct {
+	diskSize int64
+	pending  []fsprobe.Expectation
+}
+
+// check returns why grain g's bytes contradict the guest, or "". A grain
+// that confirms an expectation adds what that implies.
+func (p *guestProbe) check(g uint64, grainBytes int64, buf []byte) string {
+	lo := int64(g) * grainBytes
+	hi := lo + int64(len(buf))
+	if g == 0 && len(buf) >= 512 {
+		p.pending = append(p.pending, fsprobe.ExpectFromMBR(buf[:512], p.diskSize)...)
+	}
+	var keep []fsprobe.Expectation
+	var why string
+	queue := p.pending
+	for len(queue) > 0 {
+		e := queue[0]
+		queue = queue[1:]
+		if e.Offset < lo || e.Offset+int64(e.Len) > hi {
+			keep = append(keep, e)
+			continue
+		}
+		b := buf[e.Offset-lo : e.Offset-lo+int64(e.Len)]
+		if !e.Match(b) {
+			if why == "" && !e.Soft {
+				why = fmt.Sprintf("the guest's own structures expect %s at virtual offset %d, and this grain does not hold it", e.Desc, e.Offset)
+			}
+			continue
+		}
+		if e.Then != nil {
+			// What it implies may lie in this very grain.
+			queue = append(queue, e.Then(b)...)
+		}
+	}
+	p.pending = keep
+	return why
 }

@@ -2,6 +2,7 @@ package reassemble
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"vmdkcarve/signatures"
@@ -64,6 +65,15 @@ func attachOrphanRuns(instances []*Instance, x *hitIndex) (attached, orphans int
 			fit.grains.set(g, gr)
 			fit.markers = append(fit.markers, m)
 		}
+		// The run's LBAs are the instance's now; they all fall in one gap
+		// of the sorted list, so they go in with one insertion.
+		lbas := fit.knownLBAs()
+		at := sort.Search(len(lbas), func(i int) bool { return lbas[i] > run[0].Grain.LBA })
+		ins := make([]uint64, 0, len(run))
+		for _, m := range run {
+			ins = append(ins, m.Grain.LBA)
+		}
+		fit.lbas = slices.Insert(lbas, at, ins...)
 		fit.Notes = append(fit.Notes, fmt.Sprintf("attached a run of %d grain records at image offset %d (LBA %d..%d): it fills a gap of this stream's LBAs and fits no other stream",
 			len(run), run[0].Offset, run[0].Grain.LBA, run[len(run)-1].Grain.LBA))
 		attached += len(run)
@@ -115,13 +125,7 @@ func runFits(s *Instance, run []*signatures.Hit) bool {
 	// The instance's own records, by LBA: none may fall inside [lo, hi],
 	// and there must be one below lo (the run continues the stream, it
 	// does not start it: the start is the header's fragment).
-	lbas := make([]uint64, 0, len(s.markers))
-	for _, m := range s.markers {
-		if m.Verdict == signatures.Valid {
-			lbas = append(lbas, m.Grain.LBA)
-		}
-	}
-	sort.Slice(lbas, func(i, j int) bool { return lbas[i] < lbas[j] })
+	lbas := s.knownLBAs()
 	i := sort.Search(len(lbas), func(i int) bool { return lbas[i] >= lo })
 	if i == 0 || (i < len(lbas) && lbas[i] <= hi) {
 		return false
@@ -143,4 +147,19 @@ func runFits(s *Instance, run []*signatures.Hit) bool {
 		}
 	}
 	return true
+}
+
+// knownLBAs returns the sorted LBAs of the instance's valid records,
+// computed once per change (runFits asks for every orphan run).
+func (inst *Instance) knownLBAs() []uint64 {
+	if inst.lbas == nil {
+		inst.lbas = make([]uint64, 0, len(inst.markers))
+		for _, m := range inst.markers {
+			if m.Verdict == signatures.Valid {
+				inst.lbas = append(inst.lbas, m.Grain.LBA)
+			}
+		}
+		sort.Slice(inst.lbas, func(i, j int) bool { return inst.lbas[i] < inst.lbas[j] })
+	}
+	return inst.lbas
 }

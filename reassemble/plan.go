@@ -106,6 +106,7 @@ type Instance struct {
 	markers     []*signatures.Hit     // stream: the grain records it owns
 	table       func(g uint64) uint32 // stream: its grain table, if it survives (nil otherwise)
 	byImage     []Fragment            // Fragments without holes, by image offset (fileOffsetOf)
+	lbas        []uint64              // stream: sorted LBAs of its records (knownLBAs)
 	size        int64                 // bytes of the file that map to the image
 }
 

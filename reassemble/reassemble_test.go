@@ -436,3 +436,51 @@ func TestFragmentedStream(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPlanFragments plans one stream cut into n pieces laid out of
+// order (no host map: its table and the orphan-run rule reassemble it).
+// The cost per op must grow no worse than n log n with the pieces: compare
+// the ns/op of pieces=4, 40 and 400.
+func BenchmarkPlanFragments(b *testing.B) {
+	disk := make([]byte, 8000*8192)
+	for g := 0; g < 8000; g++ {
+		copy(disk[g*8192:], noise(4096, uint64(g)))
+	}
+	read := func(g uint64, buf []byte) (bool, error) { copy(buf, disk[g*8192:]); return true, nil }
+	var w bytes.Buffer
+	if _, err := vmdk.WriteStreamOptimized(&w, vmdk.StreamWriterOptions{Capacity: 8000 * 16, GrainSize: 16, FileName: "b.vmdk", Layout: vmdk.StreamGDFront}, read); err != nil {
+		b.Fatal(err)
+	}
+	f := w.Bytes()
+	for _, n := range []int{4, 40, 400} {
+		b.Run(fmt.Sprintf("pieces=%d", n), func(b *testing.B) {
+			size := len(f) / n / 4096 * 4096
+			var pieces [][]byte
+			for i := 0; i < n; i++ {
+				end := (i + 1) * size
+				if i == n-1 {
+					end = len(f)
+				}
+				pieces = append(pieces, f[i*size:end])
+			}
+			img := append([]byte(nil), pieces[0]...)
+			rng := rand.New(rand.NewPCG(uint64(n), 1))
+			for _, i := range rng.Perm(n - 1) {
+				img = append(img, noise(4096, uint64(i))...)
+				img = append(img, pieces[i+1]...)
+			}
+			hits := carve(img)
+			b.ResetTimer()
+			var placed uint64
+			for i := 0; i < b.N; i++ {
+				disks, err := Plan(bytes.NewReader(img), int64(len(img)), hits, Options{})
+				if err != nil || len(disks) != 1 {
+					b.Fatal(err)
+				}
+				placed = disks[0].Counts.Placed
+			}
+			b.ReportMetric(float64(len(hits)), "hits")
+			b.ReportMetric(float64(placed), "placed")
+		})
+	}
+}

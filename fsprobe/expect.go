@@ -1,0 +1,181 @@
+package fsprobe
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+)
+
+// Expectation is a fact a guest disk's own structures predict about the
+// bytes at one virtual offset: "an NTFS boot sector at the start of this
+// NTFS partition", "the ext4 superblock backup of group 3 here". A guest
+// grain placed at a virtual address that contradicts an expectation is in
+// the wrong place, which is how a rebuild notices a VMDK file's fragment
+// ending without any host metadata. Expectations come only from bytes
+// already placed, so they never rest on a guess.
+type Expectation struct {
+	Offset int64  // virtual offset of the bytes Match looks at
+	Len    int    // how many bytes Match needs
+	Desc   string // what is expected, for the report
+	Match  func(b []byte) bool
+	// Then, if set, gives the expectations the matched bytes imply (a
+	// boot sector's MFT, a superblock's backups).
+	Then func(b []byte) []Expectation
+	// Soft expectations are guesses (a partition type byte says "Linux",
+	// not which filesystem): a mismatch contradicts nothing, a match
+	// still yields Then.
+	Soft bool
+}
+
+// Partition type bytes of the MBR entries whose filesystems are probed.
+const (
+	mbrTypeNTFS  = 0x07
+	mbrTypeLinux = 0x83
+)
+
+// ExpectFromMBR reads sector 0 of a guest disk of diskSize bytes and
+// predicts a filesystem start at each NTFS or Linux partition.
+func ExpectFromMBR(sector0 []byte, diskSize int64) []Expectation {
+	if len(sector0) < sector || binary.LittleEndian.Uint16(sector0[510:]) != mbrSignature {
+		return nil
+	}
+	var out []Expectation
+	for i := 0; i < maxPartitions; i++ {
+		e := sector0[mbrTableOffset+16*i:]
+		start := int64(binary.LittleEndian.Uint32(e[8:])) * sector
+		length := int64(binary.LittleEndian.Uint32(e[12:])) * sector
+		if start == 0 || length == 0 || start+length > diskSize {
+			continue
+		}
+		// A partition typed NTFS (0x07, also exFAT) or Linux (0x83) holds
+		// a volume whose first 4 KiB say what it is: any of the known
+		// signatures will do, and only ext and NTFS predict more.
+		if e[4] == mbrTypeNTFS || e[4] == mbrTypeLinux {
+			out = append(out, partitionStartExpectation(start, e[4]))
+		}
+	}
+	return out
+}
+
+// partitionStartExpectation expects a known volume signature in the first
+// 4 KiB of a partition of the given MBR type.
+func partitionStartExpectation(part int64, typ byte) Expectation {
+	ntfs := ntfsBootExpectation(part, "NTFS boot sector at the start of partition", 0)
+	ext := extSuperblockExpectation(part, 0, nil)
+	return Expectation{
+		Offset: part, Len: 4096, Desc: fmt.Sprintf("a volume signature at the start of the partition at %d (type %#02x)", part, typ),
+		Match: func(b []byte) bool {
+			switch {
+			case ntfs.Match(b[:sector]), ext.Match(b[1024:2048]):
+				return true
+			case typ == mbrTypeNTFS:
+				return string(b[3:11]) == "EXFAT   "
+			}
+			return string(b[:4]) == "XFSB" || // XFS
+				string(b[512:520]) == "LABELONE" || // LVM2 physical volume
+				string(b[4086:4096]) == "SWAPSPACE2" || // Linux swap
+				string(b[:6]) == "LUKS\xba\xbe" // LUKS
+		},
+		Then: func(b []byte) []Expectation {
+			switch {
+			case ntfs.Match(b[:sector]):
+				return ntfs.Then(b[:sector])
+			case ext.Match(b[1024:2048]):
+				return ext.Then(b[1024:2048])
+			}
+			return nil
+		},
+	}
+}
+
+func ntfsBootExpectation(part int64, desc string, at int64) Expectation {
+	return Expectation{
+		Offset: part + at, Len: sector, Desc: fmt.Sprintf("%s %d", desc, part),
+		Match: func(b []byte) bool {
+			return bytes.Equal(b[3:11], []byte(ntfsOEM)) && binary.LittleEndian.Uint16(b[510:]) == mbrSignature
+		},
+		Then: func(b []byte) []Expectation {
+			if at != 0 {
+				return nil
+			}
+			bps := int64(binary.LittleEndian.Uint16(b[11:]))
+			spc := int64(b[13])
+			total := int64(binary.LittleEndian.Uint64(b[40:]))
+			mft := int64(binary.LittleEndian.Uint64(b[48:]))
+			mirr := int64(binary.LittleEndian.Uint64(b[56:]))
+			cluster := bps * spc
+			if bps < sector || bps > 4096 || spc == 0 || cluster > 1<<16 || total <= 0 || total > 1<<40 || mft > 1<<40 || mirr > 1<<40 {
+				return nil
+			}
+			out := []Expectation{ntfsBootExpectation(part, "NTFS backup boot sector at the end of partition", total*bps)}
+			// The first system records of $MFT and the four of $MFTMirr
+			// carry their own record numbers.
+			for n := int64(0); n < 4; n++ {
+				out = append(out, mftRecordExpectation(part+mft*cluster+n*1024, n, "$MFT"), mftRecordExpectation(part+mirr*cluster+n*1024, n, "$MFTMirr"))
+			}
+			return out
+		},
+	}
+}
+
+func mftRecordExpectation(off, n int64, where string) Expectation {
+	return Expectation{
+		Offset: off, Len: 0x30, Desc: fmt.Sprintf("%s record %d", where, n),
+		Match: func(b []byte) bool {
+			return string(b[:4]) == "FILE" && int64(binary.LittleEndian.Uint32(b[0x2C:])) == n
+		},
+	}
+}
+
+// extSuperblockExpectation predicts the superblock (group 0) or a backup
+// (group g) of an ext2/3/4 volume at part; backups must carry the primary's
+// UUID.
+func extSuperblockExpectation(part int64, group uint32, primary []byte) Expectation {
+	off := part + 1024
+	if primary != nil {
+		bs := int64(1024) << min(binary.LittleEndian.Uint32(primary[24:]), 6)
+		bpg := int64(binary.LittleEndian.Uint32(primary[32:]))
+		first := int64(binary.LittleEndian.Uint32(primary[20:]))
+		off = part + (first+int64(group)*bpg)*bs
+	}
+	return Expectation{
+		Offset: off, Len: 1024, Desc: fmt.Sprintf("ext superblock of group %d of the volume at %d", group, part),
+		Match: func(b []byte) bool {
+			if binary.LittleEndian.Uint16(b[56:]) != ext4Magic || uint32(binary.LittleEndian.Uint16(b[90:])) != group {
+				return false
+			}
+			return primary == nil || bytes.Equal(b[104:120], primary[104:120])
+		},
+		Then: func(b []byte) []Expectation {
+			if primary != nil {
+				return nil
+			}
+			bpg := int64(binary.LittleEndian.Uint32(b[32:]))
+			blocks := int64(binary.LittleEndian.Uint32(b[4:]))
+			if bpg <= 0 || blocks <= 0 {
+				return nil
+			}
+			groups := (blocks + bpg - 1) / bpg
+			sb := append([]byte(nil), b...)
+			const compatSparseSuper2, roCompatSparseSuper = 0x200, 0x1
+			if binary.LittleEndian.Uint32(b[92:])&compatSparseSuper2 != 0 || binary.LittleEndian.Uint32(b[100:])&roCompatSparseSuper == 0 {
+				// sparse_super2 keeps two backups where it likes; without
+				// sparse_super every group has one: predict none rather
+				// than a wrong set.
+				return nil
+			}
+			var out []Expectation
+			// sparse_super keeps backups in groups 1 and the powers of
+			// 3, 5 and 7 (the feature is on in every mkfs default).
+			for _, base := range []int64{3, 5, 7} {
+				for g := base; g < groups && g < 1<<20; g *= base {
+					out = append(out, extSuperblockExpectation(part, uint32(g), sb))
+				}
+			}
+			if groups > 1 {
+				out = append(out, extSuperblockExpectation(part, 1, sb))
+			}
+			return out
+		},
+	}
+}
