@@ -27,7 +27,14 @@ package fsprobe
 //     inode or extent block lying inside it is explained by a superblock
 //     geometry covering it or by nothing, and gives no anchor fact; an
 //     anchor geometry whose start lies inside such a region overlaps that
-//     volume and is refused;
+//     volume and is refused. Exception, nesting: a guest filesystem inside
+//     a VMDK file of the host (the normal case: a flat or uncompressed
+//     sparse VMDK holds the guest's superblock verbatim) names a region
+//     that holds the host's own headers and extent blocks, and must not
+//     block the host. So a volume whose geometry explains no anchor owns
+//     its region only if it is not nested: no geometry solved from the
+//     anchors without it, starting before it, maps completely a file
+//     whose data holds every copy of its superblock (see ownership);
 //   - a VMDK header is the start of one file: an anchor that a superblock
 //     geometry already explains is not available to anchor geometries, and
 //     each anchor goes to at most one anchor geometry, the one with the
@@ -71,6 +78,8 @@ type ext4Geom struct {
 	why     string
 	facts   int
 	anchors map[int64]bool // anchor geometries: the anchors they were solved from and own
+	copies  []int64        // superblock geometries: image offsets of the agreeing superblock copies
+	owns    bool           // superblock geometries: the volume owns its region (see ownership)
 }
 
 // end is the end of the volume's region in the image (superblock
@@ -145,6 +154,7 @@ func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
 	}
 	slices.SortFunc(r.inodes, func(a, b ext4Inode) int { return cmp.Compare(a.off, b.off) })
 	r.superGeoms(supers)
+	r.ownership()
 	r.anchorGeoms()
 
 	var maps []FileMap
@@ -191,13 +201,14 @@ func (r *ext4Resolver) superGeoms(supers []LocatedExt4) {
 		k := key{F, int64(s.BlockSize), s.UUID}
 		if g := byKey[k]; g != nil {
 			g.facts++
+			g.copies = append(g.copies, l.Offset)
 			continue
 		}
 		what := "primary superblock"
 		if s.Group != 0 {
 			what = fmt.Sprintf("superblock backup of group %d", s.Group)
 		}
-		g := &ext4Geom{F: F, B: int64(s.BlockSize), sb: s, facts: 1,
+		g := &ext4Geom{F: F, B: int64(s.BlockSize), sb: s, facts: 1, copies: []int64{l.Offset},
 			why: fmt.Sprintf("%s at image offset %d gives fs start %d, %d-byte blocks", what, l.Offset, F, s.BlockSize)}
 		byKey[k] = g
 		r.geoms = append(r.geoms, g)
@@ -213,10 +224,10 @@ func (r *ext4Resolver) superGeoms(supers []LocatedExt4) {
 }
 
 // inSuper reports whether an image offset lies inside the region of a
-// volume with an accepted superblock.
+// volume with an accepted superblock that owns its region.
 func (r *ext4Resolver) inSuper(off int64) bool {
 	for _, g := range r.geoms {
-		if g.sb != nil && off >= g.F && off < g.end() {
+		if g.sb != nil && g.owns && off >= g.F && off < g.end() {
 			return true
 		}
 	}
@@ -227,17 +238,102 @@ func (r *ext4Resolver) inSuper(off int64) bool {
 // inode inside its region puts its block 0 there.
 func (r *ext4Resolver) superAnchors() map[int64]bool {
 	out := map[int64]bool{}
-	for _, ino := range r.inodes {
-		for _, g := range r.geoms {
-			if g.sb == nil || !r.fits(ino, g) {
-				continue
-			}
-			if off, ok := r.block0(ino.in, g); ok && r.anchors[off] {
-				out[off] = true
-			}
+	for _, g := range r.geoms {
+		for a := range r.explains(g) {
+			out[a] = true
 		}
 	}
 	return out
+}
+
+// explains returns the anchors a superblock geometry explains: an inode
+// inside its region puts its block 0 there.
+func (r *ext4Resolver) explains(g *ext4Geom) map[int64]bool {
+	out := map[int64]bool{}
+	if g.sb == nil {
+		return out
+	}
+	for _, ino := range r.inodes {
+		if !r.fits(ino, g) {
+			continue
+		}
+		if off, ok := r.block0(ino.in, g); ok && r.anchors[off] {
+			out[off] = true
+		}
+	}
+	return out
+}
+
+// ownership decides which superblock volumes own their region (see the
+// file comment). A volume whose geometry explains an anchor owns it. One
+// that explains none owns it unless it is nested: a trial solve from the
+// anchors, with only the anchored volumes owning their regions, gives a
+// geometry that starts before it and maps, completely, a VMDK-like file
+// whose data holds every copy of its superblock found. Such a volume is a
+// guest filesystem inside that file (a flat or sparse VMDK's data holds
+// the guest's structures verbatim): its region lies in the outer volume's
+// files, and it does not stand in the way of the outer geometry.
+func (r *ext4Resolver) ownership() {
+	var idle []*ext4Geom
+	for _, g := range r.geoms {
+		g.owns = len(r.explains(g)) > 0
+		if !g.owns {
+			idle = append(idle, g)
+		}
+	}
+	if len(idle) == 0 {
+		return
+	}
+	supers := slices.Clone(r.geoms)
+	r.anchorGeoms()
+	trial := r.geoms[len(supers):]
+	for _, s := range idle {
+		s.owns = true
+		for _, g := range trial {
+			if g.F < s.F && r.holds(g, s.copies) {
+				s.owns = false
+				s.why += fmt.Sprintf("; nested in a file of the volume at fs start %d (%d-byte blocks): does not own its region", g.F, g.B)
+				break
+			}
+		}
+	}
+	r.geoms = supers
+}
+
+// holds reports whether every image range [off, off+1024) in offs lies in
+// the data of one file that anchor geometry g maps completely.
+func (r *ext4Resolver) holds(g *ext4Geom, offs []int64) bool {
+	var maps []FileMap
+	for _, ino := range r.inodes {
+		if !r.fits(ino, g) {
+			continue
+		}
+		if off, ok := r.block0(ino.in, g); ok && g.anchors[off] {
+			if m := r.buildMap(ino, g); m.Complete {
+				maps = append(maps, m)
+			}
+		}
+	}
+	for _, m := range maps {
+		all := true
+		for _, off := range offs {
+			in := false
+			for _, e := range m.Extents {
+				if off >= e.ImageOffset && off+Ext4SuperblockSize <= e.ImageOffset+e.Length {
+					in = true
+					break
+				}
+			}
+			if !in {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // anchorGeoms solves (F, B) from anchors for the files no superblock

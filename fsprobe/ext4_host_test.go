@@ -300,6 +300,10 @@ func TestExt4MapsRealFilesystem(t *testing.T) {
 	}
 }
 
+// ext4EmbedAt is where makeExt4Fragmented embeds bytes in a file: past a
+// sparse VMDK's header and tables, on a block boundary.
+const ext4EmbedAt = 64 << 10
+
 // ext4Fragmented is a scaled-down host like the corpus's ext4-host
 // scenario: VMDK-like files of a few MiB, each poured by the allocator into
 // the holes left between small "keeper" files, so the inode table holds
@@ -312,7 +316,9 @@ type ext4Fragmented struct {
 	truth map[string][]fsprobe.MappedExtent // file offset → fs offset (image offset minus the fs start)
 }
 
-func makeExt4Fragmented(t *testing.T) *ext4Fragmented {
+// makeExt4Fragmented builds it; embed puts bytes into a file's data at
+// file offset ext4EmbedAt (a guest filesystem inside a VMDK's grains).
+func makeExt4Fragmented(t *testing.T, embed map[string][]byte) *ext4Fragmented {
 	ext4NeedTools(t)
 	const bs = 4096
 	dir := t.TempDir()
@@ -342,6 +348,12 @@ func makeExt4Fragmented(t *testing.T) *ext4Fragmented {
 	}
 	for _, f := range specs {
 		data := append([]byte("KDMV"), ext4Noise(rng, f.size-4)...)
+		if e := embed[f.name]; e != nil {
+			if ext4EmbedAt+len(e) > len(data) {
+				t.Fatalf("%s: %d bytes do not fit at %d", f.name, len(e), ext4EmbedAt)
+			}
+			copy(data[ext4EmbedAt:], e)
+		}
 		c.files[f.name] = data
 		src := filepath.Join(dir, f.name)
 		if err := os.WriteFile(src, data, 0o644); err != nil {
@@ -374,8 +386,8 @@ func makeExt4Fragmented(t *testing.T) *ext4Fragmented {
 	depth1 := 0
 	for _, f := range specs {
 		// debugfs "ex": the leaf lines ("L/ L  i/ n  lo - hi  p - q  len")
-		// give every block's place (the files have no holes: noise has no
-		// zero block, and no extent is unwritten).
+		// give every block's place (noise has no zero block, so only
+		// embedded bytes make holes; no extent is unwritten).
 		blocks := make([]int64, 0, (f.size+bs-1)/bs)
 		for _, line := range strings.Split(ext4Run(t, "debugfs", "-R", "ex /"+f.name, img), "\n") {
 			w := strings.Fields(strings.ReplaceAll(strings.ReplaceAll(line, "/", " / "), "-", " - "))
@@ -386,8 +398,11 @@ func makeExt4Fragmented(t *testing.T) *ext4Fragmented {
 			lo, err1 := strconv.ParseInt(w[6], 10, 64)
 			p, err2 := strconv.ParseInt(w[9], 10, 64)
 			n, err3 := strconv.ParseInt(w[12], 10, 64)
-			if err1 != nil || err2 != nil || err3 != nil || lo != int64(len(blocks)) {
+			if err1 != nil || err2 != nil || err3 != nil || lo < int64(len(blocks)) {
 				t.Fatalf("debugfs ex /%s: cannot read %q", f.name, line)
+			}
+			for int64(len(blocks)) < lo {
+				blocks = append(blocks, -1) // a hole: debugfs leaves zero blocks unallocated
 			}
 			for k := range n {
 				blocks = append(blocks, p+k)
@@ -395,8 +410,11 @@ func makeExt4Fragmented(t *testing.T) *ext4Fragmented {
 		}
 		var m []fsprobe.MappedExtent
 		for i, p := range blocks {
+			if p < 0 {
+				continue
+			}
 			fo, n := int64(i)*bs, min(bs, int64(f.size)-int64(i)*bs)
-			if k := len(m) - 1; k >= 0 && m[k].ImageOffset+m[k].Length == p*bs {
+			if k := len(m) - 1; k >= 0 && m[k].FileOffset+m[k].Length == fo && m[k].ImageOffset+m[k].Length == p*bs {
 				m[k].Length += n
 				continue
 			}
@@ -427,7 +445,7 @@ func makeExt4Fragmented(t *testing.T) *ext4Fragmented {
 // intact superblock must be mapped.
 func TestExt4MapsFragmentedHost(t *testing.T) {
 	const fsStart = 1 << 20
-	c := makeExt4Fragmented(t)
+	c := makeExt4Fragmented(t, nil)
 	rng := rand.New(rand.NewPCG(11, 12))
 	img := ext4Noise(rng, fsStart+len(c.fs)+1<<20)
 	copy(img[fsStart:], c.fs)
@@ -526,4 +544,129 @@ func TestExt4MapsFactsIndependence(t *testing.T) {
 	if want := []fsprobe.MappedExtent{{0, F + 500*B, 8 * B}, {8 * B, F + 900*B, 8 * B}}; !slices.Equal(maps[0].Extents, want) {
 		t.Fatalf("big file: %v, want %v", maps[0].Extents, want)
 	}
+}
+
+// TestExt4MapsNestedGuest: a guest ext4 volume inside a VMDK file's data
+// (an uncompressed sparse or flat VMDK holds the guest's superblock, group
+// descriptors and inode table verbatim) is carved like any other. Its
+// superblock describes a region far larger than the bytes of it the file
+// holds, a region that covers the host's VMDK headers and extent blocks.
+// With every host superblock zeroed, the host geometry must still be
+// solved from the anchors and every file mapped exactly as debugfs says:
+// the guest volume lies in a file of the host and does not own the image
+// region its superblock names.
+func TestExt4MapsNestedGuest(t *testing.T) {
+	ext4NeedTools(t)
+	const fsStart = 1 << 20
+	// The guest: 24 MiB of 4096-byte blocks (one group, no backups), a
+	// file in it; the first MiB (superblock, group descriptors, bitmaps,
+	// inode table) goes into a.vmdk's data, like a sparse VMDK's first
+	// grains.
+	dir := t.TempDir()
+	gimg := filepath.Join(dir, "guest.img")
+	ext4Run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "metadata_csum,extent", "-E", "nodiscard", gimg, "24M")
+	gfile := filepath.Join(dir, "hello")
+	if err := os.WriteFile(gfile, bytes.Repeat([]byte("guest data "), 3000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ext4Run(t, "debugfs", "-w", "-R", "write "+gfile+" /hello", gimg)
+	guest, err := os.ReadFile(gimg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gsb, err := fsprobe.ParseExt4Superblock(guest[1024:2048])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := makeExt4Fragmented(t, map[string][]byte{"a.vmdk": guest[:1<<20]})
+
+	rng := rand.New(rand.NewPCG(13, 14))
+	img := ext4Noise(rng, fsStart+len(c.fs)+1<<20)
+	copy(img[fsStart:], c.fs)
+	var anchors []int64
+	for _, m := range c.truth {
+		anchors = append(anchors, fsStart+m[0].ImageOffset)
+	}
+	// A decoy header inside a file: any map for it is wrong.
+	d := c.truth["d.vmdk"]
+	anchors = append(anchors, fsStart+d[len(d)-1].ImageOffset)
+	a := c.truth["a.vmdk"]
+	var guestAt int64 = -1 // the guest's primary superblock in the image
+	for _, e := range a {
+		if fo := int64(ext4EmbedAt + 1024); fo >= e.FileOffset && fo < e.FileOffset+e.Length {
+			guestAt = fsStart + e.ImageOffset + fo - e.FileOffset
+		}
+	}
+	guestEnd := guestAt - 1024 + int64(gsb.Blocks)*int64(gsb.BlockSize)
+	covered := 0
+	for n, m := range c.truth {
+		if n != "a.vmdk" && fsStart+m[0].ImageOffset > guestAt && fsStart+m[0].ImageOffset < guestEnd {
+			covered++
+		}
+	}
+	if covered < 2 {
+		t.Fatalf("the guest's region [%d, %d) covers %d host VMDK headers, want at least 2", guestAt-1024, guestEnd, covered)
+	}
+
+	check := func(t *testing.T, img []byte) {
+		t.Helper()
+		recs := ext4Scan(img)
+		foundGuest := false
+		for _, r := range recs {
+			if s := r.Record.Super; s != nil && s.UUID == gsb.UUID {
+				foundGuest = foundGuest || r.Offset == guestAt
+			}
+		}
+		if !foundGuest {
+			t.Fatalf("the guest's superblock was not carved at %d", guestAt)
+		}
+		maps := fsprobe.Ext4Maps(recs, anchors)
+		mapped := map[string]bool{}
+		for _, m := range maps {
+			name := ""
+			for n, tr := range c.truth {
+				if m.Extents[0].ImageOffset == fsStart+tr[0].ImageOffset {
+					name = n
+				}
+			}
+			var want []fsprobe.MappedExtent
+			for _, e := range c.truth[name] {
+				e.ImageOffset += fsStart
+				want = append(want, e)
+			}
+			if name == "" || m.Size != int64(len(c.files[name])) || !slices.Equal(m.Extents, want) {
+				t.Errorf("wrong map (for %q): %s; %s: %v\nwant %v", name, m.Record, m.Evidence, m.Extents, want)
+				continue
+			}
+			if !bytes.Equal(ext4ReadMap(t, img, m), c.files[name]) {
+				t.Errorf("%s: map does not read the file back", name)
+			}
+			mapped[name] = true
+			t.Logf("%s: %d extents; %s", name, len(m.Extents), m.Evidence)
+		}
+		for n := range c.files {
+			if !mapped[n] {
+				t.Errorf("%s: not mapped", n)
+			}
+		}
+	}
+	t.Run("host-superblocks-zeroed", func(t *testing.T) {
+		img := bytes.Clone(img)
+		for _, r := range ext4Scan(img) {
+			if s := r.Record.Super; s != nil && s.UUID != gsb.UUID {
+				clear(img[r.Offset : r.Offset+1024])
+			}
+		}
+		for _, r := range ext4Scan(img) {
+			if s := r.Record.Super; s != nil && s.UUID != gsb.UUID {
+				t.Fatalf("host superblock still found at %d", r.Offset)
+			}
+		}
+		check(t, img)
+	})
+	t.Run("intact", func(t *testing.T) {
+		// The host's superblock explains the headers and owns its
+		// region; the guest inside it maps nothing.
+		check(t, img)
+	})
 }
