@@ -20,6 +20,7 @@ import (
 type hostCase struct {
 	scenario string
 	size     int64
+	damage   []corpus.HostDamage // added to the scenario's host damage
 	// exact: every surviving grain must be placed (host remnants survive).
 	exact bool
 }
@@ -35,18 +36,27 @@ func TestHostFilesystems(t *testing.T) {
 	}
 	var rows []string
 	for _, hc := range []hostCase{
-		{"ext4-host", 96 << 20, true},
-		{"ntfs-host", 96 << 20, true},
-		{"ext4-host-encrypted", 96 << 20, false},
-		{"ntfs-host-encrypted", 96 << 20, false},
-		{"ext4-host-wiped", 96 << 20, false},
-		{"ntfs-host-wiped", 96 << 20, false},
+		{"ext4-host", 96 << 20, nil, true},
+		{"ntfs-host", 96 << 20, nil, true},
+		{"ext4-host-encrypted", 96 << 20, nil, false},
+		{"ntfs-host-encrypted", 96 << 20, nil, false},
+		{"ext4-host-wiped", 96 << 20, nil, false},
+		{"ntfs-host-wiped", 96 << 20, nil, false},
+		{"ext4-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.QuickFormat}}, false},
+		{"ntfs-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.QuickFormat}}, false},
+		{"ext4-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.ZeroSuperblocks}}, true},
+		{"ntfs-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.ZeroBootSector}}, true},
 	} {
-		t.Run(hc.scenario, func(t *testing.T) {
+		name := hc.scenario
+		for _, d := range hc.damage {
+			name += "+" + string(d.Kind)
+		}
+		t.Run(name, func(t *testing.T) {
 			spec, err := corpus.Scenario(hc.scenario, 3, hc.size, corpus.HaveQemu())
 			if err != nil {
 				t.Fatal(err)
 			}
+			spec.Host.Damage = append(spec.Host.Damage, hc.damage...)
 			dir := t.TempDir()
 			truth, err := corpus.Generate(spec, dir)
 			if errors.Is(err, corpus.ErrNoQemu) || errors.Is(err, corpus.ErrNoTool) {
@@ -73,8 +83,8 @@ func TestHostFilesystems(t *testing.T) {
 				if s.surviving > 0 {
 					recall = 100 * float64(s.placed) / float64(s.surviving)
 				}
-				rows = append(rows, fmt.Sprintf("%-20s disk %d  pieces %-12v  recall %6.1f%% (%d/%d)  wrong %d  rebuild %.1fs  evidence %v",
-					hc.scenario, s.disk, frags[s.disk], recall, s.placed, s.surviving, s.wrong, seconds, rep.Disk.Counts.ByEvidence))
+				rows = append(rows, fmt.Sprintf("%-34s disk %d  pieces %-12v  recall %6.1f%% (%d/%d)  wrong %d  rebuild %.1fs  evidence %v",
+					name, s.disk, frags[s.disk], recall, s.placed, s.surviving, s.wrong, seconds, rep.Disk.Counts.ByEvidence))
 				if s.wrong != 0 {
 					t.Errorf("disk %d: %d wrong grains", s.disk, s.wrong)
 				}

@@ -53,7 +53,11 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	sort.Slice(cands, func(i, j int) bool { return cands[i].sector < cands[j].sector })
 	h := inst.Header
 	contiguous := inst.contiguousOnly()
-	encrypted := encryptedChunks(inst, view, opts.Fingerprints)
+	fileEnd := int64(0) // past the last grain the tables name: the file's used extent
+	if len(cands) > 0 {
+		fileEnd = int64(cands[len(cands)-1].sector)*vmdk.SectorSize + h.GrainBytes()
+	}
+	encrypted := encryptedChunks(inst, view, opts.Fingerprints, fileEnd)
 	brokenAt := int64(-1)
 	breakReason := ""
 	var suspect *held
@@ -282,11 +286,11 @@ func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Gra
 // the file does not: the pattern of intermittent ("every Nth MiB")
 // encryption. A file that is random throughout (an encrypted guest
 // volume, compressed data) is left alone: nothing contrasts it.
-func encryptedChunks(inst *Instance, view *fileView, fp Fingerprints) map[int64]bool {
+func encryptedChunks(inst *Instance, view *fileView, fp Fingerprints, fileEnd int64) map[int64]bool {
 	if fp == nil {
 		return nil
 	}
-	size := view.size()
+	size := min(view.size(), fileEnd)
 	random := make(map[int64]bool)
 	sawPlain := false
 	for k := int64(0); k*encryptionChunk < size; k++ {

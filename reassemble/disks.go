@@ -30,7 +30,7 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 			anchors = append(anchors, h.Offset)
 		}
 	}
-	instances := findInstances(x, imageSize, hostMaps(hits, anchors))
+	instances := findInstances(x, image, imageSize, hostMaps(hits, anchors))
 	for i, inst := range instances {
 		_ = i
 		if inst.Header.Compressed() {

@@ -2,6 +2,7 @@ package reassemble
 
 import (
 	"fmt"
+	"io"
 	"sort"
 
 	"vmdkcarve/fsprobe"
@@ -13,13 +14,16 @@ import (
 type hitIndex struct {
 	headers     []*signatures.Hit // valid sparse headers, by offset
 	descriptors map[int64]*signatures.Hit
-	footerMark  map[int64]bool            // offsets of footer markers
-	gtMark      map[int64]bool            // offsets of GT markers
-	gdMark      map[int64]bool            // offsets of GD markers
-	foreign     []*signatures.Hit         // structures that end a sparse extent's grain area, by offset
-	markers     []*signatures.Hit         // grain markers (valid and damaged), by offset
-	markerAt    map[int64]*signatures.Hit // grain markers by offset
-	others      map[signatures.Kind]int   // counts of kinds reported but not used here
+	footerMark  map[int64]bool             // offsets of footer markers
+	gtMark      map[int64]bool             // offsets of GT markers
+	gdMark      map[int64]bool             // offsets of GD markers
+	foreign     []*signatures.Hit          // structures that end a sparse extent's grain area, by offset
+	gds         []*signatures.Hit          // grain-directory-shaped sectors, by offset
+	gtShaped    []*signatures.Hit          // grain-table-shaped blocks
+	synthesized map[*signatures.Hit]string // start hits made up for files whose header is lost, and why
+	markers     []*signatures.Hit          // grain markers (valid and damaged), by offset
+	markerAt    map[int64]*signatures.Hit  // grain markers by offset
+	others      map[signatures.Kind]int    // counts of kinds reported but not used here
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {
@@ -28,6 +32,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		footerMark:  make(map[int64]bool),
 		gtMark:      make(map[int64]bool),
 		gdMark:      make(map[int64]bool),
+		synthesized: make(map[*signatures.Hit]string),
 		markerAt:    make(map[int64]*signatures.Hit),
 		others:      make(map[signatures.Kind]int),
 	}
@@ -57,6 +62,12 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 			if h.Meta != nil && h.Meta.Type == vmdk.MarkerGD {
 				x.gdMark[h.Offset] = true
 			}
+		case signatures.KindGD:
+			if h.Table != nil {
+				x.gds = append(x.gds, h)
+			}
+		case signatures.KindGT:
+			x.gtShaped = append(x.gtShaped, h)
 		case signatures.KindGrainMarker:
 			if h.Grain != nil {
 				x.markers = append(x.markers, h)
@@ -99,7 +110,7 @@ func (x *hitIndex) isMetaGT(off int64) bool { return x.gtMark[off] }
 // assumption an instance's file runs from its header to the next start
 // header or the end of the image; the fragment list is kept general so that
 // fragment search can replace it.
-func findInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap) []*Instance {
+func findInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fsprobe.FileMap) []*Instance {
 	var starts []*signatures.Hit
 	var footers []*signatures.Hit
 	for _, h := range x.headers {
@@ -109,6 +120,12 @@ func findInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap) []*Inst
 			starts = append(starts, h)
 		}
 	}
+	// Files whose first sectors are gone still announce themselves: a
+	// stream footer names where its file began, a pre-allocated grain
+	// directory names where its own file began (headerless.go).
+	lost := headerlessStarts(x, starts, footers, image, imageSize, maps)
+	starts = append(starts, lost...)
+	sort.SliceStable(starts, func(i, j int) bool { return starts[i].Offset < starts[j].Offset })
 	var out []*Instance
 	for i, h := range starts {
 		end := imageSize
@@ -133,6 +150,10 @@ func findInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap) []*Inst
 		if m := mapFor(maps, h.Offset); m != nil {
 			inst.Fragments, inst.size = fragmentsFromMap(m)
 			inst.HostMap = m
+		}
+		if why, ok := x.synthesized[h]; ok {
+			inst.HeaderLost = true
+			inst.Notes = append(inst.Notes, why)
 		}
 		switch {
 		case !hdr.Compressed():

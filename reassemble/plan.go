@@ -94,12 +94,16 @@ type Instance struct {
 	HeaderOffset int64              `json:"header_offset"`
 	Header       *vmdk.SparseHeader `json:"header"`
 	FooterOffset int64              `json:"footer_offset,omitempty"`
-	Descriptor   *vmdk.Descriptor   `json:"descriptor,omitempty"`
-	Fragments    []Fragment         `json:"fragments"`
-	HostMap      *fsprobe.FileMap   `json:"host_map,omitempty"` // the host filesystem's map the fragments came from
-	Tables       string             `json:"tables"`             // which grain tables were used, and why
-	Notes        []string           `json:"notes,omitempty"`
-	Counts       Counts             `json:"counts"`
+	// HeaderLost: no header was found at HeaderOffset; the header is
+	// inferred (Notes say from what) and HeaderOffset is where the file
+	// must have begun.
+	HeaderLost bool             `json:"header_lost,omitempty"`
+	Descriptor *vmdk.Descriptor `json:"descriptor,omitempty"`
+	Fragments  []Fragment       `json:"fragments"`
+	HostMap    *fsprobe.FileMap `json:"host_map,omitempty"` // the host filesystem's map the fragments came from
+	Tables     string           `json:"tables"`             // which grain tables were used, and why
+	Notes      []string         `json:"notes,omitempty"`
+	Counts     Counts           `json:"counts"`
 
 	grains      *decisions            // decided grains of this instance alone
 	cutByHeader bool                  // the contiguous region ends at another VMDK header

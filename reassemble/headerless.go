@@ -1,0 +1,193 @@
+package reassemble
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sort"
+
+	"vmdkcarve/fsprobe"
+	"vmdkcarve/signatures"
+	"vmdkcarve/vmdk"
+)
+
+// headerlessStarts finds files whose header is gone (overwritten by a
+// ransomware "head" or reused) from what still names their start:
+//
+//   - a stream footer (a copy of the header with the real gdOffset) sits
+//     at a known distance from its file's start (FORMAT.md §3.5);
+//   - a pre-allocated grain directory (qemu and VMware hosted sparse
+//     files) holds entries that start right after itself, so its first
+//     entry and its length give its own sector in the file, and so the
+//     file's start. The RGD and the GD of one file agree on that start.
+//     A directory is taken only where a grain-table-shaped block lies at
+//     the sector its first entry names: directory-shaped runs of numbers
+//     occur in other data, a directory whose table is there too does not.
+//
+// It returns a made-up start hit per such file with an inferred header,
+// and records in x.synthesized how each was inferred.
+func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.ReaderAt, imageSize int64, maps []fsprobe.FileMap) []*signatures.Hit {
+	have := make(map[int64]bool)      // start offsets taken
+	explained := make(map[int64]bool) // directories and footers of files whose header was found
+	for _, h := range starts {
+		have[h.Offset] = true
+		// A found header explains its own directories and footer, where
+		// its host map (or else contiguity) puts them.
+		m := mapFor(maps, h.Offset)
+		at := func(fileOff int64) {
+			if m == nil {
+				explained[h.Offset+fileOff] = true
+				return
+			}
+			for _, e := range m.Extents {
+				if fileOff >= e.FileOffset && fileOff < e.FileOffset+e.Length {
+					explained[e.ImageOffset+fileOff-e.FileOffset] = true
+				}
+			}
+		}
+		for _, s := range []uint64{h.Sparse.GDOffset, h.Sparse.RGDOffset} {
+			if s != 0 && s != vmdk.GDAtEnd {
+				at(int64(s) * vmdk.SectorSize)
+			}
+		}
+		if m != nil && m.Size >= 2*vmdk.SectorSize {
+			at(m.Size - 2*vmdk.SectorSize)
+		}
+	}
+	var out []*signatures.Hit
+	add := func(start int64, hdr vmdk.SparseHeader, why string) {
+		if start < 0 || start%vmdk.SectorSize != 0 || start >= imageSize || have[start] || hdr.Validate() != nil {
+			return
+		}
+		have[start] = true
+		h := &signatures.Hit{Offset: start, Kind: signatures.KindSparseHeader, Verdict: signatures.Valid, Sparse: &hdr}
+		x.synthesized[h] = why
+		out = append(out, h)
+	}
+
+	// A footer or directory that could belong to a file whose header was
+	// found, but whose map does not reach it (a fragmented file without a
+	// host map), is that file's, not a headerless file's: inventing a
+	// start for it would invent a disk.
+	couldBeFound := func(capacity, grainSize uint64, stream bool) bool {
+		for _, h := range starts {
+			if h.Sparse.Compressed() == stream && h.Sparse.GrainSize == grainSize &&
+				(h.Sparse.Capacity == capacity || (!stream && h.Sparse.GDEntries() == capacity)) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, f := range footers {
+		if explained[f.Offset] || couldBeFound(f.Sparse.Capacity, f.Sparse.GrainSize, true) {
+			continue
+		}
+		hdr := *f.Sparse
+		start := f.Offset - int64(hdr.GDOffset+hdr.GDSectors()+1)*vmdk.SectorSize
+		if hdr.GDOffset == vmdk.GDAtEnd || hdr.GDOffset > 1<<32 {
+			continue
+		}
+		add(start, hdr, fmt.Sprintf("header lost: the stream footer at image offset %d (gdOffset %d) puts the file's start here", f.Offset, hdr.GDOffset))
+	}
+
+	gts := make(map[int64]bool)
+	for _, h := range x.gtShaped {
+		gts[h.Offset] = true
+	}
+	byStart := make(map[int64][]dir)
+	for _, g := range x.gds {
+		if explained[g.Offset] {
+			continue
+		}
+		n := uint64(g.Table.Entries)
+		if n >= vmdk.SectorSize/4 {
+			// The run fills the sector: the directory may go on into the
+			// next one, so its length (and so its own sector) is unknown.
+			continue
+		}
+		first := uint64(g.Table.First)
+		gdSectors := (n*4 + vmdk.SectorSize - 1) / vmdk.SectorSize
+		if first <= gdSectors+1 {
+			continue
+		}
+		self := first - gdSectors
+		start := g.Offset - int64(self)*vmdk.SectorSize
+		if start < 0 || !gts[start+int64(first)*vmdk.SectorSize] {
+			continue
+		}
+		byStart[start] = append(byStart[start], dir{g, self})
+	}
+	// A disk of up to 32 MiB has one grain table, so its directory has a
+	// single entry: too common a shape for the carver to record. Each
+	// grain table found gets its preceding sector read instead: a
+	// one-entry directory naming that very table, then zeros, is one.
+	for _, gt := range x.gtShaped {
+		var sec [vmdk.SectorSize]byte
+		if gt.Offset < 2*vmdk.SectorSize || explained[gt.Offset-vmdk.SectorSize] {
+			continue
+		}
+		if _, err := image.ReadAt(sec[:], gt.Offset-vmdk.SectorSize); err != nil {
+			continue
+		}
+		first := uint64(binary.LittleEndian.Uint32(sec[:]))
+		if first < 3 || !allZero(sec[4:]) {
+			continue
+		}
+		start := gt.Offset - int64(first)*vmdk.SectorSize
+		if start < 0 {
+			continue
+		}
+		h := &signatures.Hit{Offset: gt.Offset - vmdk.SectorSize, Kind: signatures.KindGD, Verdict: signatures.Valid,
+			Table: &signatures.TableInfo{Entries: 1, First: uint32(first)}}
+		byStart[start] = append(byStart[start], dir{h, first - 1})
+	}
+	keys := make([]int64, 0, len(byStart))
+	for k := range byStart {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	for _, start := range keys {
+		dirs := byStart[start]
+		if couldBeFound(uint64(dirs[0].hit.Table.Entries), 128, false) {
+			continue
+		}
+		sort.Slice(dirs, func(i, j int) bool { return dirs[i].sector < dirs[j].sector })
+		n := uint64(dirs[0].hit.Table.Entries)
+		const grainSize = 128 // every writer's, FORMAT.md §5
+		hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, GrainSize: grainSize, NumGTEsPerGT: vmdk.GTEsPerGT}
+		last := dirs[len(dirs)-1]
+		hdr.GDOffset = last.sector
+		if len(dirs) > 1 && uint64(dirs[0].hit.Table.Entries) == uint64(last.hit.Table.Entries) {
+			hdr.Flags |= vmdk.FlagRedundantGD
+			hdr.RGDOffset = dirs[0].sector
+		}
+		lastGT := uint64(last.hit.Table.First) + (n-1)*4
+		hdr.OverHead = (lastGT + 4 + grainSize - 1) / grainSize * grainSize
+		capacity, from := n*vmdk.GTEsPerGT*grainSize, fmt.Sprintf("the directory's %d entries (an upper bound: the last table may be part-used)", n)
+		if d := x.descriptors[start+vmdk.SectorSize]; d != nil && d.Descriptor.Capacity() > 0 {
+			if c := d.Descriptor.Capacity(); (c+vmdk.GTEsPerGT*grainSize-1)/(vmdk.GTEsPerGT*grainSize) == n {
+				capacity, from = c, "the surviving descriptor's extent line"
+			}
+			hdr.DescriptorOffset, hdr.DescriptorSize = 1, 20
+		}
+		hdr.Capacity = capacity
+		add(start, hdr, fmt.Sprintf("header lost: %d grain directory copies at image offsets %v put the file's start here; grain size 128 assumed (every writer's); capacity %d sectors from %s",
+			len(dirs), dirOffsets(dirs), capacity, from))
+	}
+	return out
+}
+
+// dir is a grain directory found in the image and its own sector in the
+// file it implies.
+type dir struct {
+	hit    *signatures.Hit
+	sector uint64
+}
+
+func dirOffsets(ds []dir) []int64 {
+	var out []int64
+	for _, d := range ds {
+		out = append(out, d.hit.Offset)
+	}
+	return out
+}
