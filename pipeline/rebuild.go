@@ -39,6 +39,10 @@ type RebuildOptions struct {
 	Force bool
 	// Progress receives one line per step; nil is silent.
 	Progress func(format string, args ...any)
+	// NewestOnly emits, of several versions of one disk whose order is
+	// known, only the newest (--versions newest). Every version is
+	// planned and listed either way.
+	NewestOnly bool
 }
 
 // DiskReport is disks/disk-NN.json: the plan plus what was written and
@@ -75,6 +79,7 @@ type DiskSummary struct {
 	Capacity  uint64 // bytes
 	Sources   int
 	Variants  []string
+	Versions  string // "group G: N of M (order)" when versions of one disk were found
 	Counts    reassemble.Counts
 	GuestKind []string
 }
@@ -82,7 +87,8 @@ type DiskSummary struct {
 // RebuildResult is what Rebuild did.
 type RebuildResult struct {
 	Disks   []DiskSummary
-	Skipped bool // the stage was already complete
+	Done    bool  // the stage was already complete: nothing was redone
+	Skipped []int // disks not emitted (older versions under --versions newest)
 }
 
 // Rebuild runs stage 2 (plan every disk) and stage 3 (emit each as a
@@ -102,7 +108,7 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	if s := c.Manifest.Stages[StageRebuild]; s != nil && s.Complete && !opts.Force {
 		res, err := summariesFromReports(c)
 		if err == nil {
-			res.Skipped = true
+			res.Done = true
 			return res, nil
 		}
 	}
@@ -116,7 +122,7 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		return nil, fmt.Errorf("pipeline: evidence %s is not the %d bytes the case was carved from", ev.Path, ev.Size)
 	}
 	started := time.Now()
-	params, _ := json.Marshal(struct{ Raw bool }{opts.Raw})
+	params, _ := json.Marshal(struct{ Raw, NewestOnly bool }{opts.Raw, opts.NewestOnly})
 	if err := c.UpdateManifest(func(m *Manifest) error {
 		m.Stages[StageRebuild] = &Stage{Started: started, Params: params, Reason: "running"}
 		return nil
@@ -152,6 +158,11 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	for _, d := range disks {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if v := d.Versions; opts.NewestOnly && v != nil && v.Order != "unknown" && !v.Newest {
+			logf("disk-%02d: an older version (group %d, %s): not emitted (--versions newest)", d.ID, v.Group, v.Order)
+			res.Skipped = append(res.Skipped, d.ID)
+			continue
 		}
 		name := fmt.Sprintf("disk-%02d", d.ID)
 		plan, err := json.MarshalIndent(d, "", " ")
@@ -407,6 +418,12 @@ func summarize(rep *DiskReport) DiskSummary {
 	}
 	for _, f := range rep.Guest {
 		s.GuestKind = append(s.GuestKind, f.Kind)
+	}
+	if v := d.Versions; v != nil {
+		s.Versions = fmt.Sprintf("v%d/%d of group %d", v.Position+1, len(v.Disks), v.Group)
+		if v.Order == "unknown" {
+			s.Versions = fmt.Sprintf("group %d (order unknown)", v.Group)
+		}
 	}
 	return s
 }

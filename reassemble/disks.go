@@ -46,7 +46,9 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 	for _, inst := range instances {
 		inst.Counts = countInstance(inst)
 	}
-	return mergeCopies(instances), nil
+	disks := mergeCopies(instances)
+	linkVersions(disks, image)
+	return disks, nil
 }
 
 func countInstance(inst *Instance) Counts {

@@ -135,6 +135,9 @@ type Disk struct {
 	Counts     Counts           `json:"counts"`
 	Runs       []Run            `json:"runs"`
 	Notes      []string         `json:"notes,omitempty"`
+	// Versions, when set, links this disk to the other versions of the
+	// same virtual disk found in the image.
+	Versions *Versions `json:"versions,omitempty"`
 
 	placed map[uint64]*Grain // the placed grains, for emit; Runs lists all
 }

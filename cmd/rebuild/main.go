@@ -54,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("format", "vmdk", "output format: vmdk, or raw (a raw image as well as the VMDK)")
 	force := fs.Bool("force", false, "redo a rebuild that already completed")
 	progress := fs.String("progress", "auto", "progress on stderr: auto, plain or none")
+	versions := fs.String("versions", "all", "several versions of one disk: all (emit each, linked in the reports) or newest (emit only the newest, when their order is known)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -72,7 +73,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rebuild: --format must be vmdk or raw, not %q\n", *format)
 		return exitUsage
 	}
-	opts := pipeline.RebuildOptions{Raw: *format == "raw", Force: *force}
+	if *versions != "all" && *versions != "newest" {
+		fmt.Fprintf(stderr, "rebuild: --versions must be all or newest, not %q\n", *versions)
+		return exitUsage
+	}
+	opts := pipeline.RebuildOptions{Raw: *format == "raw", Force: *force, NewestOnly: *versions == "newest"}
 	switch *progress {
 	case "none":
 	case "auto", "plain":
@@ -102,19 +107,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func printSummary(w io.Writer, res *pipeline.RebuildResult) {
-	if res.Skipped {
+	if res.Done {
 		fmt.Fprintln(w, "rebuild already complete (use --force to redo); reports say:")
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "disk\tcapacity\tcopies\tgrains\tplaced\tzero\tmissing\tconflict\ttable\tmarker\tcopy\tstream\tguest\tfile\t")
+	fmt.Fprintln(tw, "disk\tcapacity\tcopies\tgrains\tplaced\tzero\tmissing\tconflict\ttable\tmarker\thost\tcopy\tstream\tversion\tguest\tfile\t")
 	for _, d := range res.Disks {
 		c := d.Counts
 		guest := strings.Join(d.GuestKind, ",")
 		if guest == "" {
 			guest = "-"
 		}
-		fmt.Fprintf(tw, "%02d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", d.ID, human(d.Capacity), d.Sources, c.Grains, c.Placed, c.Zero,
-			c.Missing, c.Conflict, c.ByEvidence["table"], c.ByEvidence["marker"], c.ByEvidence["copy"], c.ByEvidence["stream"], guest, d.Path)
+		version := d.Versions
+		if version == "" {
+			version = "-"
+		}
+		fmt.Fprintf(tw, "%02d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", d.ID, human(d.Capacity), d.Sources, c.Grains, c.Placed, c.Zero,
+			c.Missing, c.Conflict, c.ByEvidence["table"], c.ByEvidence["marker"], c.ByEvidence["host"], c.ByEvidence["copy"], c.ByEvidence["stream"], version, guest, d.Path)
+	}
+	if len(res.Skipped) > 0 {
+		fmt.Fprintf(tw, "not emitted (older versions, --versions newest): %v\n", res.Skipped)
 	}
 	tw.Flush()
 }
