@@ -14,11 +14,12 @@ import (
 func TestHeaderLost(t *testing.T) {
 	head := []corpus.Damage{{Kind: corpus.ZeroHeader}}
 	truth := generate(t, corpus.Spec{Seed: 31, ImageSize: 160 << 20,
-		Disks: []corpus.DiskSpec{disk(1, 24<<20), disk(2, 40<<20+512*9), disk(3, 16<<20)},
+		Disks: []corpus.DiskSpec{disk(1, 24<<20), disk(2, 40<<20+512*9), disk(3, 16<<20), disk(4, 20<<20)},
 		Files: []corpus.FileSpec{
 			{Disk: 1, Variant: corpus.QemuSparse, Damage: head},
 			{Disk: 2, Variant: corpus.OursSparse, Damage: head},
 			{Disk: 3, Variant: corpus.VMwareStream, Damage: head},
+			{Disk: 4, Variant: corpus.QemuStream, Damage: head},
 		}})
 	run := carveAndRebuild(t, truth.Image)
 	for _, rep := range run.reports {
@@ -27,7 +28,7 @@ func TestHeaderLost(t *testing.T) {
 	for _, f := range truth.Files {
 		t.Logf("truth file at %d %s", f.ImageOffset, f.Variant)
 	}
-	scores := checkAll(t, truth, run, 3)
+	scores := checkAll(t, truth, run, 4)
 	for _, rep := range run.reports {
 		if !rep.Disk.Instances[0].HeaderLost {
 			t.Errorf("disk %d: instance not marked header-lost", rep.Disk.ID)
@@ -35,4 +36,23 @@ func TestHeaderLost(t *testing.T) {
 		t.Logf("disk %d notes: %v", rep.Disk.ID, rep.Disk.Instances[0].Notes)
 	}
 	_ = scores
+}
+
+// TestAllTablesLost zeroes both copies of every grain table of a sparse
+// file whose header survives: without its map, no grain may be placed
+// (file order is write order, and nothing here proves it), and the
+// report says the tables are lost. Nothing is wrong.
+func TestAllTablesLost(t *testing.T) {
+	truth := generate(t, corpus.Spec{Seed: 32, ImageSize: 96 << 20, Disks: []corpus.DiskSpec{disk(1, 24<<20)},
+		Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.OursSparse, Damage: []corpus.Damage{{Kind: corpus.ZeroPrimaryTables}, {Kind: corpus.ZeroRedundantTables}}}}})
+	run := carveAndRebuild(t, truth.Image)
+	if len(run.reports) != 1 {
+		t.Fatalf("%d disks (%v)", len(run.reports), run.err)
+	}
+	rep := run.reports[0]
+	s := scoreDisk(t, run, truth, rep)
+	if s.wrong != 0 || rep.Disk.Counts.Placed != 0 {
+		t.Errorf("placed %d, %d wrong; want nothing placed", rep.Disk.Counts.Placed, s.wrong)
+	}
+	t.Logf("recall %d of %d surviving grains; tables: %s", s.placed, s.surviving, rep.Disk.Instances[0].Tables)
 }

@@ -90,6 +90,31 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		add(start, hdr, fmt.Sprintf("header lost: the stream footer at image offset %d (gdOffset %d) puts the file's start here", f.Offset, hdr.GDOffset))
 	}
 
+	// A stream whose header sector is gone but whose descriptor (sector
+	// 1) survives: the descriptor gives the capacity, the first grain
+	// record after it the start of the grain area. Its tables, if any,
+	// are found where the records say (placeStream checks them).
+	for off, d := range x.descriptors {
+		start := off - vmdk.SectorSize
+		if start < 0 || have[start] || d.Descriptor.CreateType != "streamOptimized" || d.Descriptor.Capacity() == 0 {
+			continue
+		}
+		i := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset > off })
+		if i == len(x.markers) || x.markers[i].Verdict != signatures.Valid || x.markers[i].Offset-off > 1<<20 {
+			continue
+		}
+		capacity := d.Descriptor.Capacity()
+		const grainSize = 128
+		hdr := vmdk.SparseHeader{Version: 3, Flags: vmdk.FlagValidNewlines | vmdk.FlagCompressed | vmdk.FlagMarkers,
+			Capacity: capacity, GrainSize: grainSize, DescriptorOffset: 1, DescriptorSize: 20, NumGTEsPerGT: vmdk.GTEsPerGT,
+			GDOffset: vmdk.GDAtEnd, OverHead: uint64(x.markers[i].Offset-start) / vmdk.SectorSize, CompressAlgorithm: vmdk.CompressDeflate}
+		if couldBeFound(capacity, grainSize, true) {
+			continue
+		}
+		add(start, hdr, fmt.Sprintf("header lost: the streamOptimized descriptor at image offset %d gives capacity %d sectors; grain size 128 assumed (every writer's); the grain area starts at the first record, image offset %d",
+			off, capacity, x.markers[i].Offset))
+	}
+
 	gts := make(map[int64]bool)
 	for _, h := range x.gtShaped {
 		gts[h.Offset] = true
