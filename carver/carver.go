@@ -116,7 +116,7 @@ func (NoProgress) Scanned(done, total, hits int64) {}
 // for an all-zero block, else the low 63 bits of its xxhash64 (never 0)
 // with RandomBit set when the block's bytes look random.
 func Fingerprint(block []byte) uint64 {
-	if isZero(block) {
+	if entropy.Zero(block) {
 		return 0
 	}
 	h := xxhash.Sum64(block) &^ RandomBit
@@ -458,21 +458,6 @@ func (s *scanner) scratchFor(r *signatures.Recognizer) []byte {
 		return nil
 	}
 	return s.scratch[:r.ScratchBytes]
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func gcd(a, b int) int {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"vmdkcarve/internal/entropy"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -268,7 +269,7 @@ func writeRaw(path string, dr *diskReader, size int64) (*OutputFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ok && !isZeroBytes(b) {
+		if ok && !entropy.Zero(b) {
 			if _, err := f.WriteAt(b, int64(g)*gb); err != nil {
 				return nil, err
 			}
@@ -290,15 +291,6 @@ func hashFile(f *os.File) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func isZeroBytes(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // diskReader reads a planned disk: placed grains from the image (decoded

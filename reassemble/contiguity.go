@@ -201,7 +201,7 @@ func firstStored(ps []Piece) int64 {
 func cleanBlocks(b []byte) bool {
 	for off := 0; off < len(b); off += fpBlock {
 		blk := b[off:min(off+fpBlock, len(b))]
-		if allZero(blk) || entropy.RandomLooking(blk) {
+		if entropy.Zero(blk) || entropy.RandomLooking(blk) {
 			return false
 		}
 	}
@@ -214,7 +214,7 @@ func randomGrain(b []byte) bool {
 	seen := false
 	for off := 0; off < len(b); off += fpBlock {
 		blk := b[off:min(off+fpBlock, len(b))]
-		if allZero(blk) {
+		if entropy.Zero(blk) {
 			continue
 		}
 		if !entropy.RandomLooking(blk) {
@@ -228,7 +228,7 @@ func randomGrain(b []byte) bool {
 // foreignAt says why the bytes at an image range cannot be this
 // instance's grain, or "" if nothing says so.
 func foreignAt(x *hitIndex, inst *Instance, imgOff, n int64, buf []byte) string {
-	if allZero(buf) {
+	if entropy.Zero(buf) {
 		return "an all-zero grain where the table says an allocated grain lies (writers never allocate zero grains)"
 	}
 	i := sort.Search(len(x.foreign), func(i int) bool { return x.foreign[i].Offset >= imgOff })
@@ -274,7 +274,7 @@ func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Gra
 	} else if c.both {
 		gr.Reason = "primary and redundant tables agree"
 	}
-	if allZero(buf) {
+	if entropy.Zero(buf) {
 		// Allocated but zero: reads as zeros either way.
 		return &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "allocated grain holds zeros"}, imgOff, buf
 	}

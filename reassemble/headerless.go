@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"vmdkcarve/internal/entropy"
 
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/signatures"
@@ -155,7 +156,7 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 			continue
 		}
 		first := uint64(binary.LittleEndian.Uint32(sec[:]))
-		if first < 3 || !allZero(sec[4:]) {
+		if first < 3 || !entropy.Zero(sec[4:]) {
 			continue
 		}
 		start := gt.Offset - int64(first)*vmdk.SectorSize

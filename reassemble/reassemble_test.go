@@ -118,7 +118,7 @@ func check(t *testing.T, d *Disk, img, disk []byte) Counts {
 				t.Errorf("grain %d placed from %d is wrong", g, gr.Source.ImageOffset)
 			}
 		case Zero:
-			if !allZero(want) {
+			if !entropy.Zero(want) {
 				t.Errorf("grain %d declared zero (%s) but is not", g, run.Reason)
 			}
 		}
@@ -336,7 +336,7 @@ func (f fakeFingerprints) At(off int64) (uint64, bool) {
 		return 0, false
 	}
 	b := f[off:min(off+fpBlock, int64(len(f)))]
-	if allZero(b) {
+	if entropy.Zero(b) {
 		return 0, true
 	}
 	v := uint64(1)

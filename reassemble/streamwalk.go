@@ -3,6 +3,7 @@ package reassemble
 import (
 	"encoding/binary"
 	"fmt"
+	"vmdkcarve/internal/entropy"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -68,7 +69,7 @@ func walkMappedStream(inst *Instance, view *fileView, placed map[uint64]bool) in
 				gr := &Grain{Status: Placed, Evidence: []string{EvMarker, EvHost}, Hash: xxhash.Sum64(data[:k]), Copies: 1,
 					Reason: "record read through the host file's map (it straddles fragments)",
 					Source: &Source{Instance: inst.ID, ImageOffset: firstStored(pieces), FileOffset: pos, Compressed: true, RecordBytes: n, Pieces: pieces}}
-				if allZero(data[:k]) {
+				if entropy.Zero(data[:k]) {
 					gr = &Grain{Status: Zero, Evidence: []string{EvMarker}, Reason: "record decodes to zeros"}
 				}
 				inst.grains.set(g, gr)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"vmdkcarve/internal/entropy"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -237,7 +238,7 @@ func recognizeGrainMarker(w, scratch []byte) (Hit, bool) {
 	hit.Verdict = Valid
 	hit.Grain.DataBytes = n
 	hit.Grain.Hash = xxhash.Sum64(data)
-	hit.Grain.Zero = isZero(data)
+	hit.Grain.Zero = entropy.Zero(data)
 	return hit, true
 }
 
@@ -308,19 +309,4 @@ func recognizeSESparse(w, _ []byte) (Hit, bool) {
 		return damagedOrNothing(KindSESparse, err)
 	}
 	return Hit{Kind: KindSESparse, Verdict: Valid, Length: vmdk.SectorSize, SESparse: h}, true
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

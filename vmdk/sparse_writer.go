@@ -3,6 +3,7 @@ package vmdk
 import (
 	"fmt"
 	"io"
+	"vmdkcarve/internal/entropy"
 )
 
 // SparseWriterOptions configures WriteMonolithicSparse.
@@ -95,7 +96,7 @@ func WriteMonolithicSparse(w io.WriterAt, opts SparseWriterOptions, read func(gr
 		if err != nil {
 			return 0, fmt.Errorf("vmdk: reading grain %d: %w", g, err)
 		}
-		if !ok || allZero(b) {
+		if !ok || entropy.Zero(b) {
 			continue
 		}
 		if next+h.GrainSize > MaxSparseCapacity {
@@ -132,19 +133,4 @@ func WriteMonolithicSparse(w io.WriterAt, opts SparseWriterOptions, read func(gr
 		return 0, err
 	}
 	return int64(next) * SectorSize, nil
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"vmdkcarve/internal/entropy"
 
 	"vmdkcarve/internal/tooltest"
 )
@@ -79,7 +80,7 @@ func TestWriteMonolithicSparseInterop(t *testing.T) {
 			for g, s := range gtes {
 				want := img[g*65536 : min((g+1)*65536, len(img))]
 				if s == 0 {
-					if !allZero(want) {
+					if !entropy.Zero(want) {
 						t.Fatalf("grain %d unallocated but not zero", g)
 					}
 					continue

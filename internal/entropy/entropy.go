@@ -1,6 +1,6 @@
-// Package entropy tells random-looking bytes (encrypted or compressed)
-// from structured ones, for the carver's fingerprints and the planner's
-// damage checks alike.
+// Package entropy classifies block contents: all zero, random-looking
+// (encrypted or compressed) or neither, for the carver's fingerprints, the
+// writers' sparse output and the planner's damage checks alike.
 package entropy
 
 // RandomLooking reports whether a block's byte histogram is as flat as
@@ -44,4 +44,20 @@ func RandomLooking(block []byte) bool {
 	// deviations of 255. Far below is too even to be random (a counter,
 	// a repeated permutation), far above is structure.
 	return chi2 > 160 && chi2 < 350
+}
+
+// Zero reports whether b is all zero bytes.
+func Zero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
