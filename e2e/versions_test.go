@@ -14,16 +14,6 @@ import (
 	"vmdkcarve/vmdk"
 )
 
-type memWriterAt struct{ b []byte }
-
-func (w *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
-	if end := int(off) + len(p); end > len(w.b) {
-		w.b = append(w.b, make([]byte, end-len(w.b))...)
-	}
-	copy(w.b[off:], p)
-	return len(p), nil
-}
-
 // TestVersions lays two versions of one disk (the second a later state:
 // some grains rewritten, its descriptor's parentCID the first one's CID)
 // and a copy of the first: each version is rebuilt exactly and on its own,
@@ -42,13 +32,13 @@ func TestVersions(t *testing.T) {
 		copy(v2[g*grainBytes:(g+1)*grainBytes], bytes.Repeat([]byte(fmt.Sprintf("version TWO grain %05d ", g)), grainBytes/24+1))
 	}
 	file := func(raw []byte, cid, parent uint32, name string) []byte {
-		var w memWriterAt
+		var w tooltest.MemFile
 		desc := &vmdk.Descriptor{CID: cid, ParentCID: parent}
 		if _, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: grains * 128, FileName: name, Descriptor: desc},
 			func(g uint64, b []byte) (bool, error) { copy(b, raw[g*grainBytes:]); return true, nil }); err != nil {
 			t.Fatal(err)
 		}
-		return w.b
+		return w.Bytes
 	}
 	rng := rand.New(rand.NewPCG(4, 4))
 	noise := func(n int) []byte {

@@ -118,18 +118,9 @@ func sameDisk(a, b *Instance) bool {
 // mergeCopies groups instances that are copies of one disk and makes one
 // Disk of each group, in order of the group's first header offset.
 func mergeCopies(instances []*Instance) []*Disk {
-	parent := make([]int, len(instances))
-	for i := range parent {
-		parent[i] = i
-	}
-	var find func(int) int
-	find = func(i int) int {
-		for parent[i] != i {
-			parent[i] = parent[parent[i]]
-			i = parent[i]
-		}
-		return i
-	}
+	sets := newUnionFind(len(instances))
+	find := sets.find
+	parent := sets.parent
 	for i := range instances {
 		for j := i + 1; j < len(instances); j++ {
 			if find(i) != find(j) && sameDisk(instances[i], instances[j]) {
@@ -295,4 +286,24 @@ func SortDisks(ds []*Disk) {
 	sort.SliceStable(ds, func(i, j int) bool {
 		return ds[i].Instances[0].HeaderOffset < ds[j].Instances[0].HeaderOffset
 	})
+}
+
+// unionFind groups items 0..n-1 into sets.
+type unionFind struct{ parent []int }
+
+func newUnionFind(n int) *unionFind {
+	u := &unionFind{parent: make([]int, n)}
+	for i := range u.parent {
+		u.parent[i] = i
+	}
+	return u
+}
+
+// find returns the representative of i's set.
+func (u *unionFind) find(i int) int {
+	for u.parent[i] != i {
+		u.parent[i] = u.parent[u.parent[i]]
+		i = u.parent[i]
+	}
+	return i
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"vmdkcarve/internal/tooltest"
 
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/signatures"
@@ -27,27 +28,17 @@ func guest(grains int) []byte {
 	return b
 }
 
-type memWriter struct{ b []byte }
-
-func (w *memWriter) WriteAt(p []byte, off int64) (int, error) {
-	if end := int(off) + len(p); end > len(w.b) {
-		w.b = append(w.b, make([]byte, end-len(w.b))...)
-	}
-	copy(w.b[off:], p)
-	return len(p), nil
-}
-
 // testDescriptor gives every test file the same CID: copies of one version.
 var testDescriptor = &vmdk.Descriptor{CID: 0x1234abcd, ParentCID: 0xffffffff}
 
 func sparseFile(t testing.TB, disk []byte) []byte {
-	var w memWriter
+	var w tooltest.MemFile
 	_, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: uint64(len(disk) / 512), FileName: "t.vmdk", Descriptor: testDescriptor},
 		func(g uint64, buf []byte) (bool, error) { copy(buf, disk[g*testGrain:]); return true, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	return w.b
+	return w.Bytes
 }
 
 func streamFile(t testing.TB, disk []byte, layout vmdk.StreamLayout) []byte {
@@ -289,11 +280,11 @@ func FuzzPlan(f *testing.F) {
 	disk := bytes.Repeat([]byte("fuzz grain data "), 6*8192/16)
 	clear(disk[8192*2 : 8192*3])
 	read := func(g uint64, buf []byte) (bool, error) { copy(buf, disk[g*8192:]); return true, nil }
-	var w memWriter
+	var w tooltest.MemFile
 	if _, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: 96, GrainSize: 16, FileName: "f.vmdk"}, read); err != nil {
 		f.Fatal(err)
 	}
-	img := append(noise(4096, 1), w.b...)
+	img := append(noise(4096, 1), w.Bytes...)
 	for _, layout := range []vmdk.StreamLayout{vmdk.StreamGDAtEnd, vmdk.StreamGDFront} {
 		var b bytes.Buffer
 		if _, err := vmdk.WriteStreamOptimized(&b, vmdk.StreamWriterOptions{Capacity: 96, GrainSize: 16, FileName: "f.vmdk", Layout: layout}, read); err != nil {

@@ -32,17 +32,8 @@ const minSharedGrains = 0.5
 // parentCID is another's CID came after it), else by the guest ext
 // filesystem's last write time, else not at all.
 func linkVersions(disks []*Disk, image io.ReaderAt) {
-	parent := make([]int, len(disks))
-	for i := range parent {
-		parent[i] = i
-	}
-	var find func(int) int
-	find = func(i int) int {
-		for parent[i] != i {
-			i = parent[i]
-		}
-		return i
-	}
+	sets := newUnionFind(len(disks))
+	find, parent := sets.find, sets.parent
 	why := make(map[int]string)
 	for i := range disks {
 		for j := i + 1; j < len(disks); j++ {

@@ -3,6 +3,7 @@ package vmdk
 import (
 	"bytes"
 	"testing"
+	"vmdkcarve/internal/tooltest"
 )
 
 func FuzzParseSparseHeader(f *testing.F) {
@@ -66,20 +67,10 @@ func FuzzESXHeaders(f *testing.F) {
 // directories and tables must be bounded by the file, not by the header.
 func FuzzGrainMap(f *testing.F) {
 	img := testImage(4096)
-	var buf writerAtBuffer
+	var buf tooltest.MemFile
 	WriteMonolithicSparse(&buf, SparseWriterOptions{Capacity: 4096, FileName: "x.vmdk"}, readFrom(img))
-	f.Add(buf.b)
+	f.Add(buf.Bytes)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		GrainMap(bytes.NewReader(b), int64(len(b)))
 	})
-}
-
-type writerAtBuffer struct{ b []byte }
-
-func (w *writerAtBuffer) WriteAt(p []byte, off int64) (int, error) {
-	if end := int(off) + len(p); end > len(w.b) {
-		w.b = append(w.b, make([]byte, end-len(w.b))...)
-	}
-	copy(w.b[off:], p)
-	return len(p), nil
 }

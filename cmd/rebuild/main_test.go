@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"vmdkcarve/internal/tooltest"
 
 	"vmdkcarve/pipeline"
 	"vmdkcarve/vmdk"
@@ -38,25 +39,15 @@ func carved(t *testing.T, files ...[]byte) string {
 	return caseDir
 }
 
-type buf struct{ b []byte }
-
-func (w *buf) WriteAt(p []byte, off int64) (int, error) {
-	if end := int(off) + len(p); end > len(w.b) {
-		w.b = append(w.b, make([]byte, end-len(w.b))...)
-	}
-	copy(w.b[off:], p)
-	return len(p), nil
-}
-
 func TestExitCodes(t *testing.T) {
-	var w buf
+	var w tooltest.MemFile
 	if _, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: 4096, FileName: "x.vmdk"}, func(g uint64, b []byte) (bool, error) {
 		copy(b, strings.Repeat("data ", 20000))
 		return true, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	withDisk := carved(t, w.b)
+	withDisk := carved(t, w.Bytes)
 	empty := carved(t)
 	for _, tc := range []struct {
 		name string

@@ -42,3 +42,16 @@ func VMDKInfo(t testing.TB, vmdkPath string) {
 	Need(t, "vmdkinfo")
 	Run(t, "vmdkinfo", vmdkPath)
 }
+
+// MemFile is an in-memory io.WriterAt that grows as written, for tests
+// that hand a writer a file.
+type MemFile struct{ Bytes []byte }
+
+// WriteAt implements io.WriterAt.
+func (m *MemFile) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(m.Bytes) {
+		m.Bytes = append(m.Bytes, make([]byte, end-len(m.Bytes))...)
+	}
+	copy(m.Bytes[off:], p)
+	return len(p), nil
+}
