@@ -217,11 +217,8 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 	if err != nil {
 		return nil, err
 	}
-	sum, err := hashFile(f.File)
+	sum, err := commitHashed(f)
 	if err != nil {
-		return nil, err
-	}
-	if err := f.Commit(); err != nil {
 		return nil, err
 	}
 	report.Output = append(report.Output, OutputFile{Path: filepath.Join(DisksDirName, name+".vmdk"), Format: "vmdk", Size: size, SHA256: sum})
@@ -275,14 +272,21 @@ func writeRaw(path string, dr *diskReader, size int64) (*OutputFile, error) {
 			}
 		}
 	}
-	sum, err := hashFile(f.File)
+	sum, err := commitHashed(f)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Commit(); err != nil {
-		return nil, err
-	}
 	return &OutputFile{Path: filepath.Join(DisksDirName, filepath.Base(path)), Format: "raw", Size: size, SHA256: sum}, nil
+}
+
+// commitHashed hashes a written output file (SHA-256, for the report) and
+// publishes it.
+func commitHashed(f *AtomicFile) (string, error) {
+	sum, err := hashFile(f.File)
+	if err != nil {
+		return "", err
+	}
+	return sum, f.Commit()
 }
 
 func hashFile(f *os.File) (string, error) {
