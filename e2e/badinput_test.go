@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"vmdkcarve/corpus"
@@ -155,4 +157,31 @@ func TestTinyImage(t *testing.T) {
 		t.Fatal("carve of a 5-byte image succeeded")
 	}
 	t.Log(err)
+}
+
+// TestUnwritableDiskDoesNotStopOthers: a stream header claiming more
+// sectors than a monolithicSparse extent can address (2^33 sectors, 4 TiB)
+// with a valid grain record cannot be emitted; the disk beside it still is,
+// and rebuild reports the one it could not write.
+func TestUnwritableDiskDoesNotStopOthers(t *testing.T) {
+	huge := vmdk.SparseHeader{Version: 3, Flags: vmdk.FlagValidNewlines | vmdk.FlagCompressed | vmdk.FlagMarkers, Capacity: 1 << 33,
+		GrainSize: 128, DescriptorOffset: 0, NumGTEsPerGT: 512, GDOffset: vmdk.GDAtEnd, OverHead: 1, CompressAlgorithm: vmdk.CompressDeflate}
+	hdr, _ := huge.MarshalBinary()
+	rec, _ := vmdk.EncodeGrain(nil, 0, bytes.Repeat([]byte("huge disk grain "), 4096), 6)
+	var ok tooltest.MemFile
+	if _, err := vmdk.WriteMonolithicSparse(&ok, vmdk.SparseWriterOptions{Capacity: 4096, FileName: "ok.vmdk"},
+		func(g uint64, b []byte) (bool, error) {
+			copy(b, bytes.Repeat([]byte("small"), 20000))
+			return true, nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	image := noiseImage(t, 8<<20, map[int][]byte{1 << 20: append(hdr, rec...), 4 << 20: ok.Bytes})
+	run := carveAndRebuild(t, image)
+	if run.err == nil || !strings.Contains(run.err.Error(), "not emitted") {
+		t.Fatalf("rebuild: %v, want an error naming the disk not emitted", run.err)
+	}
+	if len(run.reports) != 1 || run.reports[0].Disk.Capacity != 4096 {
+		t.Fatalf("%d reports, want the small disk's", len(run.reports))
+	}
 }

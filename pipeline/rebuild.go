@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 	"vmdkcarve/internal/entropy"
 
@@ -156,6 +157,7 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	}
 	res := &RebuildResult{}
 	recovered := false
+	var failed []string
 	for _, d := range disks {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -176,7 +178,12 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		logf("%s: writing %d grains placed, %d zero, %d missing", name, d.Counts.Placed, d.Counts.Zero, d.Counts.Missing+d.Counts.Conflict)
 		report, err := emitDisk(c, img, d, name, opts)
 		if err != nil {
-			return nil, fmt.Errorf("pipeline: emitting %s: %w", name, err)
+			// One disk that cannot be written (a capacity a
+			// monolithicSparse extent cannot hold, a write error) must
+			// not cost the others: go on, and fail the stage at the end.
+			logf("%s: not emitted: %v", name, err)
+			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			continue
 		}
 		if d.Counts.Placed > 0 {
 			recovered = true
@@ -189,10 +196,17 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		counts["grains_missing"] += int64(d.Counts.Missing + d.Counts.Conflict)
 	}
 	if err := c.UpdateManifest(func(m *Manifest) error {
-		m.Stages[StageRebuild] = &Stage{Complete: true, Started: started, Finished: time.Now(), Params: params, Counts: counts}
+		st := &Stage{Complete: len(failed) == 0, Started: started, Finished: time.Now(), Params: params, Counts: counts}
+		if len(failed) > 0 {
+			st.Reason = strings.Join(failed, "; ")
+		}
+		m.Stages[StageRebuild] = st
 		return nil
 	}); err != nil {
 		return nil, err
+	}
+	if len(failed) > 0 {
+		return res, fmt.Errorf("pipeline: %d of %d disks not emitted: %s", len(failed), len(disks), strings.Join(failed, "; "))
 	}
 	if !recovered {
 		return res, fmt.Errorf("pipeline: %d VMDK instances found, no grain placed: %w", len(disks), ErrNothingRecovered)
