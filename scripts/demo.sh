@@ -47,7 +47,17 @@ for rep_path in sorted(glob.glob(f"{work}/case/disks/disk-*.json")):
         verdict = "identical to the ground truth" if r.returncode == 0 else "DIFFERS from the ground truth"
         bad += r.returncode != 0
     else:
-        verdict = f"{c['placed']} grains placed, {c['missing']} missing (tail cut): placed grains scored by the e2e tests"
+        # Score every placed grain against the ground truth, read by qemu-img.
+        raw = vmdk + ".check.raw"
+        subprocess.run(["qemu-img", "convert", "-f", "vmdk", "-O", "raw", vmdk, raw], check=True)
+        got, want = open(raw, "rb").read(), open(os.path.join(work, "evidence", raw_of[gid]), "rb").read()
+        os.remove(raw)
+        gb = d["grain_size_sectors"] * 512
+        wrong = sum(1 for r in d["runs"] if r["status"] == "placed"
+                    for g in range(r["first_grain"], r["first_grain"] + r["count"])
+                    if got[g*gb:(g+1)*gb] != want[g*gb:(g+1)*gb])
+        bad += wrong != 0
+        verdict = f"{c['placed']} grains placed, {wrong} of them wrong; {c['missing']} missing (tail cut)"
     if subprocess.run(["which", "vmdkinfo"], capture_output=True).returncode == 0:
         subprocess.run(["vmdkinfo", vmdk], check=True, capture_output=True)
         verdict += "; vmdkinfo opens it"
