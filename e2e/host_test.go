@@ -83,8 +83,14 @@ func TestHostFilesystems(t *testing.T) {
 				if s.surviving > 0 {
 					recall = 100 * float64(s.placed) / float64(s.surviving)
 				}
-				rows = append(rows, fmt.Sprintf("%-34s disk %d  pieces %-12v  recall %6.1f%% (%d/%d)  wrong %d  rebuild %.1fs  evidence %v",
-					name, s.disk, frags[s.disk], recall, s.placed, s.surviving, s.wrong, seconds, rep.Disk.Counts.ByEvidence))
+				files := "-"
+				for _, g := range rep.Guest {
+					if g.Check != nil && g.Check.Files > 0 {
+						files = fmt.Sprintf("%d/%d", g.Check.FilesRecovered, g.Check.Files)
+					}
+				}
+				rows = append(rows, fmt.Sprintf("%-34s disk %d  pieces %-12v  recall %6.1f%% (%d/%d)  wrong %d  guest files %s  rebuild %.1fs  evidence %v",
+					name, s.disk, frags[s.disk], recall, s.placed, s.surviving, s.wrong, files, seconds, rep.Disk.Counts.ByEvidence))
 				if s.wrong != 0 {
 					t.Errorf("disk %d: %d wrong grains", s.disk, s.wrong)
 				}
@@ -148,6 +154,10 @@ func guestCheck(t *testing.T, truth *corpus.Truth, run *caseRun, rep *pipeline.D
 		truthWalk := fsprobe.Check(want, dt.Capacity, g)
 		if g.Check.Walked != truthWalk.Walked || g.Check.Entries != truthWalk.Entries {
 			t.Errorf("disk %d: guest %s walk %+v, ground truth walks %+v", id, g.Kind, *g.Check, truthWalk)
+		}
+		// Every grain survived: every file the walk reaches is whole.
+		if g.Check.FilesRecovered != g.Check.Files {
+			t.Errorf("disk %d: %d of %d guest files recovered, want all", id, g.Check.FilesRecovered, g.Check.Files)
 		}
 	}
 }

@@ -387,6 +387,26 @@ func (r *diskReader) readSource(src *reassemble.Source, dst []byte) (int, error)
 	return len(dst), nil
 }
 
+// MissingIn reports whether [off, off+n) of the rebuilt disk touches a
+// grain that was not recovered (missing or conflicting: it reads as zeros
+// without being zeros), for the guest file checks.
+func (r *diskReader) MissingIn(off, n int64) bool {
+	gb := int64(r.disk.GrainSize) * vmdk.SectorSize
+	if n <= 0 || off < 0 {
+		return false
+	}
+	for g := off / gb; g <= (off+n-1)/gb; g++ {
+		if r.disk.Placed(uint64(g)) != nil {
+			continue
+		}
+		run, ok := r.disk.RunOf(uint64(g))
+		if !ok || run.Status != reassemble.Zero {
+			return true
+		}
+	}
+	return false
+}
+
 // ReadAt reads the rebuilt disk, for the guest probes.
 func (r *diskReader) ReadAt(p []byte, off int64) (int, error) {
 	gb := int64(r.disk.GrainSize) * vmdk.SectorSize
