@@ -23,10 +23,9 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
-
 	"golang.org/x/sync/errgroup"
-	"vmdkcarve/internal/entropy"
 
+	"vmdkcarve/internal/entropy"
 	"vmdkcarve/signatures"
 )
 

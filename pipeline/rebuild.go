@@ -12,11 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-	"vmdkcarve/internal/entropy"
 
 	"github.com/cespare/xxhash/v2"
 
 	"vmdkcarve/fsprobe"
+	"vmdkcarve/internal/entropy"
 	"vmdkcarve/reassemble"
 	"vmdkcarve/vmdk"
 )

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"vmdkcarve/internal/entropy"
 
 	"vmdkcarve/fsprobe"
+	"vmdkcarve/internal/entropy"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -112,8 +112,17 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		if couldBeFound(capacity, grainSize, true) {
 			continue
 		}
-		add(start, hdr, fmt.Sprintf("header lost: the streamOptimized descriptor at image offset %d gives capacity %d sectors; grain size 128 assumed (every writer's); the grain area starts at the first record, image offset %d",
-			off, capacity, x.markers[i].Offset))
+		// Writers that put the tables at the front (qemu, open-vmdk) leave
+		// a directory between the descriptor and the first record; the
+		// last one there is the primary (qemu writes the redundant copy
+		// first). placeStream trusts it only if the records agree.
+		tables := "no grain directory before the first record"
+		if gd, ok := streamDirectory(image, x, start, off, x.markers[i].Offset); ok {
+			hdr.GDOffset = uint64(gd-start) / vmdk.SectorSize
+			tables = fmt.Sprintf("grain directory at image offset %d (its first table names records found)", gd)
+		}
+		add(start, hdr, fmt.Sprintf("header lost: the streamOptimized descriptor at image offset %d gives capacity %d sectors; grain size 128 assumed (every writer's); the grain area starts at the first record, image offset %d; %s",
+			off, capacity, x.markers[i].Offset, tables))
 	}
 
 	gts := make(map[int64]bool)
@@ -216,4 +225,60 @@ func dirOffsets(ds []dir) []int64 {
 		out = append(out, d.hit.Offset)
 	}
 	return out
+}
+
+// streamDirectory looks between a stream's descriptor and its first record
+// for the grain directory writers with front tables put there: a sector
+// whose entries step by 4 from a sector after it, then zeros, whose first
+// table's entries name sectors where records of exactly those LBAs were
+// found. The last such directory is the primary (qemu writes the
+// redundant copy first). At most 4096 sectors are read.
+func streamDirectory(image io.ReaderAt, x *hitIndex, start, desc, firstRecord int64) (int64, bool) {
+	found, ok := int64(0), false
+	var sec [vmdk.SectorSize]byte
+	for at := desc + vmdk.SectorSize; at < firstRecord && at < desc+4096*vmdk.SectorSize; at += vmdk.SectorSize {
+		if _, err := image.ReadAt(sec[:], at); err != nil {
+			break
+		}
+		self := uint64(at-start) / vmdk.SectorSize
+		first := uint64(binary.LittleEndian.Uint32(sec[:]))
+		if first <= self || int64(first)*vmdk.SectorSize >= firstRecord-start {
+			continue
+		}
+		n := 1
+		for ; n < vmdk.SectorSize/4; n++ {
+			e := uint64(binary.LittleEndian.Uint32(sec[4*n:]))
+			if e == 0 {
+				break
+			}
+			if e != first+uint64(4*n) {
+				n = -1
+				break
+			}
+		}
+		if n < 0 || !entropy.Zero(sec[4*n:]) {
+			continue
+		}
+		gt := make([]byte, vmdk.GTEsPerGT*4)
+		if _, err := image.ReadAt(gt, start+int64(first)*vmdk.SectorSize); err != nil {
+			continue
+		}
+		agree, disagree := 0, 0
+		for j := 0; j < vmdk.GTEsPerGT; j++ {
+			e := binary.LittleEndian.Uint32(gt[4*j:])
+			if e == 0 {
+				continue
+			}
+			m := x.markerAt[start+int64(e)*vmdk.SectorSize]
+			if m != nil && m.Verdict == signatures.Valid && m.Grain.LBA == uint64(j)*128 {
+				agree++
+			} else {
+				disagree++
+			}
+		}
+		if agree > 0 && disagree == 0 {
+			found, ok = at, true
+		}
+	}
+	return found, ok
 }

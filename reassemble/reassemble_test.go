@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-	"vmdkcarve/internal/tooltest"
 
 	"vmdkcarve/internal/entropy"
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )

@@ -3,10 +3,10 @@ package reassemble
 import (
 	"encoding/binary"
 	"fmt"
-	"vmdkcarve/internal/entropy"
 
 	"github.com/cespare/xxhash/v2"
 
+	"vmdkcarve/internal/entropy"
 	"vmdkcarve/vmdk"
 )
 

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"vmdkcarve/internal/entropy"
 
 	"github.com/cespare/xxhash/v2"
 
+	"vmdkcarve/internal/entropy"
 	"vmdkcarve/vmdk"
 )
 

@@ -3,6 +3,7 @@ package vmdk
 import (
 	"bytes"
 	"testing"
+
 	"vmdkcarve/internal/tooltest"
 )
 

@@ -3,6 +3,7 @@ package vmdk
 import (
 	"fmt"
 	"io"
+
 	"vmdkcarve/internal/entropy"
 )
 

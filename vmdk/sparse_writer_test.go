@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"vmdkcarve/internal/entropy"
 
+	"vmdkcarve/internal/entropy"
 	"vmdkcarve/internal/tooltest"
 )
 

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"vmdkcarve/internal/tooltest"
 
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/pipeline"
 	"vmdkcarve/vmdk"
 )
