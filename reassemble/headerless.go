@@ -48,7 +48,9 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		}
 		for _, s := range []uint64{h.Sparse.GDOffset, h.Sparse.RGDOffset} {
 			if s != 0 && s != vmdk.GDAtEnd {
-				at(int64(s) * vmdk.SectorSize)
+				for k := uint64(0); k < min(h.Sparse.GDSectors(), 1<<16); k++ {
+					at(int64(s+k) * vmdk.SectorSize)
+				}
 			}
 		}
 		if m != nil && m.Size >= 2*vmdk.SectorSize {
@@ -134,23 +136,45 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		if explained[g.Offset] {
 			continue
 		}
-		n := uint64(g.Table.Entries)
-		if n >= vmdk.SectorSize/4 {
-			// The run fills the sector: the directory may go on into the
-			// next one, so its length (and so its own sector) is unknown.
+		first := uint64(g.Table.First)
+		// A sector that continues the run of the sector before it is the
+		// middle or end of a longer directory, not its start.
+		if prev, ok := readEntries(image, g.Offset-vmdk.SectorSize); ok && prev[len(prev)-1] != 0 && uint64(prev[len(prev)-1])+4 == first {
 			continue
 		}
-		first := uint64(g.Table.First)
+		// A run that fills its sector may go on into the next ones.
+		n := uint64(g.Table.Entries)
+		for k := int64(1); n == uint64(k)*vmdk.SectorSize/4 && k < 1<<16; k++ {
+			next, ok := readEntries(image, g.Offset+k*vmdk.SectorSize)
+			if !ok {
+				break
+			}
+			for _, e := range next {
+				if uint64(e) != first+4*n {
+					break
+				}
+				n++
+			}
+		}
 		gdSectors := (n*4 + vmdk.SectorSize - 1) / vmdk.SectorSize
 		if first <= gdSectors+1 {
 			continue
 		}
 		self := first - gdSectors
 		start := g.Offset - int64(self)*vmdk.SectorSize
-		if start < 0 || !gts[start+int64(first)*vmdk.SectorSize] {
+		if start < 0 {
 			continue
 		}
-		byStart[start] = append(byStart[start], dir{g, self})
+		// One of the tables it names must be where it says (the first
+		// ones may be empty: an all-zero table is no evidence).
+		named := false
+		for k := uint64(0); k < min(n, 64) && !named; k++ {
+			named = gts[start+int64(first+4*k)*vmdk.SectorSize]
+		}
+		if !named {
+			continue
+		}
+		byStart[start] = append(byStart[start], dir{g, self, n})
 	}
 	// A disk of up to 32 MiB has one grain table, so its directory has a
 	// single entry: too common a shape for the carver to record. Each
@@ -174,7 +198,7 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		}
 		h := &signatures.Hit{Offset: gt.Offset - vmdk.SectorSize, Kind: signatures.KindGD, Verdict: signatures.Valid,
 			Table: &signatures.TableInfo{Entries: 1, First: uint32(first)}}
-		byStart[start] = append(byStart[start], dir{h, first - 1})
+		byStart[start] = append(byStart[start], dir{h, first - 1, 1})
 	}
 	keys := make([]int64, 0, len(byStart))
 	for k := range byStart {
@@ -183,16 +207,16 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	for _, start := range keys {
 		dirs := byStart[start]
-		if couldBeFound(uint64(dirs[0].hit.Table.Entries), 128, false) {
+		if couldBeFound(dirs[0].entries, 128, false) {
 			continue
 		}
 		sort.Slice(dirs, func(i, j int) bool { return dirs[i].sector < dirs[j].sector })
-		n := uint64(dirs[0].hit.Table.Entries)
+		n := dirs[0].entries
 		const grainSize = 128 // every writer's, FORMAT.md §5
 		hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, GrainSize: grainSize, NumGTEsPerGT: vmdk.GTEsPerGT}
 		last := dirs[len(dirs)-1]
 		hdr.GDOffset = last.sector
-		if len(dirs) > 1 && uint64(dirs[0].hit.Table.Entries) == uint64(last.hit.Table.Entries) {
+		if len(dirs) > 1 && dirs[0].entries == last.entries {
 			hdr.Flags |= vmdk.FlagRedundantGD
 			hdr.RGDOffset = dirs[0].sector
 		}
@@ -215,8 +239,9 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 // dir is a grain directory found in the image and its own sector in the
 // file it implies.
 type dir struct {
-	hit    *signatures.Hit
-	sector uint64
+	hit     *signatures.Hit
+	sector  uint64
+	entries uint64 // in the whole directory (it may span sectors)
 }
 
 func dirOffsets(ds []dir) []int64 {
@@ -281,4 +306,16 @@ func streamDirectory(image io.ReaderAt, x *hitIndex, start, desc, firstRecord in
 		}
 	}
 	return found, ok
+}
+
+// readEntries reads the sector at off as u32 entries.
+func readEntries(image io.ReaderAt, off int64) ([]uint32, bool) {
+	if off < 0 {
+		return nil, false
+	}
+	var sec [vmdk.SectorSize]byte
+	if _, err := image.ReadAt(sec[:], off); err != nil {
+		return nil, false
+	}
+	return vmdk.DecodeEntries(sec[:]), true
 }

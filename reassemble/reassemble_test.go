@@ -475,3 +475,54 @@ func BenchmarkPlanFragments(b *testing.B) {
 		})
 	}
 }
+
+// TestHeaderLostLargeDisk: a 4.5 GiB disk's grain directory spans two
+// sectors. With the header lost the file is found from the directory's
+// first sector (never from its second, which would name a wrong start);
+// with the header present, the directory's later sectors invent nothing.
+func TestHeaderLostLargeDisk(t *testing.T) {
+	const sectors = 9 << 29 / 512
+	grainAt := func(g uint64) []byte {
+		return bytes.Repeat([]byte(fmt.Sprintf("big disk grain %08d ", g)), testGrain/24+1)[:testGrain]
+	}
+	var w tooltest.MemFile
+	if _, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: sectors, FileName: "big.vmdk", Descriptor: testDescriptor},
+		func(g uint64, b []byte) (bool, error) {
+			if g%997 >= 3 { // runs of three: every table holds a few grains
+				return false, nil
+			}
+			copy(b, grainAt(g))
+			return true, nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	for _, lost := range []bool{true, false} {
+		f := append([]byte(nil), w.Bytes...)
+		if lost {
+			clear(f[:512])
+		}
+		img := append(append(noise(1<<20, 40), f...), noise(1<<20, 41)...)
+		disks := plan(t, img)
+		if len(disks) != 1 {
+			t.Fatalf("lost=%v: %d disks, want 1", lost, len(disks))
+		}
+		d := disks[0]
+		if d.Instances[0].HeaderOffset != 1<<20 || d.Capacity != sectors || d.Instances[0].HeaderLost != lost {
+			t.Fatalf("lost=%v: instance at %d, %d sectors, header lost %v", lost, d.Instances[0].HeaderOffset, d.Capacity, d.Instances[0].HeaderLost)
+		}
+		want := 0
+		for g := 0; g < sectors/128; g++ {
+			if g%997 < 3 {
+				want++
+			}
+		}
+		if d.Counts.Placed != uint64(want) || d.Counts.Missing != 0 {
+			t.Fatalf("lost=%v: counts %+v, want %d placed", lost, d.Counts, want)
+		}
+		for g, gr := range d.placed {
+			if got := img[gr.Source.ImageOffset : gr.Source.ImageOffset+testGrain]; !bytes.Equal(got, grainAt(g)) {
+				t.Fatalf("grain %d wrong", g)
+			}
+		}
+	}
+}
