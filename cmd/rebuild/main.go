@@ -37,11 +37,17 @@ writes for each disk:
   CASE/disks/disk-NN.raw    with --format raw: a raw image as well
 
 A grain is placed only on evidence (table = the VMDK's own grain table,
-marker = a stream grain marker's LBA, copy = an identical copy elsewhere,
-stream = proven zero by an unbroken run of stream records). Anything less
-is left out (reads as zeros) and reported as missing, never guessed.
+marker = a stream grain marker's LBA, host = its file offset linked to the
+image by the host filesystem's own map (NTFS MFT runs, ext4 extents), copy =
+an identical copy elsewhere, stream = proven zero by an unbroken chain of
+stream records). Without a host map a file is assumed contiguous from its
+header only until the bytes contradict it, and once contradicted nothing
+rests on that assumption. Anything less is left out (reads as zeros) and
+reported as missing, never guessed. Several versions of one disk are each
+rebuilt and linked in their reports; versions are never mixed.
 
-Exit codes: 0 success, 1 error, 2 usage, 3 finished but nothing recovered.
+Exit codes: 0 success, 1 error (also: a disk that could not be written; the
+others are), 2 usage, 3 finished but nothing recovered.
 
 Flags:
 `
