@@ -39,16 +39,24 @@ type candidate struct {
 //
 // Where the file is mapped only by the contiguous assumption (no host
 // filesystem map), the assumption holds until the bytes say otherwise.
-// Grains are checked in file order, and the first grain whose source is
-// impossible for an allocated grain ends the assumption: writers never
-// allocate an all-zero grain, and a sparse extent's grain area does not
-// hold another VMDK's header or compressed grain records. From that file
-// offset on, the file's bytes are somewhere else: every later grain is
-// missing, not read from whatever follows in the image.
+// Grains are checked in file order; the assumption ends at the first grain
+// whose source is impossible for it:
 //
-// Everywhere, a grain inside a file-aligned MiB whose every block looks
-// random, in a file whose other grains do not, is intermittent encryption
-// damage: missing.
+//   - all zero (writers never allocate a zero grain);
+//   - holding another VMDK's header or compressed grain records;
+//   - the second of two random-looking grains in a row, in a file whose
+//     grains so far were not random (a fragment running into noise);
+//   - missing a structure the guest's own partition table, boot sector
+//     or superblock (placed before it) predicts at that virtual address.
+//
+// A file found broken is fragmented, and the break only shows where the
+// bytes first betray it, so then no grain at all rests on the assumption
+// (see the end of the function). A file with a host map is read through
+// the map and none of this applies.
+//
+// Everywhere, a grain inside a file-aligned MiB whose blocks look random,
+// in a file whose other chunks do not, is intermittent encryption damage:
+// missing.
 func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIndex, opts Options, zero *Grain) {
 	sort.Slice(cands, func(i, j int) bool { return cands[i].sector < cands[j].sector })
 	h := inst.Header
