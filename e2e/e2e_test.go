@@ -263,3 +263,24 @@ func TestCopiesThatDisagree(t *testing.T) {
 		t.Error("no grain corroborated by the second copy")
 	}
 }
+
+// TestRealGuestsContiguous lays VMDKs of real ext4 and NTFS guests
+// contiguously in noise, with no host filesystem: the guest expectations
+// that end the contiguous assumption must hold on every real guest grain,
+// so every grain is placed, and the guests check clean.
+func TestRealGuestsContiguous(t *testing.T) {
+	truth := generate(t, corpus.Spec{Seed: 41, ImageSize: 192 << 20,
+		Disks: []corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4}, {ID: 2, Capacity: 24 << 20, FS: corpus.FSNTFS}},
+		Files: []corpus.FileSpec{
+			{Disk: 1, Variant: corpus.QemuSparse}, {Disk: 2, Variant: corpus.QemuSparse},
+			{Disk: 1, Variant: corpus.OursSparse}, {Disk: 2, Variant: corpus.VMwareStream},
+		}})
+	run := carveAndRebuild(t, truth.Image)
+	checkAll(t, truth, run, len(run.reports))
+	if len(run.reports) < 2 {
+		t.Fatalf("%d disks", len(run.reports))
+	}
+	for _, rep := range run.reports {
+		guestCheck(t, truth, run, rep, diskOf(t, truth, rep))
+	}
+}
