@@ -109,9 +109,16 @@ func ntfsBootExpectation(part int64, desc string, at int64) Expectation {
 			}
 			out := []Expectation{ntfsBootExpectation(part, "NTFS backup boot sector at the end of partition", total*bps)}
 			// The first system records of $MFT and the four of $MFTMirr
-			// carry their own record numbers.
+			// carry their own record numbers; record 0 ($MFT itself)
+			// says how far the MFT's first run goes, and every record
+			// slot there is a record of that number or still zero.
 			for n := int64(0); n < 4; n++ {
-				out = append(out, mftRecordExpectation(part+mft*cluster+n*1024, n, "$MFT"), mftRecordExpectation(part+mirr*cluster+n*1024, n, "$MFTMirr"))
+				rec := mftRecordExpectation(part+mft*cluster+n*1024, n, "$MFT")
+				if n == 0 {
+					rec.Len = 1024
+					rec.Then = func(b []byte) []Expectation { return mftRunExpectations(b, part, cluster) }
+				}
+				out = append(out, rec, mftRecordExpectation(part+mirr*cluster+n*1024, n, "$MFTMirr"))
 			}
 			return out
 		},
@@ -125,6 +132,55 @@ func mftRecordExpectation(off, n int64, where string) Expectation {
 			return string(b[:4]) == "FILE" && int64(binary.LittleEndian.Uint32(b[0x2C:])) == n
 		},
 	}
+}
+
+// maxMFTExpectations bounds the record slots predicted from $MFT's first
+// run: enough to cover the MFT a guest writes early (its first run), few
+// enough to stay cheap.
+const maxMFTExpectations = 1 << 16
+
+// mftRunExpectations reads $MFT's own record (record 0) and predicts every
+// record slot of its first run up to its initialized size: an MFT record
+// of that very number, or zeros (a slot not yet used).
+func mftRunExpectations(rec []byte, part, cluster int64) []Expectation {
+	r, err := ParseNTFSFileRecord(rec)
+	if err != nil || r.MFT == nil || r.MFT.Number != 0 || r.MFT.RecordSize != 1024 {
+		return nil
+	}
+	for _, d := range r.MFT.Data {
+		if d.Resident || d.StartVCN != 0 || len(d.Runs) == 0 || d.Runs[0].Sparse || d.Runs[0].VCN != 0 {
+			continue
+		}
+		run := d.Runs[0]
+		records := min(run.Len*cluster, d.Initialized) / 1024
+		var out []Expectation
+		for n := int64(4); n < min(records, maxMFTExpectations); n++ {
+			e := mftRecordExpectation(part+run.LCN*cluster+n*1024, n, "$MFT")
+			match := e.Match
+			e.Len = 0x30
+			e.Match = func(b []byte) bool {
+				// A slot in use holds its own number; a formatted slot not
+				// in use (mkntfs reserves 16..23 so) may not, and a slot
+				// never written is zeros.
+				const inUse = 0x0001
+				switch {
+				case string(b[:4]) == "FILE" && binary.LittleEndian.Uint16(b[0x16:])&inUse == 0:
+					return true
+				case string(b[:4]) == "FILE":
+					return match(b)
+				}
+				for _, c := range b {
+					if c != 0 {
+						return false
+					}
+				}
+				return true
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+	return nil
 }
 
 // extSuperblockExpectation predicts the superblock (group 0) or a backup

@@ -111,3 +111,72 @@ func TestCheckRealFilesystems(t *testing.T) {
 		})
 	}
 }
+
+// walkExpectations checks every expectation a disk's bytes yield, the way
+// a rebuild does (each match may add more), and counts matches and misses.
+func walkExpectations(disk []byte) (matched, missed int, misses []string) {
+	queue := ExpectFromMBR(disk[:512], int64(len(disk)))
+	for len(queue) > 0 && matched+missed < 1<<20 {
+		e := queue[0]
+		queue = queue[1:]
+		if e.Offset < 0 || e.Offset+int64(e.Len) > int64(len(disk)) {
+			continue
+		}
+		b := disk[e.Offset : e.Offset+int64(e.Len)]
+		if !e.Match(b) {
+			if !e.Soft {
+				missed++
+				misses = append(misses, e.Desc)
+			}
+			continue
+		}
+		matched++
+		if e.Then != nil {
+			queue = append(queue, e.Then(b)...)
+		}
+	}
+	return matched, missed, misses
+}
+
+// TestExpectationsRealGuests: the structures a real mkntfs / mkfs.ext4
+// volume predicts about itself all hold, and a damaged MFT record or
+// superblock backup is noticed.
+func TestExpectationsRealGuests(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		tool    string
+		args    []string
+		typ     byte
+		damage  func(vol []byte)
+		atLeast int
+	}{
+		{"ntfs", "mkntfs", []string{"-q", "-F", "-f", "-s", "512", "-p", "2048", "-H", "16", "-S", "63"}, 0x07,
+			func(vol []byte) { // record 20 of the MFT (at LCN from the boot sector)
+				c := int64(vol[13]) * int64(binary.LittleEndian.Uint16(vol[11:]))
+				off := int64(binary.LittleEndian.Uint64(vol[48:]))*c + 20*1024
+				copy(vol[off:], "not a record")
+			}, 20},
+		{"ext4", "mkfs.ext4", []string{"-q", "-F", "-b", "1024", "-g", "1024"}, 0x83,
+			func(vol []byte) { clear(vol[1024*1024+1024 : 1024*1024+2048]) }, 3}, // the backup of group 1
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vol := mkfs(t, 16<<20, tc.tool, tc.args...)
+			disk := make([]byte, 1<<20+len(vol))
+			e := disk[446:]
+			e[4] = tc.typ
+			binary.LittleEndian.PutUint32(e[8:], 2048)
+			binary.LittleEndian.PutUint32(e[12:], uint32(len(vol)/512))
+			binary.LittleEndian.PutUint16(disk[510:], 0xAA55)
+			copy(disk[1<<20:], vol)
+			matched, missed, misses := walkExpectations(disk)
+			if missed != 0 || matched < tc.atLeast {
+				t.Fatalf("fresh volume: %d matched, %d missed %v", matched, missed, misses)
+			}
+			tc.damage(disk[1<<20:])
+			if _, missed, _ := walkExpectations(disk); missed == 0 {
+				t.Fatal("damage not noticed")
+			}
+			t.Logf("%d expectations hold on the fresh volume", matched)
+		})
+	}
+}
