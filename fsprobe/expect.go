@@ -134,6 +134,124 @@ func mftRecordExpectation(off, n int64, where string) Expectation {
 	}
 }
 
+// Limits on the ext4 expectations: group descriptors checked (one 64 KiB
+// read at most) and inodes predicted per group (the start of each inode
+// table: in-use inodes cluster there).
+const (
+	maxGDTBytes        = 64 << 10
+	maxInodesPerGroup  = 64
+	ext4DescChecksum   = 0x1E
+	ext4InodeCsumLo    = 0x7C
+	ext4InodeCsumHi    = 0x82
+	ext4InodeExtraSize = 0x80
+)
+
+// extGroupDescExpectations predicts, for a metadata_csum ext4 volume, its
+// group descriptor table (every descriptor's checksum verifies with the
+// filesystem's seed) and, through it, the start of every inode table
+// (each inode slot is zero or its checksum verifies with its own number).
+// Both checksums seed with the volume's UUID, so bytes from anywhere else
+// cannot pass. Volumes without metadata_csum get no such prediction.
+func extGroupDescExpectations(part int64, sbBytes []byte) []Expectation {
+	sb, err := ParseExt4Superblock(sbBytes)
+	if err != nil || !sb.MetadataCsum || sb.Group != 0 {
+		return nil
+	}
+	bs := int64(sb.BlockSize)
+	descSize := int64(32)
+	if sb.Is64Bit {
+		descSize = int64(binary.LittleEndian.Uint16(sbBytes[0xFE:]))
+		if descSize < 64 || descSize > 1024 || descSize&(descSize-1) != 0 {
+			return nil
+		}
+	}
+	groups := (int64(sb.Blocks) + int64(sb.BlocksPerGroup) - 1) / int64(sb.BlocksPerGroup)
+	n := min(groups, maxGDTBytes/descSize)
+	if n <= 0 {
+		return nil
+	}
+	seed := sb.CsumSeed
+	return []Expectation{{
+		Offset: part + (int64(sb.FirstDataBlock)+1)*bs, Len: int(n * descSize),
+		Desc: fmt.Sprintf("the checksummed group descriptors of the ext4 volume at %d", part),
+		Match: func(b []byte) bool {
+			for g := int64(0); g < n; g++ {
+				d := append([]byte(nil), b[g*descSize:(g+1)*descSize]...)
+				want := binary.LittleEndian.Uint16(d[ext4DescChecksum:])
+				d[ext4DescChecksum], d[ext4DescChecksum+1] = 0, 0
+				var le [4]byte
+				binary.LittleEndian.PutUint32(le[:], uint32(g))
+				if uint16(crc32cRaw(crc32cRaw(seed, le[:]), d)) != want {
+					return false
+				}
+			}
+			return true
+		},
+		Then: func(b []byte) []Expectation {
+			var out []Expectation
+			isz := int64(sb.InodeSize)
+			for g := int64(0); g < n; g++ {
+				d := b[g*descSize:]
+				table := int64(binary.LittleEndian.Uint32(d[8:]))
+				if descSize >= 64 {
+					table |= int64(binary.LittleEndian.Uint32(d[0x28:])) << 32
+				}
+				// Only initialised inodes are predicted: a group flagged
+				// INODE_UNINIT, and the unused tail bg_itable_unused says,
+				// may hold whatever the disk held before.
+				const inodeUninit = 0x1
+				if binary.LittleEndian.Uint16(d[0x12:])&inodeUninit != 0 {
+					continue
+				}
+				used := int64(sb.InodesPerGroup) - int64(binary.LittleEndian.Uint16(d[0x1C:]))
+				for j := int64(0); j < min(used, maxInodesPerGroup); j++ {
+					inum := uint32(g*int64(sb.InodesPerGroup) + j + 1)
+					out = append(out, ext4InodeExpectation(part+table*bs+j*isz, inum, int(isz), seed))
+				}
+			}
+			return out
+		},
+	}}
+}
+
+// ext4InodeExpectation predicts inode inum at off: all zero (never
+// initialised) or carrying a metadata_csum checksum that verifies.
+func ext4InodeExpectation(off int64, inum uint32, isz int, seed uint32) Expectation {
+	return Expectation{
+		Offset: off, Len: isz, Desc: fmt.Sprintf("ext4 inode %d", inum),
+		Match: func(b []byte) bool {
+			zero := true
+			for _, c := range b {
+				if c != 0 {
+					zero = false
+					break
+				}
+			}
+			if zero {
+				return true
+			}
+			in := append([]byte(nil), b...)
+			lo := binary.LittleEndian.Uint16(in[ext4InodeCsumLo:])
+			in[ext4InodeCsumLo], in[ext4InodeCsumLo+1] = 0, 0
+			hasHi := isz > 128 && binary.LittleEndian.Uint16(in[ext4InodeExtraSize:]) >= 4
+			var hi uint16
+			if hasHi {
+				hi = binary.LittleEndian.Uint16(in[ext4InodeCsumHi:])
+				in[ext4InodeCsumHi], in[ext4InodeCsumHi+1] = 0, 0
+			}
+			var le [4]byte
+			binary.LittleEndian.PutUint32(le[:], inum)
+			c := crc32cRaw(seed, le[:])
+			c = crc32cRaw(c, in[0x64:0x68]) // i_generation
+			c = crc32cRaw(c, in)
+			if hasHi {
+				return c == uint32(lo)|uint32(hi)<<16
+			}
+			return uint16(c) == lo
+		},
+	}
+}
+
 // maxMFTExpectations bounds the record slots predicted from $MFT's first
 // run: enough to cover the MFT a guest writes early (its first run), few
 // enough to stay cheap.
@@ -213,14 +331,15 @@ func extSuperblockExpectation(part int64, group uint32, primary []byte) Expectat
 			}
 			groups := (blocks + bpg - 1) / bpg
 			sb := append([]byte(nil), b...)
+			gdt := extGroupDescExpectations(part, b)
 			const compatSparseSuper2, roCompatSparseSuper = 0x200, 0x1
 			if binary.LittleEndian.Uint32(b[92:])&compatSparseSuper2 != 0 || binary.LittleEndian.Uint32(b[100:])&roCompatSparseSuper == 0 {
 				// sparse_super2 keeps two backups where it likes; without
 				// sparse_super every group has one: predict none rather
 				// than a wrong set.
-				return nil
+				return gdt
 			}
-			var out []Expectation
+			out := gdt
 			// sparse_super keeps backups in groups 1 and the powers of
 			// 3, 5 and 7 (the feature is on in every mkfs default).
 			for _, base := range []int64{3, 5, 7} {

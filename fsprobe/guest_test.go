@@ -158,6 +158,13 @@ func TestExpectationsRealGuests(t *testing.T) {
 			}, 20},
 		{"ext4", "mkfs.ext4", []string{"-q", "-F", "-b", "1024", "-g", "1024"}, 0x83,
 			func(vol []byte) { clear(vol[1024*1024+1024 : 1024*1024+2048]) }, 3}, // the backup of group 1
+		{"ext4 group descriptors", "mkfs.ext4", []string{"-q", "-F", "-b", "1024", "-O", "metadata_csum"}, 0x83,
+			func(vol []byte) { vol[2048+8] ^= 1 }, 10}, // a bit of group 0's inode table location
+		{"ext4 inode", "mkfs.ext4", []string{"-q", "-F", "-b", "4096", "-O", "metadata_csum"}, 0x83,
+			func(vol []byte) { // root's inode (2) in group 0's inode table
+				table := int64(binary.LittleEndian.Uint32(vol[4096+8:]))
+				vol[table*4096+256+4] ^= 1
+			}, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vol := mkfs(t, 16<<20, tc.tool, tc.args...)

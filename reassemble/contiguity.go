@@ -353,42 +353,54 @@ func isForeign(h *signatures.Hit) bool {
 }
 
 // guestProbe checks grains placed on the contiguous assumption against
-// what the guest's own structures, placed before them, predict.
+// what the guest's own structures, placed before them, predict. Pending
+// predictions are kept by the grain that holds them, so each grain costs
+// only its own.
 type guestProbe struct {
 	diskSize int64
-	pending  []fsprobe.Expectation
+	pending  map[int64][]fsprobe.Expectation // by grain number
+}
+
+func (p *guestProbe) add(grainBytes int64, es []fsprobe.Expectation) {
+	if p.pending == nil {
+		p.pending = make(map[int64][]fsprobe.Expectation)
+	}
+	for _, e := range es {
+		if e.Offset >= 0 && e.Offset < p.diskSize {
+			g := e.Offset / grainBytes
+			p.pending[g] = append(p.pending[g], e)
+		}
+	}
 }
 
 // check returns why grain g's bytes contradict the guest, or "". A grain
-// that confirms an expectation adds what that implies.
+// that confirms an expectation adds what that implies (which may lie in
+// this very grain).
 func (p *guestProbe) check(g uint64, grainBytes int64, buf []byte) string {
 	lo := int64(g) * grainBytes
 	hi := lo + int64(len(buf))
 	if g == 0 && len(buf) >= 512 {
-		p.pending = append(p.pending, fsprobe.ExpectFromMBR(buf[:512], p.diskSize)...)
+		p.add(grainBytes, fsprobe.ExpectFromMBR(buf[:512], p.diskSize))
 	}
-	var keep []fsprobe.Expectation
 	var why string
-	queue := p.pending
-	for len(queue) > 0 {
-		e := queue[0]
-		queue = queue[1:]
-		if e.Offset < lo || e.Offset+int64(e.Len) > hi {
-			keep = append(keep, e)
-			continue
-		}
-		b := buf[e.Offset-lo : e.Offset-lo+int64(e.Len)]
-		if !e.Match(b) {
-			if why == "" && !e.Soft {
-				why = fmt.Sprintf("the guest's own structures expect %s at virtual offset %d, and this grain does not hold it", e.Desc, e.Offset)
+	for len(p.pending[int64(g)]) > 0 {
+		queue := p.pending[int64(g)]
+		delete(p.pending, int64(g))
+		for _, e := range queue {
+			if e.Offset < lo || e.Offset+int64(e.Len) > hi {
+				continue // spans into the next grain: not checkable here
 			}
-			continue
-		}
-		if e.Then != nil {
-			// What it implies may lie in this very grain.
-			queue = append(queue, e.Then(b)...)
+			b := buf[e.Offset-lo : e.Offset-lo+int64(e.Len)]
+			if !e.Match(b) {
+				if why == "" && !e.Soft {
+					why = fmt.Sprintf("the guest's own structures expect %s at virtual offset %d, and this grain does not hold it", e.Desc, e.Offset)
+				}
+				continue
+			}
+			if e.Then != nil {
+				p.add(grainBytes, e.Then(b))
+			}
 		}
 	}
-	p.pending = keep
 	return why
 }
