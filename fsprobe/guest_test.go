@@ -187,3 +187,25 @@ func TestExpectationsRealGuests(t *testing.T) {
 		})
 	}
 }
+
+// FuzzExpectations: predictions are built from bytes of a guest disk that
+// may be anything; whatever they say, building and checking them must not
+// panic or grow without bound.
+func FuzzExpectations(f *testing.F) {
+	seed := make([]byte, 1<<16)
+	binary.LittleEndian.PutUint16(seed[510:], 0xAA55)
+	seed[446+4], seed[446+8], seed[446+12] = 0x83, 8, 100
+	binary.LittleEndian.PutUint16(seed[8*512+1024+56:], 0xEF53)
+	f.Add(seed)
+	ntfs := append([]byte(nil), seed...)
+	ntfs[446+4] = 0x07
+	copy(ntfs[8*512+3:], "NTFS    ")
+	binary.LittleEndian.PutUint16(ntfs[8*512+510:], 0xAA55)
+	f.Add(ntfs)
+	f.Fuzz(func(t *testing.T, disk []byte) {
+		if len(disk) < 512 {
+			return
+		}
+		walkExpectations(disk)
+	})
+}
