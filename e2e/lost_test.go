@@ -56,3 +56,27 @@ func TestAllTablesLost(t *testing.T) {
 	}
 	t.Logf("recall %d of %d surviving grains; tables: %s", s.placed, s.surviving, rep.Disk.Instances[0].Tables)
 }
+
+// TestStreamStartAndEndLost: a VMware-layout stream whose first 64 KiB
+// (header, descriptor) and last 4 KiB (tables, footer) are overwritten is
+// adopted from its grain records alone, its capacity taken from the guest's
+// MBR; every record is placed, none is wrong. Two such streams of different
+// disks cannot be told apart: nothing is adopted, nothing is wrong.
+func TestStreamStartAndEndLost(t *testing.T) {
+	gone := []corpus.Damage{{Kind: corpus.Overwrite, At: 0, Bytes: 64 << 10}, {Kind: corpus.CutTail, Bytes: 4 << 10}}
+	truth := generate(t, corpus.Spec{Seed: 34, ImageSize: 96 << 20, Disks: []corpus.DiskSpec{disk(1, 20<<20)},
+		Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.VMwareStream, Damage: gone}}})
+	run := carveAndRebuild(t, truth.Image)
+	scores := checkAll(t, truth, run, 1)
+	if d := run.reports[0].Disk; !d.Instances[0].HeaderLost || d.Capacity != uint64(20<<20/512) {
+		t.Errorf("instance %+v, capacity %d", d.Instances[0].Notes, d.Capacity)
+	}
+	_ = scores
+
+	two := generate(t, corpus.Spec{Seed: 35, ImageSize: 96 << 20, Disks: []corpus.DiskSpec{disk(1, 20<<20), disk(2, 20<<20)},
+		Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.VMwareStream, Damage: gone}, {Disk: 2, Variant: corpus.VMwareStream, Damage: gone}}})
+	run = carveAndRebuild(t, two.Image)
+	if len(run.reports) != 0 {
+		t.Errorf("%d disks adopted from two streams' records, want none", len(run.reports))
+	}
+}

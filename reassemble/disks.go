@@ -43,6 +43,10 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 		}
 	}
 	attachOrphanRuns(instances, x)
+	if inst := adoptOrphanStream(instances, x, image); inst != nil {
+		inst.ID = len(instances) + 1
+		instances = append(instances, inst)
+	}
 	for _, inst := range instances {
 		inst.Counts = countInstance(inst)
 	}
