@@ -21,6 +21,8 @@ type Expectation struct {
 	// Then, if set, gives the expectations the matched bytes imply (a
 	// boot sector's MFT, a superblock's backups).
 	Then func(b []byte) []Expectation
+	// Volume: a match proves a guest filesystem starts here.
+	Volume bool
 	// Soft expectations are guesses (a partition type byte says "Linux",
 	// not which filesystem): a mismatch contradicts nothing, a match
 	// still yields Then.
@@ -63,7 +65,7 @@ func partitionStartExpectation(part int64, typ byte) Expectation {
 	ntfs := ntfsBootExpectation(part, "NTFS boot sector at the start of partition", 0)
 	ext := extSuperblockExpectation(part, 0, nil)
 	return Expectation{
-		Offset: part, Len: 4096, Desc: fmt.Sprintf("a volume signature at the start of the partition at %d (type %#02x)", part, typ),
+		Offset: part, Len: 4096, Volume: true, Desc: fmt.Sprintf("a volume signature at the start of the partition at %d (type %#02x)", part, typ),
 		Match: func(b []byte) bool {
 			switch {
 			case ntfs.Match(b[:sector]), ext.Match(b[1024:2048]):

@@ -96,7 +96,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 			if why == "" {
 				why = guest.check(c.grain, h.GrainBytes(), buf)
 			}
-			if why == "" && randomGrain(buf) && !plainSoFar.empty() {
+			if why == "" && !guest.volumeFound && randomGrain(buf) && !plainSoFar.empty() {
 				// A random-looking grain in a file whose grains so far are
 				// not: the file's own compressed data, or the start of
 				// someone else's bytes past a fragment's end. Its file
@@ -182,6 +182,16 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	}
 	inst.cutFragments(int64(h.OverHead) * vmdk.SectorSize)
 }
+
+// Random runs: two random-looking grains in a row end the contiguous
+// assumption only while no guest filesystem has been recognised on the
+// disk. A recognised guest (an NTFS or ext volume at a partition start)
+// has files of its own that may well be random-looking (compressed,
+// encrypted, test data from /dev/urandom), and ending the assumption on
+// them would lose every grain of a perfectly contiguous file; its own
+// structures (the guest predictions) keep watch instead. A disk whose
+// content is unknown keeps the rule: a fragment running into random
+// foreign bytes shows no other way.
 
 // held is a suspect grain waiting for its file successor.
 type held struct {
@@ -357,8 +367,9 @@ func isForeign(h *signatures.Hit) bool {
 // predictions are kept by the grain that holds them, so each grain costs
 // only its own.
 type guestProbe struct {
-	diskSize int64
-	pending  map[int64][]fsprobe.Expectation // by grain number
+	diskSize    int64
+	pending     map[int64][]fsprobe.Expectation // by grain number
+	volumeFound bool                            // a guest filesystem was recognised
 }
 
 func (p *guestProbe) add(grainBytes int64, es []fsprobe.Expectation) {
@@ -397,6 +408,7 @@ func (p *guestProbe) check(g uint64, grainBytes int64, buf []byte) string {
 				}
 				continue
 			}
+			p.volumeFound = p.volumeFound || e.Volume
 			if e.Then != nil {
 				p.add(grainBytes, e.Then(b))
 			}
