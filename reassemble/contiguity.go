@@ -45,7 +45,8 @@ type candidate struct {
 //   - all zero (writers never allocate a zero grain);
 //   - holding another VMDK's header or compressed grain records;
 //   - the second of two random-looking grains in a row, in a file whose
-//     grains so far were not random (a fragment running into noise);
+//     grains so far were not random (a fragment running into noise), on
+//     a disk where no guest filesystem has been recognised (see below);
 //   - missing a structure the guest's own partition table, boot sector
 //     or superblock (placed before it) predicts at that virtual address.
 //
