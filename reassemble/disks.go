@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
@@ -270,26 +269,9 @@ func (b *runBuilder) add(g, count uint64, gr *Grain) {
 	b.runs = append(b.runs, r)
 }
 
-// runsOf compresses one decision per grain into runs.
-func runsOf(grains []Grain, grainSize uint64) []Run {
-	b := runBuilder{stride: int64(grainSize) * vmdk.SectorSize}
-	for g := range grains {
-		b.add(uint64(g), 1, &grains[g])
-	}
-	return b.runs
-}
-
 // SourceOf expands a run back to the source image offset of grain g.
 func (r Run) SourceOf(g uint64) int64 {
 	return r.ImageOffset + int64(g-r.FirstGrain)*r.Stride
-}
-
-// SortDisks orders disks by their first instance's header offset (already
-// the order Plan returns; exported for callers that combine plans).
-func SortDisks(ds []*Disk) {
-	sort.SliceStable(ds, func(i, j int) bool {
-		return ds[i].Instances[0].HeaderOffset < ds[j].Instances[0].HeaderOffset
-	})
 }
 
 // unionFind groups items 0..n-1 into sets.

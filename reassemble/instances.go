@@ -23,7 +23,6 @@ type hitIndex struct {
 	synthesized map[*signatures.Hit]string // start hits made up for files whose header is lost, and why
 	markers     []*signatures.Hit          // grain markers (valid and damaged), by offset
 	markerAt    map[int64]*signatures.Hit  // grain markers by offset
-	others      map[signatures.Kind]int    // counts of kinds reported but not used here
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {
@@ -34,10 +33,12 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		gdMark:      make(map[int64]bool),
 		synthesized: make(map[*signatures.Hit]string),
 		markerAt:    make(map[int64]*signatures.Hit),
-		others:      make(map[signatures.Kind]int),
 	}
 	for i := range hits {
 		h := &hits[i]
+		if !trustworthy(h) {
+			continue
+		}
 		if isForeign(h) {
 			x.foreign = append(x.foreign, h)
 		}
@@ -45,8 +46,6 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		case signatures.KindSparseHeader:
 			if h.Verdict == signatures.Valid && h.Sparse != nil {
 				x.headers = append(x.headers, h)
-			} else {
-				x.others[h.Kind]++
 			}
 		case signatures.KindDescriptor:
 			if h.Descriptor != nil {
@@ -73,8 +72,6 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 				x.markers = append(x.markers, h)
 				x.markerAt[h.Offset] = h
 			}
-		default:
-			x.others[h.Kind]++
 		}
 	}
 	byOffset := func(s []*signatures.Hit) {
@@ -102,6 +99,26 @@ func (x *hitIndex) isFooter(h *signatures.Hit) bool {
 	}
 	return h.Sparse.DescriptorOffset > 0 && x.descriptors[h.Offset+int64(h.Sparse.DescriptorOffset)*vmdk.SectorSize] == nil
 }
+
+// trustworthy re-checks what a hit claims before anything is sized or
+// read from it: hits.jsonl is a file on disk like any other, and a damaged
+// or crafted line must not make the planner allocate by a header's word
+// (a grain size of 2^40) or read a record of any length it says.
+func trustworthy(h *signatures.Hit) bool {
+	switch {
+	case h.Offset < 0:
+		return false
+	case h.Sparse != nil && h.Verdict == signatures.Valid && h.Sparse.Validate() != nil:
+		return false
+	case h.Grain != nil && (h.Length <= 0 || h.Length > maxRecordBytes):
+		return false
+	}
+	return true
+}
+
+// maxRecordBytes is the largest grain record: the marker, the largest
+// compressed grain of the largest grain size, sector padding.
+var maxRecordBytes = (12 + vmdk.MaxCompressedGrain(vmdk.MaxGrainSize*vmdk.SectorSize) + vmdk.SectorSize - 1) / vmdk.SectorSize * vmdk.SectorSize
 
 // isMetaGT reports whether a GT marker sits at off.
 func (x *hitIndex) isMetaGT(off int64) bool { return x.gtMark[off] }

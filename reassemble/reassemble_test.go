@@ -266,7 +266,11 @@ func TestRuns(t *testing.T) {
 		{Status: Zero, Evidence: []string{EvTable}},
 		{Status: Missing, Reason: "x"},
 	}
-	runs := runsOf(grains, 128)
+	b := runBuilder{stride: testGrain}
+	for g := range grains {
+		b.add(uint64(g), 1, &grains[g])
+	}
+	runs := b.runs
 	if len(runs) != 4 || runs[0].Count != 3 || runs[0].SourceOf(2) != 1000+2*testGrain || runs[2].Count != 2 {
 		t.Fatalf("%+v", runs)
 	}
@@ -585,5 +589,22 @@ func TestRandomGuestDataContiguous(t *testing.T) {
 		if !recognised && c.Placed != 0 {
 			t.Errorf("unknown content: placed %d grains, want none once random runs end the assumption", c.Placed)
 		}
+	}
+}
+
+// TestCraftedHits: hits.jsonl is read back from disk; a line claiming a
+// valid header with a 2^40-sector grain, or a grain record of 2^40 bytes,
+// is dropped before anything is sized by it.
+func TestCraftedHits(t *testing.T) {
+	img := noise(1<<20, 90)
+	hits := []signatures.Hit{
+		{Offset: 4096, Kind: signatures.KindSparseHeader, Verdict: signatures.Valid, Sparse: &vmdk.SparseHeader{
+			Version: 1, Flags: 1, Capacity: 1 << 50, GrainSize: 1 << 40, NumGTEsPerGT: 512, GDOffset: 1, OverHead: 2}},
+		{Offset: 8192, Kind: signatures.KindGrainMarker, Verdict: signatures.Valid, Length: 1 << 40,
+			Grain: &signatures.GrainInfo{LBA: 0, Size: 100, DataBytes: 65536, Hash: 1}},
+	}
+	disks, err := Plan(bytes.NewReader(img), int64(len(img)), hits, Options{})
+	if err != nil || len(disks) != 0 {
+		t.Fatalf("%d disks, %v: want the crafted hits dropped", len(disks), err)
 	}
 }

@@ -67,9 +67,9 @@ type GTShape struct {
 
 // LooksLikeGT reports whether b (2048 bytes) is shaped like a grain table of
 // an uncompressed sparse extent with grains of grainSize sectors: at least
-// minNonZero non-zero entries, each a multiple of grainSize and pointing past
-// the header, with no entry repeated. Checking for repeats uses a sort-free
-// pass over a small bitmap of entry values, so the cost stays linear.
+// minNonZero non-zero entries, each a multiple of grainSize, with no entry
+// repeated. The repeat check runs only on blocks that passed the others,
+// which are rare.
 func LooksLikeGT(b []byte, grainSize uint32, minNonZero int) (GTShape, bool) {
 	var s GTShape
 	if len(b) < GTEsPerGT*4 || grainSize == 0 {
@@ -93,10 +93,6 @@ func LooksLikeGT(b []byte, grainSize uint32, minNonZero int) (GTShape, bool) {
 	if s.NonZero < minNonZero {
 		return s, false
 	}
-	// Distinct entries: values are multiples of grainSize, so there are at
-	// most NonZero of them in [Min, Max] only if no two are equal. A
-	// 512-entry table needs at most a 512-bit set when the span is small;
-	// for wider spans compare pairwise within this bounded table.
 	seen := make(map[uint32]struct{}, s.NonZero)
 	for i := 0; i < GTEsPerGT; i++ {
 		e := le.Uint32(b[4*i:])
