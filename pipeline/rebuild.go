@@ -342,7 +342,7 @@ func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
 	if src.Compressed {
 		r.cacheG = -1 // the cache is about to hold this grain's decoded bytes
 		rec := r.record[:min(int64(len(r.record)), max(src.RecordBytes, 12))]
-		n, err := r.readSource(src, rec)
+		n, err := reassemble.ReadSource(r.img, src, rec)
 		if err != nil {
 			return false, err
 		}
@@ -353,7 +353,7 @@ func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
 		}
 		copy(buf, r.cache[:len(buf)])
 		hashed = r.cache[:k] // the carve hashed the whole decoded grain
-	} else if _, err := r.readSource(src, buf); err != nil {
+	} else if _, err := reassemble.ReadSource(r.img, src, buf); err != nil {
 		return false, err
 	}
 	if xxhash.Sum64(hashed) != gr.Hash {
@@ -361,30 +361,6 @@ func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
 		return false, nil
 	}
 	return true, nil
-}
-
-// readSource reads a source's bytes into dst: one run at ImageOffset, or
-// its pieces (holes read as zeros). A short read at the image end leaves
-// zeros and reports how much was read.
-func (r *diskReader) readSource(src *reassemble.Source, dst []byte) (int, error) {
-	if len(src.Pieces) == 0 {
-		n, err := r.img.ReadAt(dst, src.ImageOffset)
-		if err == io.EOF {
-			err = nil
-		}
-		return n, err
-	}
-	clear(dst)
-	for _, p := range src.Pieces {
-		if p.ImageOffset < 0 || p.Offset >= int64(len(dst)) {
-			continue
-		}
-		end := min(p.Offset+p.Length, int64(len(dst)))
-		if _, err := r.img.ReadAt(dst[p.Offset:end], p.ImageOffset); err != nil && err != io.EOF {
-			return 0, err
-		}
-	}
-	return len(dst), nil
 }
 
 // MissingIn reports whether [off, off+n) of the rebuilt disk touches a

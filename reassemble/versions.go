@@ -188,25 +188,41 @@ func (d *Disk) readPlaced(image io.ReaderAt, g uint64) ([]byte, bool) {
 		n = src.RecordBytes
 	}
 	buf := make([]byte, n)
-	if len(src.Pieces) == 0 {
-		if _, err := image.ReadAt(buf, src.ImageOffset); err != nil && err != io.EOF {
-			return nil, false
-		}
-	} else {
-		for _, p := range src.Pieces {
-			if p.ImageOffset >= 0 && p.Offset+p.Length <= n {
-				if _, err := image.ReadAt(buf[p.Offset:p.Offset+p.Length], p.ImageOffset); err != nil && err != io.EOF {
-					return nil, false
-				}
-			}
-		}
+	k, err := ReadSource(image, src, buf)
+	if err != nil {
+		return nil, false
 	}
 	if !src.Compressed {
 		return buf, true
 	}
 	out := make([]byte, gb)
-	if _, k, err := vmdk.DecodeGrain(buf, out); err != nil || k < 512 {
+	if _, k, err := vmdk.DecodeGrain(buf[:k], out); err != nil || k < vmdk.SectorSize {
 		return nil, false
 	}
 	return out, true
+}
+
+// ReadSource reads a placed grain's source bytes (the grain, or its
+// compressed record) into dst: one run at ImageOffset, or its pieces, the
+// holes among them reading as zeros. A short read at the image end leaves
+// zeros and says how much was read.
+func ReadSource(image io.ReaderAt, src *Source, dst []byte) (int, error) {
+	if len(src.Pieces) == 0 {
+		n, err := image.ReadAt(dst, src.ImageOffset)
+		if err == io.EOF {
+			err = nil
+		}
+		return n, err
+	}
+	clear(dst)
+	for _, p := range src.Pieces {
+		if p.ImageOffset < 0 || p.Offset >= int64(len(dst)) {
+			continue
+		}
+		end := min(p.Offset+p.Length, int64(len(dst)))
+		if _, err := image.ReadAt(dst[p.Offset:end], p.ImageOffset); err != nil && err != io.EOF {
+			return 0, err
+		}
+	}
+	return len(dst), nil
 }
