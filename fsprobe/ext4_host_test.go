@@ -446,17 +446,7 @@ func makeExt4Fragmented(t *testing.T, embed map[string][]byte) *ext4Fragmented {
 func TestExt4MapsFragmentedHost(t *testing.T) {
 	const fsStart = 1 << 20
 	c := makeExt4Fragmented(t, nil)
-	rng := rand.New(rand.NewPCG(11, 12))
-	img := ext4Noise(rng, fsStart+len(c.fs)+1<<20)
-	copy(img[fsStart:], c.fs)
-	var anchors []int64
-	for _, m := range c.truth {
-		anchors = append(anchors, fsStart+m[0].ImageOffset)
-	}
-	// A decoy header inside a file (a stream's footer copy, a stale
-	// header): no file starts there, so any map for it is wrong.
-	d := c.truth["d.vmdk"]
-	anchors = append(anchors, fsStart+d[len(d)-1].ImageOffset)
+	img, anchors := layExt4Fragmented(c, fsStart, 11)
 
 	check := func(t *testing.T, img []byte, recs []fsprobe.LocatedExt4, wantAll bool) {
 		t.Helper()
@@ -580,16 +570,7 @@ func TestExt4MapsNestedGuest(t *testing.T) {
 	}
 	c := makeExt4Fragmented(t, map[string][]byte{"a.vmdk": guest[:1<<20]})
 
-	rng := rand.New(rand.NewPCG(13, 14))
-	img := ext4Noise(rng, fsStart+len(c.fs)+1<<20)
-	copy(img[fsStart:], c.fs)
-	var anchors []int64
-	for _, m := range c.truth {
-		anchors = append(anchors, fsStart+m[0].ImageOffset)
-	}
-	// A decoy header inside a file: any map for it is wrong.
-	d := c.truth["d.vmdk"]
-	anchors = append(anchors, fsStart+d[len(d)-1].ImageOffset)
+	img, anchors := layExt4Fragmented(c, fsStart, 13)
 	a := c.truth["a.vmdk"]
 	var guestAt int64 = -1 // the guest's primary superblock in the image
 	for _, e := range a {
@@ -669,4 +650,20 @@ func TestExt4MapsNestedGuest(t *testing.T) {
 		// region; the guest inside it maps nothing.
 		check(t, img)
 	})
+}
+
+// layExt4Fragmented lays a fragmented host volume at fsStart in seeded
+// noise and returns the image and the anchors: every file's header, plus a
+// decoy header inside d.vmdk (a stream's footer copy, a stale header) where
+// no file starts, so any map for it is wrong.
+func layExt4Fragmented(c *ext4Fragmented, fsStart int, seed uint64) ([]byte, []int64) {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	img := ext4Noise(rng, fsStart+len(c.fs)+1<<20)
+	copy(img[fsStart:], c.fs)
+	var anchors []int64
+	for _, m := range c.truth {
+		anchors = append(anchors, int64(fsStart)+m[0].ImageOffset)
+	}
+	d := c.truth["d.vmdk"]
+	return img, append(anchors, int64(fsStart)+d[len(d)-1].ImageOffset)
 }
