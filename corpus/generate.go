@@ -236,10 +236,16 @@ func makeFile(seed uint64, d *disk, m *made, raw, qemu string) error {
 			return err
 		}
 		switch v {
-		case OursSparse:
-			_, err = vmdk.WriteMonolithicSparse(f, vmdk.SparseWriterOptions{
-				Capacity: capSectors, GrainSize: GrainSectors, FileName: m.name, Descriptor: tmpl,
-			}, read)
+		case OursSparse, OursSparseGuestOrder:
+			opts := vmdk.SparseWriterOptions{Capacity: capSectors, GrainSize: GrainSectors, FileName: m.name, Descriptor: tmpl}
+			if v == OursSparseGuestOrder {
+				rng := rand.New(rand.NewPCG(seed, mix(uint64(d.id)^0x6f72646572))) // "order"
+				opts.Order = make([]uint64, d.grains)
+				for i, g := range rng.Perm(int(d.grains)) {
+					opts.Order[i] = uint64(g)
+				}
+			}
+			_, err = vmdk.WriteMonolithicSparse(f, opts, read)
 		case OursStreamFront, VMwareStream:
 			layout := vmdk.StreamGDFront
 			if v == VMwareStream {

@@ -32,12 +32,16 @@ const (
 	VMwareStream Variant = "vmware-stream"
 	// QemuSparse is `qemu-img convert -O vmdk` (monolithicSparse).
 	QemuSparse Variant = "qemu-sparse"
+	// OursSparseGuestOrder is OursSparse with grains appended in a seeded
+	// random order, as a disk grown by a running guest is: write order says
+	// nothing about virtual order.
+	OursSparseGuestOrder Variant = "ours-sparse-guest-order"
 	// QemuStream is `qemu-img convert -O vmdk -o subformat=streamOptimized`.
 	QemuStream Variant = "qemu-stream"
 )
 
 // Variants lists every variant, in a fixed order.
-var Variants = []Variant{OursSparse, OursStreamFront, VMwareStream, QemuSparse, QemuStream}
+var Variants = []Variant{OursSparse, OursStreamFront, VMwareStream, QemuSparse, QemuStream, OursSparseGuestOrder}
 
 // NeedsQemu reports whether the variant is made by qemu-img.
 func (v Variant) NeedsQemu() bool { return v == QemuSparse || v == QemuStream }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"testing"
 
 	"vmdkcarve/corpus"
@@ -38,23 +39,60 @@ func TestHeaderLost(t *testing.T) {
 	_ = scores
 }
 
-// TestAllTablesLost zeroes both copies of every grain table of a sparse
-// file whose header survives: without its map, no grain may be placed
-// (file order is write order, and nothing here proves it), and the
-// report says the tables are lost. Nothing is wrong.
+// TestAllTablesLost zeroes both copies of every grain table of sparse
+// files whose headers survive. Without its map a grain is placed only on
+// proof: guest structures that locate themselves (fsprobe), or write order
+// between two proven grains (order). Every placed grain must be right;
+// recall, unplaced grains, the guest metadata rebuilt and the files
+// recovered are logged for the closing table. A file written in guest
+// order (not virtual order) must get nothing from write order.
 func TestAllTablesLost(t *testing.T) {
-	truth := generate(t, corpus.Spec{Seed: 32, ImageSize: 96 << 20, Disks: []corpus.DiskSpec{disk(1, 24<<20)},
-		Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.OursSparse, Damage: []corpus.Damage{{Kind: corpus.ZeroPrimaryTables}, {Kind: corpus.ZeroRedundantTables}}}}})
-	run := carveAndRebuild(t, truth.Image)
-	if len(run.reports) != 1 {
-		t.Fatalf("%d disks (%v)", len(run.reports), run.err)
+	lost := []corpus.Damage{{Kind: corpus.ZeroPrimaryTables}, {Kind: corpus.ZeroRedundantTables}}
+	for _, tc := range []struct {
+		name    string
+		disk    corpus.DiskSpec
+		variant corpus.Variant
+		order   bool // write order must place something
+	}{
+		{"ext4 guest, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.QemuSparse, true},
+		{"ext4 guest, our writer", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparse, true},
+		{"NTFS guest, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS}, corpus.QemuSparse, true},
+		{"ext4 guest, grains in guest write order", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparseGuestOrder, false},
+		{"synthetic disk, no filesystem", disk(1, 24<<20), corpus.OursSparse, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			truth := generate(t, corpus.Spec{Seed: 32, ImageSize: tc.disk.Capacity + 64<<20, Disks: []corpus.DiskSpec{tc.disk},
+				Files: []corpus.FileSpec{{Disk: 1, Variant: tc.variant, Damage: lost}}})
+			run := carveAndRebuild(t, truth.Image)
+			if len(run.reports) != 1 {
+				t.Fatalf("%d disks (%v)", len(run.reports), run.err)
+			}
+			rep := run.reports[0]
+			s := scoreDisk(t, run, truth, rep)
+			inst := rep.Disk.Instances[0]
+			ev := rep.Disk.Counts.ByEvidence
+			files := "-"
+			for _, g := range rep.Guest {
+				if g.Check != nil && g.Check.Files > 0 {
+					files = fmt.Sprintf("%d/%d", g.Check.FilesRecovered, g.Check.Files)
+				}
+			}
+			t.Logf("%s: recall %d/%d, %d wrong, %d unplaced (+%d past the last proven slot), fsprobe %d, order %d, metadata %d/%d, files %s",
+				tc.name, s.placed, s.surviving, s.wrong, inst.UnplacedGrains, inst.TrailingSlots, ev["fsprobe"], ev["order"], inst.MetadataPlaced, inst.MetadataGrains, files)
+			for _, n := range inst.Notes {
+				t.Logf("note: %s", n)
+			}
+			if s.wrong != 0 {
+				t.Errorf("%d wrong grains", s.wrong)
+			}
+			if tc.order != (ev["order"] > 0) {
+				t.Errorf("write order placed %d grains; want some: %v", ev["order"], tc.order)
+			}
+			if tc.disk.FS != "" && ev["fsprobe"] == 0 {
+				t.Errorf("no grain of a real guest placed by its own structures")
+			}
+		})
 	}
-	rep := run.reports[0]
-	s := scoreDisk(t, run, truth, rep)
-	if s.wrong != 0 || rep.Disk.Counts.Placed != 0 {
-		t.Errorf("placed %d, %d wrong; want nothing placed", rep.Disk.Counts.Placed, s.wrong)
-	}
-	t.Logf("recall %d of %d surviving grains; tables: %s", s.placed, s.surviving, rep.Disk.Instances[0].Tables)
 }
 
 // TestStreamStartAndEndLost: a VMware-layout stream whose first 64 KiB

@@ -38,6 +38,10 @@ type NTFSFileRecord struct {
 	AttrList   bool       `json:"attr_list,omitempty"` // has an $ATTRIBUTE_LIST: parts of the file may be in extension records
 	Names      []NTFSName `json:"names,omitempty"`
 	Data       []NTFSData `json:"data,omitempty"` // unnamed $DATA attributes (one per VCN range held here)
+	// Streams are every non-resident attribute of the record (any type,
+	// named or not): the clusters the record's file owns, which a guest
+	// locator predicts to hold written bytes. Not kept in hits.
+	Streams []NTFSData `json:"-"`
 }
 
 // NTFSName is a $FILE_NAME attribute.

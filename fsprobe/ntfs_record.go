@@ -84,6 +84,9 @@ const (
 	// maxNTFSDataPieces bounds the unnamed $DATA attributes kept per
 	// record (an extension record may hold more than one VCN range).
 	maxNTFSDataPieces = 8
+	// maxNTFSStreams bounds the non-resident attributes kept per record:
+	// each takes at least 0x48 bytes of a 4 KiB record.
+	maxNTFSStreams = NTFSMaxRecordSize / 0x40
 	// maxNTFSLCN is the largest cluster number NTFS can address (2^48 - 1
 	// for the 48-bit parts of file references and 64-bit run deltas in
 	// practice: volumes stop at 2^32 clusters in Windows; 2^48 leaves room
@@ -250,6 +253,19 @@ func parseNTFSAttributes(b []byte, off int, f *NTFSFileRecord) error {
 			}
 			if len(f.Data) < maxNTFSDataPieces {
 				f.Data = append(f.Data, d)
+			}
+			if !d.Resident && len(f.Streams) < maxNTFSStreams {
+				f.Streams = append(f.Streams, d)
+			}
+		case nonRes == 1:
+			// Any other non-resident attribute ($INDEX_ALLOCATION, a
+			// named stream, $BITMAP) also holds clusters of the volume.
+			d, err := parseNTFSData(a, off)
+			if err != nil {
+				return err
+			}
+			if len(f.Streams) < maxNTFSStreams {
+				f.Streams = append(f.Streams, d)
 			}
 		}
 		off += alen // alen >= 24: the walk always advances

@@ -104,6 +104,18 @@ type Instance struct {
 	Tables     string           `json:"tables"`             // which grain tables were used, and why
 	Notes      []string         `json:"notes,omitempty"`
 	Counts     Counts           `json:"counts"`
+	// Unplaced lists the non-zero grain slots of a sparse file whose
+	// tables are lost that no evidence placed (up to the last proven slot),
+	// UnplacedGrains counts them, TrailingSlots counts the non-zero slots
+	// past the last proven one (their bytes may not be this file's).
+	Unplaced       []Unplaced `json:"unplaced,omitempty"`
+	UnplacedGrains int64      `json:"unplaced_grains,omitempty"`
+	TrailingSlots  int64      `json:"trailing_slots,omitempty"`
+	// MetadataGrains are the grains the guest's own structures say hold
+	// its metadata, MetadataPlaced how many of them are placed (set only
+	// by last-resort placement).
+	MetadataGrains int64 `json:"metadata_grains,omitempty"`
+	MetadataPlaced int64 `json:"metadata_placed,omitempty"`
 
 	grains      *decisions            // decided grains of this instance alone
 	cutByHeader bool                  // the contiguous region ends at another VMDK header

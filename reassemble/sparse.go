@@ -95,6 +95,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		// walking the (possibly huge, claimed) number of tables.
 		inst.grains.setRange(0, grains, &Grain{Status: Missing, Reason: "grain directories lost: primary: " + pProblem + "; redundant: " + rProblem})
 		inst.Tables = "no usable grain directory"
+		placeByAnchors(inst, view, x, nil)
 		return
 	}
 	perGT := uint64(h.NumGTEsPerGT)
@@ -168,6 +169,11 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		}
 	}
 	placeCandidates(inst, view, cands, x, opts, tableZero)
+	defer func() {
+		if lostTables > 0 || orphanSlots(h, owner) > 0 {
+			placeByAnchors(inst, view, x, owner)
+		}
+	}()
 	inst.Tables = fmt.Sprintf("%d of %d grain tables from the primary copy, %d from the redundant copy, %d lost", usedPrimary, h.GDEntries(), usedRedundant, lostTables)
 
 	// Grains are appended to a sparse file as they are first written, so

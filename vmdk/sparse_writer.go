@@ -17,6 +17,10 @@ type SparseWriterOptions struct {
 	// NoRedundant omits the redundant GD/GTs. By default they are written,
 	// byte-identical but for their GDEs, as qemu and VMware do.
 	NoRedundant bool
+	// Order, when set, is the order grains are appended in (a permutation
+	// of 0..n-1): a disk grown by a running guest appends grains as the
+	// guest first writes them, not in virtual order. nil is virtual order.
+	Order []uint64
 }
 
 // descriptorSectors is what qemu and open-vmdk reserve for the embedded
@@ -59,10 +63,10 @@ func NewSparseLayout(capacity, grainSize uint64, redundant bool) (*SparseLayout,
 
 // WriteMonolithicSparse writes a monolithicSparse VMDK to w that qemu-img
 // and libvmdk open (FORMAT.md §6.1). read is called for every grain 0..n-1
-// in order with a buffer of one grain (the last grain's buffer is shorter
+// in order (opts.Order, or virtual order) with a buffer of one grain (the last grain's buffer is shorter
 // when the capacity is not a multiple of the grain size); it returns false
 // for an absent grain. All-zero and absent grains are left unallocated, so
-// they read as zeros. Grains are written in virtual order after the
+// they read as zeros. Grains are appended in that order after the
 // metadata; the tables are written last. It returns the file size.
 func WriteMonolithicSparse(w io.WriterAt, opts SparseWriterOptions, read func(grain uint64, buf []byte) (bool, error)) (int64, error) {
 	l, err := NewSparseLayout(opts.Capacity, opts.GrainSize, !opts.NoRedundant)
@@ -86,7 +90,19 @@ func WriteMonolithicSparse(w io.WriterAt, opts SparseWriterOptions, read func(gr
 	buf := make([]byte, grainBytes)
 	next := h.OverHead // sector of the next grain
 	grains := h.Grains()
-	for g := uint64(0); g < grains; g++ {
+	if opts.Order != nil && uint64(len(opts.Order)) != grains {
+		return 0, fmt.Errorf("vmdk: write order names %d grains, the disk has %d", len(opts.Order), grains)
+	}
+	seen := make([]bool, len(opts.Order))
+	for i := uint64(0); i < grains; i++ {
+		g := i
+		if opts.Order != nil {
+			g = opts.Order[i]
+			if g >= grains || seen[g] {
+				return 0, fmt.Errorf("vmdk: write order is not a permutation (grain %d)", g)
+			}
+			seen[g] = true
+		}
 		n := grainBytes
 		if rest := int64(h.Capacity-g*h.GrainSize) * SectorSize; rest < n {
 			n = rest

@@ -1,0 +1,588 @@
+package fsprobe
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+)
+
+// Self-locating guest structures. When every grain table of a sparse VMDK
+// is lost, its grains still lie in the file, in the order they were
+// written, and nothing in the VMDK says which virtual grain each one is.
+// Some guest structures say it themselves, once the guest's geometry is
+// known:
+//
+//   - the MBR is sector 0;
+//   - an NTFS boot sector names its partition's start (hidden sectors)
+//     and size, so it lies at the start or, as the backup, at the end;
+//   - an MFT record carries its own number, and $MFT's run list (from
+//     record 0) says where record N lies; $MFTMirr's location is known too;
+//   - an ext4 superblock carries its group number, and with metadata_csum
+//     every inode's checksum is seeded with its own number (solved here,
+//     since the checksum is affine in it), so the group descriptors say
+//     where it lies;
+//   - the jbd2 superblock is block 0 of the journal inode's extents.
+//
+// A Locator learns the geometry from a first pass over the grains (Learn),
+// then finds every structure in each grain (Locate) and intersects the
+// virtual addresses they allow (Candidates). It also predicts which
+// virtual grains the guest has written (Allocation), from the run lists
+// and extents of every file it has seen, and says when that prediction is
+// complete. It knows nothing about VMDKs: callers give it grain bytes.
+
+// Claim is a self-locating structure found in a grain.
+type Claim struct {
+	At   int    // byte offset of the structure in the grain
+	What string // e.g. "NTFS MFT record 37"
+	// addrs are the virtual byte offsets the structure may lie at.
+	addrs []int64
+	// journal, when set, is an ext4 journal superblock: its address is
+	// known only once the journal inode has been seen.
+	journal *extLoc
+}
+
+// Locator limits: what one guest may make a Locator keep.
+const (
+	maxLocatorMBRs    = 64      // distinct sector-0 candidates
+	maxLocatorVolumes = 16      // NTFS boot sectors or ext4 superblocks of distinct volumes
+	maxLocatorRecords = 1 << 22 // MFT records and inodes kept for the allocation prediction
+	maxLocatorGroups  = 1 << 20 // ext4 block groups
+)
+
+// Locator finds where a guest disk's self-locating structures lie.
+type Locator struct {
+	grainBytes, diskBytes int64
+
+	mbrs   map[string]int          // partition tables of sector-0 candidates
+	boots  map[string]*ntfsLoc     // by serial, hidden sectors and size
+	rec0s  map[string][]NTFSRun    // $MFT run lists from record-0 candidates
+	supers map[string]*extPrimary  // primary superblocks (and their GDT) by UUID
+	parts  []partition             // the MBR's partitions, once one MBR is known
+	ntfs   []*ntfsLoc
+	ext    []*extLoc
+	kept   int // records and inodes kept so far
+	notes  []string
+	ready  bool
+}
+
+type partition struct {
+	start, length int64
+	typ           byte
+}
+
+type ntfsLoc struct {
+	start   int64
+	boot    NTFSBoot
+	mftRuns []NTFSRun
+	mirror  int64 // records $MFTMirr holds
+	mftInit int64 // $MFT's initialized size (bytes of written records)
+	records map[int64]*NTFSFileRecord
+}
+
+type extPrimary struct {
+	sb  *Ext4Superblock
+	raw []byte
+	gdt []byte // the group descriptor table as found after it (may be cut by the grain's end)
+}
+
+type extLoc struct {
+	start    int64
+	sb       *Ext4Superblock
+	reserved int64 // s_reserved_gdt_blocks
+	descSize int64
+	groups   []extGroup
+	inodes   map[uint32]*extInode
+	journal  int64 // physical block of the journal's block 0; -1 until known
+}
+
+type extGroup struct {
+	ok                              bool // descriptor checksum verified
+	blockBitmap, inodeBitmap, table int64
+	freeBlocks, freeInodes          int64
+	flags                           uint16
+}
+
+type extInode struct {
+	mode    uint16
+	flags   uint32
+	extents []Ext4Entry // leaf extents (depth 0 roots only)
+	deep    bool        // the extent tree has index nodes: leaves not read
+	dind    int64       // block-mapped inode: i_block[13] (the resize inode's)
+	mapped  bool        // block-mapped with blocks
+}
+
+// NewLocator makes a Locator for a disk of diskBytes with grains of
+// grainBytes.
+func NewLocator(grainBytes, diskBytes int64) *Locator {
+	return &Locator{grainBytes: grainBytes, diskBytes: diskBytes,
+		mbrs: map[string]int{}, boots: map[string]*ntfsLoc{}, rec0s: map[string][]NTFSRun{}, supers: map[string]*extPrimary{}}
+}
+
+// Notes say what the Locator learned and what it could not use.
+func (l *Locator) Notes() []string { return l.notes }
+
+// Learn is the first pass: it collects partition tables, boot sectors,
+// $MFT record 0 and primary superblocks from one grain's bytes.
+func (l *Locator) Learn(buf []byte) {
+	for off := 0; off+sector <= len(buf); off += sector {
+		w := buf[off:]
+		switch {
+		case off == 0 && binary.LittleEndian.Uint16(w[510:]) == mbrSignature && string(w[3:11]) != ntfsOEM:
+			if l.validMBR(w) && len(l.mbrs) < maxLocatorMBRs {
+				l.mbrs[string(w[mbrTableOffset:sector])]++
+			}
+		case IsNTFSBootMagic(w):
+			rec, err := ParseNTFSBootSector(w)
+			if err != nil || len(l.boots) >= maxLocatorVolumes {
+				continue
+			}
+			hidden := int64(binary.LittleEndian.Uint32(w[0x1C:])) * rec.Boot.SectorSize
+			key := fmt.Sprintf("%s/%d/%d", rec.Boot.Serial, hidden, rec.Boot.TotalSectors)
+			if l.boots[key] == nil {
+				l.boots[key] = &ntfsLoc{start: hidden, boot: *rec.Boot}
+			}
+		case IsNTFSFileMagic(w) && binary.LittleEndian.Uint32(w[ntfsOffRecordNum:]) == 0:
+			rec, err := ParseNTFSFileRecord(w[:min(len(w), NTFSMaxRecordSize)])
+			if err != nil || rec.MFT.Number != 0 || rec.MFT.first() == nil || len(l.rec0s) >= maxLocatorVolumes {
+				continue
+			}
+			runs := rec.MFT.first().Runs
+			l.rec0s[fmt.Sprint(runs)] = runs
+		case off+Ext4SuperblockSize <= len(buf) && binary.LittleEndian.Uint16(w[sbMagic:]) == Ext4Magic:
+			sb, err := ParseExt4Superblock(w[:Ext4SuperblockSize])
+			if err != nil || !sb.MetadataCsum || !sb.CsumOK || sb.Group != 0 || len(l.supers) >= maxLocatorVolumes {
+				continue
+			}
+			p := &extPrimary{sb: sb, raw: append([]byte(nil), w[:Ext4SuperblockSize]...)}
+			if gdt := off - Ext4SuperblockOffset + int(sb.FirstDataBlock+1)*int(sb.BlockSize); gdt > off && gdt < len(buf) {
+				p.gdt = append([]byte(nil), buf[gdt:min(len(buf), gdt+maxGDTBytes)]...)
+			}
+			if q := l.supers[sb.UUID]; q == nil || len(q.gdt) < len(p.gdt) {
+				l.supers[sb.UUID] = p
+			}
+		}
+	}
+}
+
+// validMBR: at least one partition, every entry inside the disk.
+func (l *Locator) validMBR(w []byte) bool {
+	n := 0
+	for i := 0; i < maxPartitions; i++ {
+		e := w[mbrTableOffset+16*i:]
+		if e[0] != 0 && e[0] != 0x80 {
+			return false
+		}
+		start := int64(binary.LittleEndian.Uint32(e[8:])) * sector
+		length := int64(binary.LittleEndian.Uint32(e[12:])) * sector
+		if e[4] == 0 {
+			continue
+		}
+		if start == 0 || length == 0 || start+length > l.diskBytes {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// Prepare ends the first pass: it settles the partition table and the
+// geometry of every volume whose own structures agree.
+func (l *Locator) Prepare() {
+	l.ready = true
+	if len(l.mbrs) == 1 {
+		for t := range l.mbrs {
+			w := []byte(t)
+			for i := 0; i < maxPartitions; i++ {
+				e := w[16*i:]
+				if e[4] != 0 {
+					l.parts = append(l.parts, partition{
+						start:  int64(binary.LittleEndian.Uint32(e[8:])) * sector,
+						length: int64(binary.LittleEndian.Uint32(e[12:])) * sector, typ: e[4]})
+				}
+			}
+		}
+		l.notes = append(l.notes, fmt.Sprintf("guest MBR found: %d partitions", len(l.parts)))
+	} else if len(l.mbrs) > 1 {
+		l.notes = append(l.notes, fmt.Sprintf("%d different guest MBRs found: none is used", len(l.mbrs)))
+	}
+	keys := make([]string, 0, len(l.boots))
+	for k := range l.boots {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := l.boots[k]
+		if len(l.parts) > 0 && !l.partitionAt(v.start) {
+			l.notes = append(l.notes, fmt.Sprintf("NTFS boot sector naming a volume at %d: no partition starts there", v.start))
+			continue
+		}
+		var runs []NTFSRun
+		agree := 0
+		for _, r := range l.rec0s {
+			if len(r) > 0 && r[0].LCN == v.boot.MFTLCN {
+				runs, agree = r, agree+1
+			}
+		}
+		if agree != 1 {
+			l.notes = append(l.notes, fmt.Sprintf("NTFS volume at %d: %d different $MFT run lists start at its $MFT: records are not located", v.start, agree))
+			runs = nil
+		}
+		v.mftRuns = runs
+		v.mirror = max(4, v.boot.ClusterSize/v.boot.RecordSize)
+		v.records = map[int64]*NTFSFileRecord{}
+		l.ntfs = append(l.ntfs, v)
+		l.notes = append(l.notes, fmt.Sprintf("NTFS volume at %d (serial %s, %d-byte clusters)", v.start, v.boot.Serial, v.boot.ClusterSize))
+	}
+	uuids := make([]string, 0, len(l.supers))
+	for k := range l.supers {
+		uuids = append(uuids, k)
+	}
+	sort.Strings(uuids)
+	for _, u := range uuids {
+		if v := l.extVolume(l.supers[u]); v != nil {
+			l.ext = append(l.ext, v)
+		}
+	}
+}
+
+func (l *Locator) partitionAt(start int64) bool {
+	for _, p := range l.parts {
+		if p.start == start {
+			return true
+		}
+	}
+	return false
+}
+
+// extVolume settles an ext4 volume: its partition (the one partition that
+// can hold it, or the whole disk when there is no partition table) and its
+// group descriptors.
+func (l *Locator) extVolume(p *extPrimary) *extLoc {
+	sb := p.sb
+	size := int64(sb.Blocks) * int64(sb.BlockSize)
+	start := int64(-1)
+	if len(l.parts) == 0 {
+		if size <= l.diskBytes {
+			start = 0
+		}
+	} else {
+		n := 0
+		for _, q := range l.parts {
+			if q.length >= size {
+				start, n = q.start, n+1
+			}
+		}
+		if n != 1 {
+			l.notes = append(l.notes, fmt.Sprintf("ext4 volume %s: %d partitions can hold it: not located", sb.UUID, n))
+			return nil
+		}
+	}
+	if start < 0 {
+		return nil
+	}
+	v := &extLoc{start: start, sb: sb, descSize: 32, inodes: map[uint32]*extInode{}, journal: -1,
+		reserved: int64(binary.LittleEndian.Uint16(p.raw[0xCE:]))}
+	if sb.Is64Bit {
+		v.descSize = int64(binary.LittleEndian.Uint16(p.raw[0xFE:]))
+		if v.descSize < 64 || v.descSize > 1024 || v.descSize&(v.descSize-1) != 0 {
+			return nil
+		}
+	}
+	groups := (int64(sb.Blocks) - int64(sb.FirstDataBlock) + int64(sb.BlocksPerGroup) - 1) / int64(sb.BlocksPerGroup)
+	if groups <= 0 || groups > maxLocatorGroups {
+		return nil
+	}
+	v.groups = make([]extGroup, groups)
+	good := 0
+	for g := int64(0); g < groups && (g+1)*v.descSize <= int64(len(p.gdt)); g++ {
+		d := append([]byte(nil), p.gdt[g*v.descSize:(g+1)*v.descSize]...)
+		want := binary.LittleEndian.Uint16(d[ext4DescChecksum:])
+		d[ext4DescChecksum], d[ext4DescChecksum+1] = 0, 0
+		var le [4]byte
+		binary.LittleEndian.PutUint32(le[:], uint32(g))
+		if uint16(crc32cRaw(crc32cRaw(sb.CsumSeed, le[:]), d)) != want {
+			continue
+		}
+		hi := func(lo, hiOff int, wide bool) int64 {
+			x := int64(binary.LittleEndian.Uint32(d[lo:]))
+			if wide && v.descSize >= 64 {
+				x |= int64(binary.LittleEndian.Uint32(d[hiOff:])) << 32
+			}
+			return x
+		}
+		hi16 := func(lo, hiOff int) int64 {
+			x := int64(binary.LittleEndian.Uint16(d[lo:]))
+			if v.descSize >= 64 {
+				x |= int64(binary.LittleEndian.Uint16(d[hiOff:])) << 16
+			}
+			return x
+		}
+		v.groups[g] = extGroup{ok: true, blockBitmap: hi(0, 0x20, true), inodeBitmap: hi(4, 0x24, true), table: hi(8, 0x28, true),
+			freeBlocks: hi16(0xC, 0x2C), freeInodes: hi16(0xE, 0x2E), flags: binary.LittleEndian.Uint16(d[0x12:])}
+		good++
+	}
+	l.notes = append(l.notes, fmt.Sprintf("ext4 volume %s at %d: %d of %d group descriptors verified", sb.UUID, start, good, groups))
+	return v
+}
+
+// ext4 and jbd2 constants the locator reads beyond the host probe's.
+const (
+	inodeDtime        = 0x14
+	jbd2Magic         = 0xC03B3998
+	jbd2SuperblockV1  = 3
+	jbd2SuperblockV2  = 4
+	ext4JournalInode  = 8
+	ext4ResizeInode   = 7
+	ext4BlockUninit   = 0x2
+	ext4InodeUninit   = 0x1
+	ext4ItableZeroed  = 0x4
+	inodeBlockDind    = inodeBlock + 13*4
+	ext4InlineDataFlg = 0x10000000
+)
+
+// Locate is the second pass: every self-locating structure in one grain.
+// It also keeps what the allocation prediction needs (MFT records,
+// inodes), so every grain must pass through Locate once.
+func (l *Locator) Locate(buf []byte) []Claim {
+	if !l.ready {
+		l.Prepare()
+	}
+	var out []Claim
+	for off := 0; off+sector <= len(buf); off += sector {
+		w := buf[off:]
+		switch {
+		case off == 0 && len(l.parts) > 0 && binary.LittleEndian.Uint16(w[510:]) == mbrSignature && l.mbrs[string(w[mbrTableOffset:sector])] > 0 && len(l.mbrs) == 1:
+			out = append(out, Claim{At: 0, What: "guest MBR", addrs: []int64{0}})
+		case IsNTFSBootMagic(w):
+			out = append(out, l.ntfsBootClaims(off, w)...)
+		case IsNTFSFileMagic(w):
+			out = append(out, l.mftClaims(off, w)...)
+		case off+Ext4SuperblockSize <= len(buf) && binary.LittleEndian.Uint16(w[sbMagic:]) == Ext4Magic:
+			out = append(out, l.superClaims(off, w)...)
+		case binary.BigEndian.Uint32(w) == jbd2Magic:
+			if t := binary.BigEndian.Uint32(w[4:]); t == jbd2SuperblockV1 || t == jbd2SuperblockV2 {
+				for _, v := range l.ext {
+					out = append(out, Claim{At: off, What: "ext4 journal superblock", journal: v})
+				}
+			}
+		}
+	}
+	for _, v := range l.ext {
+		out = append(out, l.inodeClaims(v, buf)...)
+	}
+	return out
+}
+
+func (l *Locator) ntfsBootClaims(off int, w []byte) []Claim {
+	rec, err := ParseNTFSBootSector(w)
+	if err != nil {
+		return nil
+	}
+	var out []Claim
+	for _, v := range l.ntfs {
+		if rec.Boot.Serial == v.boot.Serial && *rec.Boot == v.boot {
+			out = append(out, Claim{At: off, What: "NTFS boot sector", addrs: []int64{v.start, v.start + v.boot.TotalSectors*v.boot.SectorSize}})
+		}
+	}
+	return out
+}
+
+func (l *Locator) mftClaims(off int, w []byte) []Claim {
+	rec, err := ParseNTFSFileRecord(w[:min(len(w), NTFSMaxRecordSize)])
+	if err != nil || rec.MFT.Number < 0 {
+		return nil
+	}
+	f := rec.MFT
+	if !f.InUse {
+		// mkntfs leaves the reserved records 16-23 formatted but unused,
+		// numbered 0: only a record in use is sure to carry its number.
+		return nil
+	}
+	var out []Claim
+	for _, v := range l.ntfs {
+		if v.mftRuns == nil || int64(f.RecordSize) != v.boot.RecordSize {
+			continue
+		}
+		var addrs []int64
+		if a := v.recordAt(v.mftRuns, v.start, f.Number); a >= 0 {
+			addrs = append(addrs, a)
+		}
+		if f.Number < v.mirror {
+			addrs = append(addrs, v.start+v.boot.MirrLCN*v.boot.ClusterSize+f.Number*v.boot.RecordSize)
+		}
+		if len(addrs) == 0 {
+			continue
+		}
+		out = append(out, Claim{At: off, What: fmt.Sprintf("NTFS MFT record %d", f.Number), addrs: addrs})
+		if _, seen := v.records[f.Number]; !seen && l.kept < maxLocatorRecords {
+			l.kept++
+			v.records[f.Number] = f
+			if f.Number == 0 && f.first() != nil {
+				v.mftInit = f.first().Initialized
+			}
+		}
+	}
+	return out
+}
+
+// recordAt is the virtual offset of MFT record n through $MFT's runs.
+func (v *ntfsLoc) recordAt(runs []NTFSRun, start, n int64) int64 {
+	byteOff := n * v.boot.RecordSize
+	lcn := vcnToLCN(runs, byteOff/v.boot.ClusterSize)
+	if lcn < 0 {
+		return -1
+	}
+	return start + lcn*v.boot.ClusterSize + byteOff%v.boot.ClusterSize
+}
+
+func (l *Locator) superClaims(off int, w []byte) []Claim {
+	sb, err := ParseExt4Superblock(w[:Ext4SuperblockSize])
+	if err != nil || !sb.CsumOK {
+		return nil
+	}
+	var out []Claim
+	for _, v := range l.ext {
+		if sb.UUID == v.sb.UUID {
+			out = append(out, Claim{At: off, What: fmt.Sprintf("ext4 superblock of group %d", sb.Group), addrs: []int64{v.start + sb.GroupStart()}})
+		}
+	}
+	return out
+}
+
+// inodeClaims finds the inodes of volume v in buf whose metadata_csum
+// checksum verifies for exactly one inode number, and claims the address
+// the group descriptors give that number.
+func (l *Locator) inodeClaims(v *extLoc, buf []byte) []Claim {
+	isz := int(v.sb.InodeSize)
+	if isz != 256 {
+		return nil // 32-bit checksums (and so unique numbers) need 256-byte inodes
+	}
+	var out []Claim
+	ipg := int64(v.sb.InodesPerGroup)
+	for at := 0; at+isz <= len(buf); at += isz {
+		b := buf[at : at+isz]
+		extra := binary.LittleEndian.Uint16(b[inodeExtraIsize:])
+		if extra < 4 || extra > 128 || extra%4 != 0 {
+			continue
+		}
+		switch binary.LittleEndian.Uint16(b[inodeMode:]) & sIFMT {
+		case 0, 0x1000, 0x2000, 0x4000, 0x6000, sIFREG, 0xA000, 0xC000:
+		default:
+			continue
+		}
+		in := rawInode(b)
+		inum, ok := in.SolveInodeNumber(v.sb.CsumSeed, v.sb.InodeSize)
+		if !ok || inum == 0 || inum > v.sb.Inodes {
+			continue
+		}
+		g := (int64(inum) - 1) / ipg
+		if g >= int64(len(v.groups)) || !v.groups[g].ok {
+			continue
+		}
+		addr := v.start + v.groups[g].table*int64(v.sb.BlockSize) + ((int64(inum)-1)%ipg)*int64(isz)
+		out = append(out, Claim{At: at, What: fmt.Sprintf("ext4 inode %d", inum), addrs: []int64{addr}})
+		if _, seen := v.inodes[inum]; !seen && l.kept < maxLocatorRecords {
+			l.kept++
+			v.inodes[inum] = decodeInode(b)
+			if inum == ext4JournalInode {
+				if e := v.inodes[inum].extents; len(e) > 0 && e[0].Logical == 0 {
+					v.journal = int64(e[0].Start)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// rawInode fills the checksum fields of an inode of any type (the host
+// probe's ParseExt4Inode takes regular files only).
+func rawInode(b []byte) *Ext4Inode {
+	var c [256]byte
+	copy(c[:], b)
+	in := &Ext4Inode{Generation: le32(c[:], inodeGeneration), CsumLo: le16(c[:], inodeChecksumLo), HasHi: true, CsumHi: le16(c[:], inodeChecksumHi)}
+	c[inodeChecksumLo], c[inodeChecksumLo+1] = 0, 0
+	c[inodeChecksumHi], c[inodeChecksumHi+1] = 0, 0
+	in.CRC128 = crc32cRaw(0, c[:128])
+	in.CRC256 = crc32cRaw(0, c[:])
+	return in
+}
+
+// decodeInode keeps what the allocation prediction needs of a verified
+// inode.
+func decodeInode(b []byte) *extInode {
+	in := &extInode{mode: le16(b, inodeMode), flags: le32(b, inodeFlags)}
+	if le16(b, inodeLinks) == 0 || le32(b, inodeDtime) != 0 {
+		in.mode = 0 // deleted or never used: owns no blocks
+		return in
+	}
+	switch {
+	case in.flags&ext4InlineDataFlg != 0:
+	case in.flags&ext4ExtentsFlag != 0:
+		root, err := parseExt4Node(b[inodeBlock:inodeBlock+60], "inode i_block", inodeRootMaxEntry)
+		if err != nil {
+			in.deep = true // unreadable: counts as unknown
+			return in
+		}
+		if root.Depth > 0 {
+			in.deep = true
+			return in
+		}
+		in.extents = root.Entries
+	default:
+		for i := 0; i < 15; i++ {
+			if le32(b, inodeBlock+4*i) != 0 {
+				in.mapped = true
+			}
+		}
+		in.dind = int64(le32(b, inodeBlockDind))
+	}
+	return in
+}
+
+// Candidates intersects the grains every claim of one grain allows: the
+// grain indexes g with the claim's structure at byte At of grain g. One
+// candidate means the grain has proved its own address.
+func (l *Locator) Candidates(claims []Claim) []int64 {
+	var set map[int64]bool
+	for _, c := range claims {
+		addrs := c.addrs
+		if c.journal != nil {
+			if c.journal.journal < 0 {
+				continue // the journal inode was never seen: proves nothing
+			}
+			addrs = []int64{c.journal.start + c.journal.journal*int64(c.journal.sb.BlockSize)}
+		}
+		next := map[int64]bool{}
+		for _, a := range addrs {
+			base := a - int64(c.At)
+			if base < 0 || base%l.grainBytes != 0 || base >= l.diskBytes {
+				continue
+			}
+			if g := base / l.grainBytes; set == nil || set[g] {
+				next[g] = true
+			}
+		}
+		set = next
+		if len(set) == 0 {
+			return nil
+		}
+	}
+	out := make([]int64, 0, len(set))
+	for g := range set {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Describe lists what the claims are, for a report.
+func Describe(claims []Claim) string {
+	if len(claims) == 0 {
+		return ""
+	}
+	s := claims[0].What
+	if len(claims) > 1 {
+		s += fmt.Sprintf(" and %d more", len(claims)-1)
+	}
+	return s
+}

@@ -1,0 +1,296 @@
+package fsprobe
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Allocation predicts which virtual grains the guest has written: the
+// grains holding a partition table, boot sectors, superblocks, group
+// descriptors, bitmaps, inodes and MFT records, and the clusters or blocks
+// of every file seen. Complete says the prediction covers every file the
+// guest's own counts say exist (NTFS: every MFT record up to $MFT's
+// initialized size was seen; ext4: the in-use inodes seen and the blocks
+// they and the metadata own match the group descriptors' free counts
+// exactly); Why says what is missing otherwise.
+//
+// A grain predicted written may still hold only zeros (a file of zeros),
+// and a grain predicted unwritten may hold stale bytes; the caller uses
+// the prediction only where the grains between two proven ones match it
+// in number.
+type Allocation struct {
+	Grains   []int64 // sorted, distinct
+	Complete bool
+	Why      string
+}
+
+// Allocation returns the prediction; call it after every grain has passed
+// through Locate.
+func (l *Locator) Allocation() Allocation {
+	set := map[int64]bool{}
+	mark := func(off, n int64) {
+		if n <= 0 || off < 0 || off >= l.diskBytes {
+			return
+		}
+		for g := off / l.grainBytes; g <= (min(off+n, l.diskBytes)-1)/l.grainBytes; g++ {
+			set[g] = true
+		}
+	}
+	var why []string
+	if len(l.parts) > 0 {
+		mark(0, sector)
+	}
+	switch {
+	case len(l.ntfs)+len(l.ext) == 0:
+		why = append(why, "no guest filesystem located")
+	case len(l.ntfs)+len(l.ext) > 1:
+		why = append(why, "more than one guest filesystem: files cannot be told apart")
+	}
+	for _, v := range l.ntfs {
+		why = append(why, v.allocation(mark)...)
+	}
+	for _, v := range l.ext {
+		why = append(why, v.allocation(mark)...)
+	}
+	a := Allocation{Complete: len(why) == 0}
+	if len(why) > 0 {
+		a.Why = fmt.Sprint(why)
+	}
+	for g := range set {
+		a.Grains = append(a.Grains, g)
+	}
+	sort.Slice(a.Grains, func(i, j int) bool { return a.Grains[i] < a.Grains[j] })
+	return a
+}
+
+// allocation marks the volume's written bytes and says why the prediction
+// is incomplete, if it is.
+func (v *ntfsLoc) allocation(mark func(off, n int64)) []string {
+	cs := v.boot.ClusterSize
+	mark(v.start, v.boot.SectorSize)
+	mark(v.start+v.boot.TotalSectors*v.boot.SectorSize, v.boot.SectorSize)
+	var why []string
+	if v.mftRuns == nil {
+		return []string{fmt.Sprintf("NTFS volume at %d: $MFT runs unknown", v.start)}
+	}
+	// Which records are in use is in $MFT's own $BITMAP, which is not
+	// read: the records seen cannot be shown to be all there are.
+	why = append(why, fmt.Sprintf("NTFS volume at %d: the $MFT bitmap is not read, so the %d records in use seen may not be all", v.start, len(v.records)))
+	for _, f := range v.records {
+		if !f.InUse {
+			continue
+		}
+		for _, d := range f.Streams {
+			limit := int64(-1) // bytes of the stream written; -1: all of this piece
+			if d.StartVCN == 0 {
+				limit = d.Initialized
+			}
+			for _, r := range d.Runs {
+				if r.Sparse {
+					continue
+				}
+				n := r.Len * cs
+				if limit >= 0 {
+					n = min(n, limit-r.VCN*cs)
+				}
+				mark(v.start+r.LCN*cs, n)
+			}
+		}
+	}
+	return why
+}
+
+// hasSuper reports whether group g keeps a superblock backup (sparse_super:
+// groups 0, 1 and the powers of 3, 5 and 7).
+func hasSuper(g int64) bool {
+	if g <= 1 {
+		return true
+	}
+	for _, b := range []int64{3, 5, 7} {
+		x := b
+		for x < g {
+			x *= b
+		}
+		if x == g {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *extLoc) allocation(mark func(off, n int64)) []string {
+	bs := int64(v.sb.BlockSize)
+	bpg := int64(v.sb.BlocksPerGroup)
+	ipg := int64(v.sb.InodesPerGroup)
+	isz := int64(v.sb.InodeSize)
+	fdb := int64(v.sb.FirstDataBlock)
+	blocks := int64(v.sb.Blocks)
+	block := func(b, n int64) { mark(v.start+b*bs, n*bs) }
+	var why []string
+	gdtBlocks := (int64(len(v.groups))*v.descSize + bs - 1) / bs
+	itableBlocks := (ipg*isz + bs - 1) / bs
+	var owned, allocated, usedInodes int64 // blocks the metadata and files own; the descriptors' count; inodes in use
+	for g := range int64(len(v.groups)) {
+		gr := v.groups[g]
+		if !gr.ok {
+			why = append(why, fmt.Sprintf("ext4 group %d: descriptor not verified", g))
+			continue
+		}
+		first := fdb + g*bpg
+		inGroup := min(bpg, blocks-first)
+		allocated += inGroup - gr.freeBlocks
+		usedInodes += ipg - gr.freeInodes
+		if hasSuper(g) {
+			owned += 1 + gdtBlocks + v.reserved
+			if g == 0 {
+				mark(v.start, Ext4SuperblockOffset+Ext4SuperblockSize) // boot block and superblock
+			} else {
+				block(first, 1)
+			}
+			block(first+1, gdtBlocks)
+		}
+		owned += 2 + itableBlocks
+		if gr.flags&ext4BlockUninit == 0 {
+			block(gr.blockBitmap, 1)
+		}
+		if gr.flags&ext4InodeUninit == 0 && gr.freeInodes < ipg {
+			block(gr.inodeBitmap, 1)
+		}
+		if gr.flags&(ext4ItableZeroed|ext4InodeUninit) == 0 {
+			why = append(why, fmt.Sprintf("ext4 group %d: inode table not zeroed", g))
+		}
+	}
+	firstIno := uint32(11)
+	seenInUse := int64(firstIno - 1) // the reserved inodes are always marked used
+	for inum, in := range v.inodes {
+		g := (int64(inum) - 1) / ipg
+		if g < int64(len(v.groups)) && v.groups[g].ok {
+			mark(v.start+v.groups[g].table*bs+((int64(inum)-1)%ipg)*isz, isz)
+		}
+		if in.mode == 0 {
+			continue
+		}
+		if inum >= firstIno {
+			seenInUse++
+		}
+		switch {
+		case in.deep:
+			why = append(why, fmt.Sprintf("ext4 inode %d: extent tree with index blocks", inum))
+		case in.mapped && inum == ext4ResizeInode:
+			if in.dind > 0 {
+				block(in.dind, 1)
+				owned++
+			}
+		case in.mapped:
+			why = append(why, fmt.Sprintf("ext4 inode %d: block-mapped", inum))
+		}
+		for _, e := range in.extents {
+			n := int64(e.Len)
+			if n > maxExtentLen {
+				n -= maxExtentLen
+			}
+			owned += n
+			if e.Uninit || n > maxExtentLen {
+				continue
+			}
+			if inum == ext4JournalInode {
+				// mkfs zeroes the journal: only its superblock is written
+				// until the journal is used.
+				if e.Logical == 0 {
+					block(int64(e.Start), 1)
+				}
+				continue
+			}
+			block(int64(e.Start), n)
+		}
+	}
+	if seenInUse != usedInodes {
+		why = append(why, fmt.Sprintf("ext4 volume %s: %d inodes in use, %d seen", v.sb.UUID, usedInodes, seenInUse))
+	} else if owned != allocated {
+		why = append(why, fmt.Sprintf("ext4 volume %s: %d blocks allocated, %d accounted for", v.sb.UUID, allocated, owned))
+	}
+	return why
+}
+
+// MetadataGrains are the virtual grains expected to hold the guest's
+// metadata (partition table, boot sectors, MFT records up to $MFT's
+// initialized size, directory indexes; superblocks, group descriptors,
+// bitmaps, in-use inodes, directory blocks, the journal superblock), as far
+// as the structures seen tell.
+func (l *Locator) MetadataGrains() []int64 {
+	set := map[int64]bool{}
+	mark := func(off, n int64) {
+		if n <= 0 || off < 0 || off >= l.diskBytes {
+			return
+		}
+		for g := off / l.grainBytes; g <= (min(off+n, l.diskBytes)-1)/l.grainBytes; g++ {
+			set[g] = true
+		}
+	}
+	if len(l.parts) > 0 {
+		mark(0, sector)
+	}
+	for _, v := range l.ntfs {
+		mark(v.start, v.boot.SectorSize)
+		mark(v.start+v.boot.TotalSectors*v.boot.SectorSize, v.boot.SectorSize)
+		for n := int64(0); n < v.mftInit/v.boot.RecordSize && n < maxLocatorRecords; n++ {
+			mark(v.recordAt(v.mftRuns, v.start, n), v.boot.RecordSize)
+		}
+		for n := int64(0); n < v.mirror; n++ {
+			mark(v.start+v.boot.MirrLCN*v.boot.ClusterSize+n*v.boot.RecordSize, v.boot.RecordSize)
+		}
+		for _, f := range v.records {
+			if !f.InUse || !f.Dir {
+				continue
+			}
+			for _, d := range f.Streams {
+				for _, r := range d.Runs {
+					if !r.Sparse {
+						mark(v.start+r.LCN*v.boot.ClusterSize, r.Len*v.boot.ClusterSize)
+					}
+				}
+			}
+		}
+	}
+	for _, v := range l.ext {
+		bs := int64(v.sb.BlockSize)
+		ipg := int64(v.sb.InodesPerGroup)
+		isz := int64(v.sb.InodeSize)
+		for g := range int64(len(v.groups)) {
+			gr := v.groups[g]
+			if !gr.ok {
+				continue
+			}
+			first := int64(v.sb.FirstDataBlock) + g*int64(v.sb.BlocksPerGroup)
+			if hasSuper(g) {
+				mark(v.start+max(first*bs, Ext4SuperblockOffset), Ext4SuperblockSize)
+			}
+			if gr.flags&ext4BlockUninit == 0 {
+				mark(v.start+gr.blockBitmap*bs, bs)
+			}
+			if gr.flags&ext4InodeUninit == 0 && gr.freeInodes < ipg {
+				mark(v.start+gr.inodeBitmap*bs, bs)
+				mark(v.start+gr.table*bs, (ipg-gr.freeInodes)*isz)
+			}
+		}
+		for _, in := range v.inodes {
+			if in.mode&sIFMT != 0x4000 {
+				continue
+			}
+			for _, e := range in.extents {
+				if !e.Uninit && e.Len <= maxExtentLen {
+					mark(v.start+int64(e.Start)*bs, int64(e.Len)*bs)
+				}
+			}
+		}
+		if v.journal >= 0 {
+			mark(v.start+v.journal*bs, bs)
+		}
+	}
+	out := make([]int64, 0, len(set))
+	for g := range set {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

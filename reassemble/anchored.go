@@ -1,0 +1,352 @@
+package reassemble
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+
+	"vmdkcarve/fsprobe"
+	"vmdkcarve/internal/entropy"
+	"vmdkcarve/vmdk"
+)
+
+// Last-resort placement for a sparse file whose grain tables are lost.
+//
+// A hosted sparse file appends each grain where it is first written, so
+// the grain area is a run of grain-sized slots in write order and nothing
+// in the VMDK says which virtual grain a slot holds. Two kinds of evidence
+// place a slot anyway, and nothing else does:
+//
+//   - fsprobe: the slot holds guest structures that locate themselves
+//     (fsprobe.Locator): an MBR, an NTFS boot sector or MFT record, an ext4
+//     superblock, inode or journal superblock. Every structure in the slot
+//     must allow the same virtual grain, and no other slot with different
+//     bytes may claim it.
+//   - order: writers that copy a disk (qemu-img convert, clones, exports)
+//     append grains in virtual order. Where every proven slot (fsprobe
+//     anchors and slots a surviving table places) agrees with that order,
+//     the slots between two proven ones are placed in order if their
+//     number equals the number of virtual grains between (dense), or the
+//     number of grains the guest's complete allocation map predicts
+//     written there. Nothing is placed past the last proven slot or before
+//     the first: both sides must be proven.
+//
+// Every other non-zero slot is reported as an unplaced grain with its
+// image offset, and written nowhere.
+
+// Evidence levels of last-resort placement.
+const (
+	EvFSProbe = "fsprobe" // the grain's own guest structures prove its address
+	EvOrder   = "order"   // write order between two proven grains
+)
+
+// Limits of the slot scan.
+const (
+	// maxAnchorSlots bounds the slots scanned (2^24 grains of 64 KiB is a
+	// 1 TiB file); a larger file is scanned up to it.
+	maxAnchorSlots = 1 << 24
+	// minOrderPoints is the number of proven slots that must agree with
+	// write order before order places anything.
+	minOrderPoints = 3
+)
+
+// Unplaced is a run of consecutive non-zero grain slots no evidence
+// placed: where their bytes lie, for an examiner to look at.
+type Unplaced struct {
+	FileOffset  int64 `json:"file_offset"`
+	ImageOffset int64 `json:"image_offset"` // of the first slot; the rest follow contiguously
+	Grains      int64 `json:"grains"`
+}
+
+// slot is a non-zero grain-sized slot of the grain area.
+type slot struct {
+	k      int64 // slot index from overHead
+	hash   uint64
+	grains []int64 // candidate virtual grains its structures allow
+	what   string
+	claims bool
+}
+
+// lostByTable reports whether a grain's decision is "missing because its
+// grain table is lost": the only decisions last-resort placement may
+// replace.
+func lostByTable(gr *Grain) bool {
+	return gr != nil && gr.Status == Missing && (strings.HasPrefix(gr.Reason, "grain table lost") || strings.HasPrefix(gr.Reason, "grain directories lost") || strings.HasPrefix(gr.Reason, "grain table is all zero"))
+}
+
+// placeByAnchors places what it can prove of the grains whose tables are
+// lost. owner maps the grain sectors surviving tables name to their
+// virtual grains.
+func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint32]uint64) {
+	h := inst.Header
+	gb := h.GrainBytes()
+	grains := h.Grains()
+	open := func(g int64) bool { return g >= 0 && uint64(g) < grains && lostByTable(inst.grains.at(uint64(g))) }
+	first := int64(h.OverHead) * vmdk.SectorSize
+	if h.OverHead == 0 || gb <= 0 {
+		return
+	}
+	count := min((view.size()-first)/gb, maxAnchorSlots)
+	if count <= 0 {
+		return
+	}
+	tableSlot := map[int64]int64{} // slot → virtual grain, for slots a surviving table places
+	for sec, g := range owner {
+		if gr := inst.grains.at(g); gr != nil && gr.Status == Placed && (int64(sec)*vmdk.SectorSize-first)%gb == 0 {
+			tableSlot[(int64(sec)*vmdk.SectorSize-first)/gb] = int64(g)
+		}
+	}
+	buf := make([]byte, gb)
+	scanned := int64(0) // slots before it were all read
+	// each calls fn for every non-zero slot no table owns, up to the first
+	// slot holding another VMDK's structures (the file cannot go on there).
+	each := func(fn func(k, img int64, b []byte)) {
+		for k := int64(0); k < count; k++ {
+			scanned = k
+			if _, owned := tableSlot[k]; owned {
+				continue
+			}
+			off := first + k*gb
+			if _, err := view.ReadAt(buf, off); err != nil {
+				return
+			}
+			if entropy.Zero(buf) {
+				continue
+			}
+			img, _ := view.imageOffset(off, gb)
+			if why := foreignAt(x, inst, img, gb, buf); why != "" {
+				return
+			}
+			fn(k, img, buf)
+		}
+		scanned = count
+	}
+	loc := fsprobe.NewLocator(gb, int64(h.Capacity)*vmdk.SectorSize)
+	each(func(_, _ int64, b []byte) { loc.Learn(b) })
+	loc.Prepare()
+	var slots []slot
+	imgOf := map[int64]int64{}
+	each(func(k, img int64, b []byte) {
+		s := slot{k: k, hash: xxhash.Sum64(b)}
+		if claims := loc.Locate(b); len(claims) > 0 {
+			s.claims, s.grains, s.what = true, loc.Candidates(claims), fsprobe.Describe(claims)
+		}
+		slots = append(slots, s)
+		imgOf[k] = img
+	})
+	for _, n := range loc.Notes() {
+		inst.Notes = append(inst.Notes, "guest: "+n)
+	}
+
+	// Anchors: one candidate grain, claimed by no slot with other bytes.
+	claimants := map[int64][]int{}
+	ambiguous, contradicted := 0, 0
+	for i, s := range slots {
+		switch {
+		case !s.claims:
+		case len(s.grains) == 0:
+			contradicted++
+		case len(s.grains) > 1:
+			ambiguous++
+		default:
+			claimants[s.grains[0]] = append(claimants[s.grains[0]], i)
+		}
+	}
+	placed := map[int64]int64{} // slot → grain, every placement below
+	var points [][2]int64       // (slot, grain) proven: anchors and table-placed slots
+	for k, g := range tableSlot {
+		points = append(points, [2]int64{k, g})
+	}
+	conflicts := 0
+	for g, idx := range claimants {
+		same := true
+		for _, i := range idx[1:] {
+			same = same && slots[i].hash == slots[idx[0]].hash
+		}
+		if !same {
+			conflicts++
+			continue
+		}
+		if !open(g) {
+			continue
+		}
+		s := slots[idx[0]]
+		reason := "its own guest structures say where it lies: " + s.what
+		if len(idx) > 1 {
+			reason += fmt.Sprintf(" (%d identical slots claim it)", len(idx))
+		}
+		setSlot(inst, view, first, gb, uint64(g), s, EvFSProbe, reason)
+		placed[s.k] = g
+		points = append(points, [2]int64{s.k, g})
+	}
+	inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost: %d non-zero grain slots scanned; %d placed by their own guest structures; %d slots whose structures disagree, %d that could lie at several grains, %d grains claimed by slots with different bytes",
+		len(slots), len(placed), contradicted, ambiguous, conflicts))
+
+	anchored := len(placed)
+	var inScan [][2]int64
+	for _, p := range points {
+		if p[0] < scanned {
+			inScan = append(inScan, p)
+		}
+	}
+	points = inScan
+	orderByPoints(inst, view, loc, slots, points, placed, open, first, gb)
+	inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains placed by write order between proven grains", len(placed)-anchored))
+	inst.Unplaced, inst.UnplacedGrains, inst.TrailingSlots = unplacedRuns(slots, placed, points, imgOf, first, gb)
+	inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, loc)
+}
+
+// setSlot places virtual grain g from slot s.
+func setSlot(inst *Instance, view *fileView, first, gb int64, g uint64, s slot, ev, reason string) {
+	fileOff := first + s.k*gb
+	n := grainLength(inst.Header, g)
+	pieces, err := view.pieces(fileOff, n)
+	if err != nil {
+		return
+	}
+	src := &Source{Instance: inst.ID, ImageOffset: firstStored(pieces), FileOffset: fileOff}
+	if len(pieces) > 1 {
+		src.Pieces = pieces
+	}
+	hash := s.hash
+	if n != gb {
+		// The disk's last grain is short: hash what is emitted.
+		b := make([]byte, n)
+		if _, err := view.ReadAt(b, fileOff); err != nil {
+			return
+		}
+		hash = xxhash.Sum64(b)
+	}
+	inst.grains.set(g, &Grain{Status: Placed, Evidence: append([]string{ev}, inst.linkEvidence(fileOff)...), Hash: hash, Copies: 1, Source: src, Reason: reason})
+}
+
+// orderByPoints places the slots between consecutive proven points when
+// every point agrees with write order.
+func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots []slot, points [][2]int64, placed map[int64]int64, open func(int64) bool, first, gb int64) {
+	sort.Slice(points, func(i, j int) bool { return points[i][0] < points[j][0] })
+	if len(points) < minOrderPoints {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("write order not used: %d proven grains, %d needed", len(points), minOrderPoints))
+		return
+	}
+	for i := 1; i < len(points); i++ {
+		if points[i][1] <= points[i-1][1] {
+			inst.Notes = append(inst.Notes, fmt.Sprintf("write order not used: slot %d holds grain %d but slot %d holds grain %d", points[i-1][0], points[i-1][1], points[i][0], points[i][1]))
+			return
+		}
+		if points[i][0]-points[i-1][0] > points[i][1]-points[i-1][1] {
+			inst.Notes = append(inst.Notes, fmt.Sprintf("write order not used: %d slots between grains %d and %d, which have only %d grains between them", points[i][0]-points[i-1][0]-1, points[i-1][1], points[i][1], points[i][1]-points[i-1][1]-1))
+			return
+		}
+	}
+	bySlot := map[int64]slot{}
+	for _, s := range slots {
+		bySlot[s.k] = s
+	}
+	alloc := loc.Allocation()
+	if !alloc.Complete {
+		inst.Notes = append(inst.Notes, "guest allocation map incomplete ("+alloc.Why+"): write order places only where the grains between two proven ones are all present")
+	}
+	for i := 1; i < len(points); i++ {
+		k1, g1, k2, g2 := points[i-1][0], points[i-1][1], points[i][0], points[i][1]
+		n := k2 - k1 - 1
+		if n == 0 {
+			continue
+		}
+		var targets []int64
+		how := ""
+		switch {
+		case n == g2-g1-1:
+			for g := g1 + 1; g < g2; g++ {
+				targets = append(targets, g)
+			}
+			how = fmt.Sprintf("the %d slots between the slots of grains %d and %d fill every grain between them", n, g1, g2)
+		case alloc.Complete:
+			lo := sort.Search(len(alloc.Grains), func(j int) bool { return alloc.Grains[j] > g1 })
+			hi := sort.Search(len(alloc.Grains), func(j int) bool { return alloc.Grains[j] >= g2 })
+			if int64(hi-lo) != n {
+				continue
+			}
+			targets = alloc.Grains[lo:hi]
+			how = fmt.Sprintf("the %d slots between the slots of grains %d and %d match the %d grains the guest's allocation map says are written between them", n, g1, g2, n)
+		default:
+			continue
+		}
+		ok := true
+		for j, g := range targets {
+			s, nonZero := bySlot[k1+1+int64(j)]
+			if !open(g) || (nonZero && s.claims) {
+				// A decided grain, or a slot whose own structures did not
+				// prove this grain: the interval is not what order says.
+				ok = false
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		for j, g := range targets {
+			k := k1 + 1 + int64(j)
+			s, nonZero := bySlot[k]
+			if !nonZero {
+				inst.grains.set(uint64(g), &Grain{Status: Zero, Evidence: []string{EvOrder}, Reason: "its slot in write order holds zeros: " + how})
+				placed[k] = g
+				continue
+			}
+			setSlot(inst, view, first, gb, uint64(g), s, EvOrder, how)
+			placed[k] = g
+		}
+		if how != "" && int64(len(targets)) < g2-g1-1 {
+			for g := g1 + 1; g < g2; g++ {
+				if j := sort.Search(len(targets), func(j int) bool { return targets[j] >= g }); (j == len(targets) || targets[j] != g) && open(g) {
+					inst.grains.set(uint64(g), &Grain{Status: Zero, Evidence: []string{EvOrder}, Reason: "no slot in write order holds it (the guest never wrote it): " + how})
+				}
+			}
+		}
+	}
+}
+
+// maxUnplacedRuns bounds the unplaced runs listed in a report.
+const maxUnplacedRuns = 4096
+
+// unplacedRuns lists the non-zero slots nothing placed, up to the last
+// proven slot; the slots past it are only counted (the grain area's end is
+// not known: they may be another file's bytes).
+func unplacedRuns(slots []slot, placed map[int64]int64, points [][2]int64, imgOf map[int64]int64, first, gb int64) (runs []Unplaced, inside, trailing int64) {
+	last := int64(-1)
+	for _, p := range points {
+		last = max(last, p[0])
+	}
+	for _, s := range slots {
+		if _, ok := placed[s.k]; ok {
+			continue
+		}
+		if s.k > last {
+			trailing++
+			continue
+		}
+		inside++
+		img := imgOf[s.k]
+		if n := len(runs); n > 0 && runs[n-1].FileOffset+runs[n-1].Grains*gb == first+s.k*gb && runs[n-1].ImageOffset+runs[n-1].Grains*gb == img {
+			runs[n-1].Grains++
+			continue
+		}
+		if len(runs) < maxUnplacedRuns {
+			runs = append(runs, Unplaced{FileOffset: first + s.k*gb, ImageOffset: img, Grains: 1})
+		}
+	}
+	return runs, inside, trailing
+}
+
+// metadataFraction counts the grains expected to hold guest metadata and
+// how many of them are now placed.
+func metadataFraction(inst *Instance, loc *fsprobe.Locator) (total, placed int64) {
+	for _, g := range loc.MetadataGrains() {
+		total++
+		if gr := inst.grains.at(uint64(g)); gr != nil && gr.Status == Placed {
+			placed++
+		}
+	}
+	return total, placed
+}
