@@ -53,11 +53,11 @@ const (
 type Locator struct {
 	grainBytes, diskBytes int64
 
-	mbrs   map[string]int          // partition tables of sector-0 candidates
-	boots  map[string]*ntfsLoc     // by serial, hidden sectors and size
-	rec0s  map[string][]NTFSRun    // $MFT run lists from record-0 candidates
-	supers map[string]*extPrimary  // primary superblocks (and their GDT) by UUID
-	parts  []partition             // the MBR's partitions, once one MBR is known
+	mbrs   map[string]int         // partition tables of sector-0 candidates
+	boots  map[string]*ntfsLoc    // by serial, hidden sectors and size
+	rec0s  map[string][]NTFSRun   // $MFT run lists from record-0 candidates
+	supers map[string]*extPrimary // primary superblocks (and their GDT) by UUID
+	parts  []partition            // the MBR's partitions, once one MBR is known
 	ntfs   []*ntfsLoc
 	ext    []*extLoc
 	kept   int // records and inodes kept so far
@@ -77,6 +77,10 @@ type ntfsLoc struct {
 	mirror  int64 // records $MFTMirr holds
 	mftInit int64 // $MFT's initialized size (bytes of written records)
 	records map[int64]*NTFSFileRecord
+	// bitmap is $MFT's $BITMAP (which records are in use), filled from
+	// grains whose address is proven (Anchored); have marks the bytes read.
+	bitmap []byte
+	have   []bool
 }
 
 type extPrimary struct {
@@ -86,13 +90,14 @@ type extPrimary struct {
 }
 
 type extLoc struct {
-	start    int64
-	sb       *Ext4Superblock
-	reserved int64 // s_reserved_gdt_blocks
-	descSize int64
-	groups   []extGroup
-	inodes   map[uint32]*extInode
-	journal  int64 // physical block of the journal's block 0; -1 until known
+	start     int64
+	sb        *Ext4Superblock
+	reserved  int64 // s_reserved_gdt_blocks
+	descSize  int64
+	groups    []extGroup // the descriptors found after the primary superblock
+	allGroups int64      // the groups the superblock says there are
+	inodes    map[uint32]*extInode
+	journal   int64 // physical block of the journal's block 0; -1 until known
 }
 
 type extGroup struct {
@@ -292,9 +297,13 @@ func (l *Locator) extVolume(p *extPrimary) *extLoc {
 	if groups <= 0 || groups > maxLocatorGroups {
 		return nil
 	}
-	v.groups = make([]extGroup, groups)
+	// Only the descriptors found can be verified; the rest stay unknown
+	// (and make the allocation prediction incomplete), so the slice is
+	// bounded by what the grain held, not by what the superblock claims.
+	v.groups = make([]extGroup, min(groups, int64(len(p.gdt))/v.descSize))
+	v.allGroups = groups
 	good := 0
-	for g := int64(0); g < groups && (g+1)*v.descSize <= int64(len(p.gdt)); g++ {
+	for g := range int64(len(v.groups)) {
 		d := append([]byte(nil), p.gdt[g*v.descSize:(g+1)*v.descSize]...)
 		want := binary.LittleEndian.Uint16(d[ext4DescChecksum:])
 		d[ext4DescChecksum], d[ext4DescChecksum+1] = 0, 0
@@ -537,6 +546,47 @@ func decodeInode(b []byte) *extInode {
 		in.dind = int64(le32(b, inodeBlockDind))
 	}
 	return in
+}
+
+// maxMFTBitmap bounds the $MFT bitmap kept: 2^23 records.
+const maxMFTBitmap = 1 << 20
+
+// ntfsAttrBitmap is the $BITMAP attribute type.
+const ntfsAttrBitmap = 0xB0
+
+// Anchored tells the Locator that grain g, whose address is now proven,
+// holds buf: structures found by address rather than by content (the
+// $MFT bitmap) are read from it.
+func (l *Locator) Anchored(g int64, buf []byte) {
+	lo, hi := g*l.grainBytes, g*l.grainBytes+int64(len(buf))
+	for _, v := range l.ntfs {
+		rec := v.records[0]
+		if rec == nil {
+			continue
+		}
+		for _, d := range rec.Streams {
+			if d.Type != ntfsAttrBitmap || d.StartVCN != 0 || d.Initialized <= 0 || d.Initialized > maxMFTBitmap {
+				continue
+			}
+			if v.bitmap == nil {
+				v.bitmap, v.have = make([]byte, d.Initialized), make([]bool, d.Initialized)
+			}
+			cs := v.boot.ClusterSize
+			for _, r := range d.Runs {
+				if r.Sparse {
+					continue
+				}
+				// The run's bytes of the stream, cut to the bitmap's size,
+				// and where they lie on the disk.
+				sOff, sEnd := r.VCN*cs, min((r.VCN+r.Len)*cs, int64(len(v.bitmap)))
+				dOff := v.start + r.LCN*cs
+				for i := max(sOff, lo-dOff+sOff); i < sEnd && dOff+i-sOff < hi; i++ {
+					v.bitmap[i] = buf[dOff+i-sOff-lo]
+					v.have[i] = true
+				}
+			}
+		}
+	}
 }
 
 // Candidates intersects the grains every claim of one grain allows: the

@@ -73,9 +73,10 @@ func (v *ntfsLoc) allocation(mark func(off, n int64)) []string {
 	if v.mftRuns == nil {
 		return []string{fmt.Sprintf("NTFS volume at %d: $MFT runs unknown", v.start)}
 	}
-	// Which records are in use is in $MFT's own $BITMAP, which is not
-	// read: the records seen cannot be shown to be all there are.
-	why = append(why, fmt.Sprintf("NTFS volume at %d: the $MFT bitmap is not read, so the %d records in use seen may not be all", v.start, len(v.records)))
+	// Which records are in use is in $MFT's own $BITMAP: every record it
+	// marks must have been seen in use, or some file's clusters are not
+	// known.
+	why = append(why, v.bitmapMisses()...)
 	for _, f := range v.records {
 		if !f.InUse {
 			continue
@@ -98,6 +99,32 @@ func (v *ntfsLoc) allocation(mark func(off, n int64)) []string {
 		}
 	}
 	return why
+}
+
+// bitmapMisses says which records the $MFT bitmap marks in use that were
+// not seen, or that the bitmap was not read whole.
+func (v *ntfsLoc) bitmapMisses() []string {
+	if v.bitmap == nil {
+		return []string{fmt.Sprintf("NTFS volume at %d: the $MFT bitmap was not found in a proven grain", v.start)}
+	}
+	for _, h := range v.have {
+		if !h {
+			return []string{fmt.Sprintf("NTFS volume at %d: part of the $MFT bitmap lies in grains not proven", v.start)}
+		}
+	}
+	var missing []int64
+	for n := int64(0); n < int64(len(v.bitmap))*8; n++ {
+		if v.bitmap[n/8]&(1<<(n%8)) == 0 {
+			continue
+		}
+		if f := v.records[n]; f == nil || !f.InUse {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return []string{fmt.Sprintf("NTFS volume at %d: %d records in use were not seen (first %d)", v.start, len(missing), missing[0])}
+	}
+	return nil
 }
 
 // hasSuper reports whether group g keeps a superblock backup (sparse_super:
@@ -127,7 +154,10 @@ func (v *extLoc) allocation(mark func(off, n int64)) []string {
 	blocks := int64(v.sb.Blocks)
 	block := func(b, n int64) { mark(v.start+b*bs, n*bs) }
 	var why []string
-	gdtBlocks := (int64(len(v.groups))*v.descSize + bs - 1) / bs
+	if int64(len(v.groups)) < v.allGroups {
+		why = append(why, fmt.Sprintf("ext4 volume %s: %d of %d group descriptors found", v.sb.UUID, len(v.groups), v.allGroups))
+	}
+	gdtBlocks := (v.allGroups*v.descSize + bs - 1) / bs
 	itableBlocks := (ipg*isz + bs - 1) / bs
 	var owned, allocated, usedInodes int64 // blocks the metadata and files own; the descriptors' count; inodes in use
 	for g := range int64(len(v.groups)) {
@@ -233,8 +263,11 @@ func (l *Locator) MetadataGrains() []int64 {
 	for _, v := range l.ntfs {
 		mark(v.start, v.boot.SectorSize)
 		mark(v.start+v.boot.TotalSectors*v.boot.SectorSize, v.boot.SectorSize)
-		for n := int64(0); n < v.mftInit/v.boot.RecordSize && n < maxLocatorRecords; n++ {
-			mark(v.recordAt(v.mftRuns, v.start, n), v.boot.RecordSize)
+		cs := v.boot.ClusterSize
+		for _, r := range v.mftRuns { // the records written: $MFT's runs up to its initialized size
+			if n := min(r.Len*cs, v.mftInit-r.VCN*cs); !r.Sparse && n > 0 {
+				mark(v.start+r.LCN*cs, n)
+			}
 		}
 		for n := int64(0); n < v.mirror; n++ {
 			mark(v.start+v.boot.MirrLCN*v.boot.ClusterSize+n*v.boot.RecordSize, v.boot.RecordSize)

@@ -54,6 +54,7 @@ type NTFSName struct {
 // NTFSData is an unnamed $DATA attribute: the file's content, resident or
 // as runs of clusters. Sizes are set only in the piece starting at VCN 0.
 type NTFSData struct {
+	Type        uint32    `json:"-"` // attribute type (0x80 $DATA, 0xA0 $INDEX_ALLOCATION, 0xB0 $BITMAP, ...)
 	Resident    bool      `json:"resident,omitempty"`
 	Size        int64     `json:"size,omitempty"`
 	Allocated   int64     `json:"allocated,omitempty"`

@@ -255,6 +255,7 @@ func parseNTFSAttributes(b []byte, off int, f *NTFSFileRecord) error {
 				f.Data = append(f.Data, d)
 			}
 			if !d.Resident && len(f.Streams) < maxNTFSStreams {
+				d.Type = typ
 				f.Streams = append(f.Streams, d)
 			}
 		case nonRes == 1:
@@ -265,6 +266,7 @@ func parseNTFSAttributes(b []byte, off int, f *NTFSFileRecord) error {
 				return err
 			}
 			if len(f.Streams) < maxNTFSStreams {
+				d.Type = typ
 				f.Streams = append(f.Streams, d)
 			}
 		}

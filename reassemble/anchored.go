@@ -154,6 +154,13 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 			claimants[s.grains[0]] = append(claimants[s.grains[0]], i)
 		}
 	}
+	if inst.contiguousOnly() && contradicted > 0 {
+		// Slots whose own structures disagree are not one grain of this
+		// disk: the contiguous assumption has run into other bytes (a
+		// fragment's end), and no slot is sure to be this file's.
+		inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost: %d slots hold guest structures that disagree with each other, so the file is not contiguous where assumed and no host map says where it lies: nothing is placed from its slots", contradicted))
+		return
+	}
 	placed := map[int64]int64{} // slot → grain, every placement below
 	var points [][2]int64       // (slot, grain) proven: anchors and table-placed slots
 	for k, g := range tableSlot {
@@ -185,6 +192,11 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		len(slots), len(placed), contradicted, ambiguous, conflicts))
 
 	anchored := len(placed)
+	for k, g := range placed {
+		if _, err := view.ReadAt(buf, first+k*gb); err == nil {
+			loc.Anchored(g, buf)
+		}
+	}
 	var inScan [][2]int64
 	for _, p := range points {
 		if p[0] < scanned {

@@ -66,6 +66,12 @@ func (t *tableReader) readGT(gde uint32) gtCopy {
 	return c
 }
 
+// erased reports whether a table copy is lost because its directory entry
+// is zero or there is no directory: the tables were wiped, not misplaced.
+func erased(c gtCopy) bool {
+	return c.problem == "directory entry is zero" || c.problem == "no directory"
+}
+
 // placeSparse decides every grain of an uncompressed hosted sparse instance
 // from its primary grain tables, falling back per table and per entry to the
 // redundant copy (FORMAT.md §2.3).
@@ -95,13 +101,16 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		// walking the (possibly huge, claimed) number of tables.
 		inst.grains.setRange(0, grains, &Grain{Status: Missing, Reason: "grain directories lost: primary: " + pProblem + "; redundant: " + rProblem})
 		inst.Tables = "no usable grain directory"
-		placeByAnchors(inst, view, x, nil)
+		if !inst.contiguousOnly() {
+			placeByAnchors(inst, view, x, nil)
+		}
 		return
 	}
 	perGT := uint64(h.NumGTEsPerGT)
 	owner := make(map[uint32]uint64) // grain sector → virtual grain, to refuse a sector claimed twice
 	var cands []candidate            // table-placed grains, checked below in file order
 	usedPrimary, usedRedundant, lostTables := 0, 0, 0
+	lostUnerased := 0 // lost tables whose directory entry is not zero in some copy
 	// Grains zero only because both table copies are empty are decided
 	// with this pointer, so the orphan check below can find them.
 	emptyTableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in an all-zero grain table"}
@@ -124,6 +133,9 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 			usedRedundant++
 		default:
 			lostTables++
+			if !erased(p) || !erased(r) {
+				lostUnerased++
+			}
 			first := i * perGT
 			inst.grains.setRange(first, min(first+perGT, grains), &Grain{Status: Missing, Reason: "grain table lost: primary: " + p.problem + "; redundant: " + r.problem})
 			continue
@@ -170,7 +182,11 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	}
 	placeCandidates(inst, view, cands, x, opts, tableZero)
 	defer func() {
-		if lostTables > 0 || orphanSlots(h, owner) > 0 {
+		// Without a host map, a table lost for any reason but erasure
+		// (its directory entry names a sector that does not hold it)
+		// says the file is not contiguous where assumed: the slots are
+		// then not the file's, and nothing is placed from them.
+		if (lostTables > 0 || orphanSlots(h, owner) > 0) && (lostUnerased == 0 || !inst.contiguousOnly()) {
 			placeByAnchors(inst, view, x, owner)
 		}
 	}()
