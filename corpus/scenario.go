@@ -54,6 +54,11 @@ var scenarios = map[string]scenario{
 		defaultSize: 256 << 20,
 		build:       hostScenario(FSNTFS, HostDamage{Kind: EncryptEveryNthMiB, N: 8, Offset: 4 << 20}),
 	},
+	"tables-lost": {
+		help:        "last resort: an ext4 guest (160 MiB) and an NTFS guest (48 MiB) as QemuSparse (OursSparse without qemu-img) and an ext4 guest written in guest order, every grain table zeroed in both copies; needs mkfs.ext4, debugfs, mkntfs and ntfscp",
+		defaultSize: 512 << 20,
+		build:       tablesLostSpec,
+	},
 	"variants": {
 		help:        "one small disk in every available variant plus one copy for every damage kind: for end-to-end tests",
 		defaultSize: 64 << 20,
@@ -140,6 +145,17 @@ func benchSpec(seed uint64, size int64, qemu bool) Spec {
 			{Disk: 1, Variant: OursSparse},
 		},
 	}
+}
+
+func tablesLostSpec(seed uint64, size int64, qemu bool) Spec {
+	lost := []Damage{{Kind: ZeroPrimaryTables}, {Kind: ZeroRedundantTables}}
+	return Spec{Seed: seed, ImageSize: size,
+		Disks: []DiskSpec{{ID: 1, Capacity: 160 << 20, FS: FSExt4}, {ID: 2, Capacity: 48 << 20, FS: FSNTFS}, {ID: 3, Capacity: 160 << 20, FS: FSExt4}},
+		Files: []FileSpec{
+			{Disk: 1, Variant: pick(QemuSparse, qemu), Damage: lost},
+			{Disk: 2, Variant: pick(QemuSparse, qemu), Damage: lost},
+			{Disk: 3, Variant: OursSparseGuestOrder, Damage: lost},
+		}}
 }
 
 func variantsSpec(seed uint64, size int64, qemu bool) Spec {

@@ -44,8 +44,10 @@ func TestHeaderLost(t *testing.T) {
 // proof: guest structures that locate themselves (fsprobe), or write order
 // between two proven grains (order). Every placed grain must be right;
 // recall, unplaced grains, the guest metadata rebuilt and the files
-// recovered are logged for the closing table. A file written in guest
-// order (not virtual order) must get nothing from write order.
+// recovered are logged for the closing table. Without a host map a slot
+// is a grain of the file only where the file is contiguous, which only
+// proven slots agreeing with write order show: a file written in guest
+// order (not virtual order) and a disk with no filesystem place nothing.
 func TestAllTablesLost(t *testing.T) {
 	lost := []corpus.Damage{{Kind: corpus.ZeroPrimaryTables}, {Kind: corpus.ZeroRedundantTables}}
 	for _, tc := range []struct {
@@ -53,16 +55,21 @@ func TestAllTablesLost(t *testing.T) {
 		disk    corpus.DiskSpec
 		variant corpus.Variant
 		order   bool // write order must place something
+		host    *corpus.HostSpec
 	}{
-		{"ext4 guest, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.QemuSparse, true},
-		{"ext4 guest, our writer", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparse, true},
-		{"NTFS guest, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS}, corpus.QemuSparse, true},
-		{"ext4 guest, grains in guest write order", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparseGuestOrder, false},
-		{"synthetic disk, no filesystem", disk(1, 24<<20), corpus.OursSparse, false},
+		{"ext4 guest, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.QemuSparse, true, nil},
+		{"ext4 guest, our writer", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparse, true, nil},
+		{"NTFS guest, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS}, corpus.QemuSparse, true, nil},
+		{"ext4 guest, grains in guest write order", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparseGuestOrder, false, nil},
+		{"NTFS guest, qemu-img convert, on an NTFS host in 12 pieces", corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS}, corpus.QemuSparse, true,
+			&corpus.HostSpec{FS: corpus.FSNTFS, Offset: 1 << 20, Size: 96 << 20, Fragments: 12, OutOfOrder: true}},
+		{"ext4 guest, grains in guest write order, on an ext4 host in 8 pieces", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparseGuestOrder, false,
+			&corpus.HostSpec{FS: corpus.FSExt4, Offset: 1 << 20, Size: 96 << 20, Fragments: 8}},
+		{"synthetic disk, no filesystem", disk(1, 24<<20), corpus.OursSparse, false, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			truth := generate(t, corpus.Spec{Seed: 32, ImageSize: tc.disk.Capacity + 64<<20, Disks: []corpus.DiskSpec{tc.disk},
-				Files: []corpus.FileSpec{{Disk: 1, Variant: tc.variant, Damage: lost}}})
+				Files: []corpus.FileSpec{{Disk: 1, Variant: tc.variant, Damage: lost}}, Host: tc.host})
 			run := carveAndRebuild(t, truth.Image)
 			if len(run.reports) != 1 {
 				t.Fatalf("%d disks (%v)", len(run.reports), run.err)
@@ -88,7 +95,7 @@ func TestAllTablesLost(t *testing.T) {
 			if tc.order != (ev["order"] > 0) {
 				t.Errorf("write order placed %d grains; want some: %v", ev["order"], tc.order)
 			}
-			if tc.disk.FS != "" && ev["fsprobe"] == 0 {
+			if (tc.order || tc.host != nil) && ev["fsprobe"] == 0 {
 				t.Errorf("no grain of a real guest placed by its own structures")
 			}
 		})

@@ -625,6 +625,11 @@ func (l *Locator) Candidates(claims []Claim) []int64 {
 	return out
 }
 
+// Possible reports whether a claim alone allows some grain of the disk: a
+// structure that cannot lie at any grain boundary offset it was found at
+// belongs to no grain of this disk (another disk's bytes, or chance).
+func (l *Locator) Possible(c Claim) bool { return len(l.Candidates([]Claim{c})) > 0 }
+
 // Describe lists what the claims are, for a report.
 func Describe(claims []Claim) string {
 	if len(claims) == 0 {

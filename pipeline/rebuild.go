@@ -84,6 +84,12 @@ type DiskSummary struct {
 	Versions  string // "group G: N of M (order)" when versions of one disk were found
 	Counts    reassemble.Counts
 	GuestKind []string
+	// Unplaced counts grain slots of files whose tables are lost that no
+	// evidence placed; Metadata is "placed/expected" guest metadata grains
+	// and Files "whole/all" guest files, "-" when not known.
+	Unplaced int64
+	Metadata string
+	Files    string
 }
 
 // RebuildResult is what Rebuild did.
@@ -422,8 +428,21 @@ func summarize(rep *DiskReport) DiskSummary {
 	for _, inst := range d.Instances {
 		s.Variants = append(s.Variants, inst.Variant)
 	}
+	s.Metadata, s.Files = "-", "-"
+	var metaPlaced, metaAll int64
+	for _, inst := range d.Instances {
+		s.Unplaced += inst.UnplacedGrains
+		metaPlaced += inst.MetadataPlaced
+		metaAll += inst.MetadataGrains
+	}
+	if metaAll > 0 {
+		s.Metadata = fmt.Sprintf("%d/%d", metaPlaced, metaAll)
+	}
 	for _, f := range rep.Guest {
 		s.GuestKind = append(s.GuestKind, f.Kind)
+		if f.Check != nil && f.Check.Files > 0 {
+			s.Files = fmt.Sprintf("%d/%d", f.Check.FilesRecovered, f.Check.Files)
+		}
 	}
 	if v := d.Versions; v != nil {
 		s.Versions = fmt.Sprintf("v%d/%d of group %d", v.Position+1, len(v.Disks), v.Group)

@@ -2,6 +2,7 @@ package reassemble
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -132,6 +133,11 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		s := slot{k: k, hash: xxhash.Sum64(b)}
 		if claims := loc.Locate(b); len(claims) > 0 {
 			s.claims, s.grains, s.what = true, loc.Candidates(claims), fsprobe.Describe(claims)
+			if len(s.grains) == 0 && !slices.ContainsFunc(claims, loc.Possible) {
+				// Nothing here can lie at any grain of this disk: not its
+				// bytes (noise, another disk), which proves nothing.
+				s.claims = false
+			}
 		}
 		slots = append(slots, s)
 		imgOf[k] = img
@@ -167,6 +173,11 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		points = append(points, [2]int64{k, g})
 	}
 	conflicts := 0
+	type anchor struct {
+		g   int64
+		idx []int
+	}
+	var anchors []anchor
 	for g, idx := range claimants {
 		same := true
 		for _, i := range idx[1:] {
@@ -176,17 +187,37 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 			conflicts++
 			continue
 		}
-		if !open(g) {
-			continue
+		if open(g) {
+			anchors = append(anchors, anchor{g, idx})
 		}
-		s := slots[idx[0]]
+	}
+	sort.Slice(anchors, func(i, j int) bool { return anchors[i].g < anchors[j].g })
+	if inst.contiguousOnly() {
+		// Without a host map a slot is one grain of this file only where
+		// the file is contiguous, and nothing says where it is. The
+		// proven slots must show it: at least minOrderPoints of them,
+		// every one in write order with room for the slots between. A
+		// file written in guest order, or running into other bytes,
+		// places nothing.
+		all := append([][2]int64(nil), points...)
+		for _, a := range anchors {
+			all = append(all, [2]int64{slots[a.idx[0]].k, a.g})
+		}
+		if why := orderProblem(all); why != "" {
+			inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost and no host map: %d slots locate themselves, but %s, so nothing shows the slots are this file's grains: nothing is placed from them", len(anchors), why))
+			inst.TrailingSlots = int64(len(slots))
+			return
+		}
+	}
+	for _, a := range anchors {
+		s := slots[a.idx[0]]
 		reason := "its own guest structures say where it lies: " + s.what
-		if len(idx) > 1 {
-			reason += fmt.Sprintf(" (%d identical slots claim it)", len(idx))
+		if len(a.idx) > 1 {
+			reason += fmt.Sprintf(" (%d identical slots claim it)", len(a.idx))
 		}
-		setSlot(inst, view, first, gb, uint64(g), s, EvFSProbe, reason)
-		placed[s.k] = g
-		points = append(points, [2]int64{s.k, g})
+		setSlot(inst, view, first, gb, uint64(a.g), s, EvFSProbe, reason)
+		placed[s.k] = a.g
+		points = append(points, [2]int64{s.k, a.g})
 	}
 	inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost: %d non-zero grain slots scanned; %d placed by their own guest structures; %d slots whose structures disagree, %d that could lie at several grains, %d grains claimed by slots with different bytes",
 		len(slots), len(placed), contradicted, ambiguous, conflicts))
@@ -237,20 +268,9 @@ func setSlot(inst *Instance, view *fileView, first, gb int64, g uint64, s slot, 
 // orderByPoints places the slots between consecutive proven points when
 // every point agrees with write order.
 func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots []slot, points [][2]int64, placed map[int64]int64, open func(int64) bool, first, gb int64) {
-	sort.Slice(points, func(i, j int) bool { return points[i][0] < points[j][0] })
-	if len(points) < minOrderPoints {
-		inst.Notes = append(inst.Notes, fmt.Sprintf("write order not used: %d proven grains, %d needed", len(points), minOrderPoints))
+	if why := orderProblem(points); why != "" {
+		inst.Notes = append(inst.Notes, "write order not used: "+why)
 		return
-	}
-	for i := 1; i < len(points); i++ {
-		if points[i][1] <= points[i-1][1] {
-			inst.Notes = append(inst.Notes, fmt.Sprintf("write order not used: slot %d holds grain %d but slot %d holds grain %d", points[i-1][0], points[i-1][1], points[i][0], points[i][1]))
-			return
-		}
-		if points[i][0]-points[i-1][0] > points[i][1]-points[i-1][1] {
-			inst.Notes = append(inst.Notes, fmt.Sprintf("write order not used: %d slots between grains %d and %d, which have only %d grains between them", points[i][0]-points[i-1][0]-1, points[i-1][1], points[i][1], points[i][1]-points[i-1][1]-1))
-			return
-		}
 	}
 	bySlot := map[int64]slot{}
 	for _, s := range slots {
@@ -317,6 +337,25 @@ func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots [
 			}
 		}
 	}
+}
+
+// orderProblem sorts the proven (slot, grain) points by slot and says why
+// they do not show write order, or "" if they do: enough of them, grains
+// rising with slots, and room between every two for the slots between.
+func orderProblem(points [][2]int64) string {
+	sort.Slice(points, func(i, j int) bool { return points[i][0] < points[j][0] })
+	if len(points) < minOrderPoints {
+		return fmt.Sprintf("%d proven grains, %d needed", len(points), minOrderPoints)
+	}
+	for i := 1; i < len(points); i++ {
+		if points[i][1] <= points[i-1][1] {
+			return fmt.Sprintf("slot %d holds grain %d but slot %d holds grain %d", points[i-1][0], points[i-1][1], points[i][0], points[i][1])
+		}
+		if points[i][0]-points[i-1][0] > points[i][1]-points[i-1][1] {
+			return fmt.Sprintf("%d slots lie between the slots of grains %d and %d, which have only %d grains between them", points[i][0]-points[i-1][0]-1, points[i-1][1], points[i][1], points[i][1]-points[i-1][1]-1)
+		}
+	}
+	return ""
 }
 
 // maxUnplacedRuns bounds the unplaced runs listed in a report.

@@ -40,11 +40,20 @@ A grain is placed only on evidence (table = the VMDK's own grain table,
 marker = a stream grain marker's LBA, host = its file offset linked to the
 image by the host filesystem's own map (NTFS MFT runs, ext4 extents), copy =
 an identical copy elsewhere, stream = proven zero by an unbroken chain of
-stream records). Without a host map a file is assumed contiguous from its
+stream records, fsprobe = the grain's own guest structures locate it (MBR,
+NTFS boot sector and MFT records, ext4 superblock and checksummed inodes)
+when every grain table is lost, order = write order between two proven
+grains, where every proven grain agrees with it). Without a host map a file is assumed contiguous from its
 header only until the bytes contradict it, and once contradicted nothing
 rests on that assumption. Anything less is left out (reads as zeros) and
 reported as missing, never guessed. Several versions of one disk are each
 rebuilt and linked in their reports; versions are never mixed.
+
+Summary columns: grains by status (placed, zero, missing, conflict), by
+evidence (table .. order; a grain may have several), unplaced = non-zero
+grain slots of a file whose tables are lost that nothing placed (their image
+offsets are in the report), metadata = guest metadata grains placed of those
+the guest's own structures predict, files = guest files read back whole.
 
 Exit codes: 0 success, 1 error (also: a disk that could not be written; the
 others are), 2 usage, 3 finished but nothing recovered.
@@ -117,7 +126,7 @@ func printSummary(w io.Writer, res *pipeline.RebuildResult) {
 		fmt.Fprintln(w, "rebuild already complete (use --force to redo); reports say:")
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "disk\tcapacity\tcopies\tgrains\tplaced\tzero\tmissing\tconflict\ttable\tmarker\thost\tcopy\tstream\tversion\tguest\tfile\t")
+	fmt.Fprintln(tw, "disk\tcapacity\tcopies\tgrains\tplaced\tzero\tmissing\tconflict\ttable\tmarker\thost\tcopy\tstream\tfsprobe\torder\tunplaced\tmetadata\tfiles\tversion\tguest\tfile\t")
 	for _, d := range res.Disks {
 		c := d.Counts
 		guest := strings.Join(d.GuestKind, ",")
@@ -128,8 +137,9 @@ func printSummary(w io.Writer, res *pipeline.RebuildResult) {
 		if version == "" {
 			version = "-"
 		}
-		fmt.Fprintf(tw, "%02d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", d.ID, human(d.Capacity), d.Sources, c.Grains, c.Placed, c.Zero,
-			c.Missing, c.Conflict, c.ByEvidence["table"], c.ByEvidence["marker"], c.ByEvidence["host"], c.ByEvidence["copy"], c.ByEvidence["stream"], version, guest, d.Path)
+		fmt.Fprintf(tw, "%02d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", d.ID, human(d.Capacity), d.Sources, c.Grains, c.Placed, c.Zero,
+			c.Missing, c.Conflict, c.ByEvidence["table"], c.ByEvidence["marker"], c.ByEvidence["host"], c.ByEvidence["copy"], c.ByEvidence["stream"],
+			c.ByEvidence["fsprobe"], c.ByEvidence["order"], d.Unplaced, d.Metadata, d.Files, version, guest, d.Path)
 	}
 	if len(res.Skipped) > 0 {
 		fmt.Fprintf(tw, "not emitted (older versions, --versions newest): %v\n", res.Skipped)
