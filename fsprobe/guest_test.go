@@ -10,7 +10,7 @@ import (
 )
 
 // mkfs makes a real filesystem image with the named tool, or skips.
-func mkfs(t *testing.T, size int64, tool string, args ...string) []byte {
+func mkfs(t testing.TB, size int64, tool string, args ...string) []byte {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
 		t.Skipf("%s is not installed (apt-get install e2fsprogs ntfs-3g): skipping", tool)
