@@ -49,14 +49,7 @@ func TestHeaderLostRealGuests(t *testing.T) {
 			{Disk: 3, Variant: corpus.VMwareStream, Damage: head},
 			{Disk: 4, Variant: corpus.QemuStream, Damage: head},
 		}})
-	for _, f := range truth.Files {
-		t.Logf("truth: disk %d %s at %d, %d bytes, %d grains, %d intact", f.Disk, f.Variant, f.ImageOffset, f.Length, len(f.Grains), f.IntactGrains)
-	}
-	run := carveAndRebuild(t, truth.Image)
-	for _, rep := range run.reports {
-		i := rep.Disk.Instances[0]
-		t.Logf("disk-%02d: %s at %d, header lost %v, capacity %d; notes %v", rep.Disk.ID, i.Variant, i.HeaderOffset, i.HeaderLost, rep.Disk.Capacity, i.Notes)
-	}
+	run := carveAndRebuildLogged(t, truth)
 	checkAll(t, truth, run, 4)
 	for _, rep := range run.reports {
 		if !rep.Disk.Instances[0].HeaderLost {
@@ -84,14 +77,7 @@ func TestStreamStartLostRealGuests(t *testing.T) {
 			truth := generateGuests(t, corpus.Spec{Seed: tc.seed, ImageSize: 1 << 20,
 				Disks: []corpus.DiskSpec{{ID: 1, Capacity: capacity, FS: tc.fs}},
 				Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.VMwareStream, Damage: gone}}})
-			for _, f := range truth.Files {
-				t.Logf("truth: disk %d %s at %d, %d bytes, %d grains, %d intact", f.Disk, f.Variant, f.ImageOffset, f.Length, len(f.Grains), f.IntactGrains)
-			}
-			run := carveAndRebuild(t, truth.Image)
-			for _, rep := range run.reports {
-				i := rep.Disk.Instances[0]
-				t.Logf("disk-%02d: %s at %d, header lost %v, capacity %d; notes %v", rep.Disk.ID, i.Variant, i.HeaderOffset, i.HeaderLost, rep.Disk.Capacity, i.Notes)
-			}
+			run := carveAndRebuildLogged(t, truth)
 			checkAll(t, truth, run, 1)
 			if d := run.reports[0].Disk; !d.Instances[0].HeaderLost || d.Capacity != uint64(capacity/512) {
 				t.Fatalf("instance %+v, capacity %d, want %d", d.Instances[0].Notes, d.Capacity, capacity/512)
@@ -291,4 +277,19 @@ func scoreAgainst(t *testing.T, run *caseRun, rep *pipeline.DiskReport, raw stri
 		}
 	}
 	return s
+}
+
+// carveAndRebuildLogged runs both stages and logs where the truth put each
+// file and what the rebuild made of its first instance.
+func carveAndRebuildLogged(t *testing.T, truth *corpus.Truth) *caseRun {
+	t.Helper()
+	for _, f := range truth.Files {
+		t.Logf("truth: disk %d %s at %d, %d bytes, %d grains, %d intact", f.Disk, f.Variant, f.ImageOffset, f.Length, len(f.Grains), f.IntactGrains)
+	}
+	run := carveAndRebuild(t, truth.Image)
+	for _, rep := range run.reports {
+		i := rep.Disk.Instances[0]
+		t.Logf("disk-%02d: %s at %d, header lost %v, capacity %d; notes %v", rep.Disk.ID, i.Variant, i.HeaderOffset, i.HeaderLost, rep.Disk.Capacity, i.Notes)
+	}
+	return run
 }

@@ -3,7 +3,8 @@ package fsprobe
 import (
 	"encoding/binary"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 )
 
 // Self-locating guest structures. When every grain table of a sparse VMDK
@@ -210,12 +211,7 @@ func (l *Locator) Prepare() {
 	} else if len(l.mbrs) > 1 {
 		l.notes = append(l.notes, fmt.Sprintf("%d different guest MBRs found: none is used", len(l.mbrs)))
 	}
-	keys := make([]string, 0, len(l.boots))
-	for k := range l.boots {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(l.boots)) {
 		v := l.boots[k]
 		if len(l.parts) > 0 && !l.partitionAt(v.start) {
 			l.notes = append(l.notes, fmt.Sprintf("NTFS boot sector naming a volume at %d: no partition starts there", v.start))
@@ -238,12 +234,7 @@ func (l *Locator) Prepare() {
 		l.ntfs = append(l.ntfs, v)
 		l.notes = append(l.notes, fmt.Sprintf("NTFS volume at %d (serial %s, %d-byte clusters)", v.start, v.boot.Serial, v.boot.ClusterSize))
 	}
-	uuids := make([]string, 0, len(l.supers))
-	for k := range l.supers {
-		uuids = append(uuids, k)
-	}
-	sort.Strings(uuids)
-	for _, u := range uuids {
+	for _, u := range slices.Sorted(maps.Keys(l.supers)) {
 		if v := l.extVolume(l.supers[u]); v != nil {
 			l.ext = append(l.ext, v)
 		}
@@ -617,12 +608,7 @@ func (l *Locator) Candidates(claims []Claim) []int64 {
 			return nil
 		}
 	}
-	out := make([]int64, 0, len(set))
-	for g := range set {
-		out = append(out, g)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
+	return slices.Sorted(maps.Keys(set))
 }
 
 // Possible reports whether a claim alone allows some grain of the disk: a

@@ -2,7 +2,8 @@ package fsprobe
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 )
 
 // Allocation predicts which virtual grains the guest has written: the
@@ -27,15 +28,8 @@ type Allocation struct {
 // Allocation returns the prediction; call it after every grain has passed
 // through Locate.
 func (l *Locator) Allocation() Allocation {
-	set := map[int64]bool{}
-	mark := func(off, n int64) {
-		if n <= 0 || off < 0 || off >= l.diskBytes {
-			return
-		}
-		for g := off / l.grainBytes; g <= (min(off+n, l.diskBytes)-1)/l.grainBytes; g++ {
-			set[g] = true
-		}
-	}
+	set := l.newGrainSet()
+	mark := set.mark
 	var why []string
 	if len(l.parts) > 0 {
 		mark(0, sector)
@@ -56,10 +50,7 @@ func (l *Locator) Allocation() Allocation {
 	if len(why) > 0 {
 		a.Why = fmt.Sprint(why)
 	}
-	for g := range set {
-		a.Grains = append(a.Grains, g)
-	}
-	sort.Slice(a.Grains, func(i, j int) bool { return a.Grains[i] < a.Grains[j] })
+	a.Grains = set.sorted()
 	return a
 }
 
@@ -248,15 +239,8 @@ func (v *extLoc) allocation(mark func(off, n int64)) []string {
 // bitmaps, in-use inodes, directory blocks, the journal superblock), as far
 // as the structures seen tell.
 func (l *Locator) MetadataGrains() []int64 {
-	set := map[int64]bool{}
-	mark := func(off, n int64) {
-		if n <= 0 || off < 0 || off >= l.diskBytes {
-			return
-		}
-		for g := off / l.grainBytes; g <= (min(off+n, l.diskBytes)-1)/l.grainBytes; g++ {
-			set[g] = true
-		}
-	}
+	set := l.newGrainSet()
+	mark := set.mark
 	if len(l.parts) > 0 {
 		mark(0, sector)
 	}
@@ -320,10 +304,28 @@ func (l *Locator) MetadataGrains() []int64 {
 			mark(v.start+v.journal*bs, bs)
 		}
 	}
-	out := make([]int64, 0, len(set))
-	for g := range set {
-		out = append(out, g)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
+	return set.sorted()
 }
+
+// grainSet collects the grains byte ranges of the disk touch.
+type grainSet struct {
+	grainBytes, diskBytes int64
+	set                   map[int64]bool
+}
+
+func (l *Locator) newGrainSet() *grainSet {
+	return &grainSet{grainBytes: l.grainBytes, diskBytes: l.diskBytes, set: map[int64]bool{}}
+}
+
+// mark adds the grains of n bytes at virtual offset off (cut at the disk's
+// end; nothing for a range outside it).
+func (s *grainSet) mark(off, n int64) {
+	if n <= 0 || off < 0 || off >= s.diskBytes {
+		return
+	}
+	for g := off / s.grainBytes; g <= (min(off+n, s.diskBytes)-1)/s.grainBytes; g++ {
+		s.set[g] = true
+	}
+}
+
+func (s *grainSet) sorted() []int64 { return slices.Sorted(maps.Keys(s.set)) }
