@@ -92,16 +92,19 @@ func Check(r io.ReaderAt, size int64, f Finding) (res CheckResult) {
 	}()
 	switch f.Kind {
 	case "ntfs":
-		return checkNTFS(t, f.Offset)
+		return checkNTFS(t, size, f.Offset)
 	case "ext":
 		return checkExt(t, size, f.Offset)
 	}
 	return CheckResult{Problems: []string{"no checker for " + f.Kind}}
 }
 
-func checkNTFS(t *tracker, off int64) CheckResult {
+func checkNTFS(t *tracker, size, off int64) CheckResult {
 	var res CheckResult
-	ctx, err := ntfs.GetNTFSContext(t, off)
+	// go-ntfs takes the volume's offset but reads $MFT at the boot
+	// sector's cluster number from the reader's start: it is given a
+	// reader that starts at the volume instead.
+	ctx, err := ntfs.GetNTFSContext(io.NewSectionReader(t, off, size-off), 0)
 	if err != nil {
 		res.Problems = append(res.Problems, "opening the volume: "+err.Error())
 		return res

@@ -37,9 +37,10 @@ type Claim struct {
 	What string // e.g. "NTFS MFT record 37"
 	// addrs are the virtual byte offsets the structure may lie at.
 	addrs []int64
-	// journal, when set, is an ext4 journal superblock: its address is
-	// known only once the journal inode has been seen.
-	journal *extLoc
+	// later, when set, gives the addresses once every grain has been seen:
+	// the structure is located through records found anywhere (the
+	// journal inode, a directory's inode or MFT record).
+	later func() []int64
 }
 
 // Locator limits: what one guest may make a Locator keep.
@@ -109,6 +110,7 @@ type extGroup struct {
 }
 
 type extInode struct {
+	gen     uint32
 	mode    uint16
 	flags   uint32
 	extents []Ext4Entry // leaf extents (depth 0 roots only)
@@ -357,18 +359,26 @@ func (l *Locator) Locate(buf []byte) []Claim {
 			out = append(out, l.ntfsBootClaims(off, w)...)
 		case IsNTFSFileMagic(w):
 			out = append(out, l.mftClaims(off, w)...)
+		case string(w[:4]) == "INDX":
+			out = append(out, l.indexClaims(off, w)...)
 		case off+Ext4SuperblockSize <= len(buf) && binary.LittleEndian.Uint16(w[sbMagic:]) == Ext4Magic:
 			out = append(out, l.superClaims(off, w)...)
 		case binary.BigEndian.Uint32(w) == jbd2Magic:
 			if t := binary.BigEndian.Uint32(w[4:]); t == jbd2SuperblockV1 || t == jbd2SuperblockV2 {
 				for _, v := range l.ext {
-					out = append(out, Claim{At: off, What: "ext4 journal superblock", journal: v})
+					out = append(out, Claim{At: off, What: "ext4 journal superblock", later: func() []int64 {
+						if v.journal < 0 {
+							return nil // the journal inode was never seen
+						}
+						return []int64{v.start + v.journal*int64(v.sb.BlockSize)}
+					}})
 				}
 			}
 		}
 	}
 	for _, v := range l.ext {
 		out = append(out, l.inodeClaims(v, buf)...)
+		out = append(out, l.dirBlockClaims(v, buf)...)
 	}
 	return out
 }
@@ -510,7 +520,7 @@ func rawInode(b []byte) *Ext4Inode {
 // decodeInode keeps what the allocation prediction needs of a verified
 // inode.
 func decodeInode(b []byte) *extInode {
-	in := &extInode{mode: le16(b, inodeMode), flags: le32(b, inodeFlags)}
+	in := &extInode{mode: le16(b, inodeMode), flags: le32(b, inodeFlags), gen: le32(b, inodeGeneration)}
 	if le16(b, inodeLinks) == 0 || le32(b, inodeDtime) != 0 {
 		in.mode = 0 // deleted or never used: owns no blocks
 		return in
@@ -587,11 +597,10 @@ func (l *Locator) Candidates(claims []Claim) []int64 {
 	var set map[int64]bool
 	for _, c := range claims {
 		addrs := c.addrs
-		if c.journal != nil {
-			if c.journal.journal < 0 {
-				continue // the journal inode was never seen: proves nothing
+		if c.later != nil {
+			if addrs = c.later(); addrs == nil {
+				continue // what would locate it was never seen: proves nothing
 			}
-			addrs = []int64{c.journal.start + c.journal.journal*int64(c.journal.sb.BlockSize)}
 		}
 		next := map[int64]bool{}
 		for _, a := range addrs {

@@ -57,7 +57,6 @@ func (l *Locator) Allocation() Allocation {
 // allocation marks the volume's written bytes and says why the prediction
 // is incomplete, if it is.
 func (v *ntfsLoc) allocation(mark func(off, n int64)) []string {
-	cs := v.boot.ClusterSize
 	mark(v.start, v.boot.SectorSize)
 	mark(v.start+v.boot.TotalSectors*v.boot.SectorSize, v.boot.SectorSize)
 	var why []string
@@ -68,28 +67,70 @@ func (v *ntfsLoc) allocation(mark func(off, n int64)) []string {
 	// marks must have been seen in use, or some file's clusters are not
 	// known.
 	why = append(why, v.bitmapMisses()...)
-	for _, f := range v.records {
+	for num, f := range v.records {
 		if !f.InUse {
 			continue
 		}
 		for _, d := range f.Streams {
+			if num == ntfsSecureRecord && d.Type == ntfsAttrData && d.StartVCN == 0 {
+				v.markSDS(d, mark)
+				continue
+			}
 			limit := int64(-1) // bytes of the stream written; -1: all of this piece
 			if d.StartVCN == 0 {
 				limit = d.Initialized
 			}
-			for _, r := range d.Runs {
-				if r.Sparse {
-					continue
-				}
-				n := r.Len * cs
-				if limit >= 0 {
-					n = min(n, limit-r.VCN*cs)
-				}
-				mark(v.start+r.LCN*cs, n)
-			}
+			v.markStream(d.Runs, 0, limit, mark)
 		}
 	}
 	return why
+}
+
+// markStream marks the clusters holding stream bytes [from, to) (to -1:
+// every run).
+func (v *ntfsLoc) markStream(runs []NTFSRun, from, to int64, mark func(off, n int64)) {
+	cs := v.boot.ClusterSize
+	for _, r := range runs {
+		if r.Sparse {
+			continue
+		}
+		lo, hi := max(from, r.VCN*cs), (r.VCN+r.Len)*cs
+		if to >= 0 {
+			hi = min(hi, to)
+		}
+		if hi > lo {
+			mark(v.start+r.LCN*cs+lo-r.VCN*cs, hi-lo)
+		}
+	}
+}
+
+// $Secure ($MFT record 9) keeps its security descriptors in the named
+// stream $SDS (its only $DATA), in 256 KiB blocks each followed by a
+// mirror copy: of every 512 KiB only the descriptors written at the start
+// of each half hold bytes. mkntfs writes a few hundred bytes and the
+// mirror: the rest of the 512 KiB is allocated but zero.
+const (
+	ntfsSecureRecord = 9
+	sdsBlock         = 256 << 10
+)
+
+// markSDS marks the written parts of $SDS: each full 512 KiB holds
+// descriptors throughout; the last holds as many bytes at the start of
+// each half as the stream's size puts in its mirror half.
+func (v *ntfsLoc) markSDS(d NTFSData, mark func(off, n int64)) {
+	size := min(d.Initialized, d.Size)
+	for c := int64(0); c*2*sdsBlock < size; c++ {
+		base := c * 2 * sdsBlock
+		used := int64(sdsBlock)
+		if size < base+2*sdsBlock {
+			used = max(size-base-sdsBlock, 0) // the mirror half ends the stream
+			if size <= base+sdsBlock {
+				used = size - base // no mirror yet: all of it may be written
+			}
+		}
+		v.markStream(d.Runs, base, base+used, mark)
+		v.markStream(d.Runs, base+sdsBlock, base+sdsBlock+used, mark)
+	}
 }
 
 // bitmapMisses says which records the $MFT bitmap marks in use that were

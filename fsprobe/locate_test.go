@@ -39,11 +39,15 @@ func locateAll(disk []byte, seed uint64) (map[int64][]int64, *Locator) {
 		l.Learn(disk[g*testGrain : (g+1)*testGrain])
 	}
 	l.Prepare()
-	out := map[int64][]int64{}
+	claims := map[int64][]Claim{}
 	for _, g := range grains {
-		if claims := l.Locate(disk[g*testGrain : (g+1)*testGrain]); len(claims) > 0 {
-			out[g] = l.Candidates(claims)
+		if c := l.Locate(disk[g*testGrain : (g+1)*testGrain]); len(c) > 0 {
+			claims[g] = c
 		}
+	}
+	out := map[int64][]int64{}
+	for g, c := range claims {
+		out[g] = l.Candidates(c)
 	}
 	return out, l
 }

@@ -129,19 +129,25 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 	loc.Prepare()
 	var slots []slot
 	imgOf := map[int64]int64{}
+	claimsOf := map[int][]fsprobe.Claim{} // by index in slots
 	each(func(k, img int64, b []byte) {
-		s := slot{k: k, hash: xxhash.Sum64(b)}
 		if claims := loc.Locate(b); len(claims) > 0 {
-			s.claims, s.grains, s.what = true, loc.Candidates(claims), fsprobe.Describe(claims)
-			if len(s.grains) == 0 && !slices.ContainsFunc(claims, loc.Possible) {
-				// Nothing here can lie at any grain of this disk: not its
-				// bytes (noise, another disk), which proves nothing.
-				s.claims = false
-			}
+			claimsOf[len(slots)] = claims
 		}
-		slots = append(slots, s)
+		slots = append(slots, slot{k: k, hash: xxhash.Sum64(b)})
 		imgOf[k] = img
 	})
+	// Some structures are located through records found in any grain
+	// (a directory's, the journal's): candidates once all were seen.
+	for i, claims := range claimsOf {
+		s := &slots[i]
+		s.claims, s.grains, s.what = true, loc.Candidates(claims), fsprobe.Describe(claims)
+		if len(s.grains) == 0 && !slices.ContainsFunc(claims, loc.Possible) {
+			// Nothing here can lie at any grain of this disk: not its
+			// bytes (noise, another disk), which proves nothing.
+			s.claims = false
+		}
+	}
 	for _, n := range loc.Notes() {
 		inst.Notes = append(inst.Notes, "guest: "+n)
 	}
