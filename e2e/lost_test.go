@@ -65,6 +65,10 @@ func TestAllTablesLost(t *testing.T) {
 			&corpus.HostSpec{FS: corpus.FSNTFS, Offset: 1 << 20, Size: 96 << 20, Fragments: 12, OutOfOrder: true}},
 		{"ext4 guest, grains in guest write order, on an ext4 host in 8 pieces", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparseGuestOrder, false,
 			&corpus.HostSpec{FS: corpus.FSExt4, Offset: 1 << 20, Size: 96 << 20, Fragments: 8}},
+		{"small ext4 guest (one block group), qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4}, corpus.QemuSparse, true, nil},
+		{"small ext4 guest, qemu-img convert, on an ext4 host in 6 pieces", corpus.DiskSpec{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4}, corpus.QemuSparse, true,
+			&corpus.HostSpec{FS: corpus.FSExt4, Offset: 1 << 20, Size: 64 << 20, Fragments: 6}},
+		{"small NTFS guest, our writer", corpus.DiskSpec{ID: 1, Capacity: 24 << 20, FS: corpus.FSNTFS}, corpus.OursSparse, true, nil},
 		{"synthetic disk, no filesystem", disk(1, 24<<20), corpus.OursSparse, false, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

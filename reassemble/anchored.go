@@ -241,7 +241,15 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		}
 	}
 	points = inScan
-	orderByPoints(inst, view, loc, slots, points, placed, open, first, gb)
+	// The grain area's ends are proven boundaries too: slot 0 follows the
+	// metadata, and a complete host map gives the file's size, so the
+	// last slot is known. Brackets may end there (they are not counted as
+	// proven grains).
+	ends := [][2]int64{{-1, -1}}
+	if m := inst.HostMap; m != nil && m.Complete && scanned == count && (m.Size-first)%gb == 0 && (m.Size-first)/gb == count {
+		ends = append(ends, [2]int64{count, int64(grains)})
+	}
+	orderByPoints(inst, view, loc, slots, points, ends, placed, open, first, gb)
 	inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains placed by write order between proven grains", len(placed)-anchored))
 	inst.Unplaced, inst.UnplacedGrains, inst.TrailingSlots = unplacedRuns(slots, placed, points, imgOf, first, gb)
 	inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, loc)
@@ -273,11 +281,13 @@ func setSlot(inst *Instance, view *fileView, first, gb int64, g uint64, s slot, 
 
 // orderByPoints places the slots between consecutive proven points when
 // every point agrees with write order.
-func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots []slot, points [][2]int64, placed map[int64]int64, open func(int64) bool, first, gb int64) {
+func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots []slot, points, ends [][2]int64, placed map[int64]int64, open func(int64) bool, first, gb int64) {
 	if why := orderProblem(points); why != "" {
 		inst.Notes = append(inst.Notes, "write order not used: "+why)
 		return
 	}
+	points = append(append([][2]int64{ends[0]}, points...), ends[1:]...)
+	last := int64(inst.Header.Grains()) // the tail end's grain
 	bySlot := map[int64]slot{}
 	for _, s := range slots {
 		bySlot[s.k] = s
@@ -289,8 +299,8 @@ func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots [
 	for i := 1; i < len(points); i++ {
 		k1, g1, k2, g2 := points[i-1][0], points[i-1][1], points[i][0], points[i][1]
 		n := k2 - k1 - 1
-		if n == 0 {
-			continue
+		if n <= 0 || n > g2-g1-1 {
+			continue // nothing between, or (at an end) more slots than grains
 		}
 		var targets []int64
 		how := ""
@@ -299,7 +309,7 @@ func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots [
 			for g := g1 + 1; g < g2; g++ {
 				targets = append(targets, g)
 			}
-			how = fmt.Sprintf("the %d slots between the slots of grains %d and %d fill every grain between them", n, g1, g2)
+			how = fmt.Sprintf("the %d slots between %s and %s fill every grain between them", n, bound(g1, last), bound(g2, last))
 		case alloc.Complete:
 			lo := sort.Search(len(alloc.Grains), func(j int) bool { return alloc.Grains[j] > g1 })
 			hi := sort.Search(len(alloc.Grains), func(j int) bool { return alloc.Grains[j] >= g2 })
@@ -307,7 +317,7 @@ func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots [
 				continue
 			}
 			targets = alloc.Grains[lo:hi]
-			how = fmt.Sprintf("the %d slots between the slots of grains %d and %d match the %d grains the guest's allocation map says are written between them", n, g1, g2, n)
+			how = fmt.Sprintf("the %d slots between %s and %s match the %d grains the guest's allocation map says are written between them", n, bound(g1, last), bound(g2, last), n)
 		default:
 			continue
 		}
@@ -343,6 +353,17 @@ func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots [
 			}
 		}
 	}
+}
+
+// bound names one side of a write-order bracket.
+func bound(g, end int64) string {
+	switch g {
+	case -1:
+		return "the start of the grain area"
+	case end:
+		return "the end of the file (its host map's size)"
+	}
+	return fmt.Sprintf("the slot of grain %d", g)
 }
 
 // orderProblem sorts the proven (slot, grain) points by slot and says why
