@@ -504,7 +504,7 @@ func damageSpans(d Damage, m *made) ([]span, error) {
 			return nil, fmt.Errorf("overwrite of %d bytes at %d runs past the %d-byte file", d.Bytes, d.At, m.length)
 		}
 		return []span{{d.At, d.Bytes, false}}, nil
-	case ZeroPrimaryTables, ZeroRedundantTables:
+	case ZeroPrimaryTables, ZeroRedundantTables, ZeroGrainTables:
 		gdSector := h.GDOffset
 		if d.Kind == ZeroRedundantTables {
 			if !h.HasRedundantGD() {
@@ -521,7 +521,17 @@ func damageSpans(d Damage, m *made) ([]span, error) {
 		if err != nil {
 			return nil, err
 		}
-		spans := []span{{int64(gdSector) * 512, int64(h.GDSectors()) * 512, true}}
+		var spans []span
+		if d.Kind != ZeroGrainTables {
+			spans = append(spans, span{int64(gdSector) * 512, int64(h.GDSectors()) * 512, true})
+		}
+		if d.Kind == ZeroGrainTables && h.HasRedundantGD() {
+			rgd, err := vmdk.ReadTable(f, m.length, h.RGDOffset, h.GDEntries())
+			if err != nil {
+				return nil, err
+			}
+			gd = append(gd, rgd...)
+		}
 		for _, gde := range gd {
 			if gde != 0 {
 				spans = append(spans, span{int64(gde) * 512, int64(h.GTSectors()) * 512, true})

@@ -70,6 +70,10 @@ const (
 	// ZeroRedundantTables zeroes the redundant GD and its GTs; an error
 	// for a file without them.
 	ZeroRedundantTables DamageKind = "zero-redundant-tables"
+	// ZeroGrainTables zeroes every grain table of both copies and leaves
+	// the grain directories: the directories still name the tables, which
+	// read as all zero.
+	ZeroGrainTables DamageKind = "zero-grain-tables"
 	// ZeroHeader zeroes sector 0 of the file.
 	ZeroHeader DamageKind = "zero-header"
 	// CutTail overwrites the last Bytes of the file with noise, as if the
@@ -209,7 +213,7 @@ func (s *Spec) validate() (map[int]*DiskSpec, error) {
 		}
 		for _, d := range f.Damage {
 			switch d.Kind {
-			case ZeroPrimaryTables, ZeroRedundantTables, ZeroHeader:
+			case ZeroPrimaryTables, ZeroRedundantTables, ZeroGrainTables, ZeroHeader:
 			case CutTail:
 				if d.Bytes <= 0 {
 					return nil, specErr("file %d: cut-tail of %d bytes", i, d.Bytes)

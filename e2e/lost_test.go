@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"vmdkcarve/corpus"
@@ -59,6 +60,7 @@ func TestAllTablesLost(t *testing.T) {
 	}{
 		{"ext4 guest, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.QemuSparse, true, nil},
 		{"ext4 guest, our writer", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparse, true, nil},
+		{"ext4 guest, qemu-img convert, tables zeroed but directories intact", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.QemuSparse, true, nil},
 		{"NTFS guest, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS}, corpus.QemuSparse, true, nil},
 		{"ext4 guest, grains in guest write order", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparseGuestOrder, false, nil},
 		{"NTFS guest, qemu-img convert, on an NTFS host in 12 pieces", corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS}, corpus.QemuSparse, true,
@@ -72,8 +74,12 @@ func TestAllTablesLost(t *testing.T) {
 		{"synthetic disk, no filesystem", disk(1, 24<<20), corpus.OursSparse, false, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			damage := lost
+			if strings.Contains(tc.name, "directories intact") {
+				damage = []corpus.Damage{{Kind: corpus.ZeroGrainTables}}
+			}
 			truth := generate(t, corpus.Spec{Seed: 32, ImageSize: tc.disk.Capacity + 64<<20, Disks: []corpus.DiskSpec{tc.disk},
-				Files: []corpus.FileSpec{{Disk: 1, Variant: tc.variant, Damage: lost}}, Host: tc.host})
+				Files: []corpus.FileSpec{{Disk: 1, Variant: tc.variant, Damage: damage}}, Host: tc.host})
 			run := carveAndRebuild(t, truth.Image)
 			if len(run.reports) != 1 {
 				t.Fatalf("%d disks (%v)", len(run.reports), run.err)

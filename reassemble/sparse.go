@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"vmdkcarve/internal/entropy"
 	"vmdkcarve/vmdk"
 )
 
@@ -181,12 +182,19 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		}
 	}
 	placeCandidates(inst, view, cands, x, opts, tableZero)
+	orphans := orphanSlots(h, owner)
+	if len(owner) == 0 && firstSlotHolds(view, h) {
+		// No table names any grain, yet the grain area starts with data:
+		// the tables were wiped (a grain table reading all zero is no
+		// proof its grains are).
+		orphans = 1
+	}
 	defer func() {
 		// Without a host map, a table lost for any reason but erasure
 		// (its directory entry names a sector that does not hold it)
 		// says the file is not contiguous where assumed: the slots are
 		// then not the file's, and nothing is placed from them.
-		if (lostTables > 0 || orphanSlots(h, owner) > 0) && (lostUnerased == 0 || !inst.contiguousOnly()) {
+		if (lostTables > 0 || orphans > 0) && (lostUnerased == 0 || !inst.contiguousOnly()) {
 			placeByAnchors(inst, view, x, owner)
 		}
 	}()
@@ -197,7 +205,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	// the last referenced grain belongs to some grain. Unreferenced slots
 	// mean tables were lost, and then an all-zero table proves nothing:
 	// its grains are missing, not zero.
-	if orphans := orphanSlots(h, owner); orphans > 0 {
+	if orphans > 0 {
 		lost := &Grain{Status: Missing, Reason: fmt.Sprintf("grain table is all zero while %d grain slots are referenced by no table", orphans)}
 		swapped := false
 		for i := range inst.grains.spans {
@@ -210,6 +218,16 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 			inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots referenced by no table: all-zero tables are treated as lost", orphans))
 		}
 	}
+}
+
+// firstSlotHolds reports whether the first grain slot after the metadata
+// holds non-zero bytes.
+func firstSlotHolds(view *fileView, h *vmdk.SparseHeader) bool {
+	b := make([]byte, h.GrainBytes())
+	if _, err := view.ReadAt(b, int64(h.OverHead)*vmdk.SectorSize); err != nil {
+		return false
+	}
+	return !entropy.Zero(b)
 }
 
 // orphanSlots counts grain slots between overHead and the last referenced
