@@ -293,3 +293,26 @@ func carveAndRebuildLogged(t *testing.T, truth *corpus.Truth) *caseRun {
 	}
 	return run
 }
+
+// TestHeaderAndDescriptorLost overwrites a sparse file's header and
+// embedded descriptor (its first 21 sectors): the grain directories still
+// give the file's start, but only an upper bound on the capacity (every
+// table's span); the guest's own partition table, read from the rebuilt
+// grain 0, gives the capacity, and the report says so.
+func TestHeaderAndDescriptorLost(t *testing.T) {
+	for _, fs := range []string{corpus.FSExt4, corpus.FSNTFS} {
+		t.Run(fs, func(t *testing.T) {
+			const capacity = 24 << 20
+			truth := generateGuests(t, corpus.Spec{Seed: 65, ImageSize: 64 << 20,
+				Disks: []corpus.DiskSpec{{ID: 1, Capacity: capacity, FS: fs}},
+				Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.QemuSparse, Damage: []corpus.Damage{{Kind: corpus.Overwrite, At: 0, Bytes: 21 * 512}}}}})
+			run := carveAndRebuildLogged(t, truth)
+			checkAll(t, truth, run, 1)
+			d := run.reports[0].Disk
+			if !d.Instances[0].HeaderLost || d.Capacity != capacity/512 {
+				t.Errorf("header lost %v, capacity %d sectors, want %d", d.Instances[0].HeaderLost, d.Capacity, capacity/512)
+			}
+			guestCheck(t, truth, run, run.reports[0], 1)
+		})
+	}
+}

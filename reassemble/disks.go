@@ -36,6 +36,9 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 			placeStream(inst, image, x)
 		} else {
 			placeSparse(inst, image, x, opts)
+			if inst.capacityBound {
+				refineLostCapacity(inst, image)
+			}
 		}
 		if opts.Progress != nil {
 			opts.Progress(i+1, len(instances))

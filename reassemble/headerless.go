@@ -222,7 +222,7 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		}
 		lastGT := uint64(last.hit.Table.First) + (n-1)*4
 		hdr.OverHead = (lastGT + 4 + grainSize - 1) / grainSize * grainSize
-		capacity, from := n*vmdk.GTEsPerGT*grainSize, fmt.Sprintf("the directory's %d entries (an upper bound: the last table may be part-used)", n)
+		capacity, from := n*vmdk.GTEsPerGT*grainSize, fmt.Sprintf("the directory's %d entries (%s: the last table may be part-used)", n, capacityUpperBound)
 		if d := x.descriptors[start+vmdk.SectorSize]; d != nil && d.Descriptor.Capacity() > 0 {
 			if c := d.Descriptor.Capacity(); (c+vmdk.GTEsPerGT*grainSize-1)/(vmdk.GTEsPerGT*grainSize) == n {
 				capacity, from = c, "the surviving descriptor's extent line"
@@ -235,6 +235,10 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 	}
 	return out
 }
+
+// capacityUpperBound marks a header whose capacity is only the directory's
+// span; refineLostCapacity looks for better.
+const capacityUpperBound = "an upper bound"
 
 // dir is a grain directory found in the image and its own sector in the
 // file it implies.

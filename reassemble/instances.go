@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/signatures"
@@ -171,6 +172,7 @@ func findInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 		if why, ok := x.synthesized[h]; ok {
 			inst.HeaderLost = true
 			inst.Notes = append(inst.Notes, why)
+			inst.capacityBound = strings.Contains(why, capacityUpperBound)
 		}
 		switch {
 		case !hdr.Compressed():

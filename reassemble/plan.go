@@ -117,13 +117,14 @@ type Instance struct {
 	MetadataGrains int64 `json:"metadata_grains,omitempty"`
 	MetadataPlaced int64 `json:"metadata_placed,omitempty"`
 
-	grains      *decisions            // decided grains of this instance alone
-	cutByHeader bool                  // the contiguous region ends at another VMDK header
-	markers     []*signatures.Hit     // stream: the grain records it owns
-	table       func(g uint64) uint32 // stream: its grain table, if it survives (nil otherwise)
-	byImage     []Fragment            // Fragments without holes, by image offset (fileOffsetOf)
-	lbas        []uint64              // stream: sorted LBAs of its records (knownLBAs)
-	size        int64                 // bytes of the file that map to the image
+	grains        *decisions            // decided grains of this instance alone
+	cutByHeader   bool                  // the contiguous region ends at another VMDK header
+	capacityBound bool                  // the inferred header's capacity is only an upper bound
+	markers       []*signatures.Hit     // stream: the grain records it owns
+	table         func(g uint64) uint32 // stream: its grain table, if it survives (nil otherwise)
+	byImage       []Fragment            // Fragments without holes, by image offset (fileOffsetOf)
+	lbas          []uint64              // stream: sorted LBAs of its records (knownLBAs)
+	size          int64                 // bytes of the file that map to the image
 }
 
 // Counts summarises grain statuses and evidence.

@@ -1,0 +1,66 @@
+package reassemble
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"vmdkcarve/vmdk"
+)
+
+// A header inferred from grain directories alone knows the capacity only
+// up to its tables' span (the last table may be part-used). The guest's
+// own partition table, once its grain 0 is placed, says more: a GPT names
+// the disk's last sector (its backup header's LBA), exactly; an MBR's
+// partitions end where the disk can end at the earliest. Either is taken
+// when it fits the directory (it needs every table the directory has) and
+// no placed grain lies past it; the report says which.
+
+// GPT header fields (UEFI spec, 5.3.2).
+const (
+	gptHeaderLBA     = 1
+	gptSignature     = "EFI PART"
+	gptAlternateLBA  = 32
+	mbrPartitionType = 4
+)
+
+// refineLostCapacity sets the capacity of an instance whose header was
+// inferred with only an upper bound on it, from its guest's partition
+// table.
+func refineLostCapacity(inst *Instance, image io.ReaderAt) {
+	h := inst.Header
+	g0 := inst.grains.at(0)
+	if g0 == nil || g0.Status != Placed || g0.Source == nil {
+		return
+	}
+	buf := make([]byte, min(h.GrainBytes(), 2*vmdk.SectorSize))
+	if _, err := ReadSource(image, g0.Source, buf); err != nil || binary.LittleEndian.Uint16(buf[510:]) != 0xAA55 {
+		return
+	}
+	capacity, from := uint64(0), ""
+	if len(buf) >= 2*vmdk.SectorSize && string(buf[gptHeaderLBA*vmdk.SectorSize:][:8]) == gptSignature {
+		alt := binary.LittleEndian.Uint64(buf[gptHeaderLBA*vmdk.SectorSize+gptAlternateLBA:])
+		capacity, from = alt+1, fmt.Sprintf("the guest's GPT (its backup header's LBA %d is the disk's last sector)", alt)
+	} else {
+		for i := 0; i < 4; i++ {
+			e := buf[446+16*i:]
+			if e[mbrPartitionType] == 0 || e[mbrPartitionType] == 0xEE {
+				continue
+			}
+			capacity = max(capacity, uint64(binary.LittleEndian.Uint32(e[8:]))+uint64(binary.LittleEndian.Uint32(e[12:])))
+		}
+		from = "the end of the guest's last MBR partition (the least the disk can be)"
+	}
+	span := uint64(h.NumGTEsPerGT) * h.GrainSize
+	if capacity == 0 || capacity > h.Capacity || capacity <= (h.GDEntries()-1)*span {
+		return // does not fit the directory: keep the bound
+	}
+	grains := (capacity + h.GrainSize - 1) / h.GrainSize
+	for g := grains; g < h.Grains(); g++ {
+		if gr := inst.grains.at(g); gr != nil && gr.Status == Placed {
+			return // a placed grain lies past it
+		}
+	}
+	inst.Notes = append(inst.Notes, fmt.Sprintf("capacity %d sectors from %s, within the %d the grain directory allows", capacity, from, h.Capacity))
+	h.Capacity = capacity
+}
