@@ -212,6 +212,7 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		if why := orderProblem(all); why != "" {
 			inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost and no host map: %d slots locate themselves, but %s, so nothing shows the slots are this file's grains: nothing is placed from them", len(anchors), why))
 			inst.TrailingSlots = int64(len(slots))
+			inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, loc)
 			return
 		}
 	}
