@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,8 +194,8 @@ func checkAll(t *testing.T, truth *corpus.Truth, run *caseRun, wantDisks int) []
 	var scores []score
 	for _, rep := range run.reports {
 		s := scoreDisk(t, run, truth, rep)
-		t.Logf("disk %d: %d surviving non-zero grains, %d placed, %d wrong, %d missing; evidence %v",
-			s.disk, s.surviving, s.placed, s.wrong, s.missing, rep.Disk.Counts.ByEvidence)
+		t.Logf("disk %d: %d surviving non-zero grains, %d placed, %d wrong, %d missing; evidence %v; guest files %s",
+			s.disk, s.surviving, s.placed, s.wrong, s.missing, rep.Disk.Counts.ByEvidence, filesRecovered(rep))
 		if s.wrong != 0 || s.placed != s.surviving {
 			t.Errorf("disk %d: placed %d of %d surviving grains, %d wrong; surviving but not placed: %v", s.disk, s.placed, s.surviving, s.wrong, s.unplaced)
 		}
@@ -204,6 +205,17 @@ func checkAll(t *testing.T, truth *corpus.Truth, run *caseRun, wantDisks int) []
 		scores = append(scores, s)
 	}
 	return scores
+}
+
+// filesRecovered is "whole/all" of the guest's files the report's walk
+// read, or "-".
+func filesRecovered(rep *pipeline.DiskReport) string {
+	for _, g := range rep.Guest {
+		if g.Check != nil && g.Check.Files > 0 {
+			return fmt.Sprintf("%d/%d", g.Check.FilesRecovered, g.Check.Files)
+		}
+	}
+	return "-"
 }
 
 func disk(id int, capacity int64) corpus.DiskSpec { return corpus.DiskSpec{ID: id, Capacity: capacity} }

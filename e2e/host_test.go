@@ -83,12 +83,7 @@ func TestHostFilesystems(t *testing.T) {
 				if s.surviving > 0 {
 					recall = 100 * float64(s.placed) / float64(s.surviving)
 				}
-				files := "-"
-				for _, g := range rep.Guest {
-					if g.Check != nil && g.Check.Files > 0 {
-						files = fmt.Sprintf("%d/%d", g.Check.FilesRecovered, g.Check.Files)
-					}
-				}
+				files := filesRecovered(rep)
 				rows = append(rows, fmt.Sprintf("%-34s disk %d  pieces %-12v  recall %6.1f%% (%d/%d)  wrong %d  guest files %s  rebuild %.1fs  evidence %v",
 					name, s.disk, frags[s.disk], recall, s.placed, s.surviving, s.wrong, files, seconds, rep.Disk.Counts.ByEvidence))
 				if s.wrong != 0 {

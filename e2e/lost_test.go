@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 
@@ -88,12 +87,7 @@ func TestAllTablesLost(t *testing.T) {
 			s := scoreDisk(t, run, truth, rep)
 			inst := rep.Disk.Instances[0]
 			ev := rep.Disk.Counts.ByEvidence
-			files := "-"
-			for _, g := range rep.Guest {
-				if g.Check != nil && g.Check.Files > 0 {
-					files = fmt.Sprintf("%d/%d", g.Check.FilesRecovered, g.Check.Files)
-				}
-			}
+			files := filesRecovered(rep)
 			t.Logf("%s: recall %d/%d, %d wrong, %d unplaced (+%d past the last proven slot), fsprobe %d, order %d, metadata %d/%d, files %s",
 				tc.name, s.placed, s.surviving, s.wrong, inst.UnplacedGrains, inst.TrailingSlots, ev["fsprobe"], ev["order"], inst.MetadataPlaced, inst.MetadataGrains, files)
 			for _, n := range inst.Notes {
