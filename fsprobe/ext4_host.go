@@ -652,7 +652,7 @@ func (r *ext4Resolver) buildMap(ino ext4Inode, g *ext4Geom) FileMap {
 		}
 		out = append(out, MappedExtent{FileOffset: fo, ImageOffset: io, Length: n})
 	}
-	return FileMap{FS: "ext4", Record: record, Size: size, Extents: out, Complete: complete, Evidence: strings.Join(evidence, "; ")}
+	return FileMap{FS: "ext4", Record: record, Size: size, Extents: out, Complete: complete, Evidence: strings.Join(evidence, "; "), OwnGeometry: g.sb != nil}
 }
 
 // inodeNumber recovers an inode's number from its 32-bit checksum under a

@@ -25,4 +25,8 @@ type FileMap struct {
 	Extents  []MappedExtent `json:"extents"`        // sorted by FileOffset
 	Complete bool           `json:"complete"`       // every extent of the file is known (holes are real holes)
 	Evidence string         `json:"evidence"`       // how the volume geometry and the records were tied to the image
+	// OwnGeometry: the volume's start and block size come from its own
+	// superblock or boot sector, not from files assumed to start at
+	// anchors.
+	OwnGeometry bool `json:"own_geometry,omitempty"`
 }

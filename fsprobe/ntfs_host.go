@@ -620,6 +620,7 @@ func (v *ntfsVolume) fileMap(b *ntfsFile) (FileMap, bool) {
 		}
 	}
 	m.Complete = complete
+	m.OwnGeometry = v.boot != nil
 	how := "volume at image offset %d with %d-byte clusters: %s"
 	m.Evidence = fmt.Sprintf(how, v.V, v.C, strings.Join(v.facts, "; "))
 	if v.fromBoot {

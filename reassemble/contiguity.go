@@ -247,7 +247,7 @@ func randomGrain(b []byte) bool {
 // foreignAt says why the bytes at an image range cannot be this
 // instance's grain, or "" if nothing says so.
 func foreignAt(x *hitIndex, inst *Instance, imgOff, n int64, buf []byte) string {
-	if entropy.Zero(buf) {
+	if entropy.Zero(buf) && !inst.flat {
 		return "an all-zero grain where the table says an allocated grain lies (writers never allocate zero grains)"
 	}
 	i := sort.Search(len(x.foreign), func(i int) bool { return x.foreign[i].Offset >= imgOff })
@@ -283,7 +283,11 @@ func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Gra
 		// A hole of a sparse host file: the grain reads as zeros.
 		return &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "grain lies in a hole of the host file"}, imgOff, buf
 	}
-	gr := &Grain{Status: Placed, Evidence: append([]string{EvTable}, inst.linkEvidence(fileOff)...), Hash: xxhash.Sum64(buf), Copies: 1,
+	ev := EvTable
+	if inst.flat {
+		ev = EvFlat
+	}
+	gr := &Grain{Status: Placed, Evidence: append([]string{ev}, inst.linkEvidence(fileOff)...), Hash: xxhash.Sum64(buf), Copies: 1,
 		Source: &Source{Instance: inst.ID, ImageOffset: imgOff, FileOffset: fileOff, Pieces: pieces}}
 	if pieces != nil {
 		gr.Source.ImageOffset = firstStored(pieces)
@@ -295,7 +299,7 @@ func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Gra
 	}
 	if entropy.Zero(buf) {
 		// Allocated but zero: reads as zeros either way.
-		return &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "allocated grain holds zeros"}, imgOff, buf
+		return &Grain{Status: Zero, Evidence: []string{ev}, Reason: "allocated grain holds zeros"}, imgOff, buf
 	}
 	return gr, imgOff, buf
 }

@@ -29,10 +29,17 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 			anchors = append(anchors, h.Offset)
 		}
 	}
-	instances := findInstances(x, image, imageSize, hostMaps(hits, anchors))
+	maps := hostMaps(hits, anchors)
+	instances := findInstances(x, image, imageSize, maps)
+	for _, inst := range flatInstances(x, imageSize, append(maps, flatMaps(hits, x)...), instances) {
+		inst.ID = len(instances) + 1
+		instances = append(instances, inst)
+	}
 	for i, inst := range instances {
 		_ = i
-		if inst.Header.Compressed() {
+		if inst.flat {
+			placeFlat(inst, image, x, opts)
+		} else if inst.Header.Compressed() {
 			placeStream(inst, image, x)
 		} else {
 			placeSparse(inst, image, x, opts)

@@ -32,6 +32,31 @@ func hostMaps(hits []signatures.Hit, anchors []int64) []fsprobe.FileMap {
 	return maps
 }
 
+// flatMaps asks the host probes where the files starting at a partition
+// table lie (a flat extent's file starts with its guest's sector 0). Only
+// maps from volumes whose geometry is their own (superblock, boot sector)
+// are kept: a guest's sector 0 stored inside a sparse grain would
+// otherwise let the probes solve a host geometry from the guest's own
+// inodes.
+func flatMaps(hits []signatures.Hit, x *hitIndex) []fsprobe.FileMap {
+	var anchors []int64
+	for _, h := range x.mbrs {
+		if h.Offset > 0 {
+			anchors = append(anchors, h.Offset)
+		}
+	}
+	if len(anchors) == 0 {
+		return nil
+	}
+	var out []fsprobe.FileMap
+	for _, m := range hostMaps(hits, anchors) {
+		if m.OwnGeometry {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // mapFor returns the best host map of the file whose first byte is at the
 // image offset of a header: complete maps first.
 func mapFor(maps []fsprobe.FileMap, header int64) *fsprobe.FileMap {

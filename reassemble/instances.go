@@ -24,6 +24,7 @@ type hitIndex struct {
 	synthesized map[*signatures.Hit]string // start hits made up for files whose header is lost, and why
 	markers     []*signatures.Hit          // grain markers (valid and damaged), by offset
 	markerAt    map[int64]*signatures.Hit  // grain markers by offset
+	mbrs        []*signatures.Hit          // partition tables: where flat extents may start
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {
@@ -68,6 +69,10 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 			}
 		case signatures.KindGT:
 			x.gtShaped = append(x.gtShaped, h)
+		case signatures.KindMBR:
+			if h.MBR != nil {
+				x.mbrs = append(x.mbrs, h)
+			}
 		case signatures.KindGrainMarker:
 			if h.Grain != nil {
 				x.markers = append(x.markers, h)

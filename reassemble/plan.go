@@ -120,6 +120,7 @@ type Instance struct {
 	grains        *decisions            // decided grains of this instance alone
 	cutByHeader   bool                  // the contiguous region ends at another VMDK header
 	capacityBound bool                  // the inferred header's capacity is only an upper bound
+	flat          bool                  // a flat extent: grain g lies at file offset g × grain size
 	markers       []*signatures.Hit     // stream: the grain records it owns
 	table         func(g uint64) uint32 // stream: its grain table, if it survives (nil otherwise)
 	byImage       []Fragment            // Fragments without holes, by image offset (fileOffsetOf)

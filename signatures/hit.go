@@ -24,6 +24,7 @@ const (
 	KindSESparse     Kind = "sesparse-header" // ESXi seSparse header
 	KindNTFS         Kind = "ntfs"            // NTFS host structure (MFT record, boot sector)
 	KindExt4         Kind = "ext4"            // ext4 host structure (superblock, inode, extent block)
+	KindMBR          Kind = "partition-table" // MBR sector: where a flat extent may start
 	KindError        Kind = "error"           // a recognizer failed on this window
 )
 
@@ -58,6 +59,7 @@ type Hit struct {
 	SESparse   *vmdk.SESparseHeader `json:"sesparse,omitempty"`
 	NTFS       *fsprobe.NTFSRecord  `json:"ntfs,omitempty"`
 	Ext4       *fsprobe.Ext4Record  `json:"ext4,omitempty"`
+	MBR        *MBRInfo             `json:"mbr,omitempty"`
 }
 
 // GrainInfo describes a decoded stream grain record.

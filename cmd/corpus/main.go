@@ -5,7 +5,8 @@
 //
 //	corpus -o DIR [--seed N] [--size 256M] [--scenario NAME]
 //
-// Scenarios: demo, bench, variants, and the host-filesystem ones
+// Scenarios: demo, bench, variants, flat (flat extents with their text
+// descriptor files), tables-lost, and the host-filesystem ones
 // (ext4-host, ntfs-host and their -wiped and -encrypted variants), which
 // need mkfs.ext4, debugfs, dumpe2fs, mkntfs, ntfscp and ntfsinfo.
 package main
@@ -145,7 +146,7 @@ func report(t *corpus.Truth, scenario string, took time.Duration) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w, "\nFILE\tDISK\tVARIANT\tIMAGE OFFSET\tLENGTH\tFRAGMENTS\tGRAINS\tINTACT\tDAMAGE")
+	fmt.Fprintln(w, "\nFILE\tDISK\tVARIANT\tIMAGE OFFSET\tLENGTH\tFRAGMENTS\tGRAINS\tINTACT\tDESCRIPTOR\tDAMAGE")
 	for _, f := range t.Files {
 		var dmg []string
 		for _, d := range f.Damage {
@@ -159,7 +160,15 @@ func report(t *corpus.Truth, scenario string, took time.Duration) {
 			dmg = []string{"-"}
 		}
 		frags := max(1, len(f.Fragments))
-		fmt.Fprintf(w, "%d\t%d\t%s\t%#x\t%d\t%d\t%d\t%d\t%s\n", f.Index, f.Disk, f.Variant, f.ImageOffset, f.Length, frags, len(f.Grains), f.IntactGrains, strings.Join(dmg, ","))
+		// A flat extent's separate descriptor file; the others embed theirs.
+		desc := "embedded"
+		switch d := f.Descriptor; {
+		case d.Laid():
+			desc = fmt.Sprintf("%#x (%d bytes)", d.ImageOffset, d.Length)
+		case d != nil:
+			desc = "not laid"
+		}
+		fmt.Fprintf(w, "%d\t%d\t%s\t%#x\t%d\t%d\t%d\t%d\t%s\t%s\n", f.Index, f.Disk, f.Variant, f.ImageOffset, f.Length, frags, len(f.Grains), f.IntactGrains, desc, strings.Join(dmg, ","))
 	}
 	w.Flush()
 	fmt.Printf("truth: %s\n", filepath.Join(filepath.Dir(t.Image), corpus.TruthName))

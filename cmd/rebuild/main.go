@@ -37,7 +37,9 @@ writes for each disk:
   CASE/disks/disk-NN.raw    with --format raw: a raw image as well
 
 A grain is placed only on evidence (table = the VMDK's own grain table,
-marker = a stream grain marker's LBA, host = its file offset linked to the
+marker = a stream grain marker's LBA, flat = its offset in a flat extent (raw
+guest disk, monolithicFlat or ESXi -flat.vmdk) found by the guest's partition
+table and its descriptor's size, host = its file offset linked to the
 image by the host filesystem's own map (NTFS MFT runs, ext4 extents), copy =
 an identical copy elsewhere, stream = proven zero by an unbroken chain of
 stream records, fsprobe = the grain's own guest structures locate it (MBR,
@@ -126,7 +128,7 @@ func printSummary(w io.Writer, res *pipeline.RebuildResult) {
 		fmt.Fprintln(w, "rebuild already complete (use --force to redo); reports say:")
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "disk\tcapacity\tcopies\tgrains\tplaced\tzero\tmissing\tconflict\ttable\tmarker\thost\tcopy\tstream\tfsprobe\torder\tunplaced\tmetadata\tfiles\tversion\tguest\tfile\t")
+	fmt.Fprintln(tw, "disk\tcapacity\tcopies\tgrains\tplaced\tzero\tmissing\tconflict\ttable\tmarker\tflat\thost\tcopy\tstream\tfsprobe\torder\tunplaced\tmetadata\tfiles\tversion\tguest\tfile\t")
 	for _, d := range res.Disks {
 		c := d.Counts
 		guest := strings.Join(d.GuestKind, ",")
@@ -137,8 +139,8 @@ func printSummary(w io.Writer, res *pipeline.RebuildResult) {
 		if version == "" {
 			version = "-"
 		}
-		fmt.Fprintf(tw, "%02d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", d.ID, human(d.Capacity), d.Sources, c.Grains, c.Placed, c.Zero,
-			c.Missing, c.Conflict, c.ByEvidence["table"], c.ByEvidence["marker"], c.ByEvidence["host"], c.ByEvidence["copy"], c.ByEvidence["stream"],
+		fmt.Fprintf(tw, "%02d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", d.ID, human(d.Capacity), d.Sources, c.Grains, c.Placed, c.Zero,
+			c.Missing, c.Conflict, c.ByEvidence["table"], c.ByEvidence["marker"], c.ByEvidence["flat"], c.ByEvidence["host"], c.ByEvidence["copy"], c.ByEvidence["stream"],
 			c.ByEvidence["fsprobe"], c.ByEvidence["order"], d.Unplaced, d.Metadata, d.Files, version, guest, d.Path)
 	}
 	if len(res.Skipped) > 0 {
