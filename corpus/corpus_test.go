@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -353,6 +354,11 @@ func TestSpecErrors(t *testing.T) {
 		"image size":  func(s *Spec) { s.ImageSize = 1000 },
 		"twice":       func(s *Spec) { s.Disks = append(s.Disks, s.Disks[0]) },
 		"damage kind": func(s *Spec) { s.Files[0].Damage = []Damage{{Kind: "burn"}} },
+		"flat tables": func(s *Spec) {
+			s.Files[0].Variant = VMFSFlat
+			s.Files[0].Damage = []Damage{{Kind: ZeroGrainTables}}
+		},
+		"no descriptor": func(s *Spec) { s.Files[0].NoDescriptor = true },
 	}
 	for name, mut := range cases {
 		s := base()
@@ -375,7 +381,7 @@ func TestScenarios(t *testing.T) {
 	}
 	truth, _ := generate(t, spec)
 	checkGrains(t, truth)
-	for _, name := range []string{"demo", "bench"} {
+	for _, name := range []string{"demo", "bench", "flat"} {
 		s, err := Scenario(name, 1, 0, false)
 		if err != nil || s.NeedsQemu() {
 			t.Fatalf("%s without qemu: %v, needs qemu %v", name, err, s.NeedsQemu())
@@ -444,4 +450,265 @@ func TestZeroFill(t *testing.T) {
 	if truth.Fill != "zero" {
 		t.Errorf("truth fill %q", truth.Fill)
 	}
+}
+
+// flatFiles is what TestFlatVariants lays of variant v: a real ext4 guest,
+// a synthetic disk, the synthetic disk again without its descriptor and
+// the guest again with its sector 0 zeroed.
+func flatFiles(v Variant) []FileSpec {
+	return []FileSpec{
+		{Disk: 1, Variant: v},
+		{Disk: 2, Variant: v},
+		{Disk: 2, Variant: v, NoDescriptor: true},
+		{Disk: 1, Variant: v, Damage: []Damage{{Kind: ZeroHeader}}},
+	}
+}
+
+// checkFlat checks every flat file of a generated image: the extent's
+// bytes are the raw disk's (but for zero-header damage), and the
+// descriptor laid for it reads back, parses, and names the extent with the
+// disk's size; FileSpec.NoDescriptor left it out.
+func checkFlat(t *testing.T, spec Spec, truth *Truth) {
+	t.Helper()
+	img, err := os.Open(truth.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	for _, f := range truth.Files {
+		if !f.Variant.Flat() {
+			continue
+		}
+		d := truth.Disk(f.Disk)
+		raw, err := os.ReadFile(d.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Header != nil || f.Length != d.Capacity || f.Name != fmt.Sprintf("disk-%02d-%s-flat.vmdk", f.Disk, f.Variant) {
+			t.Errorf("file %d: header %v, %d bytes, name %s", f.Index, f.Header, f.Length, f.Name)
+		}
+		got := make([]byte, f.Length)
+		if err := f.ReadFile(img, 0, got); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.Damage) == 0 && !bytes.Equal(got, raw) {
+			t.Errorf("file %d (%s): the laid extent differs from %s", f.Index, f.Variant, RawName(f.Disk))
+		}
+		if len(f.Damage) > 0 && (!bytes.Equal(got[512:], raw[512:]) || !bytes.Equal(got[:512], make([]byte, 512))) {
+			t.Errorf("file %d: zero-header did something else than zero sector 0", f.Index)
+		}
+		for _, g := range f.Grains {
+			if g.FileOffset != int64(g.Grain)*grainBytes || g.Intact == (len(f.Damage) > 0 && g.Grain == 0) {
+				t.Errorf("file %d grain %d at %d, intact %v", f.Index, g.Grain, g.FileOffset, g.Intact)
+			}
+		}
+
+		desc := f.Descriptor
+		if desc == nil || desc.Name != fmt.Sprintf("disk-%02d-%s.vmdk", f.Disk, f.Variant) || desc.Parsed == nil {
+			t.Fatalf("file %d: descriptor %+v", f.Index, desc)
+		}
+		want := map[Variant][2]string{QemuFlat: {"monolithicFlat", "FLAT"}, VMFSFlat: {"vmfs", "VMFS"}}[f.Variant]
+		noDesc := spec.Files[f.Index].NoDescriptor
+		if desc.Laid() == noDesc {
+			t.Errorf("file %d: descriptor laid %v (at %d), want %v", f.Index, desc.Laid(), desc.ImageOffset, !noDesc)
+		}
+		if !desc.Laid() {
+			if desc.ImageOffset != -1 {
+				t.Errorf("file %d: descriptor not laid at %d", f.Index, desc.ImageOffset)
+			}
+			continue
+		}
+		text, err := f.ReadDescriptor(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(desc.Fixups) > 0 {
+			// Resident on NTFS, two bytes of the text read as the update
+			// sequence number (TestFlatOnHost checks the rest).
+			if !bytes.HasPrefix(text, []byte(vmdk.DescriptorMagic)) {
+				t.Errorf("file %d: no descriptor at %d", f.Index, desc.ImageOffset)
+			}
+			continue
+		}
+		p, err := vmdk.ParseDescriptor(text)
+		if err != nil {
+			t.Fatalf("file %d: descriptor at %d: %v", f.Index, desc.ImageOffset, err)
+		}
+		e := vmdk.Extent{Access: "RW", Sectors: uint64(d.Capacity / 512), Type: want[1], FileName: f.Name}
+		if p.CreateType != want[0] || len(p.Extents) != 1 || p.Extents[0] != e || !p.HasCID || p.ParentCID != 0xffffffff {
+			t.Errorf("file %d: descriptor says %s %+v, want %s %+v", f.Index, p.CreateType, p.Extents, want[0], e)
+		}
+		if p.CID != desc.Parsed.CID || p.CreateType != desc.Parsed.CreateType || !desc.Intact {
+			t.Errorf("file %d: descriptor CID %08x, truth %08x, intact %v", f.Index, p.CID, desc.Parsed.CID, desc.Intact)
+		}
+		if f.Variant == VMFSFlat && (p.DDB["ddb.adapterType"] != "lsilogic" || p.DDB["ddb.virtualHWVersion"] != "14" || len(p.UUID()) != 47) {
+			t.Errorf("file %d: ddb %v", f.Index, p.DDB)
+		}
+	}
+}
+
+func TestFlatVariants(t *testing.T) {
+	for _, v := range []Variant{VMFSFlat, QemuFlat} {
+		t.Run(string(v), func(t *testing.T) {
+			if v.NeedsQemu() && !HaveQemu() {
+				t.Skip("qemu-img not installed")
+			}
+			if !HaveTools(FSExt4) {
+				t.Skip("the ext4 guest needs mkfs.ext4 and debugfs")
+			}
+			spec := Spec{
+				Seed: 13, ImageSize: 64 << 20,
+				Disks: []DiskSpec{{ID: 1, Capacity: 24 << 20, FS: FSExt4}, {ID: 2, Capacity: 3<<20 + 1536}},
+				Files: flatFiles(v),
+			}
+			truth, dir := generate(t, spec)
+			checkGrains(t, truth)
+			checkFlat(t, spec, truth)
+			// Each laid descriptor, and nothing else, is descriptor text:
+			// apart from the others, apart from every extent.
+			img, err := os.ReadFile(truth.Image)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := bytes.Count(img, []byte(vmdk.DescriptorMagic)); n != 3 {
+				t.Errorf("%d descriptors in the image, want 3", n)
+			}
+			for _, f := range truth.Files {
+				d := f.Descriptor
+				if !d.Laid() {
+					continue
+				}
+				if d.ImageOffset%fileAlign != 0 || d.Fragments != nil || d.Resident {
+					t.Errorf("file %d: descriptor at %d, fragments %v", f.Index, d.ImageOffset, d.Fragments)
+				}
+				for _, o := range truth.Files {
+					if d.ImageOffset < o.ImageOffset+o.Length && o.ImageOffset < d.ImageOffset+d.Length {
+						t.Errorf("file %d's descriptor overlaps file %d", f.Index, o.Index)
+					}
+				}
+			}
+			if s := truth.Surviving(2); uint64(len(s)) != truth.Disk(2).NonZeroGrains {
+				t.Errorf("disk 2: %d surviving grains, %d non-zero", len(s), truth.Disk(2).NonZeroGrains)
+			}
+			// The seeded CID makes qemu's descriptor reproducible.
+			if v == QemuFlat {
+				_, again := generate(t, spec)
+				if hashFile(t, truth.Image) != hashFile(t, filepath.Join(again, ImageName)) {
+					t.Error("two runs gave different images")
+				}
+				// Cut out and paired again, the two files read as the disk.
+				f := truth.Files[1]
+				text, err := f.ReadDescriptor(bytes.NewReader(img))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, f.Descriptor.Name), text, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, f.Name), img[f.ImageOffset:f.ImageOffset+f.Length], 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := exec.Command("qemu-img", "compare", "-f", "vmdk", "-F", "raw", filepath.Join(dir, f.Descriptor.Name), truth.Disk(f.Disk).Raw).CombinedOutput(); err != nil {
+					t.Errorf("qemu-img compare of the cut pair: %v\n%s", err, out)
+				}
+			}
+		})
+	}
+}
+
+// TestFlatOnHost puts flat pairs on ext4 (fragmented) and NTFS host
+// volumes: each descriptor is a host file beside its extent, read back
+// by the host's own tools.
+func TestFlatOnHost(t *testing.T) {
+	for _, fs := range []string{FSExt4, FSNTFS} {
+		t.Run(fs, func(t *testing.T) {
+			spec := Spec{
+				Seed: 17, ImageSize: 48 << 20,
+				Disks: []DiskSpec{{ID: 1, Capacity: 3 << 20}, {ID: 2, Capacity: 2<<20 + 1536, ZeroFraction: 0.5}},
+				Files: []FileSpec{
+					{Disk: 1, Variant: VMFSFlat},
+					{Disk: 2, Variant: VMFSFlat},
+					{Disk: 2, Variant: VMFSFlat, NoDescriptor: true},
+					{Disk: 1, Variant: VMFSFlat, Damage: []Damage{{Kind: ZeroHeader}}},
+				},
+				Host: &HostSpec{FS: fs, BlockSize: 1024, Offset: 1 << 20, Size: 40 << 20, Fragments: 4},
+			}
+			if HaveQemu() {
+				for i := range spec.Files {
+					spec.Files[i].Variant = QemuFlat
+				}
+				spec.Files[1].Variant = VMFSFlat
+			}
+			if !HaveTools(fs) {
+				t.Skipf("%s tools missing", fs)
+			}
+			truth, _ := generateHost(t, spec)
+			checkGrains(t, truth)
+			checkFlat(t, spec, truth)
+			vol := cutVolume(t, truth)
+			img, err := os.Open(truth.Image)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer img.Close()
+			for _, f := range truth.Files {
+				d := f.Descriptor
+				if fs == FSExt4 && len(f.Fragments) < 2 {
+					t.Errorf("file %d: %d fragments, asked for 4", f.Index, len(f.Fragments))
+				}
+				if !d.Laid() {
+					if d.HostPath != "" {
+						t.Errorf("file %d: a descriptor not laid has host path %s", f.Index, d.HostPath)
+					}
+					continue
+				}
+				if filepath.Dir(d.HostPath) != filepath.Dir(f.HostPath) || filepath.Base(d.HostPath) != strings.Replace(filepath.Base(f.HostPath), "-flat.vmdk", ".vmdk", 1) {
+					t.Errorf("file %d: extent %s, descriptor %s", f.Index, f.HostPath, d.HostPath)
+				}
+				var cat *exec.Cmd
+				if fs == FSExt4 {
+					cat = exec.Command("debugfs", "-R", "cat "+d.HostPath, vol)
+				} else {
+					cat = exec.Command("ntfscat", vol, d.HostPath)
+				}
+				want, err := cat.Output()
+				if err != nil || int64(len(want)) != d.Length {
+					t.Fatalf("file %d: %s of the descriptor: %d bytes, %v", f.Index, cat.Args[0], len(want), err)
+				}
+				got, err := f.ReadDescriptor(img)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A resident descriptor holds the update sequence number
+				// in the fixup slots; everywhere else the image is the text.
+				for _, x := range d.Fixups {
+					for i := x; i < x+2; i++ {
+						if o := i - d.ImageOffset; o >= 0 && o < d.Length {
+							got[o] = want[o]
+						}
+					}
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("file %d: the descriptor in the image differs from the host's %s", f.Index, d.HostPath)
+				}
+				if d.Resident != (fs == FSNTFS) {
+					t.Errorf("file %d: resident %v on %s", f.Index, d.Resident, fs)
+				}
+				t.Logf("file %d: %s at %#x (%d bytes, resident %v, fixups %v); extent %s in %d fragments", f.Index, d.HostPath, d.ImageOffset, d.Length, d.Resident, d.Fixups, f.HostPath, len(f.Fragments))
+			}
+		})
+	}
+}
+
+func TestFlatScenario(t *testing.T) {
+	if !HaveTools(FSExt4) || !HaveTools(FSNTFS) {
+		t.Skip("the guests need mkfs.ext4, debugfs, mkntfs and ntfscp")
+	}
+	spec, err := Scenario("flat", 1, 160<<20, HaveQemu())
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth, _ := generate(t, spec)
+	checkGrains(t, truth)
+	checkFlat(t, spec, truth)
 }

@@ -45,9 +45,10 @@ func damageHost(spec Spec, v *volume, files []hostFile, tmp string) error {
 		case WipeHostMetadata:
 			ranges = wipeRanges(v, h.Size)
 		case EncryptEveryNthMiB:
+			// Every file named .vmdk, flat descriptors too.
 			for _, hf := range files {
 				for w := d.Offset; w < hf.size; w += int64(d.N) << 20 {
-					for _, p := range mapRange(v.frags[hf.index], w, 1<<20) {
+					for _, p := range mapRange(v.frags[hf.slot()], w, 1<<20) {
 						ranges = append(ranges, Range{ImageOffset: p.ImageOffset, Length: p.Length, Fill: "noise"})
 					}
 				}

@@ -46,8 +46,14 @@ type made struct {
 	name   string // base name, also in the descriptor's extent line
 	path   string
 	length int64
-	header *vmdk.SparseHeader
-	grains []GrainTruth // FileOffset set; ImageOffset set when laid
+	header *vmdk.SparseHeader // nil for a flat extent
+	grains []GrainTruth       // FileOffset set; ImageOffset set when laid
+	// A flat variant's text descriptor, the second file of the pair
+	// (name and path above are the extent's, NAME-flat.vmdk).
+	descName string // NAME.vmdk
+	descPath string // "" for other variants
+	descLen  int64
+	desc     *vmdk.Descriptor
 }
 
 type fileKey struct {
@@ -118,6 +124,13 @@ func Generate(spec Spec, dir string) (*Truth, error) {
 		return nil, err
 	}
 	offsets := make([]int64, len(spec.Files))
+	descOffsets := make([]int64, len(spec.Files)) // -1: no descriptor laid
+	for i, f := range spec.Files {
+		descOffsets[i] = -1
+		if files[fileKey{f.Disk, f.Variant}].descPath != "" && !f.NoDescriptor {
+			descOffsets[i] = 0 // to be placed
+		}
+	}
 	var vol *volume
 	var hostRanges []Range // host damage, image offsets
 	if spec.Host != nil {
@@ -134,21 +147,44 @@ func Generate(spec Spec, dir string) (*Truth, error) {
 				return nil, fmt.Errorf("corpus: file %d: the host stored no first block", i)
 			}
 			offsets[i] = fr[0].ImageOffset
+			if descOffsets[i] < 0 {
+				continue
+			}
+			if fr = vol.frags[descSlot(i)]; len(fr) == 0 || fr[0].FileOffset != 0 {
+				return nil, fmt.Errorf("corpus: file %d: the host stored no descriptor", i)
+			}
+			descOffsets[i] = fr[0].ImageOffset
 		}
 	} else {
-		lengths := make([]int64, len(spec.Files))
+		// The files, then the descriptors, each at its own place.
+		var items []placeItem
 		for i, f := range spec.Files {
-			lengths[i] = files[fileKey{f.Disk, f.Variant}].length
+			items = append(items, placeItem{fmt.Sprintf("file %d", i), f.Offset, files[fileKey{f.Disk, f.Variant}].length})
 		}
-		if offsets, err = place(spec, lengths); err != nil {
+		for i, f := range spec.Files {
+			if descOffsets[i] == 0 {
+				items = append(items, placeItem{fmt.Sprintf("file %d's descriptor", i), 0, files[fileKey{f.Disk, f.Variant}].descLen})
+			}
+		}
+		at, err := place(spec.Seed, spec.ImageSize, items)
+		if err != nil {
 			return nil, err
+		}
+		copy(offsets, at)
+		at = at[len(spec.Files):]
+		for i := range descOffsets {
+			if descOffsets[i] == 0 {
+				descOffsets[i], at = at[0], at[1:]
+			}
 		}
 	}
 
 	var allRanges []Range
-	hf := []hostFile(nil)
+	hostPath := map[int]string{} // by hostFile.slot
 	if spec.Host != nil {
-		hf = hostPaths(spec, files)
+		for _, f := range hostPaths(spec, files) {
+			hostPath[f.slot()] = f.path
+		}
 	}
 	for i, fs := range spec.Files {
 		m := files[fileKey{fs.Disk, fs.Variant}]
@@ -160,8 +196,12 @@ func Generate(spec Spec, dir string) (*Truth, error) {
 		if err != nil {
 			return nil, err
 		}
-		if hf != nil {
-			ft.HostPath = hf[i].path
+		ft.HostPath = hostPath[i]
+		if m.descPath != "" {
+			ft.Descriptor = layDescriptor(m, descOffsets[i], vol, descSlot(i), hostRanges)
+			if ft.Descriptor.Laid() {
+				ft.Descriptor.HostPath = hostPath[descSlot(i)]
+			}
 		}
 		for _, d := range ft.Damage {
 			allRanges = append(allRanges, d.Ranges...)
@@ -187,8 +227,15 @@ func makeFiles(spec Spec, disks map[int]*disk, dir, tmp, qemu string) (map[fileK
 	for _, f := range spec.Files {
 		k := fileKey{f.Disk, f.Variant}
 		if out[k] == nil {
-			name := fmt.Sprintf("disk-%02d-%s.vmdk", k.disk, k.variant)
-			out[k] = &made{key: k, name: name, path: filepath.Join(tmp, name)}
+			base := fmt.Sprintf("disk-%02d-%s", k.disk, k.variant)
+			m := &made{key: k, name: base + ".vmdk", path: filepath.Join(tmp, base+".vmdk")}
+			if k.variant.Flat() {
+				// NAME.vmdk is the descriptor naming NAME-flat.vmdk.
+				m.descName, m.descPath = m.name, m.path
+				m.name = base + "-flat.vmdk"
+				m.path = filepath.Join(tmp, m.name)
+			}
+			out[k] = m
 			keys = append(keys, k)
 		}
 	}
@@ -218,16 +265,41 @@ func makeFile(seed uint64, d *disk, m *made, raw, qemu string) error {
 	read := d.read
 
 	switch v := m.key.variant; v {
-	case QemuSparse, QemuStream:
+	case QemuSparse, QemuStream, QemuFlat:
 		args := []string{"convert", "-f", "raw", "-O", "vmdk"}
-		if v == QemuStream {
+		target := m.path
+		switch v {
+		case QemuStream:
 			args = append(args, "-o", "subformat=streamOptimized")
+		case QemuFlat:
+			// qemu writes the descriptor where told and the extent
+			// beside it as NAME-flat.vmdk.
+			args = append(args, "-o", "subformat=monolithicFlat")
+			target = m.descPath
 		}
-		out, err := exec.Command(qemu, append(args, raw, m.path)...).CombinedOutput()
+		out, err := exec.Command(qemu, append(args, raw, target)...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("qemu-img %v: %w: %s", args, err, bytes.TrimSpace(out))
 		}
-		if err := patchCID(m.path, cid); err != nil {
+		if v == QemuFlat {
+			err = patchDescriptorCID(m.descPath, cid)
+		} else {
+			err = patchCID(m.path, cid)
+		}
+		if err != nil {
+			return err
+		}
+	case VMFSFlat:
+		// The extent is the raw disk (kept sparse here; its content is
+		// the whole disk), the descriptor ours.
+		if err := copyFile(m.path, raw); err != nil {
+			return err
+		}
+		text, err := vmfsDescriptor(seed, d, cid, m.name).Encode()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(m.descPath, text, 0o644); err != nil {
 			return err
 		}
 	default:
@@ -262,7 +334,40 @@ func makeFile(seed uint64, d *disk, m *made, raw, qemu string) error {
 			return err
 		}
 	}
+	if m.key.variant.Flat() {
+		return mapFlat(d, m, raw)
+	}
 	return mapFile(d, m)
+}
+
+// vmfsDescriptor is the descriptor ESXi writes beside a thick disk's
+// NAME-flat.vmdk (FORMAT.md §4.4), with a seeded CID and ddb.uuid.
+func vmfsDescriptor(seed uint64, d *disk, cid uint32, extent string) *vmdk.Descriptor {
+	sectors := uint64(d.capacity / 512)
+	u := [2]uint64{mix(seed ^ uint64(d.id)<<32 ^ 0x75756964), mix(seed ^ uint64(d.id)<<32 ^ 0x64697575)} // "uuid", "diuu"
+	// VMware's form: 16 hex bytes, spaces between, a dash in the middle.
+	var uuid []byte
+	for i := range 16 {
+		switch {
+		case i == 8:
+			uuid = append(uuid, '-')
+		case i > 0:
+			uuid = append(uuid, ' ')
+		}
+		uuid = fmt.Appendf(uuid, "%02x", byte(u[i/8]>>(8*(i%8))))
+	}
+	return &vmdk.Descriptor{
+		Version: 1, CID: cid, ParentCID: 0xffffffff, HasCID: true, CreateType: "vmfs",
+		Extents: []vmdk.Extent{{Access: "RW", Sectors: sectors, Type: "VMFS", FileName: extent}},
+		DDB: map[string]string{
+			"ddb.adapterType":        "lsilogic",
+			"ddb.virtualHWVersion":   "14",
+			"ddb.uuid":               string(uuid),
+			"ddb.geometry.cylinders": fmt.Sprint(max(sectors/(255*63), 1)),
+			"ddb.geometry.heads":     "255",
+			"ddb.geometry.sectors":   "63",
+		},
+	}
 }
 
 // patchCID replaces the random CID qemu-img writes with a seeded one.
@@ -279,22 +384,10 @@ func patchCID(path string, cid uint32) error {
 	if _, err := f.ReadAt(area, 512); err != nil {
 		return err
 	}
-	text := area
-	if n := bytes.IndexByte(area, 0); n >= 0 {
-		text = area[:n]
+	out, err := replaceCID(area, cid)
+	if err != nil {
+		return err
 	}
-	i := bytes.Index(text, []byte("\nCID="))
-	if i < 0 {
-		return errors.New("no CID line in the qemu-img descriptor")
-	}
-	end := bytes.IndexByte(text[i+1:], '\n')
-	if end < 0 {
-		return errors.New("unterminated CID line in the qemu-img descriptor")
-	}
-	var out []byte
-	out = append(out, text[:i]...)
-	out = fmt.Appendf(out, "\nCID=%08x", cid)
-	out = append(out, text[i+1+end:]...)
 	if len(out) > len(area) {
 		return errors.New("descriptor does not fit its area after the CID patch")
 	}
@@ -304,6 +397,105 @@ func patchCID(path string, cid uint32) error {
 		return err
 	}
 	return f.Close()
+}
+
+// patchDescriptorCID is patchCID for a separate descriptor file (qemu's
+// monolithicFlat): the text is rewritten the same way and re-padded with
+// NULs to the file's size, growing it only if it must.
+func patchDescriptorCID(path string, cid uint32) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	out, err := replaceCID(b, cid)
+	if err != nil {
+		return err
+	}
+	if len(out) < len(b) {
+		out = append(out, make([]byte, len(b)-len(out))...)
+	}
+	return os.WriteFile(path, out, 0o644)
+}
+
+// replaceCID returns the descriptor text of area (up to its first NUL)
+// with its CID line rewritten as CID=%08x.
+func replaceCID(area []byte, cid uint32) ([]byte, error) {
+	text := area
+	if n := bytes.IndexByte(area, 0); n >= 0 {
+		text = area[:n]
+	}
+	i := bytes.Index(text, []byte("\nCID="))
+	if i < 0 {
+		return nil, errors.New("no CID line in the qemu-img descriptor")
+	}
+	end := bytes.IndexByte(text[i+1:], '\n')
+	if end < 0 {
+		return nil, errors.New("unterminated CID line in the qemu-img descriptor")
+	}
+	var out []byte
+	out = append(out, text[:i]...)
+	out = fmt.Appendf(out, "\nCID=%08x", cid)
+	return append(out, text[i+1+end:]...), nil
+}
+
+// mapFlat records a flat extent's length and grain map (every non-zero
+// grain g at file offset g*65536) and its descriptor, checking that the
+// extent is the raw disk byte for byte and that the descriptor names it
+// with the disk's size.
+func mapFlat(d *disk, m *made, raw string) error {
+	text, err := os.ReadFile(m.descPath)
+	if err != nil {
+		return err
+	}
+	m.descLen = int64(len(text))
+	desc, err := vmdk.ParseDescriptor(text)
+	if err != nil {
+		return fmt.Errorf("descriptor %s: %w", m.descName, err)
+	}
+	typ := "FLAT"
+	if m.key.variant == VMFSFlat {
+		typ = "VMFS"
+	}
+	if len(desc.Extents) != 1 || desc.Extents[0] != (vmdk.Extent{Access: "RW", Sectors: uint64(d.capacity / 512), Type: typ, FileName: m.name}) {
+		return fmt.Errorf("descriptor %s: extents %+v, want one RW %s extent of %d sectors named %s", m.descName, desc.Extents, typ, d.capacity/512, m.name)
+	}
+	m.desc = desc
+
+	f, err := os.Open(m.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if m.length = st.Size(); m.length != d.capacity {
+		return fmt.Errorf("extent is %d bytes, the disk %d", m.length, d.capacity)
+	}
+	r, err := os.Open(raw)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	a, b := make([]byte, grainBytes), make([]byte, grainBytes)
+	for g := range d.grains {
+		n := d.grainLen(g)
+		off := int64(g) * grainBytes
+		if _, err := f.ReadAt(a[:n], off); err != nil {
+			return err
+		}
+		if _, err := r.ReadAt(b[:n], off); err != nil {
+			return err
+		}
+		if !bytes.Equal(a[:n], b[:n]) {
+			return fmt.Errorf("grain %d of the extent differs from the raw disk", g)
+		}
+		if !d.zero[g] {
+			m.grains = append(m.grains, GrainTruth{Grain: g, FileOffset: off, Length: int64(n)})
+		}
+	}
+	return nil
 }
 
 // mapFile records the length, effective header and grain map of a made
@@ -355,11 +547,17 @@ func mapFile(d *disk, m *made) error {
 	return nil
 }
 
-// place returns the image offset of every file: the given Offset, or a
-// seeded 4096-aligned offset drawn uniformly from all places where the file
-// fits without overlapping another. Larger files are placed first so that
-// a tight image still fits them.
-func place(spec Spec, lengths []int64) ([]int64, error) {
+// placeItem is one file to place: a fixed offset, or 0 for a seeded one.
+type placeItem struct {
+	what           string // for errors: "file 2", "file 2's descriptor"
+	offset, length int64
+}
+
+// place returns the image offset of every item: the given offset, or a
+// seeded 4096-aligned offset drawn uniformly from all places where the
+// item fits without overlapping another. Larger items are placed first so
+// that a tight image still fits them (ties in the given order).
+func place(seed uint64, imageSize int64, items []placeItem) ([]int64, error) {
 	type iv struct{ start, end int64 }
 	var used []iv
 	overlaps := func(s, e int64) bool {
@@ -370,22 +568,22 @@ func place(spec Spec, lengths []int64) ([]int64, error) {
 		}
 		return false
 	}
-	offsets := make([]int64, len(spec.Files))
+	offsets := make([]int64, len(items))
 	var free []int
-	for i, f := range spec.Files {
-		if f.Offset == 0 {
+	for i, it := range items {
+		if it.offset == 0 {
 			free = append(free, i)
 			continue
 		}
-		end := f.Offset + lengths[i]
-		if end > spec.ImageSize || overlaps(f.Offset, end) {
-			return nil, specErr("file %d (%d bytes) at offset %d overlaps another or runs past the image", i, lengths[i], f.Offset)
+		end := it.offset + it.length
+		if end > imageSize || overlaps(it.offset, end) {
+			return nil, specErr("%s (%d bytes) at offset %d overlaps another or runs past the image", it.what, it.length, it.offset)
 		}
-		offsets[i] = f.Offset
-		used = append(used, iv{f.Offset, end})
+		offsets[i] = it.offset
+		used = append(used, iv{it.offset, end})
 	}
-	slices.SortStableFunc(free, func(a, b int) int { return cmp.Compare(lengths[b], lengths[a]) })
-	rng := rand.New(rand.NewPCG(spec.Seed, 0x706c616365)) // "place"
+	slices.SortStableFunc(free, func(a, b int) int { return cmp.Compare(items[b].length, items[a].length) })
+	rng := rand.New(rand.NewPCG(seed, 0x706c616365)) // "place"
 	for _, i := range free {
 		slices.SortFunc(used, func(a, b iv) int { return cmp.Compare(a.start, b.start) })
 		// Gaps between used intervals; candidate starts are aligned.
@@ -393,9 +591,9 @@ func place(spec Spec, lengths []int64) ([]int64, error) {
 		var gaps []gap
 		var total int64
 		prev := int64(0)
-		for _, u := range append(used, iv{spec.ImageSize, spec.ImageSize}) {
+		for _, u := range append(used, iv{imageSize, imageSize}) {
 			first := (prev + fileAlign - 1) / fileAlign * fileAlign
-			if last := u.start - lengths[i]; last >= first {
+			if last := u.start - items[i].length; last >= first {
 				c := (last-first)/fileAlign + 1
 				gaps = append(gaps, gap{first, c})
 				total += c
@@ -403,7 +601,7 @@ func place(spec Spec, lengths []int64) ([]int64, error) {
 			prev = max(prev, u.end)
 		}
 		if total == 0 {
-			return nil, specErr("file %d (%d bytes) does not fit in the %d-byte image", i, lengths[i], spec.ImageSize)
+			return nil, specErr("%s (%d bytes) does not fit in the %d-byte image", items[i].what, items[i].length, imageSize)
 		}
 		k := rng.Int64N(total)
 		for _, g := range gaps {
@@ -413,7 +611,7 @@ func place(spec Spec, lengths []int64) ([]int64, error) {
 			}
 			k -= g.count
 		}
-		used = append(used, iv{offsets[i], offsets[i] + lengths[i]})
+		used = append(used, iv{offsets[i], offsets[i] + items[i].length})
 	}
 	return offsets, nil
 }
@@ -475,6 +673,31 @@ func layFile(index int, fs FileSpec, m *made, at int64, frags []Fragment, hostRa
 		ft.Grains = append(ft.Grains, g)
 	}
 	return ft, nil
+}
+
+// layDescriptor places the descriptor of a flat file laid at image offset
+// at (-1: not laid); vol, when set, holds its fragments under slot.
+func layDescriptor(m *made, at int64, vol *volume, slot int, hostRanges []Range) *DescriptorTruth {
+	d := &DescriptorTruth{Name: m.descName, ImageOffset: at, Length: m.descLen, Parsed: m.desc}
+	if at < 0 {
+		return d
+	}
+	frags := []Fragment{{0, at, m.descLen}}
+	if vol != nil {
+		d.Fragments = vol.frags[slot]
+		d.Fixups, d.Resident = vol.fixups[slot]
+		if len(d.Fixups) == 0 {
+			d.Fixups = nil
+		}
+		frags = d.Fragments
+	}
+	d.Intact = true
+	for _, p := range frags {
+		if overlapsAny(hostRanges, p.ImageOffset, p.ImageOffset+p.Length) {
+			d.Intact = false
+		}
+	}
+	return d
 }
 
 // overlapsAny reports whether [s, e) overlaps a range of rs. A plain
@@ -574,6 +797,14 @@ func writeImage(spec Spec, truth *Truth, files map[fileKey]*made, vol *volume, d
 		}
 		defer f.Close()
 		lays = append(lays, laid{ft.ImageOffset, ft.ImageOffset + ft.Length, f})
+		if d := ft.Descriptor; d.Laid() {
+			df, err := os.Open(m.descPath)
+			if err != nil {
+				return err
+			}
+			defer df.Close()
+			lays = append(lays, laid{d.ImageOffset, d.ImageOffset + d.Length, df})
+		}
 	}
 	tmpPath := truth.Image + ".tmp"
 	out, err := os.Create(tmpPath)

@@ -229,28 +229,49 @@ func (h *HostSpec) blockSize() int {
 	return h.BlockSize
 }
 
-// hostFile is one VMDK copy to put on the host volume.
+// hostFile is one VMDK copy to put on the host volume, or the text
+// descriptor file of a flat one.
 type hostFile struct {
 	index int    // in Spec.Files
+	desc  bool   // the descriptor of flat file index, not the file itself
 	src   string // the made file
 	path  string // path on the volume, e.g. "/disk-01-ours-sparse.vmdk"
 	size  int64
-	frags int // target pieces (FileSpec.Fragments, else HostSpec.Fragments)
+	frags int // target pieces (FileSpec.Fragments, else HostSpec.Fragments; 1 for a descriptor)
 }
+
+// slot is the file's key in volume.frags.
+func (f hostFile) slot() int {
+	if f.desc {
+		return descSlot(f.index)
+	}
+	return f.index
+}
+
+// descSlot is the volume.frags key of the descriptor of Spec.Files[i]:
+// negative, apart from every file's own index.
+func descSlot(i int) int { return -1 - i }
 
 // volume is a built host volume: a sparse file of HostSpec.Size bytes
 // whose offsets are volume offsets (Fragment.ImageOffset holds volume
 // offsets until the volume is laid).
 type volume struct {
-	path       string
-	frags      map[int][]Fragment // by Spec.Files index
+	path string
+	// frags maps each file by hostFile.slot: its Spec.Files index, or
+	// descSlot(index) for a flat file's descriptor.
+	frags map[int][]Fragment
+	// fixups has an entry, by slot, for each file resident in its NTFS
+	// MFT record: the update-sequence slots (volume offsets) inside it.
+	fixups     map[int][]int64
 	fillers    []Fragment
 	structures []Structure
 	damage     []HostDamageTruth // ranges in volume offsets
 }
 
 // hostPaths names each file on the volume: its own name, prefixed with
-// the copy number when one made file is laid more than once.
+// the copy number when one made file is laid more than once. A flat
+// file's descriptor follows it, named NAME.vmdk beside NAME-flat.vmdk
+// with the same prefix, in one piece (unless FileSpec.NoDescriptor).
 func hostPaths(spec Spec, files map[fileKey]*made) []hostFile {
 	seen := map[string]int{}
 	var out []hostFile
@@ -258,15 +279,18 @@ func hostPaths(spec Spec, files map[fileKey]*made) []hostFile {
 		m := files[fileKey{f.Disk, f.Variant}]
 		n := seen[m.name]
 		seen[m.name]++
-		p := "/" + m.name
+		prefix := "/"
 		if n > 0 {
-			p = fmt.Sprintf("/copy%d-%s", n, m.name)
+			prefix = fmt.Sprintf("/copy%d-", n)
 		}
 		k := f.Fragments
 		if k == 0 {
 			k = spec.Host.Fragments
 		}
-		out = append(out, hostFile{index: i, src: m.path, path: p, size: m.length, frags: k})
+		out = append(out, hostFile{index: i, src: m.path, path: prefix + m.name, size: m.length, frags: k})
+		if m.descPath != "" && !f.NoDescriptor {
+			out = append(out, hostFile{index: i, desc: true, src: m.descPath, path: prefix + m.descName, size: m.descLen, frags: 1})
+		}
 	}
 	return out
 }
@@ -321,10 +345,27 @@ func mapRange(frags []Fragment, off, n int64) []Fragment {
 // without a host filesystem it is one contiguous read. Bytes past the
 // file's end read as zeros.
 func (f *FileTruth) ReadFile(img io.ReaderAt, off int64, buf []byte) error {
+	return readFrags(img, f.Fragments, f.ImageOffset, f.Length, off, buf)
+}
+
+// ReadDescriptor reads the whole text descriptor file of a flat extent
+// from the image, through its fragment map; an error when there is none
+// or it was not laid.
+func (f *FileTruth) ReadDescriptor(img io.ReaderAt) ([]byte, error) {
+	d := f.Descriptor
+	if !d.Laid() {
+		return nil, fmt.Errorf("corpus: file %d: no descriptor laid", f.Index)
+	}
+	buf := make([]byte, d.Length)
+	return buf, readFrags(img, d.Fragments, d.ImageOffset, d.Length, 0, buf)
+}
+
+// readFrags reads file bytes [off, off+len(buf)) through frags, or from
+// one run of length bytes at at when frags is nil.
+func readFrags(img io.ReaderAt, frags []Fragment, at, length, off int64, buf []byte) error {
 	clear(buf)
-	frags := f.Fragments
 	if frags == nil {
-		frags = []Fragment{{0, f.ImageOffset, f.Length}}
+		frags = []Fragment{{0, at, length}}
 	}
 	for _, p := range mapRange(frags, off, int64(len(buf))) {
 		if _, err := img.ReadAt(buf[p.FileOffset-off:p.FileOffset-off+p.Length], p.ImageOffset); err != nil {
@@ -466,6 +507,11 @@ func (v *volume) truth(h *HostSpec) *HostTruth {
 			fs[j].ImageOffset += h.Offset
 		}
 		v.frags[i] = fs
+	}
+	for _, fx := range v.fixups {
+		for j := range fx {
+			fx[j] += h.Offset
+		}
 	}
 	for j := range v.fillers {
 		v.fillers[j].ImageOffset += h.Offset

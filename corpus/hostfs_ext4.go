@@ -275,7 +275,7 @@ func buildExt4(spec Spec, files []hostFile, tmp string) (*volume, error) {
 		if got != stored {
 			return nil, specErr("%s: %d of %d blocks stored on the %d-byte ext4 volume (full?)", f.path, got, stored, h.Size)
 		}
-		v.frags[f.index] = frags
+		v.frags[f.slot()] = frags
 	}
 	// The extent-tree blocks, the fillers, the directory and the journal.
 	paths := append([]string{"<2>", "<8>"}, kept...)

@@ -101,7 +101,7 @@ func buildNTFS(spec Spec, files []hostFile, tmp string) (*volume, error) {
 		}
 	}
 	h := spec.Host
-	v := &volume{path: tmp + "/host.vol", frags: map[int][]Fragment{}}
+	v := &volume{path: tmp + "/host.vol", frags: map[int][]Fragment{}, fixups: map[int][]int64{}}
 	if err := makeSparse(v.path, h.Size); err != nil {
 		return nil, err
 	}
@@ -129,15 +129,25 @@ func buildNTFS(spec Spec, files []hostFile, tmp string) (*volume, error) {
 	}
 	C := int64(h.blockSize())
 	for _, f := range files {
-		runs, _, err := ntfsRuns(v.path, f.path)
+		runs, rec, err := ntfsRuns(v.path, f.path)
 		if err != nil {
 			return nil, err
+		}
+		if _, ok := runs["$DATA"]; !ok && f.size > 0 {
+			// No runlist: a small file (a flat extent's descriptor)
+			// resident in its MFT record.
+			fr, fix, err := residentData(v.path, rec, f.size)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.path, err)
+			}
+			v.frags[f.slot()], v.fixups[f.slot()] = []Fragment{fr}, fix
+			continue
 		}
 		var frags []Fragment
 		for _, r := range runs["$DATA"] {
 			frags = append(frags, Fragment{FileOffset: r[0] * C, ImageOffset: r[1] * C, Length: r[2] * C})
 		}
-		v.frags[f.index] = clipFrags(mergeFrags(frags), f.size)
+		v.frags[f.slot()] = clipFrags(mergeFrags(frags), f.size)
 	}
 	// Structures: boot sectors and the system files' runs, from ntfsinfo.
 	v.structures = []Structure{{"boot-sector", 0, 512}, {"backup-boot-sector", h.Size - 512, 512}}
@@ -519,7 +529,74 @@ const (
 	attrLength     = 0x04
 	attrPairsOff   = 0x20
 	attrHighestVCN = 0x18
+	attrValueLen   = 0x10 // resident: u32 value length
+	attrValueOff   = 0x14 // resident: u16 value offset in the attribute
 )
+
+// findData returns the record offset of the unnamed $DATA attribute of a
+// fixed-up MFT record, resident or not as asked.
+func findData(rec []byte, recNo int64, resident bool) (int, error) {
+	inUse := min(int(binary.LittleEndian.Uint32(rec[recBytesInUse:])), len(rec))
+	a := int(binary.LittleEndian.Uint16(rec[recFirstAttr:]))
+	for a+24 <= inUse {
+		typ := binary.LittleEndian.Uint32(rec[a:])
+		alen := int(binary.LittleEndian.Uint32(rec[a+attrLength:]))
+		if typ == attrEnd || alen < 16 || a+alen > inUse {
+			break
+		}
+		if typ == attrTypeData && rec[a+attrNameLen] == 0 && (rec[a+attrNonRes] == 0) == resident {
+			return a, nil
+		}
+		a += alen
+	}
+	kind := "non-resident"
+	if resident {
+		kind = "resident"
+	}
+	return 0, fmt.Errorf("mft record %d: no %s $DATA", recNo, kind)
+}
+
+// residentData locates the value of a resident unnamed $DATA attribute of
+// MFT record recNo: the volume range holding it and the update-sequence
+// slots (the last two bytes of each 512-byte sector of the record) that
+// overlap it, where the volume holds the sequence number instead.
+func residentData(path string, recNo, size int64) (Fragment, []int64, error) {
+	v, err := openNTFS(path)
+	if err != nil {
+		return Fragment{}, nil, err
+	}
+	defer v.f.Close()
+	off, err := v.recordOffset(recNo)
+	if err != nil {
+		return Fragment{}, nil, err
+	}
+	rec := make([]byte, v.recSize)
+	if _, err := v.f.ReadAt(rec, off); err != nil {
+		return Fragment{}, nil, err
+	}
+	if string(rec[:4]) != "FILE" {
+		return Fragment{}, nil, fmt.Errorf("mft record %d: no FILE magic", recNo)
+	}
+	if err := unfix(rec); err != nil {
+		return Fragment{}, nil, fmt.Errorf("mft record %d: %w", recNo, err)
+	}
+	a, err := findData(rec, recNo, true)
+	if err != nil {
+		return Fragment{}, nil, err
+	}
+	n := int64(binary.LittleEndian.Uint32(rec[a+attrValueLen:]))
+	start := int64(a) + int64(binary.LittleEndian.Uint16(rec[a+attrValueOff:]))
+	if n != size || start+n > int64(len(rec)) {
+		return Fragment{}, nil, fmt.Errorf("mft record %d: resident $DATA of %d bytes at %d, the file has %d", recNo, n, start, size)
+	}
+	fix := []int64{} // non-nil: resident
+	for end := int64(510); end < int64(len(rec)); end += 512 {
+		if end+2 > start && end < start+n {
+			fix = append(fix, off+end)
+		}
+	}
+	return Fragment{FileOffset: 0, ImageOffset: off + start, Length: n}, fix, nil
+}
 
 // setRunlist replaces the mapping pairs of the unnamed $DATA attribute of
 // MFT record recNo, moving the attributes after it.

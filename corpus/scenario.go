@@ -59,8 +59,13 @@ var scenarios = map[string]scenario{
 		defaultSize: 512 << 20,
 		build:       tablesLostSpec,
 	},
+	"flat": {
+		help:        "flat extents in noise, each a raw disk plus its text descriptor at a place of its own: an ext4 guest (64 MiB) as QemuFlat (VMFSFlat without qemu-img), an NTFS guest (32 MiB) as VMFSFlat (ESXi's createType vmfs), and a synthetic disk as VMFSFlat whose descriptor is lost; needs mkfs.ext4, debugfs, mkntfs and ntfscp",
+		defaultSize: 256 << 20,
+		build:       flatSpec,
+	},
 	"variants": {
-		help:        "one small disk in every available variant plus one copy for every damage kind: for end-to-end tests",
+		help:        "one small disk in every available sparse and stream variant plus one copy for every damage kind: for end-to-end tests (the flat variants are in the flat scenario)",
 		defaultSize: 64 << 20,
 		build:       variantsSpec,
 	},
@@ -104,6 +109,8 @@ func pick(v Variant, qemu bool) Variant {
 		return OursSparse
 	case QemuStream:
 		return OursStreamFront
+	case QemuFlat:
+		return VMFSFlat
 	}
 	return v
 }
@@ -158,10 +165,23 @@ func tablesLostSpec(seed uint64, size int64, qemu bool) Spec {
 		}}
 }
 
+func flatSpec(seed uint64, size int64, qemu bool) Spec {
+	return Spec{Seed: seed, ImageSize: size,
+		Disks: []DiskSpec{{ID: 1, Capacity: 64 << 20, FS: FSExt4}, {ID: 2, Capacity: 32 << 20, FS: FSNTFS}, {ID: 3, Capacity: 24<<20 + 4096}},
+		Files: []FileSpec{
+			{Disk: 1, Variant: pick(QemuFlat, qemu)},
+			{Disk: 2, Variant: VMFSFlat},
+			{Disk: 3, Variant: VMFSFlat, NoDescriptor: true},
+		}}
+}
+
 func variantsSpec(seed uint64, size int64, qemu bool) Spec {
 	s := Spec{Seed: seed, ImageSize: size, Disks: []DiskSpec{{ID: 1, Capacity: 4<<20 + 1536}}}
 	seen := map[Variant]bool{}
 	for _, v := range Variants {
+		if v.Flat() {
+			continue // the flat scenario has them; this image stays as it was
+		}
 		if v = pick(v, qemu); !seen[v] {
 			seen[v] = true
 			s.Files = append(s.Files, FileSpec{Disk: 1, Variant: v})

@@ -38,13 +38,29 @@ const (
 	OursSparseGuestOrder Variant = "ours-sparse-guest-order"
 	// QemuStream is `qemu-img convert -O vmdk -o subformat=streamOptimized`.
 	QemuStream Variant = "qemu-stream"
+	// QemuFlat is `qemu-img convert -O vmdk -o subformat=monolithicFlat`:
+	// two files, the raw disk NAME-flat.vmdk (the laid file) and the text
+	// descriptor NAME.vmdk (createType "monolithicFlat", extent
+	// `RW <sectors> FLAT "NAME-flat.vmdk" 0`, NUL-padded to 512 bytes).
+	QemuFlat Variant = "qemu-flat"
+	// VMFSFlat is what ESXi writes for a thick disk: the raw disk
+	// NAME-flat.vmdk and a text descriptor NAME.vmdk with createType
+	// "vmfs" and extent `RW <sectors> VMFS "NAME-flat.vmdk"`, written by
+	// vmdk.Descriptor.Encode.
+	VMFSFlat Variant = "vmfs-flat"
 )
 
-// Variants lists every variant, in a fixed order.
-var Variants = []Variant{OursSparse, OursStreamFront, VMwareStream, QemuSparse, QemuStream, OursSparseGuestOrder}
+// Variants lists every variant, in a fixed order. New variants go at the
+// end: a variant's index seeds its CID.
+var Variants = []Variant{OursSparse, OursStreamFront, VMwareStream, QemuSparse, QemuStream, OursSparseGuestOrder, QemuFlat, VMFSFlat}
 
 // NeedsQemu reports whether the variant is made by qemu-img.
-func (v Variant) NeedsQemu() bool { return v == QemuSparse || v == QemuStream }
+func (v Variant) NeedsQemu() bool { return v == QemuSparse || v == QemuStream || v == QemuFlat }
+
+// Flat reports whether the variant is a flat extent: a headerless raw
+// disk (the laid file, FORMAT.md §4.3) with a separate text descriptor
+// file (§4.4) laid beside it unless FileSpec.NoDescriptor.
+func (v Variant) Flat() bool { return v == QemuFlat || v == VMFSFlat }
 
 // Stream reports whether the variant is stream-optimized (grain records
 // are compressed and carry markers).
@@ -74,7 +90,8 @@ const (
 	// the grain directories: the directories still name the tables, which
 	// read as all zero.
 	ZeroGrainTables DamageKind = "zero-grain-tables"
-	// ZeroHeader zeroes sector 0 of the file.
+	// ZeroHeader zeroes sector 0 of the file (of a flat extent: the
+	// guest's sector 0, which costs grain 0).
 	ZeroHeader DamageKind = "zero-header"
 	// CutTail overwrites the last Bytes of the file with noise, as if the
 	// file's tail clusters had been reused.
@@ -122,7 +139,10 @@ type DiskSpec struct {
 	FS string
 }
 
-// FileSpec is one VMDK file laid into the image.
+// FileSpec is one VMDK file laid into the image. For a flat variant it is
+// the raw extent, and its text descriptor file is laid as well: at a
+// seeded offset of its own in the noise, or as a file beside it on the
+// host volume.
 type FileSpec struct {
 	Disk    int // DiskSpec.ID
 	Variant Variant
@@ -133,6 +153,10 @@ type FileSpec struct {
 	// Fragments overrides HostSpec.Fragments for this file (0: the
 	// host's); ignored without a host.
 	Fragments int
+	// NoDescriptor leaves out the text descriptor of a flat variant, as
+	// when the small descriptor file was deleted and its clusters reused:
+	// only the raw extent is laid. An error for other variants.
+	NoDescriptor bool
 }
 
 // Spec describes a whole evidence image.
@@ -210,10 +234,16 @@ func (s *Spec) validate() (map[int]*DiskSpec, error) {
 			return nil, specErr("file %d: unknown variant %q", i, f.Variant)
 		case f.Offset < 0 || f.Offset%512 != 0:
 			return nil, specErr("file %d: offset %d is not a multiple of 512", i, f.Offset)
+		case f.NoDescriptor && !f.Variant.Flat():
+			return nil, specErr("file %d: no-descriptor on a %s file, whose descriptor is embedded", i, f.Variant)
 		}
 		for _, d := range f.Damage {
 			switch d.Kind {
-			case ZeroPrimaryTables, ZeroRedundantTables, ZeroGrainTables, ZeroHeader:
+			case ZeroPrimaryTables, ZeroRedundantTables, ZeroGrainTables:
+				if f.Variant.Flat() {
+					return nil, specErr("file %d: %s on a %s file, which has no grain tables", i, d.Kind, f.Variant)
+				}
+			case ZeroHeader:
 			case CutTail:
 				if d.Bytes <= 0 {
 					return nil, specErr("file %d: cut-tail of %d bytes", i, d.Bytes)

@@ -52,14 +52,51 @@ type FileTruth struct {
 	// holes of a sparse host file and read as zeros.
 	Fragments []Fragment `json:"fragments,omitempty"`
 	// Header is the effective header of the undamaged file (for a
-	// GD_AT_END stream, the footer, which holds the real gdOffset).
+	// GD_AT_END stream, the footer, which holds the real gdOffset); nil
+	// for a flat extent, which has none.
 	Header *vmdk.SparseHeader `json:"header"`
-	Damage []DamageTruth      `json:"damage,omitempty"`
+	// Descriptor is the separate text descriptor file of a flat extent
+	// (Variant.Flat), nil for every other variant.
+	Descriptor *DescriptorTruth `json:"descriptor,omitempty"`
+	Damage     []DamageTruth    `json:"damage,omitempty"`
 	// Grains lists every allocated grain of the undamaged file, in virtual
-	// order, from vmdk.GrainMap.
+	// order, from vmdk.GrainMap; for a flat extent, every non-zero grain g
+	// at file offset g*65536 (its zero grains are zeros in the file).
 	Grains       []GrainTruth `json:"grains"`
 	IntactGrains int          `json:"intact_grains"`
 }
+
+// DescriptorTruth places the text descriptor file of a flat extent.
+type DescriptorTruth struct {
+	Name string `json:"name"` // NAME.vmdk, beside the extent NAME-flat.vmdk
+	// ImageOffset is where the descriptor's first byte lies; -1 when it
+	// was not laid (FileSpec.NoDescriptor). Without a host it is a seeded
+	// 4096-aligned offset of its own, overlapping nothing.
+	ImageOffset int64 `json:"image_offset"`
+	Length      int64 `json:"length"` // bytes of the file (qemu pads its text with NULs to 512)
+	// HostPath is the descriptor's path on the host volume (Spec.Host
+	// only), beside the extent's.
+	HostPath string `json:"host_path,omitempty"`
+	// Fragments maps the descriptor to the image (Spec.Host only), as
+	// FileTruth.Fragments does the extent.
+	Fragments []Fragment `json:"fragments,omitempty"`
+	// Resident says the descriptor is resident in its MFT record (NTFS
+	// hosts keep a file this small inside the record). Fixups then lists
+	// the image offsets of the 2-byte update-sequence slots that fall
+	// inside its bytes: there the image holds the record's update
+	// sequence number, not the text (ReadDescriptor returns the image's
+	// bytes as they are).
+	Resident bool    `json:"resident,omitempty"`
+	Fixups   []int64 `json:"fixups,omitempty"`
+	// Intact says the descriptor was laid and no damage (host damage)
+	// touches its bytes.
+	Intact bool `json:"intact"`
+	// Parsed is the descriptor as written.
+	Parsed *vmdk.Descriptor `json:"parsed"`
+}
+
+// Laid reports whether the descriptor was laid into the image.
+func (d *DescriptorTruth) Laid() bool { return d != nil && d.ImageOffset >= 0 }
 
 // DamageTruth is one applied damage and the image ranges it changed.
 type DamageTruth struct {
