@@ -48,43 +48,33 @@ func flatExtent(d *vmdk.Descriptor) (vmdk.Extent, bool) {
 	return e, true
 }
 
-// flatStart is a candidate start of a flat extent: a partition table.
+// flatStart is a candidate start of a flat extent: a partition table with
+// a recognised volume at one of its partitions' starts.
 type flatStart struct {
 	hit *signatures.Hit
 	end uint64 // sector after its last partition
 	m   *fsprobe.FileMap
 }
 
-// flatInstances makes one instance per distinct flat descriptor, mapped
-// from the one partition table that can be its start. taken are the
-// instances found so far: a partition table inside one of their files is
-// a guest's sector 0 stored in a sparse grain, not a flat extent's start.
+// flatInstances makes one instance per flat extent found: a partition
+// table paired with the flat descriptors of the smallest size its
+// partitions fit (several descriptors of one size describe disks of one
+// size, and the bytes rebuilt are the same whichever is taken; the report
+// says so). A partition table counts only where one of its partitions
+// starts with a recognised NTFS or ext volume, and not inside another
+// instance's file (a guest's sector 0 stored in a sparse grain), nor at
+// image offset 0 (the evidence disk's own). taken are the instances found
+// so far.
 func flatInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap, taken []*Instance) []*Instance {
-	var starts []flatStart
-	for _, h := range x.mbrs {
-		if h.Offset == 0 || insideAny(taken, h.Offset) {
-			// Image offset 0 is the evidence disk's own partition table.
-			continue
-		}
-		s := flatStart{hit: h, m: mapFor(maps, h.Offset)}
-		for _, p := range h.MBR.Partitions {
-			s.end = max(s.end, p.End())
-		}
-		starts = append(starts, s)
-	}
+	// Distinct flat descriptors by size, in image order.
 	offs := make([]int64, 0, len(x.descriptors))
 	for off := range x.descriptors {
 		offs = append(offs, off)
 	}
 	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 	seen := map[string]bool{}
-	type want struct {
-		d      *signatures.Hit
-		extent vmdk.Extent
-		fits   []int // indexes in starts
-	}
-	var wants []want
-	claims := map[int]int{} // start → descriptors it fits
+	bySize := map[uint64][]*signatures.Hit{}
+	var sizes []uint64
 	for _, off := range offs {
 		d := x.descriptors[off]
 		e, ok := flatExtent(d.Descriptor)
@@ -96,60 +86,73 @@ func flatInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap, taken [
 			continue // a copy of a descriptor already taken
 		}
 		seen[key] = true
-		w := want{d: d, extent: e}
-		// The start with a host map of the extent's size wins; else every
-		// partition table whose partitions fit, the closest fit first.
-		best := uint64(0)
-		for i, s := range starts {
-			if s.end > e.Sectors {
-				continue
-			}
-			if s.m != nil && s.m.Size == int64(e.Sectors)*vmdk.SectorSize {
-				w.fits = []int{i}
-				best = ^uint64(0)
-				break
-			}
-			switch {
-			case s.end > best:
-				w.fits, best = []int{i}, s.end
-			case s.end == best:
-				w.fits = append(w.fits, i)
-			}
+		if bySize[e.Sectors] == nil {
+			sizes = append(sizes, e.Sectors)
 		}
-		for _, i := range w.fits {
-			claims[i]++
-		}
-		wants = append(wants, w)
+		bySize[e.Sectors] = append(bySize[e.Sectors], d)
 	}
+	if len(sizes) == 0 {
+		return nil
+	}
+	sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
+	used := map[uint64]int{} // descriptors of a size paired so far
 	var out []*Instance
-	for _, w := range wants {
-		e := w.extent
-		hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: e.Sectors, GrainSize: flatGrainSize, NumGTEsPerGT: vmdk.GTEsPerGT}
-		inst := &Instance{Variant: w.d.Descriptor.CreateType, Header: &hdr, Descriptor: w.d.Descriptor, grains: newDecisions(), flat: true,
-			Tables: "none: a flat extent's grains lie at their own offsets"}
-		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent %q of %d sectors named by the descriptor at image offset %d", e.FileName, e.Sectors, w.d.Offset))
-		switch {
-		case len(w.fits) == 0:
-			inst.Notes = append(inst.Notes, "no partition table that fits the extent's size was found: its data is not located")
-		case len(w.fits) > 1 || claims[w.fits[0]] > 1:
-			inst.Notes = append(inst.Notes, fmt.Sprintf("%d partition tables fit the extent (and %d descriptors fit the best): which is its start is not known", len(w.fits), claims[w.fits[0]]))
-		default:
-			s := starts[w.fits[0]]
-			inst.HeaderOffset = s.hit.Offset
-			if s.m != nil && s.m.Size == int64(e.Sectors)*vmdk.SectorSize {
-				inst.Fragments, inst.size = fragmentsFromMap(s.m)
-				inst.HostMap = s.m
-			} else {
-				n := min(int64(e.Sectors)*vmdk.SectorSize, imageSize-s.hit.Offset)
-				inst.Fragments = []Fragment{{FileOffset: 0, ImageOffset: s.hit.Offset, Length: n, Link: LinkContiguous,
-					Evidence: "assumed contiguous from the guest's partition table at its start, until the bytes contradict it"}}
-				inst.size = n
-			}
-			inst.Notes = append(inst.Notes, fmt.Sprintf("its start is the guest partition table at image offset %d (partitions end at sector %d)", s.hit.Offset, s.end))
+	for _, h := range x.mbrs {
+		if h.Offset == 0 || insideAny(taken, h.Offset) {
+			continue
 		}
-		out = append(out, inst)
+		s := flatStart{hit: h, m: mapFor(maps, h.Offset)}
+		volume := false
+		for _, p := range h.MBR.Partitions {
+			s.end = max(s.end, p.End())
+			volume = volume || x.volumeAt[h.Offset+int64(p.Start)*vmdk.SectorSize]
+		}
+		if !volume {
+			continue
+		}
+		k := sort.Search(len(sizes), func(i int) bool { return sizes[i] >= s.end })
+		if k == len(sizes) {
+			continue
+		}
+		size := sizes[k]
+		if s.m != nil {
+			// A host map says how large the file is: the descriptor must
+			// say the same.
+			if _, ok := bySize[uint64(s.m.Size/vmdk.SectorSize)]; ok && s.m.Size%vmdk.SectorSize == 0 && uint64(s.m.Size/vmdk.SectorSize) >= s.end {
+				size = uint64(s.m.Size / vmdk.SectorSize)
+			} else {
+				s.m = nil
+			}
+		}
+		ds := bySize[size]
+		d := ds[used[size]%len(ds)]
+		used[size]++
+		out = append(out, newFlatInstance(d, s, len(ds), imageSize))
 	}
 	return out
+}
+
+// newFlatInstance maps the flat extent d describes from start s.
+func newFlatInstance(d *signatures.Hit, s flatStart, sameSize int, imageSize int64) *Instance {
+	e, _ := flatExtent(d.Descriptor)
+	hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: e.Sectors, GrainSize: flatGrainSize, NumGTEsPerGT: vmdk.GTEsPerGT}
+	inst := &Instance{Variant: d.Descriptor.CreateType, Header: &hdr, Descriptor: d.Descriptor, grains: newDecisions(), flat: true,
+		HeaderOffset: s.hit.Offset, Tables: "none: a flat extent's grains lie at their own offsets"}
+	inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent %q of %d sectors named by the descriptor at image offset %d; its start is the guest partition table at image offset %d (partitions end at sector %d, a volume starts at one of them)",
+		e.FileName, e.Sectors, d.Offset, s.hit.Offset, s.end))
+	if sameSize > 1 {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d flat descriptors name extents of this size: which one describes these bytes is not known (only the CID and names differ)", sameSize))
+	}
+	if s.m != nil {
+		inst.Fragments, inst.size = fragmentsFromMap(s.m)
+		inst.HostMap = s.m
+		return inst
+	}
+	n := min(int64(e.Sectors)*vmdk.SectorSize, imageSize-s.hit.Offset)
+	inst.Fragments = []Fragment{{FileOffset: 0, ImageOffset: s.hit.Offset, Length: n, Link: LinkContiguous,
+		Evidence: "assumed contiguous from the guest's partition table at its start, until the bytes contradict it"}}
+	inst.size = n
+	return inst
 }
 
 // insideAny reports whether an image offset lies in a mapped range of one

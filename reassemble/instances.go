@@ -25,6 +25,7 @@ type hitIndex struct {
 	markers     []*signatures.Hit          // grain markers (valid and damaged), by offset
 	markerAt    map[int64]*signatures.Hit  // grain markers by offset
 	mbrs        []*signatures.Hit          // partition tables: where flat extents may start
+	volumeAt    map[int64]bool             // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {
@@ -35,6 +36,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		gdMark:      make(map[int64]bool),
 		synthesized: make(map[*signatures.Hit]string),
 		markerAt:    make(map[int64]*signatures.Hit),
+		volumeAt:    make(map[int64]bool),
 	}
 	for i := range hits {
 		h := &hits[i]
@@ -72,6 +74,14 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		case signatures.KindMBR:
 			if h.MBR != nil {
 				x.mbrs = append(x.mbrs, h)
+			}
+		case signatures.KindNTFS:
+			if h.Verdict == signatures.Valid && h.NTFS != nil && h.NTFS.Type == fsprobe.NTFSTypeBootSector {
+				x.volumeAt[h.Offset] = true
+			}
+		case signatures.KindExt4:
+			if h.Verdict == signatures.Valid && h.Ext4 != nil && h.Ext4.Super != nil && h.Ext4.Super.Group == 0 {
+				x.volumeAt[h.Offset-fsprobe.Ext4SuperblockOffset] = true
 			}
 		case signatures.KindGrainMarker:
 			if h.Grain != nil {
