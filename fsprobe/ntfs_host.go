@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"vmdkcarve/vmdk"
 )
 
 // NTFSRecord types.
@@ -42,6 +43,8 @@ type NTFSFileRecord struct {
 	// named or not): the clusters the record's file owns, which a guest
 	// locator predicts to hold written bytes. Not kept in hits.
 	Streams []NTFSData `json:"-"`
+	// Descriptor is a VMDK text descriptor held resident in the record.
+	Descriptor *vmdk.Descriptor `json:"descriptor,omitempty"`
 }
 
 // NTFSName is a $FILE_NAME attribute.

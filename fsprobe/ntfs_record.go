@@ -31,6 +31,8 @@ import (
 	"strings"
 	"unicode/utf16"
 
+	"vmdkcarve/vmdk"
+
 	ntfsparser "www.velocidex.com/golang/go-ntfs/parser"
 )
 
@@ -93,6 +95,9 @@ const (
 	// and keeps LCN×cluster size inside int64).
 	maxNTFSLCN = 1 << 48
 )
+
+// descriptorMagic starts a VMDK text descriptor.
+const descriptorMagic = "# Disk DescriptorFile"
 
 // ErrNTFSRecord is wrapped by every error from the NTFS record parsers.
 var ErrNTFSRecord = errors.New("fsprobe: bad NTFS structure")
@@ -250,6 +255,17 @@ func parseNTFSAttributes(b []byte, off int, f *NTFSFileRecord) error {
 			d, err := parseNTFSData(a, off)
 			if err != nil {
 				return err
+			}
+			if d.Resident {
+				// A VMDK's text descriptor is small enough to live in its
+				// MFT record, at no sector boundary the carver looks at,
+				// and torn by the record's update sequence: it is read here,
+				// after the fixups.
+				if c, err := ntfsResidentContent(a, off); err == nil && bytes.HasPrefix(c, []byte(descriptorMagic)) {
+					if desc, err := vmdk.ParseDescriptor(c); err == nil {
+						f.Descriptor = desc
+					}
+				}
 			}
 			if len(f.Data) < maxNTFSDataPieces {
 				f.Data = append(f.Data, d)

@@ -105,7 +105,11 @@ func flatInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap, taken [
 		volume := false
 		for _, p := range h.MBR.Partitions {
 			s.end = max(s.end, p.End())
-			volume = volume || x.volumeAt[h.Offset+int64(p.Start)*vmdk.SectorSize]
+			at := h.Offset + int64(p.Start)*vmdk.SectorSize
+			if s.m != nil {
+				at = mapOffset(s.m, int64(p.Start)*vmdk.SectorSize)
+			}
+			volume = volume || x.volumeAt[at]
 		}
 		if !volume {
 			continue
@@ -153,6 +157,17 @@ func newFlatInstance(d *signatures.Hit, s flatStart, sameSize int, imageSize int
 		Evidence: "assumed contiguous from the guest's partition table at its start, until the bytes contradict it"}}
 	inst.size = n
 	return inst
+}
+
+// mapOffset is the image offset of a file offset through a host map, or
+// -1.
+func mapOffset(m *fsprobe.FileMap, off int64) int64 {
+	for _, e := range m.Extents {
+		if off >= e.FileOffset && off < e.FileOffset+e.Length {
+			return e.ImageOffset + off - e.FileOffset
+		}
+	}
+	return -1
 }
 
 // insideAny reports whether an image offset lies in a mapped range of one

@@ -79,6 +79,11 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 			if h.Verdict == signatures.Valid && h.NTFS != nil && h.NTFS.Type == fsprobe.NTFSTypeBootSector {
 				x.volumeAt[h.Offset] = true
 			}
+			if h.Verdict == signatures.Valid && h.NTFS != nil && h.NTFS.MFT != nil && h.NTFS.MFT.Descriptor != nil && x.descriptors[h.Offset] == nil {
+				// A descriptor resident in a host MFT record (a standalone
+				// descriptor file on an NTFS host).
+				x.descriptors[h.Offset] = &signatures.Hit{Offset: h.Offset, Kind: signatures.KindDescriptor, Verdict: signatures.Valid, Descriptor: h.NTFS.MFT.Descriptor}
+			}
 		case signatures.KindExt4:
 			if h.Verdict == signatures.Valid && h.Ext4 != nil && h.Ext4.Super != nil && h.Ext4.Super.Group == 0 {
 				x.volumeAt[h.Offset-fsprobe.Ext4SuperblockOffset] = true

@@ -1,0 +1,55 @@
+package e2e
+
+import (
+	"testing"
+
+	"vmdkcarve/corpus"
+)
+
+// TestFlatExtents: flat extents (qemu-img's monolithicFlat, ESXi's vmfs
+// -flat.vmdk) have no header; each is found from its descriptor and the
+// guest partition table at its start, laid contiguously in noise or
+// fragmented on a host volume. Every grain is placed and nothing is wrong;
+// a flat extent whose descriptor is lost is not invented.
+func TestFlatExtents(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files []corpus.FileSpec
+		disks []corpus.DiskSpec
+		host  *corpus.HostSpec
+		want  int // disks rebuilt
+	}{
+		{"in noise: qemu monolithicFlat ext4, ESXi vmfs NTFS",
+			[]corpus.FileSpec{{Disk: 1, Variant: corpus.QemuFlat}, {Disk: 2, Variant: corpus.VMFSFlat}},
+			[]corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4}, {ID: 2, Capacity: 32 << 20, FS: corpus.FSNTFS}}, nil, 2},
+		{"descriptor lost: nothing is invented",
+			[]corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat, NoDescriptor: true}},
+			[]corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4}}, nil, 0},
+		{"two flat disks of one size",
+			[]corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat}, {Disk: 2, Variant: corpus.VMFSFlat}},
+			[]corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4}, {ID: 2, Capacity: 24 << 20, FS: corpus.FSNTFS}}, nil, 2},
+		{"on an ext4 host in 4 pieces",
+			[]corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat}},
+			[]corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSNTFS}},
+			&corpus.HostSpec{FS: corpus.FSExt4, Offset: 1 << 20, Size: 64 << 20, Fragments: 4}, 1},
+		{"on an NTFS host in 4 pieces",
+			[]corpus.FileSpec{{Disk: 1, Variant: corpus.QemuFlat}},
+			[]corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4}},
+			&corpus.HostSpec{FS: corpus.FSNTFS, Offset: 1 << 20, Size: 64 << 20, Fragments: 4, OutOfOrder: true}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			truth := generateGuests(t, corpus.Spec{Seed: 71, ImageSize: 128 << 20, Disks: tc.disks, Files: tc.files, Host: tc.host})
+			run := carveAndRebuildLogged(t, truth)
+			if tc.want == 0 {
+				if len(run.reports) != 0 {
+					t.Errorf("%d disks rebuilt, want none", len(run.reports))
+				}
+				return
+			}
+			checkAll(t, truth, run, tc.want)
+			for _, rep := range run.reports {
+				guestCheck(t, truth, run, rep, diskOf(t, truth, rep))
+			}
+		})
+	}
+}
