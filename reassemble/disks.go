@@ -56,10 +56,23 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 		inst.ID = len(instances) + 1
 		instances = append(instances, inst)
 	}
+	instances = assembleSplit(instances, x, image)
+	var whole []*Instance          // instances that are disks (or copies of one)
+	parts := map[int][]*Instance{} // the extents of each split disk, by its ID
 	for _, inst := range instances {
 		inst.Counts = countInstance(inst)
+		if inst.partOf != 0 {
+			parts[inst.partOf] = append(parts[inst.partOf], inst)
+		} else {
+			whole = append(whole, inst)
+		}
 	}
-	disks := mergeCopies(instances)
+	disks := mergeCopies(whole)
+	for _, d := range disks {
+		for _, inst := range d.Instances {
+			d.Parts = append(d.Parts, parts[inst.ID]...)
+		}
+	}
 	linkVersions(disks, image)
 	return disks, nil
 }

@@ -121,6 +121,7 @@ type Instance struct {
 	cutByHeader   bool                  // the contiguous region ends at another VMDK header
 	capacityBound bool                  // the inferred header's capacity is only an upper bound
 	flat          bool                  // a flat extent: grain g lies at file offset g × grain size
+	partOf        int                   // an extent of the split disk instance of this ID (0: none)
 	markers       []*signatures.Hit     // stream: the grain records it owns
 	table         func(g uint64) uint32 // stream: its grain table, if it survives (nil otherwise)
 	byImage       []Fragment            // Fragments without holes, by image offset (fileOffsetOf)
@@ -146,9 +147,12 @@ type Disk struct {
 	GrainSize  uint64           `json:"grain_size_sectors"`
 	Descriptor *vmdk.Descriptor `json:"descriptor,omitempty"`
 	Instances  []*Instance      `json:"instances"`
-	Counts     Counts           `json:"counts"`
-	Runs       []Run            `json:"runs"`
-	Notes      []string         `json:"notes,omitempty"`
+	// Parts are the extents of a split disk (twoGbMaxExtentSparse), each
+	// found as a sparse file of its own; the disk's instance assembles them.
+	Parts  []*Instance `json:"parts,omitempty"`
+	Counts Counts      `json:"counts"`
+	Runs   []Run       `json:"runs"`
+	Notes  []string    `json:"notes,omitempty"`
 	// Versions, when set, links this disk to the other versions of the
 	// same virtual disk found in the image.
 	Versions *Versions `json:"versions,omitempty"`
