@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -199,43 +198,16 @@ func TestVersionsRealGuests(t *testing.T) {
 			}
 
 			run := carveAndRebuild(t, image)
-			if run.err != nil || len(run.reports) != 2 {
-				t.Fatalf("rebuild: %v, %d disks, want 2 versions", run.err, len(run.reports))
-			}
-			for _, rep := range run.reports {
-				v := rep.Disk.Versions
-				if v == nil || v.Group != 1 || len(v.Disks) != 2 || v.Order != tc.order {
-					t.Fatalf("disk %d versions %+v, want order %q", rep.Disk.ID, v, tc.order)
-				}
-				want := "v1"
-				if rep.Disk.Descriptor.CID == 0x62626262 {
-					want = "v2"
-					if !v.Newest || v.Position != 1 {
-						t.Errorf("v2 is not the newest: %+v", v)
-					}
-				} else if len(rep.Disk.Instances) != 2 {
-					t.Errorf("v1 has %d instances, want the file and its copy", len(rep.Disk.Instances))
-				}
+			checkVersionPair(t, run, image, 0x62626262, tc.order, raws, func(rep *pipeline.DiskReport, want string) {
 				s := scoreAgainst(t, run, rep, raws[want])
-				t.Logf("disk %d: %s, %d of %d non-zero grains placed, %d wrong; evidence %v; versions %+v",
-					rep.Disk.ID, want, s.placed, s.surviving, s.wrong, rep.Disk.Counts.ByEvidence, *v)
+				t.Logf("%s: %d of %d non-zero grains placed, %d wrong; evidence %v", want, s.placed, s.surviving, s.wrong, rep.Disk.Counts.ByEvidence)
 				if s.wrong != 0 || s.placed != s.surviving {
 					t.Errorf("%s: placed %d of %d grains, %d wrong; not placed: %v", want, s.placed, s.surviving, s.wrong, s.unplaced)
 				}
 				tooltest.Compare(t, filepath.Join(run.caseDir, rep.Output[0].Path), raws[want])
 				vt := &corpus.Truth{Disks: []corpus.DiskTruth{{ID: 1, Raw: raws[want], Capacity: capacity, FS: fs}}}
 				guestCheck(t, vt, run, rep, 1)
-			}
-
-			newest := filepath.Join(t.TempDir(), "case")
-			if _, err := pipeline.Carve(context.Background(), newest, image, pipeline.CarveOptions{Hash: "none"}); err != nil {
-				t.Fatal(err)
-			}
-			res, err := pipeline.Rebuild(context.Background(), newest, pipeline.RebuildOptions{NewestOnly: true})
-			if err != nil || len(res.Disks) != 1 || len(res.Skipped) != 1 {
-				t.Fatalf("--versions newest: %v, %d disks emitted, %v skipped", err, len(res.Disks), res.Skipped)
-			}
-			tooltest.Compare(t, filepath.Join(newest, res.Disks[0].Path), raws["v2"])
+			})
 		})
 	}
 }

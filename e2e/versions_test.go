@@ -66,16 +66,28 @@ func TestVersions(t *testing.T) {
 	}
 
 	run := carveAndRebuild(t, image)
+	checkVersionPair(t, run, image, 0x22222222, "", raws, func(rep *pipeline.DiskReport, want string) {
+		tooltest.Compare(t, filepath.Join(run.caseDir, rep.Output[0].Path), raws[want])
+	})
+}
+
+// checkVersionPair checks a rebuild of two versions of one disk (v1 with a
+// copy, v2 whose descriptor has CID v2CID): both linked in one group, in
+// the given order ("" for any known one), v2 the newest; check is called
+// on each report with its version's name; and --versions newest emits v2
+// alone, identical to raws["v2"].
+func checkVersionPair(t *testing.T, run *caseRun, image string, v2CID uint32, order string, raws map[string]string, check func(rep *pipeline.DiskReport, want string)) {
+	t.Helper()
 	if run.err != nil || len(run.reports) != 2 {
 		t.Fatalf("rebuild: %v, %d disks, want 2 versions", run.err, len(run.reports))
 	}
-	for i, rep := range run.reports {
+	for _, rep := range run.reports {
 		v := rep.Disk.Versions
-		if v == nil || v.Group != 1 || len(v.Disks) != 2 || v.Order == "unknown" {
-			t.Fatalf("disk %d versions %+v", rep.Disk.ID, v)
+		if v == nil || v.Group != 1 || len(v.Disks) != 2 || v.Order == "unknown" || (order != "" && v.Order != order) {
+			t.Fatalf("disk %d versions %+v, want order %q", rep.Disk.ID, v, order)
 		}
 		want := "v1"
-		if rep.Disk.Descriptor.CID == 0x22222222 {
+		if rep.Disk.Descriptor.CID == v2CID {
 			want = "v2"
 			if !v.Newest || v.Position != 1 {
 				t.Errorf("v2 is not the newest: %+v", v)
@@ -83,8 +95,8 @@ func TestVersions(t *testing.T) {
 		} else if len(rep.Disk.Instances) != 2 {
 			t.Errorf("v1 has %d instances, want the file and its copy", len(rep.Disk.Instances))
 		}
-		t.Logf("disk %d: %s, versions %+v", i+1, want, *v)
-		tooltest.Compare(t, filepath.Join(run.caseDir, rep.Output[0].Path), raws[want])
+		t.Logf("disk %d: %s, versions %+v", rep.Disk.ID, want, *v)
+		check(rep, want)
 	}
 
 	newest := filepath.Join(t.TempDir(), "case")
