@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/signatures"
@@ -91,9 +92,6 @@ func flatInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap, taken [
 		}
 		bySize[e.Sectors] = append(bySize[e.Sectors], d)
 	}
-	if len(sizes) == 0 {
-		return nil
-	}
 	sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
 	used := map[uint64]int{} // descriptors of a size paired so far
 	var out []*Instance
@@ -114,36 +112,56 @@ func flatInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap, taken [
 		if !volume {
 			continue
 		}
+		mapped := uint64(0) // the extent's size by its host map, if it fits
+		if s.m != nil && s.m.Size%vmdk.SectorSize == 0 && uint64(s.m.Size/vmdk.SectorSize) >= s.end {
+			mapped = uint64(s.m.Size / vmdk.SectorSize)
+		}
+		if mapped > 0 && bySize[mapped] == nil && flatHostName(s.m.Name) && mapped/flatGrainSize < maxFlatGrains {
+			// The descriptor is lost, but the host names the file a flat
+			// extent and says how large it is.
+			out = append(out, newFlatInstance(nil, mapped, s, 0, imageSize))
+			continue
+		}
 		k := sort.Search(len(sizes), func(i int) bool { return sizes[i] >= s.end })
 		if k == len(sizes) {
 			continue
 		}
 		size := sizes[k]
-		if s.m != nil {
-			// A host map says how large the file is: the descriptor must
-			// say the same.
-			if _, ok := bySize[uint64(s.m.Size/vmdk.SectorSize)]; ok && s.m.Size%vmdk.SectorSize == 0 && uint64(s.m.Size/vmdk.SectorSize) >= s.end {
-				size = uint64(s.m.Size / vmdk.SectorSize)
-			} else {
-				s.m = nil
-			}
+		if bySize[mapped] != nil {
+			size = mapped // the descriptor that says what the host map says
+		} else {
+			s.m = nil // a map of another size is not this extent's
 		}
 		ds := bySize[size]
 		d := ds[used[size]%len(ds)]
 		used[size]++
-		out = append(out, newFlatInstance(d, s, len(ds), imageSize))
+		out = append(out, newFlatInstance(d, size, s, len(ds), imageSize))
 	}
 	return out
 }
 
-// newFlatInstance maps the flat extent d describes from start s.
-func newFlatInstance(d *signatures.Hit, s flatStart, sameSize int, imageSize int64) *Instance {
-	e, _ := flatExtent(d.Descriptor)
-	hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: e.Sectors, GrainSize: flatGrainSize, NumGTEsPerGT: vmdk.GTEsPerGT}
-	inst := &Instance{Variant: d.Descriptor.CreateType, Header: &hdr, Descriptor: d.Descriptor, grains: newDecisions(), flat: true,
+// flatHostName reports whether a host file's name is a flat extent's
+// (qemu and ESXi name it NAME-flat.vmdk).
+func flatHostName(name string) bool {
+	return strings.HasSuffix(strings.ToLower(name), "-flat.vmdk")
+}
+
+// newFlatInstance maps the flat extent of capacity sectors that d
+// describes (nil: its descriptor is lost and a host map names it) from
+// start s.
+func newFlatInstance(d *signatures.Hit, capacity uint64, s flatStart, sameSize int, imageSize int64) *Instance {
+	hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: capacity, GrainSize: flatGrainSize, NumGTEsPerGT: vmdk.GTEsPerGT}
+	inst := &Instance{Variant: "monolithicFlat (descriptor lost)", Header: &hdr, grains: newDecisions(), flat: true,
 		HeaderOffset: s.hit.Offset, Tables: "none: a flat extent's grains lie at their own offsets"}
-	inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent %q of %d sectors named by the descriptor at image offset %d; its start is the guest partition table at image offset %d (partitions end at sector %d, a volume starts at one of them)",
-		e.FileName, e.Sectors, d.Offset, s.hit.Offset, s.end))
+	if d != nil {
+		e, _ := flatExtent(d.Descriptor)
+		inst.Variant, inst.Descriptor = d.Descriptor.CreateType, d.Descriptor
+		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent %q of %d sectors named by the descriptor at image offset %d; its start is the guest partition table at image offset %d (partitions end at sector %d, a volume starts at one of them)",
+			e.FileName, e.Sectors, d.Offset, s.hit.Offset, s.end))
+	} else {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent %q found by its host file (%s): no descriptor names it, its %d sectors are the host file's size; it starts with a guest partition table (partitions end at sector %d, a volume starts at one of them)",
+			s.m.Name, s.m.Record, capacity, s.end))
+	}
 	if sameSize > 1 {
 		inst.Notes = append(inst.Notes, fmt.Sprintf("%d flat descriptors name extents of this size: which one describes these bytes is not known (only the CID and names differ)", sameSize))
 	}
@@ -152,7 +170,7 @@ func newFlatInstance(d *signatures.Hit, s flatStart, sameSize int, imageSize int
 		inst.HostMap = s.m
 		return inst
 	}
-	n := min(int64(e.Sectors)*vmdk.SectorSize, imageSize-s.hit.Offset)
+	n := min(int64(capacity)*vmdk.SectorSize, imageSize-s.hit.Offset)
 	inst.Fragments = []Fragment{{FileOffset: 0, ImageOffset: s.hit.Offset, Length: n, Link: LinkContiguous,
 		Evidence: "assumed contiguous from the guest's partition table at its start, until the bytes contradict it"}}
 	inst.size = n
