@@ -31,15 +31,8 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 	}
 	maps := hostMaps(hits, anchors)
 	instances := findInstances(x, image, imageSize, maps)
-	for _, inst := range flatInstances(x, imageSize, append(maps, flatMaps(hits, x)...), instances) {
-		inst.ID = len(instances) + 1
-		instances = append(instances, inst)
-	}
 	for i, inst := range instances {
-		_ = i
-		if inst.flat {
-			placeFlat(inst, image, x, opts)
-		} else if inst.Header.Compressed() {
+		if inst.Header.Compressed() {
 			placeStream(inst, image, x)
 		} else {
 			placeSparse(inst, image, x, opts)
@@ -50,6 +43,13 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 		if opts.Progress != nil {
 			opts.Progress(i+1, len(instances))
 		}
+	}
+	// Flat extents last: a partition table inside the grains the other
+	// files place is a guest's sector 0, not a flat extent's start.
+	for _, inst := range flatInstances(x, imageSize, append(maps, flatMaps(hits, x)...), instances) {
+		inst.ID = len(instances) + 1
+		placeFlat(inst, image, x, opts)
+		instances = append(instances, inst)
 	}
 	attachOrphanRuns(instances, x)
 	if inst := adoptOrphanStream(instances, x, image); inst != nil {

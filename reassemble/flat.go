@@ -188,15 +188,34 @@ func mapOffset(m *fsprobe.FileMap, off int64) int64 {
 	return -1
 }
 
-// insideAny reports whether an image offset lies in a mapped range of one
-// of the instances' files (their start excluded).
+// insideAny reports whether an image offset lies in the used part of one
+// of the instances' files (their start excluded): before the end of the
+// last grain they place. Past it, a file mapped only by the contiguous
+// assumption runs on over whatever follows it, a flat extent included.
 func insideAny(instances []*Instance, off int64) bool {
 	for _, inst := range instances {
-		if fo, ok := inst.fileOffsetOf(off); ok && fo > 0 {
+		if fo, ok := inst.fileOffsetOf(off); ok && fo > 0 && fo < inst.usedEnd() {
 			return true
 		}
 	}
 	return false
+}
+
+// usedEnd is the file offset past the last grain (or record) the instance
+// places.
+func (inst *Instance) usedEnd() int64 {
+	var end int64
+	for _, gr := range inst.grains.one {
+		if gr.Status != Placed || gr.Source == nil {
+			continue
+		}
+		n := inst.Header.GrainBytes()
+		if gr.Source.Compressed {
+			n = gr.Source.RecordBytes
+		}
+		end = max(end, gr.Source.FileOffset+n)
+	}
+	return end
 }
 
 // placeFlat decides every grain of a flat instance: grain g at file offset
