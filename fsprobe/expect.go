@@ -35,13 +35,24 @@ const (
 	mbrTypeLinux = 0x83
 )
 
-// ExpectFromMBR reads sector 0 of a guest disk of diskSize bytes and
-// predicts a filesystem start at each NTFS or Linux partition.
+// ExpectFromMBR reads the start of a guest disk of diskSize bytes (sector
+// 0, and for a GPT disk the sectors after it: pass the whole first grain)
+// and predicts a filesystem start at each NTFS or Linux MBR partition. GPT
+// partitions hold anything (an EFI system partition, a reserved one of
+// zeros), so their predictions are soft: a volume found there predicts
+// more, its absence contradicts nothing.
 func ExpectFromMBR(sector0 []byte, diskSize int64) []Expectation {
 	if len(sector0) < sector || binary.LittleEndian.Uint16(sector0[510:]) != mbrSignature {
 		return nil
 	}
 	var out []Expectation
+	for _, p := range gptPartitions(sector0) {
+		if p.start+p.length <= diskSize {
+			e := partitionStartExpectation(p.start, 0xEE)
+			e.Soft = true
+			out = append(out, e)
+		}
+	}
 	for i := 0; i < maxPartitions; i++ {
 		e := sector0[mbrTableOffset+16*i:]
 		start := int64(binary.LittleEndian.Uint32(e[8:])) * sector

@@ -31,6 +31,8 @@ const (
 	ext4MagicOff   = 1024 + 56
 	ext4Magic      = 0xEF53
 	maxPartitions  = 4
+	// gptReadBytes covers a GPT's header and 128 entries of 128 bytes.
+	gptReadBytes = 64 << 10
 )
 
 // Identify looks at the start of a guest disk of size bytes and at the
@@ -57,9 +59,19 @@ func Identify(r io.ReaderAt, size int64) []Finding {
 		}
 		out = append(out, Finding{Kind: "partition", Offset: start, Detail: fmt.Sprintf("type %#02x, %d bytes", typ, length)})
 		if typ == 0xEE {
-			var hdr [sector]byte
-			if _, err := r.ReadAt(hdr[:], sector); err == nil && string(hdr[:8]) == gptSignature {
-				out = append(out, Finding{Kind: "gpt", Offset: sector})
+			// The GPT: header at sector 1, entries after it (read with
+			// sector 0, checksums checked).
+			head := make([]byte, min(size, gptReadBytes))
+			if _, err := r.ReadAt(head, 0); err != nil || string(head[sector:sector+8]) != gptSignature {
+				continue
+			}
+			out = append(out, Finding{Kind: "gpt", Offset: sector})
+			for _, p := range gptPartitions(head) {
+				if p.start >= size {
+					continue
+				}
+				out = append(out, Finding{Kind: "partition", Offset: p.start, Detail: fmt.Sprintf("GPT, %d bytes", p.length)})
+				out = append(out, volume(r, size, p.start)...)
 			}
 			continue
 		}

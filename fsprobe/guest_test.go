@@ -3,6 +3,7 @@ package fsprobe
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,7 +116,7 @@ func TestCheckRealFilesystems(t *testing.T) {
 // walkExpectations checks every expectation a disk's bytes yield, the way
 // a rebuild does (each match may add more), and counts matches and misses.
 func walkExpectations(disk []byte) (matched, missed int, misses []string) {
-	queue := ExpectFromMBR(disk[:512], int64(len(disk)))
+	queue := ExpectFromMBR(disk[:min(len(disk), 64<<10)], int64(len(disk)))
 	for len(queue) > 0 && matched+missed < 1<<20 {
 		e := queue[0]
 		queue = queue[1:]
@@ -208,4 +209,23 @@ func FuzzExpectations(f *testing.F) {
 		}
 		walkExpectations(disk)
 	})
+}
+
+// TestGPTGuest: a volume in a GPT partition is identified and walked, and
+// its own structures' predictions hold (the partition's are soft).
+func TestGPTGuest(t *testing.T) {
+	disk := gptDisk(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-I", "256", "-O", "metadata_csum,64bit", "-E", "lazy_itable_init=0,lazy_journal_init=0")
+	fs := Identify(bytes.NewReader(disk), int64(len(disk)))
+	if got := fmt.Sprint(kinds(fs)); got != "[mbr partition gpt partition ext]" {
+		t.Fatalf("findings %s, want mbr, the protective partition, gpt, partition, ext", got)
+	}
+	matched, missed, misses := walkExpectations(disk)
+	if missed != 0 || matched < 3 {
+		t.Fatalf("%d matched, %d missed %v", matched, missed, misses)
+	}
+	// Without the GPT's checksums right, nothing is predicted from it.
+	disk[1024+40]++
+	if m, _, _ := walkExpectations(disk); m > 1 {
+		t.Errorf("%d predictions matched from a GPT whose entries' checksum fails", m)
+	}
 }

@@ -3,6 +3,7 @@ package fsprobe
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"maps"
 	"slices"
 )
@@ -56,6 +57,7 @@ type Locator struct {
 	grainBytes, diskBytes int64
 
 	mbrs   map[string]int         // partition tables of sector-0 candidates
+	gpts   map[string][]partition // the GPT partitions behind a protective MBR, by its table
 	boots  map[string]*ntfsLoc    // by serial, hidden sectors and size
 	rec0s  map[string][]NTFSRun   // $MFT run lists from record-0 candidates
 	supers map[string]*extPrimary // primary superblocks (and their GDT) by UUID
@@ -123,7 +125,7 @@ type extInode struct {
 // grainBytes.
 func NewLocator(grainBytes, diskBytes int64) *Locator {
 	return &Locator{grainBytes: grainBytes, diskBytes: diskBytes,
-		mbrs: map[string]int{}, boots: map[string]*ntfsLoc{}, rec0s: map[string][]NTFSRun{}, supers: map[string]*extPrimary{}}
+		mbrs: map[string]int{}, gpts: map[string][]partition{}, boots: map[string]*ntfsLoc{}, rec0s: map[string][]NTFSRun{}, supers: map[string]*extPrimary{}}
 }
 
 // Notes say what the Locator learned and what it could not use.
@@ -137,7 +139,11 @@ func (l *Locator) Learn(buf []byte) {
 		switch {
 		case off == 0 && binary.LittleEndian.Uint16(w[510:]) == mbrSignature && string(w[3:11]) != ntfsOEM:
 			if l.validMBR(w) && len(l.mbrs) < maxLocatorMBRs {
-				l.mbrs[string(w[mbrTableOffset:sector])]++
+				key := string(w[mbrTableOffset:sector])
+				l.mbrs[key]++
+				if gpt := gptPartitions(buf); gpt != nil {
+					l.gpts[key] = gpt
+				}
 			}
 		case IsNTFSBootMagic(w):
 			rec, err := ParseNTFSBootSector(w)
@@ -172,6 +178,54 @@ func (l *Locator) Learn(buf []byte) {
 	}
 }
 
+// GPT header and entry fields (UEFI spec 5.3).
+const (
+	gptHeaderSize    = 92
+	gptHeaderCRC     = 16
+	gptEntriesLBA    = 72
+	gptEntryCount    = 80
+	gptEntrySize     = 84
+	gptEntriesCRC    = 88
+	maxGPTEntries    = 128
+	gptEntryFirstLBA = 32
+	gptEntryLastLBA  = 40
+)
+
+// gptPartitions reads the GPT behind a protective MBR from the grain that
+// starts with it (header at sector 1, entries where it says, both inside
+// the grain and both checksums right), or returns nil.
+func gptPartitions(buf []byte) []partition {
+	if len(buf) < 2*sector || string(buf[sector:sector+8]) != gptSignature {
+		return nil
+	}
+	h := append([]byte(nil), buf[sector:sector+gptHeaderSize]...)
+	want := binary.LittleEndian.Uint32(h[gptHeaderCRC:])
+	clear(h[gptHeaderCRC : gptHeaderCRC+4])
+	if crc32.ChecksumIEEE(h) != want {
+		return nil
+	}
+	lba := binary.LittleEndian.Uint64(h[gptEntriesLBA:])
+	n := uint64(binary.LittleEndian.Uint32(h[gptEntryCount:]))
+	size := uint64(binary.LittleEndian.Uint32(h[gptEntrySize:]))
+	if size < 128 || size > 1024 || n == 0 || n > maxGPTEntries || lba < 2 || lba*sector+n*size > uint64(len(buf)) {
+		return nil
+	}
+	entries := buf[lba*sector : lba*sector+n*size]
+	if crc32.ChecksumIEEE(entries) != binary.LittleEndian.Uint32(h[gptEntriesCRC:]) {
+		return nil
+	}
+	out := []partition{}
+	for i := uint64(0); i < n; i++ {
+		e := entries[i*size : (i+1)*size]
+		first, last := binary.LittleEndian.Uint64(e[gptEntryFirstLBA:]), binary.LittleEndian.Uint64(e[gptEntryLastLBA:])
+		if first == 0 || last < first || last >= 1<<48 {
+			continue // unused entry (all-zero type GUID) or nonsense
+		}
+		out = append(out, partition{start: int64(first) * sector, length: int64(last-first+1) * sector, typ: 0xEE})
+	}
+	return out
+}
+
 // validMBR: at least one partition, every entry inside the disk.
 func (l *Locator) validMBR(w []byte) bool {
 	n := 0
@@ -199,6 +253,10 @@ func (l *Locator) Prepare() {
 	l.ready = true
 	if len(l.mbrs) == 1 {
 		for t := range l.mbrs {
+			if gpt := l.gpts[t]; gpt != nil {
+				l.parts = gpt
+				break
+			}
 			w := []byte(t)
 			for i := 0; i < maxPartitions; i++ {
 				e := w[16*i:]

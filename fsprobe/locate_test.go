@@ -3,6 +3,7 @@ package fsprobe
 import (
 	"bytes"
 	"encoding/binary"
+	"hash/crc32"
 	"math/rand/v2"
 	"testing"
 )
@@ -18,6 +19,34 @@ func guestDisk(t testing.TB, tool string, typ byte, args ...string) []byte {
 	binary.LittleEndian.PutUint32(e[8:], 2048)
 	binary.LittleEndian.PutUint32(e[12:], uint32(len(vol)/512))
 	binary.LittleEndian.PutUint16(disk[510:], 0xAA55)
+	copy(disk[1<<20:], vol)
+	return disk
+}
+
+// gptDisk puts a real volume into a GPT disk (protective MBR, header at
+// LBA 1, entries at LBA 2) at LBA 2048.
+func gptDisk(t testing.TB, tool string, args ...string) []byte {
+	vol := mkfs(t, 24<<20, tool, args...)
+	disk := make([]byte, 1<<20+len(vol)+1<<20)
+	e := disk[446:]
+	e[4] = 0xEE
+	binary.LittleEndian.PutUint32(e[8:], 1)
+	binary.LittleEndian.PutUint32(e[12:], uint32(len(disk)/512-1))
+	binary.LittleEndian.PutUint16(disk[510:], 0xAA55)
+	entries := disk[1024 : 1024+128*128]
+	copy(entries[0:16], "linux data guid!") // any non-zero type GUID
+	binary.LittleEndian.PutUint64(entries[32:], 2048)
+	binary.LittleEndian.PutUint64(entries[40:], uint64(2048+len(vol)/512-1))
+	h := disk[512:]
+	copy(h, "EFI PART")
+	binary.LittleEndian.PutUint32(h[8:], 0x10000)
+	binary.LittleEndian.PutUint32(h[12:], 92)
+	binary.LittleEndian.PutUint64(h[32:], uint64(len(disk)/512-1))
+	binary.LittleEndian.PutUint64(h[72:], 2)
+	binary.LittleEndian.PutUint32(h[80:], 128)
+	binary.LittleEndian.PutUint32(h[84:], 128)
+	binary.LittleEndian.PutUint32(h[88:], crc32.ChecksumIEEE(entries))
+	binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h[:92]))
 	copy(disk[1<<20:], vol)
 	return disk
 }
@@ -60,15 +89,19 @@ func TestLocatorRealGuests(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		tool string
-		typ  byte
+		typ  byte // MBR partition type; 0xEE: a GPT disk
 		args []string
 		want []int64 // grains that must be located
 	}{
+		{"ext4 on GPT", "mkfs.ext4", 0xEE, []string{"-q", "-F", "-b", "4096", "-I", "256", "-O", "metadata_csum,64bit", "-E", "lazy_itable_init=0,lazy_journal_init=0"}, []int64{0, 16}},
 		{"ntfs", "mkntfs", 0x07, []string{"-q", "-F", "-f", "-s", "512", "-c", "4096", "-p", "2048", "-H", "16", "-S", "63"}, []int64{0, 16}},
 		{"ext4", "mkfs.ext4", 0x83, []string{"-q", "-F", "-b", "4096", "-I", "256", "-O", "metadata_csum,64bit", "-E", "lazy_itable_init=0,lazy_journal_init=0"}, []int64{0, 16}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			disk := guestDisk(t, tc.tool, tc.typ, tc.args...)
+			if tc.typ == 0xEE {
+				disk = gptDisk(t, tc.tool, tc.args...)
+			}
 			located, l := locateAll(disk, 1)
 			n := 0
 			for g, c := range located {

@@ -396,7 +396,7 @@ func (p *guestProbe) check(g uint64, grainBytes int64, buf []byte) string {
 	lo := int64(g) * grainBytes
 	hi := lo + int64(len(buf))
 	if g == 0 && len(buf) >= 512 {
-		p.add(grainBytes, fsprobe.ExpectFromMBR(buf[:512], p.diskSize))
+		p.add(grainBytes, fsprobe.ExpectFromMBR(buf, p.diskSize))
 	}
 	var why string
 	for len(p.pending[int64(g)]) > 0 {
