@@ -2,7 +2,9 @@ package corpus
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -93,7 +95,11 @@ func buildGuest(seed uint64, ds DiskSpec, raw, tmp string) (*GuestFSTruth, error
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	partSize := (ds.Capacity - GuestPartitionOffset) / 4096 * 4096
+	end := ds.Capacity
+	if ds.GPT {
+		end -= 33 * 512 // the backup GPT
+	}
+	partSize := (end - GuestPartitionOffset) / 4096 * 4096
 	part := filepath.Join(work, "part.img")
 	if err := makeSparse(part, partSize); err != nil {
 		return nil, err
@@ -160,6 +166,10 @@ func assembleGuest(seed uint64, ds DiskSpec, raw, part string, partSize int64) e
 	h := &HostSpec{FS: ds.FS, Offset: GuestPartitionOffset, Size: partSize}
 	mbr := mbrFor(h, seed^uint64(ds.ID))
 	copy(mbr, fmt.Sprintf("vmdkcarve guest disk=%04d", ds.ID))
+	var backup []byte // the backup GPT: entries then header, at the disk's end
+	if ds.GPT {
+		mbr, backup = gptFor(ds, seed, partSize)
+	}
 	tmp := raw + ".part"
 	if err := copyFile(tmp, part); err != nil {
 		return err
@@ -200,7 +210,68 @@ func assembleGuest(seed uint64, ds DiskSpec, raw, part string, partSize int64) e
 		out.Close()
 		return err
 	}
+	if backup != nil {
+		if _, err := out.WriteAt(backup, ds.Capacity-int64(len(backup))); err != nil {
+			out.Close()
+			return err
+		}
+	}
 	return out.Close()
+}
+
+// gptFor returns a GPT disk's first 34 sectors (protective MBR, header,
+// 128 entries) and its last 33 (the entries again, then the backup
+// header), with one partition at GuestPartitionOffset of partSize bytes
+// typed for the guest's filesystem, seeded GUIDs and right checksums
+// (UEFI spec 5.3).
+func gptFor(ds DiskSpec, seed uint64, partSize int64) (head, tail []byte) {
+	const entries, entrySize = 128, 128
+	lastLBA := uint64(ds.Capacity/512 - 1)
+	head = make([]byte, 34*512)
+	pm := head[446:462]
+	pm[4] = 0xEE
+	binary.LittleEndian.PutUint32(pm[8:], 1)
+	binary.LittleEndian.PutUint32(pm[12:], uint32(min(lastLBA, 0xffffffff)))
+	head[510], head[511] = 0x55, 0xaa
+	rng := rand.New(rand.NewPCG(seed, mix(uint64(ds.ID)^0x677074))) // "gpt"
+	guid := func(b []byte) {
+		for i := range 16 {
+			b[i] = byte(rng.Uint32())
+		}
+	}
+	table := make([]byte, entries*entrySize)
+	// Type GUIDs as stored on disk: Microsoft basic data, Linux filesystem.
+	typ := []byte{0xa2, 0xa0, 0xd0, 0xeb, 0xe5, 0xb9, 0x33, 0x44, 0x87, 0xc0, 0x68, 0xb6, 0xb7, 0x26, 0x99, 0xc7}
+	if ds.FS == FSExt4 {
+		typ = []byte{0xaf, 0x3d, 0xc6, 0x0f, 0x83, 0x84, 0x72, 0x47, 0x8e, 0x79, 0x3d, 0x69, 0xd8, 0x47, 0x7d, 0xe4}
+	}
+	copy(table, typ)
+	guid(table[16:32])
+	binary.LittleEndian.PutUint64(table[32:], GuestPartitionOffset/512)
+	binary.LittleEndian.PutUint64(table[40:], uint64(GuestPartitionOffset+partSize)/512-1)
+	var disk [16]byte
+	guid(disk[:])
+	header := func(self, alt, entriesLBA uint64) []byte {
+		h := make([]byte, 512)
+		copy(h, "EFI PART")
+		binary.LittleEndian.PutUint32(h[8:], 0x10000)
+		binary.LittleEndian.PutUint32(h[12:], 92)
+		binary.LittleEndian.PutUint64(h[24:], self)
+		binary.LittleEndian.PutUint64(h[32:], alt)
+		binary.LittleEndian.PutUint64(h[40:], 34)
+		binary.LittleEndian.PutUint64(h[48:], lastLBA-33)
+		copy(h[56:72], disk[:])
+		binary.LittleEndian.PutUint64(h[72:], entriesLBA)
+		binary.LittleEndian.PutUint32(h[80:], entries)
+		binary.LittleEndian.PutUint32(h[84:], entrySize)
+		binary.LittleEndian.PutUint32(h[88:], crc32.ChecksumIEEE(table))
+		binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h[:92]))
+		return h
+	}
+	copy(head[512:], header(1, lastLBA, 2))
+	copy(head[1024:], table)
+	tail = append(append([]byte(nil), table...), header(lastLBA, 1, lastLBA-32)...)
+	return head, tail
 }
 
 // newDiskFromRaw makes a disk whose grains are read from a raw file.

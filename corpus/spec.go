@@ -137,6 +137,10 @@ type DiskSpec struct {
 	// at 1 MiB, filled with seeded files (see guestfs.go). "" keeps the
 	// synthetic self-naming sectors.
 	FS string
+	// GPT gives an FS disk a GUID partition table (protective MBR, the
+	// primary GPT at sector 1 and its backup in the disk's last sectors)
+	// instead of an MBR, as UEFI guests have.
+	GPT bool
 }
 
 // FileSpec is one VMDK file laid into the image. For a flat variant it is

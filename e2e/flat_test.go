@@ -60,3 +60,41 @@ func TestFlatExtents(t *testing.T) {
 		})
 	}
 }
+
+// TestGPTGuests: UEFI guests (GPT, its backup in the disk's last sectors)
+// as a flat extent (found through the GPT behind its protective MBR), a
+// sparse file with every table lost (the locator reads the GPT), and a
+// header-lost sparse file without its descriptor (capacity exactly from
+// the GPT's backup header LBA).
+func TestGPTGuests(t *testing.T) {
+	lost := []corpus.Damage{{Kind: corpus.ZeroPrimaryTables}, {Kind: corpus.ZeroRedundantTables}}
+	for _, tc := range []struct {
+		name  string
+		disk  corpus.DiskSpec
+		file  corpus.FileSpec
+		exact bool // every surviving grain must be placed
+	}{
+		{"flat, NTFS", corpus.DiskSpec{ID: 1, Capacity: 32 << 20, FS: corpus.FSNTFS, GPT: true}, corpus.FileSpec{Disk: 1, Variant: corpus.VMFSFlat}, true},
+		{"header and descriptor lost, ext4", corpus.DiskSpec{ID: 1, Capacity: 24<<20 + 4096, FS: corpus.FSExt4, GPT: true},
+			corpus.FileSpec{Disk: 1, Variant: corpus.QemuSparse, Damage: []corpus.Damage{{Kind: corpus.Overwrite, At: 0, Bytes: 21 * 512}}}, true},
+		{"every table lost, NTFS", corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS, GPT: true}, corpus.FileSpec{Disk: 1, Variant: corpus.QemuSparse, Damage: lost}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			truth := generateGuests(t, corpus.Spec{Seed: 72, ImageSize: 128 << 20, Disks: []corpus.DiskSpec{tc.disk}, Files: []corpus.FileSpec{tc.file}})
+			run := carveAndRebuildLogged(t, truth)
+			if tc.exact {
+				checkAll(t, truth, run, 1)
+				guestCheck(t, truth, run, run.reports[0], 1)
+				return
+			}
+			if len(run.reports) != 1 {
+				t.Fatalf("%d disks", len(run.reports))
+			}
+			s := scoreDisk(t, run, truth, run.reports[0])
+			t.Logf("recall %d/%d, %d wrong; evidence %v; files %s", s.placed, s.surviving, s.wrong, run.reports[0].Disk.Counts.ByEvidence, filesRecovered(run.reports[0]))
+			if s.wrong != 0 || s.placed == 0 {
+				t.Errorf("placed %d, %d wrong", s.placed, s.wrong)
+			}
+		})
+	}
+}

@@ -226,6 +226,17 @@ func gptPartitions(buf []byte) []partition {
 	return out
 }
 
+// GPTPartitions returns the byte ranges (start, length) of the partitions
+// of the GPT read from the start of a disk (at least its first 34
+// sectors), or nil when there is no GPT with good checksums.
+func GPTPartitions(head []byte) [][2]int64 {
+	var out [][2]int64
+	for _, p := range gptPartitions(head) {
+		out = append(out, [2]int64{p.start, p.length})
+	}
+	return out
+}
+
 // validMBR: at least one partition, every entry inside the disk.
 func (l *Locator) validMBR(w []byte) bool {
 	n := 0

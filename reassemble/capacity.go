@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cespare/xxhash/v2"
+
 	"vmdkcarve/vmdk"
 )
 
@@ -63,4 +65,17 @@ func refineLostCapacity(inst *Instance, image io.ReaderAt) {
 	}
 	inst.Notes = append(inst.Notes, fmt.Sprintf("capacity %d sectors from %s, within the %d the grain directory allows", capacity, from, h.Capacity))
 	h.Capacity = capacity
+	// A last grain the new capacity cuts short is hashed again over what
+	// is emitted of it.
+	last := h.Grains() - 1
+	if gr := inst.grains.at(last); gr != nil && gr.Status == Placed && gr.Source != nil && !gr.Source.Compressed {
+		b := make([]byte, grainLength(h, last))
+		if _, err := ReadSource(image, gr.Source, b); err != nil {
+			inst.grains.set(last, &Grain{Status: Missing, Reason: "reading the last grain again: " + err.Error()})
+			return
+		}
+		cut := *gr
+		cut.Hash = xxhash.Sum64(b)
+		inst.grains.set(last, &cut)
+	}
 }

@@ -66,7 +66,7 @@ type flatStart struct {
 // instance's file (a guest's sector 0 stored in a sparse grain), nor at
 // image offset 0 (the evidence disk's own). taken are the instances found
 // so far.
-func flatInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap, taken []*Instance) []*Instance {
+func flatInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fsprobe.FileMap, taken []*Instance) []*Instance {
 	// Distinct flat descriptors by size, in image order.
 	offs := make([]int64, 0, len(x.descriptors))
 	for off := range x.descriptors {
@@ -101,11 +101,23 @@ func flatInstances(x *hitIndex, imageSize int64, maps []fsprobe.FileMap, taken [
 		}
 		s := flatStart{hit: h, m: mapFor(maps, h.Offset)}
 		volume := false
+		starts := make([]int64, 0, len(h.MBR.Partitions))
 		for _, p := range h.MBR.Partitions {
 			s.end = max(s.end, p.End())
-			at := h.Offset + int64(p.Start)*vmdk.SectorSize
+			starts = append(starts, int64(p.Start)*vmdk.SectorSize)
+		}
+		if gpt := gptAt(image, s); gpt != nil {
+			// A protective MBR: the partitions are the GPT's.
+			starts, s.end = starts[:0], 0
+			for _, p := range gpt {
+				starts = append(starts, p[0])
+				s.end = max(s.end, uint64(p[0]+p[1])/vmdk.SectorSize)
+			}
+		}
+		for _, off := range starts {
+			at := h.Offset + off
 			if s.m != nil {
-				at = mapOffset(s.m, int64(p.Start)*vmdk.SectorSize)
+				at = mapOffset(s.m, off)
 			}
 			volume = volume || x.volumeAt[at]
 		}
@@ -175,6 +187,30 @@ func newFlatInstance(d *signatures.Hit, capacity uint64, s flatStart, sameSize i
 		Evidence: "assumed contiguous from the guest's partition table at its start, until the bytes contradict it"}}
 	inst.size = n
 	return inst
+}
+
+// gptAt reads the GPT of a disk starting at s (through its host map when
+// it has one), if its partition table is a protective MBR.
+func gptAt(image io.ReaderAt, s flatStart) [][2]int64 {
+	protective := false
+	for _, p := range s.hit.MBR.Partitions {
+		protective = protective || p.Type == 0xEE
+	}
+	if !protective {
+		return nil
+	}
+	head := make([]byte, 64<<10)
+	var err error
+	if s.m != nil {
+		frags, _ := fragmentsFromMap(s.m)
+		_, err = newFileView(image, frags).ReadAt(head, 0)
+	} else {
+		_, err = image.ReadAt(head, s.hit.Offset)
+	}
+	if err != nil {
+		return nil
+	}
+	return fsprobe.GPTPartitions(head)
 }
 
 // mapOffset is the image offset of a file offset through a host map, or
