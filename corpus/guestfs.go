@@ -118,7 +118,7 @@ func buildGuest(seed uint64, ds DiskSpec, raw, tmp string) (*GuestFSTruth, error
 	fsSeed := mix(seed ^ uint64(ds.ID)<<40)
 	switch ds.FS {
 	case FSExt4:
-		if err := mkfsExt4(part, work, 4096, fsSeed, false); err != nil {
+		if err := mkfsExt4(part, work, 4096, fsSeed, ds.LazyInit); err != nil {
 			return nil, err
 		}
 		var cmds []string

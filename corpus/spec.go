@@ -141,6 +141,9 @@ type DiskSpec struct {
 	// primary GPT at sector 1 and its backup in the disk's last sectors)
 	// instead of an MBR, as UEFI guests have.
 	GPT bool
+	// LazyInit makes an ext4 guest as mkfs.ext4 does by default on most
+	// systems: inode tables and journal not zeroed (nor flagged zeroed).
+	LazyInit bool
 }
 
 // FileSpec is one VMDK file laid into the image. For a flat variant it is

@@ -59,6 +59,7 @@ func TestAllTablesLost(t *testing.T) {
 	}{
 		{"ext4 guest, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.QemuSparse, true, nil},
 		{"ext4 guest, our writer", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparse, true, nil},
+		{"ext4 guest made with mkfs's lazy init, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4, LazyInit: true}, corpus.QemuSparse, true, nil},
 		{"ext4 guest, qemu-img convert, tables zeroed but directories intact", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.QemuSparse, true, nil},
 		{"NTFS guest, qemu-img convert", corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS}, corpus.QemuSparse, true, nil},
 		{"ext4 guest, grains in guest write order", corpus.DiskSpec{ID: 1, Capacity: 160 << 20, FS: corpus.FSExt4}, corpus.OursSparseGuestOrder, false, nil},

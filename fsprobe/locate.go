@@ -406,7 +406,6 @@ const (
 	ext4ResizeInode   = 7
 	ext4BlockUninit   = 0x2
 	ext4InodeUninit   = 0x1
-	ext4ItableZeroed  = 0x4
 	inodeBlockDind    = inodeBlock + 13*4
 	ext4InlineDataFlg = 0x10000000
 )
