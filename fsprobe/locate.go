@@ -207,7 +207,8 @@ func gptPartitions(buf []byte) []partition {
 	lba := binary.LittleEndian.Uint64(h[gptEntriesLBA:])
 	n := uint64(binary.LittleEndian.Uint32(h[gptEntryCount:]))
 	size := uint64(binary.LittleEndian.Uint32(h[gptEntrySize:]))
-	if size < 128 || size > 1024 || n == 0 || n > maxGPTEntries || lba < 2 || lba*sector+n*size > uint64(len(buf)) {
+	// lba is bounded before it is multiplied: a u64 from disk could wrap.
+	if size < 128 || size > 1024 || n == 0 || n > maxGPTEntries || lba < 2 || lba > uint64(len(buf))/sector || lba*sector+n*size > uint64(len(buf)) {
 		return nil
 	}
 	entries := buf[lba*sector : lba*sector+n*size]

@@ -191,6 +191,7 @@ func FuzzLocator(f *testing.F) {
 		}
 		l.Allocation()
 		l.MetadataGrains()
+		GPTPartitions(b)
 	})
 }
 
@@ -202,5 +203,20 @@ func BenchmarkLocate(b *testing.B) {
 	b.SetBytes(int64(len(disk)))
 	for b.Loop() {
 		locateAll(disk, 1)
+	}
+}
+
+// TestGPTPartitionsBounds: a GPT header whose checksum is right but whose
+// entries' LBA is huge (it would wrap when multiplied) yields nothing.
+func TestGPTPartitionsBounds(t *testing.T) {
+	disk := make([]byte, 64<<10)
+	h := disk[512:]
+	copy(h, "EFI PART")
+	binary.LittleEndian.PutUint64(h[72:], 1<<55) // ×512 wraps to 0
+	binary.LittleEndian.PutUint32(h[80:], 128)
+	binary.LittleEndian.PutUint32(h[84:], 128)
+	binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h[:92]))
+	if p := GPTPartitions(disk); p != nil {
+		t.Errorf("partitions %v from a wrapping entries LBA", p)
 	}
 }
