@@ -15,7 +15,7 @@ func init() {
 		// volume that is sector aligned: every record starts on a 512-byte
 		// boundary of the image. The window covers a 4 KiB record (4Kn).
 		Name: "ntfs-mft-record", Kind: KindNTFS, Align: 512, Window: fsprobe.NTFSMaxRecordSize,
-		Doc:       `NTFS MFT "FILE" record (fixups applied): number, flags, names, $DATA run list`,
+		Doc:       `NTFS MFT "FILE" record (fixups applied): number, flags, names, $DATA run list, a resident VMDK descriptor`,
 		Recognize: recognizeNTFSRecord,
 	})
 	register(Recognizer{
