@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"vmdkcarve/corpus"
+	"vmdkcarve/vmdk"
 )
 
 // TestFlatExtents: flat extents (qemu-img's monolithicFlat, ESXi's vmfs
@@ -17,7 +21,7 @@ func TestFlatExtents(t *testing.T) {
 		files []corpus.FileSpec
 		disks []corpus.DiskSpec
 		host  *corpus.HostSpec
-		want  int // disks rebuilt
+		want  int // disks rebuilt; -1: any number, none wrong
 	}{
 		{"in noise: qemu monolithicFlat ext4, ESXi vmfs NTFS",
 			[]corpus.FileSpec{{Disk: 1, Variant: corpus.QemuFlat}, {Disk: 2, Variant: corpus.VMFSFlat}},
@@ -39,6 +43,10 @@ func TestFlatExtents(t *testing.T) {
 			[]corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat, NoDescriptor: true}},
 			[]corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSNTFS}},
 			&corpus.HostSpec{FS: corpus.FSNTFS, Offset: 1 << 20, Size: 64 << 20, Fragments: 3}, 1},
+		{"on a wiped ext4 host in 6 pieces (no map: nothing wrong)",
+			[]corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat}},
+			[]corpus.DiskSpec{{ID: 1, Capacity: 32 << 20, FS: corpus.FSNTFS}},
+			&corpus.HostSpec{FS: corpus.FSExt4, Offset: 1 << 20, Size: 96 << 20, Fragments: 6, Damage: []corpus.HostDamage{{Kind: corpus.WipeHostMetadata}}}, -1},
 		{"on an NTFS host in 4 pieces",
 			[]corpus.FileSpec{{Disk: 1, Variant: corpus.QemuFlat}},
 			[]corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4}},
@@ -47,9 +55,19 @@ func TestFlatExtents(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			truth := generateGuests(t, corpus.Spec{Seed: 71, ImageSize: 128 << 20, Disks: tc.disks, Files: tc.files, Host: tc.host})
 			run := carveAndRebuildLogged(t, truth)
-			if tc.want == 0 {
+			switch tc.want {
+			case 0:
 				if len(run.reports) != 0 {
 					t.Errorf("%d disks rebuilt, want none", len(run.reports))
+				}
+				return
+			case -1: // whatever is rebuilt must be right
+				for _, rep := range run.reports {
+					s := scoreDisk(t, run, truth, rep)
+					t.Logf("disk %d: %d of %d surviving grains placed, %d wrong; notes %v", s.disk, s.placed, s.surviving, s.wrong, rep.Disk.Instances[0].Notes)
+					if s.wrong != 0 {
+						t.Errorf("%d wrong grains", s.wrong)
+					}
 				}
 				return
 			}
@@ -94,6 +112,58 @@ func TestGPTGuests(t *testing.T) {
 			t.Logf("recall %d/%d, %d wrong; evidence %v; files %s", s.placed, s.surviving, s.wrong, run.reports[0].Disk.Counts.ByEvidence, filesRecovered(run.reports[0]))
 			if s.wrong != 0 || s.placed == 0 {
 				t.Errorf("placed %d, %d wrong", s.placed, s.wrong)
+			}
+		})
+	}
+}
+
+// TestFlatOutOfOrder: a flat extent whose pieces lie out of order with no
+// host map. Read contiguously from its partition table, the pieces after
+// the first are in the wrong places; the guest's own structures show it,
+// and nothing is placed wrong.
+func TestFlatOutOfOrder(t *testing.T) {
+	for _, fs := range []string{corpus.FSNTFS, corpus.FSExt4} {
+		t.Run(fs, func(t *testing.T) {
+			const capacity = 160 << 20
+			truth := generateGuests(t, corpus.Spec{Seed: 73, ImageSize: capacity + 8<<20, Disks: []corpus.DiskSpec{{ID: 1, Capacity: capacity, FS: fs}},
+				Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat}}})
+			raw, err := os.ReadFile(truth.Disks[0].Raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			desc := vmdk.Descriptor{Version: 1, CID: 0x5eed, ParentCID: 0xffffffff, CreateType: "vmfs",
+				Extents: []vmdk.Extent{{Access: "RW", Sectors: capacity / 512, Type: "VMFS", FileName: "x-flat.vmdk"}}}
+			text, err := desc.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(73, 1))
+			noise := func(n int) []byte {
+				b := make([]byte, n)
+				for i := range b {
+					b[i] = byte(rng.Uint32())
+				}
+				return b
+			}
+			// Pieces: [0, 40M), [100M, 160M), [40M, 100M).
+			img := noise(1 << 20)
+			img = append(img, text...)
+			img = append(img, noise(1<<20-len(text))...)
+			img = append(img, raw[:40<<20]...)
+			img = append(img, raw[100<<20:]...)
+			img = append(img, raw[40<<20:100<<20]...)
+			img = append(img, noise(1<<20)...)
+			image := filepath.Join(t.TempDir(), "image.dd")
+			if err := os.WriteFile(image, img, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			run := carveAndRebuild(t, image)
+			for _, rep := range run.reports {
+				s := scoreAgainst(t, run, rep, truth.Disks[0].Raw)
+				t.Logf("placed %d of %d, %d wrong; notes %v", s.placed, s.surviving, s.wrong, rep.Disk.Instances[0].Notes)
+				if s.wrong != 0 {
+					t.Errorf("%d wrong grains", s.wrong)
+				}
 			}
 		})
 	}

@@ -3,10 +3,12 @@ package reassemble
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
 	"vmdkcarve/fsprobe"
+	"vmdkcarve/internal/entropy"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -269,5 +271,59 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		cands = append(cands, candidate{grain: g, sector: uint32(g * h.GrainSize), which: "flat"})
 	}
 	view := newFileView(image, inst.Fragments)
+	if inst.contiguousOnly() {
+		if g, why := misplacedGuest(inst, view); g >= 0 {
+			reason := fmt.Sprintf("the flat extent is not contiguous where assumed (%s) and no host map says where its pieces lie: the contiguous assumption places nothing", why)
+			inst.Notes = append(inst.Notes, reason)
+			inst.grains.setRange(0, grains, &Grain{Status: Missing, Reason: reason})
+			inst.cutFragments(0)
+			return
+		}
+	}
 	placeCandidates(inst, view, cands, x, opts, &Grain{Status: Zero, Evidence: []string{EvFlat}, Reason: "the flat extent holds zeros here"})
+}
+
+// misplacedGuest looks, in a flat extent read on the contiguous
+// assumption, for a self-locating guest structure (fsprobe.Locator) that
+// lies at a grain other than the one it names: proof that a piece of the
+// file is not where the assumption puts it. A flat file stores zero
+// grains, so unlike a sparse file a zero grain proves nothing, and the
+// guest's own structures are what can tell a foreign run of bytes. It
+// returns the first such grain and why, or -1.
+func misplacedGuest(inst *Instance, view *fileView) (int64, string) {
+	h := inst.Header
+	gb := h.GrainBytes()
+	grains := int64(h.Grains())
+	loc := fsprobe.NewLocator(gb, int64(h.Capacity)*vmdk.SectorSize)
+	buf := make([]byte, gb)
+	each := func(fn func(g int64, b []byte)) {
+		for g := int64(0); g < grains; g++ {
+			b := buf[:grainLength(h, uint64(g))]
+			if _, err := view.ReadAt(b, g*gb); err != nil {
+				return
+			}
+			if !entropy.Zero(b) {
+				fn(g, b)
+			}
+		}
+	}
+	each(func(_ int64, b []byte) { loc.Learn(b) })
+	loc.Prepare()
+	claims := map[int64][]fsprobe.Claim{}
+	each(func(g int64, b []byte) {
+		if c := loc.Locate(b); len(c) > 0 {
+			claims[g] = c
+		}
+	})
+	first, why := int64(-1), ""
+	for g, c := range claims {
+		cands := loc.Candidates(c)
+		if slices.Contains(cands, g) || (len(cands) == 0 && !slices.ContainsFunc(c, loc.Possible)) {
+			continue // in its place, or nothing of this guest
+		}
+		if first < 0 || g < first {
+			first, why = g, fmt.Sprintf("grain %d holds %s, which belongs at grain %v", g, fsprobe.Describe(c), cands)
+		}
+	}
+	return first, why
 }
