@@ -272,7 +272,7 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	}
 	view := newFileView(image, inst.Fragments)
 	if inst.contiguousOnly() {
-		if g, why := misplacedGuest(inst, view); g >= 0 {
+		if g, why := misplacedGuest(inst, view, x); g >= 0 {
 			reason := fmt.Sprintf("the flat extent is not contiguous where assumed (%s) and no host map says where its pieces lie: the contiguous assumption places nothing", why)
 			inst.Notes = append(inst.Notes, reason)
 			inst.grains.setRange(0, grains, &Grain{Status: Missing, Reason: reason})
@@ -290,7 +290,7 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 // grains, so unlike a sparse file a zero grain proves nothing, and the
 // guest's own structures are what can tell a foreign run of bytes. It
 // returns the first such grain and why, or -1.
-func misplacedGuest(inst *Instance, view *fileView) (int64, string) {
+func misplacedGuest(inst *Instance, view *fileView, x *hitIndex) (int64, string) {
 	h := inst.Header
 	gb := h.GrainBytes()
 	grains := int64(h.Grains())
@@ -307,7 +307,20 @@ func misplacedGuest(inst *Instance, view *fileView) (int64, string) {
 			}
 		}
 	}
-	each(func(_ int64, b []byte) { loc.Learn(b) })
+	// The geometry comes from the grains holding the structures the carve
+	// recorded (partition table, boot sectors, $MFT record 0, primary
+	// superblocks): a read of a few grains, not a pass over the extent.
+	learned := map[int64]bool{}
+	for _, off := range x.geometry {
+		fo, ok := inst.fileOffsetOf(off)
+		if g := fo / gb; ok && g < grains && !learned[g] {
+			learned[g] = true
+			b := buf[:grainLength(h, uint64(g))]
+			if _, err := view.ReadAt(b, g*gb); err == nil {
+				loc.Learn(b)
+			}
+		}
+	}
 	loc.Prepare()
 	claims := map[int64][]fsprobe.Claim{}
 	each(func(g int64, b []byte) {

@@ -26,6 +26,7 @@ type hitIndex struct {
 	markerAt    map[int64]*signatures.Hit  // grain markers by offset
 	mbrs        []*signatures.Hit          // partition tables: where flat extents may start
 	volumeAt    map[int64]bool             // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
+	geometry    []int64                    // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {
@@ -74,10 +75,15 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		case signatures.KindMBR:
 			if h.MBR != nil {
 				x.mbrs = append(x.mbrs, h)
+				x.geometry = append(x.geometry, h.Offset)
 			}
 		case signatures.KindNTFS:
 			if h.Verdict == signatures.Valid && h.NTFS != nil && h.NTFS.Type == fsprobe.NTFSTypeBootSector {
 				x.volumeAt[h.Offset] = true
+				x.geometry = append(x.geometry, h.Offset)
+			}
+			if h.Verdict == signatures.Valid && h.NTFS != nil && h.NTFS.MFT != nil && h.NTFS.MFT.Number == 0 {
+				x.geometry = append(x.geometry, h.Offset)
 			}
 			if h.Verdict == signatures.Valid && h.NTFS != nil && h.NTFS.MFT != nil && h.NTFS.MFT.Descriptor != nil && x.descriptors[h.Offset] == nil {
 				// A descriptor resident in a host MFT record (a standalone
@@ -87,6 +93,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		case signatures.KindExt4:
 			if h.Verdict == signatures.Valid && h.Ext4 != nil && h.Ext4.Super != nil && h.Ext4.Super.Group == 0 {
 				x.volumeAt[h.Offset-fsprobe.Ext4SuperblockOffset] = true
+				x.geometry = append(x.geometry, h.Offset)
 			}
 		case signatures.KindGrainMarker:
 			if h.Grain != nil {
