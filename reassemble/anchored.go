@@ -125,7 +125,22 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		scanned = count
 	}
 	loc := fsprobe.NewLocator(gb, int64(h.Capacity)*vmdk.SectorSize)
-	each(func(_, _ int64, b []byte) { loc.Learn(b) })
+	// The guest's geometry comes from the slots holding the structures the
+	// carve recorded (partition tables, boot sectors, $MFT record 0,
+	// primary superblocks): a read of a few slots, not a pass over the file.
+	learned := map[int64]bool{}
+	for _, off := range x.geometry {
+		fo, ok := inst.fileOffsetOf(off)
+		if !ok || fo < first {
+			continue
+		}
+		if k := (fo - first) / gb; k < count && !learned[k] {
+			learned[k] = true
+			if _, err := view.ReadAt(buf, first+k*gb); err == nil && !entropy.Zero(buf) {
+				loc.Learn(buf)
+			}
+		}
+	}
 	loc.Prepare()
 	var slots []slot
 	imgOf := map[int64]int64{}
