@@ -2,6 +2,7 @@ package reassemble
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/cespare/xxhash/v2"
@@ -176,12 +177,66 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	}
 	reason := "the file is fragmented (" + why + ") and no host filesystem map says where its pieces lie: the contiguous assumption places nothing"
 	inst.Notes = append(inst.Notes, reason)
+	var tentative []uint64
 	for _, c := range cands {
 		if gr := inst.grains.one[c.grain]; gr != nil && gr.Status == Placed {
-			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: reason})
+			tentative = append(tentative, c.grain)
 		}
 	}
+	proven := selfProven(inst, view, tentative)
+	for _, g := range tentative {
+		if what, ok := proven[g]; ok {
+			gr := *inst.grains.one[g]
+			gr.Evidence = append(slices.Clone(gr.Evidence), EvFSProbe)
+			gr.Reason = "the file is fragmented, but this grain's own guest structures put it here: " + what
+			inst.grains.set(g, &gr)
+			continue
+		}
+		inst.grains.set(g, &Grain{Status: Missing, Reason: reason})
+	}
+	if len(proven) > 0 {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains kept: their own guest structures (fsprobe) prove the bytes the contiguous assumption read for them", len(proven)))
+	}
 	inst.cutFragments(int64(h.OverHead) * vmdk.SectorSize)
+}
+
+// selfProven returns, of the grains a table placed at bytes read on the
+// contiguous assumption, those whose self-locating guest structures
+// (fsprobe.Locator) all name that very grain, with what they are. The
+// guest's geometry is learned from the same grains.
+func selfProven(inst *Instance, view *fileView, grains []uint64) map[uint64]string {
+	if len(grains) == 0 {
+		return nil
+	}
+	h := inst.Header
+	loc := fsprobe.NewLocator(h.GrainBytes(), int64(h.Capacity)*vmdk.SectorSize)
+	read := func(fn func(g uint64, b []byte)) {
+		for _, g := range grains {
+			gr := inst.grains.one[g]
+			if gr == nil || gr.Source == nil || gr.Source.Compressed {
+				continue
+			}
+			b := make([]byte, grainLength(h, g))
+			if _, err := view.ReadAt(b, gr.Source.FileOffset); err == nil && xxhash.Sum64(b) == gr.Hash {
+				fn(g, b)
+			}
+		}
+	}
+	read(func(_ uint64, b []byte) { loc.Learn(b) })
+	loc.Prepare()
+	claims := map[uint64][]fsprobe.Claim{}
+	read(func(g uint64, b []byte) {
+		if c := loc.Locate(b); len(c) > 0 {
+			claims[g] = c
+		}
+	})
+	out := map[uint64]string{}
+	for g, c := range claims {
+		if cands := loc.Candidates(c); len(cands) == 1 && cands[0] == int64(g) {
+			out[g] = fsprobe.Describe(c)
+		}
+	}
+	return out
 }
 
 // Random runs: two random-looking grains in a row end the contiguous
