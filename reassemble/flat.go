@@ -95,7 +95,7 @@ func flatInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 		bySize[e.Sectors] = append(bySize[e.Sectors], d)
 	}
 	sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
-	used := map[uint64]int{} // descriptors of a size paired so far
+	bySizeStarts := map[uint64][]flatStart{} // candidate starts by the descriptor size they fit best
 	var out []*Instance
 	for _, h := range x.mbrs {
 		if h.Offset == 0 || insideAny(taken, h.Offset) {
@@ -146,10 +146,27 @@ func flatInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 		} else {
 			s.m = nil // a map of another size is not this extent's
 		}
-		ds := bySize[size]
-		d := ds[used[size]%len(ds)]
-		used[size]++
-		out = append(out, newFlatInstance(d, size, s, len(ds), imageSize))
+		bySizeStarts[size] = append(bySizeStarts[size], s)
+	}
+	// Each descriptor takes one start: those whose partitions come closest
+	// to its size (a host map of its size first). A start left over is
+	// some other raw disk whose partitions happen to fit (a disk image
+	// file, a copy): it is not made a disk under a descriptor another
+	// start already has.
+	for _, size := range sizes {
+		ss, ds := bySizeStarts[size], bySize[size]
+		sort.SliceStable(ss, func(i, j int) bool {
+			if (ss[i].m != nil) != (ss[j].m != nil) {
+				return ss[i].m != nil
+			}
+			return ss[i].end > ss[j].end
+		})
+		for i, st := range ss {
+			if i >= len(ds) {
+				break // the rest are left over
+			}
+			out = append(out, newFlatInstance(ds[i], size, st, len(ds), imageSize))
+		}
 	}
 	return out
 }
