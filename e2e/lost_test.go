@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -128,5 +129,40 @@ func TestStreamStartAndEndLost(t *testing.T) {
 	run = carveAndRebuild(t, two.Image)
 	if len(run.reports) != 0 {
 		t.Errorf("%d disks adopted from two streams' records, want none", len(run.reports))
+	}
+}
+
+// TestHeadAndTablesLost: a ransomware head over a sparse file's first
+// 64 KiB takes its header, descriptor, grain directories and tables. An
+// NTFS guest's boot sector names the volume's place and size: the slots
+// are counted from it and placed only on proof (its own structures, then
+// write order between them). A 1 MiB head also takes the guest's first
+// grains, its MFT among them: too few proven grains are left, and nothing
+// is placed. Nothing is wrong either way.
+func TestHeadAndTablesLost(t *testing.T) {
+	for _, head := range []int64{64 << 10, 1 << 20} {
+		t.Run(fmt.Sprint(head>>10, "KiB"), func(t *testing.T) {
+			truth := generate(t, corpus.Spec{Seed: 36, ImageSize: 96 << 20, Disks: []corpus.DiskSpec{{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS}},
+				Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.QemuSparse, Damage: []corpus.Damage{{Kind: corpus.Overwrite, At: 0, Bytes: head}}}}})
+			run := carveAndRebuild(t, truth.Image)
+			if head > 64<<10 {
+				if len(run.reports) != 0 {
+					t.Errorf("%d disks from a file whose proven grains are too few", len(run.reports))
+				}
+				return
+			}
+			if len(run.reports) != 1 {
+				t.Fatalf("%d disks (%v)", len(run.reports), run.err)
+			}
+			rep := run.reports[0]
+			// The instance's start is made up (the file's is gone): score
+			// against the one disk directly.
+			s := scoreAgainst(t, run, rep, truth.Disks[0].Raw)
+			inst := rep.Disk.Instances[0]
+			t.Logf("recall %d/%d, %d wrong; evidence %v; capacity %d; notes %v", s.placed, s.surviving, s.wrong, rep.Disk.Counts.ByEvidence, rep.Disk.Capacity, inst.Notes)
+			if s.wrong != 0 || s.placed == 0 {
+				t.Errorf("placed %d, %d wrong", s.placed, s.wrong)
+			}
+		})
 	}
 }

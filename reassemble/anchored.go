@@ -261,10 +261,16 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 	// metadata, and a complete host map gives the file's size, so the
 	// last slot is known. Brackets may end there (they are not counted as
 	// proven grains).
-	ends := [][2]int64{{-1, -1}}
-	if m := inst.HostMap; m != nil && m.Complete && scanned == count && (m.Size-first)%gb == 0 && (m.Size-first)/gb == count {
-		ends = append(ends, [2]int64{count, int64(grains)})
+	var head, tail []([2]int64)
+	if !inst.headless {
+		// (A file found from its guest alone starts its slots at a proven
+		// grain, not at the grain area's start.)
+		head = [][2]int64{{-1, -1}}
 	}
+	if m := inst.HostMap; m != nil && m.Complete && scanned == count && (m.Size-first)%gb == 0 && (m.Size-first)/gb == count {
+		tail = [][2]int64{{count, int64(grains)}}
+	}
+	ends := [2][][2]int64{head, tail}
 	orderByPoints(inst, view, loc, slots, points, ends, placed, open, first, gb)
 	inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains placed by write order between proven grains", len(placed)-anchored))
 	inst.Unplaced, inst.UnplacedGrains, inst.TrailingSlots = unplacedRuns(slots, placed, points, imgOf, first, gb)
@@ -297,12 +303,12 @@ func setSlot(inst *Instance, view *fileView, first, gb int64, g uint64, s slot, 
 
 // orderByPoints places the slots between consecutive proven points when
 // every point agrees with write order.
-func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots []slot, points, ends [][2]int64, placed map[int64]int64, open func(int64) bool, first, gb int64) {
+func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots []slot, points [][2]int64, ends [2][][2]int64, placed map[int64]int64, open func(int64) bool, first, gb int64) {
 	if why := orderProblem(points); why != "" {
 		inst.Notes = append(inst.Notes, "write order not used: "+why)
 		return
 	}
-	points = append(append([][2]int64{ends[0]}, points...), ends[1:]...)
+	points = append(append(slices.Clone(ends[0]), points...), ends[1]...)
 	last := int64(inst.Header.Grains()) // the tail end's grain
 	bySlot := map[int64]slot{}
 	for _, s := range slots {

@@ -51,6 +51,9 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 		placeFlat(inst, image, x, opts)
 		instances = append(instances, inst)
 	}
+	// Files whose header, descriptor and tables are all gone, found from a
+	// guest boot sector outside every file found so far.
+	instances = append(instances, headlessInstances(x, image, imageSize, instances)...)
 	attachOrphanRuns(instances, x)
 	if inst := adoptOrphanStream(instances, x, image); inst != nil {
 		inst.ID = len(instances) + 1

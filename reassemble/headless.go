@@ -1,0 +1,161 @@
+package reassemble
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"slices"
+
+	"vmdkcarve/vmdk"
+)
+
+// A sparse file whose header, descriptor and grain tables are all gone (a
+// ransomware head of a MiB or more) names neither its start nor its size.
+// Its grains still lie in the file in write order. A guest NTFS volume
+// names its own start on the disk (the boot sector's hidden sectors) and
+// its size, so a boot sector found outside every other file's grains
+// gives, on the hypothesis that it lies in such a file's grain slot, where
+// the slots are (aligned with it) and a capacity (the volume's end). The
+// slots from there are then placed exactly as those of a file whose
+// tables are lost (placeByAnchors): only on proof, with write order used
+// only between proven grains and only if at least three of them agree. A
+// hypothesis that places nothing is dropped. ext4 guests do not name their
+// partition's start, so without the MBR (the first grain, gone with the
+// head) they cannot be located this way.
+
+// NTFS boot sector fields read here (the rest is in fsprobe).
+const (
+	bootBytesPerSector = 0x0B
+	bootHiddenSectors  = 0x1C
+	bootTotalSectors   = 0x28
+)
+
+// headlessInstances tries every NTFS boot sector outside the grains of the
+// instances found so far; it returns the hypotheses that place grains.
+func headlessInstances(x *hitIndex, image io.ReaderAt, imageSize int64, taken []*Instance) []*Instance {
+	var out []*Instance
+	seen := map[int64]bool{} // slot grids tried, by their first slot
+	const gb = flatGrainSize * vmdk.SectorSize
+	for _, off := range x.geometry {
+		if !x.volumeAt[off] || insideAny(taken, off) || insideAny(out, off) {
+			continue
+		}
+		var sec [vmdk.SectorSize]byte
+		if _, err := image.ReadAt(sec[:], off); err != nil || string(sec[3:11]) != "NTFS    " {
+			continue
+		}
+		bps := int64(binary.LittleEndian.Uint16(sec[bootBytesPerSector:]))
+		part := int64(binary.LittleEndian.Uint32(sec[bootHiddenSectors:])) * bps
+		total := int64(binary.LittleEndian.Uint64(sec[bootTotalSectors:]))
+		if bps < vmdk.SectorSize || total <= 0 || total > 1<<40/bps {
+			continue
+		}
+		// The volume's end: its backup boot sector's sector after it.
+		capacity := uint64((part + (total+1)*bps + vmdk.SectorSize - 1) / vmdk.SectorSize)
+		if capacity/flatGrainSize >= maxFlatGrains {
+			continue
+		}
+		// The sector is the primary boot sector (at the volume's start) or
+		// the backup (at its end): each puts the grain slots elsewhere.
+		for _, at := range []int64{part, part + total*bps} {
+			slot := off - at%gb // the grain slot holding the boot sector
+			// Slots are scanned from after the last file before it (a
+			// file holds no more slots than its disk has grains).
+			from := max(slot-int64(capacity/flatGrainSize+1)*gb, filesEndBefore(x, taken, slot))
+			first := slot - (slot-from)/gb*gb
+			if first < gb {
+				first += gb // room for the made-up overhead before it
+			}
+			if first > slot || seen[first] {
+				continue
+			}
+			seen[first] = true
+			if inst := headlessAt(x, image, imageSize, first-gb, capacity, off, part, total, len(taken)+len(out)+1); inst != nil {
+				out = append(out, inst)
+			}
+		}
+	}
+	return out
+}
+
+// filesEndBefore is where the last file before image offset off ends: the
+// end of the used part of an instance starting before it, or a VMDK
+// structure (a header of a file not found).
+func filesEndBefore(x *hitIndex, taken []*Instance, off int64) int64 {
+	var end int64
+	for _, inst := range taken {
+		if inst.HeaderOffset < off {
+			if e, ok := inst.imageOffsetOfEnd(); ok && e <= off {
+				end = max(end, e)
+			}
+		}
+	}
+	for _, f := range x.foreign {
+		if f.Offset < off {
+			end = max(end, f.Offset+vmdk.SectorSize)
+		}
+	}
+	return end
+}
+
+// imageOffsetOfEnd is the image offset just past the instance's last
+// placed grain, when its file maps there contiguously.
+func (inst *Instance) imageOffsetOfEnd() (int64, bool) {
+	end := inst.usedEnd()
+	if end == 0 {
+		return inst.HeaderOffset, true
+	}
+	for _, f := range inst.Fragments {
+		if f.Link != LinkHole && end > f.FileOffset && end <= f.FileOffset+f.Length {
+			return f.ImageOffset + end - f.FileOffset, true
+		}
+	}
+	return 0, false
+}
+
+// headlessAt tries the hypothesis of a file starting at start whose grain
+// slots follow one grain on, holding a disk of capacity sectors, for the
+// NTFS boot sector at image offset boot (volume at disk offset part, of
+// total sectors).
+func headlessAt(x *hitIndex, image io.ReaderAt, imageSize, start int64, capacity uint64, boot, part, total int64, id int) *Instance {
+	hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: capacity, GrainSize: flatGrainSize,
+		NumGTEsPerGT: vmdk.GTEsPerGT, OverHead: flatGrainSize}
+	inst := &Instance{ID: id, Variant: "monolithicSparse (header and tables lost)", HeaderOffset: start,
+		Header: &hdr, HeaderLost: true, headless: true, grains: newDecisions(), Tables: "none found: header, descriptor and tables lost",
+		Fragments: []Fragment{{FileOffset: 0, ImageOffset: start, Length: imageSize - start, Link: LinkContiguous,
+			Evidence: "assumed contiguous over the grain slots counted from a guest boot sector's, until the bytes contradict it"}}}
+	inst.size = imageSize - start
+	inst.Notes = append(inst.Notes, fmt.Sprintf("header, descriptor and grain tables lost: the guest NTFS boot sector at image offset %d (volume at disk offset %d, %d sectors) is taken to lie in a grain slot of a sparse file; slots are counted from image offset %d; capacity %d sectors is the volume's end (the least the disk can be)",
+		boot, part, total, start+hdr.GrainBytes(), capacity))
+	inst.grains.setRange(0, hdr.Grains(), &Grain{Status: Missing, Reason: "grain directories lost: header, descriptor and tables lost"})
+	placeByAnchors(inst, newFileView(image, inst.Fragments), x, nil)
+	if inst.usedEnd() == 0 {
+		return nil // the hypothesis proves nothing
+	}
+	if rawLayout(inst) {
+		// Every proven grain lies at one distance from its virtual place:
+		// these bytes are a raw volume or disk (the evidence disk's own
+		// host volume, a flat extent), not the slots of a sparse file,
+		// which skip the zero grains in between.
+		return nil
+	}
+	return inst
+}
+
+// rawLayout reports whether every grain an instance's own guest
+// structures proved lies at the same image offset minus virtual offset.
+func rawLayout(inst *Instance) bool {
+	gb := inst.Header.GrainBytes()
+	shift, n := int64(0), 0
+	for g, gr := range inst.grains.one {
+		if gr.Status != Placed || gr.Source == nil || !slices.Contains(gr.Evidence, EvFSProbe) {
+			continue
+		}
+		s := gr.Source.ImageOffset - int64(g)*gb
+		if n > 0 && s != shift {
+			return false
+		}
+		shift, n = s, n+1
+	}
+	return true
+}
