@@ -159,7 +159,7 @@ func TestHeadAndTablesLost(t *testing.T) {
 			// against the one disk directly.
 			s := scoreAgainst(t, run, rep, truth.Disks[0].Raw)
 			inst := rep.Disk.Instances[0]
-			t.Logf("recall %d/%d, %d wrong; evidence %v; capacity %d; notes %v", s.placed, s.surviving, s.wrong, rep.Disk.Counts.ByEvidence, rep.Disk.Capacity, inst.Notes)
+			t.Logf("recall %d/%d, %d wrong; evidence %v; capacity %d; files %s; notes %v", s.placed, s.surviving, s.wrong, rep.Disk.Counts.ByEvidence, rep.Disk.Capacity, filesRecovered(rep), inst.Notes)
 			if s.wrong != 0 || s.placed == 0 {
 				t.Errorf("placed %d, %d wrong", s.placed, s.wrong)
 			}
