@@ -125,6 +125,9 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		scanned = count
 	}
 	loc := fsprobe.NewLocator(gb, int64(h.Capacity)*vmdk.SectorSize)
+	if inst.assumedVolume > 0 {
+		loc.AssumeVolumeAt(inst.assumedVolume)
+	}
 	// The guest's geometry comes from the slots holding the structures the
 	// carve recorded (partition tables, boot sectors, $MFT record 0,
 	// primary superblocks): a read of a few slots, not a pass over the file.

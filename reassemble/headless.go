@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 
+	"vmdkcarve/fsprobe"
 	"vmdkcarve/vmdk"
 )
 
@@ -30,38 +31,25 @@ const (
 	bootTotalSectors   = 0x28
 )
 
-// headlessInstances tries every NTFS boot sector outside the grains of the
-// instances found so far; it returns the hypotheses that place grains.
+// headlessInstances tries every guest volume start (an NTFS boot sector,
+// a primary ext4 superblock) outside the grains of the instances found so
+// far; it returns the hypotheses that place grains.
 func headlessInstances(x *hitIndex, image io.ReaderAt, imageSize int64, taken []*Instance) []*Instance {
 	var out []*Instance
 	seen := map[int64]bool{} // slot grids tried, by their first slot
 	const gb = flatGrainSize * vmdk.SectorSize
 	for _, off := range x.geometry {
-		if !x.volumeAt[off] || insideAny(taken, off) || insideAny(out, off) {
+		if insideAny(taken, off) || insideAny(out, off) {
 			continue
 		}
-		var sec [vmdk.SectorSize]byte
-		if _, err := image.ReadAt(sec[:], off); err != nil || string(sec[3:11]) != "NTFS    " {
-			continue
-		}
-		bps := int64(binary.LittleEndian.Uint16(sec[bootBytesPerSector:]))
-		part := int64(binary.LittleEndian.Uint32(sec[bootHiddenSectors:])) * bps
-		total := int64(binary.LittleEndian.Uint64(sec[bootTotalSectors:]))
-		if bps < vmdk.SectorSize || total <= 0 || total > 1<<40/bps {
-			continue
-		}
-		// The volume's end: its backup boot sector's sector after it.
-		capacity := uint64((part + (total+1)*bps + vmdk.SectorSize - 1) / vmdk.SectorSize)
-		if capacity/flatGrainSize >= maxFlatGrains {
-			continue
-		}
-		// The sector is the primary boot sector (at the volume's start) or
-		// the backup (at its end): each puts the grain slots elsewhere.
-		for _, at := range []int64{part, part + total*bps} {
-			slot := off - at%gb // the grain slot holding the boot sector
+		for _, hy := range volumeHypotheses(x, image, off) {
+			if hy.capacity/flatGrainSize >= maxFlatGrains {
+				continue
+			}
+			slot := off - hy.at%gb // the grain slot holding the structure
 			// Slots are scanned from after the last file before it (a
 			// file holds no more slots than its disk has grains).
-			from := max(slot-int64(capacity/flatGrainSize+1)*gb, filesEndBefore(x, taken, slot))
+			from := max(slot-int64(hy.capacity/flatGrainSize+1)*gb, filesEndBefore(x, taken, slot))
 			first := slot - (slot-from)/gb*gb
 			if first < gb {
 				first += gb // room for the made-up overhead before it
@@ -70,10 +58,60 @@ func headlessInstances(x *hitIndex, image io.ReaderAt, imageSize int64, taken []
 				continue
 			}
 			seen[first] = true
-			if inst := headlessAt(x, image, imageSize, first-gb, capacity, off, part, total, len(taken)+len(out)+1); inst != nil {
+			if inst := headlessAt(x, image, imageSize, first-gb, hy, off, len(taken)+len(out)+1); inst != nil {
 				out = append(out, inst)
 			}
 		}
+	}
+	return out
+}
+
+// hypothesis places a guest volume structure found at an image offset: at
+// is its disk offset if it is what it is taken for, volume the disk offset
+// of its volume when that has to be assumed (ext4; 0 when the structure
+// names it), capacity the least the disk can be.
+type hypothesis struct {
+	what     string
+	at       int64
+	volume   int64
+	capacity uint64
+}
+
+// Partition starts an ext4 volume is tried at when sector 0 is lost: where
+// every partitioning tool of the last fifteen years puts the first
+// partition (1 MiB), where older ones did (sector 63), and the whole disk.
+var assumedExtStarts = []int64{1 << 20, 63 * vmdk.SectorSize, 0}
+
+// volumeHypotheses says where the guest volume structure at off may lie on
+// its disk: an NTFS boot sector at its volume's start or end (it names
+// both), a primary ext4 superblock 1 KiB into its volume at one of the
+// usual partition starts.
+func volumeHypotheses(x *hitIndex, image io.ReaderAt, off int64) []hypothesis {
+	var b [fsprobe.Ext4SuperblockSize]byte
+	if _, err := image.ReadAt(b[:], off); err != nil {
+		return nil
+	}
+	if x.volumeAt[off] && string(b[3:11]) == "NTFS    " {
+		bps := int64(binary.LittleEndian.Uint16(b[bootBytesPerSector:]))
+		part := int64(binary.LittleEndian.Uint32(b[bootHiddenSectors:])) * bps
+		total := int64(binary.LittleEndian.Uint64(b[bootTotalSectors:]))
+		if bps < vmdk.SectorSize || total <= 0 || total > 1<<40/bps {
+			return nil
+		}
+		// The volume's end: its backup boot sector's sector after it.
+		capacity := uint64((part + (total+1)*bps + vmdk.SectorSize - 1) / vmdk.SectorSize)
+		what := fmt.Sprintf("the guest NTFS boot sector at image offset %d (volume at disk offset %d, %d sectors)", off, part, total)
+		return []hypothesis{{what, part, 0, capacity}, {what + ", taken as the backup at the volume's end", part + total*bps, 0, capacity}}
+	}
+	sb, err := fsprobe.ParseExt4Superblock(b[:])
+	if err != nil || !sb.CsumOK || sb.Group != 0 {
+		return nil
+	}
+	var out []hypothesis
+	for _, p := range assumedExtStarts {
+		size := p + int64(sb.Blocks)*int64(sb.BlockSize)
+		out = append(out, hypothesis{fmt.Sprintf("the guest ext4 superblock at image offset %d (volume %s of %d bytes, assumed at disk offset %d)", off, sb.UUID, size-p, p),
+			p + fsprobe.Ext4SuperblockOffset, p, uint64((size + vmdk.SectorSize - 1) / vmdk.SectorSize)})
 	}
 	return out
 }
@@ -114,19 +152,17 @@ func (inst *Instance) imageOffsetOfEnd() (int64, bool) {
 }
 
 // headlessAt tries the hypothesis of a file starting at start whose grain
-// slots follow one grain on, holding a disk of capacity sectors, for the
-// NTFS boot sector at image offset boot (volume at disk offset part, of
-// total sectors).
-func headlessAt(x *hitIndex, image io.ReaderAt, imageSize, start int64, capacity uint64, boot, part, total int64, id int) *Instance {
-	hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: capacity, GrainSize: flatGrainSize,
+// slots follow one grain on, holding the disk hy describes.
+func headlessAt(x *hitIndex, image io.ReaderAt, imageSize, start int64, hy hypothesis, found int64, id int) *Instance {
+	hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: hy.capacity, GrainSize: flatGrainSize,
 		NumGTEsPerGT: vmdk.GTEsPerGT, OverHead: flatGrainSize}
 	inst := &Instance{ID: id, Variant: "monolithicSparse (header and tables lost)", HeaderOffset: start,
-		Header: &hdr, HeaderLost: true, headless: true, grains: newDecisions(), Tables: "none found: header, descriptor and tables lost",
+		Header: &hdr, HeaderLost: true, headless: true, assumedVolume: hy.volume, grains: newDecisions(), Tables: "none found: header, descriptor and tables lost",
 		Fragments: []Fragment{{FileOffset: 0, ImageOffset: start, Length: imageSize - start, Link: LinkContiguous,
-			Evidence: "assumed contiguous over the grain slots counted from a guest boot sector's, until the bytes contradict it"}}}
+			Evidence: "assumed contiguous over the grain slots counted from a guest volume structure's, until the bytes contradict it"}}}
 	inst.size = imageSize - start
-	inst.Notes = append(inst.Notes, fmt.Sprintf("header, descriptor and grain tables lost: the guest NTFS boot sector at image offset %d (volume at disk offset %d, %d sectors) is taken to lie in a grain slot of a sparse file; slots are counted from image offset %d; capacity %d sectors is the volume's end (the least the disk can be)",
-		boot, part, total, start+hdr.GrainBytes(), capacity))
+	inst.Notes = append(inst.Notes, fmt.Sprintf("header, descriptor and grain tables lost: %s is taken to lie in a grain slot of a sparse file; slots are counted from image offset %d; capacity %d sectors is the volume's end (the least the disk can be)",
+		hy.what, start+hdr.GrainBytes(), hy.capacity))
 	inst.grains.setRange(0, hdr.Grains(), &Grain{Status: Missing, Reason: "grain directories lost: header, descriptor and tables lost"})
 	placeByAnchors(inst, newFileView(image, inst.Fragments), x, nil)
 	if inst.usedEnd() == 0 {
