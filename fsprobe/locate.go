@@ -65,11 +65,8 @@ type Locator struct {
 	ntfs   []*ntfsLoc
 	ext    []*extLoc
 	kept   int // records and inodes kept so far
-	// assumed is where a volume starts when no partition table says (a
-	// caller's hypothesis, AssumeVolumeAt); -1: the disk's start.
-	assumed int64
-	notes   []string
-	ready   bool
+	notes  []string
+	ready  bool
 }
 
 type partition struct {
@@ -128,15 +125,12 @@ type extInode struct {
 // grainBytes.
 func NewLocator(grainBytes, diskBytes int64) *Locator {
 	return &Locator{grainBytes: grainBytes, diskBytes: diskBytes,
-		assumed: -1, mbrs: map[string]int{}, gpts: map[string][]partition{}, boots: map[string]*ntfsLoc{}, rec0s: map[string][]NTFSRun{}, supers: map[string]*extPrimary{}}
+		mbrs: map[string]int{}, gpts: map[string][]partition{}, boots: map[string]*ntfsLoc{}, rec0s: map[string][]NTFSRun{}, supers: map[string]*extPrimary{}}
 }
 
-// AssumeVolumeAt makes an ext4 volume found without a partition table
-// (its disk's sector 0 lost) start at disk offset off rather than at 0: a
-// hypothesis the caller tests by what the volume's structures then prove.
-// NTFS volumes name their own start and do not need it. Call it before
-// Prepare.
-func (l *Locator) AssumeVolumeAt(off int64) { l.assumed = off }
+// Volumes is the number of guest volumes the Locator located (after
+// Prepare).
+func (l *Locator) Volumes() int { return len(l.ntfs) + len(l.ext) }
 
 // Notes say what the Locator learned and what it could not use.
 func (l *Locator) Notes() []string { return l.notes }
@@ -340,10 +334,7 @@ func (l *Locator) extVolume(p *extPrimary) *extLoc {
 	size := int64(sb.Blocks) * int64(sb.BlockSize)
 	start := int64(-1)
 	if len(l.parts) == 0 {
-		if l.assumed >= 0 && l.assumed+size <= l.diskBytes {
-			start = l.assumed
-			l.notes = append(l.notes, fmt.Sprintf("no partition table: the ext4 volume is assumed to start at disk offset %d", start))
-		} else if size <= l.diskBytes {
+		if size <= l.diskBytes {
 			start = 0
 		}
 	} else {

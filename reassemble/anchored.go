@@ -125,9 +125,6 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		scanned = count
 	}
 	loc := fsprobe.NewLocator(gb, int64(h.Capacity)*vmdk.SectorSize)
-	if inst.assumedVolume > 0 {
-		loc.AssumeVolumeAt(inst.assumedVolume)
-	}
 	// The guest's geometry comes from the slots holding the structures the
 	// carve recorded (partition tables, boot sectors, $MFT record 0,
 	// primary superblocks): a read of a few slots, not a pass over the file.
@@ -145,6 +142,12 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		}
 	}
 	loc.Prepare()
+	if inst.headless && loc.Volumes() != 1 {
+		// A file found from one guest volume's structure alone: slots that
+		// show other volumes too are not sure to be one file's.
+		inst.Notes = append(inst.Notes, fmt.Sprintf("the slots show %d guest volumes, not the one this file was found from: nothing is placed", loc.Volumes()))
+		return
+	}
 	var slots []slot
 	imgOf := map[int64]int64{}
 	claimsOf := map[int][]fsprobe.Claim{} // by index in slots

@@ -6,7 +6,6 @@ import (
 	"io"
 	"slices"
 
-	"vmdkcarve/fsprobe"
 	"vmdkcarve/vmdk"
 )
 
@@ -31,9 +30,9 @@ const (
 	bootTotalSectors   = 0x28
 )
 
-// headlessInstances tries every guest volume start (an NTFS boot sector,
-// a primary ext4 superblock) outside the grains of the instances found so
-// far; it returns the hypotheses that place grains.
+// headlessInstances tries every guest NTFS boot sector outside the grains
+// of the instances found so far; it returns the hypotheses that place
+// grains.
 func headlessInstances(x *hitIndex, image io.ReaderAt, imageSize int64, taken []*Instance) []*Instance {
 	var out []*Instance
 	seen := map[int64]bool{} // slot grids tried, by their first slot
@@ -43,7 +42,7 @@ func headlessInstances(x *hitIndex, image io.ReaderAt, imageSize int64, taken []
 			continue
 		}
 		for _, hy := range volumeHypotheses(x, image, off) {
-			if hy.capacity/flatGrainSize >= maxFlatGrains {
+			if hy.capacity/flatGrainSize >= maxFlatGrains || rawDiskAt(x, off-hy.at, hy.partition) {
 				continue
 			}
 			slot := off - hy.at%gb // the grain slot holding the structure
@@ -67,27 +66,41 @@ func headlessInstances(x *hitIndex, image io.ReaderAt, imageSize int64, taken []
 }
 
 // hypothesis places a guest volume structure found at an image offset: at
-// is its disk offset if it is what it is taken for, volume the disk offset
-// of its volume when that has to be assumed (ext4; 0 when the structure
-// names it), capacity the least the disk can be.
+// is its disk offset if it is what it is taken for, partition its volume's,
+// capacity the least the disk can be.
 type hypothesis struct {
-	what     string
-	at       int64
-	volume   int64
-	capacity uint64
+	what      string
+	at        int64
+	partition int64 // the volume's start on its disk
+	capacity  uint64
 }
 
-// Partition starts an ext4 volume is tried at when sector 0 is lost: where
-// every partitioning tool of the last fifteen years puts the first
-// partition (1 MiB), where older ones did (sector 63), and the whole disk.
-var assumedExtStarts = []int64{1 << 20, 63 * vmdk.SectorSize, 0}
+// rawDiskAt reports whether a partition table lies at image offset disk
+// with a partition starting at part: the volume then lies at its raw
+// distance from its disk's sector 0, as on the evidence disk itself or in
+// a flat extent, not in a sparse file's slots (where sector 0's grain and
+// the volume's are neighbours).
+func rawDiskAt(x *hitIndex, disk, part int64) bool {
+	for _, m := range x.mbrs {
+		if m.Offset != disk {
+			continue
+		}
+		for _, p := range m.MBR.Partitions {
+			if int64(p.Start)*vmdk.SectorSize == part || p.Type == 0xEE {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // volumeHypotheses says where the guest volume structure at off may lie on
 // its disk: an NTFS boot sector at its volume's start or end (it names
-// both), a primary ext4 superblock 1 KiB into its volume at one of the
-// usual partition starts.
+// both). An ext4 superblock does not name its partition's start, and a
+// wrong guess gives a volume that is consistent with itself but shifted on
+// the disk: ext4 guests are not tried.
 func volumeHypotheses(x *hitIndex, image io.ReaderAt, off int64) []hypothesis {
-	var b [fsprobe.Ext4SuperblockSize]byte
+	var b [vmdk.SectorSize]byte
 	if _, err := image.ReadAt(b[:], off); err != nil {
 		return nil
 	}
@@ -101,19 +114,9 @@ func volumeHypotheses(x *hitIndex, image io.ReaderAt, off int64) []hypothesis {
 		// The volume's end: its backup boot sector's sector after it.
 		capacity := uint64((part + (total+1)*bps + vmdk.SectorSize - 1) / vmdk.SectorSize)
 		what := fmt.Sprintf("the guest NTFS boot sector at image offset %d (volume at disk offset %d, %d sectors)", off, part, total)
-		return []hypothesis{{what, part, 0, capacity}, {what + ", taken as the backup at the volume's end", part + total*bps, 0, capacity}}
+		return []hypothesis{{what, part, part, capacity}, {what + ", taken as the backup at the volume's end", part + total*bps, part, capacity}}
 	}
-	sb, err := fsprobe.ParseExt4Superblock(b[:])
-	if err != nil || !sb.CsumOK || sb.Group != 0 {
-		return nil
-	}
-	var out []hypothesis
-	for _, p := range assumedExtStarts {
-		size := p + int64(sb.Blocks)*int64(sb.BlockSize)
-		out = append(out, hypothesis{fmt.Sprintf("the guest ext4 superblock at image offset %d (volume %s of %d bytes, assumed at disk offset %d)", off, sb.UUID, size-p, p),
-			p + fsprobe.Ext4SuperblockOffset, p, uint64((size + vmdk.SectorSize - 1) / vmdk.SectorSize)})
-	}
-	return out
+	return nil
 }
 
 // filesEndBefore is where the last file before image offset off ends: the
@@ -157,7 +160,7 @@ func headlessAt(x *hitIndex, image io.ReaderAt, imageSize, start int64, hy hypot
 	hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: hy.capacity, GrainSize: flatGrainSize,
 		NumGTEsPerGT: vmdk.GTEsPerGT, OverHead: flatGrainSize}
 	inst := &Instance{ID: id, Variant: "monolithicSparse (header and tables lost)", HeaderOffset: start,
-		Header: &hdr, HeaderLost: true, headless: true, assumedVolume: hy.volume, grains: newDecisions(), Tables: "none found: header, descriptor and tables lost",
+		Header: &hdr, HeaderLost: true, headless: true, grains: newDecisions(), Tables: "none found: header, descriptor and tables lost",
 		Fragments: []Fragment{{FileOffset: 0, ImageOffset: start, Length: imageSize - start, Link: LinkContiguous,
 			Evidence: "assumed contiguous over the grain slots counted from a guest volume structure's, until the bytes contradict it"}}}
 	inst.size = imageSize - start

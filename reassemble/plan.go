@@ -123,7 +123,6 @@ type Instance struct {
 	flat          bool                  // a flat extent: grain g lies at file offset g × grain size
 	partOf        int                   // an extent of the split disk instance of this ID (0: none)
 	headless      bool                  // found from its guest alone: its slots start at a proven grain
-	assumedVolume int64                 // headless: the disk offset its ext4 volume is assumed at (0: none)
 	markers       []*signatures.Hit     // stream: the grain records it owns
 	table         func(g uint64) uint32 // stream: its grain table, if it survives (nil otherwise)
 	byImage       []Fragment            // Fragments without holes, by image offset (fileOffsetOf)
