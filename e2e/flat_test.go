@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -140,14 +139,7 @@ func TestFlatOutOfOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rng := rand.New(rand.NewPCG(73, 1))
-			noise := func(n int) []byte {
-				b := make([]byte, n)
-				for i := range b {
-					b[i] = byte(rng.Uint32())
-				}
-				return b
-			}
+			noise := noiseSource(73, 1)
 			// Pieces: [0, 40M), [100M, 160M), [40M, 100M).
 			img := noise(1 << 20)
 			img = append(img, text...)

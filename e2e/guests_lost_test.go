@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,14 +171,7 @@ func TestVersionsRealGuests(t *testing.T) {
 		{"unrelated CIDs, guest write time", 0xffffffff, "guest ext filesystem's last write time (s_wtime)", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(64, 64))
-			noise := func(n int) []byte {
-				b := make([]byte, n)
-				for i := range b {
-					b[i] = byte(rng.Uint32())
-				}
-				return b
-			}
+			noise := noiseSource(64, 64)
 			first, second := file(t, v1, 0x61616161, 0xffffffff, "g.vmdk"), file(t, v2, 0x62626262, tc.v2Parent, "g.vmdk")
 			if tc.v2First {
 				first, second = second, first

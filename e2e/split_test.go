@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -78,25 +77,18 @@ func TestSplitSparse(t *testing.T) {
 
 			// Extents out of order, the descriptor between them, noise
 			// around every file.
-			rng := rand.New(rand.NewPCG(81, 0))
+			noise := noiseSource(81, 0)
 			var img []byte
-			noise := func() {
-				b := make([]byte, 1<<20)
-				for i := range b {
-					b[i] = byte(rng.Uint32())
-				}
-				img = append(img, b...)
-			}
 			for _, name := range []string{"split-s002.vmdk", "split-s001.vmdk", "split.vmdk", "split-s003.vmdk"} {
 				b, err := os.ReadFile(filepath.Join(dir, name))
 				if err != nil {
 					t.Fatal(err)
 				}
-				noise()
+				img = append(img, noise(1<<20)...)
 				img = append(img, b...)
 				img = append(img, make([]byte, (-len(b))&4095)...)
 			}
-			noise()
+			img = append(img, noise(1<<20)...)
 			image := filepath.Join(dir, "image.dd")
 			if err := os.WriteFile(image, img, 0o644); err != nil {
 				t.Fatal(err)

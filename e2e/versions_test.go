@@ -40,14 +40,7 @@ func TestVersions(t *testing.T) {
 		}
 		return w.Bytes
 	}
-	rng := rand.New(rand.NewPCG(4, 4))
-	noise := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
+	noise := noiseSource(4, 4)
 	var img []byte
 	img = append(img, noise(1<<20)...)
 	img = append(img, file(v1, 0x11111111, 0xffffffff, "a.vmdk")...)
@@ -108,4 +101,17 @@ func checkVersionPair(t *testing.T, run *caseRun, image string, v2CID uint32, or
 		t.Fatalf("--versions newest: %v, %d disks emitted, %v skipped", err, len(res.Disks), res.Skipped)
 	}
 	tooltest.Compare(t, filepath.Join(newest, res.Disks[0].Path), raws["v2"])
+}
+
+// noiseSource returns a seeded maker of noise: n pseudo-random bytes per
+// call, the same sequence for the same seed.
+func noiseSource(seed1, seed2 uint64) func(n int) []byte {
+	rng := rand.New(rand.NewPCG(seed1, seed2))
+	return func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
 }
