@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -74,7 +73,7 @@ type slot struct {
 // grain table is lost": the only decisions last-resort placement may
 // replace.
 func lostByTable(gr *Grain) bool {
-	return gr != nil && gr.Status == Missing && (strings.HasPrefix(gr.Reason, "grain table lost") || strings.HasPrefix(gr.Reason, "grain directories lost") || strings.HasPrefix(gr.Reason, "grain table is all zero"))
+	return gr != nil && gr.Status == Missing && gr.tableLost
 }
 
 // placeByAnchors places what it can prove of the grains whose tables are

@@ -58,14 +58,15 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		}
 	}
 	var out []*signatures.Hit
-	add := func(start int64, hdr vmdk.SparseHeader, why string) {
+	add := func(start int64, hdr vmdk.SparseHeader, why string) *signatures.Hit {
 		if start < 0 || start%vmdk.SectorSize != 0 || start >= imageSize || have[start] || hdr.Validate() != nil {
-			return
+			return nil
 		}
 		have[start] = true
 		h := &signatures.Hit{Offset: start, Kind: signatures.KindSparseHeader, Verdict: signatures.Valid, Sparse: &hdr}
 		x.synthesized[h] = why
 		out = append(out, h)
+		return h
 	}
 
 	// A footer or directory that could belong to a file whose header was
@@ -222,23 +223,22 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		}
 		lastGT := uint64(last.hit.Table.First) + (n-1)*4
 		hdr.OverHead = (lastGT + 4 + grainSize - 1) / grainSize * grainSize
-		capacity, from := n*vmdk.GTEsPerGT*grainSize, fmt.Sprintf("the directory's %d entries (%s: the last table may be part-used)", n, capacityUpperBound)
+		capacity, from := n*vmdk.GTEsPerGT*grainSize, fmt.Sprintf("the directory's %d entries (an upper bound: the last table may be part-used)", n)
+		bounded := true
 		if d := x.descriptors[start+vmdk.SectorSize]; d != nil && d.Descriptor.Capacity() > 0 {
 			if c := d.Descriptor.Capacity(); (c+vmdk.GTEsPerGT*grainSize-1)/(vmdk.GTEsPerGT*grainSize) == n {
-				capacity, from = c, "the surviving descriptor's extent line"
+				capacity, from, bounded = c, "the surviving descriptor's extent line", false
 			}
 			hdr.DescriptorOffset, hdr.DescriptorSize = 1, 20
 		}
 		hdr.Capacity = capacity
-		add(start, hdr, fmt.Sprintf("header lost: %d grain directory copies at image offsets %v put the file's start here; grain size 128 assumed (every writer's); capacity %d sectors from %s",
-			len(dirs), dirOffsets(dirs), capacity, from))
+		if h := add(start, hdr, fmt.Sprintf("header lost: %d grain directory copies at image offsets %v put the file's start here; grain size 128 assumed (every writer's); capacity %d sectors from %s",
+			len(dirs), dirOffsets(dirs), capacity, from)); h != nil && bounded {
+			x.capacityBound[h] = true
+		}
 	}
 	return out
 }
-
-// capacityUpperBound marks a header whose capacity is only the directory's
-// span; refineLostCapacity looks for better.
-const capacityUpperBound = "an upper bound"
 
 // dir is a grain directory found in the image and its own sector in the
 // file it implies.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/signatures"
@@ -22,22 +21,26 @@ type hitIndex struct {
 	gds         []*signatures.Hit          // grain-directory-shaped sectors, by offset
 	gtShaped    []*signatures.Hit          // grain-table-shaped blocks
 	synthesized map[*signatures.Hit]string // start hits made up for files whose header is lost, and why
-	markers     []*signatures.Hit          // grain markers (valid and damaged), by offset
-	markerAt    map[int64]*signatures.Hit  // grain markers by offset
-	mbrs        []*signatures.Hit          // partition tables: where flat extents may start
-	volumeAt    map[int64]bool             // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
-	geometry    []int64                    // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
+	// capacityBound marks the made-up start hits whose capacity is only
+	// their grain directory's span (refineLostCapacity looks for better).
+	capacityBound map[*signatures.Hit]bool
+	markers       []*signatures.Hit         // grain markers (valid and damaged), by offset
+	markerAt      map[int64]*signatures.Hit // grain markers by offset
+	mbrs          []*signatures.Hit         // partition tables: where flat extents may start
+	volumeAt      map[int64]bool            // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
+	geometry      []int64                   // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {
 	x := &hitIndex{
-		descriptors: make(map[int64]*signatures.Hit),
-		footerMark:  make(map[int64]bool),
-		gtMark:      make(map[int64]bool),
-		gdMark:      make(map[int64]bool),
-		synthesized: make(map[*signatures.Hit]string),
-		markerAt:    make(map[int64]*signatures.Hit),
-		volumeAt:    make(map[int64]bool),
+		descriptors:   make(map[int64]*signatures.Hit),
+		footerMark:    make(map[int64]bool),
+		gtMark:        make(map[int64]bool),
+		gdMark:        make(map[int64]bool),
+		synthesized:   make(map[*signatures.Hit]string),
+		capacityBound: make(map[*signatures.Hit]bool),
+		markerAt:      make(map[int64]*signatures.Hit),
+		volumeAt:      make(map[int64]bool),
 	}
 	for i := range hits {
 		h := &hits[i]
@@ -199,7 +202,7 @@ func findInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 		if why, ok := x.synthesized[h]; ok {
 			inst.HeaderLost = true
 			inst.Notes = append(inst.Notes, why)
-			inst.capacityBound = strings.Contains(why, capacityUpperBound)
+			inst.capacityBound = x.capacityBound[h]
 		}
 		switch {
 		case !hdr.Compressed():

@@ -65,6 +65,11 @@ type Grain struct {
 	Hash     uint64   `json:"hash,omitempty"` // xxhash64 of the grain's bytes when placed
 	Copies   int      `json:"copies,omitempty"`
 	Reason   string   `json:"reason,omitempty"` // why missing, conflicting or zero
+
+	// tableLost: missing only because the grain's table is lost (or the
+	// file's header with it), the one decision last-resort placement may
+	// replace.
+	tableLost bool
 }
 
 // Fragment links a range of an instance's file to a range of the image.

@@ -100,7 +100,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	if primary == nil && redundant == nil {
 		// No directory at all: one decision for the whole disk, without
 		// walking the (possibly huge, claimed) number of tables.
-		inst.grains.setRange(0, grains, &Grain{Status: Missing, Reason: "grain directories lost: primary: " + pProblem + "; redundant: " + rProblem})
+		inst.grains.setRange(0, grains, &Grain{Status: Missing, tableLost: true, Reason: "grain directories lost: primary: " + pProblem + "; redundant: " + rProblem})
 		inst.Tables = "no usable grain directory"
 		if !inst.contiguousOnly() {
 			placeByAnchors(inst, view, x, nil)
@@ -138,7 +138,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 				lostUnerased++
 			}
 			first := i * perGT
-			inst.grains.setRange(first, min(first+perGT, grains), &Grain{Status: Missing, Reason: "grain table lost: primary: " + p.problem + "; redundant: " + r.problem})
+			inst.grains.setRange(first, min(first+perGT, grains), &Grain{Status: Missing, tableLost: true, Reason: "grain table lost: primary: " + p.problem + "; redundant: " + r.problem})
 			continue
 		}
 		for j := uint64(0); j < perGT; j++ {
@@ -206,7 +206,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	// mean tables were lost, and then an all-zero table proves nothing:
 	// its grains are missing, not zero.
 	if orphans > 0 {
-		lost := &Grain{Status: Missing, Reason: fmt.Sprintf("grain table is all zero while %d grain slots are referenced by no table", orphans)}
+		lost := &Grain{Status: Missing, tableLost: true, Reason: fmt.Sprintf("grain table is all zero while %d grain slots are referenced by no table", orphans)}
 		swapped := false
 		for i := range inst.grains.spans {
 			if inst.grains.spans[i].g == emptyTableZero {
