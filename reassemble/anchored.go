@@ -127,17 +127,9 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 	// The guest's geometry comes from the slots holding the structures the
 	// carve recorded (partition tables, boot sectors, $MFT record 0,
 	// primary superblocks): a read of a few slots, not a pass over the file.
-	learned := map[int64]bool{}
-	for _, off := range x.geometry {
-		fo, ok := inst.fileOffsetOf(off)
-		if !ok || fo < first {
-			continue
-		}
-		if k := (fo - first) / gb; k < count && !learned[k] {
-			learned[k] = true
-			if _, err := view.ReadAt(buf, first+k*gb); err == nil && !entropy.Zero(buf) {
-				loc.Learn(buf)
-			}
+	for _, k := range grainsHolding(inst, x.geometry, first, gb, count) {
+		if _, err := view.ReadAt(buf, first+k*gb); err == nil && !entropy.Zero(buf) {
+			loc.Learn(buf)
 		}
 	}
 	loc.Prepare()
@@ -280,6 +272,40 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 	inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains placed by write order between proven grains", len(placed)-anchored))
 	inst.Unplaced, inst.UnplacedGrains, inst.TrailingSlots = unplacedRuns(slots, placed, points, imgOf, first, gb)
 	inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, loc)
+}
+
+// locateGrains runs a Locator over a set of grains: learn yields the
+// grains the guest's geometry is learned from, each every grain to look
+// in (by a key of the caller's). It returns the claims found, by key.
+func locateGrains(loc *fsprobe.Locator, learn func(fn func(b []byte)), each func(fn func(key int64, b []byte))) map[int64][]fsprobe.Claim {
+	learn(loc.Learn)
+	loc.Prepare()
+	claims := map[int64][]fsprobe.Claim{}
+	each(func(k int64, b []byte) {
+		if c := loc.Locate(b); len(c) > 0 {
+			claims[k] = c
+		}
+	})
+	return claims
+}
+
+// grainsHolding returns the grains of an instance's file (at file offset
+// from, of gb bytes each, fewer than n) holding one of the image offsets.
+func grainsHolding(inst *Instance, offs []int64, from, gb, n int64) []int64 {
+	seen := map[int64]bool{}
+	var out []int64
+	for _, off := range offs {
+		fo, ok := inst.fileOffsetOf(off)
+		if !ok || fo < from {
+			continue
+		}
+		if g := (fo - from) / gb; g < n && !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // setSlot places virtual grain g from slot s.

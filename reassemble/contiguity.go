@@ -222,18 +222,13 @@ func selfProven(inst *Instance, view *fileView, grains []uint64) map[uint64]stri
 			}
 		}
 	}
-	read(func(_ uint64, b []byte) { loc.Learn(b) })
-	loc.Prepare()
-	claims := map[uint64][]fsprobe.Claim{}
-	read(func(g uint64, b []byte) {
-		if c := loc.Locate(b); len(c) > 0 {
-			claims[g] = c
-		}
-	})
+	claims := locateGrains(loc,
+		func(fn func([]byte)) { read(func(_ uint64, b []byte) { fn(b) }) },
+		func(fn func(int64, []byte)) { read(func(g uint64, b []byte) { fn(int64(g), b) }) })
 	out := map[uint64]string{}
 	for g, c := range claims {
-		if cands := loc.Candidates(c); len(cands) == 1 && cands[0] == int64(g) {
-			out[g] = fsprobe.Describe(c)
+		if cands := loc.Candidates(c); len(cands) == 1 && cands[0] == g {
+			out[uint64(g)] = fsprobe.Describe(c)
 		}
 	}
 	return out

@@ -46,7 +46,13 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 	}
 	// Flat extents last: a partition table inside the grains the other
 	// files place is a guest's sector 0, not a flat extent's start.
-	for _, inst := range flatInstances(x, image, imageSize, append(maps, flatMaps(hits, x)...), instances) {
+	flats := maps
+	if x.anyFlatDescriptor() {
+		// The host probes are asked again, for files starting at a
+		// partition table, only when a flat extent is described at all.
+		flats = append(flats, flatMaps(hits, x)...)
+	}
+	for _, inst := range flatInstances(x, image, imageSize, flats, instances) {
 		inst.ID = len(instances) + 1
 		placeFlat(inst, image, x, opts)
 		instances = append(instances, inst)

@@ -51,6 +51,17 @@ func flatExtent(d *vmdk.Descriptor) (vmdk.Extent, bool) {
 	return e, true
 }
 
+// anyFlatDescriptor reports whether some descriptor describes a flat
+// extent.
+func (x *hitIndex) anyFlatDescriptor() bool {
+	for _, d := range x.descriptors {
+		if _, ok := flatExtent(d.Descriptor); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // flatStart is a candidate start of a flat extent: a partition table with
 // a recognised volume at one of its partitions' starts.
 type flatStart struct {
@@ -301,7 +312,8 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 }
 
 // misplacedGuest looks, in a flat extent read on the contiguous
-// assumption, for a self-locating guest structure (fsprobe.Locator) that
+// assumption, for a self-locating guest structure (fsprobe.Locator) of
+// those the carve recorded that
 // lies at a grain other than the one it names: proof that a piece of the
 // file is not where the assumption puts it. A flat file stores zero
 // grains, so unlike a sparse file a zero grain proves nothing, and the
@@ -311,40 +323,25 @@ func misplacedGuest(inst *Instance, view *fileView, x *hitIndex) (int64, string)
 	h := inst.Header
 	gb := h.GrainBytes()
 	grains := int64(h.Grains())
-	loc := fsprobe.NewLocator(gb, int64(h.Capacity)*vmdk.SectorSize)
 	buf := make([]byte, gb)
-	each := func(fn func(g int64, b []byte)) {
-		for g := int64(0); g < grains; g++ {
+	// Only the grains holding structures the carve recorded are read: the
+	// geometry from those of partition tables, boot sectors, $MFT record 0
+	// and primary superblocks, the claims from those of every NTFS or
+	// ext4 structure. No pass over the whole extent.
+	read := func(gs []int64, fn func(g int64, b []byte)) {
+		for _, g := range gs {
 			b := buf[:grainLength(h, uint64(g))]
-			if _, err := view.ReadAt(b, g*gb); err != nil {
-				return
-			}
-			if !entropy.Zero(b) {
+			if _, err := view.ReadAt(b, g*gb); err == nil && !entropy.Zero(b) {
 				fn(g, b)
 			}
 		}
 	}
-	// The geometry comes from the grains holding the structures the carve
-	// recorded (partition table, boot sectors, $MFT record 0, primary
-	// superblocks): a read of a few grains, not a pass over the extent.
-	learned := map[int64]bool{}
-	for _, off := range x.geometry {
-		fo, ok := inst.fileOffsetOf(off)
-		if g := fo / gb; ok && g < grains && !learned[g] {
-			learned[g] = true
-			b := buf[:grainLength(h, uint64(g))]
-			if _, err := view.ReadAt(b, g*gb); err == nil {
-				loc.Learn(b)
-			}
-		}
-	}
-	loc.Prepare()
-	claims := map[int64][]fsprobe.Claim{}
-	each(func(g int64, b []byte) {
-		if c := loc.Locate(b); len(c) > 0 {
-			claims[g] = c
-		}
-	})
+	loc := fsprobe.NewLocator(gb, int64(h.Capacity)*vmdk.SectorSize)
+	claims := locateGrains(loc,
+		func(fn func([]byte)) {
+			read(grainsHolding(inst, x.geometry, 0, gb, grains), func(_ int64, b []byte) { fn(b) })
+		},
+		func(fn func(int64, []byte)) { read(grainsHolding(inst, x.guest, 0, gb, grains), fn) })
 	first, why := int64(-1), ""
 	for g, c := range claims {
 		cands := loc.Candidates(c)

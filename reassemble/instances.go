@@ -29,6 +29,7 @@ type hitIndex struct {
 	mbrs          []*signatures.Hit         // partition tables: where flat extents may start
 	volumeAt      map[int64]bool            // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
 	geometry      []int64                   // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
+	guest         []int64                   // every partition table and NTFS or ext4 structure, by offset: where self-locating guest structures are
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {
@@ -49,6 +50,9 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		}
 		if isForeign(h) {
 			x.foreign = append(x.foreign, h)
+		}
+		if (h.Kind == signatures.KindMBR || h.Kind == signatures.KindNTFS || h.Kind == signatures.KindExt4) && h.Verdict == signatures.Valid {
+			x.guest = append(x.guest, h.Offset)
 		}
 		switch h.Kind {
 		case signatures.KindSparseHeader:

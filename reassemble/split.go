@@ -183,47 +183,38 @@ func matchExtents(exts []vmdk.Extent, instances []*Instance, image io.ReaderAt) 
 func guestShifts(cands []*Instance, taken map[*Instance]bool, image io.ReaderAt, diskBytes int64) map[*Instance]uint64 {
 	loc := fsprobe.NewLocator(flatGrainSize*vmdk.SectorSize, diskBytes)
 	buf := make([]byte, flatGrainSize*vmdk.SectorSize)
-	each := func(fn func(inst *Instance, g uint64, b []byte)) {
-		for _, inst := range cands {
+	// Claims are keyed by candidate index (high bits) and grain.
+	const gbits = 40
+	each := func(fn func(key int64, b []byte)) {
+		for i, inst := range cands {
 			for g, gr := range inst.grains.one {
-				if gr.Status != Placed || gr.Source == nil || gr.Source.Compressed {
+				if gr.Status != Placed || gr.Source == nil || gr.Source.Compressed || g >= 1<<gbits {
 					continue
 				}
 				clear(buf)
 				if _, err := ReadSource(image, gr.Source, buf); err == nil {
-					fn(inst, g, buf)
+					fn(int64(i)<<gbits|int64(g), buf)
 				}
 			}
 		}
 	}
-	each(func(_ *Instance, _ uint64, b []byte) { loc.Learn(b) })
-	loc.Prepare()
-	type claimed struct {
-		inst   *Instance
-		g      uint64
-		claims []fsprobe.Claim
-	}
-	var all []claimed
-	each(func(inst *Instance, g uint64, b []byte) {
-		if c := loc.Locate(b); len(c) > 0 {
-			all = append(all, claimed{inst, g, c})
-		}
-	})
+	claims := locateGrains(loc, func(fn func([]byte)) { each(func(_ int64, b []byte) { fn(b) }) }, each)
 	shift := map[*Instance]uint64{}
 	bad := map[*Instance]bool{}
-	for _, c := range all {
-		if taken[c.inst] {
+	for key, c := range claims {
+		inst, g := cands[key>>gbits], uint64(key&(1<<gbits-1))
+		if taken[inst] {
 			continue
 		}
-		gs := loc.Candidates(c.claims)
-		if len(gs) != 1 || uint64(gs[0]) < c.g {
+		gs := loc.Candidates(c)
+		if len(gs) != 1 || uint64(gs[0]) < g {
 			continue
 		}
-		s := uint64(gs[0]) - c.g
-		if prev, ok := shift[c.inst]; ok && prev != s {
-			bad[c.inst] = true
+		s := uint64(gs[0]) - g
+		if prev, ok := shift[inst]; ok && prev != s {
+			bad[inst] = true
 		}
-		shift[c.inst] = s
+		shift[inst] = s
 	}
 	for inst := range bad {
 		delete(shift, inst)
