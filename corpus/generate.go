@@ -461,16 +461,12 @@ func mapFlat(d *disk, m *made, raw string) error {
 	}
 	m.desc = desc
 
-	f, err := os.Open(m.path)
+	f, err := openMade(m)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if m.length = st.Size(); m.length != d.capacity {
+	if m.length != d.capacity {
 		return fmt.Errorf("extent is %d bytes, the disk %d", m.length, d.capacity)
 	}
 	r, err := os.Open(raw)
@@ -498,19 +494,29 @@ func mapFlat(d *disk, m *made, raw string) error {
 	return nil
 }
 
+// openMade opens a made file and records its length.
+func openMade(m *made) (*os.File, error) {
+	f, err := os.Open(m.path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	m.length = st.Size()
+	return f, nil
+}
+
 // mapFile records the length, effective header and grain map of a made
 // file, and checks that the writer allocated exactly the non-zero grains.
 func mapFile(d *disk, m *made) error {
-	f, err := os.Open(m.path)
+	f, err := openMade(m)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	m.length = st.Size()
 	h, gmap, err := vmdk.GrainMap(f, m.length)
 	if err != nil {
 		return fmt.Errorf("grain map: %w", err)
