@@ -39,8 +39,14 @@ func splitExtents(d *vmdk.Descriptor) ([]vmdk.Extent, bool) {
 	if d == nil || len(d.Extents) < 2 || len(d.Extents) > maxSplitExtents {
 		return nil, false
 	}
+	var total uint64
 	for i, e := range d.Extents {
-		if e.Type != "SPARSE" || e.Sectors == 0 || (i < len(d.Extents)-1 && e.Sectors%flatGrainSize != 0) {
+		// Sizes come from text on disk: each, and their sum, must be one
+		// a monolithicSparse disk can hold, or the sum could wrap.
+		if e.Type != "SPARSE" || e.Sectors == 0 || e.Sectors > vmdk.MaxSparseCapacity || (i < len(d.Extents)-1 && e.Sectors%flatGrainSize != 0) {
+			return nil, false
+		}
+		if total += e.Sectors; total > vmdk.MaxSparseCapacity {
 			return nil, false
 		}
 	}

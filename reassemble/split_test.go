@@ -48,3 +48,29 @@ func TestMatchExtents(t *testing.T) {
 		})
 	}
 }
+
+// TestSplitExtentsBounds: extent sizes read from a descriptor are bounded
+// one by one and in sum (their sum must not wrap).
+func TestSplitExtentsBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sizes []uint64
+		ok    bool
+	}{
+		{"two extents", []uint64{4192256, 1000}, true},
+		{"one extent", []uint64{4192256}, false},
+		{"a huge extent", []uint64{4192256, 1 << 62}, false},
+		{"a sum that would wrap", []uint64{1<<64 - 128, 256}, false},
+		{"a first extent of part grains", []uint64{1000, 1000}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &vmdk.Descriptor{}
+			for _, n := range tc.sizes {
+				d.Extents = append(d.Extents, vmdk.Extent{Type: "SPARSE", Sectors: n})
+			}
+			if _, ok := splitExtents(d); ok != tc.ok {
+				t.Errorf("accepted %v, want %v", ok, tc.ok)
+			}
+		})
+	}
+}
