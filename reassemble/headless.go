@@ -57,7 +57,7 @@ func headlessInstances(x *hitIndex, image io.ReaderAt, imageSize int64, taken []
 				continue
 			}
 			seen[first] = true
-			if inst := headlessAt(x, image, imageSize, first-gb, hy, off, len(taken)+len(out)+1); inst != nil {
+			if inst := headlessAt(x, image, imageSize, first-gb, slot, hy, len(taken)+len(out)+1); inst != nil {
 				out = append(out, inst)
 			}
 		}
@@ -155,15 +155,19 @@ func (inst *Instance) imageOffsetOfEnd() (int64, bool) {
 }
 
 // headlessAt tries the hypothesis of a file starting at start whose grain
-// slots follow one grain on, holding the disk hy describes.
-func headlessAt(x *hitIndex, image io.ReaderAt, imageSize, start int64, hy hypothesis, found int64, id int) *Instance {
+// slots follow one grain on, holding the disk hy describes, with the
+// structure hy places in the slot at image offset slot.
+func headlessAt(x *hitIndex, image io.ReaderAt, imageSize, start, slot int64, hy hypothesis, id int) *Instance {
 	hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: hy.capacity, GrainSize: flatGrainSize,
 		NumGTEsPerGT: vmdk.GTEsPerGT, OverHead: flatGrainSize}
 	inst := &Instance{ID: id, Variant: "monolithicSparse (header and tables lost)", HeaderOffset: start,
 		Header: &hdr, HeaderLost: true, headless: true, grains: newDecisions(), Tables: "none found: header, descriptor and tables lost",
-		Fragments: []Fragment{{FileOffset: 0, ImageOffset: start, Length: imageSize - start, Link: LinkContiguous,
+		Fragments: []Fragment{{FileOffset: 0, ImageOffset: start, Link: LinkContiguous,
 			Evidence: "assumed contiguous over the grain slots counted from a guest volume structure's, until the bytes contradict it"}}}
-	inst.size = imageSize - start
+	// Up to one slot per grain of the disk past the structure's: a file
+	// holds no more, so no more of the image is read for it.
+	inst.size = min(imageSize-start, slot-start+(1+int64(hdr.Grains()))*hdr.GrainBytes())
+	inst.Fragments[0].Length = inst.size
 	inst.Notes = append(inst.Notes, fmt.Sprintf("header, descriptor and grain tables lost: %s is taken to lie in a grain slot of a sparse file; slots are counted from image offset %d; capacity %d sectors is the volume's end (the least the disk can be)",
 		hy.what, start+hdr.GrainBytes(), hy.capacity))
 	inst.grains.setRange(0, hdr.Grains(), &Grain{Status: Missing, tableLost: true, Reason: "grain directories lost: header, descriptor and tables lost"})
