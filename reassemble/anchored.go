@@ -88,7 +88,9 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 	if h.OverHead == 0 || gb <= 0 {
 		return
 	}
-	count := min((view.size()-first)/gb, maxAnchorSlots)
+	// A sparse file holds each grain at most once: no more slots than the
+	// disk has grains are read, however far the mapped range runs.
+	count := min((view.size()-first)/gb, maxAnchorSlots, int64(grains))
 	if count <= 0 {
 		return
 	}
