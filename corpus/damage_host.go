@@ -23,6 +23,7 @@ func damageHost(spec Spec, v *volume, files []hostFile, tmp string) error {
 	defer f.Close()
 	for i, d := range h.Damage {
 		var ranges []Range
+		var encrypted []EncryptedFileTruth
 		switch d.Kind {
 		case QuickFormat:
 			if err := f.Sync(); err != nil {
@@ -46,12 +47,19 @@ func damageHost(spec Spec, v *volume, files []hostFile, tmp string) error {
 			ranges = wipeRanges(v, h.Size)
 		case EncryptEveryNthMiB:
 			// Every file named .vmdk, flat descriptors too.
+			fd := d.fileDamage()
 			for _, hf := range files {
-				for w := d.Offset; w < hf.size; w += int64(d.N) << 20 {
-					for _, p := range mapRange(v.frags[hf.slot()], w, 1<<20) {
+				chunks := fd.Chunks(hf.size)
+				if len(chunks) > MaxChunks {
+					return specErr("%s: more than %d chunks in %s", d.Kind, MaxChunks, hf.path)
+				}
+				for _, c := range chunks {
+					for _, p := range mapRange(v.frags[hf.slot()], c[0], c[1]-c[0]) {
 						ranges = append(ranges, Range{ImageOffset: p.ImageOffset, Length: p.Length, Fill: "noise"})
 					}
 				}
+				encrypted = append(encrypted, EncryptedFileTruth{HostPath: hf.path, FileIndex: hf.index, Descriptor: hf.desc,
+					Size: hf.size, Stride: EffectiveStride(fd, hf.size), Phase: d.Offset, Head: d.Head})
 			}
 		}
 		if len(ranges) == 0 {
@@ -62,7 +70,7 @@ func damageHost(spec Spec, v *volume, files []hostFile, tmp string) error {
 				return err
 			}
 		}
-		v.damage = append(v.damage, HostDamageTruth{HostDamage: d, Ranges: ranges})
+		v.damage = append(v.damage, HostDamageTruth{HostDamage: d, Ranges: ranges, Files: encrypted})
 	}
 	return f.Close()
 }

@@ -22,7 +22,8 @@ type disk struct {
 	capacity  int64 // bytes
 	grains    uint64
 	zero      []bool // per grain: all zero
-	random    []uint64
+	random    []uint64 // sorted
+	randMiBs  []int64  // sorted virtual offsets of DiskSpec.RandomMiBs
 	nonZero   uint64
 	signature uint32 // MBR disk signature
 	// src, when set, holds the disk's bytes (a guest with a real
@@ -83,12 +84,47 @@ func newDisk(seed uint64, s DiskSpec) *disk {
 		}
 		slices.Sort(d.random)
 	}
+	d.addRandomMiBs(seed, s)
 	for _, z := range d.zero {
 		if !z {
 			d.nonZero++
 		}
 	}
 	return d
+}
+
+// addRandomMiBs draws the disk's random MiBs: distinct whole MiBs of
+// the capacity past MiB 0, from their own seeded source so that a disk
+// without them is what it always was. Their grains join d.random.
+func (d *disk) addRandomMiBs(seed uint64, s DiskSpec) {
+	if s.RandomMiBs <= 0 {
+		return
+	}
+	rng := rand.New(rand.NewPCG(seed, mix(uint64(s.ID)^0x72616e646d6962))) // "randmib"
+	mibs := s.Capacity>>20 - 1                                               // candidates 1..mibs
+	for _, m := range rng.Perm(int(mibs))[:s.RandomMiBs] {
+		d.randMiBs = append(d.randMiBs, int64(m+1)<<20)
+	}
+	slices.Sort(d.randMiBs)
+	const per = (1 << 20) / grainBytes
+	for _, off := range d.randMiBs {
+		g0 := uint64(off / grainBytes)
+		for g := g0; g < g0+per; g++ {
+			d.zero[g] = false
+			d.random = append(d.random, g)
+		}
+	}
+	slices.Sort(d.random)
+	d.random = slices.Compact(d.random)
+}
+
+// inRandomMiB reports whether grain g lies in one of the random MiBs.
+func (d *disk) inRandomMiB(g uint64) bool {
+	if len(d.randMiBs) == 0 {
+		return false
+	}
+	_, ok := slices.BinarySearch(d.randMiBs, int64(g)*grainBytes/(1<<20)<<20)
+	return ok
 }
 
 // grainLen is the number of bytes of grain g (the last may be short).
@@ -121,7 +157,11 @@ func (d *disk) fill(g uint64, buf []byte) bool {
 		clear(buf)
 		return false
 	}
-	if slices.Contains(d.random, g) {
+	if d.inRandomMiB(g) {
+		fillRandom(d.seed^uint64(d.id)<<32, streamMiB, int64(g)*grainBytes, buf)
+		return true
+	}
+	if _, ok := slices.BinarySearch(d.random, g); ok {
 		fillNoise(d.seed^uint64(d.id)<<32, streamGrain, int64(g)*grainBytes, buf)
 		return true
 	}

@@ -115,7 +115,7 @@ func Generate(spec Spec, dir string) (*Truth, error) {
 		disks[ds.ID] = d
 		truth.Disks = append(truth.Disks, DiskTruth{
 			ID: ds.ID, Raw: raw, Capacity: ds.Capacity, GrainSize: GrainSectors,
-			Grains: d.grains, NonZeroGrains: d.nonZero, RandomGrains: d.random, FS: gfs,
+			Grains: d.grains, NonZeroGrains: d.nonZero, RandomGrains: d.random, RandomMiBs: d.randMiBs, FS: gfs,
 		})
 	}
 
@@ -640,6 +640,9 @@ func layFile(index int, fs FileSpec, m *made, at int64, frags []Fragment, hostRa
 			return nil, fmt.Errorf("%w: file %d: %v", ErrSpec, index, err)
 		}
 		dt := DamageTruth{Damage: dmg}
+		if dmg.Kind == EncryptChunks && dmg.SizeStep {
+			dt.Stride = EffectiveStride(dmg, m.length)
+		}
 		for _, sp := range s {
 			fill := "noise"
 			if sp.zero {
@@ -654,6 +657,7 @@ func layFile(index int, fs FileSpec, m *made, at int64, frags []Fragment, hostRa
 		ft.Damage = append(ft.Damage, dt)
 		damaged = append(damaged, dt.Ranges...)
 	}
+	hit := newRangeSet(damaged)
 	for _, g := range m.grains {
 		pieces := mapRange(frags, g.FileOffset, g.Length)
 		if len(pieces) == 1 && pieces[0].Length == g.Length {
@@ -668,7 +672,7 @@ func layFile(index int, fs FileSpec, m *made, at int64, frags []Fragment, hostRa
 		}
 		g.Intact = true
 		for _, p := range pieces {
-			if overlapsAny(damaged, p.ImageOffset, p.ImageOffset+p.Length) {
+			if hit.overlaps(p.ImageOffset, p.ImageOffset+p.Length) {
 				g.Intact = false
 				break
 			}
@@ -717,6 +721,33 @@ func overlapsAny(rs []Range, s, e int64) bool {
 	return false
 }
 
+// rangeSet answers overlap queries over many ranges (an encrypted file
+// has a range per chunk, a disk up to a million grains): the ranges sorted
+// by start, with the furthest end reached by each prefix.
+type rangeSet struct {
+	starts, reach []int64
+}
+
+func newRangeSet(rs []Range) *rangeSet {
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b Range) int { return cmp.Compare(a.ImageOffset, b.ImageOffset) })
+	s := &rangeSet{starts: make([]int64, len(rs)), reach: make([]int64, len(rs))}
+	for i, r := range rs {
+		s.starts[i], s.reach[i] = r.ImageOffset, r.End()
+		if i > 0 {
+			s.reach[i] = max(s.reach[i], s.reach[i-1])
+		}
+	}
+	return s
+}
+
+// overlaps reports whether [start, end) overlaps a non-empty range of the set.
+func (s *rangeSet) overlaps(start, end int64) bool {
+	// The ranges starting before end; one of them reaches past start?
+	n, _ := slices.BinarySearch(s.starts, end)
+	return n > 0 && s.reach[n-1] > start
+}
+
 // damageSpans turns one damage into file byte ranges.
 func damageSpans(d Damage, m *made) ([]span, error) {
 	h := m.header
@@ -733,6 +764,19 @@ func damageSpans(d Damage, m *made) ([]span, error) {
 			return nil, fmt.Errorf("overwrite of %d bytes at %d runs past the %d-byte file", d.Bytes, d.At, m.length)
 		}
 		return []span{{d.At, d.Bytes, false}}, nil
+	case EncryptChunks:
+		chunks := d.Chunks(m.length)
+		switch {
+		case len(chunks) == 0:
+			return nil, fmt.Errorf("%s encrypts nothing of the %d-byte file", d.Kind, m.length)
+		case len(chunks) > MaxChunks:
+			return nil, fmt.Errorf("%s makes more than %d chunks in the %d-byte file", d.Kind, MaxChunks, m.length)
+		}
+		spans := make([]span, len(chunks))
+		for i, c := range chunks {
+			spans[i] = span{c[0], c[1] - c[0], false}
+		}
+		return spans, nil
 	case ZeroPrimaryTables, ZeroRedundantTables, ZeroGrainTables:
 		gdSector := h.GDOffset
 		if d.Kind == ZeroRedundantTables {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -21,26 +23,81 @@ import (
 // guest probes check. The unused space stays zero, so writers leave those
 // grains unallocated. The raw disk is built first and the disk's grains
 // are then read from it.
+//
+// DiskSpec.RandomShare makes part of the files binary (random-looking, as
+// compressed and encrypted files are), FileBytes sets how much the files
+// hold, NoPartitionTable puts the volume at LBA 0 of the disk, and Cipher
+// turns the whole partition into cipher text, as BitLocker or LUKS would.
 
-// GuestPartitionOffset is where a guest filesystem's partition starts.
+// GuestPartitionOffset is where a guest filesystem's partition starts
+// (but with DiskSpec.NoPartitionTable, at 0).
 const GuestPartitionOffset = 1 << 20
 
 // minGuestCapacity leaves room for the partition's filesystem.
 const minGuestCapacity = GuestPartitionOffset + 8<<20
 
+// Guest file limits. The default budget keeps today's guests as they were;
+// DiskSpec.FileBytes may ask for more files, bounded so that a guest takes
+// a bounded number of tool runs (ntfscp runs once per file).
+const (
+	defaultGuestFiles = 64
+	maxGuestFiles     = 512
+	textSpan          = 512 << 10 // text files are 1 KiB + [0, span) bytes
+)
+
 // GuestFSTruth describes a guest disk's filesystem.
 type GuestFSTruth struct {
-	FS              string      `json:"fs"`
+	FS string `json:"fs"`
+	// PartitionOffset is 0 for a DiskSpec.NoPartitionTable disk, whose
+	// volume is the whole disk (PartitionSize its capacity).
 	PartitionOffset int64       `json:"partition_offset"` // bytes from the disk start
 	PartitionSize   int64       `json:"partition_size"`
 	BlockSize       int         `json:"block_size"` // ext4 block or NTFS cluster
 	Files           []GuestFile `json:"files"`
+	// Cipher says the partition holds cipher text (DiskSpec.Cipher): the
+	// filesystem FS and its Files lie beneath, but no filesystem tool can
+	// read the raw disk.
+	Cipher bool `json:"cipher,omitempty"`
 }
 
 // GuestFile is one file put on a guest filesystem.
 type GuestFile struct {
 	Path string `json:"path"`
 	Size int64  `json:"size"`
+	// Format is the kind of a binary file (DiskSpec.RandomShare): "jpeg",
+	// "zip", "gzip" or "bin", its magic and header then random-looking
+	// bytes; "" for a text file of self-naming lines.
+	Format string `json:"format,omitempty"`
+}
+
+// Binary reports whether the file holds random-looking bytes.
+func (f GuestFile) Binary() bool { return f.Format != "" }
+
+// guestFormats are the binary file kinds: Format, file name stem and
+// extension.
+var guestFormats = [...]struct{ format, stem, ext string }{
+	{"jpeg", "photo", "jpg"},
+	{"zip", "arch", "zip"},
+	{"gzip", "log", "gz"},
+	{"bin", "blob", "bin"},
+}
+
+// partitionOffset is where the guest's volume starts on its disk.
+func (d *DiskSpec) partitionOffset() int64 {
+	if d.NoPartitionTable {
+		return 0
+	}
+	return GuestPartitionOffset
+}
+
+// partitionSize is the guest volume's size: to the disk's end (before a
+// GPT's backup), in whole 4 KiB blocks.
+func (d *DiskSpec) partitionSize() int64 {
+	end := d.Capacity
+	if d.GPT {
+		end -= 33 * 512 // the backup GPT
+	}
+	return max(end-d.partitionOffset(), 0) / 4096 * 4096
 }
 
 // guestText fills buf with the bytes at offset off of a guest file: 64-byte
@@ -62,22 +119,54 @@ func guestText(disk int, path string, off int64, buf []byte) {
 }
 
 // guestFiles draws the seeded file list: a few directories (ext4 only:
-// ntfscp cannot make one) and files from 1 KiB to 512 KiB, in total about
-// a tenth of the partition, at most 8 MiB.
+// ntfscp cannot make one) and text files from 1 KiB to 512 KiB, in total
+// about a tenth of the partition, at most 8 MiB, or DiskSpec.FileBytes
+// (text files then up to a 96th of their share, so the count stays
+// bounded). With RandomShare that share of the budget, rounded to whole
+// MiBs, goes to binary files of 1..8 MiB, interleaved with the text ones.
 func guestFiles(seed uint64, ds DiskSpec, partSize int64) (dirs []string, files []GuestFile) {
 	rng := rand.New(rand.NewPCG(seed, mix(uint64(ds.ID)^0x6775657374))) // "guest"
 	if ds.FS == FSExt4 {
 		dirs = []string{"/docs", "/logs", "/data", "/data/old"}
 	}
 	budget := min(partSize/10, 8<<20)
-	for i := 0; budget > 0 && i < 64; i++ {
-		n := min(budget, 1<<10+rng.Int64N(512<<10))
+	count, span := defaultGuestFiles, int64(textSpan)
+	if ds.FileBytes > 0 {
+		budget, count = ds.FileBytes, maxGuestFiles
+	}
+	var binLeft int64
+	if ds.RandomShare > 0 {
+		binLeft = int64(math.Round(float64(budget)*ds.RandomShare/(1<<20))) << 20
+		if ds.RandomShare >= 1 {
+			binLeft = max(binLeft, 1<<20)
+		}
+	}
+	textLeft := max(budget-binLeft, 0)
+	if ds.RandomShare >= 1 {
+		textLeft = 0
+	}
+	if ds.FileBytes > 0 {
+		span = max(span, textLeft/96)
+	}
+	for i := 0; (binLeft > 0 || textLeft > 0) && i < count; i++ {
+		if binLeft > 0 && (textLeft <= 0 || rng.Float64() < ds.RandomShare) {
+			n := min(binLeft, (1+rng.Int64N(8))<<20)
+			f := guestFormats[rng.IntN(len(guestFormats))]
+			dir := ""
+			if ds.FS == FSExt4 {
+				dir = "/data"
+			}
+			files = append(files, GuestFile{Path: fmt.Sprintf("%s/%s%02d.%s", dir, f.stem, i, f.ext), Size: n, Format: f.format})
+			binLeft -= n
+			continue
+		}
+		n := min(textLeft, 1<<10+rng.Int64N(span))
 		dir := ""
 		if len(dirs) > 0 {
 			dir = dirs[rng.IntN(len(dirs))]
 		}
 		files = append(files, GuestFile{Path: fmt.Sprintf("%s/file%02d.txt", dir, i), Size: n})
-		budget -= n
+		textLeft -= n
 	}
 	return dirs, files
 }
@@ -95,22 +184,18 @@ func buildGuest(seed uint64, ds DiskSpec, raw, tmp string) (*GuestFSTruth, error
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	end := ds.Capacity
-	if ds.GPT {
-		end -= 33 * 512 // the backup GPT
-	}
-	partSize := (end - GuestPartitionOffset) / 4096 * 4096
+	partOff, partSize := ds.partitionOffset(), ds.partitionSize()
 	part := filepath.Join(work, "part.img")
 	if err := makeSparse(part, partSize); err != nil {
 		return nil, err
 	}
-	gt := &GuestFSTruth{FS: ds.FS, PartitionOffset: GuestPartitionOffset, PartitionSize: partSize, BlockSize: 4096}
+	gt := &GuestFSTruth{FS: ds.FS, PartitionOffset: partOff, PartitionSize: partSize, BlockSize: 4096, Cipher: ds.Cipher}
 	dirs, files := guestFiles(seed, ds, partSize)
 	gt.Files = files
 	var srcs []string
 	for i, f := range files {
 		src := filepath.Join(work, "src"+strconv.Itoa(i))
-		if err := writeGuestFile(src, ds.ID, f); err != nil {
+		if err := writeGuestFile(src, seed, ds.ID, f); err != nil {
 			return nil, err
 		}
 		srcs = append(srcs, src)
@@ -136,14 +221,17 @@ func buildGuest(seed uint64, ds DiskSpec, raw, tmp string) (*GuestFSTruth, error
 			return nil, specErr("disk %d: guest files do not fit: %s", ds.ID, out)
 		}
 	case FSNTFS:
-		h := &HostSpec{FS: FSNTFS, BlockSize: 4096, Offset: GuestPartitionOffset, Size: partSize}
+		h := &HostSpec{FS: FSNTFS, BlockSize: 4096, Offset: partOff, Size: partSize}
 		if err := mkntfs(part, h, false); err != nil {
 			return nil, err
 		}
 		ntfscp, _ := needTool("ntfscp")
 		t0 := time.Now()
 		for i, f := range files {
-			if _, err := run([]string{"LC_ALL=C"}, ntfscp, "-q", part, srcs[i], f.Path); err != nil {
+			if out, err := run([]string{"LC_ALL=C"}, ntfscp, "-q", part, srcs[i], f.Path); err != nil {
+				if bytes.Contains(out, []byte("No space left")) || bytes.Contains(out, []byte("Not enough space")) {
+					return nil, specErr("disk %d: guest files do not fit: %s", ds.ID, bytes.TrimSpace(out))
+				}
 				return nil, err
 			}
 		}
@@ -154,18 +242,112 @@ func buildGuest(seed uint64, ds DiskSpec, raw, tmp string) (*GuestFSTruth, error
 	return gt, assembleGuest(seed, ds, raw, part, partSize)
 }
 
-func writeGuestFile(path string, disk int, f GuestFile) error {
-	b := make([]byte, f.Size)
-	guestText(disk, f.Path, 0, b)
-	return os.WriteFile(path, b, 0o644)
+// writeGuestFile writes the content of guest file f, in pieces so that a
+// large file costs no more memory than a small one.
+func writeGuestFile(path string, seed uint64, disk int, f GuestFile) error {
+	w, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, min(f.Size, 1<<20))
+	for off := int64(0); off < f.Size; off += int64(len(buf)) {
+		b := buf[:min(int64(len(buf)), f.Size-off)]
+		if f.Binary() {
+			guestBinary(seed, disk, f, off, b)
+		} else {
+			guestText(disk, f.Path, off, b)
+		}
+		if _, err := w.Write(b); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
 }
 
-// assembleGuest writes the raw disk: an MBR naming the partition, and the
-// partition image at GuestPartitionOffset, sparse where it reads zero.
+// guestBinary fills buf with the bytes at offset off (a multiple of 4096)
+// of binary guest file f: its format's header, then seeded noise keyed by
+// the disk and the path, every 4 KiB block random-looking.
+func guestBinary(seed uint64, disk int, f GuestFile, off int64, buf []byte) {
+	key := mix(seed ^ uint64(disk)<<32 ^ pathHash(f.Path))
+	fillRandom(key, streamGuest, off, buf)
+	if off == 0 {
+		head := binaryHeader(key, f)
+		ensureRandom(key, streamGuest, 0, buf[:min(len(buf), randomBlock)], head)
+		copy(buf, head) // a block too short to test still starts with its magic
+	}
+}
+
+// pathHash is FNV-1a of a path: a file's key among the disk's files.
+func pathHash(p string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(p); i++ {
+		h = (h ^ uint64(p[i])) * 1099511628211
+	}
+	return h
+}
+
+// binaryHeader returns the first bytes of a binary guest file: its
+// format's magic and a plausible small header (ITU T.81 / JFIF 1.02 APP0;
+// PKWARE APPNOTE 4.3.7 local file header; RFC 1952 member header), with a
+// seeded time and CRC; nothing for .bin.
+func binaryHeader(key uint64, f GuestFile) []byte {
+	when := uint32(1_500_000_000 + mix(key^0x74696d65)%200_000_000) // "time": 2017..2023
+	base := f.Path[strings.LastIndexByte(f.Path, '/')+1:]
+	stem := strings.TrimSuffix(base, filepath.Ext(base))
+	switch f.Format {
+	case "jpeg":
+		// SOI, APP0 "JFIF\0" v1.01, no units, 1:1 density, no thumbnail,
+		// then the start of a DQT segment (table 0, 8-bit).
+		return []byte{0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00,
+			0xff, 0xdb, 0x00, 0x43, 0x00}
+	case "zip":
+		name := stem + ".dat"
+		h := make([]byte, 30, 30+len(name))
+		binary.LittleEndian.PutUint32(h[0:], 0x04034b50) // "PK\x03\x04"
+		binary.LittleEndian.PutUint16(h[4:], 20)         // version needed: 2.0
+		binary.LittleEndian.PutUint16(h[8:], 8)          // deflate
+		t := time.Unix(int64(when), 0).UTC()
+		binary.LittleEndian.PutUint16(h[10:], uint16(t.Hour()<<11|t.Minute()<<5|t.Second()/2))
+		binary.LittleEndian.PutUint16(h[12:], uint16((t.Year()-1980)<<9|int(t.Month())<<5|t.Day()))
+		binary.LittleEndian.PutUint32(h[14:], uint32(mix(key^0x637263))) // "crc"
+		csize := uint32(min(f.Size-int64(len(h)+len(name)), 0xffffffff))
+		binary.LittleEndian.PutUint32(h[18:], csize)
+		binary.LittleEndian.PutUint32(h[22:], uint32(min(int64(csize)*3, 0xffffffff)))
+		binary.LittleEndian.PutUint16(h[26:], uint16(len(name)))
+		return append(h, name...)
+	case "gzip":
+		// Deflate, FNAME set, mtime, no extra flags, OS Unix.
+		h := []byte{0x1f, 0x8b, 0x08, 0x08, 0, 0, 0, 0, 0x00, 0x03}
+		binary.LittleEndian.PutUint32(h[4:], when)
+		return append(append(h, stem+".log"...), 0)
+	}
+	return nil
+}
+
+// cipherSector lays a BitLocker-like volume boot sector over the first
+// 512 bytes of s (the rest stays cipher text): a jump, the "-FVE-FS-"
+// OEM id BitLocker writes, 512 bytes per sector, the boot signature.
+func cipherSector(s []byte) {
+	copy(s[0:], []byte{0xeb, 0x58, 0x90})
+	copy(s[3:], "-FVE-FS-")
+	binary.LittleEndian.PutUint16(s[11:], 512)
+	s[510], s[511] = 0x55, 0xaa
+}
+
+// assembleGuest writes the raw disk: an MBR or GPT naming the partition
+// (none with NoPartitionTable), and the partition image at its offset,
+// sparse where it reads zero. With Cipher every non-zero 4 KiB block of the
+// partition is replaced by cipher text and its first sector by
+// cipherSector.
 func assembleGuest(seed uint64, ds DiskSpec, raw, part string, partSize int64) error {
-	h := &HostSpec{FS: ds.FS, Offset: GuestPartitionOffset, Size: partSize}
-	mbr := mbrFor(h, seed^uint64(ds.ID))
-	copy(mbr, fmt.Sprintf("vmdkcarve guest disk=%04d", ds.ID))
+	partOff := ds.partitionOffset()
+	h := &HostSpec{FS: ds.FS, Offset: partOff, Size: partSize}
+	var mbr []byte
+	if !ds.NoPartitionTable {
+		mbr = mbrFor(h, seed^uint64(ds.ID))
+		copy(mbr, fmt.Sprintf("vmdkcarve guest disk=%04d", ds.ID))
+	}
 	var backup []byte // the backup GPT: entries then header, at the disk's end
 	if ds.GPT {
 		mbr, backup = gptFor(ds, seed, partSize)
@@ -189,6 +371,11 @@ func assembleGuest(seed uint64, ds DiskSpec, raw, part string, partSize int64) e
 		return err
 	}
 	buf := make([]byte, imageBlock)
+	var cipher []byte
+	cipherKey := mix(seed ^ uint64(ds.ID)<<32 ^ 0x636970686572) // "cipher"
+	if ds.Cipher {
+		cipher = make([]byte, imageBlock)
+	}
 	zero := make([]byte, 4096)
 	for off := int64(0); off < partSize; off += imageBlock {
 		n, err := io.ReadFull(in, buf[:min(imageBlock, partSize-off)])
@@ -196,11 +383,22 @@ func assembleGuest(seed uint64, ds DiskSpec, raw, part string, partSize int64) e
 			out.Close()
 			return err
 		}
+		if cipher != nil {
+			fillRandom(cipherKey, streamCipher, partOff+off, cipher[:n])
+			if off == 0 {
+				cipherSector(cipher)
+				buf[0] = 1 // the boot sector's block is written whatever it held
+			}
+		}
 		for s := 0; s < n; s += 4096 {
 			if bytes.Equal(buf[s:s+4096], zero) {
 				continue // stays a hole
 			}
-			if _, err := out.WriteAt(buf[s:s+4096], GuestPartitionOffset+off+int64(s)); err != nil {
+			blk := buf[s : s+4096]
+			if cipher != nil {
+				blk = cipher[s : s+4096]
+			}
+			if _, err := out.WriteAt(blk, partOff+off+int64(s)); err != nil {
 				out.Close()
 				return err
 			}

@@ -47,8 +47,10 @@ const (
 	WipeHostMetadata HostDamageKind = "wipe-host-metadata"
 	// EncryptEveryNthMiB replaces MiB Offset/MiB, +N, +2N ... of every
 	// VMDK file (file offsets) with seeded random bytes, as ransomware
-	// that encrypts part of each file in place does. Only the stored
-	// bytes change: holes of a sparse host file stay holes.
+	// that encrypts part of each file in place does; with Head, also each
+	// file's first Head bytes; with SizeStep, the period is each file's
+	// own (EffectiveStride) and N is ignored. Only the stored bytes
+	// change: holes of a sparse host file stay holes.
 	EncryptEveryNthMiB HostDamageKind = "encrypt-every-nth-mib"
 )
 
@@ -57,6 +59,11 @@ type HostDamage struct {
 	Kind   HostDamageKind `json:"kind"`
 	N      int            `json:"n,omitempty"`      // EncryptEveryNthMiB: period in MiB (>= 1)
 	Offset int64          `json:"offset,omitempty"` // EncryptEveryNthMiB: file offset of the first encrypted MiB (a multiple of 1 MiB)
+	// EncryptEveryNthMiB: Head bytes from each file's start are also
+	// encrypted; SizeStep takes the period from each file's size as
+	// ESXiArgs does (EffectiveStride), N then ignored.
+	Head     int64 `json:"head,omitempty"`
+	SizeStep bool  `json:"size_step,omitempty"`
 }
 
 // HostSpec describes the host volume holding the VMDK files.
@@ -161,6 +168,24 @@ type Structure struct {
 type HostDamageTruth struct {
 	HostDamage
 	Ranges []Range `json:"ranges"`
+	// Files lists, for EncryptEveryNthMiB, every file the damage went
+	// over and its lattice: Damage{Kind: EncryptChunks, Chunk: 1 MiB,
+	// Stride: Stride, At: Phase, Head: Head}.Chunks(Size) are the file
+	// offsets encrypted (only the stored bytes among them changed).
+	Files []EncryptedFileTruth `json:"files,omitempty"`
+}
+
+// EncryptedFileTruth is the encryption lattice of one host file.
+type EncryptedFileTruth struct {
+	HostPath string `json:"host_path"`
+	// FileIndex is the file's index in Truth.Files; with Descriptor the
+	// host file is that flat file's text descriptor, not the extent.
+	FileIndex  int   `json:"file_index"`
+	Descriptor bool  `json:"descriptor,omitempty"`
+	Size       int64 `json:"size"`   // the file's length
+	Stride     int64 `json:"stride"` // N MiB, or the size-step stride
+	Phase      int64 `json:"phase"`  // file offset of the first strided MiB (HostDamage.Offset)
+	Head       int64 `json:"head"`
 }
 
 // validateHost checks the host part of a spec.
@@ -212,8 +237,8 @@ func (s *Spec) validateHost() error {
 				return specErr("%s is an ntfs damage", d.Kind)
 			}
 		case EncryptEveryNthMiB:
-			if d.N < 1 || d.Offset < 0 || d.Offset%(1<<20) != 0 {
-				return specErr("%s: n %d, offset %d", d.Kind, d.N, d.Offset)
+			if (d.N < 1 && !d.SizeStep) || d.N < 0 || d.N > 1<<20 || d.Offset < 0 || d.Offset%(1<<20) != 0 || d.Offset > maxFileOffset || d.Head < 0 || d.Head > maxFileOffset {
+				return specErr("%s: n %d, offset %d, head %d: want n >= 1 (unless size-step), a non-negative offset that is a multiple of 1 MiB, a non-negative head", d.Kind, d.N, d.Offset, d.Head)
 			}
 		default:
 			return specErr("unknown host damage %q", d.Kind)

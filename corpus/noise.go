@@ -3,6 +3,8 @@ package corpus
 import (
 	"encoding/binary"
 	"math/rand/v2"
+
+	"vmdkcarve/internal/entropy"
 )
 
 // Noise streams. Each is an independent, seekable pseudo-random byte
@@ -12,6 +14,9 @@ const (
 	streamImage  = 1 // the host image's background
 	streamDamage = 2 // bytes written over damaged ranges
 	streamGrain  = 3 // the incompressible grains of guest disks
+	streamGuest  = 4 // the binary files of guest filesystems
+	streamCipher = 5 // the cipher text of encrypted guest partitions
+	streamMiB    = 6 // the random MiBs of synthetic disks
 )
 
 // noiseBlock is the unit keyed by (seed, stream, block index). 64 KiB keeps
@@ -39,6 +44,34 @@ func fillNoise(seed, stream uint64, off int64, buf []byte) {
 		}
 		buf = buf[n:]
 		off += int64(n)
+	}
+}
+
+// randomBlock is the unit fillRandom guarantees random-looking: the
+// carver's fingerprint block.
+const randomBlock = 4096
+
+// fillRandom is fillNoise whose every whole 4 KiB block (counted from
+// off, which callers keep 4096-aligned) passes entropy.RandomLooking:
+// plain noise fails it about once in 2500 blocks, and a region promised
+// random must be random to the carver in every block. A failing block is
+// drawn again under a derived seed, so the bytes still depend only on
+// (seed, stream, offset).
+func fillRandom(seed, stream uint64, off int64, buf []byte) {
+	fillNoise(seed, stream, off, buf)
+	for i := 0; i+randomBlock <= len(buf); i += randomBlock {
+		ensureRandom(seed, stream, off+int64(i), buf[i:i+randomBlock], nil)
+	}
+}
+
+// ensureRandom redraws blk (the bytes at off) until, with head laid over
+// its start, it looks random; after a bounded number of draws it keeps the
+// last (head bytes can make a block structured whatever follows).
+func ensureRandom(seed, stream uint64, off int64, blk, head []byte) {
+	copy(blk, head)
+	for try := uint64(1); try <= 16 && !entropy.RandomLooking(blk); try++ {
+		fillNoise(mix(seed^try<<56), stream, off, blk)
+		copy(blk, head)
 	}
 }
 

@@ -98,14 +98,34 @@ const (
 	CutTail DamageKind = "cut-tail"
 	// Overwrite overwrites Bytes at file offset At with noise.
 	Overwrite DamageKind = "overwrite"
+	// EncryptChunks encrypts the file in place intermittently, as
+	// ransomware does (ESXiArgs, LockBit, BlackCat, Akira, Royal): Chunk
+	// bytes every Stride bytes from file offset At up to Until, and the
+	// first Head bytes, are overwritten with noise (see Damage.Chunks).
+	EncryptChunks DamageKind = "encrypt-chunks"
 )
 
 // Damage is one damage applied to the copy of a file in the image (never
 // to the file as made, whose grain map is the reference).
 type Damage struct {
-	Kind  DamageKind `json:"kind"`
-	At    int64      `json:"at,omitempty"`    // Overwrite: file offset
-	Bytes int64      `json:"bytes,omitempty"` // CutTail, Overwrite: length
+	Kind DamageKind `json:"kind"`
+	// At is the file offset of an Overwrite, or of EncryptChunks' first
+	// strided chunk (the lattice's phase, a multiple of the chunk).
+	At    int64 `json:"at,omitempty"`
+	Bytes int64 `json:"bytes,omitempty"` // CutTail, Overwrite: length
+
+	// EncryptChunks only. Chunk is the length of one encrypted chunk
+	// (0: 1 MiB); Stride the bytes from one chunk's start to the next's,
+	// more than Chunk; Head the bytes from file offset 0 also encrypted
+	// (0: none); Until the file offset where the strided chunks stop (0:
+	// the file's end). SizeStep derives the stride from the file's size
+	// as ESXiArgs does (see EffectiveStride); Stride must then be 0, and
+	// in FileTruth.Damage it holds the stride used.
+	Chunk    int64 `json:"chunk,omitempty"`
+	Stride   int64 `json:"stride,omitempty"`
+	Head     int64 `json:"head,omitempty"`
+	Until    int64 `json:"until,omitempty"`
+	SizeStep bool  `json:"size_step,omitempty"`
 }
 
 // Fill is what the host image holds outside the laid files.
@@ -144,6 +164,33 @@ type DiskSpec struct {
 	// LazyInit makes an ext4 guest as mkfs.ext4 does by default on most
 	// systems: inode tables and journal not zeroed (nor flagged zeroed).
 	LazyInit bool
+	// RandomShare (FS guests, 0..1) is the share of the guest's file
+	// bytes held by random-looking "binary" files, as real guests hold
+	// compressed and encrypted files: JPEG, ZIP, gzip and headerless .bin
+	// files of 1..8 whole MiB, a real magic and small header followed by
+	// seeded noise every 4 KiB block of which looks random
+	// (entropy.RandomLooking). 1 makes every file binary; 0 none.
+	RandomShare float64
+	// FileBytes (FS guests) is the total size of the guest's files, at
+	// most 80% of the partition and MaxGuestFileBytes; 0 means a tenth of
+	// the partition, at most 8 MiB. Files that do not fit are a spec error.
+	FileBytes int64
+	// NoPartitionTable (FS guests) puts the filesystem at LBA 0: no MBR
+	// nor GPT, the volume is the whole disk. An error with GPT.
+	NoPartitionTable bool
+	// Cipher (FS guests) stands in for BitLocker or LUKS: the filesystem
+	// and files are built as usual, then every non-zero 4 KiB block of the
+	// partition becomes seeded random-looking bytes keyed by the disk and
+	// the block's offset (zero blocks, the free space, stay zero), and the
+	// partition's first sector a BitLocker-like boot sector ("-FVE-FS-").
+	// The partition table still types the partition as the filesystem's.
+	Cipher bool
+	// RandomMiBs (synthetic disks only) is a number of 1 MiB regions, at
+	// seeded distinct MiB-aligned virtual offsets past MiB 0 and inside the
+	// capacity, filled with seeded random-looking bytes instead of the
+	// self-naming sectors (never zero grains); DiskTruth.RandomMiBs and
+	// RandomGrains list them.
+	RandomMiBs int
 }
 
 // FileSpec is one VMDK file laid into the image. For a flat variant it is
@@ -191,6 +238,12 @@ const (
 	// it easily.
 	MaxDiskCapacity = 64 << 30
 	maxDiskID       = 9999 // four digits in the sector text
+	// MaxGuestFileBytes bounds DiskSpec.FileBytes: debugfs and ntfscp
+	// write every byte, and a corpus needs no more.
+	MaxGuestFileBytes = 1 << 30
+	// maxFileOffset bounds offsets and lengths in a damage: past any file
+	// (a disk is at most MaxDiskCapacity), and far from overflowing.
+	maxFileOffset = 1 << 40
 )
 
 // Errors.
@@ -231,6 +284,9 @@ func (s *Spec) validate() (map[int]*DiskSpec, error) {
 		default:
 			return nil, specErr("disk %d: guest filesystem %q, want ext4 or ntfs", d.ID, d.FS)
 		}
+		if err := d.validateContent(); err != nil {
+			return nil, err
+		}
 		disks[d.ID] = d
 	}
 	for i, f := range s.Files {
@@ -259,6 +315,10 @@ func (s *Spec) validate() (map[int]*DiskSpec, error) {
 				if d.Bytes <= 0 || d.At < 0 {
 					return nil, specErr("file %d: overwrite of %d bytes at %d", i, d.Bytes, d.At)
 				}
+			case EncryptChunks:
+				if err := d.validateChunks(); err != nil {
+					return nil, specErr("file %d: %v", i, err)
+				}
 			default:
 				return nil, specErr("file %d: unknown damage %q", i, d.Kind)
 			}
@@ -268,6 +328,52 @@ func (s *Spec) validate() (map[int]*DiskSpec, error) {
 		return nil, err
 	}
 	return disks, nil
+}
+
+// validateContent checks the fields that shape a disk's content.
+func (d *DiskSpec) validateContent() error {
+	if d.FS == "" {
+		switch {
+		case d.RandomShare != 0 || d.FileBytes != 0 || d.NoPartitionTable || d.Cipher:
+			return specErr("disk %d: random share, file bytes, no partition table and cipher need a guest filesystem", d.ID)
+		case d.RandomMiBs < 0 || int64(d.RandomMiBs) > max(d.Capacity>>20-1, 0):
+			return specErr("disk %d: %d random MiBs, want 0..%d (whole MiBs of the capacity past MiB 0)", d.ID, d.RandomMiBs, max(d.Capacity>>20-1, 0))
+		}
+		return nil
+	}
+	part := d.partitionSize()
+	switch {
+	case d.RandomMiBs != 0:
+		return specErr("disk %d: random MiBs on a %s guest: use random share", d.ID, d.FS)
+	case !(d.RandomShare >= 0 && d.RandomShare <= 1): // NaN too
+		return specErr("disk %d: random share %v outside 0..1", d.ID, d.RandomShare)
+	case d.FileBytes < 0 || d.FileBytes > part/10*8 || d.FileBytes > MaxGuestFileBytes:
+		return specErr("disk %d: file bytes %d, want 0..%d (80%% of the %d-byte partition, at most %d)", d.ID, d.FileBytes, min(part/10*8, MaxGuestFileBytes), part, int64(MaxGuestFileBytes))
+	case d.NoPartitionTable && d.GPT:
+		return specErr("disk %d: no partition table and GPT", d.ID)
+	}
+	return nil
+}
+
+// validateChunks checks an EncryptChunks damage on its own (the file's
+// length is checked when it is laid).
+func (d Damage) validateChunks() error {
+	chunk := d.chunk()
+	switch {
+	case d.Chunk < 0 || d.Stride < 0 || d.At < 0 || d.Head < 0 || d.Until < 0:
+		return fmt.Errorf("%s: negative chunk %d, stride %d, at %d, head %d or until %d", d.Kind, d.Chunk, d.Stride, d.At, d.Head, d.Until)
+	case max(d.Chunk, d.Stride, d.At, d.Head, d.Until) > maxFileOffset:
+		return fmt.Errorf("%s: chunk %d, stride %d, at %d, head %d or until %d past any file", d.Kind, d.Chunk, d.Stride, d.At, d.Head, d.Until)
+	case d.SizeStep && d.Stride != 0:
+		return fmt.Errorf("%s: stride %d with size-step, which derives the stride from the file's size", d.Kind, d.Stride)
+	case !d.SizeStep && d.Stride <= chunk:
+		return fmt.Errorf("%s: stride %d is not more than the %d-byte chunk", d.Kind, d.Stride, chunk)
+	case d.At%chunk != 0:
+		return fmt.Errorf("%s: at %d is not a multiple of the %d-byte chunk", d.Kind, d.At, chunk)
+	case d.Until != 0 && d.Until <= d.At:
+		return fmt.Errorf("%s: until %d is not past the first chunk at %d", d.Kind, d.Until, d.At)
+	}
+	return nil
 }
 
 // NeedsQemu reports whether any file of s is made by qemu-img.

@@ -30,7 +30,10 @@ type DiskTruth struct {
 	GrainSize     uint64   `json:"grain_size"` // sectors (128)
 	Grains        uint64   `json:"grains"`
 	NonZeroGrains uint64   `json:"non_zero_grains"`
-	RandomGrains  []uint64 `json:"random_grains"` // incompressible grains
+	RandomGrains  []uint64 `json:"random_grains"` // incompressible grains, those of RandomMiBs too
+	// RandomMiBs are the virtual offsets of DiskSpec.RandomMiBs' 1 MiB
+	// regions of random-looking bytes, sorted.
+	RandomMiBs []int64 `json:"random_mibs,omitempty"`
 	// FS is the guest filesystem of a DiskSpec with FS set; nil for a
 	// synthetic disk.
 	FS *GuestFSTruth `json:"fs,omitempty"`
