@@ -21,7 +21,7 @@ type disk struct {
 	seed      uint64
 	capacity  int64 // bytes
 	grains    uint64
-	zero      []bool // per grain: all zero
+	zero      []bool   // per grain: all zero
 	random    []uint64 // sorted
 	randMiBs  []int64  // sorted virtual offsets of DiskSpec.RandomMiBs
 	nonZero   uint64
@@ -101,7 +101,7 @@ func (d *disk) addRandomMiBs(seed uint64, s DiskSpec) {
 		return
 	}
 	rng := rand.New(rand.NewPCG(seed, mix(uint64(s.ID)^0x72616e646d6962))) // "randmib"
-	mibs := s.Capacity>>20 - 1                                               // candidates 1..mibs
+	mibs := s.Capacity>>20 - 1                                             // candidates 1..mibs
 	for _, m := range rng.Perm(int(mibs))[:s.RandomMiBs] {
 		d.randMiBs = append(d.randMiBs, int64(m+1)<<20)
 	}
