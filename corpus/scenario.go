@@ -64,6 +64,16 @@ var scenarios = map[string]scenario{
 		defaultSize: 256 << 20,
 		build:       flatSpec,
 	},
+	"random-guests": {
+		help:        "guests holding random-looking data, each an intact contiguous QemuSparse (OursSparse without qemu-img) in noise: an ext4 guest with half its file bytes in JPEG/ZIP/gzip/.bin files, an NTFS guest with 30%, an ext4 guest without a partition table (the volume at LBA 0) with 90%, a synthetic disk with random 1 MiB regions, and an NTFS guest whose partition is cipher text (a BitLocker stand-in); needs mkfs.ext4, debugfs, mkntfs and ntfscp",
+		defaultSize: 256 << 20,
+		build:       randomGuestsSpec,
+	},
+	"encrypted-lattice": {
+		help:        "ransomware's intermittent encryption: contiguous sparse and flat files in noise, each encrypted in place in 1 MiB chunks on its own lattice (stride 2 MiB from 1 MiB; 4 MiB from 0, header included; 8 MiB from 3 MiB with a 64 KiB head; ESXiArgs' size-step stride; 16 MiB from 5 MiB, stopping at the file offset of half the disk)",
+		defaultSize: 512 << 20,
+		build:       encryptedLatticeSpec,
+	},
 	"variants": {
 		help:        "one small disk in every available sparse and stream variant plus one copy for every damage kind: for end-to-end tests (the flat variants are in the flat scenario)",
 		defaultSize: 64 << 20,
@@ -229,5 +239,52 @@ func hostScenario(fs string, damage ...HostDamage) func(seed uint64, size int64,
 			s.Files[i].Fragments = 2 + int(mix(seed^uint64(i)^0x66726167)%39) // "frag"
 		}
 		return s
+	}
+}
+
+// randomGuestsSpec scales its disks with the image (16 MiB units at the
+// default size); the guests' files fill 40% of each.
+func randomGuestsSpec(seed uint64, size int64, qemu bool) Spec {
+	unit := max(size/16/(1<<20)*(1<<20), 16<<20)
+	files := func(capacity int64) int64 { return capacity * 2 / 5 }
+	s := Spec{
+		Seed: seed, ImageSize: max(size, 8*unit),
+		Disks: []DiskSpec{
+			{ID: 1, Capacity: 2 * unit, FS: FSExt4, RandomShare: 0.5, FileBytes: files(2 * unit)},
+			{ID: 2, Capacity: unit + unit/2, FS: FSNTFS, RandomShare: 0.3, FileBytes: files(unit + unit/2)},
+			{ID: 3, Capacity: unit, FS: FSExt4, NoPartitionTable: true, RandomShare: 0.9, FileBytes: files(unit)},
+			{ID: 4, Capacity: 2 * unit, RandomMiBs: int(unit>>20) / 2},
+			{ID: 5, Capacity: unit, FS: FSNTFS, Cipher: true, RandomShare: 0.3, FileBytes: files(unit)},
+		},
+	}
+	for _, d := range s.Disks {
+		s.Files = append(s.Files, FileSpec{Disk: d.ID, Variant: pick(QemuSparse, qemu)})
+	}
+	return s
+}
+
+// encryptedLatticeSpec lays five synthetic disks' files (32 MiB units at
+// the default size, 16 MiB at least so that every lattice repeats), each
+// with a lattice of its own and no clean copy.
+func encryptedLatticeSpec(seed uint64, size int64, qemu bool) Spec {
+	unit := max(size/16/(1<<20)*(1<<20), 16<<20)
+	enc := func(stride, at, head int64) []Damage {
+		return []Damage{{Kind: EncryptChunks, Stride: stride, At: at, Head: head}}
+	}
+	return Spec{
+		Seed: seed, ImageSize: max(size, 16*unit),
+		Disks: []DiskSpec{
+			{ID: 1, Capacity: 2 * unit},
+			{ID: 2, Capacity: 2 * unit},
+			{ID: 3, Capacity: 2 * unit},
+			{ID: 4, Capacity: unit + unit/2},
+		},
+		Files: []FileSpec{
+			{Disk: 1, Variant: pick(QemuSparse, qemu), Damage: enc(2<<20, 1<<20, 0)},
+			{Disk: 2, Variant: OursSparse, Damage: enc(4<<20, 0, 0)},
+			{Disk: 3, Variant: VMFSFlat, Damage: enc(8<<20, 3<<20, 64<<10)},
+			{Disk: 4, Variant: pick(QemuFlat, qemu), Damage: []Damage{{Kind: EncryptChunks, SizeStep: true}}},
+			{Disk: 1, Variant: OursSparse, Damage: []Damage{{Kind: EncryptChunks, Stride: 16 << 20, At: 5 << 20, Until: unit}}},
+		},
 	}
 }

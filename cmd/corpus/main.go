@@ -6,9 +6,12 @@
 //	corpus -o DIR [--seed N] [--size 256M] [--scenario NAME]
 //
 // Scenarios: demo, bench, variants, flat (flat extents with their text
-// descriptor files), tables-lost, and the host-filesystem ones
-// (ext4-host, ntfs-host and their -wiped and -encrypted variants), which
-// need mkfs.ext4, debugfs, dumpe2fs, mkntfs, ntfscp and ntfsinfo.
+// descriptor files), tables-lost, random-guests (guests holding
+// random-looking files, no partition table, a cipher-text partition),
+// encrypted-lattice (files encrypted in place in strided chunks), and the
+// host-filesystem ones (ext4-host, ntfs-host and their -wiped and
+// -encrypted variants), which need mkfs.ext4, debugfs, dumpe2fs, mkntfs,
+// ntfscp and ntfsinfo.
 package main
 
 import (
@@ -134,8 +137,22 @@ func report(t *corpus.Truth, scenario string, took time.Duration) {
 	fmt.Fprintln(w, "DISK\tCAPACITY\tGRAINS\tNON-ZERO\tGUEST FS\tRAW")
 	for _, d := range t.Disks {
 		fs := "synthetic"
-		if d.FS != nil {
-			fs = fmt.Sprintf("%s (%d files)", d.FS.FS, len(d.FS.Files))
+		if g := d.FS; g != nil {
+			binary := 0
+			for _, f := range g.Files {
+				if f.Binary() {
+					binary++
+				}
+			}
+			fs = fmt.Sprintf("%s (%d files, %d binary)", g.FS, len(g.Files), binary)
+			if g.PartitionOffset == 0 {
+				fs += ", no partition table"
+			}
+			if g.Cipher {
+				fs += ", cipher"
+			}
+		} else if len(d.RandomMiBs) > 0 {
+			fs += fmt.Sprintf(" (%d random MiBs)", len(d.RandomMiBs))
 		}
 		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\t%s\n", d.ID, d.Capacity, d.Grains, d.NonZeroGrains, fs, filepath.Base(d.Raw))
 	}
@@ -151,7 +168,21 @@ func report(t *corpus.Truth, scenario string, took time.Duration) {
 		var dmg []string
 		for _, d := range f.Damage {
 			s := string(d.Kind)
-			if d.Bytes != 0 {
+			switch {
+			case d.Kind == corpus.EncryptChunks:
+				chunk := d.Chunk
+				if chunk == 0 {
+					chunk = 1 << 20
+				}
+				s += fmt.Sprintf("(%d every %d from %d", chunk, d.Stride, d.At)
+				if d.Head != 0 {
+					s += fmt.Sprintf(", head %d", d.Head)
+				}
+				if d.Until != 0 {
+					s += fmt.Sprintf(", until %d", d.Until)
+				}
+				s += ")"
+			case d.Bytes != 0:
 				s += fmt.Sprintf("(%d@%d)", d.Bytes, d.At)
 			}
 			dmg = append(dmg, s)
