@@ -254,9 +254,10 @@ func TestEndToEnd(t *testing.T) {
 
 // TestCopiesThatDisagree lays two copies of one disk version (same CID),
 // one with 1 MiB of its grain area overwritten with noise: they are one
-// disk; the damaged copy's noise is never placed (it reads as a break of
-// the file's contiguity, or the copies conflict there), and every grain
-// is placed from the intact copy, corroborated where both agree.
+// disk. Random bytes are not proof of damage (they may be the guest's),
+// so the grains the copies disagree on are conflicts, never chosen; every
+// other grain is placed, corroborated where both copies agree, and none
+// is wrong.
 func TestCopiesThatDisagree(t *testing.T) {
 	truth := generate(t, corpus.Spec{Seed: 12, ImageSize: 128 << 20, Disks: []corpus.DiskSpec{disk(1, 32<<20)}, Files: []corpus.FileSpec{
 		{Disk: 1, Variant: corpus.OursSparse, Damage: []corpus.Damage{{Kind: corpus.Overwrite, At: 2 << 20, Bytes: 1 << 20}}},
@@ -271,8 +272,16 @@ func TestCopiesThatDisagree(t *testing.T) {
 		t.Fatalf("%d instances, want both copies in one disk", len(rep.Disk.Instances))
 	}
 	s := scoreDisk(t, run, truth, rep)
-	if s.wrong != 0 || s.placed != s.surviving {
-		t.Errorf("placed %d of %d surviving grains, %d wrong", s.placed, s.surviving, s.wrong)
+	// The overwritten MiB holds 16 grains of the damaged copy.
+	disagree := 0
+	for _, g := range truth.Files[0].Grains {
+		if !g.Intact {
+			disagree++
+		}
+	}
+	t.Logf("placed %d of %d surviving grains, %d wrong, %d conflicting (the copies disagree on %d)", s.placed, s.surviving, s.wrong, rep.Disk.Counts.Conflict, disagree)
+	if s.wrong != 0 || s.placed != s.surviving-disagree || int(rep.Disk.Counts.Conflict) != disagree || disagree != 16 {
+		t.Errorf("placed %d of %d surviving grains, %d wrong, %d conflicting; want all but the %d the copies disagree on, which conflict", s.placed, s.surviving, s.wrong, rep.Disk.Counts.Conflict, disagree)
 	}
 	if rep.Disk.Counts.ByEvidence["copy"] == 0 {
 		t.Error("no grain corroborated by the second copy")

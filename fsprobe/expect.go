@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+
+	"vmdkcarve/internal/entropy"
 )
 
 // Expectation is a fact a guest disk's own structures predict about the
@@ -28,6 +30,10 @@ type Expectation struct {
 	// still yields Then.
 	Soft bool
 }
+
+// bitLockerOEM is the OEM id of a BitLocker volume's boot sector, in an
+// NTFS-typed partition.
+const bitLockerOEM = "-FVE-FS-"
 
 // Partition type bytes of the MBR entries whose filesystems are probed.
 const (
@@ -81,8 +87,13 @@ func partitionStartExpectation(part int64, typ byte) Expectation {
 			switch {
 			case ntfs.Match(b[:sector]), ext.Match(b[1024:2048]):
 				return true
-			case typ == mbrTypeNTFS:
-				return string(b[3:11]) == "EXFAT   "
+			case typ == mbrTypeNTFS && (string(b[3:11]) == "EXFAT   " || string(b[3:11]) == bitLockerOEM):
+				return true
+			case entropy.RandomLooking(b):
+				// An encrypted volume without a header of its own
+				// (VeraCrypt, plain dm-crypt) is a volume too: cipher
+				// text at a partition start contradicts nothing.
+				return true
 			}
 			return string(b[:4]) == "XFSB" || // XFS
 				string(b[512:520]) == "LABELONE" || // LVM2 physical volume

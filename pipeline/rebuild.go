@@ -90,6 +90,9 @@ type DiskSummary struct {
 	Unplaced int64
 	Metadata string
 	Files    string
+	// Damage lists the damage policy's decisions per instance: the
+	// encryption lattices accepted, or why random chunks were content.
+	Damage []string
 }
 
 // RebuildResult is what Rebuild did.
@@ -130,7 +133,10 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		return nil, fmt.Errorf("pipeline: evidence %s is not the %d bytes the case was carved from", ev.Path, ev.Size)
 	}
 	started := time.Now()
-	params, _ := json.Marshal(struct{ Raw, NewestOnly bool }{opts.Raw, opts.NewestOnly})
+	params, _ := json.Marshal(struct {
+		Raw, NewestOnly bool
+		DamagePolicy    reassemble.DamageThresholds
+	}{opts.Raw, opts.NewestOnly, reassemble.DamagePolicyThresholds()})
 	if err := c.UpdateManifest(func(m *Manifest) error {
 		m.Stages[StageRebuild] = &Stage{Started: started, Params: params, Reason: "running"}
 		return nil
@@ -150,7 +156,7 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		defer fp.Close()
 		popts.Fingerprints = fp
 	} else {
-		logf("no fingerprints (%v): intermittent encryption will not be detected", err)
+		logf("no fingerprints (%v): the damage policy cannot test for intermittent encryption", err)
 	}
 	disks, err := reassemble.Plan(img, ev.Size, hits, popts)
 	if err != nil {
@@ -181,7 +187,7 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		if err := WriteFileAtomic(filepath.Join(c.Dir, PlansDirName, name+".json"), plan); err != nil {
 			return nil, err
 		}
-		logf("%s: writing %d grains placed, %d zero, %d missing", name, d.Counts.Placed, d.Counts.Zero, d.Counts.Missing+d.Counts.Conflict)
+		logf("%s: writing %d grains placed, %d zero, %d missing, %d damaged", name, d.Counts.Placed, d.Counts.Zero, d.Counts.Missing+d.Counts.Conflict, d.Counts.Damaged)
 		report, err := emitDisk(c, img, d, name, opts)
 		if err != nil {
 			// One disk that cannot be written (a capacity a
@@ -200,6 +206,7 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	for _, d := range res.Disks {
 		counts["grains_placed"] += int64(d.Counts.Placed)
 		counts["grains_missing"] += int64(d.Counts.Missing + d.Counts.Conflict)
+		counts["grains_damaged"] += int64(d.Counts.Damaged)
 	}
 	if err := c.UpdateManifest(func(m *Manifest) error {
 		st := &Stage{Complete: len(failed) == 0, Started: started, Finished: time.Now(), Params: params, Counts: counts}
@@ -431,6 +438,9 @@ func summarize(rep *DiskReport) DiskSummary {
 	s.Metadata, s.Files = "-", "-"
 	var metaPlaced, metaAll int64
 	for _, inst := range d.Instances {
+		if dm := inst.Damage; dm != nil && dm.RandomChunks > 0 {
+			s.Damage = append(s.Damage, fmt.Sprintf("instance %d: %s", inst.ID, dm.Decision))
+		}
 		s.Unplaced += inst.UnplacedGrains
 		metaPlaced += inst.MetadataPlaced
 		metaAll += inst.MetadataGrains

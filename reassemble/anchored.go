@@ -118,7 +118,7 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 				continue
 			}
 			img, _ := view.imageOffset(off, gb)
-			if why := foreignAt(x, inst, img, gb, buf); why != "" {
+			if why := foreignAt(x, inst, img, gb, buf, false); why != "" {
 				return
 			}
 			fn(k, img, buf)

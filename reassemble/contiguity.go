@@ -24,10 +24,6 @@ const (
 	fpRandomBit = 1 << 63
 )
 
-// encryptionChunk is the span ransomware families encrypt intermittently
-// ("every Nth MiB of the file").
-const encryptionChunk = 1 << 20
-
 // candidate is a grain a trusted grain table places at a file sector.
 type candidate struct {
 	grain  uint64
@@ -38,28 +34,33 @@ type candidate struct {
 
 // placeCandidates checks every table-placed grain's source and decides it.
 //
-// Where the file is mapped only by the contiguous assumption (no host
-// filesystem map), the assumption holds until the bytes say otherwise.
-// Grains are checked in file order; the assumption ends at the first grain
-// whose source is impossible for it:
+// First the damage policy (damage.go) looks for intermittent encryption
+// in the file: grains on an accepted lattice are Damaged, never read as
+// the file's. How random a grain looks decides nothing else.
 //
-//   - all zero (writers never allocate a zero grain);
+// Where the file is mapped only by the contiguous assumption (no host
+// filesystem map), the assumption holds until a structural fact says
+// otherwise. Grains are checked in file order; the assumption ends at the
+// first grain whose source is impossible for it:
+//
+//   - all zero, where the writer never allocates a zero grain (qemu-img
+//     and our writer; VMware Workstation does, so there it is only noted);
 //   - holding another VMDK's header or compressed grain records;
-//   - the second of two random-looking grains in a row, in a file whose
-//     grains so far were not random (a fragment running into noise), on
-//     a disk where no guest filesystem has been recognised (see below);
 //   - missing a structure the guest's own partition table, boot sector
 //     or superblock (placed before it) predicts at that virtual address.
+//     A missing structure in a chunk that reads random is first offered
+//     to the damage policy as proof of encryption; only if no lattice
+//     takes it does it end the assumption.
 //
 // A file found broken is fragmented, and the break only shows where the
 // bytes first betray it, so then no grain at all rests on the assumption
 // (see the end of the function). A file with a host map is read through
-// the map and none of this applies.
+// the map and only the damage policy applies.
 //
-// Everywhere, a grain inside a file-aligned MiB whose blocks look random,
-// in a file whose other chunks do not, is intermittent encryption damage:
-// missing.
-func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIndex, opts Options, zero *Grain) {
+// predicted lists the VMDK's own structures (grain directories and
+// tables) by file offset: one that reads random is structural proof for
+// the damage policy.
+func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIndex, opts Options, zero *Grain, predicted []structureAt) {
 	sort.Slice(cands, func(i, j int) bool { return cands[i].sector < cands[j].sector })
 	h := inst.Header
 	contiguous := inst.contiguousOnly()
@@ -67,16 +68,26 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	if len(cands) > 0 {
 		fileEnd = int64(cands[len(cands)-1].sector)*vmdk.SectorSize + h.GrainBytes()
 	}
-	encrypted := encryptedChunks(inst, view, opts.Fingerprints, fileEnd)
+	dmg := newDamagePolicy(view, opts.Fingerprints, min(view.size(), fileEnd), inst.flat)
+	for _, s := range predicted {
+		if dmg.randomAt(s.off) && blocksRandom(view, opts.Fingerprints, s.off, s.n) {
+			dmg.prove(s.off, s.what)
+		}
+	}
+	dmg.decide()
+	zeroIsProof := !vmwareWritten(inst.Descriptor)
 	brokenAt := int64(-1)
 	breakReason := ""
-	var suspect *held
 	guest := &guestProbe{diskSize: int64(h.Capacity) * vmdk.SectorSize}
-	var plainSoFar counter // grains placed so far that are not random-looking
-	var last struct {      // the last grain placed, in file order
-		grain uint64
-		buf   []byte
+	// Guest contradictions inside random chunks, decided once the damage
+	// policy has seen them all.
+	type contradiction struct {
+		off, img int64
+		why      string
 	}
+	var deferred []contradiction
+	zeroGrains := 0 // allocated zero grains where the writer may store them
+	lastPlaced := int64(-1)
 	for _, c := range cands {
 		fileOff := int64(c.sector) * vmdk.SectorSize
 		if brokenAt >= 0 {
@@ -84,8 +95,8 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 			continue
 		}
 		n := grainLength(h, c.grain)
-		if k := fileOff / encryptionChunk; encrypted[k] {
-			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: fmt.Sprintf("file MiB %d looks random throughout: intermittent encryption", k)})
+		if l, ok := dmg.on(fileOff, n); ok {
+			inst.grains.set(c.grain, damagedGrain(l, fileOff))
 			continue
 		}
 		gr, imgOff, buf := readSparseGrain(inst, view, c, n)
@@ -93,66 +104,79 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 			inst.grains.set(c.grain, gr)
 			continue
 		}
+		why := ""
 		if contiguous {
-			why := foreignAt(x, inst, imgOff, n, buf)
-			if why == "" {
-				why = guest.check(c.grain, h.GrainBytes(), buf)
-			}
-			if why == "" && !guest.volumeFound && randomGrain(buf) && !plainSoFar.empty() {
-				// A random-looking grain in a file whose grains so far are
-				// not: the file's own compressed data, or the start of
-				// someone else's bytes past a fragment's end. Its file
-				// successor decides: random again means the mapping has run
-				// into foreign bytes; otherwise the grain is held as
-				// suspect until the successor is seen.
-				if suspect != nil {
-					why = fmt.Sprintf("two random-looking grains in a row (file offsets %d and %d) in a file whose grains were not random", suspect.off, fileOff)
-					fileOff, imgOff = suspect.off, suspect.img
-					inst.grains.set(suspect.c.grain, &Grain{Status: Missing, Reason: "contiguous mapping broken here: " + why})
-					suspect = nil
-				} else {
-					suspect = &held{c: c, gr: gr, off: fileOff, img: imgOff}
-					continue
-				}
-			}
-			if why != "" {
-				if suspect != nil {
-					// Nothing vouches for the suspect before the break.
-					inst.grains.set(suspect.c.grain, &Grain{Status: Missing, Reason: "random-looking grain just before the contiguous mapping breaks: " + why})
-					suspect = nil
-				}
-				if last.buf != nil && !cleanBlocks(last.buf) {
-					// The fragment's end lies at a host cluster boundary
-					// somewhere before the break; a grain whose blocks
-					// include zero or random ones may straddle it.
-					inst.grains.set(last.grain, &Grain{Status: Missing, Reason: "last grain before the contiguous mapping breaks has zero or random-looking blocks: it may straddle the fragment's end"})
-				}
-				brokenAt, breakReason = fileOff, why
-				inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", fileOff, imgOff, why))
-				inst.cutFragments(fileOff)
-				inst.grains.set(c.grain, &Grain{Status: Missing, Reason: "contiguous mapping broken here: " + why})
-				continue
+			why = foreignAt(x, inst, imgOff, n, buf, zeroIsProof)
+			if why == "" && !zeroIsProof && entropy.Zero(buf) {
+				zeroGrains++
 			}
 		}
-		if suspect != nil {
-			// A plain grain follows the random one: the random one is
-			// the file's own data.
-			inst.grains.set(suspect.c.grain, suspect.gr)
-			suspect = nil
+		if why == "" {
+			if g := guest.check(c.grain, h.GrainBytes(), buf); g != "" {
+				switch {
+				case dmg.randomAt(fileOff) || dmg.randomAt(fileOff+n-1):
+					dmg.prove(fileOff, g)
+					deferred = append(deferred, contradiction{fileOff, imgOff, g})
+				case contiguous:
+					why = g
+				}
+			}
+		}
+		if why != "" {
+			if lastPlaced >= 0 {
+				// The fragment's end lies at a host cluster boundary
+				// somewhere before the break: the last grain placed may
+				// straddle it, so its own structures cannot vouch for it.
+				inst.grains.set(uint64(lastPlaced), &Grain{Status: Missing, Reason: "last grain before the contiguous mapping breaks: it may straddle the fragment's end"})
+			}
+			brokenAt, breakReason = fileOff, why
+			inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", fileOff, imgOff, why))
+			inst.cutFragments(fileOff)
+			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: "contiguous mapping broken here: " + why})
+			continue
 		}
 		if gr.Status == Zero {
 			inst.grains.setRange(c.grain, c.grain+1, zero)
 			continue
 		}
-		if !randomGrain(buf) {
-			plainSoFar.n++
-		}
 		inst.grains.set(c.grain, gr)
-		last.grain, last.buf = c.grain, buf
+		lastPlaced = int64(c.grain)
 	}
-	if suspect != nil {
-		// The last grain of the file: nothing after it to vouch for it.
-		inst.grains.set(suspect.c.grain, &Grain{Status: Missing, Reason: "random-looking last grain of a file whose grains are not random: its bytes may not be this file's"})
+	if zeroGrains > 0 {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d allocated grains hold zeros: VMware's writers store grains the guest zeroed, so they do not end the contiguous assumption", zeroGrains))
+	}
+	if len(deferred) > 0 && dmg.decide() {
+		// Lattices the guest's missing structures proved: grains already
+		// placed on them are damaged after all.
+		for _, c := range cands {
+			fileOff := int64(c.sector) * vmdk.SectorSize
+			if l, ok := dmg.on(fileOff, grainLength(h, c.grain)); ok {
+				if gr := inst.grains.one[c.grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
+					inst.grains.set(c.grain, damagedGrain(l, fileOff))
+				}
+			}
+		}
+	}
+	for _, d := range deferred {
+		if _, ok := dmg.on(d.off, 1); ok || !contiguous || (brokenAt >= 0 && d.off >= brokenAt) {
+			continue
+		}
+		// A structure the guest predicts is missing, in a random chunk no
+		// lattice explains: the bytes are not the file's.
+		brokenAt, breakReason = d.off, d.why
+		inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", d.off, d.img, d.why))
+		inst.cutFragments(d.off)
+		break
+	}
+	damaged := uint64(0)
+	for _, c := range cands {
+		if gr := inst.grains.one[c.grain]; gr != nil && gr.Status == Damaged {
+			damaged++
+		}
+	}
+	inst.Damage = dmg.report(damaged)
+	if inst.Damage != nil && len(inst.Damage.Lattices) > 0 {
+		inst.Notes = append(inst.Notes, inst.Damage.Decision)
 	}
 	if !contiguous {
 		return
@@ -200,6 +224,49 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	inst.cutFragments(int64(h.OverHead) * vmdk.SectorSize)
 }
 
+// structureAt is a structure the VMDK's own metadata predicts at a file
+// offset (a grain directory or table), for the damage policy.
+type structureAt struct {
+	off, n int64
+	what   string
+}
+
+// blocksRandom reports whether every 4 KiB block holding [off, off+n) of
+// the file reads random in the carve's fingerprints.
+func blocksRandom(view *fileView, fp Fingerprints, off, n int64) bool {
+	if fp == nil || n <= 0 {
+		return false
+	}
+	for b := off / fpBlock * fpBlock; b < off+n; b += fpBlock {
+		img, err := view.imageOffset(b, fpBlock)
+		if err != nil || img < 0 || img%fpBlock != 0 {
+			return false
+		}
+		v, ok := fp.At(img)
+		if !ok || v&fpRandomBit == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// damagedGrain is the decision for a grain on an accepted lattice.
+func damagedGrain(l *Lattice, fileOff int64) *Grain {
+	return &Grain{Status: Damaged, Reason: fmt.Sprintf("file offset %d lies on the encryption lattice %s (%s)", fileOff, l, l.Proof)}
+}
+
+// vmwareWritten reports whether a descriptor is VMware's own (Workstation,
+// ESXi): they write ddb.longContentID, qemu-img and our writer do not.
+// VMware's writers allocate grains the guest zeroed, so there an
+// allocated zero grain is no sign that the bytes are not the file's.
+func vmwareWritten(d *vmdk.Descriptor) bool {
+	if d == nil {
+		return false
+	}
+	_, ok := d.DDB["ddb.longContentID"]
+	return ok
+}
+
 // selfProven returns, of the grains a table placed at bytes read on the
 // contiguous assumption, those whose self-locating guest structures
 // (fsprobe.Locator) all name that very grain, with what they are. The
@@ -234,27 +301,6 @@ func selfProven(inst *Instance, view *fileView, grains []uint64) map[uint64]stri
 	return out
 }
 
-// Random runs: two random-looking grains in a row end the contiguous
-// assumption only while no guest filesystem has been recognised on the
-// disk. A recognised guest (an NTFS or ext volume at a partition start)
-// has files of its own that may well be random-looking (compressed,
-// encrypted, test data from /dev/urandom), and ending the assumption on
-// them would lose every grain of a perfectly contiguous file; its own
-// structures (the guest predictions) keep watch instead. A disk whose
-// content is unknown keeps the rule: a fragment running into random
-// foreign bytes shows no other way.
-
-// held is a suspect grain waiting for its file successor.
-type held struct {
-	c        candidate
-	gr       *Grain
-	off, img int64
-}
-
-type counter struct{ n int }
-
-func (c counter) empty() bool { return c.n == 0 }
-
 // firstStored is the image offset of the first piece that is not a hole.
 func firstStored(ps []Piece) int64 {
 	for _, p := range ps {
@@ -265,39 +311,10 @@ func firstStored(ps []Piece) int64 {
 	return -1
 }
 
-// cleanBlocks reports whether no 4 KiB block of a grain is all zero or
-// random-looking.
-func cleanBlocks(b []byte) bool {
-	for off := 0; off < len(b); off += fpBlock {
-		blk := b[off:min(off+fpBlock, len(b))]
-		if entropy.Zero(blk) || entropy.RandomLooking(blk) {
-			return false
-		}
-	}
-	return true
-}
-
-// randomGrain reports whether every non-zero 4 KiB block of a grain looks
-// random.
-func randomGrain(b []byte) bool {
-	seen := false
-	for off := 0; off < len(b); off += fpBlock {
-		blk := b[off:min(off+fpBlock, len(b))]
-		if entropy.Zero(blk) {
-			continue
-		}
-		if !entropy.RandomLooking(blk) {
-			return false
-		}
-		seen = true
-	}
-	return seen
-}
-
 // foreignAt says why the bytes at an image range cannot be this
 // instance's grain, or "" if nothing says so.
-func foreignAt(x *hitIndex, inst *Instance, imgOff, n int64, buf []byte) string {
-	if entropy.Zero(buf) && !inst.flat {
+func foreignAt(x *hitIndex, inst *Instance, imgOff, n int64, buf []byte, zeroIsProof bool) string {
+	if zeroIsProof && entropy.Zero(buf) && !inst.flat {
 		return "an all-zero grain where the table says an allocated grain lies (writers never allocate zero grains)"
 	}
 	i := sort.Search(len(x.foreign), func(i int) bool { return x.foreign[i].Offset >= imgOff })
@@ -354,57 +371,6 @@ func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Gra
 	return gr, imgOff, buf
 }
 
-// encryptedChunks finds the file-aligned MiB chunks of an instance whose
-// every 4 KiB block looks random while at least one other mapped chunk of
-// the file does not: the pattern of intermittent ("every Nth MiB")
-// encryption. A file that is random throughout (an encrypted guest
-// volume, compressed data) is left alone: nothing contrasts it.
-func encryptedChunks(inst *Instance, view *fileView, fp Fingerprints, fileEnd int64) map[int64]bool {
-	if fp == nil {
-		return nil
-	}
-	size := min(view.size(), fileEnd)
-	random := make(map[int64]bool)
-	sawPlain := false
-	for k := int64(0); k*encryptionChunk < size; k++ {
-		// The random test misses about one random block in 2500, so a
-		// MiB counts as random when at least 15 of 16 of its stored
-		// blocks are.
-		stored, randomBlocks, unknown := 0, 0, false
-		for off := k * encryptionChunk; off < min(size, (k+1)*encryptionChunk); off += fpBlock {
-			img, err := view.imageOffset(off, fpBlock)
-			if err == nil && img == -1 {
-				continue // a hole of the host file: encryption cannot touch it
-			}
-			if err != nil || img%fpBlock != 0 {
-				unknown = true
-				continue
-			}
-			v, ok := fp.At(img)
-			if !ok {
-				unknown = true
-				continue
-			}
-			stored++
-			if v&fpRandomBit != 0 {
-				randomBlocks++
-			} else if v != 0 {
-				sawPlain = true
-			}
-		}
-		if !unknown && stored > 0 && randomBlocks*16 >= stored*15 {
-			random[k] = true
-		}
-	}
-	if !sawPlain {
-		return nil
-	}
-	if len(random) > 0 {
-		inst.Notes = append(inst.Notes, fmt.Sprintf("%d file MiB chunks look random throughout while the rest of the file does not: treated as encrypted", len(random)))
-	}
-	return random
-}
-
 // foreignKinds are structures that never lie inside a sparse extent's grain
 // area at a sector boundary unless the file has ended there.
 func isForeign(h *signatures.Hit) bool {
@@ -422,9 +388,8 @@ func isForeign(h *signatures.Hit) bool {
 // predictions are kept by the grain that holds them, so each grain costs
 // only its own.
 type guestProbe struct {
-	diskSize    int64
-	pending     map[int64][]fsprobe.Expectation // by grain number
-	volumeFound bool                            // a guest filesystem was recognised
+	diskSize int64
+	pending  map[int64][]fsprobe.Expectation // by grain number
 }
 
 func (p *guestProbe) add(grainBytes int64, es []fsprobe.Expectation) {
@@ -463,7 +428,6 @@ func (p *guestProbe) check(g uint64, grainBytes int64, buf []byte) string {
 				}
 				continue
 			}
-			p.volumeFound = p.volumeFound || e.Volume
 			if e.Then != nil {
 				p.add(grainBytes, e.Then(b))
 			}

@@ -108,6 +108,8 @@ func (c *Counts) add(g *Grain, n uint64) {
 		c.Missing += n
 	case Conflict:
 		c.Conflict += n
+	case Damaged:
+		c.Damaged += n
 	}
 	// Evidence counts cover every decided grain, placed or proven zero.
 	for _, e := range g.Evidence {
@@ -215,7 +217,7 @@ func mergeGroup(id int, group []*Instance) *Disk {
 
 // mergeOne decides one grain (or a range with one decision in every copy).
 func mergeOne(group []*Instance, per []*Grain) *Grain {
-	var best, conflict *Grain
+	var best, conflict, damaged *Grain
 	var placed []*Grain
 	var reasons []string
 	for i, gr := range per {
@@ -231,7 +233,11 @@ func mergeOne(group []*Instance, per []*Grain) *Grain {
 			}
 		case Conflict:
 			conflict = gr
-			fallthrough
+			reasons = append(reasons, fmt.Sprintf("instance %d: %s", group[i].ID, gr.Reason))
+		case Damaged:
+			if damaged == nil {
+				damaged = gr
+			}
 		default:
 			reasons = append(reasons, fmt.Sprintf("instance %d: %s", group[i].ID, gr.Reason))
 		}
@@ -253,6 +259,9 @@ func mergeOne(group []*Instance, per []*Grain) *Grain {
 		return conflict
 	case best != nil:
 		return best
+	case damaged != nil:
+		// Destroyed in a copy, and no other copy has it.
+		return damaged
 	case len(reasons) > 0:
 		return &Grain{Status: Missing, Reason: reasons[0]}
 	}

@@ -308,7 +308,7 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 			return
 		}
 	}
-	placeCandidates(inst, view, cands, x, opts, &Grain{Status: Zero, Evidence: []string{EvFlat}, Reason: "the flat extent holds zeros here"})
+	placeCandidates(inst, view, cands, x, opts, &Grain{Status: Zero, Evidence: []string{EvFlat}, Reason: "the flat extent holds zeros here"}, nil)
 }
 
 // misplacedGuest looks, in a flat extent read on the contiguous

@@ -24,6 +24,10 @@ const (
 	Zero     Status = "zero"     // proven to read as zeros (unallocated in a trusted table)
 	Missing  Status = "missing"  // no trustworthy source; written as a hole and reported
 	Conflict Status = "conflict" // sources disagree; treated as missing
+	// Damaged grains lie on an intermittent encryption lattice the damage
+	// policy accepted for their file (damage.go): their bytes there are
+	// proven destroyed. Written as a hole, like missing.
+	Damaged Status = "damaged"
 )
 
 // Evidence levels (DESIGN.md, disk report).
@@ -107,8 +111,12 @@ type Instance struct {
 	Fragments  []Fragment       `json:"fragments"`
 	HostMap    *fsprobe.FileMap `json:"host_map,omitempty"` // the host filesystem's map the fragments came from
 	Tables     string           `json:"tables"`             // which grain tables were used, and why
-	Notes      []string         `json:"notes,omitempty"`
-	Counts     Counts           `json:"counts"`
+	// Damage is the damage policy's account of the file: lattices of
+	// intermittent encryption accepted, with their proof, or why its
+	// random-looking chunks were taken as content.
+	Damage *DamageReport `json:"damage,omitempty"`
+	Notes  []string      `json:"notes,omitempty"`
+	Counts Counts        `json:"counts"`
 	// Unplaced lists the non-zero grain slots of a sparse file whose
 	// tables are lost that no evidence placed (up to the last proven slot),
 	// UnplacedGrains counts them, TrailingSlots counts the non-zero slots
@@ -142,6 +150,7 @@ type Counts struct {
 	Zero       uint64            `json:"zero"`
 	Missing    uint64            `json:"missing"`
 	Conflict   uint64            `json:"conflicting"`
+	Damaged    uint64            `json:"damaged"`
 	ByEvidence map[string]uint64 `json:"by_evidence,omitempty"`
 }
 

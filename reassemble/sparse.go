@@ -108,6 +108,24 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		return
 	}
 	perGT := uint64(h.NumGTEsPerGT)
+	// The directories and the tables they name, for the damage policy: a
+	// table never reads random, so one that does is destroyed there.
+	var predicted []structureAt
+	for _, d := range []struct {
+		sector  uint64
+		entries []uint32
+		which   string
+	}{{h.GDOffset, primary, "primary"}, {h.RGDOffset, redundant, "redundant"}} {
+		if d.entries == nil {
+			continue
+		}
+		predicted = append(predicted, structureAt{int64(d.sector) * vmdk.SectorSize, int64(len(d.entries)) * 4, d.which + " grain directory"})
+		for i, e := range d.entries {
+			if e != 0 {
+				predicted = append(predicted, structureAt{int64(e) * vmdk.SectorSize, int64(perGT) * 4, fmt.Sprintf("%s grain table %d", d.which, i)})
+			}
+		}
+	}
 	owner := make(map[uint32]uint64) // grain sector → virtual grain, to refuse a sector claimed twice
 	var cands []candidate            // table-placed grains, checked below in file order
 	usedPrimary, usedRedundant, lostTables := 0, 0, 0
@@ -181,7 +199,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 			cands = append(cands, candidate{grain: g, sector: e, which: which, both: pe != 0 && re != 0})
 		}
 	}
-	placeCandidates(inst, view, cands, x, opts, tableZero)
+	placeCandidates(inst, view, cands, x, opts, tableZero, predicted)
 	orphans := orphanSlots(h, owner)
 	if len(owner) == 0 && firstSlotHolds(view, h) {
 		// No table names any grain, yet the grain area starts with data:

@@ -1,0 +1,543 @@
+package reassemble
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// The damage policy: the one place where rebuild decides that bytes a
+// file's own structure places are destroyed rather than merely unusual.
+//
+// Compressed, encrypted and random data are ordinary guest content, so how
+// random a block looks never vetoes a placement. What does is intermittent
+// encryption, which ransomware (ESXiArgs, LockBit, BlackCat, Akira, Royal)
+// applies to a file in place: chunks of a fixed size at a fixed stride of
+// file offsets, often plus the file's head. It is accepted for a file only
+// as a lattice (chunk, stride, phase, extent), and only with proof:
+//
+//   - statistics: every chunk on the lattice reads random while the file's
+//     other data chunks between them mostly do not, and the chance that
+//     the file's own random chunks line up with some lattice by accident,
+//     bounded over every lattice tried, is below latticeSignificance; or
+//   - structure: at least minStructuralProofs chunks on the lattice cover
+//     structures the VMDK's or the guest's own metadata predicts there
+//     (grain tables, inode tables, MFT records, ...), which read random.
+//
+// A file random throughout has no lattice (nothing contrasts it), and a
+// random chunk on no accepted lattice is content. Grains on an accepted
+// lattice are Damaged; the instance's Damage report names each lattice,
+// its proof and its figures, and the best candidate rejected.
+const (
+	// encryptionChunk is the unit a file's bytes are classified in, and
+	// the smallest chunk ransomware encrypts ("1 MiB every N MiB"). Wider
+	// chunks are found as lattices of consecutive random chunks.
+	encryptionChunk = 1 << 20
+	// randomChunkShare: a chunk reads random when at least 15/16 of its
+	// stored 4 KiB blocks look random. The block test misses about one
+	// random block in 2500; guest content rarely fills a whole MiB with
+	// random data but does at times (that is what the lattice test is for).
+	randomChunkNum, randomChunkDen = 15, 16
+	// minLatticeChunks is the fewest random chunks a lattice must cover
+	// to be accepted on statistics alone.
+	minLatticeChunks = 3
+	// minStructuralProofs is the number of lattice chunks covering
+	// predicted structures that read random which fixes a lattice
+	// without statistics.
+	minStructuralProofs = 2
+	// maxLatticeStride bounds the strides tried, in chunks (256 MiB):
+	// the cost of the search is the file's chunks times this.
+	maxLatticeStride = 256
+	// latticeSignificance bounds the chance, over every lattice tried for
+	// one file, that random guest content alone lines up with one: the
+	// statistical proof accepts a lattice only below it.
+	latticeSignificance = 1e-4
+	// sharpChunkChance bounds the chance that guest content fills a
+	// sparse file's chunk exactly, with plain blocks just outside both
+	// edges ("sharp"). The file's grains are the guest's allocated ones
+	// packed in write order, which shifts guest content off the file's
+	// MiB grid: an edge lands on it only if it lands on a grain boundary
+	// (1 in 16 for 4 KiB-granular content, always for grain-aligned
+	// content) that is one of the 1 in 16 on the grid. Both edges: 2^-8 at
+	// the most. A locker's chunks are always sharp unless their neighbour
+	// is random too. Not used for flat extents, whose offsets are the
+	// guest's own (a guest can align its content to MiBs).
+	sharpChunkChance = 1.0 / 256
+	// maxLatticesPerFile bounds the lattices accepted for one file (a
+	// head, then a stride, sometimes two passes of a locker).
+	maxLatticesPerFile = 4
+)
+
+// DamageThresholds are the damage policy's named thresholds, echoed into
+// the case manifest so a report says which policy decided it.
+type DamageThresholds struct {
+	ChunkBytes          int64   `json:"chunk_bytes"`
+	RandomChunkShare    string  `json:"random_chunk_share"`
+	MinLatticeChunks    int     `json:"min_lattice_chunks"`
+	MinStructuralProofs int     `json:"min_structural_proofs"`
+	MaxStrideChunks     int     `json:"max_stride_chunks"`
+	Significance        float64 `json:"significance"`
+}
+
+// DamagePolicyThresholds returns the thresholds in force.
+func DamagePolicyThresholds() DamageThresholds {
+	return DamageThresholds{encryptionChunk, fmt.Sprintf("%d/%d", randomChunkNum, randomChunkDen), minLatticeChunks,
+		minStructuralProofs, maxLatticeStride, latticeSignificance}
+}
+
+// Lattice is an intermittent encryption pattern accepted (or rejected) for
+// one file: Chunk bytes at file offsets Phase, Phase+Stride, … below End,
+// and Head bytes from the file's start.
+type Lattice struct {
+	Chunk  int64 `json:"chunk"`
+	Stride int64 `json:"stride"`
+	Phase  int64 `json:"phase"`
+	End    int64 `json:"end"`
+	Head   int64 `json:"head,omitempty"`
+	// Chunks are the lattice positions that read random (every one with
+	// data does); OffLattice the data chunks between them, OffRandom how
+	// many of those read random.
+	Chunks     int `json:"chunks"`
+	OffLattice int `json:"off_lattice"`
+	OffRandom  int `json:"off_random"`
+	// Tried is the number of lattices (stride, phase) tried for the file;
+	// Chance bounds the probability that the file's random chunks line up
+	// with one of them by accident (Tried × q^Chunks, q the off-lattice
+	// random rate with a prior of one random and one plain chunk).
+	Tried  int     `json:"tried"`
+	Chance float64 `json:"chance"`
+	// Structures lists the predicted structures found random on the
+	// lattice's chunks.
+	Structures []string `json:"structures,omitempty"`
+	Proof      string   `json:"proof"`
+}
+
+// String names the lattice as an examiner reads it.
+func (l Lattice) String() string {
+	s := fmt.Sprintf("%s every %s from file offset %d to %d", size(l.Chunk), size(l.Stride), l.Phase, l.End)
+	if l.Head > 0 {
+		s = fmt.Sprintf("the first %s, then %s", size(l.Head), s)
+	}
+	return s
+}
+
+func size(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+// DamageReport is the damage policy's account of one file.
+type DamageReport struct {
+	// DataChunks are the file's chunks holding stored bytes, RandomChunks
+	// those of them that read random.
+	DataChunks   int       `json:"data_chunks"`
+	RandomChunks int       `json:"random_chunks"`
+	Lattices     []Lattice `json:"lattices,omitempty"`
+	// Rejected is the strongest candidate lattice that was not accepted,
+	// with its figures: why the file's random chunks were left as content.
+	Rejected      *Lattice `json:"best_rejected,omitempty"`
+	DamagedGrains uint64   `json:"damaged_grains,omitempty"`
+	Decision      string   `json:"decision"`
+}
+
+// chunkClass is what one chunk of a file holds, from the fingerprints.
+type chunkClass uint8
+
+const (
+	chunkUnknown chunkClass = iota // not mapped, or fingerprints missing: says nothing
+	chunkEmpty                     // only holes of the host file
+	chunkPlain                     // stored bytes, not random
+	chunkRandom                    // stored bytes, at least 15/16 of the blocks random-looking
+)
+
+// damagePolicy holds one file's chunk classes, the structural proofs
+// found on them, and the lattices accepted.
+type damagePolicy struct {
+	class    []chunkClass
+	proofs   map[int][]string // chunk → predicted structures reading random there
+	lattices []Lattice
+	damaged  []bool // per chunk: on an accepted lattice
+	// first and last are the classes of each chunk's first and last 4 KiB
+	// block (unknown for a hole): where a random chunk's edges lie.
+	first, last []chunkClass
+	flat        bool // a flat extent: file offsets are the guest's own
+	tried    int
+	rejected *Lattice
+}
+
+// newDamagePolicy classifies the chunks of the first size bytes of a file
+// from the carve's fingerprints (nil: no policy, nothing is damaged).
+func newDamagePolicy(view *fileView, fp Fingerprints, size int64, flat bool) *damagePolicy {
+	if fp == nil || size <= 0 {
+		return nil
+	}
+	n := (size + encryptionChunk - 1) / encryptionChunk
+	p := &damagePolicy{class: make([]chunkClass, n), damaged: make([]bool, n), proofs: map[int][]string{},
+		first: make([]chunkClass, n), last: make([]chunkClass, n), flat: flat}
+	for k := range p.class {
+		stored, random := 0, 0
+		unknown := false
+		lo, hi := int64(k)*encryptionChunk, min(size, int64(k+1)*encryptionChunk)
+		for off := lo; off < hi; off += fpBlock {
+			img, err := view.imageOffset(off, min(fpBlock, size-off))
+			if err == nil && img == -1 {
+				continue // a hole of the host file: no bytes to encrypt
+			}
+			if err != nil || img%fpBlock != 0 {
+				unknown = true
+				break
+			}
+			v, ok := fp.At(img)
+			if !ok {
+				unknown = true
+				break
+			}
+			stored++
+			b := chunkPlain
+			if v&fpRandomBit != 0 {
+				random++
+				b = chunkRandom
+			}
+			if off == lo {
+				p.first[k] = b
+			}
+			if off+fpBlock >= hi {
+				p.last[k] = b
+			}
+		}
+		switch {
+		case unknown:
+			p.class[k] = chunkUnknown
+		case stored == 0:
+			p.class[k] = chunkEmpty
+		case random*randomChunkDen >= stored*randomChunkNum:
+			p.class[k] = chunkRandom
+		default:
+			p.class[k] = chunkPlain
+		}
+	}
+	return p
+}
+
+// randomAt reports whether the chunk holding file offset off reads random
+// and lies on no accepted lattice.
+func (p *damagePolicy) randomAt(off int64) bool {
+	if p == nil || off < 0 {
+		return false
+	}
+	k := off / encryptionChunk
+	return k < int64(len(p.class)) && p.class[k] == chunkRandom && !p.damaged[k]
+}
+
+// prove records a predicted structure found random at file offset off.
+func (p *damagePolicy) prove(off int64, what string) {
+	if !p.randomAt(off) {
+		return
+	}
+	k := int(off / encryptionChunk)
+	if !slices.Contains(p.proofs[k], what) {
+		p.proofs[k] = append(p.proofs[k], what)
+	}
+}
+
+// on returns the accepted lattice destroying any of [off, off+n), if any.
+func (p *damagePolicy) on(off, n int64) (*Lattice, bool) {
+	if p == nil || n <= 0 {
+		return nil, false
+	}
+	for k := off / encryptionChunk; k <= (off+n-1)/encryptionChunk && k < int64(len(p.damaged)); k++ {
+		if k >= 0 && p.damaged[k] {
+			return p.latticeOf(k), true
+		}
+	}
+	return nil, false
+}
+
+func (p *damagePolicy) latticeOf(k int64) *Lattice {
+	at := k * encryptionChunk
+	for i := range p.lattices {
+		l := &p.lattices[i]
+		if at < l.Head || (at >= l.Phase && at < l.End && (at-l.Phase)%l.Stride < l.Chunk) {
+			return l
+		}
+	}
+	return &p.lattices[0]
+}
+
+// decide searches for lattices until none more is accepted. It returns
+// whether it accepted any new one.
+func (p *damagePolicy) decide() bool {
+	if p == nil {
+		return false
+	}
+	found := false
+	for len(p.lattices) < maxLatticesPerFile {
+		l, ok := p.best()
+		if !ok {
+			break
+		}
+		p.accept(l)
+		found = true
+	}
+	return found
+}
+
+// best finds the strongest lattice among the chunks not yet damaged: the
+// structural proof first (most proofs, then most chunks), else the
+// smallest chance. A candidate that fails both proofs is remembered as
+// the best rejected.
+func (p *damagePolicy) best() (Lattice, bool) {
+	n := len(p.class)
+	// Prefix counts of data and random chunks, leaving out those already
+	// on an accepted lattice (they prove nothing more).
+	data, rnd := make([]int, n+1), make([]int, n+1)
+	for k, c := range p.class {
+		data[k+1], rnd[k+1] = data[k], rnd[k]
+		if p.damaged[k] {
+			continue
+		}
+		if c == chunkPlain || c == chunkRandom {
+			data[k+1]++
+		}
+		if c == chunkRandom {
+			rnd[k+1]++
+		}
+	}
+	if rnd[n] < minStructuralProofs {
+		return Lattice{}, false
+	}
+	type cand struct {
+		stride, phase, first, last, on, sharp, proofs int
+		structures                                    []string
+	}
+	sharp := make([]bool, n)
+	for k := 1; k+1 < n && !p.flat; k++ {
+		sharp[k] = p.class[k] == chunkRandom && p.last[k-1] == chunkPlain && p.first[k+1] == chunkPlain
+	}
+	var cands []cand
+	tried := 0
+	for s := 2; s <= maxLatticeStride && s < n; s++ {
+		for ph := 0; ph < s; ph++ {
+			tried++
+			// The longest run of random chunks on the lattice: its
+			// extent ends at a plain chunk on it (a locker that stops
+			// part-way, a file's plain head before the phase).
+			var best, c cand
+			c = cand{stride: s, phase: ph, first: -1}
+			flush := func() {
+				if c.on > best.on {
+					best = c
+				}
+				c = cand{stride: s, phase: ph, first: -1}
+			}
+			for k := ph; k < n; k += s {
+				cl := p.class[k]
+				if p.damaged[k] || cl == chunkUnknown || cl == chunkEmpty {
+					continue // says nothing either way
+				}
+				if cl != chunkRandom {
+					flush()
+					continue
+				}
+				if c.first < 0 {
+					c.first = k
+				}
+				c.last = k
+				c.on++
+				if sharp[k] {
+					c.sharp++
+				}
+				if pr := p.proofs[k]; len(pr) > 0 {
+					c.proofs++
+					c.structures = append(c.structures, pr...)
+				}
+			}
+			flush()
+			if best.on >= minStructuralProofs {
+				cands = append(cands, best)
+			}
+		}
+	}
+	p.tried = max(p.tried, tried)
+	var bestStat, bestStruct *Lattice
+	for _, c := range cands {
+		off := data[c.last+1] - data[c.first] - c.on
+		offRandom := rnd[c.last+1] - rnd[c.first] - c.on
+		q := float64(offRandom+1) / float64(off+2)
+		chance := math.Min(1, float64(tried)*math.Pow(q, float64(c.on-c.sharp))*math.Pow(min(q, sharpChunkChance), float64(c.sharp)))
+		l := Lattice{Chunk: encryptionChunk, Stride: int64(c.stride) * encryptionChunk, Phase: int64(c.first) * encryptionChunk,
+			End: int64(c.last+1) * encryptionChunk, Chunks: c.on, OffLattice: off, OffRandom: offRandom, Tried: tried, Chance: chance,
+			Structures: c.structures}
+		// "Mostly do not": the chunks between the lattice's must show
+		// the contrast, or the file is simply random there.
+		contrast := off > 0 && 2*offRandom <= off
+		switch {
+		case contrast && c.proofs >= minStructuralProofs:
+			if bestStruct == nil || len(c.structures) > len(bestStruct.Structures) ||
+				(len(c.structures) == len(bestStruct.Structures) && c.on > bestStruct.Chunks) {
+				l.Proof = fmt.Sprintf("structure: %d chunks on the lattice cover structures the metadata predicts there, and read random", c.proofs)
+				bestStruct = &l
+			}
+		case contrast && c.on >= minLatticeChunks && chance <= latticeSignificance:
+			if bestStat == nil || chance < bestStat.Chance {
+				l.Proof = fmt.Sprintf("statistics: all %d chunks on the lattice read random (%d with plain blocks just outside both edges), %d of the %d data chunks between them do; chance of that by accident at most %.1e over %d lattices tried (threshold %.0e)",
+					c.on, c.sharp, offRandom, off, chance, tried, latticeSignificance)
+				bestStat = &l
+			}
+		default:
+			if p.rejected == nil || chance < p.rejected.Chance || (chance == p.rejected.Chance && c.on > p.rejected.Chunks) {
+				var why []string
+				if !contrast {
+					why = append(why, fmt.Sprintf("%d of the %d data chunks between its chunks read random too: no contrast", offRandom, off))
+				}
+				if c.on < minLatticeChunks {
+					why = append(why, fmt.Sprintf("only %d chunks on it (at least %d needed)", c.on, minLatticeChunks))
+				} else if chance > latticeSignificance {
+					why = append(why, fmt.Sprintf("chance %.1e of it by accident is above %.0e", chance, latticeSignificance))
+				}
+				if c.proofs < minStructuralProofs {
+					why = append(why, fmt.Sprintf("%d chunks on it cover predicted structures (%d needed)", c.proofs, minStructuralProofs))
+				}
+				l.Proof = "rejected: " + strings.Join(why, "; ")
+				r := l
+				p.rejected = &r
+			}
+		}
+	}
+	switch {
+	case bestStruct != nil:
+		return *bestStruct, true
+	case bestStat != nil:
+		return *bestStat, true
+	}
+	return p.sharpPair()
+}
+
+// sharpPair accepts, in a sparse file, a lattice of the file's only two
+// random chunks when each is bounded by plain blocks on both sides: too
+// few chunks for statistics, but guest content lands on the file's MiB
+// grid on both edges about once in 2^16 (a sparse file's grains are the
+// guest's allocated ones packed in write order, which shifts guest
+// content off that grid), while a locker's chunks always do. Not for a
+// flat extent, whose file offsets are the guest's own: a guest can align
+// its content to MiBs.
+func (p *damagePolicy) sharpPair() (Lattice, bool) {
+	if p.flat || len(p.lattices) > 0 {
+		return Lattice{}, false
+	}
+	var ks []int
+	for k, c := range p.class {
+		if c == chunkRandom {
+			ks = append(ks, k)
+		}
+	}
+	if len(ks) != minStructuralProofs {
+		return Lattice{}, false
+	}
+	for _, k := range ks {
+		if k == 0 || k+1 >= len(p.class) || p.last[k-1] != chunkPlain || p.first[k+1] != chunkPlain {
+			return Lattice{}, false
+		}
+	}
+	d := ks[1] - ks[0]
+	if d < 2 {
+		return Lattice{}, false
+	}
+	off := 0
+	for k := ks[0] + 1; k < ks[1]; k++ {
+		if p.class[k] == chunkPlain {
+			off++
+		}
+	}
+	// The pair is not searched for (it is the file's only random
+	// chunks), so no lattices-tried factor.
+	chance := sharpChunkChance * sharpChunkChance
+	return Lattice{Chunk: encryptionChunk, Stride: int64(d) * encryptionChunk, Phase: int64(ks[0]) * encryptionChunk,
+		End: int64(ks[1]+1) * encryptionChunk, Chunks: 2, OffLattice: off, Tried: 1, Chance: chance,
+		Proof: fmt.Sprintf("sharp pair: the file's only two random chunks, each bounded by plain blocks on both sides, at file MiBs %d and %d; chance of that from guest content about %.1e", ks[0], ks[1], chance)}, true
+}
+
+// accept marks a lattice's chunks damaged, widened to the chunk width the
+// locker used (consecutive random chunks at every position) and extended
+// with a random head at the file's start.
+func (p *damagePolicy) accept(l Lattice) {
+	s := int(l.Stride / encryptionChunk)
+	first, last := int(l.Phase/encryptionChunk), int(l.End/encryptionChunk)-1
+	positions := func() []int {
+		var ks []int
+		for k := first; k <= last; k += s {
+			if p.class[k] == chunkRandom && !p.damaged[k] {
+				ks = append(ks, k)
+			}
+		}
+		return ks
+	}
+	ks := positions()
+	width := 1
+	for width < s-1 {
+		all := true
+		for _, k := range ks {
+			if k+width >= len(p.class) || p.class[k+width] != chunkRandom || p.damaged[k+width] {
+				all = false
+				break
+			}
+		}
+		if !all {
+			break
+		}
+		width++
+	}
+	for _, k := range ks {
+		for w := range width {
+			p.damaged[k+w] = true
+		}
+	}
+	l.Chunk = int64(width) * encryptionChunk
+	l.End = int64(last+width) * encryptionChunk
+	// A head: the random chunks from the file's start, when the lattice
+	// is proven (lockers encrypt the head to kill the file's metadata).
+	head := 0
+	for head < len(p.class) && head < first && p.class[head] == chunkRandom && !p.damaged[head] {
+		head++
+	}
+	if head > 0 && len(p.lattices) == 0 {
+		for k := range head {
+			p.damaged[k] = true
+		}
+		l.Head = int64(head) * encryptionChunk
+	}
+	p.lattices = append(p.lattices, l)
+}
+
+// report summarises the policy's decisions for the instance report.
+func (p *damagePolicy) report(damagedGrains uint64) *DamageReport {
+	if p == nil {
+		return nil
+	}
+	r := &DamageReport{Lattices: p.lattices, Rejected: p.rejected, DamagedGrains: damagedGrains}
+	for _, c := range p.class {
+		if c == chunkPlain || c == chunkRandom {
+			r.DataChunks++
+		}
+		if c == chunkRandom {
+			r.RandomChunks++
+		}
+	}
+	switch {
+	case len(p.lattices) > 0:
+		var ls []string
+		for _, l := range p.lattices {
+			ls = append(ls, l.String())
+		}
+		r.Decision = fmt.Sprintf("intermittent encryption: %s; %d grains on it are damaged", strings.Join(ls, "; "), damagedGrains)
+		r.Rejected = nil
+	case r.RandomChunks == 0:
+		r.Decision = "no chunk reads random"
+	default:
+		r.Decision = fmt.Sprintf("%d of %d data chunks read random and lie on no proven lattice: guest content, placed", r.RandomChunks, r.DataChunks)
+	}
+	return r
+}
