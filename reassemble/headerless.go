@@ -25,38 +25,31 @@ import (
 //     the sector its first entry names: directory-shaped runs of numbers
 //     occur in other data, a directory whose table is there too does not.
 //
+// Nothing that lies in the metadata of a file already found (where its
+// header or its directories put it) starts another: a found file's own
+// directories and tables have every shape looked for here.
+//
 // It returns a made-up start hit per such file with an inferred header,
 // and records in x.synthesized how each was inferred.
 func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.ReaderAt, imageSize int64, maps []fsprobe.FileMap) []*signatures.Hit {
-	have := make(map[int64]bool)      // start offsets taken
-	explained := make(map[int64]bool) // directories and footers of files whose header was found
+	have := make(map[int64]bool) // start offsets taken
+	// A found file's metadata is full of shapes the searches below look
+	// for: its directories, and in its grain tables any sector holding a
+	// single entry reads as a one-entry directory naming the next table
+	// (and again in the redundant copy). What lies where a found file's
+	// header puts its metadata is that file's, and starts nothing.
+	var owned imageRanges
 	for _, h := range starts {
 		have[h.Offset] = true
-		// A found header explains its own directories and footer, where
-		// its host map (or else contiguity) puts them.
 		m := mapFor(maps, h.Offset)
-		at := func(fileOff int64) {
-			if m == nil {
-				explained[h.Offset+fileOff] = true
-				return
-			}
-			for _, e := range m.Extents {
-				if fileOff >= e.FileOffset && fileOff < e.FileOffset+e.Length {
-					explained[e.ImageOffset+fileOff-e.FileOffset] = true
-				}
-			}
-		}
-		for _, s := range []uint64{h.Sparse.GDOffset, h.Sparse.RGDOffset} {
-			if s != 0 && s != vmdk.GDAtEnd {
-				for k := uint64(0); k < min(h.Sparse.GDSectors(), 1<<16); k++ {
-					at(int64(s+k) * vmdk.SectorSize)
-				}
-			}
-		}
+		owned = append(owned, metadataRanges(image, h.Offset, h.Sparse, m, nextStart(starts, h.Offset, imageSize))...)
 		if m != nil && m.Size >= 2*vmdk.SectorSize {
-			at(m.Size - 2*vmdk.SectorSize)
+			// A stream's footer is its second last sector, where its host
+			// map puts it.
+			owned = append(owned, fileRanges(h.Offset, m, imageSize, m.Size-2*vmdk.SectorSize, m.Size-vmdk.SectorSize)...)
 		}
 	}
+	owned = owned.normalize()
 	var out []*signatures.Hit
 	add := func(start int64, hdr vmdk.SparseHeader, why string) *signatures.Hit {
 		if start < 0 || start%vmdk.SectorSize != 0 || start >= imageSize || have[start] || hdr.Validate() != nil {
@@ -83,7 +76,7 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		return false
 	}
 	for _, f := range footers {
-		if explained[f.Offset] || couldBeFound(f.Sparse.Capacity, f.Sparse.GrainSize, true) {
+		if owned.contains(f.Offset) || couldBeFound(f.Sparse.Capacity, f.Sparse.GrainSize, true) {
 			continue
 		}
 		hdr := *f.Sparse
@@ -100,7 +93,7 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 	// are found where the records say (placeStream checks them).
 	for off, d := range x.descriptors {
 		start := off - vmdk.SectorSize
-		if start < 0 || have[start] || d.Descriptor.CreateType != "streamOptimized" || d.Descriptor.Capacity() == 0 {
+		if start < 0 || have[start] || owned.contains(off) || d.Descriptor.CreateType != "streamOptimized" || d.Descriptor.Capacity() == 0 {
 			continue
 		}
 		i := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset > off })
@@ -134,7 +127,7 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 	}
 	byStart := make(map[int64][]dir)
 	for _, g := range x.gds {
-		if explained[g.Offset] {
+		if owned.contains(g.Offset) {
 			continue
 		}
 		first := uint64(g.Table.First)
@@ -167,23 +160,37 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 			continue
 		}
 		// One of the tables it names must be where it says (the first
-		// ones may be empty: an all-zero table is no evidence).
+		// ones may be empty: an all-zero table is no evidence), and not be
+		// a found file's: that one's directory names it already.
 		named := false
 		for k := uint64(0); k < min(n, 64) && !named; k++ {
-			named = gts[start+int64(first+4*k)*vmdk.SectorSize]
+			at := start + int64(first+4*k)*vmdk.SectorSize
+			named = gts[at] && !owned.contains(at)
 		}
 		if !named {
 			continue
 		}
 		byStart[start] = append(byStart[start], dir{g, self, n})
 	}
+	// A directory found above is followed by the tables it names (its
+	// entries step over them): from its first sector to its last table
+	// is its file's, and no sector there is a one-entry directory.
+	for start, dirs := range byStart {
+		for _, d := range dirs {
+			owned = append(owned, imageRange{d.hit.Offset, start + int64(uint64(d.hit.Table.First)+4*d.entries)*vmdk.SectorSize})
+		}
+	}
+	owned = owned.normalize()
 	// A disk of up to 32 MiB has one grain table, so its directory has a
 	// single entry: too common a shape for the carver to record. Each
 	// grain table found gets its preceding sector read instead: a
 	// one-entry directory naming that very table, then zeros, is one.
+	// Not in a file found: there the sector before a table is its
+	// directory or the end of the table before, which often holds one
+	// entry alone (a guest sparse there).
 	for _, gt := range x.gtShaped {
 		var sec [vmdk.SectorSize]byte
-		if gt.Offset < 2*vmdk.SectorSize || explained[gt.Offset-vmdk.SectorSize] {
+		if gt.Offset < 2*vmdk.SectorSize || owned.contains(gt.Offset) || owned.contains(gt.Offset-vmdk.SectorSize) {
 			continue
 		}
 		if _, err := image.ReadAt(sec[:], gt.Offset-vmdk.SectorSize); err != nil {
@@ -254,6 +261,118 @@ func dirOffsets(ds []dir) []int64 {
 		out = append(out, d.hit.Offset)
 	}
 	return out
+}
+
+// imageRange is the image bytes [lo, hi).
+type imageRange struct{ lo, hi int64 }
+
+// imageRanges is a set of image byte ranges.
+type imageRanges []imageRange
+
+// normalize sorts the ranges and merges those that overlap or touch, as
+// contains needs.
+func (r imageRanges) normalize() imageRanges {
+	sort.Slice(r, func(i, j int) bool { return r[i].lo < r[j].lo })
+	out := r[:0]
+	for _, e := range r {
+		if e.hi <= e.lo {
+			continue
+		}
+		if n := len(out); n > 0 && e.lo <= out[n-1].hi {
+			out[n-1].hi = max(out[n-1].hi, e.hi)
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// contains reports whether image offset off lies in a range of r
+// (normalized).
+func (r imageRanges) contains(off int64) bool {
+	i := sort.Search(len(r), func(i int) bool { return r[i].hi > off })
+	return i < len(r) && r[i].lo <= off
+}
+
+// maxOwnedGDSectors bounds the directory sectors read to learn which
+// tables a found file's directories name: 8192 sectors hold the 1 Mi
+// entries of a 2 TiB hosted sparse extent of the smallest grains, every
+// one that extent can address.
+const maxOwnedGDSectors = 8192
+
+// metadataRanges returns where in the image the metadata of the file that
+// starts at image offset start with header hdr lies: its sectors up to
+// overHead (header, descriptor, directories and, for every hosted sparse
+// writer, its tables), its directories wherever they are, and every table
+// they name, read from the image. They lie through the file's host map m when it has one,
+// else contiguously from start up to end (the next start).
+func metadataRanges(image io.ReaderAt, start int64, hdr *vmdk.SparseHeader, m *fsprobe.FileMap, end int64) imageRanges {
+	out := fileRanges(start, m, end, 0, int64(hdr.OverHead)*vmdk.SectorSize)
+	gtBytes := int64(hdr.GTSectors()) * vmdk.SectorSize
+	for _, gd := range []uint64{hdr.GDOffset, hdr.RGDOffset} {
+		if gd == 0 || gd == vmdk.GDAtEnd {
+			continue
+		}
+		out = append(out, fileRanges(start, m, end, int64(gd)*vmdk.SectorSize, int64(gd+hdr.GDSectors())*vmdk.SectorSize)...)
+		entries := hdr.GDEntries()
+		for k := uint64(0); k < min(hdr.GDSectors(), maxOwnedGDSectors); k++ {
+			at, ok := imageOffsetOf(start, m, end, int64(gd+k)*vmdk.SectorSize)
+			if !ok {
+				continue
+			}
+			es, ok := readEntries(image, at)
+			if !ok {
+				break
+			}
+			for i, e := range es {
+				if k*vmdk.SectorSize/4+uint64(i) < entries && e != 0 {
+					out = append(out, fileRanges(start, m, end, int64(e)*vmdk.SectorSize, int64(e)*vmdk.SectorSize+gtBytes)...)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// fileRanges returns where the file bytes [lo, hi) of the file starting at
+// image offset start lie in the image: through its host map m, else
+// contiguously from start, up to end.
+func fileRanges(start int64, m *fsprobe.FileMap, end, lo, hi int64) imageRanges {
+	var out imageRanges
+	if m == nil {
+		if a, b := start+lo, min(start+hi, end); a < b {
+			out = append(out, imageRange{a, b})
+		}
+		return out
+	}
+	for _, e := range m.Extents {
+		a, b := max(lo, e.FileOffset), min(hi, e.FileOffset+e.Length)
+		if a < b {
+			out = append(out, imageRange{e.ImageOffset + a - e.FileOffset, e.ImageOffset + b - e.FileOffset})
+		}
+	}
+	return out
+}
+
+// imageOffsetOf is where file offset off of the file starting at start
+// lies in the image (see fileRanges).
+func imageOffsetOf(start int64, m *fsprobe.FileMap, end, off int64) (int64, bool) {
+	r := fileRanges(start, m, end, off, off+1)
+	if len(r) == 0 {
+		return 0, false
+	}
+	return r[0].lo, true
+}
+
+// nextStart is the first start after off among starts, else end: as far
+// as a file without a host map is assumed contiguous (findInstances).
+func nextStart(starts []*signatures.Hit, off, end int64) int64 {
+	for _, h := range starts {
+		if h.Offset > off && h.Offset < end {
+			end = h.Offset
+		}
+	}
+	return end
 }
 
 // streamDirectory looks between a stream's descriptor and its first record
