@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,12 +34,48 @@ func oursSpec(seed uint64) Spec {
 	}
 }
 
+// skipOrFail skips a test whose tool is missing, or fails it when the
+// environment says CI=true: there every tool is installed (.ci/run), and a
+// missing one means the checks would silently not run.
+func skipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true and a tool is missing: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// needTools calls skipOrFail unless every named tool is on PATH.
+func needTools(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			skipOrFail(t, "%s not installed", n)
+		}
+	}
+}
+
+// haveTool reports whether a tool for an optional check is on PATH; when
+// it is not, the check is skipped with a log line, or the test fails with
+// CI=true.
+func haveTool(t testing.TB, name string) bool {
+	t.Helper()
+	if _, err := exec.LookPath(name); err == nil {
+		return true
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true and %s is not installed", name)
+	}
+	t.Logf("%s not installed: its check is skipped", name)
+	return false
+}
+
 func generate(t *testing.T, spec Spec) (*Truth, string) {
 	t.Helper()
 	dir := t.TempDir()
 	truth, err := Generate(spec, dir)
 	if errors.Is(err, ErrNoQemu) {
-		t.Skip("qemu-img not installed: skipping the qemu variants")
+		skipOrFail(t, "qemu-img not installed: skipping the qemu variants")
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +138,32 @@ func readAt(t *testing.T, f *os.File, off, n int64) []byte {
 // truth names, zero ranges read zero, and Intact flags match the ranges.
 func TestDamage(t *testing.T) {
 	truth, _ := generate(t, oursSpec(3))
+	checkDamage(t, truth)
+	// Damage kinds that must have cost grains did, and the survivors of
+	// disk 2 are exactly its non-zero grains (clean copies exist).
+	for _, f := range truth.Files {
+		cut := len(f.Damage) > 0 && (f.Damage[0].Kind == CutTail || f.Damage[0].Kind == Overwrite)
+		if cut && f.IntactGrains == len(f.Grains) {
+			t.Errorf("file %d: %s left every grain intact", f.Index, f.Damage[0].Kind)
+		}
+		if !cut && f.IntactGrains != len(f.Grains) {
+			t.Errorf("file %d: table/header damage marked grains damaged", f.Index)
+		}
+	}
+	if s := truth.Surviving(2); uint64(len(s)) != truth.Disk(2).NonZeroGrains {
+		t.Errorf("disk 2: %d surviving grains, %d non-zero", len(s), truth.Disk(2).NonZeroGrains)
+	}
+	if truth.Files[7].ImageOffset != 4096 {
+		t.Errorf("fixed offset not honoured: %d", truth.Files[7].ImageOffset)
+	}
+}
+
+// checkDamage checks every damaged copy of a file laid without a host
+// against an undamaged copy of the same file in the same image: bytes
+// differ exactly inside the ranges the truth names, zero ranges read zero,
+// and Intact flags match the ranges.
+func checkDamage(t *testing.T, truth *Truth) {
+	t.Helper()
 	img, err := os.Open(truth.Image)
 	if err != nil {
 		t.Fatal(err)
@@ -172,23 +235,6 @@ func TestDamage(t *testing.T) {
 				t.Errorf("file %d grain %d: intact=%v but damage overlap=%v", f.Index, g.Grain, g.Intact, hit)
 			}
 		}
-	}
-	// Damage kinds that must have cost grains did, and the survivors of
-	// disk 2 are exactly its non-zero grains (clean copies exist).
-	for _, f := range truth.Files {
-		cut := len(f.Damage) > 0 && (f.Damage[0].Kind == CutTail || f.Damage[0].Kind == Overwrite)
-		if cut && f.IntactGrains == len(f.Grains) {
-			t.Errorf("file %d: %s left every grain intact", f.Index, f.Damage[0].Kind)
-		}
-		if !cut && f.IntactGrains != len(f.Grains) {
-			t.Errorf("file %d: table/header damage marked grains damaged", f.Index)
-		}
-	}
-	if s := truth.Surviving(2); uint64(len(s)) != truth.Disk(2).NonZeroGrains {
-		t.Errorf("disk 2: %d surviving grains, %d non-zero", len(s), truth.Disk(2).NonZeroGrains)
-	}
-	if truth.Files[7].ImageOffset != 4096 {
-		t.Errorf("fixed offset not honoured: %d", truth.Files[7].ImageOffset)
 	}
 }
 
@@ -359,14 +405,65 @@ func TestSpecErrors(t *testing.T) {
 			s.Files[0].Damage = []Damage{{Kind: ZeroGrainTables}}
 		},
 		"no descriptor": func(s *Spec) { s.Files[0].NoDescriptor = true },
+		// Guest content.
+		"random share high":      func(s *Spec) { guest(s).RandomShare = 1.5 },
+		"random share low":       func(s *Spec) { guest(s).RandomShare = -0.1 },
+		"random share NaN":       func(s *Spec) { guest(s).RandomShare = math.NaN() },
+		"random share synthetic": func(s *Spec) { s.Disks[0].RandomShare = 0.5 },
+		"file bytes negative":    func(s *Spec) { guest(s).FileBytes = -1 },
+		"file bytes too many":    func(s *Spec) { guest(s).FileBytes = 14 << 20 },
+		"file bytes synthetic":   func(s *Spec) { s.Disks[0].FileBytes = 1 << 20 },
+		"no table with GPT":      func(s *Spec) { d := guest(s); d.NoPartitionTable, d.GPT = true, true },
+		"no table synthetic":     func(s *Spec) { s.Disks[0].NoPartitionTable = true },
+		"cipher synthetic":       func(s *Spec) { s.Disks[0].Cipher = true },
+		"random MiBs on a guest": func(s *Spec) { guest(s).RandomMiBs = 1 },
+		"random MiBs negative":   func(s *Spec) { s.Disks[0].RandomMiBs = -1 },
+		"random MiBs too many":   func(s *Spec) { s.Disks[0].Capacity, s.Disks[0].RandomMiBs = 4<<20, 4 },
+		"random MiBs tiny disk":  func(s *Spec) { s.Disks[0].RandomMiBs = 1 },
+		// Intermittent encryption.
+		"chunks stride <= chunk": func(s *Spec) { chunks(s, Damage{Stride: 1 << 20}) },
+		"chunks no stride":       func(s *Spec) { chunks(s, Damage{}) },
+		"chunks small stride":    func(s *Spec) { chunks(s, Damage{Chunk: 64 << 10, Stride: 32 << 10}) },
+		"chunks phase":           func(s *Spec) { chunks(s, Damage{Stride: 2 << 20, At: 4096}) },
+		"chunks negative head":   func(s *Spec) { chunks(s, Damage{Stride: 2 << 20, Head: -1}) },
+		"chunks negative chunk":  func(s *Spec) { chunks(s, Damage{Chunk: -4096, Stride: 2 << 20}) },
+		"chunks negative until":  func(s *Spec) { chunks(s, Damage{Stride: 2 << 20, Until: -1}) },
+		"chunks until before at": func(s *Spec) { chunks(s, Damage{Stride: 2 << 20, At: 1 << 20, Until: 1 << 20}) },
+		"chunks huge":            func(s *Spec) { chunks(s, Damage{Stride: 1 << 62}) },
+		"chunks size-step stride": func(s *Spec) {
+			chunks(s, Damage{Stride: 2 << 20, SizeStep: true})
+		},
+		"chunks past the file": func(s *Spec) { chunks(s, Damage{Stride: 2 << 20, At: 64 << 20}) },
+		"chunks too many": func(s *Spec) {
+			chunks(s, Damage{Chunk: 512, Stride: 1024})
+			s.ImageSize, s.Disks[0].Capacity, s.Disks[0].ZeroFraction = 80<<20, 72<<20, -1 // 73728 chunks
+		},
 	}
 	for name, mut := range cases {
 		s := base()
 		mut(&s)
-		if _, err := Generate(s, t.TempDir()); !errors.Is(err, ErrSpec) {
+		_, err := Generate(s, t.TempDir())
+		if !errors.Is(err, ErrSpec) {
 			t.Errorf("%s: got %v, want ErrSpec", name, err)
+		} else if testing.Verbose() {
+			t.Logf("%s: %v", name, err)
 		}
 	}
+}
+
+// guest makes the spec's disk an ext4 guest of 16 MiB and returns it.
+func guest(s *Spec) *DiskSpec {
+	d := &s.Disks[0]
+	d.FS, d.Capacity = FSExt4, 16<<20
+	return d
+}
+
+// chunks gives the spec's file an EncryptChunks damage and a disk of
+// 4 MiB, its sparse file some 3 MiB.
+func chunks(s *Spec, d Damage) {
+	d.Kind = EncryptChunks
+	s.Disks[0].Capacity = 4 << 20
+	s.Files[0].Damage = []Damage{d}
 }
 
 func TestScenarios(t *testing.T) {
@@ -381,7 +478,7 @@ func TestScenarios(t *testing.T) {
 	}
 	truth, _ := generate(t, spec)
 	checkGrains(t, truth)
-	for _, name := range []string{"demo", "bench", "flat"} {
+	for _, name := range []string{"demo", "bench", "flat", "random-guests", "encrypted-lattice"} {
 		s, err := Scenario(name, 1, 0, false)
 		if err != nil || s.NeedsQemu() {
 			t.Fatalf("%s without qemu: %v, needs qemu %v", name, err, s.NeedsQemu())
@@ -551,10 +648,10 @@ func TestFlatVariants(t *testing.T) {
 	for _, v := range []Variant{VMFSFlat, QemuFlat} {
 		t.Run(string(v), func(t *testing.T) {
 			if v.NeedsQemu() && !HaveQemu() {
-				t.Skip("qemu-img not installed")
+				skipOrFail(t, "qemu-img not installed")
 			}
 			if !HaveTools(FSExt4) {
-				t.Skip("the ext4 guest needs mkfs.ext4 and debugfs")
+				skipOrFail(t, "the ext4 guest needs mkfs.ext4 and debugfs")
 			}
 			spec := Spec{
 				Seed: 13, ImageSize: 64 << 20,
@@ -640,7 +737,7 @@ func TestFlatOnHost(t *testing.T) {
 				spec.Files[1].Variant = VMFSFlat
 			}
 			if !HaveTools(fs) {
-				t.Skipf("%s tools missing", fs)
+				skipOrFail(t, "%s tools missing", fs)
 			}
 			truth, _ := generateHost(t, spec)
 			checkGrains(t, truth)
@@ -702,7 +799,7 @@ func TestFlatOnHost(t *testing.T) {
 
 func TestFlatScenario(t *testing.T) {
 	if !HaveTools(FSExt4) || !HaveTools(FSNTFS) {
-		t.Skip("the guests need mkfs.ext4, debugfs, mkntfs and ntfscp")
+		skipOrFail(t, "the guests need mkfs.ext4, debugfs, mkntfs and ntfscp")
 	}
 	spec, err := Scenario("flat", 1, 160<<20, HaveQemu())
 	if err != nil {

@@ -217,8 +217,10 @@ func buildGuest(seed uint64, ds DiskSpec, raw, tmp string) (*GuestFSTruth, error
 		if err != nil {
 			return nil, err
 		}
-		if bytes.Contains(out, []byte("No free space")) || bytes.Contains(out, []byte("Could not allocate")) {
-			return nil, specErr("disk %d: guest files do not fit: %s", ds.ID, out)
+		for _, line := range bytes.Split(out, []byte("\n")) {
+			if bytes.Contains(line, []byte("No free space")) || bytes.Contains(line, []byte("Could not allocate")) {
+				return nil, specErr("disk %d: guest files do not fit: debugfs: %s", ds.ID, bytes.TrimSpace(line))
+			}
 		}
 	case FSNTFS:
 		h := &HostSpec{FS: FSNTFS, BlockSize: 4096, Offset: partOff, Size: partSize}

@@ -16,9 +16,9 @@ func generateHost(t *testing.T, spec Spec) (*Truth, string) {
 	truth, err := Generate(spec, dir)
 	switch {
 	case errors.Is(err, ErrNoQemu):
-		t.Skip("qemu-img not installed: skipping the qemu variants")
+		skipOrFail(t, "qemu-img not installed: skipping the qemu variants")
 	case errors.Is(err, ErrNoTool):
-		t.Skipf("skipping: %v", err)
+		skipOrFail(t, "skipping: %v", err)
 	case err != nil:
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestExt4Host(t *testing.T) {
 		t.Errorf("structures start %+v", truth.Host.Structures[:1])
 	}
 	// The volume checks clean with e2fsck, as the tools wrote it.
-	if _, err := exec.LookPath("e2fsck"); err == nil {
+	if haveTool(t, "e2fsck") {
 		vol := cutVolume(t, truth)
 		if out, err := exec.Command("e2fsck", "-fn", vol).CombinedOutput(); err != nil {
 			t.Errorf("e2fsck -fn: %v\n%s", err, out)
@@ -234,7 +234,7 @@ func TestNTFSHost(t *testing.T) {
 	if outOfOrder == 0 {
 		t.Error("OutOfOrder gave no file whose pieces go backwards on disk")
 	}
-	if _, err := exec.LookPath("ntfsfix"); err == nil {
+	if haveTool(t, "ntfsfix") {
 		vol := cutVolume(t, truth)
 		if out, err := exec.Command("ntfsfix", "-n", vol).CombinedOutput(); err != nil {
 			t.Errorf("ntfsfix -n: %v\n%s", err, out)
@@ -280,7 +280,7 @@ func TestGuestFS(t *testing.T) {
 		if g.FS == FSNTFS {
 			check = []string{"ntfsfix", "-n", part}
 		}
-		if _, err := exec.LookPath(check[0]); err != nil {
+		if !haveTool(t, check[0]) {
 			continue
 		}
 		if out, err := exec.Command(check[0], check[1:]...).CombinedOutput(); err != nil {
@@ -332,6 +332,15 @@ func TestHostSpecErrors(t *testing.T) {
 		"ntfs damage": func(s *Spec) { s.Host.Damage = []HostDamage{{Kind: ZeroMFT}} },
 		"ext4 damage": func(s *Spec) { s.Host.FS, s.Host.Damage = FSNTFS, []HostDamage{{Kind: ZeroSuperblocks}} },
 		"encrypt":     func(s *Spec) { s.Host.Damage = []HostDamage{{Kind: EncryptEveryNthMiB}} },
+		"encrypt head": func(s *Spec) {
+			s.Host.Damage = []HostDamage{{Kind: EncryptEveryNthMiB, N: 2, Head: -1}}
+		},
+		"encrypt negative n": func(s *Spec) {
+			s.Host.Damage = []HostDamage{{Kind: EncryptEveryNthMiB, N: -1, SizeStep: true}}
+		},
+		"encrypt offset": func(s *Spec) {
+			s.Host.Damage = []HostDamage{{Kind: EncryptEveryNthMiB, SizeStep: true, Offset: 4096}}
+		},
 		"unknown":     func(s *Spec) { s.Host.Damage = []HostDamage{{Kind: "burn"}} },
 		"guest fs":    func(s *Spec) { s.Disks[0].FS = "zfs" },
 		"guest small": func(s *Spec) { s.Disks[0].FS = FSExt4 },

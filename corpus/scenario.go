@@ -70,7 +70,7 @@ var scenarios = map[string]scenario{
 		build:       randomGuestsSpec,
 	},
 	"encrypted-lattice": {
-		help:        "ransomware's intermittent encryption: contiguous sparse and flat files in noise, each encrypted in place in 1 MiB chunks on its own lattice (stride 2 MiB from 1 MiB; 4 MiB from 0, header included; 8 MiB from 3 MiB with a 64 KiB head; ESXiArgs' size-step stride; 16 MiB from 5 MiB, stopping at the file offset of half the disk)",
+		help:        "ransomware's intermittent encryption: contiguous sparse and flat files in noise, each encrypted in place in 1 MiB chunks on its own lattice (stride 2 MiB from 1 MiB; 4 MiB from 0, header included; 8 MiB from 3 MiB with a 64 KiB head; ESXiArgs' size-step stride; 16 MiB from 5 MiB, stopping short of the file's end)",
 		defaultSize: 512 << 20,
 		build:       encryptedLatticeSpec,
 	},
@@ -265,7 +265,8 @@ func randomGuestsSpec(seed uint64, size int64, qemu bool) Spec {
 
 // encryptedLatticeSpec lays five synthetic disks' files (32 MiB units at
 // the default size, 16 MiB at least so that every lattice repeats), each
-// with a lattice of its own and no clean copy.
+// with a lattice of its own and no clean copy. The 16 MiB lattice stops
+// at twice the unit, before the last chunks its file would hold.
 func encryptedLatticeSpec(seed uint64, size int64, qemu bool) Spec {
 	unit := max(size/16/(1<<20)*(1<<20), 16<<20)
 	enc := func(stride, at, head int64) []Damage {
@@ -277,14 +278,15 @@ func encryptedLatticeSpec(seed uint64, size int64, qemu bool) Spec {
 			{ID: 1, Capacity: 2 * unit},
 			{ID: 2, Capacity: 2 * unit},
 			{ID: 3, Capacity: 2 * unit},
-			{ID: 4, Capacity: unit + unit/2},
+			{ID: 4, Capacity: 5 * unit / 2}, // a size-step stride of 6 MiB (3 MiB at 16 MiB units)
+			{ID: 5, Capacity: 4 * unit},
 		},
 		Files: []FileSpec{
 			{Disk: 1, Variant: pick(QemuSparse, qemu), Damage: enc(2<<20, 1<<20, 0)},
 			{Disk: 2, Variant: OursSparse, Damage: enc(4<<20, 0, 0)},
 			{Disk: 3, Variant: VMFSFlat, Damage: enc(8<<20, 3<<20, 64<<10)},
 			{Disk: 4, Variant: pick(QemuFlat, qemu), Damage: []Damage{{Kind: EncryptChunks, SizeStep: true}}},
-			{Disk: 1, Variant: OursSparse, Damage: []Damage{{Kind: EncryptChunks, Stride: 16 << 20, At: 5 << 20, Until: unit}}},
+			{Disk: 5, Variant: OursSparse, Damage: []Damage{{Kind: EncryptChunks, Stride: 16 << 20, At: 5 << 20, Until: 2 * unit}}},
 		},
 	}
 }
