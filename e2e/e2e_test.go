@@ -45,7 +45,7 @@ func generate(t *testing.T, spec corpus.Spec) *corpus.Truth {
 	dir := t.TempDir()
 	truth, err := corpus.Generate(spec, dir)
 	if errors.Is(err, corpus.ErrNoQemu) {
-		t.Skip("qemu-img is not installed: skipping a case whose evidence qemu-img writes")
+		tooltest.Missing(t, "qemu-img is not installed: skipping a case whose evidence qemu-img writes")
 	}
 	if err != nil {
 		t.Fatal(err)

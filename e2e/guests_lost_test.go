@@ -22,7 +22,7 @@ func generateGuests(t *testing.T, spec corpus.Spec) *corpus.Truth {
 	t.Helper()
 	for _, d := range spec.Disks {
 		if d.FS != "" && !corpus.HaveTools(d.FS) {
-			t.Skipf("a %s guest needs %v: not all installed", d.FS, corpus.HostTools(d.FS))
+			tooltest.Missing(t, "a %s guest needs %v: not all installed", d.FS, corpus.HostTools(d.FS))
 		}
 	}
 	return generate(t, spec)
@@ -94,7 +94,7 @@ func TestStreamStartLostRealGuests(t *testing.T) {
 // their shared grains and ordered by the guest superblock's write time.
 func TestVersionsRealGuests(t *testing.T) {
 	if _, err := exec.LookPath("e2fsck"); err != nil {
-		t.Skip("e2fsck is not installed")
+		tooltest.Missing(t, "e2fsck is not installed")
 	}
 	const capacity = 24 << 20
 	base := generateGuests(t, corpus.Spec{Seed: 64, ImageSize: 8 << 20,

@@ -60,7 +60,7 @@ func TestHostFilesystems(t *testing.T) {
 			dir := t.TempDir()
 			truth, err := corpus.Generate(spec, dir)
 			if errors.Is(err, corpus.ErrNoQemu) || errors.Is(err, corpus.ErrNoTool) {
-				t.Skipf("a tool the evidence needs is not installed: %v", err)
+				tooltest.Missing(t, "a tool the evidence needs is not installed: %v", err)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -125,12 +125,12 @@ func guestCheck(t *testing.T, truth *corpus.Truth, run *caseRun, rep *pipeline.D
 	switch dt.FS.FS {
 	case corpus.FSExt4:
 		if _, err := exec.LookPath("e2fsck"); err != nil {
-			t.Skip("e2fsck is not installed")
+			tooltest.Missing(t, "e2fsck is not installed")
 		}
 		tooltest.Run(t, "e2fsck", "-fn", raw)
 	case corpus.FSNTFS:
 		if _, err := exec.LookPath("ntfsfix"); err != nil {
-			t.Skip("ntfsfix is not installed")
+			tooltest.Missing(t, "ntfsfix is not installed")
 		}
 		tooltest.Run(t, "ntfsfix", "-n", raw)
 	}

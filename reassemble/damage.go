@@ -64,6 +64,9 @@ const (
 	// is random too. Not used for flat extents, whose offsets are the
 	// guest's own (a guest can align its content to MiBs).
 	sharpChunkChance = 1.0 / 256
+	// maxLatticeWidth bounds the chunks a locker encrypts at each
+	// position, in chunks (4 MiB).
+	maxLatticeWidth = 4
 	// maxLatticesPerFile bounds the lattices accepted for one file (a
 	// head, then a stride, sometimes two passes of a locker).
 	maxLatticesPerFile = 4
@@ -164,8 +167,8 @@ type damagePolicy struct {
 	// block (unknown for a hole): where a random chunk's edges lie.
 	first, last []chunkClass
 	flat        bool // a flat extent: file offsets are the guest's own
-	tried    int
-	rejected *Lattice
+	tried       int
+	rejected    *Lattice
 }
 
 // newDamagePolicy classifies the chunks of the first size bytes of a file
@@ -310,66 +313,84 @@ func (p *damagePolicy) best() (Lattice, bool) {
 		return Lattice{}, false
 	}
 	type cand struct {
-		stride, phase, first, last, on, sharp, proofs int
-		structures                                    []string
-	}
-	sharp := make([]bool, n)
-	for k := 1; k+1 < n && !p.flat; k++ {
-		sharp[k] = p.class[k] == chunkRandom && p.last[k-1] == chunkPlain && p.first[k+1] == chunkPlain
+		stride, phase, width, first, last, on, sharp, proofs int
+		onChunks, onRandom                                   int // chunks inside the windows, data and random
+		structures                                           []string
 	}
 	var cands []cand
 	tried := 0
-	for s := 2; s <= maxLatticeStride && s < n; s++ {
-		for ph := 0; ph < s; ph++ {
-			tried++
-			// The longest run of random chunks on the lattice: its
-			// extent ends at a plain chunk on it (a locker that stops
-			// part-way, a file's plain head before the phase).
-			var best, c cand
-			c = cand{stride: s, phase: ph, first: -1}
-			flush := func() {
-				if c.on > best.on {
-					best = c
+	for w := 1; w <= maxLatticeWidth; w++ {
+		for s := w + 1; s <= maxLatticeStride && s < n; s++ {
+			for ph := 0; ph < s; ph++ {
+				tried++
+				// The longest run of random windows on the lattice: its
+				// extent ends at a window holding a plain chunk (a
+				// locker that stops part-way, a file's plain head before
+				// the phase).
+				var best, c cand
+				reset := func() { c = cand{stride: s, phase: ph, width: w, first: -1} }
+				flush := func() {
+					if c.on > best.on {
+						best = c
+					}
+					reset()
 				}
-				c = cand{stride: s, phase: ph, first: -1}
-			}
-			for k := ph; k < n; k += s {
-				cl := p.class[k]
-				if p.damaged[k] || cl == chunkUnknown || cl == chunkEmpty {
-					continue // says nothing either way
+				reset()
+				for k := ph; k+w <= n; k += s {
+					data, random, plain := 0, 0, false
+					for j := k; j < k+w; j++ {
+						switch cl := p.class[j]; {
+						case p.damaged[j] || cl == chunkUnknown || cl == chunkEmpty:
+						case cl == chunkRandom:
+							data++
+							random++
+						default:
+							plain = true
+						}
+					}
+					if plain {
+						flush()
+						continue
+					}
+					if random == 0 {
+						continue // says nothing either way
+					}
+					if c.first < 0 {
+						c.first = k
+					}
+					c.last = k
+					c.on++
+					c.onChunks += data
+					c.onRandom += random
+					if !p.flat && k > 0 && k+w < n && p.last[k-1] == chunkPlain && p.first[k+w] == chunkPlain {
+						c.sharp++
+					}
+					for j := k; j < k+w; j++ {
+						if pr := p.proofs[j]; len(pr) > 0 {
+							c.proofs++
+							c.structures = append(c.structures, pr...)
+						}
+					}
 				}
-				if cl != chunkRandom {
-					flush()
-					continue
+				flush()
+				if best.on >= minStructuralProofs {
+					cands = append(cands, best)
 				}
-				if c.first < 0 {
-					c.first = k
-				}
-				c.last = k
-				c.on++
-				if sharp[k] {
-					c.sharp++
-				}
-				if pr := p.proofs[k]; len(pr) > 0 {
-					c.proofs++
-					c.structures = append(c.structures, pr...)
-				}
-			}
-			flush()
-			if best.on >= minStructuralProofs {
-				cands = append(cands, best)
 			}
 		}
 	}
 	p.tried = max(p.tried, tried)
 	var bestStat, bestStruct *Lattice
 	for _, c := range cands {
-		off := data[c.last+1] - data[c.first] - c.on
-		offRandom := rnd[c.last+1] - rnd[c.first] - c.on
+		off := data[c.last+c.width] - data[c.first] - c.onChunks
+		offRandom := rnd[c.last+c.width] - rnd[c.first] - c.onRandom
 		q := float64(offRandom+1) / float64(off+2)
 		chance := math.Min(1, float64(tried)*math.Pow(q, float64(c.on-c.sharp))*math.Pow(min(q, sharpChunkChance), float64(c.sharp)))
-		l := Lattice{Chunk: encryptionChunk, Stride: int64(c.stride) * encryptionChunk, Phase: int64(c.first) * encryptionChunk,
-			End: int64(c.last+1) * encryptionChunk, Chunks: c.on, OffLattice: off, OffRandom: offRandom, Tried: tried, Chance: chance,
+		// A window of several random chunks is about as likely from
+		// content as one (random content comes in runs), so each window
+		// counts once.
+		l := Lattice{Chunk: int64(c.width) * encryptionChunk, Stride: int64(c.stride) * encryptionChunk, Phase: int64(c.first) * encryptionChunk,
+			End: int64(c.last+c.width) * encryptionChunk, Chunks: c.on, OffLattice: off, OffRandom: offRandom, Tried: tried, Chance: chance,
 			Structures: c.structures}
 		// "Mostly do not": the chunks between the lattice's must show
 		// the contrast, or the file is simply random there.
@@ -465,18 +486,18 @@ func (p *damagePolicy) sharpPair() (Lattice, bool) {
 // with a random head at the file's start.
 func (p *damagePolicy) accept(l Lattice) {
 	s := int(l.Stride / encryptionChunk)
-	first, last := int(l.Phase/encryptionChunk), int(l.End/encryptionChunk)-1
+	first, last := int(l.Phase/encryptionChunk), int((l.End-l.Chunk)/encryptionChunk) // the first and last windows' starts
 	positions := func() []int {
 		var ks []int
 		for k := first; k <= last; k += s {
-			if p.class[k] == chunkRandom && !p.damaged[k] {
+			if !p.damaged[k] {
 				ks = append(ks, k)
 			}
 		}
 		return ks
 	}
 	ks := positions()
-	width := 1
+	width := int(l.Chunk / encryptionChunk)
 	for width < s-1 {
 		all := true
 		for _, k := range ks {
@@ -492,11 +513,13 @@ func (p *damagePolicy) accept(l Lattice) {
 	}
 	for _, k := range ks {
 		for w := range width {
-			p.damaged[k+w] = true
+			if k+w < len(p.class) && p.class[k+w] == chunkRandom {
+				p.damaged[k+w] = true
+			}
 		}
 	}
 	l.Chunk = int64(width) * encryptionChunk
-	l.End = int64(last+width) * encryptionChunk
+	l.End = int64(last+width) * encryptionChunk // last is the last window's start
 	// A head: the random chunks from the file's start, when the lattice
 	// is proven (lockers encrypt the head to kill the file's metadata).
 	head := 0

@@ -128,3 +128,38 @@ func TestDamagePolicyStructuralProof(t *testing.T) {
 		t.Error("guest random chunks off the lattice were taken as damage")
 	}
 }
+
+// FuzzDamagePolicy feeds arbitrary chunk patterns (two bits a chunk:
+// class; a third: a structural proof) to the lattice search: it must not
+// panic, and it must never call a chunk damaged that does not read random.
+func FuzzDamagePolicy(f *testing.F) {
+	f.Add([]byte("..R...R...R...R...R.."), false)
+	f.Add([]byte(lattice(strings.Repeat(".", 64), 2, 5, 9, 2, 50)), true)
+	f.Fuzz(func(t *testing.T, pattern []byte, flat bool) {
+		if len(pattern) > 4096 {
+			pattern = pattern[:4096]
+		}
+		var b strings.Builder
+		for _, c := range pattern {
+			b.WriteByte(".R? "[c&3])
+		}
+		p := policyOf(b.String(), flat)
+		for k, c := range pattern {
+			if c&4 != 0 {
+				p.prove(int64(k)*encryptionChunk, "a structure")
+			}
+		}
+		p.decide()
+		r := p.report(0)
+		for k, d := range p.damaged {
+			if d && p.class[k] != chunkRandom {
+				t.Fatalf("chunk %d damaged but reads %v; lattices %+v", k, p.class[k], r.Lattices)
+			}
+		}
+		for k := range p.class {
+			if _, on := p.on(int64(k)*encryptionChunk, 1); on != p.damaged[k] {
+				t.Fatalf("chunk %d: on() says %v, damaged %v", k, on, p.damaged[k])
+			}
+		}
+	})
+}

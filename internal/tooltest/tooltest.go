@@ -3,19 +3,30 @@
 package tooltest
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
 )
 
-// Need skips the test unless every named tool is on PATH.
+// Need skips the test unless every named tool is on PATH (fails it when
+// CI=true: CI installs every tool, so a missing one is a broken run).
 func Need(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install qemu-utils libvmdk-utils): skipping the interop check", tool)
+			Missing(t, "%s is not installed (apt-get install qemu-utils libvmdk-utils e2fsprogs ntfs-3g): skipping the interop check", tool)
 		}
 	}
+}
+
+// Missing skips the test for a missing tool, or fails it when CI=true.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true: "+format, args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // Run runs a tool and fails the test with its output if it exits non-zero.
