@@ -18,7 +18,7 @@ func generateHost(t *testing.T, spec Spec) (*Truth, string) {
 	case errors.Is(err, ErrNoQemu):
 		skipOrFail(t, "qemu-img not installed: skipping the qemu variants")
 	case errors.Is(err, ErrNoTool):
-		skipOrFail(t, "skipping: %v", err)
+		skipOrFail(t, "%v", err)
 	case err != nil:
 		t.Fatal(err)
 	}
