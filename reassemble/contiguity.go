@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -82,6 +83,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	// Guest contradictions inside random chunks, decided once the damage
 	// policy has seen them all.
 	type contradiction struct {
+		grain    uint64
 		off, img int64
 		why      string
 	}
@@ -116,7 +118,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 				switch {
 				case dmg.randomAt(fileOff) || dmg.randomAt(fileOff+n-1):
 					dmg.prove(fileOff, g)
-					deferred = append(deferred, contradiction{fileOff, imgOff, g})
+					deferred = append(deferred, contradiction{c.grain, fileOff, imgOff, g})
 				case contiguous:
 					why = g
 				}
@@ -158,7 +160,16 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		}
 	}
 	for _, d := range deferred {
-		if _, ok := dmg.on(d.off, 1); ok || !contiguous || (brokenAt >= 0 && d.off >= brokenAt) {
+		if _, ok := dmg.on(d.off, 1); ok || (brokenAt >= 0 && d.off >= brokenAt) {
+			continue
+		}
+		if !contiguous {
+			// Mapped by the host: the bytes are the file's, and the
+			// structure the guest put here is gone from them. That grain
+			// is proven destroyed, even on no lattice.
+			if gr := inst.grains.one[d.grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
+				inst.grains.set(d.grain, &Grain{Status: Damaged, Reason: fmt.Sprintf("file offset %d reads random where %s", d.off, strings.TrimPrefix(d.why, "the guest's own structures expect "))})
+			}
 			continue
 		}
 		// A structure the guest predicts is missing, in a random chunk no
@@ -174,6 +185,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 			damaged++
 		}
 	}
+	inst.damage = dmg
 	inst.Damage = dmg.report(damaged)
 	if inst.Damage != nil && len(inst.Damage.Lattices) > 0 {
 		inst.Notes = append(inst.Notes, inst.Damage.Decision)

@@ -51,8 +51,12 @@ const (
 	maxLatticeStride = 256
 	// latticeSignificance bounds the chance, over every lattice tried for
 	// one file, that random guest content alone lines up with one: the
-	// statistical proof accepts a lattice only below it.
-	latticeSignificance = 1e-4
+	// statistical proof accepts a lattice only below it. The bound is
+	// nominal and conservative (sharpChunkChance is the worst case of
+	// grain-aligned content; 4 KiB-granular content is 2^8 times less
+	// likely per chunk), and a false acceptance loses content, while a
+	// missed lattice places cipher text as the guest's.
+	latticeSignificance = 1e-3
 	// sharpChunkChance bounds the chance that guest content fills a
 	// sparse file's chunk exactly, with plain blocks just outside both
 	// edges ("sharp"). The file's grains are the guest's allocated ones
@@ -563,4 +567,126 @@ func (p *damagePolicy) report(damagedGrains uint64) *DamageReport {
 		r.Decision = fmt.Sprintf("%d of %d data chunks read random and lie on no proven lattice: guest content, placed", r.RandomChunks, r.DataChunks)
 	}
 	return r
+}
+
+// inherit applies a lattice proven on another file of the evidence to this
+// one, whose own chunks are too few to prove it: a locker encrypts every
+// file of a datastore with one pattern (ESXiArgs, LockBit and the others
+// walk the whole volume), so once the pattern is proven, a chunk of
+// another file at its very positions reading random is the locker's, not
+// content. It holds only if every window of this file on the lattice (from
+// the same phase to this file's end) that has data reads random, at least
+// one does, and the chunks between them mostly do not. The lattice starts
+// where it was found (the locker's phase, as file offsets are the same).
+func (p *damagePolicy) inherit(l Lattice, from int) bool {
+	if p == nil || len(p.lattices) > 0 || l.Stride <= 0 || l.Chunk <= 0 {
+		return false
+	}
+	s, w, ph := int(l.Stride/encryptionChunk), int(l.Chunk/encryptionChunk), int(l.Phase/encryptionChunk)
+	n := len(p.class)
+	on, onChunks, onRandom := 0, 0, 0
+	var windows []int
+	for k := ph; k < n; k += s {
+		data, random := 0, 0
+		for j := k; j < min(k+w, n); j++ {
+			switch p.class[j] {
+			case chunkRandom:
+				data++
+				random++
+			case chunkPlain:
+				data++
+			}
+		}
+		if data == 0 {
+			continue
+		}
+		if random != data {
+			return false
+		}
+		on++
+		onChunks += data
+		onRandom += random
+		windows = append(windows, k)
+	}
+	off, offRandom := 0, 0
+	for _, c := range p.class {
+		switch c {
+		case chunkRandom:
+			off++
+			offRandom++
+		case chunkPlain:
+			off++
+		}
+	}
+	off, offRandom = off-onChunks, offRandom-onRandom
+	if on == 0 || off == 0 || 2*offRandom > off {
+		return false
+	}
+	for _, k := range windows {
+		for j := k; j < min(k+w, n); j++ {
+			if p.class[j] == chunkRandom {
+				p.damaged[j] = true
+			}
+		}
+	}
+	last := windows[len(windows)-1]
+	p.lattices = append(p.lattices, Lattice{Chunk: l.Chunk, Stride: l.Stride, Phase: int64(windows[0]) * encryptionChunk,
+		End: int64(min(last+w, n)) * encryptionChunk, Chunks: on, OffLattice: off, OffRandom: offRandom, Tried: 1,
+		Proof: fmt.Sprintf("inherited: the lattice is proven on instance %d (%s); all %d of this file's windows on it read random, %d of its %d other data chunks do", from, l.Proof, on, offRandom, off)})
+	return true
+}
+
+// inheritLattices applies the lattices proven on some files to the other
+// files of the evidence (damagePolicy.inherit), and marks the grains
+// placed on them damaged.
+func inheritLattices(instances []*Instance) {
+	type proven struct {
+		l    Lattice
+		from int
+	}
+	var ls []proven
+	for _, inst := range instances {
+		if inst.damage == nil {
+			continue
+		}
+		for _, l := range inst.damage.lattices {
+			if !strings.HasPrefix(l.Proof, "inherited") {
+				ls = append(ls, proven{l, inst.ID})
+			}
+		}
+	}
+	if len(ls) == 0 {
+		return
+	}
+	for _, inst := range instances {
+		p := inst.damage
+		if p == nil || len(p.lattices) > 0 {
+			continue
+		}
+		for _, c := range ls {
+			if c.from != inst.ID && p.inherit(c.l, c.from) {
+				break
+			}
+		}
+		if len(p.lattices) == 0 {
+			continue
+		}
+		gb := inst.Header.GrainBytes()
+		damaged := uint64(0)
+		for g, gr := range inst.grains.one {
+			if gr.Status == Damaged {
+				damaged++
+				continue
+			}
+			if gr.Status != Placed || gr.Source == nil || gr.Source.Compressed {
+				continue
+			}
+			if l, ok := p.on(gr.Source.FileOffset, gb); ok {
+				inst.grains.set(g, damagedGrain(l, gr.Source.FileOffset))
+				damaged++
+			}
+		}
+		inst.Damage = p.report(damaged)
+		inst.Notes = append(inst.Notes, inst.Damage.Decision)
+	}
 }

@@ -57,6 +57,8 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 		placeFlat(inst, image, x, opts)
 		instances = append(instances, inst)
 	}
+	// A lattice proven on one file holds for the others a locker walked.
+	inheritLattices(instances)
 	// Files whose header, descriptor and tables are all gone, found from a
 	// guest boot sector outside every file found so far.
 	instances = append(instances, headlessInstances(x, image, imageSize, instances)...)

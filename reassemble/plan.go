@@ -131,6 +131,7 @@ type Instance struct {
 	MetadataPlaced int64 `json:"metadata_placed,omitempty"`
 
 	grains        *decisions            // decided grains of this instance alone
+	damage        *damagePolicy         // the damage policy's state for the file, for inheritLattices
 	cutByHeader   bool                  // the contiguous region ends at another VMDK header
 	capacityBound bool                  // the inferred header's capacity is only an upper bound
 	flat          bool                  // a flat extent: grain g lies at file offset g × grain size
