@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/vmdk"
 )
 
@@ -34,23 +35,12 @@ func oursSpec(seed uint64) Spec {
 	}
 }
 
-// skipOrFail skips a test whose tool is missing, or fails it when the
-// environment says CI=true: there every tool is installed (.ci/run), and a
-// missing one means the checks would silently not run.
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true and a tool is missing: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 // needTools calls skipOrFail unless every named tool is on PATH.
 func needTools(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
-			skipOrFail(t, "%s not installed", n)
+			tooltest.Missing(t, "%s not installed", n)
 		}
 	}
 }
@@ -63,7 +53,7 @@ func haveTool(t testing.TB, name string) bool {
 	if _, err := exec.LookPath(name); err == nil {
 		return true
 	}
-	if os.Getenv("CI") == "true" {
+	if tooltest.CI() {
 		t.Fatalf("CI=true and %s is not installed", name)
 	}
 	t.Logf("%s not installed: its check is skipped", name)
@@ -75,7 +65,7 @@ func generate(t *testing.T, spec Spec) (*Truth, string) {
 	dir := t.TempDir()
 	truth, err := Generate(spec, dir)
 	if errors.Is(err, ErrNoQemu) {
-		skipOrFail(t, "qemu-img not installed: skipping the qemu variants")
+		tooltest.Missing(t, "qemu-img not installed: skipping the qemu variants")
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -648,10 +638,10 @@ func TestFlatVariants(t *testing.T) {
 	for _, v := range []Variant{VMFSFlat, QemuFlat} {
 		t.Run(string(v), func(t *testing.T) {
 			if v.NeedsQemu() && !HaveQemu() {
-				skipOrFail(t, "qemu-img not installed")
+				tooltest.Missing(t, "qemu-img not installed")
 			}
 			if !HaveTools(FSExt4) {
-				skipOrFail(t, "the ext4 guest needs mkfs.ext4 and debugfs")
+				tooltest.Missing(t, "the ext4 guest needs mkfs.ext4 and debugfs")
 			}
 			spec := Spec{
 				Seed: 13, ImageSize: 64 << 20,
@@ -737,7 +727,7 @@ func TestFlatOnHost(t *testing.T) {
 				spec.Files[1].Variant = VMFSFlat
 			}
 			if !HaveTools(fs) {
-				skipOrFail(t, "%s tools missing", fs)
+				tooltest.Missing(t, "%s tools missing", fs)
 			}
 			truth, _ := generateHost(t, spec)
 			checkGrains(t, truth)
@@ -799,7 +789,7 @@ func TestFlatOnHost(t *testing.T) {
 
 func TestFlatScenario(t *testing.T) {
 	if !HaveTools(FSExt4) || !HaveTools(FSNTFS) {
-		skipOrFail(t, "the guests need mkfs.ext4, debugfs, mkntfs and ntfscp")
+		tooltest.Missing(t, "the guests need mkfs.ext4, debugfs, mkntfs and ntfscp")
 	}
 	spec, err := Scenario("flat", 1, 160<<20, HaveQemu())
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"vmdkcarve/internal/tooltest"
 )
 
 // generateHost is generate, also skipping when a filesystem tool is absent.
@@ -16,9 +18,9 @@ func generateHost(t *testing.T, spec Spec) (*Truth, string) {
 	truth, err := Generate(spec, dir)
 	switch {
 	case errors.Is(err, ErrNoQemu):
-		skipOrFail(t, "qemu-img not installed: skipping the qemu variants")
+		tooltest.Missing(t, "qemu-img not installed: skipping the qemu variants")
 	case errors.Is(err, ErrNoTool):
-		skipOrFail(t, "%v", err)
+		tooltest.Missing(t, "%v", err)
 	case err != nil:
 		t.Fatal(err)
 	}

@@ -39,18 +39,30 @@ type caseRun struct {
 	err     error
 }
 
-// generate makes the evidence, skipping when it needs qemu-img and there is none.
+// generate makes the evidence, skipping when a tool it needs (qemu-img,
+// mkfs.ext4, mkntfs, ...) is not installed, failing instead when CI=true.
 func generate(t *testing.T, spec corpus.Spec) *corpus.Truth {
 	t.Helper()
-	dir := t.TempDir()
-	truth, err := corpus.Generate(spec, dir)
-	if errors.Is(err, corpus.ErrNoQemu) {
-		tooltest.Missing(t, "qemu-img is not installed: skipping a case whose evidence qemu-img writes")
+	truth, err := corpus.Generate(spec, t.TempDir())
+	if errors.Is(err, corpus.ErrNoQemu) || errors.Is(err, corpus.ErrNoTool) {
+		tooltest.Missing(t, "a tool the evidence needs is not installed: %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	return truth
+}
+
+// generateHost makes a host scenario's evidence (corpus.Scenario, 3 disks
+// on a host volume of size bytes) with extra host damage.
+func generateHost(t *testing.T, scenario string, size int64, damage ...corpus.HostDamage) *corpus.Truth {
+	t.Helper()
+	spec, err := corpus.Scenario(scenario, 3, size, corpus.HaveQemu())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Host.Damage = append(spec.Host.Damage, damage...)
+	return generate(t, spec)
 }
 
 // carveAndRebuild runs both stages on image into a fresh case.

@@ -52,19 +52,7 @@ func TestHostFilesystems(t *testing.T) {
 			name += "+" + string(d.Kind)
 		}
 		t.Run(name, func(t *testing.T) {
-			spec, err := corpus.Scenario(hc.scenario, 3, hc.size, corpus.HaveQemu())
-			if err != nil {
-				t.Fatal(err)
-			}
-			spec.Host.Damage = append(spec.Host.Damage, hc.damage...)
-			dir := t.TempDir()
-			truth, err := corpus.Generate(spec, dir)
-			if errors.Is(err, corpus.ErrNoQemu) || errors.Is(err, corpus.ErrNoTool) {
-				tooltest.Missing(t, "a tool the evidence needs is not installed: %v", err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			truth := generateHost(t, hc.scenario, hc.size, hc.damage...)
 			start := time.Now()
 			run := carveAndRebuild(t, truth.Image)
 			seconds := time.Since(start).Seconds()

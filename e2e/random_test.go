@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"vmdkcarve/corpus"
-	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/pipeline"
 	"vmdkcarve/reassemble"
 )
@@ -48,7 +47,7 @@ func TestRandomContentIntact(t *testing.T) {
 			[]corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat}}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			truth := generateOrFail(t, corpus.Spec{Seed: 81, ImageSize: 320 << 20, Disks: tc.disks, Files: tc.files})
+			truth := generate(t, corpus.Spec{Seed: 81, ImageSize: 320 << 20, Disks: tc.disks, Files: tc.files})
 			run := carveAndRebuild(t, truth.Image)
 			// One disk per guest: copies merge, and nothing inside a file
 			// found starts another.
@@ -69,20 +68,6 @@ func TestRandomContentIntact(t *testing.T) {
 			}
 		})
 	}
-}
-
-// generateOrFail makes the evidence; a missing tool fails the test when
-// CI=true, else skips it.
-func generateOrFail(t *testing.T, spec corpus.Spec) *corpus.Truth {
-	t.Helper()
-	truth, err := corpus.Generate(spec, t.TempDir())
-	if errors.Is(err, corpus.ErrNoQemu) || errors.Is(err, corpus.ErrNoTool) {
-		tooltest.Missing(t, "a tool the evidence needs is not installed: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return truth
 }
 
 // TestEncryptionLattices encrypts contiguous files in place as lockers do:
@@ -120,7 +105,7 @@ func TestEncryptionLattices(t *testing.T) {
 		{"ESXi flat of an NTFS guest, every 16 from 6", corpus.DiskSpec{ID: 1, Capacity: 96 << 20, FS: corpus.FSNTFS, FileBytes: 40 << 20}, corpus.VMFSFlat, enc(6*mib, 16*mib, 0, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			truth := generateOrFail(t, corpus.Spec{Seed: 83, ImageSize: 256 << 20, Disks: []corpus.DiskSpec{tc.disk},
+			truth := generate(t, corpus.Spec{Seed: 83, ImageSize: 256 << 20, Disks: []corpus.DiskSpec{tc.disk},
 				Files: []corpus.FileSpec{{Disk: 1, Variant: tc.variant, Damage: []corpus.Damage{tc.damage}}}})
 			run := carveAndRebuild(t, truth.Image)
 			if run.err != nil && !errors.Is(run.err, pipeline.ErrNothingRecovered) {
@@ -201,22 +186,25 @@ func TestHostEncryptionLattices(t *testing.T) {
 	} {
 		name := fmt.Sprintf("%s every %d MiB from %d MiB (size step %v)", hc.scenario, hc.damage.N, hc.damage.Offset>>20, hc.damage.SizeStep)
 		t.Run(name, func(t *testing.T) {
-			spec, err := corpus.Scenario(hc.scenario, 3, 96<<20, corpus.HaveQemu())
-			if err != nil {
-				t.Fatal(err)
-			}
-			spec.Host.Damage = append(spec.Host.Damage, hc.damage)
-			truth := generateOrFail(t, spec)
+			truth := generateHost(t, hc.scenario, 96<<20, hc.damage)
 			run := carveAndRebuild(t, truth.Image)
 			if run.err != nil {
 				t.Fatalf("rebuild: %v", run.err)
 			}
 			for _, rep := range run.reports {
 				s := scoreDisk(t, run, truth, rep)
-				rows = append(rows, fmt.Sprintf("%-52s disk %d  recall %d/%d  wrong %d  damaged %d", name, s.disk, s.placed, s.surviving, s.wrong, rep.Disk.Counts.Damaged))
+				placed, intact := ownRecall(truth, rep)
+				rows = append(rows, fmt.Sprintf("%-52s disk %d  recall %d/%d (own copies' intact grains %d/%d)  wrong %d  damaged %d",
+					name, s.disk, s.placed, s.surviving, placed, intact, s.wrong, rep.Disk.Counts.Damaged))
 				if s.wrong != 0 {
 					t.Errorf("disk %d: %d wrong grains", s.disk, s.wrong)
 				}
+				if placed != intact || intact == 0 {
+					t.Errorf("disk %d: placed %d of the %d intact grains of its own copies", s.disk, placed, intact)
+				}
+			}
+			if len(run.reports) != len(truth.Files) {
+				t.Errorf("%d disks rebuilt from %d files (each writer's copy is a version of its own)", len(run.reports), len(truth.Files))
 			}
 			for _, ht := range truth.Host.Damage {
 				for _, ef := range ht.Files {
@@ -243,4 +231,37 @@ func TestHostEncryptionLattices(t *testing.T) {
 		})
 	}
 	t.Logf("host encryption lattices:\n%s", strings.Join(rows, "\n"))
+}
+
+// ownRecall counts the intact grains of the files a report's instances
+// were found in (its own copies, not other writers' versions of the same
+// guest), and how many of them it placed: the recall a host map allows.
+func ownRecall(truth *corpus.Truth, rep *pipeline.DiskReport) (placed, intact int) {
+	st := statuses(rep.Disk)
+	for _, f := range truth.Files {
+		if !instanceAt(rep, f.ImageOffset) {
+			continue
+		}
+		for _, g := range f.Grains {
+			if !g.Intact {
+				continue
+			}
+			intact++
+			if g.Grain < uint64(len(st)) && st[g.Grain] == reassemble.Placed {
+				placed++
+			}
+		}
+	}
+	return placed, intact
+}
+
+// instanceAt reports whether one of a report's instances starts at the
+// image offset.
+func instanceAt(rep *pipeline.DiskReport, imageOffset int64) bool {
+	for _, inst := range rep.Disk.Instances {
+		if inst.HeaderOffset == imageOffset {
+			return true
+		}
+	}
+	return false
 }

@@ -89,7 +89,6 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	}
 	var deferred []contradiction
 	zeroGrains := 0 // allocated zero grains where the writer may store them
-	lastPlaced := int64(-1)
 	for _, c := range cands {
 		fileOff := int64(c.sector) * vmdk.SectorSize
 		if brokenAt >= 0 {
@@ -125,12 +124,6 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 			}
 		}
 		if why != "" {
-			if lastPlaced >= 0 {
-				// The fragment's end lies at a host cluster boundary
-				// somewhere before the break: the last grain placed may
-				// straddle it, so its own structures cannot vouch for it.
-				inst.grains.set(uint64(lastPlaced), &Grain{Status: Missing, Reason: "last grain before the contiguous mapping breaks: it may straddle the fragment's end"})
-			}
 			brokenAt, breakReason = fileOff, why
 			inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", fileOff, imgOff, why))
 			inst.cutFragments(fileOff)
@@ -142,7 +135,6 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 			continue
 		}
 		inst.grains.set(c.grain, gr)
-		lastPlaced = int64(c.grain)
 	}
 	if zeroGrains > 0 {
 		inst.Notes = append(inst.Notes, fmt.Sprintf("%d allocated grains hold zeros: VMware's writers store grains the guest zeroed, so they do not end the contiguous assumption", zeroGrains))
@@ -219,6 +211,20 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 			tentative = append(tentative, c.grain)
 		}
 	}
+	// The fragment's end lies at a host cluster boundary somewhere before
+	// the break: the last grain placed before it may straddle that end,
+	// so its own structures cannot vouch for it (cands are in file order).
+	for i := len(cands) - 1; i >= 0; i-- {
+		c := cands[i]
+		if int64(c.sector)*vmdk.SectorSize >= brokenAt {
+			continue
+		}
+		if gr := inst.grains.one[c.grain]; gr != nil && gr.Status == Placed {
+			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: "last grain before the contiguous mapping breaks: it may straddle the fragment's end"})
+			tentative = slices.DeleteFunc(tentative, func(g uint64) bool { return g == c.grain })
+			break
+		}
+	}
 	proven := selfProven(inst, view, tentative)
 	for _, g := range tentative {
 		if what, ok := proven[g]; ok {
@@ -250,12 +256,7 @@ func blocksRandom(view *fileView, fp Fingerprints, off, n int64) bool {
 		return false
 	}
 	for b := off / fpBlock * fpBlock; b < off+n; b += fpBlock {
-		img, err := view.imageOffset(b, fpBlock)
-		if err != nil || img < 0 || img%fpBlock != 0 {
-			return false
-		}
-		v, ok := fp.At(img)
-		if !ok || v&fpRandomBit == 0 {
+		if blockClass(view, fp, b, fpBlock) != chunkRandom {
 			return false
 		}
 	}

@@ -69,7 +69,7 @@ const (
 	// guest's own (a guest can align its content to MiBs).
 	sharpChunkChance = 1.0 / 256
 	// maxLatticeWidth bounds the chunks a locker encrypts at each
-	// position, in chunks (4 MiB).
+	// position, in chunks (4 MiB; window packs counts up to 7).
 	maxLatticeWidth = 4
 	// maxLatticesPerFile bounds the lattices accepted for one file (a
 	// head, then a stride, sometimes two passes of a locker).
@@ -171,7 +171,6 @@ type damagePolicy struct {
 	// block (unknown for a hole): where a random chunk's edges lie.
 	first, last []chunkClass
 	flat        bool // a flat extent: file offsets are the guest's own
-	tried       int
 	rejected    *Lattice
 }
 
@@ -189,24 +188,17 @@ func newDamagePolicy(view *fileView, fp Fingerprints, size int64, flat bool) *da
 		unknown := false
 		lo, hi := int64(k)*encryptionChunk, min(size, int64(k+1)*encryptionChunk)
 		for off := lo; off < hi; off += fpBlock {
-			img, err := view.imageOffset(off, min(fpBlock, size-off))
-			if err == nil && img == -1 {
+			b := blockClass(view, fp, off, min(fpBlock, size-off))
+			if b == chunkEmpty {
 				continue // a hole of the host file: no bytes to encrypt
 			}
-			if err != nil || img%fpBlock != 0 {
-				unknown = true
-				break
-			}
-			v, ok := fp.At(img)
-			if !ok {
+			if b == chunkUnknown {
 				unknown = true
 				break
 			}
 			stored++
-			b := chunkPlain
-			if v&fpRandomBit != 0 {
+			if b == chunkRandom {
 				random++
-				b = chunkRandom
 			}
 			if off == lo {
 				p.first[k] = b
@@ -227,6 +219,28 @@ func newDamagePolicy(view *fileView, fp Fingerprints, size int64, flat bool) *da
 		}
 	}
 	return p
+}
+
+// blockClass is what the carve's fingerprint says of the file's 4 KiB
+// block at off (n bytes of it in the file): a hole of the host file
+// (chunkEmpty), not known (unmapped, not block-aligned in the image, or
+// no fingerprint), plain or random-looking.
+func blockClass(view *fileView, fp Fingerprints, off, n int64) chunkClass {
+	img, err := view.imageOffset(off, n)
+	switch {
+	case err == nil && img == -1:
+		return chunkEmpty
+	case err != nil || img%fpBlock != 0:
+		return chunkUnknown
+	}
+	v, ok := fp.At(img)
+	switch {
+	case !ok:
+		return chunkUnknown
+	case v&fpRandomBit != 0:
+		return chunkRandom
+	}
+	return chunkPlain
 }
 
 // randomAt reports whether the chunk holding file offset off reads random
@@ -319,11 +333,11 @@ func (p *damagePolicy) best() (Lattice, bool) {
 	type cand struct {
 		stride, phase, width, first, last, on, sharp, proofs int
 		onChunks, onRandom                                   int // chunks inside the windows, data and random
-		structures                                           []string
 	}
 	var cands []cand
 	tried := 0
 	for w := 1; w <= maxLatticeWidth; w++ {
+		wins := p.windows(w)
 		for s := w + 1; s <= maxLatticeStride && s < n; s++ {
 			for ph := 0; ph < s; ph++ {
 				tried++
@@ -331,32 +345,20 @@ func (p *damagePolicy) best() (Lattice, bool) {
 				// extent ends at a window holding a plain chunk (a
 				// locker that stops part-way, a file's plain head before
 				// the phase).
-				var best, c cand
-				reset := func() { c = cand{stride: s, phase: ph, width: w, first: -1} }
-				flush := func() {
-					if c.on > best.on {
-						best = c
-					}
-					reset()
-				}
-				reset()
-				for k := ph; k+w <= n; k += s {
-					data, random, plain := 0, 0, false
-					for j := k; j < k+w; j++ {
-						switch cl := p.class[j]; {
-						case p.damaged[j] || cl == chunkUnknown || cl == chunkEmpty:
-						case cl == chunkRandom:
-							data++
-							random++
-						default:
-							plain = true
+				best := cand{}
+				c := cand{stride: s, phase: ph, width: w, first: -1}
+				for k := ph; k < len(wins); k += s {
+					win := wins[k]
+					if win.plain() {
+						if c.on > 0 {
+							if c.on > best.on {
+								best = c
+							}
+							c = cand{stride: s, phase: ph, width: w, first: -1}
 						}
-					}
-					if plain {
-						flush()
 						continue
 					}
-					if random == 0 {
+					if win.random() == 0 {
 						continue // says nothing either way
 					}
 					if c.first < 0 {
@@ -364,26 +366,22 @@ func (p *damagePolicy) best() (Lattice, bool) {
 					}
 					c.last = k
 					c.on++
-					c.onChunks += data
-					c.onRandom += random
-					if !p.flat && k > 0 && k+w < n && p.last[k-1] == chunkPlain && p.first[k+w] == chunkPlain {
+					c.onChunks += win.random()
+					c.onRandom += win.random()
+					c.proofs += win.proofs()
+					if win.sharp() {
 						c.sharp++
 					}
-					for j := k; j < k+w; j++ {
-						if pr := p.proofs[j]; len(pr) > 0 {
-							c.proofs++
-							c.structures = append(c.structures, pr...)
-						}
-					}
 				}
-				flush()
+				if c.on > best.on {
+					best = c
+				}
 				if best.on >= minStructuralProofs {
 					cands = append(cands, best)
 				}
 			}
 		}
 	}
-	p.tried = max(p.tried, tried)
 	var bestStat, bestStruct *Lattice
 	for _, c := range cands {
 		off := data[c.last+c.width] - data[c.first] - c.onChunks
@@ -394,15 +392,15 @@ func (p *damagePolicy) best() (Lattice, bool) {
 		// content as one (random content comes in runs), so each window
 		// counts once.
 		l := Lattice{Chunk: int64(c.width) * encryptionChunk, Stride: int64(c.stride) * encryptionChunk, Phase: int64(c.first) * encryptionChunk,
-			End: int64(c.last+c.width) * encryptionChunk, Chunks: c.on, OffLattice: off, OffRandom: offRandom, Tried: tried, Chance: chance,
-			Structures: c.structures}
+			End: int64(c.last+c.width) * encryptionChunk, Chunks: c.on, OffLattice: off, OffRandom: offRandom, Tried: tried, Chance: chance}
 		// "Mostly do not": the chunks between the lattice's must show
 		// the contrast, or the file is simply random there.
 		contrast := off > 0 && 2*offRandom <= off
 		switch {
 		case contrast && c.proofs >= minStructuralProofs:
-			if bestStruct == nil || len(c.structures) > len(bestStruct.Structures) ||
-				(len(c.structures) == len(bestStruct.Structures) && c.on > bestStruct.Chunks) {
+			l.Structures = p.structuresOn(c.first, c.last, c.stride, c.width)
+			if bestStruct == nil || len(l.Structures) > len(bestStruct.Structures) ||
+				(len(l.Structures) == len(bestStruct.Structures) && c.on > bestStruct.Chunks) {
 				l.Proof = fmt.Sprintf("structure: %d chunks on the lattice cover structures the metadata predicts there, and read random", c.proofs)
 				bestStruct = &l
 			}
@@ -439,6 +437,69 @@ func (p *damagePolicy) best() (Lattice, bool) {
 		return *bestStat, true
 	}
 	return p.sharpPair()
+}
+
+// window is what the chunks [k, k+w) of a file hold, for the lattice
+// search, packed in a byte (the search walks every stride and phase over
+// them): how many of its chunks read random (the others say nothing:
+// holes, unknown, already damaged) and hold structural proofs, a plain
+// chunk among them, and whether it is sharp (plain blocks just outside
+// both edges; never in a flat extent).
+type window uint8
+
+const (
+	windowCountBits = 3 // counts up to maxLatticeWidth
+	windowCount     = 1<<windowCountBits - 1
+	windowPlain     = 1 << (2 * windowCountBits)
+	windowSharp     = windowPlain << 1
+)
+
+func (w window) random() int { return int(w & windowCount) }
+func (w window) proofs() int { return int(w >> windowCountBits & windowCount) }
+func (w window) plain() bool { return w&windowPlain != 0 }
+func (w window) sharp() bool { return w&windowSharp != 0 }
+
+// windows classifies every window of w chunks of the file, by its start.
+func (p *damagePolicy) windows(w int) []window {
+	n := len(p.class)
+	if n < w {
+		return nil
+	}
+	out := make([]window, n-w+1)
+	for k := range out {
+		var random, proofs int
+		var win window
+		for j := k; j < k+w; j++ {
+			switch cl := p.class[j]; {
+			case p.damaged[j] || cl == chunkUnknown || cl == chunkEmpty:
+			case cl == chunkRandom:
+				random++
+				if len(p.proofs[j]) > 0 {
+					proofs++
+				}
+			default:
+				win |= windowPlain
+			}
+		}
+		if !p.flat && k > 0 && k+w < n && p.last[k-1] == chunkPlain && p.first[k+w] == chunkPlain {
+			win |= windowSharp
+		}
+		out[k] = win | window(random) | window(proofs)<<windowCountBits
+	}
+	return out
+}
+
+// structuresOn lists the structural proofs on a lattice's windows.
+func (p *damagePolicy) structuresOn(first, last, stride, width int) []string {
+	var out []string
+	for k := first; k <= last; k += stride {
+		for j := k; j < k+width; j++ {
+			if !p.damaged[j] {
+				out = append(out, p.proofs[j]...)
+			}
+		}
+	}
+	return out
 }
 
 // sharpPair accepts, in a sparse file, a lattice of the file's only two

@@ -357,11 +357,11 @@ func fileRanges(start int64, m *fsprobe.FileMap, end, lo, hi int64) imageRanges 
 // imageOffsetOf is where file offset off of the file starting at start
 // lies in the image (see fileRanges).
 func imageOffsetOf(start int64, m *fsprobe.FileMap, end, off int64) (int64, bool) {
-	r := fileRanges(start, m, end, off, off+1)
-	if len(r) == 0 {
-		return 0, false
+	if m != nil {
+		at := mapOffset(m, off)
+		return at, at >= 0
 	}
-	return r[0].lo, true
+	return start + off, off >= 0 && start+off < end
 }
 
 // nextStart is the first start after off among starts, else end: as far

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -65,9 +64,7 @@ func TestOwnMetadataStartsNothing(t *testing.T) {
 			return w.Bytes
 		}},
 		{"qemu-img convert", func(t *testing.T) []byte {
-			if _, err := exec.LookPath("qemu-img"); err != nil {
-				t.Skip("qemu-img is not installed: skipping the qemu-img layout")
-			}
+			tooltest.Need(t, "qemu-img")
 			dir := t.TempDir()
 			raw, vmdkPath := filepath.Join(dir, "s.raw"), filepath.Join(dir, "s.vmdk")
 			f, err := os.Create(raw)

@@ -20,10 +20,14 @@ func Need(t testing.TB, tools ...string) {
 	}
 }
 
+// CI reports whether the tests run in CI (CI=true), where .ci/run has
+// installed every tool.
+func CI() bool { return os.Getenv("CI") == "true" }
+
 // Missing skips the test for a missing tool, or fails it when CI=true.
 func Missing(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
+	if CI() {
 		t.Fatalf("CI=true: "+format, args...)
 	}
 	t.Skipf(format, args...)
