@@ -119,6 +119,7 @@ type extInode struct {
 	deep    bool        // the extent tree has index nodes: leaves not read
 	dind    int64       // block-mapped inode: i_block[13] (the resize inode's)
 	mapped  bool        // block-mapped with blocks
+	size    int64       // i_size: where the file's last block ends (Tails)
 }
 
 // NewLocator makes a Locator for a disk of diskBytes with grains of
@@ -593,7 +594,8 @@ func rawInode(b []byte) *Ext4Inode {
 // decodeInode keeps what the allocation prediction needs of a verified
 // inode.
 func decodeInode(b []byte) *extInode {
-	in := &extInode{mode: le16(b, inodeMode), flags: le32(b, inodeFlags), gen: le32(b, inodeGeneration)}
+	in := &extInode{mode: le16(b, inodeMode), flags: le32(b, inodeFlags), gen: le32(b, inodeGeneration),
+		size: int64(le32(b, inodeSizeLo)) | int64(le32(b, inodeSizeHigh)&0x7fffffff)<<32}
 	if le16(b, inodeLinks) == 0 || le32(b, inodeDtime) != 0 {
 		in.mode = 0 // deleted or never used: owns no blocks
 		return in

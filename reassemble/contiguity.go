@@ -61,7 +61,11 @@ type candidate struct {
 // predicted lists the VMDK's own structures (grain directories and
 // tables) by file offset: one that reads random is structural proof for
 // the damage policy.
-func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIndex, opts Options, zero *Grain, predicted []structureAt) {
+//
+// It returns the file offset where the contiguous assumption broke, or -1
+// (also for a file mapped otherwise): there fragment following
+// (follow.go) may find where the rest of the file lies.
+func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIndex, opts Options, zero *Grain, predicted []structureAt) int64 {
 	sort.Slice(cands, func(i, j int) bool { return cands[i].sector < cands[j].sector })
 	h := inst.Header
 	contiguous := inst.contiguousOnly()
@@ -120,6 +124,11 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 					deferred = append(deferred, contradiction{c.grain, fileOff, imgOff, g})
 				case contiguous:
 					why = g
+				case inst.anchoredAt(fileOff):
+					// The anchors put these bytes here, and the guest
+					// says they are not what lies here: not placed.
+					inst.grains.set(c.grain, &Grain{Status: Missing, Reason: "the anchored fragment map puts bytes here that contradict the guest: " + g})
+					continue
 				}
 			}
 		}
@@ -183,7 +192,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		inst.Notes = append(inst.Notes, inst.Damage.Decision)
 	}
 	if !contiguous {
-		return
+		return -1
 	}
 	// A file found broken is fragmented, and nothing says where its first
 	// fragment ends: the break is only where the bytes first betray it,
@@ -201,7 +210,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		}
 	}
 	if brokenAt < 0 {
-		return
+		return -1
 	}
 	reason := "the file is fragmented (" + why + ") and no host filesystem map says where its pieces lie: the contiguous assumption places nothing"
 	inst.Notes = append(inst.Notes, reason)
@@ -240,6 +249,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains kept: their own guest structures (fsprobe) prove the bytes the contiguous assumption read for them", len(proven)))
 	}
 	inst.cutFragments(int64(h.OverHead) * vmdk.SectorSize)
+	return brokenAt
 }
 
 // structureAt is a structure the VMDK's own metadata predicts at a file

@@ -23,6 +23,7 @@ type Options struct {
 // evidence, read-only; hits must be sorted by offset.
 func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Options) ([]*Disk, error) {
 	x := indexHits(hits)
+	x.imageSize = imageSize
 	var anchors []int64
 	for _, h := range x.headers {
 		if !x.isFooter(h) {

@@ -114,10 +114,22 @@ func (inst *Instance) linkEvidence(off int64) []string {
 		f := inst.Fragments[i]
 		return f.FileOffset+f.Length > off
 	})
-	if i < len(inst.Fragments) && inst.Fragments[i].FileOffset <= off && inst.Fragments[i].Link == LinkHost {
-		return []string{EvHost}
+	if i < len(inst.Fragments) && inst.Fragments[i].FileOffset <= off {
+		switch inst.Fragments[i].Link {
+		case LinkHost:
+			return []string{EvHost}
+		case LinkAnchored:
+			return []string{EvAnchored}
+		}
 	}
 	return nil
+}
+
+// anchoredAt reports whether file offset off lies in a fragment found by
+// shift votes (follow.go).
+func (inst *Instance) anchoredAt(off int64) bool {
+	ev := inst.linkEvidence(off)
+	return len(ev) == 1 && ev[0] == EvAnchored
 }
 
 // fileOffsetOf maps an image offset back to the instance's file, if a

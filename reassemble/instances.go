@@ -30,6 +30,7 @@ type hitIndex struct {
 	volumeAt      map[int64]bool            // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
 	geometry      []int64                   // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
 	guest         []int64                   // every partition table and NTFS or ext4 structure, by offset: where self-locating guest structures are
+	imageSize     int64                     // bytes of the image (set by Plan)
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {

@@ -21,8 +21,11 @@ import (
 //     size, capacity) and has none of them already, and the run's whole
 //     LBA range falls between two records the instance already has (a
 //     stream is written in LBA order, so a missing fragment fills a gap);
-//   - where the instance's grain table survives, it allocates every grain
-//     of the run at file offsets spaced exactly as the records are.
+//   - the instance's grain table survives and allocates every grain of
+//     the run at file offsets spaced exactly as the records are, on the
+//     file's host cluster grid, and at least minInformativeRecords of the
+//     records are compressed (incompressible grains' records all have one
+//     length, so their spacing tells no stream from another).
 //
 // Anything else stays unattached and is reported as orphan records.
 func attachOrphanRuns(instances []*Instance, x *hitIndex) (attached, orphans int) {
@@ -145,9 +148,26 @@ func runFits(s *Instance, run []*signatures.Hit) bool {
 				return false
 			}
 		}
+		// The run's place must be on the file's host cluster grid.
+		if (run[0].Offset-base-s.HeaderOffset)%clusterBytes != 0 {
+			return false
+		}
 	}
-	return true
+	// Records of incompressible grains all have one length, in every
+	// stream: spacing the table agrees with says nothing unless enough
+	// records were compressed, each to a length of its own.
+	informative := 0
+	for _, m := range run {
+		if m.Length < h.GrainBytes() {
+			informative++
+		}
+	}
+	return informative >= minInformativeRecords
 }
+
+// minInformativeRecords is the compressed records (shorter than a grain)
+// a run must hold for its spacing to tell its stream.
+const minInformativeRecords = 2
 
 // knownLBAs returns the sorted LBAs of the instance's valid records,
 // computed once per change (runFits asks for every orphan run).

@@ -199,7 +199,25 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 			cands = append(cands, candidate{grain: g, sector: e, which: which, both: pe != 0 && re != 0})
 		}
 	}
-	placeCandidates(inst, view, cands, x, opts, tableZero, predicted)
+	if inst.contiguousOnly() {
+		// No host map: the anchors say whether the file is contiguous
+		// from its header and, where not, where its pieces lie.
+		if frags := followFragments(inst, image, x, opts, cands, predicted, -1); frags != nil {
+			inst.Fragments, inst.byImage = frags, nil
+			view = newFileView(image, frags)
+			inst.size = view.size()
+		}
+	}
+	if broken := placeCandidates(inst, view, cands, x, opts, tableZero, predicted); broken >= 0 {
+		if frags := followFragments(inst, image, x, opts, cands, predicted, broken); frags != nil {
+			// The anchors found where the rest of the file lies: every
+			// grain is decided again through the new map.
+			inst.Fragments, inst.byImage = frags, nil
+			view = newFileView(image, frags)
+			inst.size = view.size()
+			placeCandidates(inst, view, cands, x, opts, tableZero, predicted)
+		}
+	}
 	orphans := orphanSlots(h, owner)
 	if len(owner) == 0 && firstSlotHolds(view, h) {
 		// No table names any grain, yet the grain area starts with data:

@@ -1,0 +1,792 @@
+package reassemble
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+
+	"vmdkcarve/fsprobe"
+	"vmdkcarve/internal/entropy"
+	"vmdkcarve/vmdk"
+)
+
+// Following a fragmented sparse file whose host map is gone
+// (PLACEMENT.md, "Anchors").
+//
+// The grain tables say which virtual grain lies at every file offset, so
+// a self-locating guest structure found at image offset x that names its
+// virtual offset also names its file offset p: x - p is a shift, a vote
+// that the file's bytes around p lie at that shift. A shift backed by
+// anchors in minAnchorGrains different grains is a hypothesis; a piece of
+// the file is a run of anchors of one shift with nothing between them
+// that contradicts it. Anchors are:
+//
+//   - the file's own header and grain tables, at the header's shift;
+//   - every self-locating structure the carve recorded (fsprobe.Locator,
+//     learned from the grains of the file's first piece);
+//   - the last block of every guest file whose record the structures
+//     showed, where its bytes end exactly where the file's size says and
+//     zeros follow (tried at the shifts the structures proved).
+//
+// Between two pieces the boundary is put at a host cluster only where
+// the blocks decide it: growing each piece towards the other, the first
+// block its shift contradicts (another VMDK's structure, a structure that
+// locates elsewhere, a file tail with bytes past its end, an all-zero
+// grain where the writer never stores one) bounds it. Blocks the two
+// bounds leave in doubt are mapped only where both shifts read the same
+// bytes; the rest, and every file range no piece's anchors reach, stay
+// unmapped, so their grains are missing, never guessed.
+
+// LinkAnchored is a fragment found by shift votes.
+const LinkAnchored = "anchored"
+
+// EvAnchored: the grain's file offset was linked to the image by anchors.
+const EvAnchored = "anchored"
+
+// Thresholds of fragment following.
+const (
+	// clusterBytes is the host cluster: pieces of a file start at its
+	// multiples in file offset and (relative to the file's first byte) in
+	// image offset, so every true shift is congruent to the header's.
+	clusterBytes = 4096
+	// minAnchorGrains: anchors in this many distinct grains make a shift
+	// a hypothesis. One grain's structures could be a copy of that grain
+	// anywhere (another VMDK of the same guest).
+	minAnchorGrains = 2
+	// minWeakGrains: a shift backed partly by file tails found by their
+	// shape needs anchors in this many distinct grains: two tails agree
+	// on a shift by chance far more often than three.
+	minWeakGrains = 3
+	// maxTailResidues bounds the image scans for file tails: one per
+	// position of the guest's blocks within a host cluster.
+	maxTailResidues = 4
+	// tailScanChunk is the bytes read at a time by the tail scan.
+	tailScanChunk = 4 << 20
+	// maxFollowAnchors bounds the anchors kept for one file.
+	maxFollowAnchors = 1 << 20
+	// maxHypotheses bounds the shifts file tails are tried at.
+	maxHypotheses = 1024
+	// anchorWindow is the bytes read at each recorded guest structure;
+	// structures starting in its first half are read whole.
+	anchorWindow = 4096
+	// learnWindow is the bytes read at a geometry structure found outside
+	// the first piece (a GPT, a group descriptor table follow it).
+	learnWindow = 128 << 10
+)
+
+// anchor is one vote: a structure at file offset file found at image
+// offset img.
+type anchor struct {
+	file, img int64
+	n         int64 // bytes of the structure known to be there
+	kind      string
+	// weak: a file tail found by its shape alone. Many blocks end in
+	// zeros, so alone it is a candidate, never a barrier, and it takes
+	// more of them to make a hypothesis (minWeakGrains).
+	weak bool
+}
+
+func (a anchor) shift() int64 { return a.img - a.file }
+
+// run is a piece hypothesis: anchors of one shift, in file order.
+type run struct {
+	shift   int64
+	anchors []anchor
+}
+
+func (r *run) lo() int64 { return r.anchors[0].file }
+func (r *run) hi() int64 {
+	a := r.anchors[len(r.anchors)-1]
+	return a.file + a.n
+}
+
+// follower holds what following one file needs.
+type follower struct {
+	inst        *Instance
+	image       io.ReaderAt
+	imageSize   int64
+	x           *hitIndex
+	gb          int64
+	sectorOf    map[uint64]uint32 // virtual grain → file sector, from the tables
+	slotGrain   map[int64]uint64  // file offset of a grain slot → virtual grain
+	slots       []int64           // file offsets of the grains the tables name, sorted
+	zeroIsProof bool
+	tails       map[int64]fsprobe.Tail // by file offset of the block
+	byImg       []anchor               // every anchor, by image offset
+	hyp         map[int64]bool         // the shifts that are hypotheses
+	fp          Fingerprints
+	notes       []string
+}
+
+// followFragments maps a sparse file with no host map from its anchors.
+// broken is where its contiguous assumption was seen to break, or -1. It
+// returns the new fragments, or nil when the file is contiguous as far as
+// the anchors and blocks tell (or nothing can vote).
+func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options, cands []candidate, predicted []structureAt, broken int64) []Fragment {
+	h := inst.Header
+	f := &follower{inst: inst, image: image, imageSize: x.imageSize, x: x, gb: h.GrainBytes(),
+		sectorOf: make(map[uint64]uint32, len(cands)), slotGrain: make(map[int64]uint64, len(cands)),
+		zeroIsProof: !vmwareWritten(inst.Descriptor), fp: opts.Fingerprints}
+	if f.imageSize <= 0 || f.gb <= 0 || inst.HeaderOffset%clusterBytes != 0 {
+		// A file that does not start at a cluster has no cluster grid to
+		// put boundaries on.
+		return nil
+	}
+	for _, c := range cands {
+		f.sectorOf[c.grain] = c.sector
+		f.slotGrain[int64(c.sector)*vmdk.SectorSize] = c.grain
+		f.slots = append(f.slots, int64(c.sector)*vmdk.SectorSize)
+	}
+	slices.Sort(f.slots)
+	fileEnd := int64(0)
+	if n := len(f.slots); n > 0 {
+		fileEnd = f.slots[n-1] + f.gb
+	}
+	limit := fileEnd
+	if broken >= 0 {
+		limit = broken
+	}
+	loc := f.locator(limit)
+	if loc == nil {
+		if broken >= 0 {
+			inst.Notes = append(inst.Notes, "fragment following: the file's first piece shows no guest volume, so no structure can vote for a shift")
+		}
+		return nil
+	}
+	anchors := f.structureAnchors(loc)
+	H := inst.HeaderOffset
+	anchors = append(anchors, anchor{file: 0, img: H, n: vmdk.SectorSize, kind: "VMDK header"})
+	for _, s := range predicted {
+		if s.off+s.n <= limit {
+			anchors = append(anchors, anchor{file: s.off, img: H + s.off, n: s.n, kind: "VMDK grain table"})
+		}
+	}
+	// File tails are tried at the shifts the structures back.
+	for _, t := range loc.Tails() {
+		if p, ok := f.fileOf(t.Addr, int64(t.Block)); ok {
+			if f.tails == nil {
+				f.tails = map[int64]fsprobe.Tail{}
+			}
+			f.tails[p] = t
+		}
+	}
+	anchors = append(anchors, f.scanTails()...)
+	shifts := f.hypotheses(anchors)
+	if len(shifts) > maxHypotheses {
+		shifts = shifts[:maxHypotheses]
+	}
+	anchors = append(anchors, f.tailAnchors(shifts)...)
+	if len(anchors) > maxFollowAnchors {
+		anchors = anchors[:maxFollowAnchors]
+	}
+	f.hyp = map[int64]bool{}
+	for _, s := range f.hypotheses(anchors) {
+		f.hyp[s] = true
+	}
+	f.byImg = slices.Clone(anchors)
+	sort.Slice(f.byImg, func(i, j int) bool { return f.byImg[i].img < f.byImg[j].img })
+	runs := f.runs(anchors)
+	if len(runs) == 0 || runs[0].lo() != 0 || runs[0].shift != H {
+		inst.Notes = append(inst.Notes, "fragment following: the file's own header is contested by other anchors: nothing is followed")
+		return nil
+	}
+	if len(runs) == 1 && broken < 0 {
+		// One piece from the header: contiguous as far as the blocks
+		// tell, unless a block past its last anchor says otherwise.
+		if q, why := f.reach(H, (runs[0].hi()+clusterBytes-1)/clusterBytes*clusterBytes, (fileEnd+clusterBytes-1)/clusterBytes*clusterBytes); why == "" {
+			return nil
+		} else {
+			f.notes = append(f.notes, fmt.Sprintf("fragment following: the file is not contiguous from its header: at file offset %d, %s", q, why))
+		}
+	}
+	frags := f.fragments(runs)
+	inst.Notes = append(inst.Notes, f.notes...)
+	return frags
+}
+
+// locator learns the guest's geometry from the geometry structures the
+// carve found (partition tables, boot sectors, $MFT record 0, primary
+// superblocks) that lie where the header's shift puts a grain of the file,
+// and that say they belong there (a partition table in grain 0's slot, a
+// boot sector at the virtual offset its hidden sectors name): the file's
+// first piece, up to limit. Other guests' structures elsewhere in the image
+// teach it nothing.
+func (f *follower) locator(limit int64) *fsprobe.Locator {
+	h := f.inst.Header
+	H := f.inst.HeaderOffset
+	loc := fsprobe.NewLocator(f.gb, int64(h.Capacity)*vmdk.SectorSize)
+	for _, y := range f.x.geometry {
+		p := y - H
+		if p < 0 || p >= limit {
+			continue
+		}
+		v, ok := f.virtualOf(p)
+		if !ok {
+			continue
+		}
+		start := y
+		switch {
+		case f.x.volumeAt[y-fsprobe.Ext4SuperblockOffset]:
+			start = y - fsprobe.Ext4SuperblockOffset // a primary superblock: Learn wants its block
+		case f.x.volumeAt[y]:
+			// An NTFS boot sector names its own place.
+			b := f.read(y, vmdk.SectorSize)
+			if b == nil || len(b) < 0x20 || int64(binary.LittleEndian.Uint32(b[0x1C:]))*vmdk.SectorSize != v {
+				continue
+			}
+		case f.x.mbrAt(y) && v != 0:
+			continue // a partition table is sector 0
+		}
+		if b := f.read(start, learnWindow); b != nil {
+			loc.Learn(b)
+		}
+	}
+	loc.Prepare()
+	if loc.Volumes() == 0 {
+		return nil
+	}
+	return loc
+}
+
+// virtualOf maps a file offset in a grain slot the tables name to its
+// virtual offset.
+func (f *follower) virtualOf(p int64) (int64, bool) {
+	i := sort.Search(len(f.slots), func(i int) bool { return f.slots[i]+f.gb > p })
+	if i == len(f.slots) || f.slots[i] > p {
+		return 0, false
+	}
+	g, ok := f.slotGrain[f.slots[i]]
+	return int64(g)*f.gb + p - f.slots[i], ok
+}
+
+// read reads up to n image bytes at off (cut at the image's end), or nil.
+func (f *follower) read(off, n int64) []byte {
+	if off < 0 || off >= f.imageSize {
+		return nil
+	}
+	b := make([]byte, min(n, f.imageSize-off))
+	if _, err := f.image.ReadAt(b, off); err != nil && err != io.EOF {
+		return nil
+	}
+	return b
+}
+
+// fileOf maps a virtual range to the file offset the tables give it, if
+// the range lies in one allocated grain.
+func (f *follower) fileOf(v, n int64) (int64, bool) {
+	if v < 0 || n <= 0 {
+		return 0, false
+	}
+	g := uint64(v / f.gb)
+	if (v+n-1)/f.gb != v/f.gb {
+		return 0, false
+	}
+	sec, ok := f.sectorOf[g]
+	if !ok {
+		return 0, false
+	}
+	return int64(sec)*vmdk.SectorSize + v%f.gb, true
+}
+
+// structureAnchors locates the guest structures the carve recorded and
+// turns each into anchors, one per virtual offset it may lie at.
+func (f *follower) structureAnchors(loc *fsprobe.Locator) []anchor {
+	offs := slices.Clone(f.x.guest)
+	slices.Sort(offs)
+	type found struct {
+		img    int64
+		claims []fsprobe.Claim
+	}
+	var all []found
+	covered := int64(-1)
+	for _, y := range offs {
+		if y < covered {
+			continue
+		}
+		b := f.read(y, anchorWindow)
+		if b == nil {
+			continue
+		}
+		covered = y + anchorWindow/2
+		if c := loc.Locate(b); len(c) > 0 {
+			all = append(all, found{y, c})
+		}
+	}
+	// Claims located through records seen anywhere resolve only now.
+	seen := map[[2]int64]bool{}
+	var out []anchor
+	for _, fd := range all {
+		for _, c := range fd.claims {
+			img := fd.img + int64(c.At)
+			for _, a := range loc.Addresses(c) {
+				p, ok := f.fileOf(a, vmdk.SectorSize)
+				if !ok || seen[[2]int64{img, p}] || len(out) >= maxFollowAnchors {
+					continue
+				}
+				seen[[2]int64{img, p}] = true
+				out = append(out, anchor{file: p, img: img, n: vmdk.SectorSize, kind: kindOf(c.What)})
+			}
+		}
+	}
+	return out
+}
+
+// kindOf is a claim's kind without its number ("ext4 inode 12" → "ext4
+// inode"), for the report's anchor counts.
+func kindOf(what string) string {
+	fields := strings.Fields(what)
+	for len(fields) > 1 && strings.Trim(fields[len(fields)-1], "0123456789") == "" {
+		fields = fields[:len(fields)-1]
+	}
+	return strings.Join(fields, " ")
+}
+
+// congruent reports whether a shift can be a piece's: on the header's
+// cluster grid.
+func (f *follower) congruent(s int64) bool {
+	return (s-f.inst.HeaderOffset)%clusterBytes == 0
+}
+
+// hypotheses returns the shifts backed by anchors in minAnchorGrains
+// distinct grains, most backed first.
+func (f *follower) hypotheses(anchors []anchor) []int64 {
+	type support struct{ all, strong map[int64]bool }
+	by := map[int64]*support{}
+	for _, a := range anchors {
+		s := a.shift()
+		if !f.congruent(s) {
+			continue
+		}
+		if by[s] == nil {
+			by[s] = &support{map[int64]bool{}, map[int64]bool{}}
+		}
+		by[s].all[a.file/f.gb] = true
+		if !a.weak {
+			by[s].strong[a.file/f.gb] = true
+		}
+	}
+	var out []int64
+	for s, sp := range by {
+		if len(sp.strong) >= minAnchorGrains || len(sp.all) >= minWeakGrains {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if len(by[out[i]].all) != len(by[out[j]].all) {
+			return len(by[out[i]].all) > len(by[out[j]].all)
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
+
+// tailAnchors tries every known file tail at every hypothesis's shift.
+func (f *follower) tailAnchors(shifts []int64) []anchor {
+	var out []anchor
+	for _, p := range slices.Sorted(maps.Keys(f.tails)) {
+		t := f.tails[p]
+		for _, s := range shifts {
+			if b := f.read(p+s, int64(t.Block)); b != nil {
+				if ok, _ := t.TailMatch(b); ok {
+					out = append(out, anchor{file: p, img: p + s, n: int64(t.Block), kind: "guest file tail", weak: true})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// scanTails finds the blocks of the image shaped like a known file tail
+// (non-zero bytes ending exactly where the file's size says): one pass over
+// the image per position of the tails within a host cluster, reading only
+// blocks the carve's fingerprints do not show random (a tail's zeros are
+// not random).
+func (f *follower) scanTails() []anchor {
+	type key struct{ block, used int }
+	byShape := map[key][]int64{}
+	residues := map[int64]bool{}
+	for p, t := range f.tails {
+		byShape[key{t.Block, t.Used}] = append(byShape[key{t.Block, t.Used}], p)
+		residues[((f.inst.HeaderOffset+p)%clusterBytes+clusterBytes)%clusterBytes] = true
+	}
+	if len(residues) > maxTailResidues {
+		f.notes = append(f.notes, fmt.Sprintf("fragment following: the guest's file tails lie at %d positions within a host cluster: the image is not scanned for them", len(residues)))
+		return nil
+	}
+	for _, ps := range byShape {
+		slices.Sort(ps)
+	}
+	var out []anchor
+	buf := make([]byte, tailScanChunk)
+	for _, r := range slices.Sorted(maps.Keys(residues)) {
+		for off := r; off < f.imageSize; off += tailScanChunk {
+			n, err := f.image.ReadAt(buf[:min(tailScanChunk, f.imageSize-off)], off)
+			if err != nil && err != io.EOF {
+				break
+			}
+			b := buf[:n]
+			for at := 0; at+clusterBytes <= len(b); at += clusterBytes {
+				y := off + int64(at)
+				if f.random(y) {
+					continue
+				}
+				for bs := range f.blockSizes() {
+					if at+bs > len(b) {
+						continue
+					}
+					blk := b[at : at+bs]
+					last := len(blk) - 1
+					for last >= 0 && blk[last] == 0 {
+						last--
+					}
+					if last < 0 || last == len(blk)-1 {
+						continue
+					}
+					for _, p := range byShape[key{bs, last + 1}] {
+						if len(out) < maxFollowAnchors {
+							out = append(out, anchor{file: p, img: y, n: int64(bs), kind: "guest file tail", weak: true})
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// blockSizes are the tails' block sizes.
+func (f *follower) blockSizes() map[int]bool {
+	out := map[int]bool{}
+	for _, t := range f.tails {
+		out[t.Block] = true
+	}
+	return out
+}
+
+// random reports whether the carve fingerprinted the block at y random.
+func (f *follower) random(y int64) bool {
+	if f.fp == nil || y%fpBlock != 0 {
+		return false
+	}
+	h, ok := f.fp.At(y)
+	return ok && h&fpRandomBit != 0
+}
+
+// runs turns anchors into disjoint pieces: each hypothesis's anchors in
+// file order, split wherever a structure lies between them that does not
+// agree, then contested where two pieces claim the same file offsets or
+// the same image bytes.
+func (f *follower) runs(anchors []anchor) []*run {
+	hyp := map[int64]bool{}
+	for _, s := range f.hypotheses(anchors) {
+		hyp[s] = true
+	}
+	sorted := slices.Clone(anchors)
+	sort.Slice(sorted, func(i, j int) bool {
+		if sorted[i].file != sorted[j].file {
+			return sorted[i].file < sorted[j].file
+		}
+		return sorted[i].img < sorted[j].img
+	})
+	var runs []*run
+	for _, s := range slices.Sorted(maps.Keys(hyp)) {
+		var cur *run
+		for _, a := range sorted {
+			if a.shift() == s {
+				if cur == nil {
+					cur = &run{shift: s}
+					runs = append(runs, cur)
+				}
+				cur.anchors = append(cur.anchors, a)
+				continue
+			}
+			// Another shift's structure inside this piece's span: it
+			// splits the piece unless the piece's own bytes there are
+			// the same structure (a copy elsewhere, as another VMDK of
+			// the same guest holds).
+			if cur != nil && (!a.weak || hyp[a.shift()]) && !f.same(a, s) {
+				cur = nil
+			}
+		}
+	}
+	runs = slices.DeleteFunc(runs, func(r *run) bool { return len(r.anchors) == 0 })
+	return f.contest(runs)
+}
+
+// same reports whether the image at shift s holds the bytes anchor a
+// found elsewhere.
+func (f *follower) same(a anchor, s int64) bool {
+	x, y := f.read(a.img, a.n), f.read(a.file+s, a.n)
+	return x != nil && y != nil && bytes.Equal(x, y)
+}
+
+// contest settles pieces that claim the same file offsets or the same
+// image bytes: the one with more anchors in the contested range keeps it,
+// a tie leaves it to neither.
+func (f *follower) contest(runs []*run) []*run {
+	for rounds := 0; rounds < 4*len(runs)+16; rounds++ {
+		a, b, lo, hi, byImage := overlapping(runs)
+		if a == nil {
+			break
+		}
+		key := func(x anchor) int64 { return x.file }
+		if byImage {
+			key = func(x anchor) int64 { return x.img }
+		}
+		na, nb := count(a, key, lo, hi), count(b, key, lo, hi)
+		var keep []*run
+		for _, r := range runs {
+			switch {
+			case r == a && na <= nb, r == b && nb <= na:
+				keep = append(keep, split(r, key, lo, hi)...)
+			default:
+				keep = append(keep, r)
+			}
+		}
+		switch {
+		case na == nb:
+			f.notes = append(f.notes, fmt.Sprintf("fragment following: shifts %d and %d claim the same bytes with %d anchors each there: neither places them", a.shift, b.shift, na))
+		case na < nb:
+			f.notes = append(f.notes, contestNote(a, b, na, nb))
+		default:
+			f.notes = append(f.notes, contestNote(b, a, nb, na))
+		}
+		runs = keep
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].lo() < runs[j].lo() })
+	return runs
+}
+
+// overlapping finds two pieces that claim the same file offsets, or the
+// same image bytes, and the range they both claim.
+func overlapping(runs []*run) (a, b *run, lo, hi int64, byImage bool) {
+	for i := range runs {
+		for j := i + 1; j < len(runs); j++ {
+			a, b := runs[i], runs[j]
+			if a.lo() < b.hi() && b.lo() < a.hi() {
+				return a, b, max(a.lo(), b.lo()), min(a.hi(), b.hi()), false
+			}
+			if a.lo()+a.shift < b.hi()+b.shift && b.lo()+b.shift < a.hi()+a.shift {
+				return a, b, max(a.lo()+a.shift, b.lo()+b.shift), min(a.hi()+a.shift, b.hi()+b.shift), true
+			}
+		}
+	}
+	return nil, nil, 0, 0, false
+}
+
+// count is the anchors of r in [lo, hi).
+func count(r *run, key func(anchor) int64, lo, hi int64) int {
+	n := 0
+	for _, a := range r.anchors {
+		if key(a)+a.n > lo && key(a) < hi {
+			n++
+		}
+	}
+	return n
+}
+
+// split returns the parts of r below and above a contested range.
+func split(r *run, key func(anchor) int64, lo, hi int64) []*run {
+	below, above := &run{shift: r.shift}, &run{shift: r.shift}
+	for _, a := range r.anchors {
+		switch {
+		case key(a)+a.n <= lo:
+			below.anchors = append(below.anchors, a)
+		case key(a) >= hi:
+			above.anchors = append(above.anchors, a)
+		}
+	}
+	var out []*run
+	for _, p := range []*run{below, above} {
+		if len(p.anchors) > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func contestNote(loser, winner *run, nl, nw int) string {
+	if nl == nw {
+		return fmt.Sprintf("fragment following: shifts %d and %d claim the same bytes with %d anchors each: neither places them", loser.shift, winner.shift, nl)
+	}
+	return fmt.Sprintf("fragment following: shift %d gives up file offsets %d..%d to shift %d (%d anchors against %d)", loser.shift, loser.lo(), loser.hi(), winner.shift, nl, nw)
+}
+
+// contradicts says why file block q (clusterBytes at file offset q) cannot
+// lie at shift s, or "".
+func (f *follower) contradicts(q, s int64) string {
+	y := q + s
+	if y < 0 || y+clusterBytes > f.imageSize {
+		return "outside the image"
+	}
+	if why := foreignAt(f.x, f.inst, y, clusterBytes, nil, false); why != "" {
+		return why
+	}
+	i := sort.Search(len(f.byImg), func(i int) bool { return f.byImg[i].img >= y })
+	for ; i < len(f.byImg) && f.byImg[i].img < y+clusterBytes; i++ {
+		a := f.byImg[i]
+		if a.shift() != s && (!a.weak || f.hyp[a.shift()]) && !f.alsoAt(a.img, s) {
+			return fmt.Sprintf("a %s at image offset %d belongs at file offset %d", a.kind, a.img, a.file)
+		}
+	}
+	for p := q; p < q+clusterBytes; p += vmdk.SectorSize {
+		if t, ok := f.tails[p]; ok {
+			if b := f.read(p+s, int64(t.Block)); b != nil {
+				if _, mismatch := t.TailMatch(b); mismatch {
+					return fmt.Sprintf("the %s would hold bytes past the file's end", t.What)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// alsoAt reports whether some anchor at image offset img has shift s (a
+// structure with several possible places, one of them this shift's).
+func (f *follower) alsoAt(img, s int64) bool {
+	i := sort.Search(len(f.byImg), func(i int) bool { return f.byImg[i].img >= img })
+	for ; i < len(f.byImg) && f.byImg[i].img == img; i++ {
+		if f.byImg[i].shift() == s {
+			return true
+		}
+	}
+	return false
+}
+
+// zeroGrainAt reports whether the grain whose slot holds file offset q
+// reads all zero at shift s where the writer never stores a zero grain.
+func (f *follower) zeroGrainAt(q, s int64) (start, end int64, zero bool) {
+	i := sort.Search(len(f.slots), func(i int) bool { return f.slots[i]+f.gb > q })
+	if i == len(f.slots) || f.slots[i] > q || !f.zeroIsProof {
+		return 0, 0, false
+	}
+	start, end = f.slots[i], f.slots[i]+f.gb
+	b := f.read(start+s, f.gb)
+	return start, end, b != nil && int64(len(b)) == f.gb && entropy.Zero(b)
+}
+
+// reach grows a piece of shift s from block from towards block to (one
+// cluster at a time, down when to < from) and returns the first block it
+// cannot hold, with why.
+func (f *follower) reach(s, from, to int64) (int64, string) {
+	step := int64(clusterBytes)
+	if to < from {
+		step = -step
+	}
+	for q := from; q != to; q += step {
+		if why := f.contradicts(q, s); why != "" {
+			return q, why
+		}
+		// An all-zero grain at this shift: the piece cannot hold all of
+		// it, so growing up it stops before the grain's last block,
+		// growing down before its first.
+		if gs, ge, zero := f.zeroGrainAt(q, s); zero {
+			if step > 0 && q == ge-clusterBytes {
+				return q, "an all-zero grain where the writer never stores one"
+			}
+			if step < 0 && q == gs {
+				return q, "an all-zero grain where the writer never stores one"
+			}
+		}
+	}
+	return to, ""
+}
+
+// fragments puts the boundaries between consecutive pieces and builds the
+// file map.
+func (f *follower) fragments(runs []*run) []Fragment {
+	var out []Fragment
+	emit := func(off, end, shift int64, link, ev string) {
+		if end <= off {
+			return
+		}
+		if n := len(out); n > 0 && out[n-1].Link == link && out[n-1].FileOffset+out[n-1].Length == off && out[n-1].ImageOffset-out[n-1].FileOffset == shift && out[n-1].Evidence == ev {
+			out[n-1].Length += end - off
+			return
+		}
+		out = append(out, Fragment{FileOffset: off, ImageOffset: off + shift, Length: end - off, Evidence: ev, Link: link})
+	}
+	up := func(v int64) int64 { return (v + clusterBytes - 1) / clusterBytes * clusterBytes }
+	down := func(v int64) int64 { return v / clusterBytes * clusterBytes }
+	// start[i], end[i]: the file range piece i holds for sure.
+	start := make([]int64, len(runs))
+	end := make([]int64, len(runs))
+	bound := make([]string, len(runs)) // what placed the boundary after piece i
+	for i, r := range runs {
+		start[i], end[i] = down(r.lo()), up(r.hi())
+	}
+	type doubt struct{ off, end, s1, s2 int64 }
+	var doubts []doubt
+	for i := 0; i+1 < len(runs); i++ {
+		z1, z2 := end[i], start[i+1]
+		if z2 <= z1 {
+			bound[i] = "the pieces' anchors meet"
+			continue
+		}
+		e1, why1 := f.reach(runs[i].shift, z1, z2)
+		e2, why2 := f.reach(runs[i+1].shift, z2-clusterBytes, z1-clusterBytes)
+		e2 += clusterBytes
+		switch {
+		case e1 == e2:
+			end[i], start[i+1] = e1, e1
+			bound[i] = fmt.Sprintf("at file offset %d: above it shift %d meets %s, below it shift %d meets %s", e1, runs[i].shift, why1, runs[i+1].shift, why2)
+		case e2 <= e1:
+			end[i], start[i+1] = e2, e1
+			doubts = append(doubts, doubt{e2, e1, runs[i].shift, runs[i+1].shift})
+			bound[i] = fmt.Sprintf("between file offsets %d and %d (no block there tells the shifts apart; only blocks both read alike are mapped)", e2, e1)
+		default:
+			bound[i] = fmt.Sprintf("not found: file offsets %d..%d hold neither piece's bytes (another piece, with no anchors, lies there), so the pieces' ends are not known", e1, e2)
+		}
+	}
+	for i, r := range runs {
+		kinds := map[string]int{}
+		for _, a := range r.anchors {
+			kinds[a.kind]++
+		}
+		var ks []string
+		for _, k := range slices.Sorted(maps.Keys(kinds)) {
+			ks = append(ks, fmt.Sprintf("%d %s", kinds[k], k))
+		}
+		ev := fmt.Sprintf("shift %d backed by %d anchors (%s)", r.shift, len(r.anchors), strings.Join(ks, ", "))
+		if i+1 < len(runs) {
+			ev += "; boundary with the next piece " + bound[i]
+		}
+		if start[i] == 0 && r.shift == f.inst.HeaderOffset {
+			ev = "the file's first piece, from its header: " + ev
+		}
+		emit(start[i], end[i], r.shift, LinkAnchored, ev)
+	}
+	for _, d := range doubts {
+		for q := d.off; q < d.end; q += clusterBytes {
+			a, b := f.read(q+d.s1, clusterBytes), f.read(q+d.s2, clusterBytes)
+			if a != nil && b != nil && bytes.Equal(a, b) {
+				emit(q, q+clusterBytes, d.s1, LinkAnchored, fmt.Sprintf("between two pieces: shifts %d and %d read the same bytes here", d.s1, d.s2))
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].FileOffset < out[j].FileOffset })
+	f.notes = append(f.notes, fmt.Sprintf("fragment following: %d pieces found by their anchors, %d boundaries decided by the blocks, %d left in doubt", len(runs), countDecided(bound), len(runs)-1-countDecided(bound)))
+	return out
+}
+
+func countDecided(bound []string) int {
+	n := 0
+	for _, b := range bound {
+		if strings.HasPrefix(b, "at file offset") || strings.HasPrefix(b, "the pieces'") {
+			n++
+		}
+	}
+	return n
+}
+
+// mbrAt reports whether the carve found a partition table at image offset
+// off.
+func (x *hitIndex) mbrAt(off int64) bool {
+	i := sort.Search(len(x.mbrs), func(i int) bool { return x.mbrs[i].Offset >= off })
+	return i < len(x.mbrs) && x.mbrs[i].Offset == off
+}
