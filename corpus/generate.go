@@ -127,12 +127,13 @@ func Generate(spec Spec, dir string) (*Truth, error) {
 	descOffsets := make([]int64, len(spec.Files)) // -1: no descriptor laid
 	for i, f := range spec.Files {
 		descOffsets[i] = -1
-		if files[fileKey{f.Disk, f.Variant}].descPath != "" && !f.NoDescriptor {
+		if files[fileKey{f.Disk, f.Variant}].descPath != "" && !f.NoDescriptor && f.Decoy == nil {
 			descOffsets[i] = 0 // to be placed
 		}
 	}
 	var vol *volume
 	var hostRanges []Range // host damage, image offsets
+	var noiseFrags [][]Fragment
 	if spec.Host != nil {
 		if vol, err = buildHost(spec, files, tmp); err != nil {
 			return nil, err
@@ -156,26 +157,10 @@ func Generate(spec Spec, dir string) (*Truth, error) {
 			descOffsets[i] = fr[0].ImageOffset
 		}
 	} else {
-		// The files, then the descriptors, each at its own place.
-		var items []placeItem
-		for i, f := range spec.Files {
-			items = append(items, placeItem{fmt.Sprintf("file %d", i), f.Offset, files[fileKey{f.Disk, f.Variant}].length})
-		}
-		for i, f := range spec.Files {
-			if descOffsets[i] == 0 {
-				items = append(items, placeItem{fmt.Sprintf("file %d's descriptor", i), 0, files[fileKey{f.Disk, f.Variant}].descLen})
-			}
-		}
-		at, err := place(spec.Seed, spec.ImageSize, items)
-		if err != nil {
+		// The files (or their pieces), then the descriptors, each at
+		// its own place.
+		if noiseFrags, offsets, err = layNoise(spec, files, descOffsets); err != nil {
 			return nil, err
-		}
-		copy(offsets, at)
-		at = at[len(spec.Files):]
-		for i := range descOffsets {
-			if descOffsets[i] == 0 {
-				descOffsets[i], at = at[0], at[1:]
-			}
 		}
 	}
 
@@ -191,6 +176,8 @@ func Generate(spec Spec, dir string) (*Truth, error) {
 		var frags []Fragment
 		if vol != nil {
 			frags = vol.frags[i]
+		} else {
+			frags = noiseFrags[i]
 		}
 		ft, err := layFile(i, fs, m, offsets[i], frags, hostRanges)
 		if err != nil {
@@ -553,10 +540,20 @@ func mapFile(d *disk, m *made) error {
 	return nil
 }
 
-// placeItem is one file to place: a fixed offset, or 0 for a seeded one.
+// placeItem is one file or piece to place: a fixed offset, or 0 for a
+// seeded one.
 type placeItem struct {
-	what           string // for errors: "file 2", "file 2's descriptor"
+	what           string // for errors: "file 2", "file 2's descriptor", "file 2's piece 3"
 	offset, length int64
+	// parts, when set, are the runs the item occupies, as offsets
+	// relative to its start and lengths: the item is placed where all of
+	// it is free, and the rest of it is left to later items (the gaps
+	// between an in-order file's pieces).
+	parts [][2]int64
+	// group > 0 makes the item piece seq of an out-of-order file: when
+	// all of a group's pieces come out in file order, one is moved so
+	// that they are not.
+	group, seq int
 }
 
 // place returns the image offset of every item: the given offset, or a
@@ -574,6 +571,46 @@ func place(seed uint64, imageSize int64, items []placeItem) ([]int64, error) {
 		}
 		return false
 	}
+	occupy := func(it placeItem, at int64) {
+		if it.parts == nil {
+			used = append(used, iv{at, at + it.length})
+		}
+		for _, p := range it.parts {
+			used = append(used, iv{at + p[0], at + p[0] + p[1]})
+		}
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x706c616365)) // "place"
+	// seat draws a free aligned start s in [lo, hi-n].
+	seat := func(n, lo, hi int64) (int64, bool) {
+		slices.SortFunc(used, func(a, b iv) int { return cmp.Compare(a.start, b.start) })
+		// Gaps between used intervals; candidate starts are aligned.
+		type gap struct{ first, count int64 }
+		var gaps []gap
+		var total int64
+		prev := lo
+		for _, u := range append(used, iv{hi, hi}) {
+			first := (prev + fileAlign - 1) / fileAlign * fileAlign
+			if last := min(u.start, hi) - n; last >= first {
+				c := (last-first)/fileAlign + 1
+				gaps = append(gaps, gap{first, c})
+				total += c
+			}
+			if prev = max(prev, u.end); prev >= hi {
+				break
+			}
+		}
+		if total == 0 {
+			return 0, false
+		}
+		k := rng.Int64N(total)
+		for _, g := range gaps {
+			if k < g.count {
+				return g.first + k*fileAlign, true
+			}
+			k -= g.count
+		}
+		panic("unreachable")
+	}
 	offsets := make([]int64, len(items))
 	var free []int
 	for i, it := range items {
@@ -586,49 +623,68 @@ func place(seed uint64, imageSize int64, items []placeItem) ([]int64, error) {
 			return nil, specErr("%s (%d bytes) at offset %d overlaps another or runs past the image", it.what, it.length, it.offset)
 		}
 		offsets[i] = it.offset
-		used = append(used, iv{it.offset, end})
+		occupy(it, it.offset)
 	}
 	slices.SortStableFunc(free, func(a, b int) int { return cmp.Compare(items[b].length, items[a].length) })
-	rng := rand.New(rand.NewPCG(seed, 0x706c616365)) // "place"
 	for _, i := range free {
-		slices.SortFunc(used, func(a, b iv) int { return cmp.Compare(a.start, b.start) })
-		// Gaps between used intervals; candidate starts are aligned.
-		type gap struct{ first, count int64 }
-		var gaps []gap
-		var total int64
-		prev := int64(0)
-		for _, u := range append(used, iv{imageSize, imageSize}) {
-			first := (prev + fileAlign - 1) / fileAlign * fileAlign
-			if last := u.start - items[i].length; last >= first {
-				c := (last-first)/fileAlign + 1
-				gaps = append(gaps, gap{first, c})
-				total += c
-			}
-			prev = max(prev, u.end)
-		}
-		if total == 0 {
+		at, ok := seat(items[i].length, 0, imageSize)
+		if !ok {
 			return nil, specErr("%s (%d bytes) does not fit in the %d-byte image", items[i].what, items[i].length, imageSize)
 		}
-		k := rng.Int64N(total)
-		for _, g := range gaps {
-			if k < g.count {
-				offsets[i] = g.first + k*fileAlign
-				break
+		offsets[i] = at
+		occupy(items[i], at)
+	}
+
+	// Out-of-order files that came out in order (by chance, as a file of
+	// two pieces does half the time): the last piece moves before the
+	// first, or else the first after the last.
+	groups := map[int][]int{} // group -> item indexes by seq
+	var ids []int
+	for i, it := range items {
+		if it.group > 0 {
+			if groups[it.group] == nil {
+				ids = append(ids, it.group)
 			}
-			k -= g.count
+			groups[it.group] = append(groups[it.group], i)
 		}
-		used = append(used, iv{offsets[i], offsets[i] + items[i].length})
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		g := groups[id]
+		slices.SortFunc(g, func(a, b int) int { return cmp.Compare(items[a].seq, items[b].seq) })
+		if len(g) < 2 || !slices.IsSortedFunc(g, func(a, b int) int { return cmp.Compare(offsets[a], offsets[b]) }) {
+			continue
+		}
+		first, last := g[0], g[len(g)-1]
+		release := func(i int) {
+			used = slices.DeleteFunc(used, func(u iv) bool { return u.start == offsets[i] })
+		}
+		release(last)
+		if at, ok := seat(items[last].length, 0, offsets[first]); ok {
+			offsets[last] = at
+			occupy(items[last], at)
+			continue
+		}
+		occupy(items[last], offsets[last])
+		release(first)
+		at, ok := seat(items[first].length, offsets[last]+items[last].length, imageSize)
+		if !ok {
+			return nil, specErr("%s: no room to lay its pieces out of order in the %d-byte image", items[first].what, imageSize)
+		}
+		offsets[first] = at
+		occupy(items[first], at)
 	}
 	return offsets, nil
 }
 
 // layFile resolves the damage of one laid copy and places its grains.
 // frags is the file's fragment map in image offsets (nil: one contiguous
-// run at at); hostRanges is the host damage, which also breaks grains.
+// run at at): a host file's, or the pieces of one laid without a host;
+// hostRanges is the host damage, which also breaks grains.
 func layFile(index int, fs FileSpec, m *made, at int64, frags []Fragment, hostRanges []Range) (*FileTruth, error) {
 	ft := &FileTruth{
 		Index: index, Disk: fs.Disk, Variant: fs.Variant, Name: m.name,
-		ImageOffset: at, Length: m.length, Header: m.header, Fragments: frags,
+		ImageOffset: at, Length: m.length, Header: m.header, Fragments: frags, Decoy: fs.Decoy,
 	}
 	if frags == nil {
 		frags = []Fragment{{0, at, m.length}}
@@ -670,12 +726,18 @@ func layFile(index int, fs FileSpec, m *made, at int64, frags []Fragment, hostRa
 				g.ImageOffset = pieces[0].ImageOffset
 			}
 		}
+		// A decoy's bytes outside its piece were not laid at all (on a
+		// host, bytes in no fragment are holes that read as zeros).
+		var laid int64
 		g.Intact = true
 		for _, p := range pieces {
+			laid += p.Length
 			if hit.overlaps(p.ImageOffset, p.ImageOffset+p.Length) {
 				g.Intact = false
-				break
 			}
+		}
+		if fs.Decoy != nil && laid < g.Length {
+			g.Intact = false
 		}
 		if g.Intact {
 			ft.IntactGrains++
@@ -821,20 +883,21 @@ func writeImage(spec Spec, truth *Truth, files map[fileKey]*made, vol *volume, d
 	type laid struct {
 		start, end int64
 		r          io.ReaderAt
+		at         int64 // r's offset of the byte at start
 	}
 	var lays []laid
 	if vol != nil {
 		// The host volume (holding the files and its own damage) and the
 		// MBR naming it; the files are not laid again.
 		if spec.Host.Offset >= 512 {
-			lays = append(lays, laid{0, 512, bytes.NewReader(mbrFor(spec.Host, spec.Seed))})
+			lays = append(lays, laid{0, 512, bytes.NewReader(mbrFor(spec.Host, spec.Seed)), 0})
 		}
 		f, err := os.Open(vol.path)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		lays = append(lays, laid{spec.Host.Offset, spec.Host.Offset + spec.Host.Size, f})
+		lays = append(lays, laid{spec.Host.Offset, spec.Host.Offset + spec.Host.Size, f, 0})
 	}
 	for _, ft := range truth.Files {
 		if vol != nil {
@@ -846,14 +909,20 @@ func writeImage(spec Spec, truth *Truth, files map[fileKey]*made, vol *volume, d
 			return err
 		}
 		defer f.Close()
-		lays = append(lays, laid{ft.ImageOffset, ft.ImageOffset + ft.Length, f})
+		runs := ft.Fragments // pieces, or a decoy's one piece
+		if runs == nil {
+			runs = []Fragment{{0, ft.ImageOffset, ft.Length}}
+		}
+		for _, p := range runs {
+			lays = append(lays, laid{p.ImageOffset, p.ImageOffset + p.Length, f, p.FileOffset})
+		}
 		if d := ft.Descriptor; d.Laid() {
 			df, err := os.Open(m.descPath)
 			if err != nil {
 				return err
 			}
 			defer df.Close()
-			lays = append(lays, laid{d.ImageOffset, d.ImageOffset + d.Length, df})
+			lays = append(lays, laid{d.ImageOffset, d.ImageOffset + d.Length, df, 0})
 		}
 	}
 	tmpPath := truth.Image + ".tmp"
@@ -880,7 +949,7 @@ func writeImage(spec Spec, truth *Truth, files map[fileKey]*made, vol *volume, d
 			}
 			// ReadAt of a sparse (qemu) file reads its holes as zeros:
 			// the file's logical bytes are what a copy would hold.
-			if _, err := l.r.ReadAt(b[s-off:e-off], s-l.start); err != nil {
+			if _, err := l.r.ReadAt(b[s-off:e-off], l.at+s-l.start); err != nil {
 				out.Close()
 				return err
 			}

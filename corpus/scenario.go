@@ -74,6 +74,16 @@ var scenarios = map[string]scenario{
 		defaultSize: 512 << 20,
 		build:       encryptedLatticeSpec,
 	},
+	"fragmented": {
+		help:        "no host filesystem: VMDKs in pieces at seeded places of their own, as a host leaves them once its metadata is wiped, other files' pieces between them: an ext4 guest (3/8 of the image) as QemuSparse (OursSparse without qemu-img) in 19 pieces out of order and as QemuStream (OursStreamFront) in 12 out of order, an NTFS guest (1/8) as OursSparse in 8 pieces in order and as VMwareStream in 6 out of order, both guests 40% full with 30% random-looking file bytes, a synthetic disk (1/16) as OursSparse in 10 pieces, and a decoy: 8 MiB from inside another sparse file of the ext4 guest, headerless, written in guest order (OursSparseGuestOrder) so its grain layout is not the real files'; needs mkfs.ext4, debugfs, mkntfs and ntfscp",
+		defaultSize: 1 << 30,
+		build:       fragmentedSpec(false),
+	},
+	"fragmented-encrypted": {
+		help:        "fragmented with every file but the decoy encrypted in place in 1 MiB chunks every 8 MiB from MiB 4, through its pieces (ransomware; the headers survive); needs mkfs.ext4, debugfs, mkntfs and ntfscp",
+		defaultSize: 1 << 30,
+		build:       fragmentedSpec(true),
+	},
 	"variants": {
 		help:        "one small disk in every available sparse and stream variant plus one copy for every damage kind: for end-to-end tests (the flat variants are in the flat scenario)",
 		defaultSize: 64 << 20,
@@ -288,5 +298,45 @@ func encryptedLatticeSpec(seed uint64, size int64, qemu bool) Spec {
 			{Disk: 4, Variant: pick(QemuFlat, qemu), Damage: []Damage{{Kind: EncryptChunks, SizeStep: true}}},
 			{Disk: 5, Variant: OursSparse, Damage: []Damage{{Kind: EncryptChunks, Stride: 16 << 20, At: 5 << 20, Until: 2 * unit}}},
 		},
+	}
+}
+
+// fragmentedSpec lays its files in pieces in noise. The disks scale with
+// the image in units of a sixteenth (64 MiB at the default size; 16 MiB
+// at least, so the image is 256 MiB at least and the NTFS guest's stream
+// copy, some 5 MiB then, still reaches the first encrypted chunk): the
+// ext4 guest 6 units, the NTFS guest 2, the synthetic disk 1. The decoy
+// is 8 MiB at a sixth of the ext4 guest's capacity into its file, well
+// inside the 40% of file bytes; it is written in guest order because
+// OursSparse lays its grains exactly where qemu-img does, which would
+// make the decoy a duplicate of the real file's bytes rather than
+// another file's. With encrypted, every file but the decoy is encrypted
+// on a lattice of 1 MiB chunks every 8 MiB from MiB 4.
+func fragmentedSpec(encrypted bool) func(seed uint64, size int64, qemu bool) Spec {
+	return func(seed uint64, size int64, qemu bool) Spec {
+		unit := max(size/16/(1<<20)*(1<<20), 16<<20)
+		files := func(capacity int64) int64 { return capacity * 2 / 5 }
+		s := Spec{
+			Seed: seed, ImageSize: max(size, 16*unit),
+			Disks: []DiskSpec{
+				{ID: 1, Capacity: 6 * unit, FS: FSExt4, RandomShare: 0.3, FileBytes: files(6 * unit)},
+				{ID: 2, Capacity: 2 * unit, FS: FSNTFS, RandomShare: 0.3, FileBytes: files(2 * unit)},
+				{ID: 3, Capacity: unit},
+			},
+			Files: []FileSpec{
+				{Disk: 1, Variant: pick(QemuSparse, qemu), Pieces: 19},
+				{Disk: 2, Variant: OursSparse, Pieces: 8, InOrder: true},
+				{Disk: 1, Variant: pick(QemuStream, qemu), Pieces: 12},
+				{Disk: 2, Variant: VMwareStream, Pieces: 6},
+				{Disk: 3, Variant: OursSparse, Pieces: 10},
+			},
+		}
+		if encrypted {
+			for i := range s.Files {
+				s.Files[i].Damage = []Damage{{Kind: EncryptChunks, Stride: 8 << 20, At: 4 << 20}}
+			}
+		}
+		s.Files = append(s.Files, FileSpec{Disk: 1, Variant: OursSparseGuestOrder, Decoy: &DecoyPiece{At: unit, Length: 8 << 20}})
+		return s
 	}
 }

@@ -205,12 +205,49 @@ type FileSpec struct {
 	Offset int64
 	Damage []Damage
 	// Fragments overrides HostSpec.Fragments for this file (0: the
-	// host's); ignored without a host.
+	// host's); ignored without a host (where Pieces splits a file).
 	Fragments int
 	// NoDescriptor leaves out the text descriptor of a flat variant, as
 	// when the small descriptor file was deleted and its clusters reused:
 	// only the raw extent is laid. An error for other variants.
 	NoDescriptor bool
+	// Pieces splits a file laid without a host into this many pieces
+	// (2..MaxFragments; 0 or 1 lays it in one run), as a host filesystem
+	// whose metadata was wiped leaves a fragmented file. The pieces'
+	// lengths are seeded multiples of 4096 (host clusters; the last ends
+	// at the file's end), drawn between 1 and 64 units and scaled to the
+	// file, each at least 1 MiB when the file is large enough (else half
+	// its share). The first is at least 1 MiB, so that the header and the
+	// front grain directories and tables lie in it, as a host allocates a
+	// file's start first; a file too short for that and a cluster for
+	// every other piece (the last may be shorter) is a spec error. Each
+	// piece lies at a seeded 4096-aligned place of its own, so noise and
+	// other files' pieces lie between them; FileTruth.Fragments maps
+	// them. An error with a host or a fixed Offset.
+	Pieces int
+	// InOrder lays the pieces so that their image offsets grow with their
+	// file offsets, with seeded gaps (noise, or other files' pieces)
+	// between them; otherwise their image order is seeded and never
+	// their file order. An error without Pieces.
+	InOrder bool
+	// Decoy lays only one piece of the file, file bytes [At, At+Length),
+	// at a seeded 4096-aligned place of its own (at Offset when set), and
+	// nothing else of it, not even a flat variant's descriptor: a
+	// headerless piece of some other VMDK of the same guest, as one left
+	// behind in freed clusters. Its grains outside the piece are listed
+	// in FileTruth.Grains but not intact. An error with a host or with
+	// Pieces.
+	Decoy *DecoyPiece
+}
+
+// DecoyPiece is the only piece of a file FileSpec.Decoy lays.
+type DecoyPiece struct {
+	// At is the file offset of the piece: a positive multiple of 4096,
+	// so the header is never in it.
+	At int64 `json:"at"`
+	// Length is the piece's length: a positive multiple of 4096 with
+	// At+Length within the file (checked when it is laid).
+	Length int64 `json:"length"`
 }
 
 // Spec describes a whole evidence image.
@@ -300,6 +337,9 @@ func (s *Spec) validate() (map[int]*DiskSpec, error) {
 		case f.NoDescriptor && !f.Variant.Flat():
 			return nil, specErr("file %d: no-descriptor on a %s file, whose descriptor is embedded", i, f.Variant)
 		}
+		if err := f.validatePieces(s.Host != nil); err != nil {
+			return nil, specErr("file %d: %v", i, err)
+		}
 		for _, d := range f.Damage {
 			switch d.Kind {
 			case ZeroPrimaryTables, ZeroRedundantTables, ZeroGrainTables:
@@ -351,6 +391,31 @@ func (d *DiskSpec) validateContent() error {
 		return specErr("disk %d: file bytes %d, want 0..%d (80%% of the %d-byte partition, at most %d)", d.ID, d.FileBytes, min(part/10*8, MaxGuestFileBytes), part, int64(MaxGuestFileBytes))
 	case d.NoPartitionTable && d.GPT:
 		return specErr("disk %d: no partition table and GPT", d.ID)
+	}
+	return nil
+}
+
+// validatePieces checks Pieces, InOrder and Decoy (the file's length is
+// checked when it is laid).
+func (f *FileSpec) validatePieces(host bool) error {
+	d := f.Decoy
+	switch {
+	case f.Pieces < 0 || f.Pieces > MaxFragments:
+		return fmt.Errorf("%d pieces, want 0..%d", f.Pieces, MaxFragments)
+	case host && (f.Pieces > 1 || d != nil):
+		return errors.New("pieces and decoys are laid without a host: the host filesystem fragments its files itself (FileSpec.Fragments)")
+	case f.InOrder && f.Pieces < 2:
+		return fmt.Errorf("in-order with %d pieces", f.Pieces)
+	case f.Pieces > 1 && f.Offset != 0:
+		return errors.New("a fixed offset for a file in pieces, each of which is placed by seed")
+	case d == nil:
+		return nil
+	case f.Pieces > 1:
+		return errors.New("a decoy in pieces: a decoy is one piece")
+	case d.At <= 0 || d.At%fileAlign != 0 || d.At > maxFileOffset:
+		return fmt.Errorf("decoy at file offset %d, want a positive multiple of %d (the header is never in a decoy)", d.At, fileAlign)
+	case d.Length <= 0 || d.Length%fileAlign != 0 || d.Length > maxFileOffset:
+		return fmt.Errorf("decoy of %d bytes, want a positive multiple of %d", d.Length, fileAlign)
 	}
 	return nil
 }

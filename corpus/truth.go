@@ -41,19 +41,27 @@ type DiskTruth struct {
 
 // FileTruth describes one VMDK file laid into the image.
 type FileTruth struct {
-	Index       int     `json:"index"` // position in Spec.Files
-	Disk        int     `json:"disk"`
-	Variant     Variant `json:"variant"`
-	Name        string  `json:"name"`         // file name in its descriptor's extent line
-	ImageOffset int64   `json:"image_offset"` // of the file's first byte (its header)
-	Length      int64   `json:"length"`
+	Index   int     `json:"index"` // position in Spec.Files
+	Disk    int     `json:"disk"`
+	Variant Variant `json:"variant"`
+	Name    string  `json:"name"` // file name in its descriptor's extent line
+	// ImageOffset is where the file's first byte (its header) lies; for
+	// a Decoy, whose header is not laid, where its piece starts.
+	ImageOffset int64 `json:"image_offset"`
+	Length      int64 `json:"length"`
 	// HostPath is the file's path on the host volume (Spec.Host only).
 	HostPath string `json:"host_path,omitempty"`
-	// Fragments maps the file to the image, sorted by file offset, as the
-	// host filesystem's tools report it (Spec.Host only; without a host
-	// the file is one run at ImageOffset). File bytes in no fragment are
-	// holes of a sparse host file and read as zeros.
+	// Fragments maps the file to the image, sorted by file offset: as the
+	// host filesystem's tools report it (Spec.Host), or the seeded
+	// pieces of FileSpec.Pieces, or a Decoy's one piece; nil when the
+	// file is one run at ImageOffset. On a host, file bytes in no
+	// fragment are holes of a sparse host file and read as zeros; of a
+	// Decoy, they were not laid at all.
 	Fragments []Fragment `json:"fragments,omitempty"`
+	// Decoy is FileSpec.Decoy: only file bytes [At, At+Length) were laid
+	// (Fragments holds their one run), so the file's other grains are
+	// not intact.
+	Decoy *DecoyPiece `json:"decoy,omitempty"`
 	// Header is the effective header of the undamaged file (for a
 	// GD_AT_END stream, the footer, which holds the real gdOffset); nil
 	// for a flat extent, which has none.
@@ -65,6 +73,8 @@ type FileTruth struct {
 	// Grains lists every allocated grain of the undamaged file, in virtual
 	// order, from vmdk.GrainMap; for a flat extent, every non-zero grain g
 	// at file offset g*65536 (its zero grains are zeros in the file).
+	// A grain only partly laid (a Decoy's beyond its piece) is not intact;
+	// one not laid at all has ImageOffset -1 and no Pieces.
 	Grains       []GrainTruth `json:"grains"`
 	IntactGrains int          `json:"intact_grains"`
 }
@@ -131,7 +141,7 @@ type GrainTruth struct {
 	ImageOffset int64      `json:"image_offset"` // grain data (sparse) or grain record (stream)
 	Length      int64      `json:"length"`       // bytes of data or of the whole record, sector-padded
 	Pieces      []Fragment `json:"pieces,omitempty"`
-	Intact      bool       `json:"intact"` // no damage touches those bytes
+	Intact      bool       `json:"intact"` // every byte laid (host holes aside) and no damage touches them
 }
 
 // Disk returns the disk with the given ID, or nil.
