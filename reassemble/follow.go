@@ -65,6 +65,11 @@ const (
 	// maxTailResidues bounds the image scans for file tails: one per
 	// position of the guest's blocks within a host cluster.
 	maxTailResidues = 4
+	// dominantAnchors: of two pieces that claim the same file offsets
+	// with different bytes, one keeps them only with this many times the
+	// other's own anchors there (a spurious shift backed by a few tails
+	// loses to the file's piece; two versions of the guest tie).
+	dominantAnchors = 4
 	// tailScanChunk is the bytes read at a time by the tail scan.
 	tailScanChunk = 4 << 20
 	// maxFollowAnchors bounds the anchors kept for one file.
@@ -158,7 +163,7 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 		}
 		return nil
 	}
-	anchors := f.structureAnchors(loc)
+	anchors := f.structureAnchors(loc, nil)
 	H := inst.HeaderOffset
 	anchors = append(anchors, anchor{file: 0, img: H, n: vmdk.SectorSize, kind: "VMDK header"})
 	for _, s := range predicted {
@@ -166,8 +171,22 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 			anchors = append(anchors, anchor{file: s.off, img: H + s.off, n: s.n, kind: "VMDK grain table"})
 		}
 	}
-	// File tails are tried at the shifts the structures back.
-	for _, t := range loc.Tails() {
+	// File tails come from the guest records in this file's own pieces
+	// (the ones its structures prove): another version of the guest
+	// elsewhere holds records of the same numbers with other sizes.
+	f.setHypotheses(anchors)
+	spans := f.runs(anchors)
+	own := fsprobe.NewLocator(f.gb, int64(h.Capacity)*vmdk.SectorSize)
+	f.learn(own, limit)
+	f.structureAnchors(own, func(y int64) bool {
+		for _, r := range spans {
+			if y >= r.lo()+r.shift && y < r.hi()+r.shift {
+				return true
+			}
+		}
+		return false
+	})
+	for _, t := range own.Tails() {
 		if p, ok := f.fileOf(t.Addr, int64(t.Block)); ok {
 			if f.tails == nil {
 				f.tails = map[int64]fsprobe.Tail{}
@@ -184,25 +203,21 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 	if len(anchors) > maxFollowAnchors {
 		anchors = anchors[:maxFollowAnchors]
 	}
-	f.hyp = map[int64]bool{}
-	for _, s := range f.hypotheses(anchors) {
-		f.hyp[s] = true
-	}
-	f.byImg = slices.Clone(anchors)
-	sort.Slice(f.byImg, func(i, j int) bool { return f.byImg[i].img < f.byImg[j].img })
+	f.setHypotheses(anchors)
 	runs := f.runs(anchors)
 	if len(runs) == 0 || runs[0].lo() != 0 || runs[0].shift != H {
 		inst.Notes = append(inst.Notes, "fragment following: the file's own header is contested by other anchors: nothing is followed")
 		return nil
 	}
-	if len(runs) == 1 && broken < 0 {
-		// One piece from the header: contiguous as far as the blocks
-		// tell, unless a block past its last anchor says otherwise.
-		if q, why := f.reach(H, (runs[0].hi()+clusterBytes-1)/clusterBytes*clusterBytes, (fileEnd+clusterBytes-1)/clusterBytes*clusterBytes); why == "" {
+	if broken < 0 {
+		// Contiguous from the header as far as every block tells: the
+		// other shifts are copies of its bytes elsewhere (other files of
+		// the same guest), not its pieces.
+		q, why := f.reach(H, 0, (fileEnd+clusterBytes-1)/clusterBytes*clusterBytes)
+		if why == "" {
 			return nil
-		} else {
-			f.notes = append(f.notes, fmt.Sprintf("fragment following: the file is not contiguous from its header: at file offset %d, %s", q, why))
 		}
+		f.notes = append(f.notes, fmt.Sprintf("fragment following: the file is not contiguous from its header: at file offset %d, %s", q, why))
 	}
 	frags := f.fragments(runs)
 	inst.Notes = append(inst.Notes, f.notes...)
@@ -217,9 +232,18 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 // first piece, up to limit. Other guests' structures elsewhere in the image
 // teach it nothing.
 func (f *follower) locator(limit int64) *fsprobe.Locator {
-	h := f.inst.Header
+	loc := fsprobe.NewLocator(f.gb, int64(f.inst.Header.Capacity)*vmdk.SectorSize)
+	f.learn(loc, limit)
+	if loc.Volumes() == 0 {
+		return nil
+	}
+	return loc
+}
+
+// learn teaches a Locator the guest's geometry (see locator) and
+// prepares it.
+func (f *follower) learn(loc *fsprobe.Locator, limit int64) {
 	H := f.inst.HeaderOffset
-	loc := fsprobe.NewLocator(f.gb, int64(h.Capacity)*vmdk.SectorSize)
 	for _, y := range f.x.geometry {
 		p := y - H
 		if p < 0 || p >= limit {
@@ -247,10 +271,6 @@ func (f *follower) locator(limit int64) *fsprobe.Locator {
 		}
 	}
 	loc.Prepare()
-	if loc.Volumes() == 0 {
-		return nil
-	}
-	return loc
 }
 
 // virtualOf maps a file offset in a grain slot the tables name to its
@@ -295,7 +315,10 @@ func (f *follower) fileOf(v, n int64) (int64, bool) {
 
 // structureAnchors locates the guest structures the carve recorded and
 // turns each into anchors, one per virtual offset it may lie at.
-func (f *follower) structureAnchors(loc *fsprobe.Locator) []anchor {
+//
+// within, when set, limits the structures read to image offsets it
+// accepts.
+func (f *follower) structureAnchors(loc *fsprobe.Locator, within func(y int64) bool) []anchor {
 	offs := slices.Clone(f.x.guest)
 	slices.Sort(offs)
 	type found struct {
@@ -305,7 +328,7 @@ func (f *follower) structureAnchors(loc *fsprobe.Locator) []anchor {
 	var all []found
 	covered := int64(-1)
 	for _, y := range offs {
-		if y < covered {
+		if y < covered || (within != nil && !within(y)) {
 			continue
 		}
 		b := f.read(y, anchorWindow)
@@ -350,6 +373,17 @@ func kindOf(what string) string {
 // cluster grid.
 func (f *follower) congruent(s int64) bool {
 	return (s-f.inst.HeaderOffset)%clusterBytes == 0
+}
+
+// setHypotheses settles the shifts that are hypotheses and indexes the
+// anchors by image offset, for runs and contradicts.
+func (f *follower) setHypotheses(anchors []anchor) {
+	f.hyp = map[int64]bool{}
+	for _, s := range f.hypotheses(anchors) {
+		f.hyp[s] = true
+	}
+	f.byImg = slices.Clone(anchors)
+	sort.Slice(f.byImg, func(i, j int) bool { return f.byImg[i].img < f.byImg[j].img })
 }
 
 // hypotheses returns the shifts backed by anchors in minAnchorGrains
@@ -538,7 +572,29 @@ func (f *follower) contest(runs []*run) []*run {
 		if byImage {
 			key = func(x anchor) int64 { return x.img }
 		}
-		na, nb := count(a, key, lo, hi), count(b, key, lo, hi)
+		var na, nb int
+		if !byImage && f.identical(a.shift, b.shift, lo, hi) {
+			// The same bytes at both places: a copy, not a rival. The
+			// piece with more anchors in all keeps the range.
+			na, nb = len(a.anchors), len(b.anchors)
+			if na == nb {
+				na++ // (the one found first: lower in the file)
+			}
+		} else {
+			// Only anchors the rival's bytes do not repeat count: a
+			// copy or another version of the guest repeats most of them.
+			// The range goes to a piece with dominantAnchors times the
+			// rival's; else to neither.
+			na, nb = f.unique(a, b.shift, key, lo, hi), f.unique(b, a.shift, key, lo, hi)
+			switch {
+			case na >= dominantAnchors*max(nb, 1):
+				nb = 0
+			case nb >= dominantAnchors*max(na, 1):
+				na = 0
+			default:
+				na, nb = 0, 0
+			}
+		}
 		var keep []*run
 		for _, r := range runs {
 			switch {
@@ -560,6 +616,31 @@ func (f *follower) contest(runs []*run) []*run {
 	}
 	sort.Slice(runs, func(i, j int) bool { return runs[i].lo() < runs[j].lo() })
 	return runs
+}
+
+// unique counts the anchors of r in [lo, hi) whose bytes shift s does not
+// hold at the same file offset.
+func (f *follower) unique(r *run, s int64, key func(anchor) int64, lo, hi int64) int {
+	n := 0
+	for _, a := range r.anchors {
+		if key(a)+a.n > lo && key(a) < hi && !f.same(a, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// identical reports whether file offsets [lo, hi) read the same bytes at
+// shifts s1 and s2.
+func (f *follower) identical(s1, s2, lo, hi int64) bool {
+	for off := lo; off < hi; off += tailScanChunk {
+		n := min(tailScanChunk, hi-off)
+		a, b := f.read(off+s1, n), f.read(off+s2, n)
+		if a == nil || b == nil || int64(len(a)) != n || !bytes.Equal(a, b) {
+			return false
+		}
+	}
+	return true
 }
 
 // overlapping finds two pieces that claim the same file offsets, or the
