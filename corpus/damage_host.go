@@ -25,11 +25,11 @@ func damageHost(spec Spec, v *volume, files []hostFile, tmp string) error {
 		var ranges []Range
 		var encrypted []EncryptedFileTruth
 		switch d.Kind {
-		case QuickFormat:
+		case QuickFormat, Reformat:
 			if err := f.Sync(); err != nil {
 				return err
 			}
-			if ranges, err = quickFormat(spec, v, tmp, uint64(i)); err != nil {
+			if ranges, err = quickFormat(spec, v, tmp, uint64(i), d.Kind == QuickFormat); err != nil {
 				return err
 			}
 		case ZeroSuperblocks:
@@ -66,6 +66,9 @@ func damageHost(spec Spec, v *volume, files []hostFile, tmp string) error {
 			return specErr("host damage %s changed nothing on this volume", d.Kind)
 		}
 		for _, r := range ranges {
+			if r.Fill == "mkfs" {
+				continue // mkfs wrote these bytes itself: they are the damage
+			}
 			if err := fillRange(f, spec.Seed, h.Offset, r); err != nil {
 				return err
 			}
@@ -128,8 +131,10 @@ func fillRange(f *os.File, seed uint64, base int64, r Range) error {
 }
 
 // quickFormat re-runs mkfs over the volume and returns the sectors it
-// changed, found by comparing with a copy taken before.
-func quickFormat(spec Spec, v *volume, tmp string, n uint64) ([]Range, error) {
+// changed, found by comparing with a copy taken before. quick leaves the
+// new inode tables and journal unwritten (ext4 lazy init); otherwise mkfs
+// writes them out, zeroing the old inodes that lay there (Reformat).
+func quickFormat(spec Spec, v *volume, tmp string, n uint64, quick bool) ([]Range, error) {
 	old := v.path + ".before-format"
 	if err := copyFile(old, v.path); err != nil {
 		return nil, err
@@ -140,7 +145,7 @@ func quickFormat(spec Spec, v *volume, tmp string, n uint64) ([]Range, error) {
 	var err error
 	switch spec.Host.FS {
 	case FSExt4:
-		err = mkfsExt4(v.path, tmp, spec.Host.blockSize(), seed, true)
+		err = mkfsExt4(v.path, tmp, spec.Host.blockSize(), seed, quick)
 	case FSNTFS:
 		err = mkntfs(v.path, spec.Host, true)
 	}

@@ -34,6 +34,11 @@ const (
 	// superblock / $MFT is written; old data, and (ext4) the old inode
 	// tables, mostly survive. The ranges are the sectors mkfs changed.
 	QuickFormat HostDamageKind = "quick-format"
+	// Reformat (ext4) re-runs mkfs.ext4 with lazy_itable_init=0 and
+	// lazy_journal_init=0: the new inode tables and journal are written
+	// out, so the old inodes that lay there are gone; the old data, and the
+	// extent-tree blocks stored among it, survive.
+	Reformat HostDamageKind = "reformat"
 	// ZeroMFT (NTFS) zeroes the $MFT's first run; $MFTMirr survives.
 	ZeroMFT HostDamageKind = "zero-mft"
 	// ZeroSuperblocks (ext4) zeroes the primary and every backup
@@ -228,7 +233,7 @@ func (s *Spec) validateHost() error {
 	for _, d := range h.Damage {
 		switch d.Kind {
 		case QuickFormat, WipeHostMetadata:
-		case ZeroSuperblocks:
+		case ZeroSuperblocks, Reformat:
 			if h.FS != FSExt4 {
 				return specErr("%s is an ext4 damage", d.Kind)
 			}

@@ -14,6 +14,7 @@ import (
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/pipeline"
+	"vmdkcarve/reassemble"
 )
 
 // hostCase is one row of the fragmentation table.
@@ -23,29 +24,36 @@ type hostCase struct {
 	damage   []corpus.HostDamage // added to the scenario's host damage
 	// exact: every surviving grain must be placed (host remnants survive).
 	exact bool
+	// leafFiles: every intact grain of each file in more than 4 pieces
+	// must be placed. Such a file's extent tree had a leaf block among the
+	// data blocks, which survives a reformat that zeroes the inodes.
+	leafFiles bool
 }
 
 // TestHostFilesystems rebuilds VMDKs fragmented on real ext4 and NTFS host
 // volumes (made by mkfs.ext4/debugfs and mkntfs/ntfscp), with the host
-// metadata intact, wiped, or with every 8th MiB of each file encrypted.
-// Wrong grains must be zero everywhere; with host remnants every surviving
-// grain must be placed. It logs the table the closing note quotes.
+// metadata intact, wiped, quick-formatted, reformatted (inodes zeroed),
+// or with every 8th MiB of each file encrypted. Wrong grains must be zero
+// everywhere; with host remnants every surviving grain must be placed;
+// after a reformat, every surviving grain of each file whose extent tree
+// had a leaf block. It logs the table the closing note quotes.
 func TestHostFilesystems(t *testing.T) {
 	if testing.Short() {
 		t.Skip("host filesystem cases take a while: skipped with -short")
 	}
 	var rows []string
 	for _, hc := range []hostCase{
-		{"ext4-host", 96 << 20, nil, true},
-		{"ntfs-host", 96 << 20, nil, true},
-		{"ext4-host-encrypted", 96 << 20, nil, false},
-		{"ntfs-host-encrypted", 96 << 20, nil, false},
-		{"ext4-host-wiped", 96 << 20, nil, false},
-		{"ntfs-host-wiped", 96 << 20, nil, false},
-		{"ext4-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.QuickFormat}}, false},
-		{"ntfs-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.QuickFormat}}, false},
-		{"ext4-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.ZeroSuperblocks}}, true},
-		{"ntfs-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.ZeroBootSector}}, true},
+		{"ext4-host", 96 << 20, nil, true, false},
+		{"ntfs-host", 96 << 20, nil, true, false},
+		{"ext4-host-encrypted", 96 << 20, nil, false, false},
+		{"ntfs-host-encrypted", 96 << 20, nil, false, false},
+		{"ext4-host-wiped", 96 << 20, nil, false, false},
+		{"ntfs-host-wiped", 96 << 20, nil, false, false},
+		{"ext4-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.QuickFormat}}, false, false},
+		{"ntfs-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.QuickFormat}}, false, false},
+		{"ext4-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.Reformat}}, false, true},
+		{"ext4-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.ZeroSuperblocks}}, true, false},
+		{"ntfs-host", 96 << 20, []corpus.HostDamage{{Kind: corpus.ZeroBootSector}}, true, false},
 	} {
 		name := hc.scenario
 		for _, d := range hc.damage {
@@ -84,6 +92,13 @@ func TestHostFilesystems(t *testing.T) {
 					guestCheck(t, truth, run, rep, s.disk)
 				}
 			}
+			if hc.leafFiles {
+				placed, intact := leafRecall(t, truth, run)
+				rows = append(rows, fmt.Sprintf("%-34s files with a leaf block: recall %6.1f%% (%d/%d)", name, 100*float64(placed)/float64(max(intact, 1)), placed, intact))
+				if intact == 0 || placed != intact {
+					t.Errorf("files with a leaf block: placed %d of %d intact grains", placed, intact)
+				}
+			}
 			if hc.exact {
 				for _, d := range truth.Disks {
 					if !scored[d.ID] {
@@ -94,6 +109,34 @@ func TestHostFilesystems(t *testing.T) {
 		})
 	}
 	t.Logf("fragmentation table:\n%s", strings.Join(rows, "\n"))
+}
+
+// leafRecall counts the intact grains of the files laid in more than 4
+// pieces (an extent tree with a leaf block outside the inode) and how
+// many of them the report of the disk holding each file placed.
+func leafRecall(t *testing.T, truth *corpus.Truth, run *caseRun) (placed, intact int) {
+	t.Helper()
+	for _, f := range truth.Files {
+		if len(f.Fragments) <= 4 {
+			continue
+		}
+		var st []reassemble.Status
+		for _, rep := range run.reports {
+			if instanceAt(rep, f.ImageOffset) {
+				st = statuses(rep.Disk)
+			}
+		}
+		for _, g := range f.Grains {
+			if !g.Intact {
+				continue
+			}
+			intact++
+			if g.Grain < uint64(len(st)) && st[g.Grain] == reassemble.Placed {
+				placed++
+			}
+		}
+	}
+	return placed, intact
 }
 
 // guestCheck holds a rebuilt disk's guest filesystem to e2fsck -fn or

@@ -51,7 +51,10 @@ package fsprobe
 // anchor geometries. (Decision: an old filesystem quick-formatted over by a
 // new one is therefore only mapped where its inodes lie outside the new
 // volume or through its own surviving superblocks: inside the new volume,
-// nothing tells a stale inode's geometry from a coincidence.)
+// nothing tells a stale inode's geometry from a coincidence. A file whose
+// inode is gone altogether, as after a reformat that zeroes the inode
+// tables, may still be mapped from its surviving extent-tree leaves,
+// checked against the VMDK's own structures: ext4_leaves.go.)
 
 import (
 	"cmp"
@@ -119,6 +122,32 @@ type ext4Resolver struct {
 // in the file comment accept; maps are sorted by their first extent's image
 // offset.
 func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
+	r := newExt4Resolver(records, anchors)
+	var maps []FileMap
+	seen := map[string]bool{}
+	for _, ino := range r.inodes {
+		m, ok := r.mapInode(ino)
+		if !ok {
+			continue
+		}
+		// The journal keeps copies of inode table blocks: an identical
+		// map from a second copy adds nothing.
+		key := fmt.Sprint(m.Size, m.Extents)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		maps = append(maps, m)
+	}
+	slices.SortStableFunc(maps, func(a, b FileMap) int {
+		return cmp.Compare(a.Extents[0].ImageOffset, b.Extents[0].ImageOffset)
+	})
+	return maps
+}
+
+// newExt4Resolver indexes the records and accepts the geometries (see the
+// file comment): superblocks first, then those solved from anchors.
+func newExt4Resolver(records []LocatedExt4, anchors []int64) *ext4Resolver {
 	r := &ext4Resolver{anchors: map[int64]bool{}, blocks: map[int64]*Ext4Node{}, ptrs: map[uint64][]ext4Ptr{}}
 	for _, a := range anchors {
 		r.anchors[a] = true
@@ -133,6 +162,9 @@ func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
 		case rec.Super != nil:
 			supers = append(supers, l)
 		case rec.Node != nil:
+			if _, ok := validExtentBlock(l.Offset, rec.Node); !ok {
+				continue // hits are user-editable: a node the parser could not have made
+			}
 			r.blocks[l.Offset] = rec.Node
 			if rec.Node.Depth > 0 {
 				for _, e := range rec.Node.Entries {
@@ -156,27 +188,7 @@ func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
 	r.superGeoms(supers)
 	r.ownership()
 	r.anchorGeoms()
-
-	var maps []FileMap
-	seen := map[string]bool{}
-	for _, ino := range r.inodes {
-		m, ok := r.mapInode(ino)
-		if !ok {
-			continue
-		}
-		// The journal keeps copies of inode table blocks: an identical
-		// map from a second copy adds nothing.
-		key := fmt.Sprint(m.Size, m.Extents)
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
-		maps = append(maps, m)
-	}
-	slices.SortStableFunc(maps, func(a, b FileMap) int {
-		return cmp.Compare(a.Extents[0].ImageOffset, b.Extents[0].ImageOffset)
-	})
-	return maps
+	return r
 }
 
 // superGeoms accepts one geometry per distinct (F, B, UUID) among the

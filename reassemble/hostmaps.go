@@ -28,8 +28,39 @@ func hostMaps(hits []signatures.Hit, anchors []int64) []fsprobe.FileMap {
 	}
 	if len(ext4) > 0 {
 		maps = append(maps, fsprobe.Ext4Maps(ext4, anchors)...)
+		// Files whose inode is lost (a reformatted host): their surviving
+		// extent-tree leaves, checked against the VMDK's own structures.
+		maps = append(maps, fsprobe.Ext4LeafMaps(ext4, vmdkFacts(hits, anchors), maps)...)
 	}
 	return maps
+}
+
+// vmdkFacts collects what the carve found of the VMDK files' own
+// structures: the headers at the anchors, stream footers, grain-table
+// blocks and decoded grain markers.
+func vmdkFacts(hits []signatures.Hit, anchors []int64) fsprobe.VMDKFacts {
+	start := map[int64]bool{}
+	for _, a := range anchors {
+		start[a] = true
+	}
+	var f fsprobe.VMDKFacts
+	for i := range hits {
+		h := &hits[i]
+		if h.Verdict != signatures.Valid {
+			continue
+		}
+		switch {
+		case h.Kind == signatures.KindSparseHeader && h.Sparse != nil && start[h.Offset]:
+			f.Starts = append(f.Starts, fsprobe.VMDKHeaderAt{Offset: h.Offset, Header: h.Sparse})
+		case h.Kind == signatures.KindSparseHeader && h.Sparse != nil && h.Sparse.IsStreamFooterCandidate():
+			f.Footers = append(f.Footers, fsprobe.VMDKHeaderAt{Offset: h.Offset, Header: h.Sparse})
+		case h.Kind == signatures.KindGT && h.Table != nil:
+			f.Tables = append(f.Tables, fsprobe.GTAt{Offset: h.Offset, First: h.Table.First, Last: h.Table.Last})
+		case h.Kind == signatures.KindGrainMarker && h.Grain != nil:
+			f.Markers = append(f.Markers, fsprobe.MarkerAt{Offset: h.Offset, LBA: h.Grain.LBA})
+		}
+	}
+	return f
 }
 
 // flatMaps asks the host probes where the files starting at a partition
