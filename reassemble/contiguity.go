@@ -74,9 +74,11 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		fileEnd = int64(cands[len(cands)-1].sector)*vmdk.SectorSize + h.GrainBytes()
 	}
 	dmg := newDamagePolicy(view, opts.Fingerprints, min(view.size(), fileEnd), inst.flat)
+	var destroyed []structureAt // predicted structures that read random
 	for _, s := range predicted {
 		if dmg.randomAt(s.off) && blocksRandom(view, opts.Fingerprints, s.off, s.n) {
 			dmg.prove(s.off, s.what)
+			destroyed = append(destroyed, s)
 		}
 	}
 	dmg.decide()
@@ -179,6 +181,22 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", d.off, d.img, d.why))
 		inst.cutFragments(d.off)
 		break
+	}
+	if !contiguous {
+		// Mapped by the host or by anchors: a structure the VMDK or the
+		// guest predicts in a grain, read random, is destroyed there,
+		// lattice or not.
+		for _, d := range destroyed {
+			i := sort.Search(len(cands), func(i int) bool {
+				return int64(cands[i].sector)*vmdk.SectorSize+grainLength(h, cands[i].grain) > d.off
+			})
+			if i == len(cands) || int64(cands[i].sector)*vmdk.SectorSize > d.off {
+				continue
+			}
+			if gr := inst.grains.one[cands[i].grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
+				inst.grains.set(cands[i].grain, &Grain{Status: Damaged, Reason: fmt.Sprintf("file offset %d reads random where %s lies", d.off, d.what)})
+			}
+		}
 	}
 	damaged := uint64(0)
 	for _, c := range cands {

@@ -68,6 +68,9 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 		inst.ID = len(instances) + 1
 		instances = append(instances, inst)
 	}
+	// Files followed by their anchors, again with the blocks of their
+	// copies' grains, now that every copy is placed.
+	refollowWithCopies(instances, image, x, opts)
 	instances = assembleSplit(instances, x, image)
 	var whole []*Instance          // instances that are disks (or copies of one)
 	parts := map[int][]*Instance{} // the extents of each split disk, by its ID

@@ -33,14 +33,20 @@ import (
 //     showed, where its bytes end exactly where the file's size says and
 //     zeros follow (tried at the shifts the structures proved).
 //
-// Between two pieces the boundary is put at a host cluster only where
-// the blocks decide it: growing each piece towards the other, the first
-// block its shift contradicts (another VMDK's structure, a structure that
+// A piece is mapped from the cluster of its first anchor to the cluster
+// of its last: between two anchors of one shift the file is taken as
+// contiguous, as long as no structure of another shift lies there. Past a
+// piece's last anchor nothing proves where it ends: growing it until its
+// shift meets a contradiction (another VMDK's structure, a structure that
 // locates elsewhere, a file tail with bytes past its end, an all-zero
-// grain where the writer never stores one) bounds it. Blocks the two
-// bounds leave in doubt are mapped only where both shifts read the same
-// bytes; the rest, and every file range no piece's anchors reach, stay
-// unmapped, so their grains are missing, never guessed.
+// grain where the writer never stores one) bounds it, but a piece with no
+// anchors of its own may lie between two found ones, so the file offsets
+// between two pieces' anchors stay unmapped and their grains missing,
+// never guessed. The report says how far each shift reads.
+//
+// A file whose every block agrees with its header's shift (no structure
+// of another shift in its bytes, no contradiction) stays contiguous: the
+// other shifts are copies of its bytes elsewhere.
 
 // LinkAnchored is a fragment found by shift votes.
 const LinkAnchored = "anchored"
@@ -70,6 +76,10 @@ const (
 	// other's own anchors there (a spurious shift backed by a few tails
 	// loses to the file's piece; two versions of the guest tie).
 	dominantAnchors = 4
+	// maxProofTailUse: a tail block whose file bytes fill at most this
+	// much of it holds a quarter of zeros, which no random block does: one
+	// that reads random is destroyed.
+	maxProofTailUse = 3072
 	// tailScanChunk is the bytes read at a time by the tail scan.
 	tailScanChunk = 4 << 20
 	// maxFollowAnchors bounds the anchors kept for one file.
@@ -125,6 +135,7 @@ type follower struct {
 	byImg       []anchor               // every anchor, by image offset
 	hyp         map[int64]bool         // the shifts that are hypotheses
 	fp          Fingerprints
+	tailOffs    []int64 // the tails' file offsets, sorted (tailOffsets)
 	notes       []string
 }
 
@@ -132,7 +143,12 @@ type follower struct {
 // broken is where its contiguous assumption was seen to break, or -1. It
 // returns the new fragments, or nil when the file is contiguous as far as
 // the anchors and blocks tell (or nothing can vote).
-func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options, cands []candidate, predicted []structureAt, broken int64) []Fragment {
+//
+// proofs are the guest's file tails inside the new fragments, for the
+// damage policy (tailProofs).
+//
+// extra are anchors found by the caller (copyanchors.go).
+func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options, cands []candidate, predicted []structureAt, broken int64, extra ...anchor) (frags []Fragment, proofs []structureAt) {
 	h := inst.Header
 	f := &follower{inst: inst, image: image, imageSize: x.imageSize, x: x, gb: h.GrainBytes(),
 		sectorOf: make(map[uint64]uint32, len(cands)), slotGrain: make(map[int64]uint64, len(cands)),
@@ -140,7 +156,7 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 	if f.imageSize <= 0 || f.gb <= 0 || inst.HeaderOffset%clusterBytes != 0 {
 		// A file that does not start at a cluster has no cluster grid to
 		// put boundaries on.
-		return nil
+		return nil, nil
 	}
 	for _, c := range cands {
 		f.sectorOf[c.grain] = c.sector
@@ -161,7 +177,7 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 		if broken >= 0 {
 			inst.Notes = append(inst.Notes, "fragment following: the file's first piece shows no guest volume, so no structure can vote for a shift")
 		}
-		return nil
+		return nil, nil
 	}
 	anchors := f.structureAnchors(loc, nil)
 	H := inst.HeaderOffset
@@ -194,7 +210,7 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 			f.tails[p] = t
 		}
 	}
-	anchors = append(anchors, f.scanTails()...)
+	anchors = append(append(anchors, extra...), f.scanTails()...)
 	shifts := f.hypotheses(anchors)
 	if len(shifts) > maxHypotheses {
 		shifts = shifts[:maxHypotheses]
@@ -207,7 +223,7 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 	runs := f.runs(anchors)
 	if len(runs) == 0 || runs[0].lo() != 0 || runs[0].shift != H {
 		inst.Notes = append(inst.Notes, "fragment following: the file's own header is contested by other anchors: nothing is followed")
-		return nil
+		return nil, nil
 	}
 	if broken < 0 {
 		// Contiguous from the header as far as every block tells: the
@@ -215,13 +231,13 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 		// the same guest), not its pieces.
 		q, why := f.reach(H, 0, (fileEnd+clusterBytes-1)/clusterBytes*clusterBytes)
 		if why == "" {
-			return nil
+			return nil, nil
 		}
 		f.notes = append(f.notes, fmt.Sprintf("fragment following: the file is not contiguous from its header: at file offset %d, %s", q, why))
 	}
-	frags := f.fragments(runs)
+	frags = f.fragments(runs)
 	inst.Notes = append(inst.Notes, f.notes...)
-	return frags
+	return frags, f.tailProofs(frags)
 }
 
 // locator learns the guest's geometry from the geometry structures the
@@ -549,7 +565,84 @@ func (f *follower) runs(anchors []anchor) []*run {
 		}
 	}
 	runs = slices.DeleteFunc(runs, func(r *run) bool { return len(r.anchors) == 0 })
-	return f.contest(runs)
+	var whole []*run
+	for _, r := range runs {
+		whole = append(whole, f.splitAtTails(r)...)
+	}
+	return f.contest(whole)
+}
+
+// splitAtTails splits a piece where a file tail between its anchors reads
+// bytes past the file's end in a block that does not read random: those
+// bytes are not the file's, so the piece is not contiguous there. (In a
+// random block the tail may be the file's, destroyed by encryption: that
+// is for the damage policy, see tailProofs.)
+func (f *follower) splitAtTails(r *run) []*run {
+	out := []*run{{shift: r.shift}}
+	next := 0
+	for _, p := range f.tailOffsets() {
+		if p <= r.lo() || p >= r.hi() {
+			continue
+		}
+		t := f.tails[p]
+		b := f.read(p+r.shift, int64(t.Block))
+		if b == nil {
+			continue
+		}
+		if _, mismatch := t.TailMatch(b); !mismatch || f.randomBlock(p+r.shift, b) {
+			continue
+		}
+		cur := out[len(out)-1]
+		for next < len(r.anchors) && r.anchors[next].file+r.anchors[next].n <= p {
+			cur.anchors = append(cur.anchors, r.anchors[next])
+			next++
+		}
+		for next < len(r.anchors) && r.anchors[next].file < p+int64(t.Block) {
+			next++ // (an anchor in the very block: cannot be)
+		}
+		f.notes = append(f.notes, fmt.Sprintf("fragment following: shift %d is cut at file offset %d: the %s reads bytes past the file's end there", r.shift, p, t.What))
+		out = append(out, &run{shift: r.shift})
+	}
+	out[len(out)-1].anchors = append(out[len(out)-1].anchors, r.anchors[next:]...)
+	return slices.DeleteFunc(out, func(r *run) bool { return len(r.anchors) == 0 })
+}
+
+// tailOffsets are the file offsets of the known tails, sorted.
+func (f *follower) tailOffsets() []int64 {
+	if f.tailOffs == nil {
+		f.tailOffs = slices.Sorted(maps.Keys(f.tails))
+	}
+	return f.tailOffs
+}
+
+// randomBlock reports whether the block b read at image offset y reads
+// random (by the carve's fingerprint where it has one).
+func (f *follower) randomBlock(y int64, b []byte) bool {
+	if f.fp != nil && y%fpBlock == 0 {
+		if _, ok := f.fp.At(y); ok {
+			return f.random(y)
+		}
+	}
+	return entropy.RandomLooking(b)
+}
+
+// tailProofs lists the file tails inside mapped fragments as structures
+// the guest predicts there, for the damage policy: one that reads random
+// is a destroyed tail. Only tails with room for zeros a random block
+// cannot hold (maxProofTailUse) are listed.
+func (f *follower) tailProofs(frags []Fragment) []structureAt {
+	var out []structureAt
+	for _, p := range f.tailOffsets() {
+		t := f.tails[p]
+		if t.Used > maxProofTailUse {
+			continue
+		}
+		i := sort.Search(len(frags), func(i int) bool { return frags[i].FileOffset+frags[i].Length > p })
+		if i < len(frags) && frags[i].FileOffset <= p && p+int64(t.Block) <= frags[i].FileOffset+frags[i].Length {
+			out = append(out, structureAt{p, int64(t.Block), "the " + t.What})
+		}
+	}
+	return out
 }
 
 // same reports whether the image at shift s holds the bytes anchor a
@@ -801,28 +894,20 @@ func (f *follower) fragments(runs []*run) []Fragment {
 	for i, r := range runs {
 		start[i], end[i] = down(r.lo()), up(r.hi())
 	}
-	type doubt struct{ off, end, s1, s2 int64 }
-	var doubts []doubt
 	for i := 0; i+1 < len(runs); i++ {
 		z1, z2 := end[i], start[i+1]
 		if z2 <= z1 {
-			bound[i] = "the pieces' anchors meet"
+			bound[i] = fmt.Sprintf("at file offset %d, where the pieces' anchored clusters meet", z2)
+			end[i] = min(end[i], z2)
 			continue
 		}
+		// Where each shift first meets a contradiction says how far the
+		// pieces can reach, not where they end: a piece with no anchors
+		// may lie between them, so nothing between is mapped.
 		e1, why1 := f.reach(runs[i].shift, z1, z2)
 		e2, why2 := f.reach(runs[i+1].shift, z2-clusterBytes, z1-clusterBytes)
-		e2 += clusterBytes
-		switch {
-		case e1 == e2:
-			end[i], start[i+1] = e1, e1
-			bound[i] = fmt.Sprintf("at file offset %d: above it shift %d meets %s, below it shift %d meets %s", e1, runs[i].shift, why1, runs[i+1].shift, why2)
-		case e2 <= e1:
-			end[i], start[i+1] = e2, e1
-			doubts = append(doubts, doubt{e2, e1, runs[i].shift, runs[i+1].shift})
-			bound[i] = fmt.Sprintf("between file offsets %d and %d (no block there tells the shifts apart; only blocks both read alike are mapped)", e2, e1)
-		default:
-			bound[i] = fmt.Sprintf("not found: file offsets %d..%d hold neither piece's bytes (another piece, with no anchors, lies there), so the pieces' ends are not known", e1, e2)
-		}
+		bound[i] = fmt.Sprintf("not known: file offsets %d..%d lie between the pieces' anchors and are not mapped (%s; %s)", z1, z2,
+			reachNote(runs[i].shift, "up to", e1, why1), reachNote(runs[i+1].shift, "down to", e2+clusterBytes, why2))
 	}
 	for i, r := range runs {
 		kinds := map[string]int{}
@@ -841,12 +926,10 @@ func (f *follower) fragments(runs []*run) []Fragment {
 			ev = "the file's first piece, from its header: " + ev
 		}
 		emit(start[i], end[i], r.shift, LinkAnchored, ev)
-	}
-	for _, d := range doubts {
-		for q := d.off; q < d.end; q += clusterBytes {
-			a, b := f.read(q+d.s1, clusterBytes), f.read(q+d.s2, clusterBytes)
-			if a != nil && b != nil && bytes.Equal(a, b) {
-				emit(q, q+clusterBytes, d.s1, LinkAnchored, fmt.Sprintf("between two pieces: shifts %d and %d read the same bytes here", d.s1, d.s2))
+		if n := len(out); n > 0 && out[n-1].FileOffset == start[i] && end[i] > start[i] {
+			out[n-1].Anchors, out[n-1].AnchorKinds = len(r.anchors), kinds
+			if i+1 < len(runs) {
+				out[n-1].Boundary = bound[i]
 			}
 		}
 	}
@@ -858,11 +941,19 @@ func (f *follower) fragments(runs []*run) []Fragment {
 func countDecided(bound []string) int {
 	n := 0
 	for _, b := range bound {
-		if strings.HasPrefix(b, "at file offset") || strings.HasPrefix(b, "the pieces'") {
+		if strings.HasPrefix(b, "at file offset") {
 			n++
 		}
 	}
 	return n
+}
+
+// reachNote says how far a shift reads without a contradiction.
+func reachNote(shift int64, dir string, at int64, why string) string {
+	if why == "" {
+		return fmt.Sprintf("shift %d meets no contradiction %s file offset %d", shift, dir, at)
+	}
+	return fmt.Sprintf("shift %d reads %s file offset %d, where it meets %s", shift, dir, at, why)
 }
 
 // mbrAt reports whether the carve found a partition table at image offset

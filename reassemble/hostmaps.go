@@ -2,10 +2,13 @@ package reassemble
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"sort"
 
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/signatures"
+	"vmdkcarve/vmdk"
 )
 
 // hostMaps asks the host-level probes where the files that start at a
@@ -32,7 +35,7 @@ func hostMaps(hits []signatures.Hit, anchors []int64) []fsprobe.FileMap {
 		// extent-tree leaves, checked against the VMDK's own structures.
 		maps = append(maps, fsprobe.Ext4LeafMaps(ext4, vmdkFacts(hits, anchors), maps)...)
 	}
-	return maps
+	return hostVolumesOnly(maps, hits)
 }
 
 // vmdkFacts collects what the carve found of the VMDK files' own
@@ -129,4 +132,210 @@ func fragmentsFromMap(m *fsprobe.FileMap) ([]Fragment, int64) {
 		size = m.Size
 	}
 	return out, size
+}
+
+// Host volumes and guest volumes. The probes know nothing of VMDKs: they
+// solve a volume from any boot sector, superblock, $MFT record or inode
+// they are given, and a guest volume stored verbatim in a sparse VMDK's
+// grains is solved like the host's. Extrapolated past its own file, such a
+// volume puts its files' first clusters on whatever lies beyond, and now
+// and then that is a VMDK header (even its own file's): the header's file
+// gets a "host" map of a guest's small file, and none of its grains. Two
+// facts hold for every real host volume V and every file H in it:
+//
+//  1. V starts before H's first byte and ends after it: V < H < V + size.
+//     Not even V = H: a volume's first cluster or block holds its own boot
+//     sector or superblock, never a file's start.
+//  2. The structures a map rests on (the boot sectors, superblock copies
+//     and $MFT record copies its volume was solved from, and the file's own
+//     MFT record or inode) are host metadata, which no VMDK's grains hold;
+//     and a guest volume fits in its virtual disk.
+//
+// So a map breaking 1 is dropped, and so is a map every structure of
+// which lies in the grain area of a sparse VMDK whose capacity its volume
+// fits in: its volume is a guest. The grain area of an uncompressed sparse
+// header at H is where its grains lie: where a host map of its file (from
+// another volume) puts file offsets from overHead × 512 on; and, unless
+// the map's own volume maps H's file, under the contiguous assumption from
+// H itself (a host keeps no blocks for the zeros a sparse VMDK pads its
+// metadata with, so the grains move up into what contiguity calls the
+// metadata) to its largest grain, which the grain tables in its metadata
+// name (else every grain stored), or to the next header. Stream grains are
+// deflated: no guest structure is found verbatim in them.
+//
+// Decision: one structure outside every grain area keeps a map. A host
+// volume keeps its boot sector or primary superblock before its files'
+// headers, so a fragmented file whose contiguous range spans host
+// metadata drops no map of a volume solved from them; a volume solved
+// from anchors alone rests on its file's inode or record only, and is
+// dropped if that lies in another file's contiguous range.
+
+// grainArea is an image range holding a sparse VMDK's grains.
+type grainArea struct {
+	lo, hi   int64
+	header   int64     // the VMDK header the range belongs to
+	capacity int64     // bytes of the VMDK's virtual disk
+	by       volumeKey // the volume whose map gave the range; zero for the contiguous range
+}
+
+// volumeKey names the volume a map came from.
+type volumeKey struct {
+	fs    string
+	start int64
+}
+
+func volumeOf(m *fsprobe.FileMap) volumeKey { return volumeKey{m.FS, m.Volume} }
+
+// hostVolumesOnly drops the maps that no host volume can have given (see
+// above): those breaking rule 1, then those of guest volumes, judged
+// first against the contiguous grain areas, then also against the grain
+// areas the surviving maps give their files.
+func hostVolumesOnly(maps []fsprobe.FileMap, hits []signatures.Hit) []fsprobe.FileMap {
+	var held []fsprobe.FileMap
+	for i := range maps {
+		if holdsItsFile(&maps[i]) {
+			held = append(held, maps[i])
+		}
+	}
+	sparse := sparseHeaders(hits)
+	contiguous := contiguousGrainAreas(sparse, hits)
+	first := notInGrains(held, contiguous)
+	return notInGrains(first, append(contiguous, mappedGrainAreas(first, sparse)...))
+}
+
+// holdsItsFile is rule 1 for the file the map starts at.
+func holdsItsFile(m *fsprobe.FileMap) bool {
+	if len(m.Extents) == 0 {
+		return false
+	}
+	h := m.Extents[0].ImageOffset
+	return m.Volume < h && (m.VolumeSize <= 0 || h-m.Volume < m.VolumeSize)
+}
+
+// notInGrains keeps the maps with a structure outside every grain area: a
+// contiguous area is skipped for the maps of a volume that maps its file,
+// a mapped one for the maps of the volume that mapped it.
+func notInGrains(maps []fsprobe.FileMap, areas []grainArea) []fsprobe.FileMap {
+	mapped := make(map[volumeKey]map[int64]bool) // the headers each volume maps
+	for i := range maps {
+		k := volumeOf(&maps[i])
+		if mapped[k] == nil {
+			mapped[k] = make(map[int64]bool)
+		}
+		mapped[k][maps[i].Extents[0].ImageOffset] = true
+	}
+	var out []fsprobe.FileMap
+	for i := range maps {
+		m := &maps[i]
+		self := volumeOf(m)
+		inGrains := func(s int64) bool {
+			for _, a := range areas {
+				if s < a.lo || s >= a.hi || m.VolumeSize > a.capacity {
+					continue
+				}
+				contiguous := a.by == volumeKey{}
+				if contiguous && !mapped[self][a.header] || !contiguous && a.by != self {
+					return true
+				}
+			}
+			return false
+		}
+		outside := slices.ContainsFunc(m.Structures, func(s int64) bool { return !inGrains(s) })
+		if len(m.Structures) == 0 || outside {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+// sparseHeaders returns the valid uncompressed sparse headers among hits,
+// by image offset.
+func sparseHeaders(hits []signatures.Hit) map[int64]*vmdk.SparseHeader {
+	out := make(map[int64]*vmdk.SparseHeader)
+	for i := range hits {
+		h := &hits[i]
+		if h.Kind == signatures.KindSparseHeader && h.Verdict == signatures.Valid && h.Sparse != nil &&
+			trustworthy(h) && !h.Sparse.Compressed() {
+			out[h.Offset] = h.Sparse
+		}
+	}
+	return out
+}
+
+// maxStoredBytes is the most grain bytes a sparse file of header s can
+// hold: every grain once.
+func maxStoredBytes(s *vmdk.SparseHeader) int64 {
+	return int64(min(s.Grains(), uint64(math.MaxInt64/2)/uint64(max(s.GrainBytes(), 1)))) * s.GrainBytes()
+}
+
+// contiguousGrainAreas gives each uncompressed sparse header its grain
+// area under the contiguous assumption: from the header to its largest
+// grain, which the grain-table blocks in its metadata name
+// (every grain stored when none is found), cut at the next header.
+func contiguousGrainAreas(sparse map[int64]*vmdk.SparseHeader, hits []signatures.Hit) []grainArea {
+	var headers []int64 // every header, start or footer, of any kind: a file starts or ends there
+	var tables []*signatures.Hit
+	for i := range hits {
+		h := &hits[i]
+		switch {
+		case h.Kind == signatures.KindSparseHeader && h.Verdict == signatures.Valid && h.Sparse != nil && h.Offset >= 0:
+			headers = append(headers, h.Offset)
+		case h.Kind == signatures.KindGT && h.Table != nil && h.Offset >= 0:
+			tables = append(tables, h)
+		}
+	}
+	slices.Sort(headers)
+	sort.SliceStable(tables, func(i, j int) bool { return tables[i].Offset < tables[j].Offset })
+	var out []grainArea
+	for _, at := range headers {
+		s := sparse[at]
+		if s == nil {
+			continue
+		}
+		meta := int64(s.OverHead) * vmdk.SectorSize // Validate bounds overHead
+		lo, hi := at, at+meta+maxStoredBytes(s)
+		// The largest grain the file's own tables name, in its metadata.
+		largest := int64(-1)
+		for i := sort.Search(len(tables), func(i int) bool { return tables[i].Offset >= at }); i < len(tables) && tables[i].Offset < at+meta; i++ {
+			largest = max(largest, int64(tables[i].Table.Last))
+		}
+		if largest >= 0 {
+			hi = min(hi, at+largest*vmdk.SectorSize+s.GrainBytes())
+		}
+		if i := sort.Search(len(headers), func(i int) bool { return headers[i] > at }); i < len(headers) {
+			hi = min(hi, headers[i])
+		}
+		if hi > lo {
+			out = append(out, grainArea{lo: lo, hi: hi, header: at, capacity: int64(s.Capacity) * vmdk.SectorSize})
+		}
+	}
+	return out
+}
+
+// mappedGrainAreas gives the grain areas the maps say: the image ranges
+// of each uncompressed sparse file's bytes from overHead × 512 on.
+func mappedGrainAreas(maps []fsprobe.FileMap, sparse map[int64]*vmdk.SparseHeader) []grainArea {
+	var out []grainArea
+	for i := range maps {
+		m := &maps[i]
+		if len(m.Extents) == 0 {
+			continue
+		}
+		s := sparse[m.Extents[0].ImageOffset]
+		if s == nil {
+			continue
+		}
+		meta := int64(s.OverHead) * vmdk.SectorSize
+		for _, e := range m.Extents {
+			lo, hi := e.ImageOffset, e.ImageOffset+e.Length
+			if e.FileOffset+e.Length <= meta {
+				continue
+			}
+			if e.FileOffset < meta {
+				lo += meta - e.FileOffset
+			}
+			out = append(out, grainArea{lo: lo, hi: hi, header: m.Extents[0].ImageOffset, capacity: int64(s.Capacity) * vmdk.SectorSize, by: volumeOf(m)})
+		}
+	}
+	return out
 }

@@ -25,7 +25,8 @@ import (
 //     the run at file offsets spaced exactly as the records are, on the
 //     file's host cluster grid, and at least minInformativeRecords of the
 //     records are compressed (incompressible grains' records all have one
-//     length, so their spacing tells no stream from another).
+//     length, so their spacing tells no stream from another) or hold the
+//     very grain another file of the disk's geometry placed (xxhash).
 //
 // Anything else stays unattached and is reported as orphan records.
 func attachOrphanRuns(instances []*Instance, x *hitIndex) (attached, orphans int) {
@@ -47,7 +48,7 @@ func attachOrphanRuns(instances []*Instance, x *hitIndex) (attached, orphans int
 		var fit *Instance
 		ambiguous := false
 		for _, s := range streams {
-			if runFits(s, run) {
+			if runFits(s, run, instances) {
 				if fit != nil {
 					ambiguous = true
 				}
@@ -112,11 +113,13 @@ func orphanRuns(x *hitIndex, owned map[int64]bool) [][]*signatures.Hit {
 
 // runFits reports whether a run of records can only be the missing piece
 // of stream s (see attachOrphanRuns).
-func runFits(s *Instance, run []*signatures.Hit) bool {
+func runFits(s *Instance, run []*signatures.Hit, instances []*Instance) bool {
 	h := s.Header
-	if s.table == nil {
+	if s.table == nil && corroborated(s, run, instances) < max(len(run), minInformativeRecords) {
 		// Without the stream's own table, a run of another stream whose
-		// LBAs happen to fall in a gap is indistinguishable from ours.
+		// LBAs happen to fall in a gap is indistinguishable from ours,
+		// unless every record holds what another file of this disk
+		// placed for its grain.
 		return false
 	}
 	for _, m := range run {
@@ -162,7 +165,28 @@ func runFits(s *Instance, run []*signatures.Hit) bool {
 			informative++
 		}
 	}
-	return informative >= minInformativeRecords
+	return informative >= minInformativeRecords || corroborated(s, run, instances) >= minInformativeRecords
+}
+
+// corroborated counts the records of a run whose data another file of the
+// same disk geometry holds, placed, as the same grain with the same
+// xxhash: the run carries this disk's content where its lengths say
+// nothing.
+func corroborated(s *Instance, run []*signatures.Hit, instances []*Instance) int {
+	n := 0
+	for _, m := range run {
+		g := m.Grain.LBA / s.Header.GrainSize
+		for _, p := range instances {
+			if p == s || p.Header.Capacity != s.Header.Capacity || p.Header.GrainSize != s.Header.GrainSize {
+				continue
+			}
+			if gr := p.grains.at(g); gr != nil && gr.Status == Placed && gr.Hash == m.Grain.Hash && !m.Grain.Zero {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 // minInformativeRecords is the compressed records (shorter than a grain)

@@ -85,8 +85,14 @@ type Fragment struct {
 	// Link is the kind of evidence for the link: "contiguous" (assumed
 	// from the header on, until the bytes contradict it), "host" (a host
 	// filesystem's own map), "hole" (a hole of a sparse host file, reads
-	// as zeros).
+	// as zeros), "anchored" (a shift backed by anchors, follow.go).
 	Link string `json:"link"`
+	// Anchors and AnchorKinds (anchored fragments) count the structures
+	// whose places back the fragment's shift, by kind; Boundary says what
+	// placed its end against the next fragment (or why it is not known).
+	Anchors     int            `json:"anchors,omitempty"`
+	AnchorKinds map[string]int `json:"anchor_kinds,omitempty"`
+	Boundary    string         `json:"boundary,omitempty"`
 }
 
 // Link kinds of a Fragment.
@@ -132,6 +138,7 @@ type Instance struct {
 
 	grains        *decisions            // decided grains of this instance alone
 	damage        *damagePolicy         // the damage policy's state for the file, for inheritLattices
+	follow        *followInput          // what fragment following used, to follow again with copies (copyanchors.go)
 	cutByHeader   bool                  // the contiguous region ends at another VMDK header
 	capacityBound bool                  // the inferred header's capacity is only an upper bound
 	flat          bool                  // a flat extent: grain g lies at file offset g × grain size

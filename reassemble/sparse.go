@@ -200,16 +200,22 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		}
 	}
 	if inst.contiguousOnly() {
+		inst.follow = &followInput{cands: cands, predicted: predicted, zero: tableZero, broken: -1}
 		// No host map: the anchors say whether the file is contiguous
 		// from its header and, where not, where its pieces lie.
-		if frags := followFragments(inst, image, x, opts, cands, predicted, -1); frags != nil {
+		if frags, proofs := followFragments(inst, image, x, opts, cands, predicted, -1); frags != nil {
+			predicted = append(predicted, proofs...)
 			inst.Fragments, inst.byImage = frags, nil
 			view = newFileView(image, frags)
 			inst.size = view.size()
 		}
 	}
 	if broken := placeCandidates(inst, view, cands, x, opts, tableZero, predicted); broken >= 0 {
-		if frags := followFragments(inst, image, x, opts, cands, predicted, broken); frags != nil {
+		if inst.follow != nil {
+			inst.follow.broken = broken
+		}
+		if frags, proofs := followFragments(inst, image, x, opts, cands, predicted, broken); frags != nil {
+			predicted = append(predicted, proofs...)
 			// The anchors found where the rest of the file lies: every
 			// grain is decided again through the new map.
 			inst.Fragments, inst.byImage = frags, nil

@@ -128,7 +128,7 @@ func printSummary(w io.Writer, res *pipeline.RebuildResult) {
 		fmt.Fprintln(w, "rebuild already complete (use --force to redo); reports say:")
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "disk\tcapacity\tcopies\tgrains\tplaced\tzero\tmissing\tconflict\tdamaged\ttable\tmarker\tflat\thost\tcopy\tstream\tfsprobe\torder\tunplaced\tmetadata\tfiles\tversion\tguest\tfile\t")
+	fmt.Fprintln(tw, "disk\tcapacity\tcopies\tgrains\tplaced\tzero\tmissing\tconflict\tdamaged\ttable\tmarker\tflat\thost\tanchored\tcopy\tstream\tfsprobe\torder\tunplaced\tmetadata\tfiles\tversion\tguest\tfile\t")
 	for _, d := range res.Disks {
 		c := d.Counts
 		guest := strings.Join(d.GuestKind, ",")
@@ -139,8 +139,8 @@ func printSummary(w io.Writer, res *pipeline.RebuildResult) {
 		if version == "" {
 			version = "-"
 		}
-		fmt.Fprintf(tw, "%02d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", d.ID, human(d.Capacity), d.Sources, c.Grains, c.Placed, c.Zero,
-			c.Missing, c.Conflict, c.Damaged, c.ByEvidence["table"], c.ByEvidence["marker"], c.ByEvidence["flat"], c.ByEvidence["host"], c.ByEvidence["copy"], c.ByEvidence["stream"],
+		fmt.Fprintf(tw, "%02d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", d.ID, human(d.Capacity), d.Sources, c.Grains, c.Placed, c.Zero,
+			c.Missing, c.Conflict, c.Damaged, c.ByEvidence["table"], c.ByEvidence["marker"], c.ByEvidence["flat"], c.ByEvidence["host"], c.ByEvidence["anchored"], c.ByEvidence["copy"], c.ByEvidence["stream"],
 			c.ByEvidence["fsprobe"], c.ByEvidence["order"], d.Unplaced, d.Metadata, d.Files, version, guest, d.Path)
 	}
 	tw.Flush()

@@ -1,0 +1,218 @@
+package reassemble
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+
+	"vmdkcarve/internal/entropy"
+	"vmdkcarve/vmdk"
+)
+
+// Copy anchors. Another file of the same virtual disk (a stream copy, a
+// clone, another version) may hold, placed by its own tables or markers,
+// the grains a followed file still misses. Each 4 KiB block of such a
+// grain is a fact about the virtual disk; where the carve fingerprinted a
+// block with the same xxhash, and the bytes agree, that image block is a
+// candidate for the followed file's block at that virtual offset: an
+// anchor like any other, voting for the shift of the piece it lies in. A
+// block found at one place is a full anchor; at a few places, each is a
+// tail-like candidate (weak); at more, it proves nothing.
+
+// Limits of copy anchors.
+const (
+	// maxCopyPlaces: a block found at more places than this (a pattern
+	// many files hold) gives no anchor.
+	maxCopyPlaces = 4
+	// maxCopyBlocks bounds the blocks looked up for one file.
+	maxCopyBlocks = 1 << 22
+)
+
+// followInput is what placeSparse followed a file with, kept so the file
+// can be followed again once its copies are placed.
+type followInput struct {
+	cands     []candidate
+	predicted []structureAt
+	zero      *Grain
+	broken    int64
+}
+
+// refollowWithCopies follows again every sparse file that lost grains to
+// unmapped file offsets, with anchors from the blocks of its copies' placed
+// grains, and decides its grains again through the new map.
+func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, opts Options) {
+	if opts.Fingerprints == nil || x.imageSize <= 0 {
+		return
+	}
+	type want struct {
+		inst *Instance
+		file int64 // file offset of the block in inst
+		data []byte
+	}
+	byHash := map[uint64][]want{}
+	var todo []*Instance
+	for _, inst := range instances {
+		in := inst.follow
+		if in == nil {
+			continue
+		}
+		h := inst.Header
+		gb := h.GrainBytes()
+		if inst.HeaderOffset%fpBlock != 0 || gb%fpBlock != 0 {
+			continue // the file's blocks are not on the fingerprints' grid
+		}
+		var peers []*Instance
+		for _, p := range instances {
+			if p != inst && p.Header.Capacity == h.Capacity && p.Header.GrainSize == h.GrainSize {
+				peers = append(peers, p)
+			}
+		}
+		blocks := 0
+		for _, c := range in.cands {
+			if gr := inst.grains.at(c.grain); gr != nil && gr.Status != Missing {
+				continue
+			}
+			for _, p := range peers {
+				pg := p.grains.at(c.grain)
+				if pg == nil || pg.Status != Placed || pg.Source == nil {
+					continue
+				}
+				b, ok := grainData(image, p, c.grain, pg)
+				if !ok {
+					continue
+				}
+				for k := int64(0); k+fpBlock <= int64(len(b)) && blocks < maxCopyBlocks; k += fpBlock {
+					blk := b[k : k+fpBlock]
+					if fp := blockPrint(blk); fp != 0 {
+						byHash[fp] = append(byHash[fp], want{inst, int64(c.sector)*vmdk.SectorSize + k, blk})
+						blocks++
+					}
+				}
+				break
+			}
+		}
+		if blocks > 0 {
+			todo = append(todo, inst)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	// One walk over the fingerprints finds every wanted block's places.
+	places := map[uint64][]int64{}
+	for y := int64(0); y+fpBlock <= x.imageSize; y += fpBlock {
+		v, ok := opts.Fingerprints.At(y)
+		if !ok || v == 0 {
+			continue
+		}
+		v &^= fpRandomBit
+		if _, wanted := byHash[v]; wanted && len(places[v]) <= maxCopyPlaces {
+			places[v] = append(places[v], y)
+		}
+	}
+	extra := map[*Instance][]anchor{}
+	for v, ws := range byHash {
+		ys := places[v]
+		if len(ys) == 0 || len(ys) > maxCopyPlaces {
+			continue
+		}
+		for _, w := range ws {
+			for _, y := range ys {
+				b := make([]byte, fpBlock)
+				if _, err := image.ReadAt(b, y); err != nil || !bytes.Equal(b, w.data) {
+					continue
+				}
+				extra[w.inst] = append(extra[w.inst], anchor{file: w.file, img: y, n: fpBlock, kind: "block of a copy's grain", weak: len(ys) > 1})
+			}
+		}
+	}
+	clearInCopy := map[*Instance][]structureAt{}
+	for _, ws := range byHash {
+		for _, w := range ws {
+			if !entropy.RandomLooking(w.data) && len(clearInCopy[w.inst]) < maxCopyBlocks {
+				clearInCopy[w.inst] = append(clearInCopy[w.inst], structureAt{w.file, fpBlock, "a block a copy of the disk holds in clear"})
+			}
+		}
+	}
+	for _, inst := range todo {
+		as := extra[inst]
+		if len(as) == 0 {
+			continue
+		}
+		in := inst.follow
+		frags, proofs := followFragments(inst, image, x, opts, in.cands, in.predicted, in.broken, as...)
+		if frags == nil {
+			continue
+		}
+		// A block a copy holds in clear that reads random here, through
+		// the new map, is destroyed here: proof for the damage policy.
+		proofs = append(proofs, clearInCopy[inst]...)
+		inst.Notes = append(inst.Notes, fmt.Sprintf("followed again with %d anchors from blocks of its copies' grains", len(as)))
+		inst.Fragments, inst.byImage = frags, nil
+		view := newFileView(image, frags)
+		inst.size = view.size()
+		placeCandidates(inst, view, in.cands, x, opts, in.zero, append(slices.Clone(in.predicted), proofs...))
+	}
+}
+
+// blockPrint is the carve's fingerprint of a block without its random
+// bit (0 for zeros).
+func blockPrint(b []byte) uint64 {
+	for _, c := range b {
+		if c != 0 {
+			h := xxhash.Sum64(b) &^ fpRandomBit
+			if h == 0 {
+				h = 1
+			}
+			return h
+		}
+	}
+	return 0
+}
+
+// grainData reads a placed grain's bytes from its source (inflating a
+// stream record) and checks them against the decision's hash.
+func grainData(image io.ReaderAt, inst *Instance, g uint64, gr *Grain) ([]byte, bool) {
+	h := inst.Header
+	n := grainLength(h, g)
+	s := gr.Source
+	src := n
+	if s.Compressed {
+		src = s.RecordBytes
+	}
+	if src <= 0 || src > maxRecordBytes {
+		return nil, false
+	}
+	raw := make([]byte, src)
+	if len(s.Pieces) > 0 {
+		for _, p := range s.Pieces {
+			if p.Offset < 0 || p.Length < 0 || p.Offset+p.Length > src {
+				return nil, false
+			}
+			if p.ImageOffset < 0 {
+				continue // a host hole: zeros
+			}
+			if _, err := image.ReadAt(raw[p.Offset:p.Offset+p.Length], p.ImageOffset); err != nil {
+				return nil, false
+			}
+		}
+	} else if _, err := image.ReadAt(raw, s.ImageOffset); err != nil {
+		return nil, false
+	}
+	out := raw
+	if s.Compressed {
+		out = make([]byte, h.GrainBytes())
+		m, k, err := vmdk.DecodeGrain(raw, out)
+		if err != nil || m.LBA != g*h.GrainSize {
+			return nil, false
+		}
+		out = out[:max(int64(k), n)][:n]
+	}
+	if xxhash.Sum64(out) != gr.Hash {
+		return nil, false
+	}
+	return out, true
+}
