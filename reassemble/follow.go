@@ -75,7 +75,7 @@ const (
 	// with different bytes, one keeps them only with this many times the
 	// other's own anchors there (a spurious shift backed by a few tails
 	// loses to the file's piece; two versions of the guest tie).
-	dominantAnchors = 4
+	dominantAnchors = 2
 	// maxProofTailUse: a tail block whose file bytes fill at most this
 	// much of it holds a quarter of zeros, which no random block does: one
 	// that reads random is destroyed.
@@ -441,6 +441,9 @@ func (f *follower) tailAnchors(shifts []int64) []anchor {
 	for _, p := range slices.Sorted(maps.Keys(f.tails)) {
 		t := f.tails[p]
 		for _, s := range shifts {
+			if !f.mayHoldTail(p+s, int64(t.Block)) {
+				continue
+			}
 			if b := f.read(p+s, int64(t.Block)); b != nil {
 				if ok, _ := t.TailMatch(b); ok {
 					out = append(out, anchor{file: p, img: p + s, n: int64(t.Block), kind: "guest file tail", weak: true})
@@ -475,6 +478,9 @@ func (f *follower) scanTails() []anchor {
 	buf := make([]byte, tailScanChunk)
 	for _, r := range slices.Sorted(maps.Keys(residues)) {
 		for off := r; off < f.imageSize; off += tailScanChunk {
+			if !f.mayHoldTail(off, min(tailScanChunk, f.imageSize-off)) {
+				continue
+			}
 			n, err := f.image.ReadAt(buf[:min(tailScanChunk, f.imageSize-off)], off)
 			if err != nil && err != io.EOF {
 				break
@@ -507,6 +513,23 @@ func (f *follower) scanTails() []anchor {
 		}
 	}
 	return out
+}
+
+// mayHoldTail reports whether image bytes [off, off+n) may hold a block
+// shaped like a file tail: by the carve's fingerprints, unless every block
+// there is all zero or reads random (a tail is neither), when the range is
+// on their grid.
+func (f *follower) mayHoldTail(off, n int64) bool {
+	if f.fp == nil || off%fpBlock != 0 {
+		return true
+	}
+	for y := off; y < off+n; y += fpBlock {
+		v, ok := f.fp.At(y)
+		if !ok || (v != 0 && v&fpRandomBit == 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // blockSizes are the tails' block sizes.
@@ -543,32 +566,54 @@ func (f *follower) runs(anchors []anchor) []*run {
 		}
 		return sorted[i].img < sorted[j].img
 	})
-	var runs []*run
-	for _, s := range slices.Sorted(maps.Keys(hyp)) {
-		var cur *run
-		for _, a := range sorted {
-			if a.shift() == s {
-				if cur == nil {
-					cur = &run{shift: s}
-					runs = append(runs, cur)
-				}
-				cur.anchors = append(cur.anchors, a)
-				continue
-			}
-			// Another shift's structure inside this piece's span: it
-			// splits the piece unless the piece's own bytes there are
-			// the same structure (a copy elsewhere, as another VMDK of
-			// the same guest holds).
-			if cur != nil && (!a.weak || hyp[a.shift()]) && !f.same(a, s) {
-				cur = nil
-			}
+	// Each shift's anchors in file order; only the anchors between two
+	// consecutive ones are looked at, so the work is the anchors inside
+	// the pieces' spans, not every anchor for every shift.
+	byShift := map[int64][]int{}
+	for i, a := range sorted {
+		if hyp[a.shift()] {
+			byShift[a.shift()] = append(byShift[a.shift()], i)
 		}
+	}
+	var runs []*run
+	for _, s := range slices.Sorted(maps.Keys(byShift)) {
+		idx := byShift[s]
+		cur := &run{shift: s, anchors: []anchor{sorted[idx[0]]}}
+		for k := 1; k < len(idx); k++ {
+			for j := idx[k-1] + 1; j < idx[k]; j++ {
+				// Another shift's structure inside this piece's span: it
+				// splits the piece unless the piece's own bytes there
+				// are the same structure (a copy elsewhere, as another
+				// VMDK of the same guest holds). A tail found by its
+				// shape is a candidate, not a structure: pieces it backs
+				// meet this one in the contest.
+				if b := sorted[j]; b.shift() != s && !b.weak && !f.same(b, s) {
+					runs = append(runs, cur)
+					cur = &run{shift: s}
+					break
+				}
+			}
+			cur.anchors = append(cur.anchors, sorted[idx[k]])
+		}
+		runs = append(runs, cur)
 	}
 	runs = slices.DeleteFunc(runs, func(r *run) bool { return len(r.anchors) == 0 })
 	var whole []*run
 	for _, r := range runs {
 		whole = append(whole, f.splitAtTails(r)...)
 	}
+	// A part backed by tails alone must be a hypothesis by itself: a
+	// candidate or two cut off from the rest prove nothing.
+	whole = slices.DeleteFunc(whole, func(r *run) bool {
+		grains := map[int64]bool{}
+		for _, a := range r.anchors {
+			if !a.weak {
+				return false
+			}
+			grains[a.file/f.gb] = true
+		}
+		return len(grains) < minWeakGrains
+	})
 	return f.contest(whole)
 }
 
@@ -737,16 +782,26 @@ func (f *follower) identical(s1, s2, lo, hi int64) bool {
 }
 
 // overlapping finds two pieces that claim the same file offsets, or the
-// same image bytes, and the range they both claim.
+// same image bytes, and the range they both claim: a sweep in file order,
+// then in image order, so one call costs R log R for R pieces.
 func overlapping(runs []*run) (a, b *run, lo, hi int64, byImage bool) {
-	for i := range runs {
-		for j := i + 1; j < len(runs); j++ {
-			a, b := runs[i], runs[j]
-			if a.lo() < b.hi() && b.lo() < a.hi() {
-				return a, b, max(a.lo(), b.lo()), min(a.hi(), b.hi()), false
+	for _, img := range []bool{false, true} {
+		lo := func(r *run) int64 {
+			if img {
+				return r.lo() + r.shift
 			}
-			if a.lo()+a.shift < b.hi()+b.shift && b.lo()+b.shift < a.hi()+a.shift {
-				return a, b, max(a.lo()+a.shift, b.lo()+b.shift), min(a.hi()+a.shift, b.hi()+b.shift), true
+			return r.lo()
+		}
+		hi := func(r *run) int64 { return lo(r) + r.hi() - r.lo() }
+		sorted := slices.Clone(runs)
+		sort.Slice(sorted, func(i, j int) bool { return lo(sorted[i]) < lo(sorted[j]) })
+		var reach *run // the piece reaching furthest so far
+		for _, r := range sorted {
+			if reach != nil && lo(r) < hi(reach) {
+				return reach, r, lo(r), min(hi(reach), hi(r)), img
+			}
+			if reach == nil || hi(r) > hi(reach) {
+				reach = r
 			}
 		}
 	}
