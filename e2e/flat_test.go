@@ -163,3 +163,39 @@ func TestFlatOutOfOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestFlatHeadEncrypted: an ESXi disk (vmfs -flat.vmdk) of an NTFS guest
+// whose first MiB and every 16th MiB after it were encrypted in place, as
+// ESXiArgs does: its partition table is gone, and the NTFS boot sector at
+// 1 MiB (hidden sectors: the partition's start) with its backup at the
+// volume's end name where the disk lies. With its descriptor, and with the
+// descriptor lost (the disk then reaches the volume's end). No grain is
+// wrong, every grain the encryption spared is placed, and those it
+// destroyed are reported damaged or missing, never placed.
+func TestFlatHeadEncrypted(t *testing.T) {
+	esxiArgs := []corpus.Damage{{Kind: corpus.EncryptChunks, Head: 1 << 20, At: 16 << 20, Stride: 16 << 20}}
+	for _, tc := range []struct {
+		name         string
+		noDescriptor bool
+	}{
+		{"with its descriptor", false},
+		{"descriptor lost", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			truth := generateGuests(t, corpus.Spec{Seed: 73, ImageSize: 256 << 20,
+				Disks: []corpus.DiskSpec{{ID: 1, Capacity: 128 << 20, FS: corpus.FSNTFS, FileBytes: 48 << 20, RandomShare: 0.3}},
+				Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat, Damage: esxiArgs, NoDescriptor: tc.noDescriptor}}})
+			run := carveAndRebuildLogged(t, truth)
+			if len(run.reports) != 1 {
+				t.Fatalf("%d disks rebuilt, want 1", len(run.reports))
+			}
+			rep := run.reports[0]
+			placed, intact := fileRecall(rep, truth.Files[0])
+			s := scoreDisk(t, run, truth, rep)
+			t.Logf("placed %d of %d grains the encryption spared, %d wrong; notes %v", placed, intact, s.wrong, rep.Disk.Instances[0].Notes)
+			if s.wrong != 0 || placed != intact {
+				t.Errorf("placed %d of %d spared grains, %d wrong", placed, intact, s.wrong)
+			}
+		})
+	}
+}

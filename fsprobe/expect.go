@@ -76,6 +76,14 @@ func ExpectFromMBR(sector0 []byte, diskSize int64) []Expectation {
 	return out
 }
 
+// ExpectNTFSVolume predicts what an NTFS volume starting at byte part of
+// a disk holds (its boot sector, then its backup, $MFT and $MFTMirr
+// records), for a disk whose partition table is gone but whose volume
+// named its start.
+func ExpectNTFSVolume(part int64) []Expectation {
+	return []Expectation{ntfsBootExpectation(part, "NTFS boot sector at the start of partition", 0)}
+}
+
 // partitionStartExpectation expects a known volume signature in the first
 // 4 KiB of a partition of the given MBR type.
 func partitionStartExpectation(part int64, typ byte) Expectation {

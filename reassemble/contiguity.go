@@ -86,6 +86,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	brokenAt := int64(-1)
 	breakReason := ""
 	guest := &guestProbe{diskSize: int64(h.Capacity) * vmdk.SectorSize}
+	guest.add(h.GrainBytes(), inst.expect)
 	// Guest contradictions inside random chunks, decided once the damage
 	// policy has seen them all.
 	type contradiction struct {

@@ -1,8 +1,11 @@
 package reassemble
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -68,6 +71,11 @@ type flatStart struct {
 	hit *signatures.Hit
 	end uint64 // sector after its last partition
 	m   *fsprobe.FileMap
+	// ntfs, when set, says the start was named by an NTFS boot sector
+	// (its partition table is gone): hit is then made up at the start;
+	// ntfsTotal is the volume's sectors.
+	ntfs      string
+	ntfsTotal int64
 }
 
 // flatInstances makes one instance per flat extent found: a partition
@@ -159,6 +167,22 @@ func flatInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 		}
 		bySizeStarts[size] = append(bySizeStarts[size], s)
 	}
+	// Disks whose partition table is gone (a locker encrypted their
+	// head) still say where they start: an NTFS volume's boot sector
+	// names its partition's start (hidden sectors) and its backup lies at
+	// the volume's end. Without a descriptor of a size they fit, such a
+	// disk is made as large as its volume reaches.
+	for _, st := range ntfsFlatStarts(x, image, taken) {
+		k := sort.Search(len(sizes), func(i int) bool { return sizes[i] >= st.end })
+		if k < len(sizes) && len(bySizeStarts[sizes[k]]) < len(bySize[sizes[k]]) {
+			bySizeStarts[sizes[k]] = append(bySizeStarts[sizes[k]], st)
+			continue
+		}
+		capacity := (st.end + flatGrainSize - 1) / flatGrainSize * flatGrainSize
+		if capacity/flatGrainSize < maxFlatGrains {
+			out = append(out, newFlatInstance(nil, capacity, st, 0, imageSize))
+		}
+	}
 	// Each descriptor takes one start: those whose partitions come closest
 	// to its size (a host map of its size first). A start left over is
 	// some other raw disk whose partitions happen to fit (a disk image
@@ -182,6 +206,39 @@ func flatInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 	return out
 }
 
+// ntfsFlatStarts returns the starts of raw disks named by an NTFS boot
+// sector whose partition table is not found: the boot sector's hidden
+// sectors give its partition's start in the disk, and the backup boot
+// sector, the same bytes, must lie at the volume's end (two facts, not
+// one). Boot sectors inside an instance already found are its guest's, and
+// a start the carve found a partition table at is the partition table's.
+func ntfsFlatStarts(x *hitIndex, image io.ReaderAt, taken []*Instance) []flatStart {
+	var out []flatStart
+	for _, y := range slices.Sorted(maps.Keys(x.volumeAt)) {
+		boot := make([]byte, vmdk.SectorSize)
+		if _, err := image.ReadAt(boot, y); err != nil || !fsprobe.IsNTFSBootMagic(boot) {
+			continue
+		}
+		rec, err := fsprobe.ParseNTFSBootSector(boot)
+		if err != nil || rec.Boot.SectorSize != vmdk.SectorSize {
+			continue
+		}
+		hidden := int64(binary.LittleEndian.Uint32(boot[0x1C:]))
+		start := y - hidden*vmdk.SectorSize
+		if hidden == 0 || start <= 0 || x.mbrAt(start) || insideAny(taken, y) {
+			continue
+		}
+		backup := make([]byte, vmdk.SectorSize)
+		if _, err := image.ReadAt(backup, y+rec.Boot.TotalSectors*vmdk.SectorSize); err != nil || !bytes.Equal(boot, backup) {
+			continue
+		}
+		out = append(out, flatStart{hit: &signatures.Hit{Offset: start, Kind: signatures.KindNTFS, Verdict: signatures.Valid},
+			end: uint64(hidden + rec.Boot.TotalSectors + 1), ntfsTotal: rec.Boot.TotalSectors,
+			ntfs: fmt.Sprintf("the NTFS boot sector at image offset %d (hidden sectors %d; its backup at the volume's end, image offset %d)", y, hidden, y+rec.Boot.TotalSectors*vmdk.SectorSize)})
+	}
+	return out
+}
+
 // flatHostName reports whether a host file's name is a flat extent's
 // (qemu and ESXi name it NAME-flat.vmdk).
 func flatHostName(name string) bool {
@@ -195,14 +252,27 @@ func newFlatInstance(d *signatures.Hit, capacity uint64, s flatStart, sameSize i
 	hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: capacity, GrainSize: flatGrainSize, NumGTEsPerGT: vmdk.GTEsPerGT}
 	inst := &Instance{Variant: "monolithicFlat (descriptor lost)", Header: &hdr, grains: newDecisions(), flat: true,
 		HeaderOffset: s.hit.Offset, Tables: "none: a flat extent's grains lie at their own offsets"}
-	if d != nil {
+	switch {
+	case d != nil && s.ntfs != "":
+		e, _ := flatExtent(d.Descriptor)
+		inst.Variant, inst.Descriptor = d.Descriptor.CreateType, d.Descriptor
+		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent %q of %d sectors named by the descriptor at image offset %d; its partition table is gone, its start at image offset %d is named by %s",
+			e.FileName, e.Sectors, d.Offset, s.hit.Offset, s.ntfs))
+	case s.ntfs != "":
+		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent found by its guest volume: its partition table and descriptor are gone, its start at image offset %d is named by %s; its %d sectors reach the volume's end (the disk may have been larger)",
+			s.hit.Offset, s.ntfs, capacity))
+	case d != nil:
 		e, _ := flatExtent(d.Descriptor)
 		inst.Variant, inst.Descriptor = d.Descriptor.CreateType, d.Descriptor
 		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent %q of %d sectors named by the descriptor at image offset %d; its start is the guest partition table at image offset %d (partitions end at sector %d, a volume starts at one of them)",
 			e.FileName, e.Sectors, d.Offset, s.hit.Offset, s.end))
-	} else {
+	default:
 		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent %q found by its host file (%s): no descriptor names it, its %d sectors are the host file's size; it starts with a guest partition table (partitions end at sector %d, a volume starts at one of them)",
 			s.m.Name, s.m.Record, capacity, s.end))
+	}
+	if s.ntfs != "" {
+		inst.ntfsStart = int64(s.end-1)*vmdk.SectorSize - s.ntfsTotal*vmdk.SectorSize
+		inst.expect = fsprobe.ExpectNTFSVolume(inst.ntfsStart)
 	}
 	if sameSize > 1 {
 		inst.Notes = append(inst.Notes, fmt.Sprintf("%d flat descriptors name extents of this size: which one describes these bytes is not known (only the CID and names differ)", sameSize))
@@ -213,8 +283,11 @@ func newFlatInstance(d *signatures.Hit, capacity uint64, s flatStart, sameSize i
 		return inst
 	}
 	n := min(int64(capacity)*vmdk.SectorSize, imageSize-s.hit.Offset)
-	inst.Fragments = []Fragment{{FileOffset: 0, ImageOffset: s.hit.Offset, Length: n, Link: LinkContiguous,
-		Evidence: "assumed contiguous from the guest's partition table at its start, until the bytes contradict it"}}
+	ev := "assumed contiguous from the guest's partition table at its start, until the bytes contradict it"
+	if s.ntfs != "" {
+		ev = "assumed contiguous from the start " + s.ntfs + " names, until the bytes contradict it"
+	}
+	inst.Fragments = []Fragment{{FileOffset: 0, ImageOffset: s.hit.Offset, Length: n, Link: LinkContiguous, Evidence: ev}}
 	inst.size = n
 	return inst
 }
@@ -222,6 +295,9 @@ func newFlatInstance(d *signatures.Hit, capacity uint64, s flatStart, sameSize i
 // gptAt reads the GPT of a disk starting at s (through its host map when
 // it has one), if its partition table is a protective MBR.
 func gptAt(image io.ReaderAt, s flatStart) [][2]int64 {
+	if s.hit.MBR == nil {
+		return nil
+	}
 	protective := false
 	for _, p := range s.hit.MBR.Partitions {
 		protective = protective || p.Type == 0xEE
@@ -308,7 +384,13 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 			return
 		}
 	}
-	placeCandidates(inst, view, cands, x, opts, &Grain{Status: Zero, Evidence: []string{EvFlat}, Reason: "the flat extent holds zeros here"}, nil)
+	var predicted []structureAt
+	if inst.ntfsStart > 0 {
+		// A disk with a partition at ntfsStart has a partition table in
+		// its sector 0: one that reads random there is destroyed.
+		predicted = append(predicted, structureAt{0, vmdk.SectorSize, "the partition table of the disk whose NTFS volume starts at " + fmt.Sprint(inst.ntfsStart)})
+	}
+	placeCandidates(inst, view, cands, x, opts, &Grain{Status: Zero, Evidence: []string{EvFlat}, Reason: "the flat extent holds zeros here"}, predicted)
 }
 
 // misplacedGuest looks, in a flat extent read on the contiguous

@@ -139,6 +139,8 @@ type Instance struct {
 	grains        *decisions            // decided grains of this instance alone
 	damage        *damagePolicy         // the damage policy's state for the file, for inheritLattices
 	follow        *followInput          // what fragment following used, to follow again with copies (copyanchors.go)
+	expect        []fsprobe.Expectation // what the guest predicts beyond its sector 0 (a flat disk found by its NTFS volume)
+	ntfsStart     int64                 // a flat disk found by its NTFS volume: the volume's start
 	cutByHeader   bool                  // the contiguous region ends at another VMDK header
 	capacityBound bool                  // the inferred header's capacity is only an upper bound
 	flat          bool                  // a flat extent: grain g lies at file offset g × grain size
