@@ -229,7 +229,13 @@ func ntfsFlatStarts(x *hitIndex, image io.ReaderAt, taken []*Instance) []flatSta
 			continue
 		}
 		backup := make([]byte, vmdk.SectorSize)
-		if _, err := image.ReadAt(backup, y+rec.Boot.TotalSectors*vmdk.SectorSize); err != nil || !bytes.Equal(boot, backup) {
+		end := y + rec.Boot.TotalSectors*vmdk.SectorSize
+		if _, err := image.ReadAt(backup, end); err != nil || !bytes.Equal(boot, backup) {
+			continue
+		}
+		if why := vmdkInside(x, start, end); why != "" {
+			// A guest volume stored in a sparse VMDK's grains, laid in
+			// virtual order: the VMDK's own structures lie among them.
 			continue
 		}
 		out = append(out, flatStart{hit: &signatures.Hit{Offset: start, Kind: signatures.KindNTFS, Verdict: signatures.Valid},
@@ -237,6 +243,24 @@ func ntfsFlatStarts(x *hitIndex, image io.ReaderAt, taken []*Instance) []flatSta
 			ntfs: fmt.Sprintf("the NTFS boot sector at image offset %d (hidden sectors %d; its backup at the volume's end, image offset %d)", y, hidden, y+rec.Boot.TotalSectors*vmdk.SectorSize)})
 	}
 	return out
+}
+
+// vmdkInside names a VMDK structure (header, grain record, grain
+// directory or table) the carve found in image bytes [from, to), or "":
+// a raw disk holds none of them.
+func vmdkInside(x *hitIndex, from, to int64) string {
+	i := sort.Search(len(x.foreign), func(i int) bool { return x.foreign[i].Offset >= from })
+	if i < len(x.foreign) && x.foreign[i].Offset < to {
+		return fmt.Sprintf("a %s at image offset %d", x.foreign[i].Kind, x.foreign[i].Offset)
+	}
+	for _, hs := range [][]*signatures.Hit{x.gds, x.gtShaped} {
+		for _, h := range hs {
+			if h.Offset >= from && h.Offset < to {
+				return fmt.Sprintf("a %s at image offset %d", h.Kind, h.Offset)
+			}
+		}
+	}
+	return ""
 }
 
 // flatHostName reports whether a host file's name is a flat extent's
