@@ -212,6 +212,7 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		}
 	}
 	sort.Slice(anchors, func(i, j int) bool { return anchors[i].g < anchors[j].g })
+	unordered := false // write order not shown: anchors only
 	if inst.contiguousOnly() {
 		// Without a host map a slot is one grain of this file only where
 		// the file is contiguous, and nothing says where it is. The
@@ -224,10 +225,11 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 			all = append(all, [2]int64{slots[a.idx[0]].k, a.g})
 		}
 		if why := orderProblem(all); why != "" {
-			inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost and no host map: %d slots locate themselves, but %s, so nothing shows the slots are this file's grains: nothing is placed from them", len(anchors), why))
-			inst.TrailingSlots = int64(len(slots))
-			inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, loc)
-			return
+			// A slot whose own structures name its grain is that grain
+			// wherever it lies (fsprobe); only write order needs the
+			// slots to be this file's, in order.
+			inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost and no host map: %d slots locate themselves, but %s, so write order is not shown: only the slots whose own structures name their grain are placed", len(anchors), why))
+			unordered = true
 		}
 	}
 	for _, a := range anchors {
@@ -244,6 +246,11 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		len(slots), len(placed), contradicted, ambiguous, conflicts))
 
 	anchored := len(placed)
+	if unordered {
+		inst.Unplaced, inst.UnplacedGrains, inst.TrailingSlots = unplacedRuns(slots, placed, points, imgOf, first, gb)
+		inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, loc)
+		return
+	}
 	for k, g := range placed {
 		if _, err := view.ReadAt(buf, first+k*gb); err == nil {
 			loc.Anchored(g, buf)
