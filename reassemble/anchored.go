@@ -187,6 +187,25 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost: %d slots hold guest structures that disagree with each other, so the file is not contiguous where assumed and no host map says where it lies: nothing is placed from its slots", contradicted))
 		return
 	}
+	// Data anchors: a slot with no structure of its own that holds, at
+	// their places within a grain, the last blocks of minTailAnchors
+	// guest files that all lie in one grain (bytes ending where each
+	// file's size says, zeros after) is that grain.
+	if tails := tailsByBlock(loc.Tails(), gb); len(tails) > 0 {
+		for i := range slots {
+			sl := &slots[i]
+			if sl.claims {
+				continue
+			}
+			if _, err := view.ReadAt(buf, first+sl.k*gb); err != nil {
+				continue
+			}
+			if g, n := tailGrain(buf, tails, gb); n >= minTailAnchors {
+				sl.what = fmt.Sprintf("the last blocks of %d guest files lie in it where their sizes say", n)
+				claimants[g] = append(claimants[g], i)
+			}
+		}
+	}
 	placed := map[int64]int64{} // slot → grain, every placement below
 	var points [][2]int64       // (slot, grain) proven: anchors and table-placed slots
 	for k, g := range tableSlot {
@@ -281,6 +300,39 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 	inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains placed by write order between proven grains", len(placed)-anchored))
 	inst.Unplaced, inst.UnplacedGrains, inst.TrailingSlots = unplacedRuns(slots, placed, points, imgOf, first, gb)
 	inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, loc)
+}
+
+// minTailAnchors is the guest files' last blocks a slot must hold, all
+// naming one grain, for them to place it.
+const minTailAnchors = 2
+
+// tailsByBlock indexes file tails by their offset within a grain.
+func tailsByBlock(tails []fsprobe.Tail, gb int64) map[int64][]fsprobe.Tail {
+	out := map[int64][]fsprobe.Tail{}
+	for _, t := range tails {
+		if o := t.Addr % gb; o+int64(t.Block) <= gb {
+			out[o] = append(out[o], t)
+		}
+	}
+	return out
+}
+
+// tailGrain returns the grain the file tails a slot's bytes match name,
+// and how many match; 0 when they name several grains.
+func tailGrain(b []byte, tails map[int64][]fsprobe.Tail, gb int64) (int64, int) {
+	g, n := int64(-1), 0
+	for o, ts := range tails {
+		for _, t := range ts {
+			if ok, _ := t.TailMatch(b[o:]); !ok {
+				continue
+			}
+			if g >= 0 && t.Addr/gb != g {
+				return 0, 0
+			}
+			g, n = t.Addr/gb, n+1
+		}
+	}
+	return g, n
 }
 
 // locateGrains runs a Locator over a set of grains: learn yields the
