@@ -182,12 +182,23 @@ func FuzzLocator(f *testing.F) {
 			l.Learn(b[off : off+grain])
 		}
 		l.Prepare()
+		var claims []Claim
 		for off := 0; off+grain <= len(b); off += grain {
 			if c := l.Locate(b[off : off+grain]); len(c) > 0 {
+				claims = append(claims, c...)
 				for _, g := range l.Candidates(c) {
 					l.Anchored(g, b[off:off+grain])
 				}
 			}
+		}
+		for _, c := range claims {
+			l.Addresses(c)
+		}
+		for _, tl := range l.Tails() {
+			if tl.Used <= 0 || tl.Used >= tl.Block || tl.Addr < 0 || tl.Addr+int64(tl.Block) > 1<<20 {
+				t.Fatalf("tail %+v outside the disk or its block", tl)
+			}
+			tl.TailMatch(b)
 		}
 		l.Allocation()
 		l.MetadataGrains()
