@@ -71,6 +71,8 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 	// Files followed by their anchors, again with the blocks of their
 	// copies' grains, now that every copy is placed.
 	refollowWithCopies(instances, image, x, opts)
+	// Stream runs the followed files now corroborate.
+	attachOrphanRuns(instances, x)
 	instances = assembleSplit(instances, x, image)
 	var whole []*Instance          // instances that are disks (or copies of one)
 	parts := map[int][]*Instance{} // the extents of each split disk, by its ID

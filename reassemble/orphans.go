@@ -45,6 +45,11 @@ func attachOrphanRuns(instances []*Instance, x *hitIndex) (attached, orphans int
 		return 0, 0
 	}
 	for _, run := range orphanRuns(x, owned) {
+		run, cut := trimRun(run)
+		orphans += cut
+		if len(run) == 0 {
+			continue
+		}
 		var fit *Instance
 		ambiguous := false
 		for _, s := range streams {
@@ -83,6 +88,29 @@ func attachOrphanRuns(instances []*Instance, x *hitIndex) (attached, orphans int
 		attached += len(run)
 	}
 	return attached, orphans
+}
+
+// trimRun drops the records at a run's ends that decode to another length
+// than most of its records (a grain's): a record cut where its piece of
+// the file ends decodes, if at all, to the bytes that follow. It returns
+// the rest and how many it dropped.
+func trimRun(run []*signatures.Hit) ([]*signatures.Hit, int) {
+	count := map[int]int{}
+	usual := 0
+	for _, m := range run {
+		count[m.Grain.DataBytes]++
+		if count[m.Grain.DataBytes] > count[usual] {
+			usual = m.Grain.DataBytes
+		}
+	}
+	lo, hi := 0, len(run)
+	for lo < hi && run[lo].Grain.DataBytes != usual {
+		lo++
+	}
+	for hi > lo && run[hi-1].Grain.DataBytes != usual {
+		hi--
+	}
+	return run[lo:hi], len(run) - (hi - lo)
 }
 
 // orphanRuns groups valid grain records no instance owns into chains of
@@ -125,6 +153,9 @@ func runFits(s *Instance, run []*signatures.Hit, instances []*Instance) bool {
 	for _, m := range run {
 		if m.Grain.LBA%h.GrainSize != 0 || m.Grain.LBA/h.GrainSize >= h.Grains() {
 			return false
+		}
+		if g := m.Grain.LBA / h.GrainSize; int64(m.Grain.DataBytes) != grainLength(h, g) && int64(m.Grain.DataBytes) != h.GrainBytes() {
+			return false // decodes to more or less than a grain of this disk
 		}
 	}
 	lo, hi := run[0].Grain.LBA, run[len(run)-1].Grain.LBA
