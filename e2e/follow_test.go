@@ -37,8 +37,8 @@ func TestFollowFragments(t *testing.T) {
 	}
 	var rows []string
 	for _, fc := range []followCase{
-		{"fragmented", 256 << 20, map[string]float64{corpus.FSExt4: 0.70, corpus.FSNTFS: 0.55}},
-		{"fragmented-encrypted", 256 << 20, map[string]float64{corpus.FSExt4: 0.50, corpus.FSNTFS: 0.40}},
+		{"fragmented", 256 << 20, map[string]float64{corpus.FSExt4: 0.75, corpus.FSNTFS: 0.72}},
+		{"fragmented-encrypted", 256 << 20, map[string]float64{corpus.FSExt4: 0.68, corpus.FSNTFS: 0.75}},
 	} {
 		t.Run(fc.scenario, func(t *testing.T) {
 			spec, err := corpus.Scenario(fc.scenario, 3, fc.size, corpus.HaveQemu())
