@@ -67,6 +67,10 @@ type slot struct {
 	grains []int64 // candidate virtual grains its structures allow
 	what   string
 	claims bool
+	// facts is how many independent structures (or file tails) name the
+	// slot's grain: with write order not shown, one is not enough (a boot
+	// sector or a lone record is a copy found anywhere as easily).
+	facts int
 }
 
 // lostByTable reports whether a grain's decision is "missing because its
@@ -155,7 +159,7 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 	// (a directory's, the journal's): candidates once all were seen.
 	for i, claims := range claimsOf {
 		s := &slots[i]
-		s.claims, s.grains, s.what = true, loc.Candidates(claims), fsprobe.Describe(claims)
+		s.claims, s.grains, s.what, s.facts = true, loc.Candidates(claims), fsprobe.Describe(claims), len(claims)
 		if len(s.grains) == 0 && !slices.ContainsFunc(claims, loc.Possible) {
 			// Nothing here can lie at any grain of this disk: not its
 			// bytes (noise, another disk), which proves nothing.
@@ -201,7 +205,7 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 				continue
 			}
 			if g, n := tailGrain(buf, tails, gb); n >= minTailAnchors {
-				sl.what = fmt.Sprintf("the last blocks of %d guest files lie in it where their sizes say", n)
+				sl.what, sl.facts = fmt.Sprintf("the last blocks of %d guest files lie in it where their sizes say", n), n
 				claimants[g] = append(claimants[g], i)
 			}
 		}
@@ -250,6 +254,9 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 			inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost and no host map: %d slots locate themselves, but %s, so write order is not shown: only the slots whose own structures name their grain are placed", len(anchors), why))
 			unordered = true
 		}
+	}
+	if unordered {
+		anchors = slices.DeleteFunc(anchors, func(a anchor) bool { return slots[a.idx[0]].facts < minUnorderedFacts })
 	}
 	for _, a := range anchors {
 		s := slots[a.idx[0]]
@@ -301,6 +308,10 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 	inst.Unplaced, inst.UnplacedGrains, inst.TrailingSlots = unplacedRuns(slots, placed, points, imgOf, first, gb)
 	inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, loc)
 }
+
+// minUnorderedFacts is the structures (or file tails) that must name a
+// slot's grain for it to be placed where write order is not shown.
+const minUnorderedFacts = 2
 
 // minTailAnchors is the guest files' last blocks a slot must hold, all
 // naming one grain, for them to place it.
