@@ -73,6 +73,8 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 	refollowWithCopies(instances, image, x, opts)
 	// Stream runs the followed files now corroborate.
 	attachOrphanRuns(instances, x)
+	// Files followed again decided their damage afresh.
+	inheritLattices(instances)
 	instances = assembleSplit(instances, x, image)
 	var whole []*Instance          // instances that are disks (or copies of one)
 	parts := map[int][]*Instance{} // the extents of each split disk, by its ID
