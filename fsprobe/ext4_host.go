@@ -664,7 +664,12 @@ func (r *ext4Resolver) buildMap(ino ext4Inode, g *ext4Geom) FileMap {
 		}
 		out = append(out, MappedExtent{FileOffset: fo, ImageOffset: io, Length: n})
 	}
-	return FileMap{FS: "ext4", Record: record, Size: size, Extents: out, Complete: complete, Evidence: strings.Join(evidence, "; "), OwnGeometry: g.sb != nil}
+	m := FileMap{FS: "ext4", Record: record, Size: size, Extents: out, Complete: complete, Evidence: strings.Join(evidence, "; "), OwnGeometry: g.sb != nil,
+		Volume: g.F, Structures: append(slices.Clone(g.copies), ino.off)}
+	if g.sb != nil && g.sb.Blocks <= uint64(1<<62)/uint64(g.B) {
+		m.VolumeSize = int64(g.sb.Blocks) * g.B
+	}
+	return m
 }
 
 // inodeNumber recovers an inode's number from its 32-bit checksum under a

@@ -29,4 +29,14 @@ type FileMap struct {
 	// superblock or boot sector, not from files assumed to start at
 	// anchors.
 	OwnGeometry bool `json:"own_geometry,omitempty"`
+	// Volume is the image offset the volume starts at, VolumeSize its
+	// bytes (0 when unknown), and Structures the image offsets of the
+	// structures the map rests on: the boot sectors, superblock copies and
+	// $MFT record copies the volume's geometry was solved from (none for a
+	// geometry solved from anchors alone), and the file's own MFT record
+	// or inode. They let a caller tell a host volume from a guest volume
+	// found inside a file of the host.
+	Volume     int64   `json:"volume"`
+	VolumeSize int64   `json:"volume_size,omitempty"`
+	Structures []int64 `json:"structures,omitempty"`
 }

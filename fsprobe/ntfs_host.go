@@ -176,8 +176,9 @@ type ntfsVolume struct {
 	mftAt    int64           // where that copy was found
 	mirrLCN  int64           // $MFTMirr's LCN, or -1
 	recSize  int64
-	size     int64 // volume bytes, 0 if unknown
-	fromBoot bool  // record positions assumed from the boot sector's $MFT LCN
+	size     int64   // volume bytes, 0 if unknown
+	fromBoot bool    // record positions assumed from the boot sector's $MFT LCN
+	at       []int64 // image offsets of the boot sectors and record 0 copies the geometry rests on
 }
 
 // NTFSMaps turns MFT records found in the image into file maps for files
@@ -336,6 +337,7 @@ func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 		if v.boot == nil {
 			v.boot, v.score = bs, v.score+2
 		}
+		v.at = append(v.at, b.Offset)
 	}
 	// $MFT self-location: a copy of record 0 found where its own first run
 	// says. With a boot sector, its $MFT LCN must agree.
@@ -344,6 +346,7 @@ func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 		l := f.firstLCN()
 		if g.V+l*g.C == r.Offset && (v.boot == nil || v.boot.MFTLCN == l) && v.mft == nil {
 			v.mft, v.mftAt = f, r.Offset
+			v.at = append(v.at, r.Offset)
 			v.score++
 			v.facts = append(v.facts, fmt.Sprintf("record 0 ($MFT) at image offset %d, where its first run (LCN %d) says", r.Offset, l))
 		}
@@ -362,6 +365,7 @@ func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 		if f := in.at[p]; f != nil && f.Number == 0 && p != v.mftAt {
 			if name, _ := f.name(); name == "$MFT" && (v.mft == nil || f.firstLCN() == v.mft.firstLCN()) {
 				v.mirrLCN = m
+				v.at = append(v.at, p)
 				v.score++
 				v.facts = append(v.facts, fmt.Sprintf("$MFTMirr copy of record 0 at image offset %d (LCN %d)", p, m))
 				if v.mft == nil {
@@ -624,6 +628,7 @@ func (v *ntfsVolume) fileMap(b *ntfsFile) (FileMap, bool) {
 	}
 	m.Complete = complete
 	m.OwnGeometry = v.boot != nil
+	m.Volume, m.VolumeSize, m.Structures = v.V, v.size, append(slices.Clone(v.at), b.at)
 	how := "volume at image offset %d with %d-byte clusters: %s"
 	m.Evidence = fmt.Sprintf(how, v.V, v.C, strings.Join(v.facts, "; "))
 	if v.fromBoot {

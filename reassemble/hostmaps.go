@@ -1,6 +1,7 @@
 package reassemble
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -140,7 +141,7 @@ func fragmentsFromMap(m *fsprobe.FileMap) ([]Fragment, int64) {
 // grains is solved like the host's. Extrapolated past its own file, such a
 // volume puts its files' first clusters on whatever lies beyond, and now
 // and then that is a VMDK header (even its own file's): the header's file
-// gets a "host" map of a guest's small file, and none of its grains. Two
+// gets a "host" map of a guest's small file, and none of its grains. Three
 // facts hold for every real host volume V and every file H in it:
 //
 //  1. V starts before H's first byte and ends after it: V < H < V + size.
@@ -150,8 +151,12 @@ func fragmentsFromMap(m *fsprobe.FileMap) ([]Fragment, int64) {
 //     and $MFT record copies its volume was solved from, and the file's own
 //     MFT record or inode) are host metadata, which no VMDK's grains hold;
 //     and a guest volume fits in its virtual disk.
+//  3. The file is a VMDK file: a whole number of sectors, at least the
+//     metadata its header counts (overHead × 512 bytes).
 //
-// So a map breaking 1 is dropped, and so is a map every structure of
+// So a map breaking 1 or 3 is dropped (with it, the other maps of an ext4
+// volume solved from anchors alone, if fewer than two are left: each was
+// one of the two facts that solved it), and so is a map every structure of
 // which lies in the grain area of a sparse VMDK whose capacity its volume
 // fits in: its volume is a guest. The grain area of an uncompressed sparse
 // header at H is where its grains lie: where a host map of its file (from
@@ -187,20 +192,28 @@ type volumeKey struct {
 func volumeOf(m *fsprobe.FileMap) volumeKey { return volumeKey{m.FS, m.Volume} }
 
 // hostVolumesOnly drops the maps that no host volume can have given (see
-// above): those breaking rule 1, then those of guest volumes, judged
+// above): those breaking rule 1 or 3; then those of guest volumes, judged
 // first against the contiguous grain areas, then also against the grain
-// areas the surviving maps give their files.
+// areas the surviving maps give their files; then the rest of an anchor
+// geometry left with fewer than two of its facts.
 func hostVolumesOnly(maps []fsprobe.FileMap, hits []signatures.Hit) []fsprobe.FileMap {
+	starts := make(map[int64]*vmdk.SparseHeader) // every valid header, by offset
+	for i := range hits {
+		if h := &hits[i]; h.Kind == signatures.KindSparseHeader && h.Verdict == signatures.Valid && h.Sparse != nil && trustworthy(h) {
+			starts[h.Offset] = h.Sparse
+		}
+	}
 	var held []fsprobe.FileMap
 	for i := range maps {
-		if holdsItsFile(&maps[i]) {
-			held = append(held, maps[i])
+		if m := &maps[i]; holdsItsFile(m) && isVMDKFile(m, starts[m.Extents[0].ImageOffset]) {
+			held = append(held, *m)
 		}
 	}
 	sparse := sparseHeaders(hits)
 	contiguous := contiguousGrainAreas(sparse, hits)
 	first := notInGrains(held, contiguous)
-	return notInGrains(first, append(contiguous, mappedGrainAreas(first, sparse)...))
+	kept := notInGrains(first, append(contiguous, mappedGrainAreas(first, sparse)...))
+	return anchoredStillSolved(maps, kept)
 }
 
 // holdsItsFile is rule 1 for the file the map starts at.
@@ -210,6 +223,59 @@ func holdsItsFile(m *fsprobe.FileMap) bool {
 	}
 	h := m.Extents[0].ImageOffset
 	return m.Volume < h && (m.VolumeSize <= 0 || h-m.Volume < m.VolumeSize)
+}
+
+// isVMDKFile is rule 3: a complete map's size is its file's, and a VMDK
+// file is a whole number of sectors holding at least the metadata its
+// header (h, if one is at the map's start) counts.
+func isVMDKFile(m *fsprobe.FileMap, h *vmdk.SparseHeader) bool {
+	if !m.Complete {
+		return true
+	}
+	return m.Size%vmdk.SectorSize == 0 && (h == nil || m.Size >= int64(h.OverHead)*vmdk.SectorSize)
+}
+
+// anchoredStillSolved drops the remaining maps of an ext4 volume solved
+// from anchors alone once fewer than two of the headers it put files on
+// keep their map: each such map is one of the independent facts the
+// geometry needed two of (fsprobe/ext4_host.go), and a dropped one was a
+// coincidence. Only the probes' own inode maps (they name their inode in
+// Structures) count.
+func anchoredStillSolved(all, kept []fsprobe.FileMap) []fsprobe.FileMap {
+	anchored := func(m *fsprobe.FileMap) bool { return m.FS == "ext4" && !m.OwnGeometry && len(m.Structures) > 0 }
+	type count struct{ all, kept map[int64]bool }
+	per := make(map[volumeKey]*count)
+	for _, c := range []struct {
+		maps []fsprobe.FileMap
+		kept bool
+	}{{all, false}, {kept, true}} {
+		for i := range c.maps {
+			m := &c.maps[i]
+			if !anchored(m) || len(m.Extents) == 0 {
+				continue
+			}
+			k := volumeOf(m)
+			if per[k] == nil {
+				per[k] = &count{map[int64]bool{}, map[int64]bool{}}
+			}
+			if c.kept {
+				per[k].kept[m.Extents[0].ImageOffset] = true
+			} else {
+				per[k].all[m.Extents[0].ImageOffset] = true
+			}
+		}
+	}
+	var out []fsprobe.FileMap
+	for i := range kept {
+		m := &kept[i]
+		if anchored(m) {
+			if c := per[volumeOf(m)]; len(c.kept) < len(c.all) && len(c.kept) < 2 {
+				continue
+			}
+		}
+		out = append(out, *m)
+	}
+	return out
 }
 
 // notInGrains keeps the maps with a structure outside every grain area: a
@@ -224,28 +290,59 @@ func notInGrains(maps []fsprobe.FileMap, areas []grainArea) []fsprobe.FileMap {
 		}
 		mapped[k][maps[i].Extents[0].ImageOffset] = true
 	}
+	index := newAreaIndex(areas)
 	var out []fsprobe.FileMap
 	for i := range maps {
 		m := &maps[i]
 		self := volumeOf(m)
-		inGrains := func(s int64) bool {
-			for _, a := range areas {
-				if s < a.lo || s >= a.hi || m.VolumeSize > a.capacity {
-					continue
-				}
-				contiguous := a.by == volumeKey{}
-				if contiguous && !mapped[self][a.header] || !contiguous && a.by != self {
-					return true
-				}
+		counts := func(a *grainArea) bool {
+			if m.VolumeSize > a.capacity {
+				return false // bigger than the disk: not its guest
 			}
-			return false
+			if a.by == (volumeKey{}) {
+				return !mapped[self][a.header]
+			}
+			return a.by != self
 		}
-		outside := slices.ContainsFunc(m.Structures, func(s int64) bool { return !inGrains(s) })
+		outside := slices.ContainsFunc(m.Structures, func(s int64) bool { return !index.holds(s, counts) })
 		if len(m.Structures) == 0 || outside {
 			out = append(out, *m)
 		}
 	}
 	return out
+}
+
+// areaIndex finds the grain areas holding an image offset: the areas by
+// start, with the furthest end among each one and those before it, so
+// that a search stops at the first area before which none reaches the
+// offset.
+type areaIndex struct {
+	areas []grainArea
+	reach []int64 // reach[i]: the largest hi of areas[:i+1]
+}
+
+func newAreaIndex(areas []grainArea) *areaIndex {
+	x := &areaIndex{areas: slices.Clone(areas)}
+	slices.SortFunc(x.areas, func(a, b grainArea) int { return cmp.Compare(a.lo, b.lo) })
+	x.reach = make([]int64, len(x.areas))
+	for i, a := range x.areas {
+		x.reach[i] = a.hi
+		if i > 0 {
+			x.reach[i] = max(a.hi, x.reach[i-1])
+		}
+	}
+	return x
+}
+
+// holds reports whether an area that counts holds image offset s.
+func (x *areaIndex) holds(s int64, counts func(*grainArea) bool) bool {
+	i, _ := slices.BinarySearchFunc(x.areas, s+1, func(a grainArea, t int64) int { return cmp.Compare(a.lo, t) })
+	for i--; i >= 0 && x.reach[i] > s; i-- {
+		if a := &x.areas[i]; s < a.hi && counts(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // sparseHeaders returns the valid uncompressed sparse headers among hits,
