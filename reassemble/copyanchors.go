@@ -77,7 +77,7 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 			}
 			for _, p := range peers {
 				pg := p.grains.at(c.grain)
-				if pg == nil || pg.Status != Placed || pg.Source == nil {
+				if pg == nil || pg.Status != Placed || pg.Source == nil || !provenSource(pg) {
 					continue
 				}
 				b, ok := grainData(image, p, c.grain, pg)
@@ -158,6 +158,20 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 	}
 }
 
+// provenSource reports whether a copy's grain was placed by more than the
+// contiguous assumption (its stream marker, a host map, anchors): only
+// such bytes may vouch for another file's blocks, or one file's wrong
+// guess would become another's.
+func provenSource(gr *Grain) bool {
+	for _, e := range gr.Evidence {
+		switch e {
+		case EvMarker, EvHost, EvAnchored, EvCopy:
+			return true
+		}
+	}
+	return false
+}
+
 // blockPrint is the carve's fingerprint of a block without its random
 // bit (0 for zeros).
 func blockPrint(b []byte) uint64 {
@@ -215,4 +229,67 @@ func grainData(image io.ReaderAt, inst *Instance, g uint64, gr *Grain) ([]byte, 
 		return nil, false
 	}
 	return out, true
+}
+
+// checkAgainstCopies holds every sparse file still mapped by the
+// contiguous assumption alone against the disk's other files whose grains
+// are proven (stream markers, host maps, anchors): a grain the file reads
+// differently from such a copy shows the assumption wrong there, and then,
+// as for any break, no grain rests on it alone. A grain the copy holds
+// with the same bytes is kept: its bytes are right wherever they lie.
+func checkAgainstCopies(instances []*Instance) {
+	for _, inst := range instances {
+		in := inst.follow
+		if in == nil || !inst.contiguousOnly() || inst.Header.Compressed() {
+			continue
+		}
+		proven := func(g uint64) *Grain {
+			for _, p := range instances {
+				if p == inst || p.Header.Capacity != inst.Header.Capacity || p.Header.GrainSize != inst.Header.GrainSize {
+					continue
+				}
+				if pg := p.grains.at(g); pg != nil && (pg.Status == Placed || pg.Status == Zero) && provenSource(pg) {
+					return pg
+				}
+			}
+			return nil
+		}
+		cands := slices.Clone(in.cands)
+		slices.SortFunc(cands, func(a, b candidate) int { return int(a.sector) - int(b.sector) })
+		broken := int64(-1)
+		for _, c := range cands {
+			gr, pg := inst.grains.at(c.grain), proven(c.grain)
+			if gr == nil || pg == nil || (gr.Status != Placed && gr.Status != Zero) {
+				continue
+			}
+			if gr.Status != pg.Status || (gr.Status == Placed && gr.Hash != pg.Hash) {
+				broken = int64(c.sector) * vmdk.SectorSize
+				break
+			}
+		}
+		if broken < 0 {
+			continue
+		}
+		reason := fmt.Sprintf("the contiguous assumption is wrong: at file offset %d the file reads other bytes than a copy of the disk whose grain is proven, and no host map or anchor says where its pieces lie", broken)
+		inst.Notes = append(inst.Notes, reason)
+		kept := 0
+		for _, c := range cands {
+			gr := inst.grains.at(c.grain)
+			if gr == nil || (gr.Status != Placed && gr.Status != Zero) {
+				continue
+			}
+			if pg := proven(c.grain); pg != nil && gr.Status == pg.Status && gr.Hash == pg.Hash {
+				g := *gr
+				g.Evidence = append(slices.Clone(g.Evidence), EvCopy)
+				inst.grains.set(c.grain, &g)
+				kept++
+				continue
+			}
+			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: reason})
+		}
+		if kept > 0 {
+			inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains kept: a proven copy holds the same bytes", kept))
+		}
+		inst.cutFragments(int64(inst.Header.OverHead) * vmdk.SectorSize)
+	}
 }

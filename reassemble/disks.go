@@ -75,6 +75,8 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 	attachOrphanRuns(instances, x)
 	// Files followed again decided their damage afresh.
 	inheritLattices(instances)
+	// Files still taken as contiguous, against their proven copies.
+	checkAgainstCopies(instances)
 	instances = assembleSplit(instances, x, image)
 	var whole []*Instance          // instances that are disks (or copies of one)
 	parts := map[int][]*Instance{} // the extents of each split disk, by its ID

@@ -251,6 +251,9 @@ func (f *follower) locator(limit int64) *fsprobe.Locator {
 	loc := fsprobe.NewLocator(f.gb, int64(f.inst.Header.Capacity)*vmdk.SectorSize)
 	f.learn(loc, limit)
 	if loc.Volumes() == 0 {
+		// (Geometry structures found elsewhere may be any guest's: a
+		// volume of another disk would locate its structures through
+		// this file's tables as readily as through its own.)
 		return nil
 	}
 	return loc
@@ -422,7 +425,8 @@ func (f *follower) hypotheses(anchors []anchor) []int64 {
 	}
 	var out []int64
 	for s, sp := range by {
-		if len(sp.strong) >= minAnchorGrains || len(sp.all) >= minWeakGrains {
+		// The header's shift is the file's own, whatever backs it.
+		if len(sp.strong) >= minAnchorGrains || len(sp.all) >= minWeakGrains || s == f.inst.HeaderOffset {
 			out = append(out, s)
 		}
 	}
@@ -733,6 +737,14 @@ func (f *follower) contest(runs []*run) []*run {
 				na, nb = 0, 0
 			}
 		}
+		// The piece holding the file's own header is the file's: it
+		// never gives way.
+		switch {
+		case f.isHead(a):
+			na, nb = 1, 0
+		case f.isHead(b):
+			na, nb = 0, 1
+		}
 		var keep []*run
 		for _, r := range runs {
 			switch {
@@ -806,6 +818,11 @@ func overlapping(runs []*run) (a, b *run, lo, hi int64, byImage bool) {
 		}
 	}
 	return nil, nil, 0, 0, false
+}
+
+// isHead reports whether a piece holds the file's header.
+func (f *follower) isHead(r *run) bool {
+	return r.shift == f.inst.HeaderOffset && r.lo() == 0
 }
 
 // count is the anchors of r in [lo, hi).
