@@ -231,6 +231,15 @@ func grainData(image io.ReaderAt, inst *Instance, g uint64, gr *Grain) ([]byte, 
 	return out, true
 }
 
+// Thresholds of the copy check: a copy agrees with the file on at least
+// minAgreeBefore grains before the first that differs (or it is another
+// disk), and from there on differs on brokenShare of the grains both hold
+// (or it is another version, differing here and there).
+const (
+	minAgreeBefore = 2
+	brokenShare    = 0.8
+)
+
 // checkAgainstCopies holds every sparse file still mapped by the
 // contiguous assumption alone against the disk's other files whose grains
 // are proven (stream markers, host maps, anchors): a grain the file reads
@@ -256,20 +265,36 @@ func checkAgainstCopies(instances []*Instance) {
 		}
 		cands := slices.Clone(in.cands)
 		slices.SortFunc(cands, func(a, b candidate) int { return int(a.sector) - int(b.sector) })
-		broken := int64(-1)
+		// The grains both hold, in file order: whether they agree.
+		type cmp struct {
+			off   int64
+			agree bool
+		}
+		var seq []cmp
 		for _, c := range cands {
 			gr, pg := inst.grains.at(c.grain), proven(c.grain)
 			if gr == nil || pg == nil || (gr.Status != Placed && gr.Status != Zero) {
 				continue
 			}
-			if gr.Status != pg.Status || (gr.Status == Placed && gr.Hash != pg.Hash) {
-				broken = int64(c.sector) * vmdk.SectorSize
-				break
-			}
+			seq = append(seq, cmp{int64(c.sector) * vmdk.SectorSize, gr.Status == pg.Status && (gr.Status != Placed || gr.Hash == pg.Hash)})
 		}
-		if broken < 0 {
+		first := slices.IndexFunc(seq, func(c cmp) bool { return !c.agree })
+		if first < minAgreeBefore {
+			// Disagreeing from the start: another disk of the same
+			// geometry, not a copy of this one.
 			continue
 		}
+		rest, differ := len(seq)-first, 0
+		for _, c := range seq[first:] {
+			if !c.agree {
+				differ++
+			}
+		}
+		if rest < minAgreeBefore || float64(differ) < brokenShare*float64(rest) {
+			// Scattered differences: another version of the disk.
+			continue
+		}
+		broken := seq[first].off
 		reason := fmt.Sprintf("the contiguous assumption is wrong: at file offset %d the file reads other bytes than a copy of the disk whose grain is proven, and no host map or anchor says where its pieces lie", broken)
 		inst.Notes = append(inst.Notes, reason)
 		kept := 0
