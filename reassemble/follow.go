@@ -172,14 +172,14 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 	if broken >= 0 {
 		limit = broken
 	}
-	loc := f.locator(limit)
-	if loc == nil {
+	loc := f.learned(limit)
+	if loc.Volumes() == 0 {
 		if broken >= 0 {
 			inst.Notes = append(inst.Notes, "fragment following: the file's first piece shows no guest volume, so no structure can vote for a shift")
 		}
 		return nil, nil
 	}
-	anchors := f.structureAnchors(loc, nil)
+	anchors, windows := f.structureAnchors(loc)
 	H := inst.HeaderOffset
 	anchors = append(anchors, anchor{file: 0, img: H, n: vmdk.SectorSize, kind: "VMDK header"})
 	for _, s := range predicted {
@@ -190,18 +190,18 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 	// File tails come from the guest records in this file's own pieces
 	// (the ones its structures prove): another version of the guest
 	// elsewhere holds records of the same numbers with other sizes.
+	anchors = append(anchors, extra...)
 	f.setHypotheses(anchors)
 	spans := f.runs(anchors)
-	own := fsprobe.NewLocator(f.gb, int64(h.Capacity)*vmdk.SectorSize)
-	f.learn(own, limit)
-	f.structureAnchors(own, func(y int64) bool {
+	own := f.learned(limit)
+	for _, w := range windows {
 		for _, r := range spans {
-			if y >= r.lo()+r.shift && y < r.hi()+r.shift {
-				return true
+			if w.img >= r.lo()+r.shift && w.img < r.hi()+r.shift {
+				own.Locate(w.b) // (for the records it keeps)
+				break
 			}
 		}
-		return false
-	})
+	}
 	for _, t := range own.Tails() {
 		if p, ok := f.fileOf(t.Addr, int64(t.Block)); ok {
 			if f.tails == nil {
@@ -210,7 +210,20 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 			f.tails[p] = t
 		}
 	}
-	anchors = append(append(anchors, extra...), f.scanTails()...)
+	if broken < 0 {
+		// Contiguous from the header as far as every block tells (no
+		// structure of another shift in its bytes, no file tail with
+		// bytes past its end; zero grains are placeCandidates' to see):
+		// the other shifts are copies of its bytes elsewhere (other
+		// files of the same guest), not its pieces, and the image is not
+		// scanned for tails.
+		q, why := f.reachPlain(H, 0, (fileEnd+clusterBytes-1)/clusterBytes*clusterBytes)
+		if why == "" {
+			return nil, nil
+		}
+		f.notes = append(f.notes, fmt.Sprintf("fragment following: the file is not contiguous from its header: at file offset %d, %s", q, why))
+	}
+	anchors = append(anchors, f.scanTails()...)
 	shifts := f.hypotheses(anchors)
 	if len(shifts) > maxHypotheses {
 		shifts = shifts[:maxHypotheses]
@@ -225,43 +238,21 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 		inst.Notes = append(inst.Notes, "fragment following: the file's own header is contested by other anchors: nothing is followed")
 		return nil, nil
 	}
-	if broken < 0 {
-		// Contiguous from the header as far as every block tells: the
-		// other shifts are copies of its bytes elsewhere (other files of
-		// the same guest), not its pieces.
-		q, why := f.reach(H, 0, (fileEnd+clusterBytes-1)/clusterBytes*clusterBytes)
-		if why == "" {
-			return nil, nil
-		}
-		f.notes = append(f.notes, fmt.Sprintf("fragment following: the file is not contiguous from its header: at file offset %d, %s", q, why))
-	}
 	frags = f.fragments(runs)
 	inst.Notes = append(inst.Notes, f.notes...)
 	return frags, f.tailProofs(frags)
 }
 
-// locator learns the guest's geometry from the geometry structures the
-// carve found (partition tables, boot sectors, $MFT record 0, primary
-// superblocks) that lie where the header's shift puts a grain of the file,
-// and that say they belong there (a partition table in grain 0's slot, a
-// boot sector at the virtual offset its hidden sectors name): the file's
-// first piece, up to limit. Other guests' structures elsewhere in the image
-// teach it nothing.
-func (f *follower) locator(limit int64) *fsprobe.Locator {
+// learned makes a Locator that knows the guest's geometry from the
+// geometry structures the carve found (partition tables, boot sectors,
+// $MFT record 0, primary superblocks) that lie where the header's shift
+// puts a grain of the file, and that say they belong there (a partition
+// table in grain 0's slot, a boot sector at the virtual offset its hidden
+// sectors name): the file's first piece, up to limit. Structures found
+// elsewhere may be any guest's: a volume of another disk would locate its
+// structures through this file's tables as readily as through its own.
+func (f *follower) learned(limit int64) *fsprobe.Locator {
 	loc := fsprobe.NewLocator(f.gb, int64(f.inst.Header.Capacity)*vmdk.SectorSize)
-	f.learn(loc, limit)
-	if loc.Volumes() == 0 {
-		// (Geometry structures found elsewhere may be any guest's: a
-		// volume of another disk would locate its structures through
-		// this file's tables as readily as through its own.)
-		return nil
-	}
-	return loc
-}
-
-// learn teaches a Locator the guest's geometry (see locator) and
-// prepares it.
-func (f *follower) learn(loc *fsprobe.Locator, limit int64) {
 	H := f.inst.HeaderOffset
 	for _, y := range f.x.geometry {
 		p := y - H
@@ -290,6 +281,7 @@ func (f *follower) learn(loc *fsprobe.Locator, limit int64) {
 		}
 	}
 	loc.Prepare()
+	return loc
 }
 
 // virtualOf maps a file offset in a grain slot the tables name to its
@@ -333,11 +325,9 @@ func (f *follower) fileOf(v, n int64) (int64, bool) {
 }
 
 // structureAnchors locates the guest structures the carve recorded and
-// turns each into anchors, one per virtual offset it may lie at.
-//
-// within, when set, limits the structures read to image offsets it
-// accepts.
-func (f *follower) structureAnchors(loc *fsprobe.Locator, within func(y int64) bool) []anchor {
+// turns each into anchors, one per virtual offset it may lie at. It also
+// returns the windows read that held located structures.
+func (f *follower) structureAnchors(loc *fsprobe.Locator) ([]anchor, []hitWindow) {
 	offs := slices.Clone(f.x.guest)
 	slices.Sort(offs)
 	type found struct {
@@ -345,9 +335,10 @@ func (f *follower) structureAnchors(loc *fsprobe.Locator, within func(y int64) b
 		claims []fsprobe.Claim
 	}
 	var all []found
+	var located []hitWindow
 	covered := int64(-1)
 	for _, y := range offs {
-		if y < covered || (within != nil && !within(y)) {
+		if y < covered {
 			continue
 		}
 		b := f.read(y, anchorWindow)
@@ -357,6 +348,7 @@ func (f *follower) structureAnchors(loc *fsprobe.Locator, within func(y int64) b
 		covered = y + anchorWindow/2
 		if c := loc.Locate(b); len(c) > 0 {
 			all = append(all, found{y, c})
+			located = append(located, hitWindow{y, b})
 		}
 	}
 	// Claims located through records seen anywhere resolve only now.
@@ -375,7 +367,14 @@ func (f *follower) structureAnchors(loc *fsprobe.Locator, within func(y int64) b
 			}
 		}
 	}
-	return out
+	return out, located
+}
+
+// hitWindow is image bytes read at a recorded guest structure that held
+// structures the Locator placed.
+type hitWindow struct {
+	img int64
+	b   []byte
 }
 
 // kindOf is a claim's kind without its number ("ext4 inode 12" → "ext4
@@ -559,10 +558,7 @@ func (f *follower) random(y int64) bool {
 // agree, then contested where two pieces claim the same file offsets or
 // the same image bytes.
 func (f *follower) runs(anchors []anchor) []*run {
-	hyp := map[int64]bool{}
-	for _, s := range f.hypotheses(anchors) {
-		hyp[s] = true
-	}
+	hyp := f.hyp // (setHypotheses over the same anchors)
 	sorted := slices.Clone(anchors)
 	sort.Slice(sorted, func(i, j int) bool {
 		if sorted[i].file != sorted[j].file {
@@ -904,21 +900,30 @@ func (f *follower) alsoAt(img, s int64) bool {
 	return false
 }
 
-// zeroGrainAt reports whether the grain whose slot holds file offset q
-// reads all zero at shift s where the writer never stores a zero grain.
-func (f *follower) zeroGrainAt(q, s int64) (start, end int64, zero bool) {
-	i := sort.Search(len(f.slots), func(i int) bool { return f.slots[i]+f.gb > q })
-	if i == len(f.slots) || f.slots[i] > q || !f.zeroIsProof {
-		return 0, 0, false
+// zeroGrainEdge reports whether block q is the edge of a grain slot
+// (its last block growing up, its first growing down) whose grain reads
+// all zero at shift s, where the writer never stores a zero grain. Only
+// edges are read: one grain read per grain crossed.
+func (f *follower) zeroGrainEdge(q, s int64, up bool) bool {
+	if !f.zeroIsProof {
+		return false
 	}
-	start, end = f.slots[i], f.slots[i]+f.gb
+	i := sort.Search(len(f.slots), func(i int) bool { return f.slots[i]+f.gb > q })
+	if i == len(f.slots) || f.slots[i] > q {
+		return false
+	}
+	start := f.slots[i]
+	if (up && q != start+f.gb-clusterBytes) || (!up && q != start) {
+		return false
+	}
 	b := f.read(start+s, f.gb)
-	return start, end, b != nil && int64(len(b)) == f.gb && entropy.Zero(b)
+	return b != nil && int64(len(b)) == f.gb && entropy.Zero(b)
 }
 
 // reach grows a piece of shift s from block from towards block to (one
 // cluster at a time, down when to < from) and returns the first block it
-// cannot hold, with why.
+// cannot hold, with why. An all-zero grain at the shift stops it too: the
+// piece cannot hold all of it.
 func (f *follower) reach(s, from, to int64) (int64, string) {
 	step := int64(clusterBytes)
 	if to < from {
@@ -928,16 +933,19 @@ func (f *follower) reach(s, from, to int64) (int64, string) {
 		if why := f.contradicts(q, s); why != "" {
 			return q, why
 		}
-		// An all-zero grain at this shift: the piece cannot hold all of
-		// it, so growing up it stops before the grain's last block,
-		// growing down before its first.
-		if gs, ge, zero := f.zeroGrainAt(q, s); zero {
-			if step > 0 && q == ge-clusterBytes {
-				return q, "an all-zero grain where the writer never stores one"
-			}
-			if step < 0 && q == gs {
-				return q, "an all-zero grain where the writer never stores one"
-			}
+		if f.zeroGrainEdge(q, s, step > 0) {
+			return q, "an all-zero grain where the writer never stores one"
+		}
+	}
+	return to, ""
+}
+
+// reachPlain is reach without the zero-grain test, for a file whose
+// grains placeCandidates reads anyway.
+func (f *follower) reachPlain(s, from, to int64) (int64, string) {
+	for q := from; q < to; q += clusterBytes {
+		if why := f.contradicts(q, s); why != "" {
+			return q, why
 		}
 	}
 	return to, ""
