@@ -1,7 +1,6 @@
 package reassemble
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"slices"
@@ -27,7 +26,8 @@ const (
 	// maxCopyPlaces: a block found at more places than this (a pattern
 	// many files hold) gives no anchor.
 	maxCopyPlaces = 4
-	// maxCopyBlocks bounds the blocks looked up for one file.
+	// maxCopyBlocks bounds the copies' blocks looked up (24 bytes each
+	// kept, for all files together).
 	maxCopyBlocks = 1 << 22
 )
 
@@ -47,54 +47,51 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 	if opts.Fingerprints == nil || x.imageSize <= 0 {
 		return
 	}
+	// A wanted block is kept by its full xxhash, not its bytes: the
+	// memory is bounded by maxCopyBlocks whatever the disks' sizes.
 	type want struct {
-		inst *Instance
-		file int64 // file offset of the block in inst
-		data []byte
+		inst  *Instance
+		file  int64  // file offset of the block in inst
+		sum   uint64 // xxhash64 of the copy's block
+		clear bool   // the copy's block does not read random
 	}
 	byHash := map[uint64][]want{}
 	var todo []*Instance
+	blocks := 0
+	buf := make([]byte, 12+vmdk.MaxCompressedGrain(vmdk.MaxGrainSize*vmdk.SectorSize))
 	for _, inst := range instances {
 		in := inst.follow
 		if in == nil {
 			continue
 		}
 		h := inst.Header
-		gb := h.GrainBytes()
-		if inst.HeaderOffset%fpBlock != 0 || gb%fpBlock != 0 {
+		if inst.HeaderOffset%fpBlock != 0 || h.GrainBytes()%fpBlock != 0 {
 			continue // the file's blocks are not on the fingerprints' grid
 		}
-		var peers []*Instance
-		for _, p := range instances {
-			if p != inst && p.Header.Capacity == h.Capacity && p.Header.GrainSize == h.GrainSize {
-				peers = append(peers, p)
-			}
-		}
-		blocks := 0
+		before := blocks
 		for _, c := range in.cands {
-			if gr := inst.grains.at(c.grain); gr != nil && gr.Status != Missing {
+			if gr := inst.grains.at(c.grain); (gr != nil && gr.Status != Missing) || blocks >= maxCopyBlocks {
 				continue
 			}
-			for _, p := range peers {
-				pg := p.grains.at(c.grain)
-				if pg == nil || pg.Status != Placed || pg.Source == nil || !provenSource(pg) {
-					continue
+			peerGrain(instances, inst, c.grain, func(p *Instance, pg *Grain) bool {
+				if pg.Status != Placed || pg.Source == nil || !provenSource(pg) {
+					return false
 				}
-				b, ok := grainData(image, p, c.grain, pg)
+				b, ok := grainData(image, p, c.grain, pg, buf)
 				if !ok {
-					continue
+					return false
 				}
 				for k := int64(0); k+fpBlock <= int64(len(b)) && blocks < maxCopyBlocks; k += fpBlock {
 					blk := b[k : k+fpBlock]
 					if fp := blockPrint(blk); fp != 0 {
-						byHash[fp] = append(byHash[fp], want{inst, int64(c.sector)*vmdk.SectorSize + k, blk})
+						byHash[fp] = append(byHash[fp], want{inst, int64(c.sector)*vmdk.SectorSize + k, xxhash.Sum64(blk), !entropy.RandomLooking(blk)})
 						blocks++
 					}
 				}
-				break
-			}
+				return true
+			})
 		}
-		if blocks > 0 {
+		if blocks > before {
 			todo = append(todo, inst)
 		}
 	}
@@ -114,26 +111,24 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 		}
 	}
 	extra := map[*Instance][]anchor{}
+	clearInCopy := map[*Instance][]structureAt{}
+	blk := make([]byte, fpBlock)
 	for v, ws := range byHash {
 		ys := places[v]
-		if len(ys) == 0 || len(ys) > maxCopyPlaces {
-			continue
-		}
 		for _, w := range ws {
+			if w.clear {
+				clearInCopy[w.inst] = append(clearInCopy[w.inst], structureAt{off: w.file, n: fpBlock, what: "a block a copy of the disk holds in clear", latticeOnly: true})
+			}
+			if len(ys) > maxCopyPlaces {
+				continue
+			}
 			for _, y := range ys {
-				b := make([]byte, fpBlock)
-				if _, err := image.ReadAt(b, y); err != nil || !bytes.Equal(b, w.data) {
+				// The fingerprint is 63 bits of the xxhash: the whole
+				// hash of the bytes read confirms it.
+				if _, err := image.ReadAt(blk, y); err != nil || xxhash.Sum64(blk) != w.sum {
 					continue
 				}
 				extra[w.inst] = append(extra[w.inst], anchor{file: w.file, img: y, n: fpBlock, kind: "block of a copy's grain", weak: len(ys) > 1})
-			}
-		}
-	}
-	clearInCopy := map[*Instance][]structureAt{}
-	for _, ws := range byHash {
-		for _, w := range ws {
-			if !entropy.RandomLooking(w.data) && len(clearInCopy[w.inst]) < maxCopyBlocks {
-				clearInCopy[w.inst] = append(clearInCopy[w.inst], structureAt{w.file, fpBlock, "a block a copy of the disk holds in clear"})
 			}
 		}
 	}
@@ -155,6 +150,21 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 		view := newFileView(image, frags)
 		inst.size = view.size()
 		placeCandidates(inst, view, in.cands, x, opts, in.zero, append(slices.Clone(in.predicted), proofs...))
+	}
+}
+
+// peerGrain calls fn with grain g of every other instance of inst's
+// geometry (capacity and grain size) that decided it, until fn returns
+// true: the disk's other copies, and any other disk of that geometry
+// (callers tell them apart by their bytes).
+func peerGrain(instances []*Instance, inst *Instance, g uint64, fn func(p *Instance, gr *Grain) bool) {
+	for _, p := range instances {
+		if p == inst || p.Header.Capacity != inst.Header.Capacity || p.Header.GrainSize != inst.Header.GrainSize {
+			continue
+		}
+		if gr := p.grains.at(g); gr != nil && fn(p, gr) {
+			return
+		}
 	}
 }
 
@@ -188,47 +198,32 @@ func blockPrint(b []byte) uint64 {
 }
 
 // grainData reads a placed grain's bytes from its source (inflating a
-// stream record) and checks them against the decision's hash.
-func grainData(image io.ReaderAt, inst *Instance, g uint64, gr *Grain) ([]byte, bool) {
-	h := inst.Header
-	n := grainLength(h, g)
+// stream record, in buf) and checks them against the decision's hash, as
+// the emit does.
+func grainData(image io.ReaderAt, inst *Instance, g uint64, gr *Grain, buf []byte) ([]byte, bool) {
 	s := gr.Source
-	src := n
-	if s.Compressed {
-		src = s.RecordBytes
-	}
-	if src <= 0 || src > maxRecordBytes {
-		return nil, false
-	}
-	raw := make([]byte, src)
-	if len(s.Pieces) > 0 {
-		for _, p := range s.Pieces {
-			if p.Offset < 0 || p.Length < 0 || p.Offset+p.Length > src {
-				return nil, false
-			}
-			if p.ImageOffset < 0 {
-				continue // a host hole: zeros
-			}
-			if _, err := image.ReadAt(raw[p.Offset:p.Offset+p.Length], p.ImageOffset); err != nil {
-				return nil, false
-			}
-		}
-	} else if _, err := image.ReadAt(raw, s.ImageOffset); err != nil {
-		return nil, false
-	}
-	out := raw
-	if s.Compressed {
-		out = make([]byte, h.GrainBytes())
-		m, k, err := vmdk.DecodeGrain(raw, out)
-		if err != nil || m.LBA != g*h.GrainSize {
+	n := grainLength(inst.Header, g)
+	if !s.Compressed {
+		out := make([]byte, n)
+		if _, err := ReadSource(image, s, out); err != nil || xxhash.Sum64(out) != gr.Hash {
 			return nil, false
 		}
-		out = out[:max(int64(k), n)][:n]
+		return out, true
 	}
-	if xxhash.Sum64(out) != gr.Hash {
+	if s.RecordBytes <= 0 || s.RecordBytes > int64(len(buf)) {
 		return nil, false
 	}
-	return out, true
+	rec := buf[:max(s.RecordBytes, 12)]
+	k, err := ReadSource(image, s, rec)
+	if err != nil {
+		return nil, false
+	}
+	out := make([]byte, inst.Header.GrainBytes())
+	m, d, err := vmdk.DecodeGrain(rec[:k], out)
+	if err != nil || m.LBA != g*inst.Header.GrainSize || int64(d) < n || xxhash.Sum64(out[:d]) != gr.Hash {
+		return nil, false
+	}
+	return out[:n], true
 }
 
 // Thresholds of the copy check: a copy agrees with the file on at least
@@ -252,16 +247,14 @@ func checkAgainstCopies(instances []*Instance) {
 		if in == nil || !inst.contiguousOnly() || inst.Header.Compressed() {
 			continue
 		}
-		proven := func(g uint64) *Grain {
-			for _, p := range instances {
-				if p == inst || p.Header.Capacity != inst.Header.Capacity || p.Header.GrainSize != inst.Header.GrainSize {
-					continue
+		proven := func(g uint64) (found *Grain) {
+			peerGrain(instances, inst, g, func(_ *Instance, pg *Grain) bool {
+				if (pg.Status == Placed || pg.Status == Zero) && provenSource(pg) {
+					found = pg
 				}
-				if pg := p.grains.at(g); pg != nil && (pg.Status == Placed || pg.Status == Zero) && provenSource(pg) {
-					return pg
-				}
-			}
-			return nil
+				return found != nil
+			})
+			return found
 		}
 		cands := slices.Clone(in.cands)
 		slices.SortFunc(cands, func(a, b candidate) int { return int(a.sector) - int(b.sector) })

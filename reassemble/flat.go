@@ -412,7 +412,7 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	if inst.ntfsStart > 0 {
 		// A disk with a partition at ntfsStart has a partition table in
 		// its sector 0: one that reads random there is destroyed.
-		predicted = append(predicted, structureAt{0, vmdk.SectorSize, "the partition table of the disk whose NTFS volume starts at " + fmt.Sprint(inst.ntfsStart)})
+		predicted = append(predicted, structureAt{off: 0, n: vmdk.SectorSize, what: "the partition table of the disk whose NTFS volume starts at " + fmt.Sprint(inst.ntfsStart)})
 	}
 	placeCandidates(inst, view, cands, x, opts, &Grain{Status: Zero, Evidence: []string{EvFlat}, Reason: "the flat extent holds zeros here"}, predicted)
 }

@@ -684,7 +684,7 @@ func (f *follower) tailProofs(frags []Fragment) []structureAt {
 		}
 		i := sort.Search(len(frags), func(i int) bool { return frags[i].FileOffset+frags[i].Length > p })
 		if i < len(frags) && frags[i].FileOffset <= p && p+int64(t.Block) <= frags[i].FileOffset+frags[i].Length {
-			out = append(out, structureAt{p, int64(t.Block), "the " + t.What})
+			out = append(out, structureAt{off: p, n: int64(t.Block), what: "the " + t.What})
 		}
 	}
 	return out

@@ -206,16 +206,16 @@ func runFits(s *Instance, run []*signatures.Hit, instances []*Instance) bool {
 func corroborated(s *Instance, run []*signatures.Hit, instances []*Instance) int {
 	n := 0
 	for _, m := range run {
-		g := m.Grain.LBA / s.Header.GrainSize
-		for _, p := range instances {
-			if p == s || p.Header.Capacity != s.Header.Capacity || p.Header.GrainSize != s.Header.GrainSize {
-				continue
-			}
-			if gr := p.grains.at(g); gr != nil && gr.Status == Placed && gr.Hash == m.Grain.Hash && !m.Grain.Zero {
-				n++
-				break
-			}
+		if m.Grain.Zero {
+			continue
 		}
+		peerGrain(instances, s, m.Grain.LBA/s.Header.GrainSize, func(_ *Instance, gr *Grain) bool {
+			if gr.Status == Placed && gr.Hash == m.Grain.Hash {
+				n++
+				return true
+			}
+			return false
+		})
 	}
 	return n
 }

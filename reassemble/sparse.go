@@ -119,10 +119,10 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		if d.entries == nil {
 			continue
 		}
-		predicted = append(predicted, structureAt{int64(d.sector) * vmdk.SectorSize, int64(len(d.entries)) * 4, d.which + " grain directory"})
+		predicted = append(predicted, structureAt{off: int64(d.sector) * vmdk.SectorSize, n: int64(len(d.entries)) * 4, what: d.which + " grain directory"})
 		for i, e := range d.entries {
 			if e != 0 {
-				predicted = append(predicted, structureAt{int64(e) * vmdk.SectorSize, int64(perGT) * 4, fmt.Sprintf("%s grain table %d", d.which, i)})
+				predicted = append(predicted, structureAt{off: int64(e) * vmdk.SectorSize, n: int64(perGT) * 4, what: fmt.Sprintf("%s grain table %d", d.which, i)})
 			}
 		}
 	}
