@@ -78,9 +78,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	for _, s := range predicted {
 		if dmg.randomAt(s.off) && blocksRandom(view, opts.Fingerprints, s.off, s.n) {
 			dmg.prove(s.off, s.what)
-			if !s.latticeOnly {
-				destroyed = append(destroyed, s)
-			}
+			destroyed = append(destroyed, s)
 		}
 	}
 	dmg.decide()
@@ -278,10 +276,6 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 type structureAt struct {
 	off, n int64
 	what   string
-	// latticeOnly: evidence for the damage policy's lattice search
-	// only, not proof by itself that its grain is destroyed (a copy's
-	// clear block: another version of the disk may differ there).
-	latticeOnly bool
 }
 
 // blocksRandom reports whether every 4 KiB block holding [off, off+n) of

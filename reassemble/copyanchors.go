@@ -117,7 +117,7 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 		ys := places[v]
 		for _, w := range ws {
 			if w.clear {
-				clearInCopy[w.inst] = append(clearInCopy[w.inst], structureAt{off: w.file, n: fpBlock, what: "a block a copy of the disk holds in clear", latticeOnly: true})
+				clearInCopy[w.inst] = append(clearInCopy[w.inst], structureAt{off: w.file, n: fpBlock, what: "a block a copy of the disk holds in clear"})
 			}
 			if len(ys) > maxCopyPlaces {
 				continue
@@ -143,7 +143,11 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 			continue
 		}
 		// A block a copy holds in clear that reads random here, through
-		// the new map, is destroyed here: proof for the damage policy.
+		// the new map, is destroyed here: proof for the damage policy,
+		// and the grain is not placed. (Another version of the disk may
+		// have written random bytes there: then a grain is lost, where
+		// trusting it would place cipher text whenever a locker's
+		// lattice cannot be proven.)
 		proofs = append(proofs, clearInCopy[inst]...)
 		inst.Notes = append(inst.Notes, fmt.Sprintf("followed again with %d anchors from blocks of its copies' grains", len(as)))
 		inst.Fragments, inst.byImage = frags, nil
