@@ -61,8 +61,8 @@ func (l *Locator) Tails() []Tail {
 			}
 			last := (in.size - 1) / bs
 			for _, e := range in.extents {
-				if e.Uninit || int64(e.Logical) > last || last >= int64(e.Logical)+int64(e.Len) {
-					continue
+				if e.Uninit || int64(e.Logical) > last || last >= int64(e.Logical)+int64(e.Len) || e.Start > uint64(l.diskBytes/bs) {
+					continue // (a block number past the disk is bounded before it is multiplied)
 				}
 				add(Tail{Addr: v.start + (int64(e.Start)+last-int64(e.Logical))*bs, Block: int(bs), Used: int(in.size % bs),
 					What: fmt.Sprintf("last block of ext4 inode %d", inum)})
@@ -81,8 +81,8 @@ func (l *Locator) Tails() []Tail {
 					continue
 				}
 				lcn := vcnToLCN(d.Runs, (d.Size-1)/cs)
-				if lcn < 0 {
-					continue // the last cluster is in an extension record or a hole
+				if lcn < 0 || lcn > l.diskBytes/cs {
+					continue // the last cluster is in an extension record, a hole, or past the disk
 				}
 				add(Tail{Addr: v.start + lcn*cs, Block: int(cs), Used: int(d.Size % cs),
 					What: fmt.Sprintf("last cluster of NTFS MFT record %d", num)})
