@@ -155,6 +155,21 @@ func statuses(d *reassemble.Disk) []reassemble.Status {
 	return out
 }
 
+// intactPlaced counts a file's intact grains (its truth) and how many of
+// them a disk's statuses place.
+func intactPlaced(st []reassemble.Status, f corpus.FileTruth) (placed, intact int) {
+	for _, g := range f.Grains {
+		if !g.Intact {
+			continue
+		}
+		intact++
+		if g.Grain < uint64(len(st)) && st[g.Grain] == reassemble.Placed {
+			placed++
+		}
+	}
+	return placed, intact
+}
+
 // scoreDisk compares every grain of a rebuilt disk with the truth disk.
 func scoreDisk(t *testing.T, run *caseRun, truth *corpus.Truth, rep *pipeline.DiskReport) score {
 	t.Helper()

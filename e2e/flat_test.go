@@ -190,7 +190,7 @@ func TestFlatHeadEncrypted(t *testing.T) {
 				t.Fatalf("%d disks rebuilt, want 1", len(run.reports))
 			}
 			rep := run.reports[0]
-			placed, intact := fileRecall(rep, truth.Files[0])
+			placed, intact := intactPlaced(statuses(rep.Disk), truth.Files[0])
 			s := scoreDisk(t, run, truth, rep)
 			t.Logf("placed %d of %d grains the encryption spared, %d wrong; notes %v", placed, intact, s.wrong, rep.Disk.Instances[0].Notes)
 			if s.wrong != 0 || placed != intact {

@@ -72,7 +72,7 @@ func TestFollowFragments(t *testing.T) {
 					if f.Decoy != nil || !instanceAt(rep, f.ImageOffset) {
 						continue
 					}
-					placed, intact := fileRecall(rep, f)
+					placed, intact := intactPlaced(statuses(rep.Disk), f)
 					recall := 1.0
 					if intact > 0 {
 						recall = float64(placed) / float64(intact)
@@ -96,22 +96,6 @@ func TestFollowFragments(t *testing.T) {
 		})
 	}
 	t.Logf("fragment-following table:\n%s", strings.Join(rows, "\n"))
-}
-
-// fileRecall counts a file's intact grains and how many of them its disk
-// places (its own instance or a copy).
-func fileRecall(rep *pipeline.DiskReport, f corpus.FileTruth) (placed, intact int) {
-	st := statuses(rep.Disk)
-	for _, g := range f.Grains {
-		if !g.Intact {
-			continue
-		}
-		intact++
-		if g.Grain < uint64(len(st)) && st[g.Grain] == reassemble.Placed {
-			placed++
-		}
-	}
-	return placed, intact
 }
 
 // anchorsOf sums the anchors of the anchored fragments of the instance

@@ -126,15 +126,8 @@ func leafRecall(t *testing.T, truth *corpus.Truth, run *caseRun) (placed, intact
 				st = statuses(rep.Disk)
 			}
 		}
-		for _, g := range f.Grains {
-			if !g.Intact {
-				continue
-			}
-			intact++
-			if g.Grain < uint64(len(st)) && st[g.Grain] == reassemble.Placed {
-				placed++
-			}
-		}
+		p, n := intactPlaced(st, f)
+		placed, intact = placed+p, intact+n
 	}
 	return placed, intact
 }

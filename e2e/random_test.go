@@ -242,15 +242,8 @@ func ownRecall(truth *corpus.Truth, rep *pipeline.DiskReport) (placed, intact in
 		if !instanceAt(rep, f.ImageOffset) {
 			continue
 		}
-		for _, g := range f.Grains {
-			if !g.Intact {
-				continue
-			}
-			intact++
-			if g.Grain < uint64(len(st)) && st[g.Grain] == reassemble.Placed {
-				placed++
-			}
-		}
+		p, n := intactPlaced(st, f)
+		placed, intact = placed+p, intact+n
 	}
 	return placed, intact
 }
