@@ -1,7 +1,9 @@
 package reassemble
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
@@ -195,7 +197,7 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 	// their places within a grain, the last blocks of minTailAnchors
 	// guest files that all lie in one grain (bytes ending where each
 	// file's size says, zeros after) is that grain.
-	if tails := tailsByBlock(loc.Tails(), gb); len(tails) > 0 {
+	if tails, places := tailsByShape(loc.Tails(), gb); len(tails) > 0 {
 		for i := range slots {
 			sl := &slots[i]
 			if sl.claims {
@@ -204,7 +206,7 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 			if _, err := view.ReadAt(buf, first+sl.k*gb); err != nil {
 				continue
 			}
-			if g, n := tailGrain(buf, tails, gb); n >= minTailAnchors {
+			if g, n := tailGrain(buf, tails, places, gb); n >= minTailAnchors {
 				sl.what, sl.facts = fmt.Sprintf("the last blocks of %d guest files lie in it where their sizes say", n), n
 				claimants[g] = append(claimants[g], i)
 			}
@@ -317,26 +319,43 @@ const minUnorderedFacts = 2
 // naming one grain, for them to place it.
 const minTailAnchors = 2
 
-// tailsByBlock indexes file tails by their offset within a grain.
-func tailsByBlock(tails []fsprobe.Tail, gb int64) map[int64][]fsprobe.Tail {
-	out := map[int64][]fsprobe.Tail{}
+// tailShape is where in a grain a file tail lies and how much of its
+// block the file fills.
+type tailShape struct {
+	at          int64 // offset of the block within its grain
+	block, used int
+}
+
+// tailsByShape indexes file tails by their shape, so that a slot costs one
+// look per place a tail may lie in it, not one per tail.
+func tailsByShape(tails []fsprobe.Tail, gb int64) (map[tailShape][]fsprobe.Tail, [][2]int64) {
+	out := map[tailShape][]fsprobe.Tail{}
+	places := map[[2]int64]bool{} // (offset, block size)
 	for _, t := range tails {
 		if o := t.Addr % gb; o+int64(t.Block) <= gb {
-			out[o] = append(out[o], t)
+			out[tailShape{o, t.Block, t.Used}] = append(out[tailShape{o, t.Block, t.Used}], t)
+			places[[2]int64{o, int64(t.Block)}] = true
 		}
 	}
-	return out
+	return out, slices.SortedFunc(maps.Keys(places), func(a, b [2]int64) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
+	})
 }
 
 // tailGrain returns the grain the file tails a slot's bytes match name,
 // and how many match; 0 when they name several grains.
-func tailGrain(b []byte, tails map[int64][]fsprobe.Tail, gb int64) (int64, int) {
+func tailGrain(b []byte, tails map[tailShape][]fsprobe.Tail, places [][2]int64, gb int64) (int64, int) {
 	g, n := int64(-1), 0
-	for o, ts := range tails {
-		for _, t := range ts {
-			if ok, _ := t.TailMatch(b[o:]); !ok {
-				continue
-			}
+	for _, pl := range places {
+		blk := b[pl[0] : pl[0]+pl[1]]
+		last := len(blk) - 1
+		for last >= 0 && blk[last] == 0 {
+			last--
+		}
+		if last < 0 || last == len(blk)-1 {
+			continue // all zero, or no zeros at its end: no tail
+		}
+		for _, t := range tails[tailShape{pl[0], int(pl[1]), last + 1}] {
 			if g >= 0 && t.Addr/gb != g {
 				return 0, 0
 			}

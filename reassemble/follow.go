@@ -223,12 +223,17 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 		}
 		f.notes = append(f.notes, fmt.Sprintf("fragment following: the file is not contiguous from its header: at file offset %d, %s", q, why))
 	}
-	anchors = append(anchors, f.scanTails()...)
-	shifts := f.hypotheses(anchors)
-	if len(shifts) > maxHypotheses {
-		shifts = shifts[:maxHypotheses]
+	found, scanned := f.scanTails()
+	anchors = append(anchors, found...)
+	if !scanned {
+		// Too many positions to scan the image for: the tails are tried
+		// at the shifts the structures back instead.
+		shifts := f.hypotheses(anchors)
+		if len(shifts) > maxHypotheses {
+			shifts = shifts[:maxHypotheses]
+		}
+		anchors = append(anchors, f.tailAnchors(shifts)...)
 	}
-	anchors = append(anchors, f.tailAnchors(shifts)...)
 	if len(anchors) > maxFollowAnchors {
 		anchors = anchors[:maxFollowAnchors]
 	}
@@ -462,7 +467,10 @@ func (f *follower) tailAnchors(shifts []int64) []anchor {
 // the image per position of the tails within a host cluster, reading only
 // blocks the carve's fingerprints do not show random (a tail's zeros are
 // not random).
-func (f *follower) scanTails() []anchor {
+//
+// scanned is false when the tails lie at more positions within a cluster
+// than maxTailResidues: then nothing was scanned.
+func (f *follower) scanTails() (out []anchor, scanned bool) {
 	type key struct{ block, used int }
 	byShape := map[key][]int64{}
 	residues := map[int64]bool{}
@@ -472,12 +480,11 @@ func (f *follower) scanTails() []anchor {
 	}
 	if len(residues) > maxTailResidues {
 		f.notes = append(f.notes, fmt.Sprintf("fragment following: the guest's file tails lie at %d positions within a host cluster: the image is not scanned for them", len(residues)))
-		return nil
+		return nil, false
 	}
 	for _, ps := range byShape {
 		slices.Sort(ps)
 	}
-	var out []anchor
 	buf := make([]byte, tailScanChunk)
 	for _, r := range slices.Sorted(maps.Keys(residues)) {
 		for off := r; off < f.imageSize; off += tailScanChunk {
@@ -515,7 +522,7 @@ func (f *follower) scanTails() []anchor {
 			}
 		}
 	}
-	return out
+	return out, true
 }
 
 // mayHoldTail reports whether image bytes [off, off+n) may hold a block
@@ -625,9 +632,11 @@ func (f *follower) runs(anchors []anchor) []*run {
 func (f *follower) splitAtTails(r *run) []*run {
 	out := []*run{{shift: r.shift}}
 	next := 0
-	for _, p := range f.tailOffsets() {
-		if p <= r.lo() || p >= r.hi() {
-			continue
+	offs := f.tailOffsets()
+	from := sort.Search(len(offs), func(i int) bool { return offs[i] > r.lo() })
+	for _, p := range offs[from:] {
+		if p >= r.hi() {
+			break
 		}
 		t := f.tails[p]
 		b := f.read(p+r.shift, int64(t.Block))
