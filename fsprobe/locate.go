@@ -56,17 +56,18 @@ const (
 type Locator struct {
 	grainBytes, diskBytes int64
 
-	mbrs   map[string]int         // partition tables of sector-0 candidates
-	gpts   map[string][]partition // the GPT partitions behind a protective MBR, by its table
-	boots  map[string]*ntfsLoc    // by serial, hidden sectors and size
-	rec0s  map[string][]NTFSRun   // $MFT run lists from record-0 candidates
-	supers map[string]*extPrimary // primary superblocks (and their GDT) by UUID
-	parts  []partition            // the MBR's partitions, once one MBR is known
-	ntfs   []*ntfsLoc
-	ext    []*extLoc
-	kept   int // records and inodes kept so far
-	notes  []string
-	ready  bool
+	mbrs      map[string]int         // partition tables of sector-0 candidates
+	gpts      map[string][]partition // the GPT partitions behind a protective MBR, by its table
+	boots     map[string]*ntfsLoc    // by serial, hidden sectors and size
+	rec0s     map[string][]NTFSRun   // $MFT run lists from record-0 candidates
+	supers    map[string]*extPrimary // primary superblocks (and their GDT) by UUID
+	parts     []partition            // the MBR's partitions, once one MBR is known
+	ntfs      []*ntfsLoc
+	ext       []*extLoc
+	kept      int         // records and inodes kept so far
+	misplaced []Misplaced // (Misplaced)
+	notes     []string
+	ready     bool
 }
 
 type partition struct {
@@ -91,6 +92,9 @@ type extPrimary struct {
 	sb  *Ext4Superblock
 	raw []byte
 	gdt []byte // the group descriptor table as found after it (may be cut by the grain's end)
+	// places are the volume starts the superblock's places name (its
+	// virtual offset less Ext4SuperblockOffset), where LearnAt knew them.
+	places map[int64]bool
 }
 
 type extLoc struct {
@@ -129,6 +133,20 @@ func NewLocator(grainBytes, diskBytes int64) *Locator {
 		mbrs: map[string]int{}, gpts: map[string][]partition{}, boots: map[string]*ntfsLoc{}, rec0s: map[string][]NTFSRun{}, supers: map[string]*extPrimary{}}
 }
 
+// Misplaced is a geometry structure LearnAt read at a virtual offset
+// where it cannot lie: the bytes there are not that place's.
+type Misplaced struct {
+	Offset int64  // virtual offset it was read at
+	What   string // e.g. "an NTFS boot sector naming a volume at 1048576"
+}
+
+// Misplaced returns the geometry structures LearnAt read where they cannot
+// lie: an NTFS boot sector elsewhere than its hidden sectors (or its
+// backup's place) say, a primary ext4 superblock whose place names a
+// volume start where no volume can start (no partition of the guest's
+// table, or too near the disk's end for the volume). After Prepare.
+func (l *Locator) Misplaced() []Misplaced { return slices.Clone(l.misplaced) }
+
 // Volumes is the number of guest volumes the Locator located (after
 // Prepare).
 func (l *Locator) Volumes() int { return len(l.ntfs) + len(l.ext) }
@@ -138,7 +156,20 @@ func (l *Locator) Notes() []string { return l.notes }
 
 // Learn is the first pass: it collects partition tables, boot sectors,
 // $MFT record 0 and primary superblocks from one grain's bytes.
-func (l *Locator) Learn(buf []byte) {
+func (l *Locator) Learn(buf []byte) { l.LearnAt(buf, -1) }
+
+// LearnAt is Learn for bytes whose virtual offset virt the caller knows
+// (the grain tables place them), or -1. A primary superblock does not name
+// its volume's start, but its place does (the volume starts
+// Ext4SuperblockOffset before it): with virt known, the volume is located
+// only where that start is a partition of the guest's table, or the
+// disk's first byte when no table is known, and only when every place it
+// was read at agrees. An NTFS boot sector is learned only at the place its
+// hidden sectors name (or its backup's). Structures read where they cannot
+// lie are kept for Misplaced. With virt -1 the volume is put in the one
+// partition that can hold it, or at the disk's start when there is no
+// partition table.
+func (l *Locator) LearnAt(buf []byte, virt int64) {
 	for off := 0; off+sector <= len(buf); off += sector {
 		w := buf[off:]
 		switch {
@@ -156,6 +187,15 @@ func (l *Locator) Learn(buf []byte) {
 				continue
 			}
 			hidden := int64(binary.LittleEndian.Uint32(w[0x1C:])) * rec.Boot.SectorSize
+			if at := virt + int64(off); virt >= 0 && at != hidden && at != hidden+rec.Boot.TotalSectors*rec.Boot.SectorSize {
+				// Its hidden sectors name its volume's start: a boot
+				// sector, or its backup at the volume's end, read
+				// elsewhere is not that place's.
+				if len(l.misplaced) < maxLocatorVolumes {
+					l.misplaced = append(l.misplaced, Misplaced{Offset: at, What: fmt.Sprintf("an NTFS boot sector naming a volume at %d", hidden)})
+				}
+				continue
+			}
 			key := fmt.Sprintf("%s/%d/%d", rec.Boot.Serial, hidden, rec.Boot.TotalSectors)
 			if l.boots[key] == nil {
 				l.boots[key] = &ntfsLoc{start: hidden, boot: *rec.Boot}
@@ -172,11 +212,18 @@ func (l *Locator) Learn(buf []byte) {
 			if err != nil || !sb.MetadataCsum || !sb.CsumOK || sb.Group != 0 || len(l.supers) >= maxLocatorVolumes {
 				continue
 			}
-			p := &extPrimary{sb: sb, raw: append([]byte(nil), w[:Ext4SuperblockSize]...)}
+			p := &extPrimary{sb: sb, raw: append([]byte(nil), w[:Ext4SuperblockSize]...), places: map[int64]bool{}}
 			if gdt := off - Ext4SuperblockOffset + int(sb.FirstDataBlock+1)*int(sb.BlockSize); gdt > off && gdt < len(buf) {
 				p.gdt = append([]byte(nil), buf[gdt:min(len(buf), gdt+maxGDTBytes)]...)
 			}
-			if q := l.supers[sb.UUID]; q == nil || len(q.gdt) < len(p.gdt) {
+			q := l.supers[sb.UUID]
+			if q != nil {
+				p.places = q.places
+			}
+			if virt >= 0 && len(p.places) < maxLocatorVolumes {
+				p.places[virt+int64(off)-Ext4SuperblockOffset] = true
+			}
+			if q == nil || len(q.gdt) < len(p.gdt) {
 				l.supers[sb.UUID] = p
 			}
 		}
@@ -334,11 +381,36 @@ func (l *Locator) extVolume(p *extPrimary) *extLoc {
 	sb := p.sb
 	size := int64(sb.Blocks) * int64(sb.BlockSize)
 	start := int64(-1)
-	if len(l.parts) == 0 {
+	switch {
+	case len(p.places) > 0:
+		// The superblock's place names the start, which must be where a
+		// volume can start: a partition of the table, or the disk's start
+		// when there is none. Bytes read at the wrong place would put
+		// every structure of the volume at that place's shift and so
+		// agree with it: such a place is misplaced.
+		// Without a partition table, a start inside the disk other than
+		// its first byte is neither: the table may be lost.
+		var good []int64
+		for _, at := range slices.Sorted(maps.Keys(p.places)) {
+			switch {
+			case at+size > l.diskBytes || (len(l.parts) > 0 && !l.partitionAt(at)):
+				if len(l.misplaced) < maxLocatorVolumes {
+					l.misplaced = append(l.misplaced, Misplaced{Offset: at + Ext4SuperblockOffset, What: fmt.Sprintf("a primary ext4 superblock naming a volume at %d", at)})
+				}
+			case len(l.parts) > 0 || at == 0:
+				good = append(good, at)
+			}
+		}
+		if len(good) != 1 || good[0]+size > l.diskBytes {
+			l.notes = append(l.notes, fmt.Sprintf("ext4 volume %s: its superblock was found at %d places, %d of them where a volume can start: not located", sb.UUID, len(p.places), len(good)))
+			return nil
+		}
+		start = good[0]
+	case len(l.parts) == 0:
 		if size <= l.diskBytes {
 			start = 0
 		}
-	} else {
+	default:
 		n := 0
 		for _, q := range l.parts {
 			if q.length >= size {

@@ -251,3 +251,51 @@ func FuzzIndexBlock(f *testing.F) {
 		}
 	})
 }
+
+// TestLearnAtPlaces: with the grains' virtual offsets known, a volume is
+// located only from geometry read where it can lie; read elsewhere it is
+// not located, and said misplaced where its place is impossible.
+func TestLearnAtPlaces(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		tool      string
+		typ       byte
+		args      []string
+		from      int64 // the grain holding the volume's start is read at this grain
+		mbr       bool  // grain 0 (the partition table) is learned too
+		located   bool
+		misplaced bool
+	}{
+		{"ext4 in place", "mkfs.ext4", 0x83, ext4Args, 16, true, true, false},
+		{"ext4 moved", "mkfs.ext4", 0x83, ext4Args, 17, true, false, true},
+		// Without the table nothing says where the volume starts: the
+		// place is neither believed nor called wrong...
+		{"ext4 in place, table lost", "mkfs.ext4", 0x83, ext4Args, 16, false, false, false},
+		// ...unless the volume cannot fit in the disk from there.
+		{"ext4 near the end, table lost", "mkfs.ext4", 0x83, ext4Args, 300, false, false, true},
+		{"ntfs in place", "mkntfs", 0x07, ntfsArgs, 16, true, true, false},
+		{"ntfs moved", "mkntfs", 0x07, ntfsArgs, 17, true, false, true},
+		{"ntfs moved, table lost", "mkntfs", 0x07, ntfsArgs, 20, false, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			disk := guestDisk(t, tc.tool, tc.typ, tc.args...)
+			l := NewLocator(testGrain, int64(len(disk)))
+			if tc.mbr {
+				l.LearnAt(disk[:testGrain], 0)
+			}
+			l.LearnAt(disk[16*testGrain:17*testGrain], tc.from*testGrain)
+			l.Prepare()
+			if got := l.Volumes() == 1; got != tc.located {
+				t.Errorf("located %v, want %v; notes %v", got, tc.located, l.Notes())
+			}
+			if got := len(l.Misplaced()) > 0; got != tc.misplaced {
+				t.Errorf("misplaced %v (%v), want %v", got, l.Misplaced(), tc.misplaced)
+			}
+		})
+	}
+}
+
+var (
+	ext4Args = []string{"-q", "-F", "-b", "4096", "-I", "256", "-O", "metadata_csum,64bit", "-E", "lazy_itable_init=0,lazy_journal_init=0"}
+	ntfsArgs = []string{"-q", "-F", "-f", "-s", "512", "-c", "4096", "-p", "2048", "-H", "16", "-S", "63"}
+)

@@ -366,10 +366,11 @@ func tailGrain(b []byte, tails map[tailShape][]fsprobe.Tail, places [][2]int64, 
 }
 
 // locateGrains runs a Locator over a set of grains: learn yields the
-// grains the guest's geometry is learned from, each every grain to look
+// grains the guest's geometry is learned from (with their virtual
+// offsets, -1 where not known: fsprobe.Locator.LearnAt), each every grain to look
 // in (by a key of the caller's). It returns the claims found, by key.
-func locateGrains(loc *fsprobe.Locator, learn func(fn func(b []byte)), each func(fn func(key int64, b []byte))) map[int64][]fsprobe.Claim {
-	learn(loc.Learn)
+func locateGrains(loc *fsprobe.Locator, learn func(fn func(b []byte, virt int64)), each func(fn func(key int64, b []byte))) map[int64][]fsprobe.Claim {
+	learn(loc.LearnAt)
 	loc.Prepare()
 	claims := map[int64][]fsprobe.Claim{}
 	each(func(k int64, b []byte) {

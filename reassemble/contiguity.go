@@ -115,6 +115,9 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		why := ""
 		if contiguous {
 			why = foreignAt(x, inst, imgOff, n, buf, zeroIsProof)
+			if why == "" {
+				why = misplacedIn(inst.misplaced, fileOff, n)
+			}
 			if why == "" && !zeroIsProof && entropy.Zero(buf) {
 				zeroGrains++
 			}
@@ -271,6 +274,17 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	return brokenAt
 }
 
+// misplacedIn says why file bytes [off, off+n) are not the file's when a
+// structure in ms lies there, or "".
+func misplacedIn(ms []structureAt, off, n int64) string {
+	for _, m := range ms {
+		if m.off < off+n && m.off+m.n > off {
+			return m.what
+		}
+	}
+	return ""
+}
+
 // structureAt is a structure the VMDK's own metadata predicts at a file
 // offset (a grain directory or table), for the damage policy.
 type structureAt struct {
@@ -332,7 +346,7 @@ func selfProven(inst *Instance, view *fileView, grains []uint64) map[uint64]stri
 		}
 	}
 	claims := locateGrains(loc,
-		func(fn func([]byte)) { read(func(_ uint64, b []byte) { fn(b) }) },
+		func(fn func([]byte, int64)) { read(func(g uint64, b []byte) { fn(b, int64(g)*h.GrainBytes()) }) },
 		func(fn func(int64, []byte)) { read(func(g uint64, b []byte) { fn(int64(g), b) }) })
 	out := map[uint64]string{}
 	for g, c := range claims {

@@ -444,8 +444,10 @@ func misplacedGuest(inst *Instance, view *fileView, x *hitIndex) (int64, string)
 	}
 	loc := fsprobe.NewLocator(gb, int64(h.Capacity)*vmdk.SectorSize)
 	claims := locateGrains(loc,
-		func(fn func([]byte)) {
-			read(grainsHolding(inst, x.geometry, 0, gb, grains), func(_ int64, b []byte) { fn(b) })
+		func(fn func([]byte, int64)) {
+			// The places are what is being checked: the geometry is
+			// learned as if they were not known.
+			read(grainsHolding(inst, x.geometry, 0, gb, grains), func(_ int64, b []byte) { fn(b, -1) })
 		},
 		func(fn func(int64, []byte)) { read(grainsHolding(inst, x.guest, 0, gb, grains), fn) })
 	first, why := int64(-1), ""

@@ -2,7 +2,7 @@ package reassemble
 
 import (
 	"bytes"
-	"encoding/binary"
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -173,6 +173,9 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 		limit = broken
 	}
 	loc := f.learned(limit)
+	if broken < 0 {
+		inst.misplaced = f.misplaced(loc)
+	}
 	if loc.Volumes() == 0 {
 		if broken >= 0 {
 			inst.Notes = append(inst.Notes, "fragment following: the file's first piece shows no guest volume, so no structure can vote for a shift")
@@ -218,6 +221,9 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 		// files of the same guest), not its pieces, and the image is not
 		// scanned for tails.
 		q, why := f.reachPlain(H, 0, (fileEnd+clusterBytes-1)/clusterBytes*clusterBytes)
+		if m := inst.misplaced; len(m) > 0 && (why == "" || m[0].off < q) {
+			q, why = m[0].off, m[0].what
+		}
 		if why == "" {
 			return nil, nil
 		}
@@ -273,20 +279,31 @@ func (f *follower) learned(limit int64) *fsprobe.Locator {
 		case f.x.volumeAt[y-fsprobe.Ext4SuperblockOffset]:
 			start = y - fsprobe.Ext4SuperblockOffset // a primary superblock: Learn wants its block
 		case f.x.volumeAt[y]:
-			// An NTFS boot sector names its own place.
-			b := f.read(y, vmdk.SectorSize)
-			if b == nil || len(b) < 0x20 || int64(binary.LittleEndian.Uint32(b[0x1C:]))*vmdk.SectorSize != v {
-				continue
-			}
+			// An NTFS boot sector names its own place (LearnAt checks it).
 		case f.x.mbrAt(y) && v != 0:
 			continue // a partition table is sector 0
 		}
 		if b := f.read(start, learnWindow); b != nil {
-			loc.Learn(b)
+			loc.LearnAt(b, v-(y-start))
 		}
 	}
 	loc.Prepare()
 	return loc
+}
+
+// misplaced lists the geometry structures the header's shift reads where
+// they cannot lie (fsprobe.Locator.Misplaced), by file offset: bytes that
+// are not the file's there.
+func (f *follower) misplaced(loc *fsprobe.Locator) []structureAt {
+	var out []structureAt
+	for _, m := range loc.Misplaced() {
+		if p, ok := f.fileOf(m.Offset, vmdk.SectorSize); ok {
+			out = append(out, structureAt{off: p, n: vmdk.SectorSize,
+				what: fmt.Sprintf("%s is read at virtual offset %d, where it cannot lie", m.What, m.Offset)})
+		}
+	}
+	slices.SortFunc(out, func(a, b structureAt) int { return cmp.Compare(a.off, b.off) })
+	return out
 }
 
 // virtualOf maps a file offset in a grain slot the tables name to its

@@ -140,6 +140,7 @@ type Instance struct {
 	damage        *damagePolicy         // the damage policy's state for the file, for inheritLattices
 	follow        *followInput          // what fragment following used, to follow again with copies (copyanchors.go)
 	expect        []fsprobe.Expectation // what the guest predicts beyond its sector 0 (a flat disk found by its NTFS volume)
+	misplaced     []structureAt         // guest structures the header's shift reads where they cannot lie (follow.go)
 	ntfsStart     int64                 // a flat disk found by its NTFS volume: the volume's start
 	cutByHeader   bool                  // the contiguous region ends at another VMDK header
 	capacityBound bool                  // the inferred header's capacity is only an upper bound

@@ -204,7 +204,7 @@ func guestShifts(cands []*Instance, taken map[*Instance]bool, image io.ReaderAt,
 			}
 		}
 	}
-	claims := locateGrains(loc, func(fn func([]byte)) { each(func(_ int64, b []byte) { fn(b) }) }, each)
+	claims := locateGrains(loc, func(fn func([]byte, int64)) { each(func(_ int64, b []byte) { fn(b, -1) }) }, each)
 	shift := map[*Instance]uint64{}
 	bad := map[*Instance]bool{}
 	for key, c := range claims {
