@@ -17,9 +17,10 @@ import (
 type followCase struct {
 	scenario string
 	size     int64
-	// minRecall is the share of a sparse file's intact grains its own
-	// instance must place, by guest filesystem ("" for the synthetic
-	// disk, whose pieces hold no guest structure and are not followed).
+	// minRecall is the share of a file's intact grains its own instance
+	// must place, by guest filesystem and "sparse" or "stream" ("ext4
+	// sparse"). The synthetic disk's pieces hold no guest structure and
+	// are not followed: it is logged only.
 	minRecall map[string]float64
 }
 
@@ -28,8 +29,10 @@ type followCase struct {
 // headerless decoy piece of another sparse file of the same guest
 // between them, and no host metadata at all (corpus "fragmented"); then
 // the same with every 8th MiB of each file encrypted. No grain may be
-// wrong, the decoy's bytes are never a source, and each real-guest sparse
-// file places the recall its anchors reach. It logs the table the closing
+// wrong, the decoy's bytes are never a source, and each real-guest file
+// places the recall its anchors reach: a sparse file's pieces by their
+// anchors, a stream's runs of records by its markers, where the two
+// copies' blocks corroborate each other. It logs the table the closing
 // note quotes.
 func TestFollowFragments(t *testing.T) {
 	if testing.Short() {
@@ -37,8 +40,8 @@ func TestFollowFragments(t *testing.T) {
 	}
 	var rows []string
 	for _, fc := range []followCase{
-		{"fragmented", 256 << 20, map[string]float64{corpus.FSExt4: 0.75, corpus.FSNTFS: 0.72}},
-		{"fragmented-encrypted", 256 << 20, map[string]float64{corpus.FSExt4: 0.68, corpus.FSNTFS: 0.75}},
+		{"fragmented", 256 << 20, map[string]float64{"ext4 sparse": 0.95, "ntfs sparse": 0.98, "ext4 stream": 0.94, "ntfs stream": 0.95}},
+		{"fragmented-encrypted", 256 << 20, map[string]float64{"ext4 sparse": 0.90, "ntfs sparse": 0.98, "ext4 stream": 0.92, "ntfs stream": 0.88}},
 	} {
 		t.Run(fc.scenario, func(t *testing.T) {
 			spec, err := corpus.Scenario(fc.scenario, 3, fc.size, corpus.HaveQemu())
@@ -85,10 +88,14 @@ func TestFollowFragments(t *testing.T) {
 					}
 					rows = append(rows, fmt.Sprintf("%-22s %-24s %-9s pieces %2d  anchors %5d  anchored fragments %2d  recall %5.1f%% (%d/%d)  wrong %d  unplaced %d  rebuild %.1fs",
 						fc.scenario, f.Variant, kind, max(len(f.Fragments), 1), anchors, anchored, 100*recall, placed, intact, s.wrong, intact-placed, seconds))
-					if fs == nil || !strings.Contains(string(f.Variant), "sparse") {
-						continue // streams place by their markers; logged only
+					if fs == nil {
+						continue
 					}
-					if want := fc.minRecall[fs.FS]; recall < want {
+					layout := "stream"
+					if strings.Contains(string(f.Variant), "sparse") {
+						layout = "sparse"
+					}
+					if want := fc.minRecall[fs.FS+" "+layout]; recall < want {
 						t.Errorf("%s (%s guest): placed %d of %d intact grains (%.1f%%), want at least %.0f%%", f.Variant, fs.FS, placed, intact, 100*recall, 100*want)
 					}
 				}

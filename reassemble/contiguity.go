@@ -325,8 +325,9 @@ func vmwareWritten(d *vmdk.Descriptor) bool {
 
 // selfProven returns, of the grains a table placed at bytes read on the
 // contiguous assumption, those whose self-locating guest structures
-// (fsprobe.Locator) all name that very grain, with what they are. The
-// guest's geometry is learned from the same grains.
+// (fsprobe.Locator) all name that very grain, from its first host cluster
+// to its last, with what they are. The guest's geometry is learned from
+// the same grains.
 func selfProven(inst *Instance, view *fileView, grains []uint64) map[uint64]string {
 	if len(grains) == 0 {
 		return nil
@@ -350,11 +351,24 @@ func selfProven(inst *Instance, view *fileView, grains []uint64) map[uint64]stri
 		func(fn func(int64, []byte)) { read(func(g uint64, b []byte) { fn(int64(g), b) }) })
 	out := map[uint64]string{}
 	for g, c := range claims {
-		if cands := loc.Candidates(c); len(cands) == 1 && cands[0] == g {
+		if cands := loc.Candidates(c); len(cands) == 1 && cands[0] == g && spansGrain(c, grainLength(h, uint64(g))) {
 			out[uint64(g)] = fsprobe.Describe(c)
 		}
 	}
 	return out
+}
+
+// spansGrain reports whether claims lie in both the first and the last
+// host cluster of a grain of n bytes: a structure proves the cluster it
+// lies in, and a file's piece may end at any cluster inside the grain
+// (an MBR proves grain 0's first sector, not the 60 KiB after it).
+func spansGrain(claims []fsprobe.Claim, n int64) bool {
+	first, last := false, false
+	for _, c := range claims {
+		first = first || int64(c.At) < clusterBytes
+		last = last || int64(c.At) >= n-clusterBytes
+	}
+	return first && last
 }
 
 // firstStored is the image offset of the first piece that is not a hole.

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 
 	"github.com/cespare/xxhash/v2"
 
 	"vmdkcarve/internal/entropy"
+	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
 
@@ -20,6 +22,17 @@ import (
 // anchor like any other, voting for the shift of the piece it lies in. A
 // block found at one place is a full anchor; at a few places, each is a
 // tail-like candidate (weak); at more, it proves nothing.
+//
+// A run of grain records no stream took, as its lengths do not tell its
+// stream, but that only one stream could hold (orphans.go, heldRuns),
+// still names its LBAs and decodes to grains' bytes: its blocks are
+// candidates for that stream's peers, weak wherever they are found (the
+// run may be a lost stream's of the same geometry), so a piece rests on
+// them only where minWeakGrains grains agree on its shift. Where random grains
+// leave a stream's runs and a sparse copy's pieces without structures,
+// the two corroborate each other: the pieces found by the records place
+// the sparse copy's grains, which then attach the runs (attachOrphanRuns
+// runs again after).
 
 // Limits of copy anchors.
 const (
@@ -54,11 +67,13 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 		file  int64  // file offset of the block in inst
 		sum   uint64 // xxhash64 of the copy's block
 		clear bool   // the copy's block does not read random
+		weak  bool   // from a record no stream owns
 	}
 	byHash := map[uint64][]want{}
 	var todo []*Instance
 	blocks := 0
 	buf := make([]byte, 12+vmdk.MaxCompressedGrain(vmdk.MaxGrainSize*vmdk.SectorSize))
+	held := heldRuns(instances, x)
 	for _, inst := range instances {
 		in := inst.follow
 		if in == nil {
@@ -84,12 +99,32 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 				for k := int64(0); k+fpBlock <= int64(len(b)) && blocks < maxCopyBlocks; k += fpBlock {
 					blk := b[k : k+fpBlock]
 					if fp := blockPrint(blk); fp != 0 {
-						byHash[fp] = append(byHash[fp], want{inst, int64(c.sector)*vmdk.SectorSize + k, xxhash.Sum64(blk), !entropy.RandomLooking(blk)})
+						byHash[fp] = append(byHash[fp], want{inst: inst, file: int64(c.sector)*vmdk.SectorSize + k, sum: xxhash.Sum64(blk), clear: !entropy.RandomLooking(blk)})
 						blocks++
 					}
 				}
 				return true
 			})
+			if gr := inst.grains.at(c.grain); (gr != nil && gr.Status != Missing) || blocks >= maxCopyBlocks {
+				continue
+			}
+			n := grainLength(h, c.grain)
+			for _, m := range heldRecords(held, inst, c.grain*h.GrainSize) {
+				if int64(m.Grain.DataBytes) != n || blocks >= maxCopyBlocks {
+					continue
+				}
+				b, ok := recordData(image, m, h, buf)
+				if !ok {
+					continue
+				}
+				for k := int64(0); k+fpBlock <= int64(len(b)) && blocks < maxCopyBlocks; k += fpBlock {
+					blk := b[k : k+fpBlock]
+					if fp := blockPrint(blk); fp != 0 {
+						byHash[fp] = append(byHash[fp], want{inst: inst, file: int64(c.sector)*vmdk.SectorSize + k, sum: xxhash.Sum64(blk), weak: true})
+						blocks++
+					}
+				}
+			}
 		}
 		if blocks > before {
 			todo = append(todo, inst)
@@ -116,7 +151,7 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 	for v, ws := range byHash {
 		ys := places[v]
 		for _, w := range ws {
-			if w.clear {
+			if w.clear && !w.weak {
 				clearInCopy[w.inst] = append(clearInCopy[w.inst], structureAt{off: w.file, n: fpBlock, what: "a block a copy of the disk holds in clear"})
 			}
 			if len(ys) > maxCopyPlaces {
@@ -128,7 +163,11 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 				if _, err := image.ReadAt(blk, y); err != nil || xxhash.Sum64(blk) != w.sum {
 					continue
 				}
-				extra[w.inst] = append(extra[w.inst], anchor{file: w.file, img: y, n: fpBlock, kind: "block of a copy's grain", weak: len(ys) > 1})
+				kind := "block of a copy's grain"
+				if w.weak {
+					kind = "block of an unattached stream record"
+				}
+				extra[w.inst] = append(extra[w.inst], anchor{file: w.file, img: y, n: fpBlock, kind: kind, weak: w.weak || len(ys) > 1})
 			}
 		}
 	}
@@ -155,6 +194,44 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 		inst.size = view.size()
 		placeCandidates(inst, view, in.cands, x, opts, in.zero, append(slices.Clone(in.predicted), proofs...))
 	}
+}
+
+// heldRecords returns the records of LBA lba in the runs held by inst's
+// peers (streams of its capacity and grain size).
+func heldRecords(held map[*Instance][][]*signatures.Hit, inst *Instance, lba uint64) []*signatures.Hit {
+	var out []*signatures.Hit
+	for s, runs := range held {
+		if s == inst || s.Header.Capacity != inst.Header.Capacity || s.Header.GrainSize != inst.Header.GrainSize {
+			continue
+		}
+		for _, run := range runs {
+			// A run's LBAs ascend.
+			i := sort.Search(len(run), func(i int) bool { return run[i].Grain.LBA >= lba })
+			if i < len(run) && run[i].Grain.LBA == lba && !run[i].Grain.Zero {
+				out = append(out, run[i])
+			}
+		}
+	}
+	return out
+}
+
+// recordData reads and inflates a grain record found at m (in buf) and
+// checks it against the carve's xxhash of its data.
+func recordData(image io.ReaderAt, m *signatures.Hit, h *vmdk.SparseHeader, buf []byte) ([]byte, bool) {
+	if m.Length <= 0 || m.Length > int64(len(buf)) {
+		return nil, false
+	}
+	rec := buf[:max(m.Length, 12)]
+	k, err := image.ReadAt(rec, m.Offset)
+	if err != nil && (err != io.EOF || k == 0) {
+		return nil, false
+	}
+	out := make([]byte, h.GrainBytes())
+	gm, d, err := vmdk.DecodeGrain(rec[:k], out)
+	if err != nil || gm.LBA != m.Grain.LBA || d != m.Grain.DataBytes || xxhash.Sum64(out[:d]) != m.Grain.Hash {
+		return nil, false
+	}
+	return out[:d], true
 }
 
 // peerGrain calls fn with grain g of every other instance of inst's

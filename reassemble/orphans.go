@@ -142,7 +142,6 @@ func orphanRuns(x *hitIndex, owned map[int64]bool) [][]*signatures.Hit {
 // runFits reports whether a run of records can only be the missing piece
 // of stream s (see attachOrphanRuns).
 func runFits(s *Instance, run []*signatures.Hit, instances []*Instance) bool {
-	h := s.Header
 	if s.table == nil && corroborated(s, run, instances) < max(len(run), minInformativeRecords) {
 		// Without the stream's own table, a run of another stream whose
 		// LBAs happen to fall in a gap is indistinguishable from ours,
@@ -150,6 +149,30 @@ func runFits(s *Instance, run []*signatures.Hit, instances []*Instance) bool {
 		// placed for its grain.
 		return false
 	}
+	if !couldHold(s, run, true) {
+		return false
+	}
+	// Records of incompressible grains all have one length, in every
+	// stream: spacing the table agrees with says nothing unless enough
+	// records were compressed, each to a length of its own.
+	informative := 0
+	for _, m := range run {
+		if m.Length < s.Header.GrainBytes() {
+			informative++
+		}
+	}
+	return informative >= minInformativeRecords || corroborated(s, run, instances) >= minInformativeRecords
+}
+
+// couldHold reports whether nothing in stream s excludes the run as its
+// missing piece: its LBAs are grains of s, fill one gap of its records,
+// and (where its table survives) lie at file offsets spaced as the
+// records are, on its host cluster grid. With continues, s must also
+// hold a record below the run's LBAs (the run continues the stream, it
+// does not start it: the start is the header's fragment); without, a
+// stream whose own records were all lost is not excluded.
+func couldHold(s *Instance, run []*signatures.Hit, continues bool) bool {
+	h := s.Header
 	for _, m := range run {
 		if m.Grain.LBA%h.GrainSize != 0 || m.Grain.LBA/h.GrainSize >= h.Grains() {
 			return false
@@ -159,12 +182,10 @@ func runFits(s *Instance, run []*signatures.Hit, instances []*Instance) bool {
 		}
 	}
 	lo, hi := run[0].Grain.LBA, run[len(run)-1].Grain.LBA
-	// The instance's own records, by LBA: none may fall inside [lo, hi],
-	// and there must be one below lo (the run continues the stream, it
-	// does not start it: the start is the header's fragment).
+	// The instance's own records, by LBA: none may fall inside [lo, hi].
 	lbas := s.knownLBAs()
 	i := sort.Search(len(lbas), func(i int) bool { return lbas[i] >= lo })
-	if i == 0 || (i < len(lbas) && lbas[i] <= hi) {
+	if (continues && i == 0) || (i < len(lbas) && lbas[i] <= hi) {
 		return false
 	}
 	if s.table != nil {
@@ -187,16 +208,46 @@ func runFits(s *Instance, run []*signatures.Hit, instances []*Instance) bool {
 			return false
 		}
 	}
-	// Records of incompressible grains all have one length, in every
-	// stream: spacing the table agrees with says nothing unless enough
-	// records were compressed, each to a length of its own.
-	informative := 0
-	for _, m := range run {
-		if m.Length < h.GrainBytes() {
-			informative++
+	return true
+}
+
+// heldRuns returns the runs of records no stream owns that exactly one
+// stream could hold (couldHold, even one whose own records were all
+// lost) and that continue that stream, by that stream: not attached, as
+// their lengths do not tell their stream, but candidates for the blocks
+// of the stream's disk (copy anchors, copyanchors.go).
+func heldRuns(instances []*Instance, x *hitIndex) map[*Instance][][]*signatures.Hit {
+	var streams []*Instance
+	owned := make(map[int64]bool)
+	for _, inst := range instances {
+		if inst.Header.Compressed() {
+			streams = append(streams, inst)
+			for _, m := range inst.markers {
+				owned[m.Offset] = true
+			}
 		}
 	}
-	return informative >= minInformativeRecords || corroborated(s, run, instances) >= minInformativeRecords
+	out := map[*Instance][][]*signatures.Hit{}
+	if len(streams) == 0 {
+		return out
+	}
+	for _, run := range orphanRuns(x, owned) {
+		run, _ = trimRun(run)
+		if len(run) == 0 {
+			continue
+		}
+		var holder *Instance
+		n := 0
+		for _, s := range streams {
+			if couldHold(s, run, false) {
+				holder, n = s, n+1
+			}
+		}
+		if n == 1 && couldHold(holder, run, true) {
+			out[holder] = append(out[holder], run)
+		}
+	}
+	return out
 }
 
 // corroborated counts the records of a run whose data another file of the
