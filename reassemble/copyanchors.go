@@ -1,8 +1,10 @@
 package reassemble
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 
@@ -24,11 +26,14 @@ import (
 // tail-like candidate (weak); at more, it proves nothing.
 //
 // A run of grain records no stream took, as its lengths do not tell its
-// stream, but that only one stream could hold (orphans.go, heldRuns),
-// still names its LBAs and decodes to grains' bytes: its blocks are
+// stream, still names its LBAs and decodes to grains' bytes. Where only
+// one stream could hold it (orphans.go, heldRuns), its blocks are
 // candidates for that stream's peers, weak wherever they are found (the
 // run may be a lost stream's of the same geometry), so a piece rests on
-// them only where minWeakGrains grains agree on its shift. Where random grains
+// them only where minWeakGrains grains agree on its shift. Where several
+// streams could, its blocks vote for no shift: they only extend pieces
+// their peers' own anchors found (two disks written in virtual order lay
+// the same LBAs alike, so records of one line up with the other's file). Where random grains
 // leave a stream's runs and a sparse copy's pieces without structures,
 // the two corroborate each other: the pieces found by the records place
 // the sparse copy's grains, which then attach the runs (attachOrphanRuns
@@ -68,6 +73,8 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 		sum   uint64 // xxhash64 of the copy's block
 		clear bool   // the copy's block does not read random
 		weak  bool   // from a record no stream owns
+		// extendOnly: from a run several streams could hold
+		extendOnly bool
 	}
 	byHash := map[uint64][]want{}
 	var todo []*Instance
@@ -109,7 +116,8 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 				continue
 			}
 			n := grainLength(h, c.grain)
-			for _, m := range heldRecords(held, inst, c.grain*h.GrainSize) {
+			for _, hr := range heldRecords(held, inst, c.grain*h.GrainSize) {
+				m := hr.m
 				if int64(m.Grain.DataBytes) != n || blocks >= maxCopyBlocks {
 					continue
 				}
@@ -120,7 +128,7 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 				for k := int64(0); k+fpBlock <= int64(len(b)) && blocks < maxCopyBlocks; k += fpBlock {
 					blk := b[k : k+fpBlock]
 					if fp := blockPrint(blk); fp != 0 {
-						byHash[fp] = append(byHash[fp], want{inst: inst, file: int64(c.sector)*vmdk.SectorSize + k, sum: xxhash.Sum64(blk), weak: true})
+						byHash[fp] = append(byHash[fp], want{inst: inst, file: int64(c.sector)*vmdk.SectorSize + k, sum: xxhash.Sum64(blk), weak: true, extendOnly: !hr.sure})
 						blocks++
 					}
 				}
@@ -167,7 +175,7 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 				if w.weak {
 					kind = "block of an unattached stream record"
 				}
-				extra[w.inst] = append(extra[w.inst], anchor{file: w.file, img: y, n: fpBlock, kind: kind, weak: w.weak || len(ys) > 1})
+				extra[w.inst] = append(extra[w.inst], anchor{file: w.file, img: y, n: fpBlock, kind: kind, weak: w.weak || len(ys) > 1, extendOnly: w.extendOnly})
 			}
 		}
 	}
@@ -196,19 +204,26 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 	}
 }
 
+// heldRecord is a record of a held run, and whether the run is sure.
+type heldRecord struct {
+	m    *signatures.Hit
+	sure bool
+}
+
 // heldRecords returns the records of LBA lba in the runs held by inst's
 // peers (streams of its capacity and grain size).
-func heldRecords(held map[*Instance][][]*signatures.Hit, inst *Instance, lba uint64) []*signatures.Hit {
-	var out []*signatures.Hit
-	for s, runs := range held {
+func heldRecords(held map[*Instance][]heldRun, inst *Instance, lba uint64) []heldRecord {
+	var out []heldRecord
+	for _, s := range slices.SortedFunc(maps.Keys(held), func(a, b *Instance) int { return cmp.Compare(a.HeaderOffset, b.HeaderOffset) }) {
 		if s == inst || s.Header.Capacity != inst.Header.Capacity || s.Header.GrainSize != inst.Header.GrainSize {
 			continue
 		}
-		for _, run := range runs {
+		for _, hr := range held[s] {
 			// A run's LBAs ascend.
+			run := hr.records
 			i := sort.Search(len(run), func(i int) bool { return run[i].Grain.LBA >= lba })
 			if i < len(run) && run[i].Grain.LBA == lba && !run[i].Grain.Zero {
-				out = append(out, run[i])
+				out = append(out, heldRecord{run[i], hr.sure})
 			}
 		}
 	}

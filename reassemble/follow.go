@@ -104,6 +104,10 @@ type anchor struct {
 	// zeros, so alone it is a candidate, never a barrier, and it takes
 	// more of them to make a hypothesis (minWeakGrains).
 	weak bool
+	// extendOnly: weak, and no vote for a shift at all: it joins a piece
+	// other anchors found (copyanchors.go, a run of records several
+	// streams could hold).
+	extendOnly bool
 }
 
 func (a anchor) shift() int64 { return a.img - a.file }
@@ -433,7 +437,7 @@ func (f *follower) hypotheses(anchors []anchor) []int64 {
 	by := map[int64]*support{}
 	for _, a := range anchors {
 		s := a.shift()
-		if !f.congruent(s) {
+		if !f.congruent(s) || a.extendOnly {
 			continue
 		}
 		if by[s] == nil {
@@ -627,14 +631,17 @@ func (f *follower) runs(anchors []anchor) []*run {
 		whole = append(whole, f.splitAtTails(r)...)
 	}
 	// A part backed by tails alone must be a hypothesis by itself: a
-	// candidate or two cut off from the rest prove nothing.
+	// candidate or two cut off from the rest prove nothing, and anchors
+	// that only extend pieces none.
 	whole = slices.DeleteFunc(whole, func(r *run) bool {
 		grains := map[int64]bool{}
 		for _, a := range r.anchors {
 			if !a.weak {
 				return false
 			}
-			grains[a.file/f.gb] = true
+			if !a.extendOnly {
+				grains[a.file/f.gb] = true
+			}
 		}
 		return len(grains) < minWeakGrains
 	})
@@ -795,7 +802,7 @@ func (f *follower) contest(runs []*run) []*run {
 func (f *follower) unique(r *run, s int64, key func(anchor) int64, lo, hi int64) int {
 	n := 0
 	for _, a := range r.anchors {
-		if key(a)+a.n > lo && key(a) < hi && !f.same(a, s) {
+		if key(a)+a.n > lo && key(a) < hi && !a.extendOnly && !f.same(a, s) {
 			n++
 		}
 	}
@@ -904,8 +911,11 @@ func (f *follower) contradicts(q, s int64) string {
 	}
 	for p := q; p < q+clusterBytes; p += vmdk.SectorSize {
 		if t, ok := f.tails[p]; ok {
+			// In a block that reads random the tail may be the file's,
+			// destroyed by encryption: that is the damage policy's to
+			// decide (splitAtTails, tailProofs).
 			if b := f.read(p+s, int64(t.Block)); b != nil {
-				if _, mismatch := t.TailMatch(b); mismatch {
+				if _, mismatch := t.TailMatch(b); mismatch && !f.randomBlock(p+s, b) {
 					return fmt.Sprintf("the %s would hold bytes past the file's end", t.What)
 				}
 			}
@@ -1002,10 +1012,32 @@ func (f *follower) fragments(runs []*run) []Fragment {
 	}
 	for i := 0; i+1 < len(runs); i++ {
 		z1, z2 := end[i], start[i+1]
-		if z2 <= z1 {
+		if z2 == z1 {
 			bound[i] = fmt.Sprintf("at file offset %d, where the pieces' anchored clusters meet", z2)
-			end[i] = min(end[i], z2)
 			continue
+		}
+		if z2 < z1 {
+			// Both pieces have anchors in clusters [z2, z1): a cluster
+			// lies at one place, so they are the file's own piece's (the
+			// header's, which never gives way) or neither's.
+			if f.isHead(runs[i]) {
+				start[i+1] = z1
+				bound[i] = fmt.Sprintf("at file offset %d: the file's first piece keeps clusters both pieces have anchors in", z1)
+			} else {
+				end[i], start[i+1] = z2, z1
+				bound[i] = fmt.Sprintf("not known: both pieces have anchors in file offsets %d..%d, which are not mapped", z2, z1)
+			}
+			continue
+		}
+		if s := runs[i].shift; s == runs[i+1].shift {
+			// One shift on both sides: between two anchors of one shift
+			// the file is contiguous unless something there contradicts
+			// it (as inside a piece).
+			if _, why := f.reach(s, z1, z2); why == "" {
+				bound[i] = fmt.Sprintf("at file offset %d: the pieces on both sides have shift %d and nothing between contradicts it", z2, s)
+				end[i] = z2
+				continue
+			}
 		}
 		// Where each shift first meets a contradiction says how far the
 		// pieces can reach, not where they end: a piece with no anchors

@@ -149,3 +149,48 @@ func TestBlockPrintIsTheCarvesFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowBoundaries: between two pieces of one shift with nothing
+// between that contradicts it, the file is mapped whole; between pieces of
+// two shifts nothing is mapped (a piece with no anchors may lie there),
+// nor a cluster both have anchors in.
+func TestFollowBoundaries(t *testing.T) {
+	const mib = 1 << 20
+	piece := func(shift int64, files ...int64) *run {
+		r := &run{shift: shift}
+		for _, f := range files {
+			r.anchors = append(r.anchors, anchor{file: f, img: f + shift, n: 512, kind: "test"})
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name string
+		runs []*run
+		want string // "file..end@shift" per fragment
+	}{
+		{"one shift", []*run{piece(8*mib, 0, 64<<10), piece(8*mib, 512<<10, 576<<10)},
+			"[0K..512K@8388608 512K..580K@8388608]"},
+		{"two shifts", []*run{piece(8*mib, 0, 64<<10), piece(20*mib, 512<<10, 576<<10)},
+			"[0K..68K@8388608 512K..580K@20971520]"},
+		// Anchors of two shifts in one cluster: it lies at one place, so
+		// neither piece maps it.
+		{"two shifts in one cluster", []*run{piece(8*mib, 64<<10, 128<<10+512), piece(20*mib, 128<<10+2048, 256<<10)},
+			"[64K..128K@8388608 132K..260K@20971520]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newTestFollower(make([]byte, 32*mib))
+			var all []anchor
+			for _, r := range tc.runs {
+				all = append(all, r.anchors...)
+			}
+			f.setHypotheses(all)
+			var got []string
+			for _, fr := range f.fragments(tc.runs) {
+				got = append(got, fmt.Sprintf("%dK..%dK@%d", fr.FileOffset>>10, (fr.FileOffset+fr.Length)>>10, fr.ImageOffset-fr.FileOffset))
+			}
+			if s := fmt.Sprint(got); s != tc.want {
+				t.Errorf("fragments %s, want %s", s, tc.want)
+			}
+		})
+	}
+}

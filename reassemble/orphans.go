@@ -211,12 +211,19 @@ func couldHold(s *Instance, run []*signatures.Hit, continues bool) bool {
 	return true
 }
 
-// heldRuns returns the runs of records no stream owns that exactly one
-// stream could hold (couldHold, even one whose own records were all
-// lost) and that continue that stream, by that stream: not attached, as
-// their lengths do not tell their stream, but candidates for the blocks
-// of the stream's disk (copy anchors, copyanchors.go).
-func heldRuns(instances []*Instance, x *hitIndex) map[*Instance][][]*signatures.Hit {
+// heldRun is a run of records no stream attached, for one stream that
+// could hold it: sure when that stream alone could.
+type heldRun struct {
+	records []*signatures.Hit
+	sure    bool
+}
+
+// heldRuns returns the runs of records no stream owns, by each stream that
+// could hold them (couldHold, even one whose own records were all lost)
+// and that they continue: not attached, as their lengths do not tell their
+// stream, but candidates for the blocks of the stream's disk (copy
+// anchors, copyanchors.go), sure when exactly one stream could.
+func heldRuns(instances []*Instance, x *hitIndex) map[*Instance][]heldRun {
 	var streams []*Instance
 	owned := make(map[int64]bool)
 	for _, inst := range instances {
@@ -227,7 +234,7 @@ func heldRuns(instances []*Instance, x *hitIndex) map[*Instance][][]*signatures.
 			}
 		}
 	}
-	out := map[*Instance][][]*signatures.Hit{}
+	out := map[*Instance][]heldRun{}
 	if len(streams) == 0 {
 		return out
 	}
@@ -236,15 +243,16 @@ func heldRuns(instances []*Instance, x *hitIndex) map[*Instance][][]*signatures.
 		if len(run) == 0 {
 			continue
 		}
-		var holder *Instance
-		n := 0
+		var holders []*Instance
 		for _, s := range streams {
 			if couldHold(s, run, false) {
-				holder, n = s, n+1
+				holders = append(holders, s)
 			}
 		}
-		if n == 1 && couldHold(holder, run, true) {
-			out[holder] = append(out[holder], run)
+		for _, s := range holders {
+			if couldHold(s, run, true) {
+				out[s] = append(out[s], heldRun{run, len(holders) == 1})
+			}
 		}
 	}
 	return out
