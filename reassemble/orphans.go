@@ -142,11 +142,13 @@ func orphanRuns(x *hitIndex, owned map[int64]bool) [][]*signatures.Hit {
 // runFits reports whether a run of records can only be the missing piece
 // of stream s (see attachOrphanRuns).
 func runFits(s *Instance, run []*signatures.Hit, instances []*Instance) bool {
-	if s.table == nil && corroborated(s, run, instances) < max(len(run), minInformativeRecords) {
+	if s.table == nil && corroborated(s, run, instances) < max(len(run), minInformativeRecords) && copyAgrees(s, run, instances) < minInformativeRecords {
 		// Without the stream's own table, a run of another stream whose
 		// LBAs happen to fall in a gap is indistinguishable from ours,
-		// unless every record holds what another file of this disk
-		// placed for its grain.
+		// unless its records hold what another file of this disk placed
+		// for their grains: every one, or enough of them with none
+		// differing in one copy (the copy's other grains may be lost:
+		// destroyed by a locker at its own file offsets).
 		return false
 	}
 	if !couldHold(s, run, true) {
@@ -277,6 +279,35 @@ func corroborated(s *Instance, run []*signatures.Hit, instances []*Instance) int
 		})
 	}
 	return n
+}
+
+// copyAgrees is the most records of a run one other file of the disk's
+// geometry holds, placed, with the same xxhash, among files that place
+// none of the run's grains with other bytes (0 if none).
+func copyAgrees(s *Instance, run []*signatures.Hit, instances []*Instance) int {
+	best := 0
+	for _, p := range instances {
+		if p == s || p.Header.Capacity != s.Header.Capacity || p.Header.GrainSize != s.Header.GrainSize {
+			continue
+		}
+		agree, differ := 0, false
+		for _, m := range run {
+			gr := p.grains.at(m.Grain.LBA / s.Header.GrainSize)
+			if gr == nil || m.Grain.Zero {
+				continue
+			}
+			switch {
+			case gr.Status == Placed && gr.Hash == m.Grain.Hash:
+				agree++
+			case gr.Status == Placed || gr.Status == Zero:
+				differ = true
+			}
+		}
+		if !differ {
+			best = max(best, agree)
+		}
+	}
+	return best
 }
 
 // minInformativeRecords is the compressed records (shorter than a grain)

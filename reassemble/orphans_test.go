@@ -63,3 +63,37 @@ func TestHeldRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyAgrees: a table-less stream's run is vouched for by one copy of
+// the disk that holds some of its grains with the same bytes and none with
+// other bytes; grains the copy lost are neutral; a file of another
+// geometry says nothing.
+func TestCopyAgrees(t *testing.T) {
+	run := []*signatures.Hit{}
+	for g := uint64(10); g < 14; g++ {
+		run = append(run, &signatures.Hit{Grain: &signatures.GrainInfo{LBA: g * 128, DataBytes: 64 << 10, Hash: g}})
+	}
+	stream := &Instance{Header: &vmdk.SparseHeader{Capacity: 1 << 15, GrainSize: 128, CompressAlgorithm: vmdk.CompressDeflate}, grains: newDecisions()}
+	copyOf := func(capacity uint64, grains map[uint64]*Grain) *Instance {
+		inst := &Instance{Header: &vmdk.SparseHeader{Capacity: capacity, GrainSize: 128}, grains: newDecisions()}
+		for g, gr := range grains {
+			inst.grains.set(g, gr)
+		}
+		return inst
+	}
+	placed := func(h uint64) *Grain { return &Grain{Status: Placed, Hash: h} }
+	for _, tc := range []struct {
+		name string
+		peer *Instance
+		want int
+	}{
+		{"a copy with three of them", copyOf(1<<15, map[uint64]*Grain{10: placed(10), 11: placed(11), 13: placed(13)}), 3},
+		{"a copy that lost one", copyOf(1<<15, map[uint64]*Grain{10: placed(10), 11: {Status: Damaged}, 12: placed(12)}), 2},
+		{"one grain of other bytes", copyOf(1<<15, map[uint64]*Grain{10: placed(10), 11: placed(99), 12: placed(12)}), 0},
+		{"another geometry", copyOf(1<<16, map[uint64]*Grain{10: placed(10), 11: placed(11)}), 0},
+	} {
+		if got := copyAgrees(stream, run, []*Instance{stream, tc.peer}); got != tc.want {
+			t.Errorf("%s: %d records vouched for, want %d", tc.name, got, tc.want)
+		}
+	}
+}
