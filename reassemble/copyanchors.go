@@ -184,6 +184,10 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 		if len(as) == 0 {
 			continue
 		}
+		// (Found in map order: sorted, so the plan and its reasons do not
+		// change from run to run.)
+		slices.SortFunc(as, func(a, b anchor) int { return cmp.Or(cmp.Compare(a.file, b.file), cmp.Compare(a.img, b.img)) })
+		slices.SortFunc(clearInCopy[inst], func(a, b structureAt) int { return cmp.Compare(a.off, b.off) })
 		in := inst.follow
 		frags, proofs := followFragments(inst, image, x, opts, in.cands, in.predicted, in.broken, as...)
 		if frags == nil {
