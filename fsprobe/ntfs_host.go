@@ -1,6 +1,7 @@
 package fsprobe
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -298,23 +299,8 @@ func (in *ntfsIn) hypotheses() []ntfsGeom {
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b ntfsGeom) int {
-		if a.V != b.V {
-			return compareInt64(a.V, b.V)
-		}
-		return compareInt64(a.C, b.C)
-	})
+	slices.SortFunc(out, func(a, b ntfsGeom) int { return cmp.Or(cmp.Compare(a.V, b.V), cmp.Compare(a.C, b.C)) })
 	return out
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // evaluate collects the facts that support g. A boot sector counts 2 (it
@@ -584,7 +570,7 @@ func (v *ntfsVolume) fileMap(b *ntfsFile) (FileMap, bool) {
 			pieces = append(pieces, p)
 		}
 	}
-	slices.SortStableFunc(pieces, func(a, b NTFSData) int { return compareInt64(a.StartVCN, b.StartVCN) })
+	slices.SortStableFunc(pieces, func(a, b NTFSData) int { return cmp.Compare(a.StartVCN, b.StartVCN) })
 	// Coverage: pieces must chain from VCN 0 to the allocated size.
 	clusters := (d.Allocated + v.C - 1) / v.C
 	next, complete := int64(0), true

@@ -158,10 +158,7 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	} else {
 		logf("no fingerprints (%v): the damage policy cannot test for intermittent encryption", err)
 	}
-	disks, err := reassemble.Plan(img, ev.Size, hits, popts)
-	if err != nil {
-		return nil, err
-	}
+	disks := reassemble.Plan(img, ev.Size, hits, popts)
 	for _, dir := range []string{PlansDirName, DisksDirName} {
 		if err := os.MkdirAll(filepath.Join(c.Dir, dir), 0o755); err != nil {
 			return nil, err

@@ -21,7 +21,7 @@ type Options struct {
 // Plan groups hits into VMDK instances, decides every grain of each, and
 // merges instances that are copies of one virtual disk. image is the
 // evidence, read-only; hits must be sorted by offset.
-func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Options) ([]*Disk, error) {
+func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Options) []*Disk {
 	x := indexHits(hits)
 	x.imageSize = imageSize
 	var anchors []int64
@@ -95,7 +95,7 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 		}
 	}
 	linkVersions(disks, image)
-	return disks, nil
+	return disks
 }
 
 func countInstance(inst *Instance) Counts {
@@ -320,11 +320,6 @@ func (b *runBuilder) add(g, count uint64, gr *Grain) {
 		}
 	}
 	b.runs = append(b.runs, r)
-}
-
-// SourceOf expands a run back to the source image offset of grain g.
-func (r Run) SourceOf(g uint64) int64 {
-	return r.ImageOffset + int64(g-r.FirstGrain)*r.Stride
 }
 
 // unionFind groups items 0..n-1 into sets.

@@ -80,10 +80,7 @@ func carve(img []byte) []signatures.Hit {
 }
 
 func plan(t testing.TB, img []byte) []*Disk {
-	disks, err := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	disks := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{})
 	return disks
 }
 
@@ -271,7 +268,7 @@ func TestRuns(t *testing.T) {
 		b.add(uint64(g), 1, &grains[g])
 	}
 	runs := b.runs
-	if len(runs) != 4 || runs[0].Count != 3 || runs[0].SourceOf(2) != 1000+2*testGrain || runs[2].Count != 2 {
+	if len(runs) != 4 || runs[0].Count != 3 || sourceOf(runs[0], 2) != 1000+2*testGrain || runs[2].Count != 2 {
 		t.Fatalf("%+v", runs)
 	}
 }
@@ -312,10 +309,7 @@ func FuzzPlan(f *testing.F) {
 		if int(at) < len(b) {
 			copy(b[at:], patch)
 		}
-		disks, err := Plan(bytes.NewReader(b), int64(len(b)), hits, Options{})
-		if err != nil {
-			return
-		}
+		disks := Plan(bytes.NewReader(b), int64(len(b)), hits, Options{})
 		for _, d := range disks {
 			for _, g := range d.placed {
 				if g.Source == nil || g.Source.ImageOffset < 0 || g.Source.ImageOffset >= int64(len(b)) {
@@ -365,9 +359,9 @@ func TestFragmentedWithoutMap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			img := append(append(append(noise(1<<20, 10), file[:cut]...), tc.gap...), file[cut:]...)
-			disks, err := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{Fingerprints: fakeFingerprints(img)})
-			if err != nil || len(disks) != 1 {
-				t.Fatalf("%v, %d disks", err, len(disks))
+			disks := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{Fingerprints: fakeFingerprints(img)})
+			if len(disks) != 1 {
+				t.Fatalf("%d disks", len(disks))
 			}
 			c := check(t, disks[0], img, disk)
 			t.Logf("counts %+v; notes %v", c, disks[0].Instances[0].Notes)
@@ -388,9 +382,9 @@ func TestIntermittentEncryption(t *testing.T) {
 		copy(file[k*encryptionChunk:min((k+1)*encryptionChunk, len(file))], noise(encryptionChunk, uint64(k)))
 	}
 	img := append(append(noise(1<<20, 12), file...), noise(1<<20, 13)...)
-	disks, err := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{Fingerprints: fakeFingerprints(img)})
-	if err != nil || len(disks) != 1 {
-		t.Fatalf("%v, %d disks", err, len(disks))
+	disks := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{Fingerprints: fakeFingerprints(img)})
+	if len(disks) != 1 {
+		t.Fatalf("%d disks", len(disks))
 	}
 	c := check(t, disks[0], img, disk)
 	dm := disks[0].Instances[0].Damage
@@ -484,9 +478,9 @@ func BenchmarkPlanFragments(b *testing.B) {
 			b.ResetTimer()
 			var placed uint64
 			for i := 0; i < b.N; i++ {
-				disks, err := Plan(bytes.NewReader(img), int64(len(img)), hits, Options{})
-				if err != nil || len(disks) != 1 {
-					b.Fatal(err)
+				disks := Plan(bytes.NewReader(img), int64(len(img)), hits, Options{})
+				if len(disks) != 1 {
+					b.Fatalf("%d disks", len(disks))
 				}
 				placed = disks[0].Counts.Placed
 			}
@@ -616,8 +610,12 @@ func TestCraftedHits(t *testing.T) {
 		{Offset: 8192, Kind: signatures.KindGrainMarker, Verdict: signatures.Valid, Length: 1 << 40,
 			Grain: &signatures.GrainInfo{LBA: 0, Size: 100, DataBytes: 65536, Hash: 1}},
 	}
-	disks, err := Plan(bytes.NewReader(img), int64(len(img)), hits, Options{})
-	if err != nil || len(disks) != 0 {
-		t.Fatalf("%d disks, %v: want the crafted hits dropped", len(disks), err)
+	if disks := Plan(bytes.NewReader(img), int64(len(img)), hits, Options{}); len(disks) != 0 {
+		t.Fatalf("%d disks: want the crafted hits dropped", len(disks))
 	}
+}
+
+// sourceOf expands a run back to the source image offset of grain g.
+func sourceOf(r Run, g uint64) int64 {
+	return r.ImageOffset + int64(g-r.FirstGrain)*r.Stride
 }

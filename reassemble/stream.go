@@ -262,10 +262,6 @@ func streamZeros(inst *Instance, markers []*signatures.Hit, x *hitIndex) {
 	inst.grains.setRange(0, h.Grains(), &Grain{Status: Zero, Evidence: []string{EvStream}, Reason: "no record in an unbroken chain of records from the first grain area to the stream's closing metadata: a zero grain the writer skipped"})
 }
 
-func markMissing(inst *Instance) {
-	inst.grains.setRange(0, inst.Header.Grains(), &Grain{Status: Missing, Reason: "no record found and no grain table"})
-}
-
 // recordChain returns the records that follow each other from start (the
 // first grain area): each record ends where the next begins, GT markers
 // and their tables aside. The first record may sit up to one grain past

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -108,20 +109,11 @@ func Select(enable, disable []string) ([]Recognizer, error) {
 	}
 	var out []Recognizer
 	for _, r := range registry {
-		if on(r.Name) && !contains(disable, r.Name) {
+		if on(r.Name) && !slices.Contains(disable, r.Name) {
 			out = append(out, r)
 		}
 	}
 	return out, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Names lists the recognizer names, sorted.

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline"
 	"vmdkcarve/signatures"
 )
@@ -186,7 +187,7 @@ func splitList(s string) []string {
 
 func printSummary(w io.Writer, res *pipeline.CarveResult) {
 	fmt.Fprintf(w, "case      %s\n", res.Case)
-	fmt.Fprintf(w, "evidence  %s (%s)\n", res.Evidence.Path, humanBytes(res.Evidence.Size))
+	fmt.Fprintf(w, "evidence  %s (%s)\n", res.Evidence.Path, units.Bytes(res.Evidence.Size))
 	fmt.Fprintf(w, "shard     [%d, %d)\n", res.Range.Start, res.Range.End)
 	switch {
 	case res.Skipped:
@@ -197,7 +198,7 @@ func printSummary(w io.Writer, res *pipeline.CarveResult) {
 		if secs > 0 {
 			rate = float64(res.Scanned) / secs / 1e6
 		}
-		fmt.Fprintf(w, "scanned   %s in %s (%.0f MB/s)", humanBytes(res.Scanned), res.Elapsed.Round(time.Millisecond), rate)
+		fmt.Fprintf(w, "scanned   %s in %s (%.0f MB/s)", units.Bytes(res.Scanned), res.Elapsed.Round(time.Millisecond), rate)
 		if res.ResumedFrom != res.Range.Start {
 			fmt.Fprintf(w, ", resumed at offset %d", res.ResumedFrom)
 		}
@@ -221,19 +222,6 @@ func printSummary(w io.Writer, res *pipeline.CarveResult) {
 	} else {
 		fmt.Fprintf(w, "carve     incomplete: %s\n", res.Reason)
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f, i := float64(n), -1
-	for f >= unit && i < 4 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", f, "KMGTP"[i])
 }
 
 // progress implements carver.Progress for the terminal. The carver calls
@@ -292,7 +280,7 @@ func (p *progress) Scanned(done, total, hits int64) {
 	if total > 0 {
 		pct = 100 * float64(done) / float64(total)
 	}
-	line := fmt.Sprintf("carve: %s of %s (%.1f%%), %d hits", humanBytes(done), humanBytes(total), pct, hits)
+	line := fmt.Sprintf("carve: %s of %s (%.1f%%), %d hits", units.Bytes(done), units.Bytes(total), pct, hits)
 	if el := now.Sub(p.started).Seconds(); el > 1 {
 		line += fmt.Sprintf(", %.0f MB/s", float64(done-p.base)/el/1e6)
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline"
 )
 
@@ -139,7 +140,7 @@ func printSummary(w io.Writer, res *pipeline.RebuildResult) {
 		if version == "" {
 			version = "-"
 		}
-		fmt.Fprintf(tw, "%02d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", d.ID, human(d.Capacity), d.Sources, c.Grains, c.Placed, c.Zero,
+		fmt.Fprintf(tw, "%02d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", d.ID, units.Bytes(int64(d.Capacity)), d.Sources, c.Grains, c.Placed, c.Zero,
 			c.Missing, c.Conflict, c.Damaged, c.ByEvidence["table"], c.ByEvidence["marker"], c.ByEvidence["flat"], c.ByEvidence["host"], c.ByEvidence["anchored"], c.ByEvidence["copy"], c.ByEvidence["stream"],
 			c.ByEvidence["fsprobe"], c.ByEvidence["order"], d.Unplaced, d.Metadata, d.Files, version, guest, d.Path)
 	}
@@ -153,15 +154,4 @@ func printSummary(w io.Writer, res *pipeline.RebuildResult) {
 		fmt.Fprintf(tw, "not emitted (older versions, --versions newest): %v\n", res.Skipped)
 	}
 	tw.Flush()
-}
-
-func human(n uint64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	f := float64(n)
-	i := 0
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", f, units[i])
 }
