@@ -1,10 +1,11 @@
 package fsprobe
 
-// This file is the host level: what a host filesystem's surviving metadata
-// (NTFS MFT records, ext4 inodes and extent blocks) says about where the
-// pieces of a VMDK file lie in the image. Recognizers in signatures parse
-// the records (ntfs_host.go, ext4_host.go); the resolvers here turn records
-// found at image offsets into file maps.
+// This file holds the host level's result: what a host filesystem's
+// surviving metadata (NTFS MFT records, ext4 inodes and extent blocks) says
+// about where the pieces of a VMDK file lie in the image. The records are
+// parsed by ntfs_record.go and ext4_format.go (the carve's recognizers in
+// signatures call them); ntfs_host.go, ext4_host.go and ext4_leaves.go turn
+// records found at image offsets into these file maps.
 
 // MappedExtent links a range of a host file to a range of the image.
 // Ranges of the file that no extent covers are holes (sparse host files:

@@ -3,11 +3,13 @@
 // directories and tables, streamOptimized markers, and the COWD and seSparse
 // headers of ESXi deltas.
 //
-// Every parser takes untrusted bytes, checks every length and offset it reads
-// against explicit limits before using it, and reports problems as a
-// *FormatError naming the field. The byte layouts are documented in
-// FORMAT.md (shared design notes) and in VMware's "Virtual Disk Format 5.0"
-// technical note.
+// Every parser takes untrusted bytes and checks every length and offset it
+// reads against explicit limits before using it. Headers, descriptors and
+// tables report problems as a *FormatError naming the field; stream markers
+// and grain records, tried at every sector of an image, report the
+// sentinels ErrNotVMDK, ErrTruncated and ErrGrainData with context. The
+// byte layouts are documented in FORMAT.md (shared design notes) and in
+// VMware's "Virtual Disk Format 5.0" technical note.
 package vmdk
 
 import (

@@ -131,8 +131,9 @@ func DecodeGrain(b []byte, dst []byte) (GrainMarker, int, error) {
 	return m, n, nil
 }
 
-// inflate decodes one zlib stream into dst, refusing output beyond len(dst)
-// and trailing garbage beyond a few bytes of slack.
+// inflate decodes one zlib stream into dst, refusing output beyond len(dst).
+// Bytes after the stream's end are not read: a record is padded to a
+// sector, and its Size field bounds the stream.
 func inflate(src, dst []byte) (int, error) {
 	r := bytes.NewReader(src)
 	zr, err := zlib.NewReader(r)

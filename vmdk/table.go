@@ -26,8 +26,7 @@ func EncodeEntries(entries []uint32) []byte {
 // pre-allocated grain directory as qemu and VMware write it (FORMAT.md §2.4):
 // at least two entries forming an arithmetic sequence with step gtSectors,
 // starting right after the directory itself, then only zeros. It returns the
-// number of entries in the run. selfSector is the sector of b within its
-// file if known (-1 otherwise).
+// number of entries in the run.
 func LooksLikeGD(b []byte, gtSectors uint32) (entries int, ok bool) {
 	le := binary.LittleEndian
 	n := len(b) / 4
