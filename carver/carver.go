@@ -22,19 +22,16 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sync/errgroup"
 
-	"vmdkcarve/internal/entropy"
+	"vmdkcarve/fingerprint"
 	"vmdkcarve/signatures"
 )
 
 const (
-	// BlockSize is the fingerprint granularity: the smallest grain a hosted
-	// sparse extent can have is 16 sectors (8 KiB), and every grain is a
-	// whole number of 4 KiB blocks, so a 4 KiB fingerprint can identify any
-	// candidate grain's pieces.
-	BlockSize = 4096
+	// BlockSize is the fingerprint granularity (fingerprint.BlockSize):
+	// chunks start on its multiples.
+	BlockSize = fingerprint.BlockSize
 
 	// DefaultChunkSize is the read size: large enough that sequential reads
 	// run at disk speed and the ~1 MiB margin copied per chunk stays a small
@@ -110,31 +107,6 @@ type NoProgress struct{}
 
 // Scanned does nothing.
 func (NoProgress) Scanned(done, total, hits int64) {}
-
-// Fingerprint is the value recorded for one block (see ChunkResult): 0
-// for an all-zero block, else the low 63 bits of its xxhash64 (never 0)
-// with RandomBit set when the block's bytes look random.
-func Fingerprint(block []byte) uint64 {
-	if entropy.Zero(block) {
-		return 0
-	}
-	h := xxhash.Sum64(block) &^ RandomBit
-	if h == 0 {
-		h = 1
-	}
-	if RandomLooking(block) {
-		h |= RandomBit
-	}
-	return h
-}
-
-// RandomBit marks a fingerprint whose block looks random: encrypted or
-// compressed bytes, where a guest structure or text would not be.
-const RandomBit = 1 << 63
-
-// RandomLooking reports whether a block's bytes look random (see
-// entropy.RandomLooking).
-func RandomLooking(block []byte) bool { return entropy.RandomLooking(block) }
 
 // chunk is one unit of work: data[:n] is the chunk proper, data[n:avail]
 // its margin.
@@ -409,7 +381,7 @@ func (s *scanner) scan(c *chunk) ChunkResult {
 	})
 	res.Fingerprints = make([]uint64, 0, (c.n+BlockSize-1)/BlockSize)
 	for off := 0; off < c.n; off += BlockSize {
-		res.Fingerprints = append(res.Fingerprints, Fingerprint(c.buf[off:min(off+BlockSize, c.n)]))
+		res.Fingerprints = append(res.Fingerprints, fingerprint.Of(c.buf[off:min(off+BlockSize, c.n)]))
 	}
 	return res
 }

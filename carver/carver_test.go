@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmdkcarve/fingerprint"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -153,7 +153,7 @@ func referenceScan(data []byte, rs []signatures.Recognizer) ([]signatures.Hit, [
 	})
 	var fps []uint64
 	for off := 0; off < len(data); off += BlockSize {
-		fps = append(fps, Fingerprint(data[off:min(off+BlockSize, len(data))]))
+		fps = append(fps, fingerprint.Of(data[off:min(off+BlockSize, len(data))]))
 	}
 	return hits, fps
 }
@@ -279,21 +279,6 @@ func TestHashCoversRange(t *testing.T) {
 	}
 }
 
-func TestFingerprintValues(t *testing.T) {
-	zero := make([]byte, BlockSize)
-	if got := Fingerprint(zero); got != 0 {
-		t.Errorf("zero block: %d, want 0", got)
-	}
-	if got := Fingerprint(zero[:100]); got != 0 {
-		t.Errorf("short zero block: %d, want 0", got)
-	}
-	one := append([]byte(nil), zero...)
-	one[4095] = 1
-	if Fingerprint(one) == 0 {
-		t.Errorf("non-zero block fingerprinted as zero")
-	}
-}
-
 type failingReader struct {
 	r      io.ReaderAt
 	failAt int64
@@ -383,70 +368,5 @@ func BenchmarkScan(b *testing.B) {
 		if err := Scan(context.Background(), r, 0, size, opts, sink); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func TestRandomLooking(t *testing.T) {
-	rng := rand.New(rand.NewPCG(42, 42))
-	block := make([]byte, BlockSize)
-	misses := 0
-	for i := 0; i < 2000; i++ {
-		for j := range block {
-			block[j] = byte(rng.Uint32())
-		}
-		if !RandomLooking(block) {
-			misses++
-		}
-		if Fingerprint(block)&RandomBit == 0 && RandomLooking(block) {
-			t.Fatal("fingerprint lacks the random bit")
-		}
-	}
-	if misses > 4 {
-		t.Errorf("%d of 2000 random blocks not classified random", misses)
-	}
-	for _, tc := range []struct {
-		name  string
-		block []byte
-	}{
-		{"text", bytes.Repeat([]byte("vmdkcarve disk=0001 lba=000000001234 "), 111)[:BlockSize]},
-		{"counter", func() []byte {
-			b := make([]byte, BlockSize)
-			for i := range b {
-				b[i] = byte(i)
-			}
-			return b
-		}()},
-		{"u32 table", func() []byte {
-			b := make([]byte, BlockSize)
-			for i := 0; i < BlockSize; i += 4 {
-				binary.LittleEndian.PutUint32(b[i:], uint32(i*128+4096))
-			}
-			return b
-		}()},
-		{"short", []byte{1, 2, 3}},
-	} {
-		if RandomLooking(tc.block) {
-			t.Errorf("%s classified random", tc.name)
-		}
-	}
-}
-
-func BenchmarkFingerprint(b *testing.B) {
-	rng := rand.New(rand.NewPCG(1, 1))
-	random := make([]byte, BlockSize)
-	for i := range random {
-		random[i] = byte(rng.Uint32())
-	}
-	text := bytes.Repeat([]byte("vmdkcarve disk=0001 lba=000000001234 "), 111)[:BlockSize]
-	for _, bc := range []struct {
-		name  string
-		block []byte
-	}{{"random", random}, {"text", text}} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.SetBytes(BlockSize)
-			for i := 0; i < b.N; i++ {
-				Fingerprint(bc.block)
-			}
-		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"vmdkcarve/carver"
+	"vmdkcarve/fingerprint"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -148,7 +149,7 @@ func TestCarveWholeImage(t *testing.T) {
 	}
 	for off := 0; off < len(data); off += carver.BlockSize {
 		got, ok := fp.At(int64(off) + 5)
-		if want := carver.Fingerprint(data[off:min(off+carver.BlockSize, len(data))]); !ok || got != want {
+		if want := fingerprint.Of(data[off:min(off+carver.BlockSize, len(data))]); !ok || got != want {
 			t.Fatalf("fingerprint at %d = %x %v, want %x", off, got, ok, want)
 		}
 	}

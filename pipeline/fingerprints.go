@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 
-	"vmdkcarve/carver"
+	"vmdkcarve/fingerprint"
 )
 
 // fingerprints.bin layout (all little-endian):
@@ -18,7 +18,7 @@ import (
 //	12 u32     reserved, zero (keeps the u64 fields 8-aligned)
 //	16 u64     image offset of the first block
 //	24 u64     number of blocks
-//	32 u64 ... one fingerprint per block, in offset order (carver.Fingerprint:
+//	32 u64 ... one fingerprint per block, in offset order (fingerprint.Of:
 //	           0 = all-zero block; bit 63 = the block looks random)
 const (
 	fpMagic       = "VCFP"
@@ -48,7 +48,7 @@ func fpHeader(first, count int64) []byte {
 	h := make([]byte, fpHeaderSize)
 	copy(h, fpMagic)
 	binary.LittleEndian.PutUint32(h[4:], fpVersion)
-	binary.LittleEndian.PutUint32(h[8:], carver.BlockSize)
+	binary.LittleEndian.PutUint32(h[8:], fingerprint.BlockSize)
 	binary.LittleEndian.PutUint64(h[16:], uint64(first))
 	binary.LittleEndian.PutUint64(h[24:], uint64(count))
 	return h
@@ -85,9 +85,9 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 		return nil, fmt.Errorf("%w: %s: magic %q, want %q", ErrFingerprints, path, h[:4], fpMagic)
 	case le.Uint32(h[4:]) != fpVersion:
 		return nil, fmt.Errorf("%w: %s: version %d, want %d", ErrFingerprints, path, le.Uint32(h[4:]), fpVersion)
-	case fp.BlockSize != carver.BlockSize:
-		return nil, fmt.Errorf("%w: %s: block size %d, want %d", ErrFingerprints, path, fp.BlockSize, carver.BlockSize)
-	case fp.First < 0 || fp.First%carver.BlockSize != 0:
+	case fp.BlockSize != fingerprint.BlockSize:
+		return nil, fmt.Errorf("%w: %s: block size %d, want %d", ErrFingerprints, path, fp.BlockSize, fingerprint.BlockSize)
+	case fp.First < 0 || fp.First%fingerprint.BlockSize != 0:
 		return nil, fmt.Errorf("%w: %s: first block offset %d is not block-aligned", ErrFingerprints, path, fp.First)
 	case count > maxFingerprint || st.Size() != fpHeaderSize+int64(count)*fpEntrySize:
 		return nil, fmt.Errorf("%w: %s: header says %d blocks but the file is %d bytes (truncated or unfinished)", ErrFingerprints, path, count, st.Size())

@@ -8,22 +8,17 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"vmdkcarve/fingerprint"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
 
-// Fingerprints gives the carve's per-block fingerprints (see carver.Fingerprint).
+// Fingerprints gives the carve's per-block fingerprints (fingerprint.Of).
 type Fingerprints interface {
 	At(off int64) (uint64, bool)
 }
-
-// fingerprint bits (carver.Fingerprint; reassemble does not import the carver).
-const (
-	fpBlock     = 4096
-	fpRandomBit = 1 << 63
-)
 
 // candidate is a grain a trusted grain table places at a file sector.
 type candidate struct {
@@ -298,8 +293,8 @@ func blocksRandom(view *fileView, fp Fingerprints, off, n int64) bool {
 	if fp == nil || n <= 0 {
 		return false
 	}
-	for b := off / fpBlock * fpBlock; b < off+n; b += fpBlock {
-		if blockClass(view, fp, b, fpBlock) != chunkRandom {
+	for b := off / fingerprint.BlockSize * fingerprint.BlockSize; b < off+n; b += fingerprint.BlockSize {
+		if blockClass(view, fp, b, fingerprint.BlockSize) != chunkRandom {
 			return false
 		}
 	}

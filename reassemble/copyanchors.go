@@ -10,6 +10,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"vmdkcarve/fingerprint"
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
@@ -87,7 +88,7 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 			continue
 		}
 		h := inst.Header
-		if inst.HeaderOffset%fpBlock != 0 || h.GrainBytes()%fpBlock != 0 {
+		if inst.HeaderOffset%fingerprint.BlockSize != 0 || h.GrainBytes()%fingerprint.BlockSize != 0 {
 			continue // the file's blocks are not on the fingerprints' grid
 		}
 		before := blocks
@@ -103,9 +104,9 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 				if !ok {
 					return false
 				}
-				for k := int64(0); k+fpBlock <= int64(len(b)) && blocks < maxCopyBlocks; k += fpBlock {
-					blk := b[k : k+fpBlock]
-					if fp := blockPrint(blk); fp != 0 {
+				for k := int64(0); k+fingerprint.BlockSize <= int64(len(b)) && blocks < maxCopyBlocks; k += fingerprint.BlockSize {
+					blk := b[k : k+fingerprint.BlockSize]
+					if fp := fingerprint.Hash(blk); fp != 0 {
 						byHash[fp] = append(byHash[fp], want{inst: inst, file: int64(c.sector)*vmdk.SectorSize + k, sum: xxhash.Sum64(blk), clear: !entropy.RandomLooking(blk)})
 						blocks++
 					}
@@ -125,9 +126,9 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 				if !ok {
 					continue
 				}
-				for k := int64(0); k+fpBlock <= int64(len(b)) && blocks < maxCopyBlocks; k += fpBlock {
-					blk := b[k : k+fpBlock]
-					if fp := blockPrint(blk); fp != 0 {
+				for k := int64(0); k+fingerprint.BlockSize <= int64(len(b)) && blocks < maxCopyBlocks; k += fingerprint.BlockSize {
+					blk := b[k : k+fingerprint.BlockSize]
+					if fp := fingerprint.Hash(blk); fp != 0 {
 						byHash[fp] = append(byHash[fp], want{inst: inst, file: int64(c.sector)*vmdk.SectorSize + k, sum: xxhash.Sum64(blk), weak: true, extendOnly: !hr.sure})
 						blocks++
 					}
@@ -143,24 +144,24 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 	}
 	// One walk over the fingerprints finds every wanted block's places.
 	places := map[uint64][]int64{}
-	for y := int64(0); y+fpBlock <= x.imageSize; y += fpBlock {
+	for y := int64(0); y+fingerprint.BlockSize <= x.imageSize; y += fingerprint.BlockSize {
 		v, ok := opts.Fingerprints.At(y)
 		if !ok || v == 0 {
 			continue
 		}
-		v &^= fpRandomBit
+		v &^= fingerprint.RandomBit
 		if _, wanted := byHash[v]; wanted && len(places[v]) <= maxCopyPlaces {
 			places[v] = append(places[v], y)
 		}
 	}
 	extra := map[*Instance][]anchor{}
 	clearInCopy := map[*Instance][]structureAt{}
-	blk := make([]byte, fpBlock)
+	blk := make([]byte, fingerprint.BlockSize)
 	for v, ws := range byHash {
 		ys := places[v]
 		for _, w := range ws {
 			if w.clear && !w.weak {
-				clearInCopy[w.inst] = append(clearInCopy[w.inst], structureAt{off: w.file, n: fpBlock, what: "a block a copy of the disk holds in clear"})
+				clearInCopy[w.inst] = append(clearInCopy[w.inst], structureAt{off: w.file, n: fingerprint.BlockSize, what: "a block a copy of the disk holds in clear"})
 			}
 			if len(ys) > maxCopyPlaces {
 				continue
@@ -175,7 +176,7 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 				if w.weak {
 					kind = "block of an unattached stream record"
 				}
-				extra[w.inst] = append(extra[w.inst], anchor{file: w.file, img: y, n: fpBlock, kind: kind, weak: w.weak || len(ys) > 1, extendOnly: w.extendOnly})
+				extra[w.inst] = append(extra[w.inst], anchor{file: w.file, img: y, n: fingerprint.BlockSize, kind: kind, weak: w.weak || len(ys) > 1, extendOnly: w.extendOnly})
 			}
 		}
 	}
@@ -280,21 +281,6 @@ func provenSource(gr *Grain) bool {
 		}
 	}
 	return false
-}
-
-// blockPrint is the carve's fingerprint of a block without its random
-// bit (0 for zeros).
-func blockPrint(b []byte) uint64 {
-	for _, c := range b {
-		if c != 0 {
-			h := xxhash.Sum64(b) &^ fpRandomBit
-			if h == 0 {
-				h = 1
-			}
-			return h
-		}
-	}
-	return 0
 }
 
 // grainData reads a placed grain's bytes from its source (inflating a

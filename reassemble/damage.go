@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"vmdkcarve/fingerprint"
 )
 
 // The damage policy: the one place where rebuild decides that bytes a
@@ -187,8 +189,8 @@ func newDamagePolicy(view *fileView, fp Fingerprints, size int64, flat bool) *da
 		stored, random := 0, 0
 		unknown := false
 		lo, hi := int64(k)*encryptionChunk, min(size, int64(k+1)*encryptionChunk)
-		for off := lo; off < hi; off += fpBlock {
-			b := blockClass(view, fp, off, min(fpBlock, size-off))
+		for off := lo; off < hi; off += fingerprint.BlockSize {
+			b := blockClass(view, fp, off, min(fingerprint.BlockSize, size-off))
 			if b == chunkEmpty {
 				continue // a hole of the host file: no bytes to encrypt
 			}
@@ -203,7 +205,7 @@ func newDamagePolicy(view *fileView, fp Fingerprints, size int64, flat bool) *da
 			if off == lo {
 				p.first[k] = b
 			}
-			if off+fpBlock >= hi {
+			if off+fingerprint.BlockSize >= hi {
 				p.last[k] = b
 			}
 		}
@@ -230,14 +232,14 @@ func blockClass(view *fileView, fp Fingerprints, off, n int64) chunkClass {
 	switch {
 	case err == nil && img == -1:
 		return chunkEmpty
-	case err != nil || img%fpBlock != 0:
+	case err != nil || img%fingerprint.BlockSize != 0:
 		return chunkUnknown
 	}
 	v, ok := fp.At(img)
 	switch {
 	case !ok:
 		return chunkUnknown
-	case v&fpRandomBit != 0:
+	case v&fingerprint.RandomBit != 0:
 		return chunkRandom
 	}
 	return chunkPlain

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"vmdkcarve/fingerprint"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/vmdk"
@@ -551,12 +552,12 @@ func (f *follower) scanTails() (out []anchor, scanned bool) {
 // there is all zero or reads random (a tail is neither), when the range is
 // on their grid.
 func (f *follower) mayHoldTail(off, n int64) bool {
-	if f.fp == nil || off%fpBlock != 0 {
+	if f.fp == nil || off%fingerprint.BlockSize != 0 {
 		return true
 	}
-	for y := off; y < off+n; y += fpBlock {
+	for y := off; y < off+n; y += fingerprint.BlockSize {
 		v, ok := f.fp.At(y)
-		if !ok || (v != 0 && v&fpRandomBit == 0) {
+		if !ok || (v != 0 && v&fingerprint.RandomBit == 0) {
 			return true
 		}
 	}
@@ -574,11 +575,11 @@ func (f *follower) blockSizes() map[int]bool {
 
 // random reports whether the carve fingerprinted the block at y random.
 func (f *follower) random(y int64) bool {
-	if f.fp == nil || y%fpBlock != 0 {
+	if f.fp == nil || y%fingerprint.BlockSize != 0 {
 		return false
 	}
 	h, ok := f.fp.At(y)
-	return ok && h&fpRandomBit != 0
+	return ok && h&fingerprint.RandomBit != 0
 }
 
 // runs turns anchors into disjoint pieces: each hypothesis's anchors in
@@ -696,7 +697,7 @@ func (f *follower) tailOffsets() []int64 {
 // randomBlock reports whether the block b read at image offset y reads
 // random (by the carve's fingerprint where it has one).
 func (f *follower) randomBlock(y int64, b []byte) bool {
-	if f.fp != nil && y%fpBlock == 0 {
+	if f.fp != nil && y%fingerprint.BlockSize == 0 {
 		if _, ok := f.fp.At(y); ok {
 			return f.random(y)
 		}

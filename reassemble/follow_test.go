@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"vmdkcarve/carver"
 	"vmdkcarve/vmdk"
 )
 
@@ -129,24 +128,6 @@ func BenchmarkFollowRuns(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// TestBlockPrintIsTheCarvesFingerprint: copy anchors look blocks up by the
-// fingerprint the carve recorded, so blockPrint must be carver.Fingerprint
-// without its random bit, for every kind of block.
-func TestBlockPrintIsTheCarvesFingerprint(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
-	random := make([]byte, 4096)
-	for i := range random {
-		random[i] = byte(r.Uint32())
-	}
-	text := bytes.Repeat([]byte("disk=0001 /docs/a.txt @4096 "), 147)[:4096]
-	tail := append(append([]byte(nil), text[:1000]...), make([]byte, 3096)...)
-	for name, b := range map[string][]byte{"zero": make([]byte, 4096), "random": random, "text": text, "tail": tail} {
-		if got, want := blockPrint(b), carver.Fingerprint(b)&^carver.RandomBit; got != want {
-			t.Errorf("%s: blockPrint %#x, carver.Fingerprint %#x", name, got, want)
-		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"vmdkcarve/fingerprint"
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/signatures"
@@ -320,20 +321,22 @@ func FuzzPlan(f *testing.F) {
 	})
 }
 
-// fakeFingerprints computes fingerprints from the image, as the carver does.
+// fakeFingerprints gives the image's blocks the carve's classes (zero,
+// random-looking) with one hash for every non-zero block, so that no block
+// is found again elsewhere.
 type fakeFingerprints []byte
 
 func (f fakeFingerprints) At(off int64) (uint64, bool) {
 	if off < 0 || off >= int64(len(f)) {
 		return 0, false
 	}
-	b := f[off:min(off+fpBlock, int64(len(f)))]
+	b := f[off:min(off+fingerprint.BlockSize, int64(len(f)))]
 	if entropy.Zero(b) {
 		return 0, true
 	}
 	v := uint64(1)
 	if entropy.RandomLooking(b) {
-		v |= fpRandomBit
+		v |= fingerprint.RandomBit
 	}
 	return v, true
 }

@@ -1,0 +1,48 @@
+// Package fingerprint defines the carve's record of one image block, the
+// one value the carver writes for every block, the case keeps in
+// fingerprints.bin and rebuild reads back: to find a block's bytes again
+// elsewhere (copy anchors), to tell zeros, and to tell random-looking
+// bytes from structure (the damage policy).
+package fingerprint
+
+import (
+	"github.com/cespare/xxhash/v2"
+
+	"vmdkcarve/internal/entropy"
+)
+
+// BlockSize is the fingerprint granularity: the smallest grain a hosted
+// sparse extent can have is 16 sectors (8 KiB), and every grain is a whole
+// number of 4 KiB blocks, so a 4 KiB fingerprint can identify any
+// candidate grain's pieces.
+const BlockSize = 4096
+
+// RandomBit marks a fingerprint whose block looks random: encrypted or
+// compressed bytes, where a guest structure or text would not be.
+const RandomBit = 1 << 63
+
+// Of is the record of one block: 0 for an all-zero block, else Hash with
+// RandomBit set when the block's bytes look random
+// (entropy.RandomLooking).
+func Of(block []byte) uint64 {
+	h := Hash(block)
+	if h != 0 && entropy.RandomLooking(block) {
+		h |= RandomBit
+	}
+	return h
+}
+
+// Hash is Of without RandomBit, and without the cost of the randomness
+// test: 0 for an all-zero block, else the low 63 bits of the block's
+// xxhash64, never 0. A caller looking a block up among the fingerprints
+// compares Hash with a fingerprint less its RandomBit.
+func Hash(block []byte) uint64 {
+	if entropy.Zero(block) {
+		return 0
+	}
+	h := xxhash.Sum64(block) &^ RandomBit
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
