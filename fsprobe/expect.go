@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"vmdkcarve/fs/ntfs"
 	"vmdkcarve/internal/entropy"
 )
 
@@ -293,7 +294,7 @@ const maxMFTExpectations = 1 << 16
 // record slot of its first run up to its initialized size: an MFT record
 // of that very number, or zeros (a slot not yet used).
 func mftRunExpectations(rec []byte, part, cluster int64) []Expectation {
-	r, err := ParseNTFSFileRecord(rec)
+	r, err := ntfs.ParseFileRecord(rec)
 	if err != nil || r.MFT == nil || r.MFT.Number != 0 || r.MFT.RecordSize != 1024 {
 		return nil
 	}

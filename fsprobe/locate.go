@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"maps"
 	"slices"
+	"vmdkcarve/fs/ntfs"
 )
 
 // Self-locating guest structures. When every grain table of a sparse VMDK
@@ -59,7 +60,7 @@ type Locator struct {
 	mbrs      map[string]int         // partition tables of sector-0 candidates
 	gpts      map[string][]partition // the GPT partitions behind a protective MBR, by its table
 	boots     map[string]*ntfsLoc    // by serial, hidden sectors and size
-	rec0s     map[string][]NTFSRun   // $MFT run lists from record-0 candidates
+	rec0s     map[string][]ntfs.Run  // $MFT run lists from record-0 candidates
 	supers    map[string]*extPrimary // primary superblocks (and their GDT) by UUID
 	parts     []partition            // the MBR's partitions, once one MBR is known
 	ntfs      []*ntfsLoc
@@ -77,11 +78,11 @@ type partition struct {
 
 type ntfsLoc struct {
 	start   int64
-	boot    NTFSBoot
-	mftRuns []NTFSRun
+	boot    ntfs.Boot
+	mftRuns []ntfs.Run
 	mirror  int64 // records $MFTMirr holds
 	mftInit int64 // $MFT's initialized size (bytes of written records)
-	records map[int64]*NTFSFileRecord
+	records map[int64]*ntfs.FileRecord
 	// bitmap is $MFT's $BITMAP (which records are in use), filled from
 	// grains whose address is proven (Anchored); have marks the bytes read.
 	bitmap []byte
@@ -130,7 +131,7 @@ type extInode struct {
 // grainBytes.
 func NewLocator(grainBytes, diskBytes int64) *Locator {
 	return &Locator{grainBytes: grainBytes, diskBytes: diskBytes,
-		mbrs: map[string]int{}, gpts: map[string][]partition{}, boots: map[string]*ntfsLoc{}, rec0s: map[string][]NTFSRun{}, supers: map[string]*extPrimary{}}
+		mbrs: map[string]int{}, gpts: map[string][]partition{}, boots: map[string]*ntfsLoc{}, rec0s: map[string][]ntfs.Run{}, supers: map[string]*extPrimary{}}
 }
 
 // Misplaced is a geometry structure LearnAt read at a virtual offset
@@ -181,8 +182,8 @@ func (l *Locator) LearnAt(buf []byte, virt int64) {
 					l.gpts[key] = gpt
 				}
 			}
-		case IsNTFSBootMagic(w):
-			rec, err := ParseNTFSBootSector(w)
+		case ntfs.IsBootMagic(w):
+			rec, err := ntfs.ParseBootSector(w)
 			if err != nil || len(l.boots) >= maxLocatorVolumes {
 				continue
 			}
@@ -200,12 +201,12 @@ func (l *Locator) LearnAt(buf []byte, virt int64) {
 			if l.boots[key] == nil {
 				l.boots[key] = &ntfsLoc{start: hidden, boot: *rec.Boot}
 			}
-		case IsNTFSFileMagic(w) && binary.LittleEndian.Uint32(w[ntfsOffRecordNum:]) == 0:
-			rec, err := ParseNTFSFileRecord(w[:min(len(w), NTFSMaxRecordSize)])
-			if err != nil || rec.MFT.Number != 0 || rec.MFT.first() == nil || len(l.rec0s) >= maxLocatorVolumes {
+		case ntfs.IsFileMagic(w) && binary.LittleEndian.Uint32(w[ntfs.OffRecordNum:]) == 0:
+			rec, err := ntfs.ParseFileRecord(w[:min(len(w), ntfs.MaxRecordSize)])
+			if err != nil || rec.MFT.Number != 0 || rec.MFT.FirstData() == nil || len(l.rec0s) >= maxLocatorVolumes {
 				continue
 			}
-			runs := rec.MFT.first().Runs
+			runs := rec.MFT.FirstData().Runs
 			l.rec0s[fmt.Sprint(runs)] = runs
 		case off+Ext4SuperblockSize <= len(buf) && binary.LittleEndian.Uint16(w[sbMagic:]) == Ext4Magic:
 			sb, err := ParseExt4Superblock(w[:Ext4SuperblockSize])
@@ -341,7 +342,7 @@ func (l *Locator) Prepare() {
 			l.notes = append(l.notes, fmt.Sprintf("NTFS boot sector naming a volume at %d: no partition starts there", v.start))
 			continue
 		}
-		var runs []NTFSRun
+		var runs []ntfs.Run
 		agree := 0
 		for _, r := range l.rec0s {
 			if len(r) > 0 && r[0].LCN == v.boot.MFTLCN {
@@ -354,7 +355,7 @@ func (l *Locator) Prepare() {
 		}
 		v.mftRuns = runs
 		v.mirror = max(4, v.boot.ClusterSize/v.boot.RecordSize)
-		v.records = map[int64]*NTFSFileRecord{}
+		v.records = map[int64]*ntfs.FileRecord{}
 		l.ntfs = append(l.ntfs, v)
 		l.notes = append(l.notes, fmt.Sprintf("NTFS volume at %d (serial %s, %d-byte clusters)", v.start, v.boot.Serial, v.boot.ClusterSize))
 	}
@@ -501,9 +502,9 @@ func (l *Locator) Locate(buf []byte) []Claim {
 		switch {
 		case off == 0 && len(l.parts) > 0 && binary.LittleEndian.Uint16(w[510:]) == mbrSignature && l.mbrs[string(w[mbrTableOffset:sector])] > 0 && len(l.mbrs) == 1:
 			out = append(out, Claim{At: 0, What: "guest MBR", addrs: []int64{0}})
-		case IsNTFSBootMagic(w):
+		case ntfs.IsBootMagic(w):
 			out = append(out, l.ntfsBootClaims(off, w)...)
-		case IsNTFSFileMagic(w):
+		case ntfs.IsFileMagic(w):
 			out = append(out, l.mftClaims(off, w)...)
 		case string(w[:4]) == "INDX":
 			out = append(out, l.indexClaims(off, w)...)
@@ -530,7 +531,7 @@ func (l *Locator) Locate(buf []byte) []Claim {
 }
 
 func (l *Locator) ntfsBootClaims(off int, w []byte) []Claim {
-	rec, err := ParseNTFSBootSector(w)
+	rec, err := ntfs.ParseBootSector(w)
 	if err != nil {
 		return nil
 	}
@@ -544,7 +545,7 @@ func (l *Locator) ntfsBootClaims(off int, w []byte) []Claim {
 }
 
 func (l *Locator) mftClaims(off int, w []byte) []Claim {
-	rec, err := ParseNTFSFileRecord(w[:min(len(w), NTFSMaxRecordSize)])
+	rec, err := ntfs.ParseFileRecord(w[:min(len(w), ntfs.MaxRecordSize)])
 	if err != nil || rec.MFT.Number < 0 {
 		return nil
 	}
@@ -573,8 +574,8 @@ func (l *Locator) mftClaims(off int, w []byte) []Claim {
 		if _, seen := v.records[f.Number]; !seen && l.kept < maxLocatorRecords {
 			l.kept++
 			v.records[f.Number] = f
-			if f.Number == 0 && f.first() != nil {
-				v.mftInit = f.first().Initialized
+			if f.Number == 0 && f.FirstData() != nil {
+				v.mftInit = f.FirstData().Initialized
 			}
 		}
 	}
@@ -582,9 +583,9 @@ func (l *Locator) mftClaims(off int, w []byte) []Claim {
 }
 
 // recordAt is the virtual offset of MFT record n through $MFT's runs.
-func (v *ntfsLoc) recordAt(runs []NTFSRun, start, n int64) int64 {
+func (v *ntfsLoc) recordAt(runs []ntfs.Run, start, n int64) int64 {
 	byteOff := n * v.boot.RecordSize
-	lcn := vcnToLCN(runs, byteOff/v.boot.ClusterSize)
+	lcn := ntfs.VCNToLCN(runs, byteOff/v.boot.ClusterSize)
 	if lcn < 0 {
 		return -1
 	}

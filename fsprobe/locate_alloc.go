@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"vmdkcarve/fs/ntfs"
 )
 
 // Allocation predicts which virtual grains the guest has written: the
@@ -72,7 +73,7 @@ func (v *ntfsLoc) allocation(mark func(off, n int64)) []string {
 			continue
 		}
 		for _, d := range f.Streams {
-			if num == ntfsSecureRecord && d.Type == ntfsAttrData && d.StartVCN == 0 {
+			if num == ntfsSecureRecord && d.Type == ntfs.AttrData && d.StartVCN == 0 {
 				v.markSDS(d, mark)
 				continue
 			}
@@ -88,7 +89,7 @@ func (v *ntfsLoc) allocation(mark func(off, n int64)) []string {
 
 // markStream marks the clusters holding stream bytes [from, to) (to -1:
 // every run).
-func (v *ntfsLoc) markStream(runs []NTFSRun, from, to int64, mark func(off, n int64)) {
+func (v *ntfsLoc) markStream(runs []ntfs.Run, from, to int64, mark func(off, n int64)) {
 	cs := v.boot.ClusterSize
 	for _, r := range runs {
 		if r.Sparse {
@@ -117,7 +118,7 @@ const (
 // markSDS marks the written parts of $SDS: each full 512 KiB holds
 // descriptors throughout; the last holds as many bytes at the start of
 // each half as the stream's size puts in its mirror half.
-func (v *ntfsLoc) markSDS(d NTFSData, mark func(off, n int64)) {
+func (v *ntfsLoc) markSDS(d ntfs.Data, mark func(off, n int64)) {
 	size := min(d.Initialized, d.Size)
 	for c := int64(0); c*2*sdsBlock < size; c++ {
 		base := c * 2 * sdsBlock

@@ -3,6 +3,7 @@ package fsprobe
 import (
 	"encoding/binary"
 	"fmt"
+	"vmdkcarve/fs/ntfs"
 )
 
 // Directory blocks that locate themselves, through the directory's own
@@ -41,7 +42,7 @@ func (l *Locator) indexClaims(off int, w []byte) []Claim {
 		}
 		vcn := int64(binary.LittleEndian.Uint64(b[indxVCN:]))
 		dir, ok := indexParent(b)
-		if !ok || vcn < 0 || vcn >= maxNTFSLCN {
+		if !ok || vcn < 0 || vcn >= ntfs.MaxLCN {
 			continue
 		}
 		// VCNs count clusters, or 512-byte units when a block is smaller
@@ -59,7 +60,7 @@ func (l *Locator) indexClaims(off int, w []byte) []Claim {
 				if d.Type != ntfsAttrIndex {
 					continue
 				}
-				if lcn := vcnToLCN(d.Runs, at/cs); lcn >= 0 {
+				if lcn := ntfs.VCNToLCN(d.Runs, at/cs); lcn >= 0 {
 					return []int64{v.start + lcn*cs + at%cs}
 				}
 			}
@@ -74,12 +75,12 @@ func (l *Locator) indexClaims(off int, w []byte) []Claim {
 func fixUp(w []byte) ([]byte, bool) {
 	usaOff := int(binary.LittleEndian.Uint16(w[indxUSAOffset:]))
 	usaCount := int(binary.LittleEndian.Uint16(w[indxUSACount:]))
-	if usaCount != len(w)/ntfsFixupStride+1 || usaOff < 0x28 || usaOff+2*usaCount > len(w) {
+	if usaCount != len(w)/ntfs.FixupStride+1 || usaOff < 0x28 || usaOff+2*usaCount > len(w) {
 		return nil, false
 	}
 	b := append([]byte(nil), w...)
 	for i := 1; i < usaCount; i++ {
-		end := i*ntfsFixupStride - 2
+		end := i*ntfs.FixupStride - 2
 		if b[end] != b[usaOff] || b[end+1] != b[usaOff+1] {
 			return nil, false
 		}
@@ -107,7 +108,7 @@ func indexParent(b []byte) (int64, bool) {
 		if length < indxEntryKey+8 || pos+length > end || keyLen < 8 || indxEntryKey+keyLen > length {
 			return 0, false
 		}
-		p := int64(binary.LittleEndian.Uint64(b[pos+indxEntryKey:]) & ntfsRefRecordMask)
+		p := int64(binary.LittleEndian.Uint64(b[pos+indxEntryKey:]) & ntfs.RefRecordMask)
 		if parent >= 0 && p != parent {
 			return 0, false
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"vmdkcarve/fs/ntfs"
 )
 
 // Where a structure lies, and where a guest file's last bytes lie: what a
@@ -80,7 +81,7 @@ func (l *Locator) Tails() []Tail {
 				if d.Resident || d.StartVCN != 0 || d.Compressed || d.Encrypted || d.Sparse || d.Size <= 0 || d.Initialized != d.Size || d.Size%cs == 0 {
 					continue
 				}
-				lcn := vcnToLCN(d.Runs, (d.Size-1)/cs)
+				lcn := ntfs.VCNToLCN(d.Runs, (d.Size-1)/cs)
 				if lcn < 0 || lcn > l.diskBytes/cs {
 					continue // the last cluster is in an extension record, a hole, or past the disk
 				}

@@ -6,144 +6,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"vmdkcarve/vmdk"
+	"vmdkcarve/fs/ntfs"
 )
-
-// NTFSRecord types.
-const (
-	NTFSTypeMFTRecord  = "mft-record"
-	NTFSTypeBootSector = "boot-sector"
-)
-
-// NTFSRecord is what the carver keeps of an NTFS structure found in the
-// image (an MFT FILE record or a boot sector): exactly one of MFT and Boot
-// is set, matching Type. It lands in hits.jsonl, so it holds decoded
-// fields only, never raw bytes.
-type NTFSRecord struct {
-	Type string `json:"type"` // "mft-record" or "boot-sector"
-	// Damaged says why the structure is not trusted (torn by the update
-	// sequence, attributes that do not parse, cut by the image end). A
-	// damaged record keeps its header fields but no names or runs.
-	Damaged string          `json:"damaged,omitempty"`
-	MFT     *NTFSFileRecord `json:"mft,omitempty"`
-	Boot    *NTFSBoot       `json:"boot,omitempty"`
-}
-
-// NTFSFileRecord is one MFT FILE record.
-type NTFSFileRecord struct {
-	Number     int64      `json:"number"` // record number; -1 when the record (NTFS 3.0) does not say
-	Seq        uint16     `json:"seq"`
-	InUse      bool       `json:"in_use,omitempty"`
-	Dir        bool       `json:"dir,omitempty"`
-	Base       int64      `json:"base,omitempty"` // base record number of an extension record
-	RecordSize int        `json:"record_size"`
-	AttrList   bool       `json:"attr_list,omitempty"` // has an $ATTRIBUTE_LIST: parts of the file may be in extension records
-	Names      []NTFSName `json:"names,omitempty"`
-	Data       []NTFSData `json:"data,omitempty"` // unnamed $DATA attributes (one per VCN range held here)
-	// Streams are every non-resident attribute of the record (any type,
-	// named or not): the clusters the record's file owns, which a guest
-	// locator predicts to hold written bytes. Not kept in hits.
-	Streams []NTFSData `json:"-"`
-	// Descriptor is a VMDK text descriptor held resident in the record.
-	Descriptor *vmdk.Descriptor `json:"descriptor,omitempty"`
-}
-
-// NTFSName is a $FILE_NAME attribute.
-type NTFSName struct {
-	Name      string `json:"name"`
-	Parent    int64  `json:"parent"`              // parent directory's record number
-	Namespace uint8  `json:"namespace,omitempty"` // 0 POSIX, 1 Win32, 2 DOS, 3 Win32&DOS
-}
-
-// NTFSData is an unnamed $DATA attribute: the file's content, resident or
-// as runs of clusters. Sizes are set only in the piece starting at VCN 0.
-type NTFSData struct {
-	Type        uint32    `json:"-"` // attribute type (0x80 $DATA, 0xA0 $INDEX_ALLOCATION, 0xB0 $BITMAP, ...)
-	Resident    bool      `json:"resident,omitempty"`
-	Size        int64     `json:"size,omitempty"`
-	Allocated   int64     `json:"allocated,omitempty"`
-	Initialized int64     `json:"initialized,omitempty"`
-	StartVCN    int64     `json:"start_vcn,omitempty"`
-	LastVCN     int64     `json:"last_vcn,omitempty"`
-	Compressed  bool      `json:"compressed,omitempty"`
-	Encrypted   bool      `json:"encrypted,omitempty"`
-	Sparse      bool      `json:"sparse,omitempty"`
-	Runs        []NTFSRun `json:"runs,omitempty"`
-}
-
-// NTFSRun is one run of a run list: Len clusters from VCN at LCN, or a
-// hole when Sparse (LCN is then -1).
-type NTFSRun struct {
-	VCN    int64 `json:"vcn"`
-	LCN    int64 `json:"lcn"`
-	Len    int64 `json:"len"`
-	Sparse bool  `json:"sparse,omitempty"`
-}
-
-// NTFSBoot is an NTFS boot sector's BPB. The same sector is the primary
-// (at the volume start) or the backup (at volume start + TotalSectors ×
-// SectorSize); which one it is comes from where it was found.
-type NTFSBoot struct {
-	SectorSize   int64  `json:"sector_size"`
-	ClusterSize  int64  `json:"cluster_size"`
-	TotalSectors int64  `json:"total_sectors"`
-	MFTLCN       int64  `json:"mft_lcn"`
-	MirrLCN      int64  `json:"mftmirr_lcn"`
-	RecordSize   int64  `json:"record_size"`
-	Serial       string `json:"serial"`
-}
 
 // LocatedNTFS is an NTFS structure with the image offset it was found at.
 type LocatedNTFS struct {
 	Offset int64
-	Record *NTFSRecord
-}
-
-// name returns the record's preferred name (Win32 or Win32&DOS, then
-// POSIX, then DOS) and its parent.
-func (f *NTFSFileRecord) name() (string, int64) {
-	best, rank := -1, -1
-	for i, n := range f.Names {
-		r := map[uint8]int{1: 3, 3: 3, 0: 2, 2: 1}[n.Namespace]
-		if r > rank {
-			best, rank = i, r
-		}
-	}
-	if best < 0 {
-		return "", -1
-	}
-	return f.Names[best].Name, f.Names[best].Parent
-}
-
-// first returns the $DATA piece starting at VCN 0, if any.
-func (f *NTFSFileRecord) first() *NTFSData {
-	for i := range f.Data {
-		if f.Data[i].StartVCN == 0 && !f.Data[i].Resident {
-			return &f.Data[i]
-		}
-	}
-	return nil
-}
-
-// firstLCN is the LCN of VCN 0 of the record's $DATA, or -1.
-func (f *NTFSFileRecord) firstLCN() int64 {
-	if d := f.first(); d != nil && len(d.Runs) > 0 && !d.Runs[0].Sparse {
-		return d.Runs[0].LCN
-	}
-	return -1
-}
-
-// vcnToLCN maps a VCN through runs, or returns -1.
-func vcnToLCN(runs []NTFSRun, vcn int64) int64 {
-	for _, r := range runs {
-		if vcn >= r.VCN && vcn < r.VCN+r.Len {
-			if r.Sparse {
-				return -1
-			}
-			return r.LCN + vcn - r.VCN
-		}
-	}
-	return -1
+	Record *ntfs.Record
 }
 
 // ntfsClusterSizes are the cluster sizes a geometry may be solved for:
@@ -172,10 +41,10 @@ type ntfsVolume struct {
 	ntfsGeom
 	score    int
 	facts    []string
-	boot     *NTFSBoot
-	mft      *NTFSFileRecord // the $MFT record (primary copy, else the mirror's)
-	mftAt    int64           // where that copy was found
-	mirrLCN  int64           // $MFTMirr's LCN, or -1
+	boot     *ntfs.Boot
+	mft      *ntfs.FileRecord // the $MFT record (primary copy, else the mirror's)
+	mftAt    int64            // where that copy was found
+	mirrLCN  int64            // $MFTMirr's LCN, or -1
 	recSize  int64
 	size     int64   // volume bytes, 0 if unknown
 	fromBoot bool    // record positions assumed from the boot sector's $MFT LCN
@@ -226,14 +95,14 @@ func NTFSMaps(records []LocatedNTFS, anchors []int64) []FileMap {
 type ntfsIn struct {
 	boots   []LocatedNTFS
 	files   []LocatedNTFS // sound MFT records with a known number
-	at      map[int64]*NTFSFileRecord
+	at      map[int64]*ntfs.FileRecord
 	rec0    []LocatedNTFS // $MFT record copies
 	rec1    []LocatedNTFS // $MFTMirr record copies
 	anchors map[int64]bool
 }
 
 func ntfsIndex(records []LocatedNTFS, anchors []int64) *ntfsIn {
-	in := &ntfsIn{at: make(map[int64]*NTFSFileRecord), anchors: make(map[int64]bool)}
+	in := &ntfsIn{at: make(map[int64]*ntfs.FileRecord), anchors: make(map[int64]bool)}
 	for _, a := range anchors {
 		in.anchors[a] = true
 	}
@@ -248,11 +117,11 @@ func ntfsIndex(records []LocatedNTFS, anchors []int64) *ntfsIn {
 			f := r.Record.MFT
 			in.files = append(in.files, r)
 			in.at[r.Offset] = f
-			name, _ := f.name()
-			if f.Number == 0 && name == "$MFT" && f.firstLCN() >= 0 {
+			name, _ := f.FileName()
+			if f.Number == 0 && name == "$MFT" && f.FirstLCN() >= 0 {
 				in.rec0 = append(in.rec0, r)
 			}
-			if f.Number == 1 && name == "$MFTMirr" && f.firstLCN() >= 0 {
+			if f.Number == 1 && name == "$MFTMirr" && f.FirstLCN() >= 0 {
 				in.rec1 = append(in.rec1, r)
 			}
 		}
@@ -285,13 +154,13 @@ func (in *ntfsIn) hypotheses() []ntfsGeom {
 	}
 	for _, r := range in.rec0 {
 		for _, c := range ntfsClusterSizes {
-			add(ntfsGeom{r.Offset - r.Record.MFT.firstLCN()*c, c})
+			add(ntfsGeom{r.Offset - r.Record.MFT.FirstLCN()*c, c})
 		}
 	}
 	for _, r := range in.files {
 		f := r.Record.MFT
-		name, _ := f.name()
-		if l := f.firstLCN(); l >= 0 && isVMDKName(name) {
+		name, _ := f.FileName()
+		if l := f.FirstLCN(); l >= 0 && isVMDKName(name) {
 			for a := range in.anchors {
 				for _, c := range ntfsClusterSizes {
 					add(ntfsGeom{a - l*c, c})
@@ -329,7 +198,7 @@ func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 	// says. With a boot sector, its $MFT LCN must agree.
 	for _, r := range in.rec0 {
 		f := r.Record.MFT
-		l := f.firstLCN()
+		l := f.FirstLCN()
 		if g.V+l*g.C == r.Offset && (v.boot == nil || v.boot.MFTLCN == l) && v.mft == nil {
 			v.mft, v.mftAt = f, r.Offset
 			v.at = append(v.at, r.Offset)
@@ -344,12 +213,12 @@ func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 		mirrs = append(mirrs, v.boot.MirrLCN)
 	}
 	for _, r := range in.rec1 {
-		mirrs = append(mirrs, r.Record.MFT.firstLCN())
+		mirrs = append(mirrs, r.Record.MFT.FirstLCN())
 	}
 	for _, m := range mirrs {
 		p := g.V + m*g.C
 		if f := in.at[p]; f != nil && f.Number == 0 && p != v.mftAt {
-			if name, _ := f.name(); name == "$MFT" && (v.mft == nil || f.firstLCN() == v.mft.firstLCN()) {
+			if name, _ := f.FileName(); name == "$MFT" && (v.mft == nil || f.FirstLCN() == v.mft.FirstLCN()) {
 				v.mirrLCN = m
 				v.at = append(v.at, p)
 				v.score++
@@ -365,17 +234,17 @@ func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 	anchorsSeen := make(map[int64]bool)
 	for _, r := range in.files {
 		f := r.Record.MFT
-		if l := f.firstLCN(); l >= 0 {
+		if l := f.FirstLCN(); l >= 0 {
 			p := g.V + l*g.C
 			if in.anchors[p] && !anchorsSeen[p] {
 				anchorsSeen[p] = true
-				name, _ := f.name()
+				name, _ := f.FileName()
 				v.score++
 				v.facts = append(v.facts, fmt.Sprintf("record %d (%s) at image offset %d has its first run at anchor %d", f.Number, name, r.Offset, p))
 			}
 		}
 	}
-	v.recSize = NTFSMinRecordSize
+	v.recSize = ntfs.MinRecordSize
 	switch {
 	case v.mft != nil:
 		v.recSize = int64(v.mft.RecordSize)
@@ -432,11 +301,11 @@ func (v *ntfsVolume) position(n int64) int64 {
 	off := n * v.recSize
 	switch {
 	case v.mft != nil:
-		d := v.mft.first()
+		d := v.mft.FirstData()
 		if d == nil {
 			return -1
 		}
-		lcn := vcnToLCN(d.Runs, off/v.C)
+		lcn := ntfs.VCNToLCN(d.Runs, off/v.C)
 		if lcn < 0 {
 			return -1
 		}
@@ -450,10 +319,10 @@ func (v *ntfsVolume) position(n int64) int64 {
 // ntfsFile is a base record with its extension records, in one volume.
 type ntfsFile struct {
 	at   int64
-	f    *NTFSFileRecord
+	f    *ntfs.FileRecord
 	name string
 	par  int64
-	ext  []*NTFSFileRecord
+	ext  []*ntfs.FileRecord
 }
 
 // volumeMaps builds the maps of VMDK-like files in v.
@@ -475,7 +344,7 @@ func (in *ntfsIn) volumeMaps(v *ntfsVolume) []FileMap {
 			continue
 		}
 		if bases[f.Number] == nil {
-			name, par := f.name()
+			name, par := f.FileName()
 			bases[f.Number] = &ntfsFile{at: r.Offset, f: f, name: name, par: par}
 			order = append(order, f.Number)
 		}
@@ -537,7 +406,7 @@ func (in *ntfsIn) volumeMaps(v *ntfsVolume) []FileMap {
 
 // fileMap converts b's runs to image offsets in v.
 func (v *ntfsVolume) fileMap(b *ntfsFile) (FileMap, bool) {
-	d := b.f.first()
+	d := b.f.FirstData()
 	if d == nil || d.Compressed || d.Encrypted {
 		// Resident data is too small for a VMDK extent; compressed and
 		// encrypted clusters are not the file's bytes.
@@ -553,7 +422,7 @@ func (v *ntfsVolume) fileMap(b *ntfsFile) (FileMap, bool) {
 		Record: fmt.Sprintf("MFT record %d at image offset %d (%s)", b.f.Number, b.at, state),
 		Size:   d.Size,
 	}
-	pieces := []NTFSData{*d}
+	pieces := []ntfs.Data{*d}
 	for _, e := range b.ext {
 		// An extension record of a live file is live; of a deleted
 		// file, deleted. A mismatch is a reused record number.
@@ -570,7 +439,7 @@ func (v *ntfsVolume) fileMap(b *ntfsFile) (FileMap, bool) {
 			pieces = append(pieces, p)
 		}
 	}
-	slices.SortStableFunc(pieces, func(a, b NTFSData) int { return cmp.Compare(a.StartVCN, b.StartVCN) })
+	slices.SortStableFunc(pieces, func(a, b ntfs.Data) int { return cmp.Compare(a.StartVCN, b.StartVCN) })
 	// Coverage: pieces must chain from VCN 0 to the allocated size.
 	clusters := (d.Allocated + v.C - 1) / v.C
 	next, complete := int64(0), true

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"vmdkcarve/fs/ntfs"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/signatures"
@@ -216,10 +217,10 @@ func ntfsFlatStarts(x *hitIndex, image io.ReaderAt, taken []*Instance) []flatSta
 	var out []flatStart
 	for _, y := range slices.Sorted(maps.Keys(x.volumeAt)) {
 		boot := make([]byte, vmdk.SectorSize)
-		if _, err := image.ReadAt(boot, y); err != nil || !fsprobe.IsNTFSBootMagic(boot) {
+		if _, err := image.ReadAt(boot, y); err != nil || !ntfs.IsBootMagic(boot) {
 			continue
 		}
-		rec, err := fsprobe.ParseNTFSBootSector(boot)
+		rec, err := ntfs.ParseBootSector(boot)
 		if err != nil || rec.Boot.SectorSize != vmdk.SectorSize {
 			continue
 		}

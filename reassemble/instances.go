@@ -5,6 +5,7 @@ import (
 	"io"
 	"sort"
 
+	"vmdkcarve/fs/ntfs"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
@@ -86,7 +87,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 				x.geometry = append(x.geometry, h.Offset)
 			}
 		case signatures.KindNTFS:
-			if h.Verdict == signatures.Valid && h.NTFS != nil && h.NTFS.Type == fsprobe.NTFSTypeBootSector {
+			if h.Verdict == signatures.Valid && h.NTFS != nil && h.NTFS.Type == ntfs.TypeBootSector {
 				x.volumeAt[h.Offset] = true
 				x.geometry = append(x.geometry, h.Offset)
 			}

@@ -5,6 +5,7 @@
 package signatures
 
 import (
+	"vmdkcarve/fs/ntfs"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/vmdk"
 )
@@ -57,7 +58,7 @@ type Hit struct {
 	Table      *TableInfo           `json:"table,omitempty"`
 	COWD       *vmdk.COWDHeader     `json:"cowd,omitempty"`
 	SESparse   *vmdk.SESparseHeader `json:"sesparse,omitempty"`
-	NTFS       *fsprobe.NTFSRecord  `json:"ntfs,omitempty"`
+	NTFS       *ntfs.Record         `json:"ntfs,omitempty"`
 	Ext4       *fsprobe.Ext4Record  `json:"ext4,omitempty"`
 	MBR        *MBRInfo             `json:"mbr,omitempty"`
 }

@@ -1,8 +1,6 @@
 package signatures
 
-import (
-	"vmdkcarve/fsprobe"
-)
+import "vmdkcarve/fs/ntfs"
 
 // NTFS host structures: MFT FILE records (which say where every fragment
 // of a host file lies) and boot sectors (which give the volume's start and
@@ -14,7 +12,7 @@ func init() {
 		// Records are 1024-aligned in an MFT that is cluster aligned in a
 		// volume that is sector aligned: every record starts on a 512-byte
 		// boundary of the image. The window covers a 4 KiB record (4Kn).
-		Name: "ntfs-mft-record", Kind: KindNTFS, Align: 512, Window: fsprobe.NTFSMaxRecordSize,
+		Name: "ntfs-mft-record", Kind: KindNTFS, Align: 512, Window: ntfs.MaxRecordSize,
 		Doc:       `NTFS MFT "FILE" record (fixups applied): number, flags, names, $DATA run list, a resident VMDK descriptor`,
 		Recognize: recognizeNTFSRecord,
 	})
@@ -26,10 +24,10 @@ func init() {
 }
 
 func recognizeNTFSRecord(w, _ []byte) (Hit, bool) {
-	if !fsprobe.IsNTFSFileMagic(w) {
+	if !ntfs.IsFileMagic(w) {
 		return Hit{}, false
 	}
-	rec, err := fsprobe.ParseNTFSFileRecord(w)
+	rec, err := ntfs.ParseFileRecord(w)
 	if rec == nil {
 		// "FILE" plus a header that fails the size, USA and attribute
 		// offset rules: text that happens to say FILE, not a record.
@@ -45,15 +43,15 @@ func recognizeNTFSRecord(w, _ []byte) (Hit, bool) {
 }
 
 func recognizeNTFSBoot(w, _ []byte) (Hit, bool) {
-	if !fsprobe.IsNTFSBootMagic(w) {
+	if !ntfs.IsBootMagic(w) {
 		return Hit{}, false
 	}
-	rec, err := fsprobe.ParseNTFSBootSector(w)
+	rec, err := ntfs.ParseBootSector(w)
 	if err != nil {
 		// The OEM id and the signature are 2^-80 by chance: a bad BPB is
 		// a damaged boot sector worth reporting, never used for geometry.
 		return Hit{Kind: KindNTFS, Verdict: Damaged, Reason: err.Error(), Length: 512,
-			NTFS: &fsprobe.NTFSRecord{Type: fsprobe.NTFSTypeBootSector, Damaged: err.Error()}}, true
+			NTFS: &ntfs.Record{Type: ntfs.TypeBootSector, Damaged: err.Error()}}, true
 	}
 	return Hit{Kind: KindNTFS, Verdict: Valid, Length: 512, NTFS: rec}, true
 }

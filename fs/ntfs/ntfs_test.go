@@ -1,12 +1,16 @@
-package fsprobe
+package ntfs
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
+
+	ntfsparser "www.velocidex.com/golang/go-ntfs/parser"
 )
 
 // testdata/ntfs-record-guest.bin is MFT record 67 of a 4 MiB mkntfs volume
@@ -22,20 +26,20 @@ func readTestdata(t testing.TB, name string) []byte {
 	return b
 }
 
-func TestParseNTFSFileRecordReal(t *testing.T) {
-	rec, err := ParseNTFSFileRecord(readTestdata(t, "ntfs-record-guest.bin"))
+func TestParseFileRecordReal(t *testing.T) {
+	rec, err := ParseFileRecord(readTestdata(t, "ntfs-record-guest.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := rec.MFT
-	if rec.Type != NTFSTypeMFTRecord || f.Number != 67 || !f.InUse || f.Dir || f.Base != 0 || f.RecordSize != 1024 || f.AttrList {
+	if rec.Type != TypeMFTRecord || f.Number != 67 || !f.InUse || f.Dir || f.Base != 0 || f.RecordSize != 1024 || f.AttrList {
 		t.Fatalf("header: %+v", f)
 	}
-	if name, parent := f.name(); name != "guest.vmdk" || parent != 5 {
+	if name, parent := f.FileName(); name != "guest.vmdk" || parent != 5 {
 		t.Fatalf("name %q parent %d", name, parent)
 	}
-	want := []NTFSData{{Size: 400004, Allocated: 401408, Initialized: 400004, LastVCN: 97,
-		Runs: []NTFSRun{{VCN: 0, LCN: 0x300, Len: 0x31}, {VCN: 0x31, LCN: 0x4d, Len: 0x31}}}}
+	want := []Data{{Size: 400004, Allocated: 401408, Initialized: 400004, LastVCN: 97,
+		Runs: []Run{{VCN: 0, LCN: 0x300, Len: 0x31}, {VCN: 0x31, LCN: 0x4d, Len: 0x31}}}}
 	if !reflect.DeepEqual(f.Data, want) {
 		t.Fatalf("data %+v, want %+v", f.Data, want)
 	}
@@ -50,7 +54,7 @@ func setAt(rec []byte, off int, v uint64, n int) []byte {
 	return b
 }
 
-func TestParseNTFSFileRecordBad(t *testing.T) {
+func TestParseFileRecordBad(t *testing.T) {
 	real := readTestdata(t, "ntfs-record-guest.bin")
 	const dataAttr = 0x158 // the $DATA attribute of the test record
 	const runs = dataAttr + 0x40
@@ -95,12 +99,12 @@ func TestParseNTFSFileRecordBad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec, err := ParseNTFSFileRecord(tt.rec)
+			rec, err := ParseFileRecord(tt.rec)
 			if err == nil {
 				t.Fatalf("accepted: %+v", rec.MFT)
 			}
-			if !errors.Is(err, ErrNTFSRecord) {
-				t.Errorf("error %v does not wrap ErrNTFSRecord", err)
+			if !errors.Is(err, ErrRecord) {
+				t.Errorf("error %v does not wrap ErrRecord", err)
 			}
 			if tt.noRec {
 				if rec != nil {
@@ -120,10 +124,10 @@ func TestParseNTFSFileRecordBad(t *testing.T) {
 
 // TestParseNTFSFileRecordTruncated cuts the record at every length: no
 // panic, and nothing short of the whole record is valid.
-func TestParseNTFSFileRecordTruncated(t *testing.T) {
+func TestParseFileRecordTruncated(t *testing.T) {
 	real := readTestdata(t, "ntfs-record-guest.bin")
 	for n := 0; n < len(real); n++ {
-		rec, err := ParseNTFSFileRecord(real[:n])
+		rec, err := ParseFileRecord(real[:n])
 		if err == nil {
 			t.Fatalf("%d bytes: accepted", n)
 		}
@@ -133,23 +137,23 @@ func TestParseNTFSFileRecordTruncated(t *testing.T) {
 	}
 	// Longer windows (the carver hands 4 KiB) parse the same.
 	long := append(append([]byte(nil), real...), make([]byte, 3072)...)
-	if _, err := ParseNTFSFileRecord(long); err != nil {
+	if _, err := ParseFileRecord(long); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestDecodeNTFSRuns(t *testing.T) {
+func TestDecodeRuns(t *testing.T) {
 	tests := []struct {
 		name string
 		in   []byte
-		want []NTFSRun
+		want []Run
 		ok   bool
 	}{
 		{"empty list", []byte{0}, nil, true},
-		{"one run", []byte{0x21, 0x10, 0x00, 0x01, 0}, []NTFSRun{{0, 0x100, 0x10, false}}, true},
-		{"sparse then data", []byte{0x01, 0x08, 0x11, 0x04, 0x20, 0}, []NTFSRun{{0, -1, 8, true}, {8, 0x20, 4, false}}, true},
-		{"negative delta", []byte{0x11, 0x02, 0x40, 0x11, 0x02, 0xF0, 0}, []NTFSRun{{0, 0x40, 2, false}, {2, 0x30, 2, false}}, true},
-		{"eight-byte fields", []byte{0x88, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}, []NTFSRun{{0, 1, 1, false}}, true},
+		{"one run", []byte{0x21, 0x10, 0x00, 0x01, 0}, []Run{{0, 0x100, 0x10, false}}, true},
+		{"sparse then data", []byte{0x01, 0x08, 0x11, 0x04, 0x20, 0}, []Run{{0, -1, 8, true}, {8, 0x20, 4, false}}, true},
+		{"negative delta", []byte{0x11, 0x02, 0x40, 0x11, 0x02, 0xF0, 0}, []Run{{0, 0x40, 2, false}, {2, 0x30, 2, false}}, true},
+		{"eight-byte fields", []byte{0x88, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}, []Run{{0, 1, 1, false}}, true},
 		{"no terminator", []byte{0x11, 0x02, 0x40}, nil, false},
 		{"cut inside a run", []byte{0x21, 0x10, 0x00}, nil, false},
 		{"length nibble 0", []byte{0x10, 0x05, 0}, nil, false},
@@ -166,9 +170,9 @@ func TestDecodeNTFSRuns(t *testing.T) {
 	}
 }
 
-func TestParseNTFSBootSector(t *testing.T) {
+func TestParseBootSector(t *testing.T) {
 	boot := readTestdata(t, "ntfs-boot.bin")
-	rec, err := ParseNTFSBootSector(boot)
+	rec, err := ParseBootSector(boot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,13 +199,62 @@ func TestParseNTFSBootSector(t *testing.T) {
 	}
 	bad[5].b = setAt(setAt(boot, 0x0B, 4096, 2), 0x0D, 0x20, 1)
 	for _, tt := range bad {
-		if rec, err := ParseNTFSBootSector(tt.b); err == nil {
+		if rec, err := ParseBootSector(tt.b); err == nil {
 			t.Errorf("%s: accepted %+v", tt.name, rec.Boot)
 		}
 	}
 	for n := 0; n < len(boot); n++ {
-		if _, err := ParseNTFSBootSector(boot[:n]); err == nil {
+		if _, err := ParseBootSector(boot[:n]); err == nil {
 			t.Fatalf("%d bytes accepted", n)
 		}
 	}
+}
+
+// TestBootSectorAsGoNTFS: every boot sector ParseBootSector accepts,
+// go-ntfs's NTFS_BOOT_SECTOR.IsValid accepts too (its checks are done by
+// hand here so that the carve does not link go-ntfs), over the real one
+// with each BPB field varied.
+func TestBootSectorAsGoNTFS(t *testing.T) {
+	real := readTestdata(t, "ntfs-boot.bin")
+	r := rand.New(rand.NewPCG(7, 8))
+	accepted := 0
+	for i := 0; i < 20000; i++ {
+		w := append([]byte(nil), real...)
+		switch i % 4 {
+		case 0:
+			binary.LittleEndian.PutUint16(w[ntfsBootOffBPS:], uint16(r.IntN(1<<13)))
+		case 1:
+			w[ntfsBootOffSPC] = byte(r.Uint32())
+		case 2:
+			binary.LittleEndian.PutUint64(w[ntfsBootOffTotal:], r.Uint64()>>uint(r.IntN(64)))
+		case 3:
+			binary.LittleEndian.PutUint16(w[ntfsBootOffBPS:], uint16(512<<r.IntN(4)))
+			w[ntfsBootOffSPC] = byte(1 << r.IntN(8))
+		}
+		_, err := ParseBootSector(w)
+		bs := ntfsparser.NewNTFSProfile().NTFS_BOOT_SECTOR(bytes.NewReader(w), 0)
+		if err == nil {
+			accepted++
+			if verr := bs.IsValid(); verr != nil {
+				t.Fatalf("accepted a boot sector go-ntfs rejects (%v): bps %d spc %d", verr, binary.LittleEndian.Uint16(w[ntfsBootOffBPS:]), w[ntfsBootOffSPC])
+			}
+		}
+	}
+	if accepted == 0 {
+		t.Fatal("no variant accepted: the test proves nothing")
+	}
+}
+
+// FuzzParse feeds crafted bytes to both parsers: an error, never a panic.
+func FuzzParse(f *testing.F) {
+	f.Add(readTestdata(f, "ntfs-record-guest.bin"))
+	f.Add(readTestdata(f, "ntfs-boot.bin"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if rec, err := ParseFileRecord(b); err == nil && rec.MFT == nil {
+			t.Fatal("a record without its MFT fields")
+		}
+		if rec, err := ParseBootSector(b); err == nil && rec.Boot == nil {
+			t.Fatal("a boot sector without its BPB")
+		}
+	})
 }

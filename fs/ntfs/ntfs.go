@@ -1,4 +1,9 @@
-package fsprobe
+// Package ntfs decodes the NTFS structures the carve and the probes read:
+// the FILE record of the MFT (with its update-sequence fixups, attribute
+// chain, $FILE_NAME and $DATA run lists) and the boot sector. It knows
+// bytes and nothing else: where a structure lies, and what it means for a
+// host or a guest, is fsprobe's.
+package ntfs
 
 // NTFS on-disk structures the host probe reads: the FILE record of the MFT
 // (with its update-sequence fixups, attribute chain, $FILE_NAME and $DATA
@@ -20,8 +25,9 @@ package fsprobe
 // into a run at the previous LCN with a relative offset of 0, which cannot
 // be told from a real zero delta. A carver must reject all three rather
 // than place bytes from them, so the run list is decoded here with every
-// length checked. go-ntfs's NTFS_BOOT_SECTOR.IsValid is used for the boot
-// sector, where it is safe (it checks the cluster size before dividing).
+// length checked. The boot sector is checked as go-ntfs's
+// NTFS_BOOT_SECTOR.IsValid checks it, by hand so that the carve does not
+// link go-ntfs; IsValid is the tests' oracle.
 
 import (
 	"bytes"
@@ -32,9 +38,138 @@ import (
 	"unicode/utf16"
 
 	"vmdkcarve/vmdk"
-
-	ntfsparser "www.velocidex.com/golang/go-ntfs/parser"
 )
+
+// Record types.
+const (
+	TypeMFTRecord  = "mft-record"
+	TypeBootSector = "boot-sector"
+)
+
+// Record is what the carver keeps of an NTFS structure found in the
+// image (an MFT FILE record or a boot sector): exactly one of MFT and Boot
+// is set, matching Type. It lands in hits.jsonl, so it holds decoded
+// fields only, never raw bytes.
+type Record struct {
+	Type string `json:"type"` // "mft-record" or "boot-sector"
+	// Damaged says why the structure is not trusted (torn by the update
+	// sequence, attributes that do not parse, cut by the image end). A
+	// damaged record keeps its header fields but no names or runs.
+	Damaged string      `json:"damaged,omitempty"`
+	MFT     *FileRecord `json:"mft,omitempty"`
+	Boot    *Boot       `json:"boot,omitempty"`
+}
+
+// FileRecord is one MFT FILE record.
+type FileRecord struct {
+	Number     int64  `json:"number"` // record number; -1 when the record (NTFS 3.0) does not say
+	Seq        uint16 `json:"seq"`
+	InUse      bool   `json:"in_use,omitempty"`
+	Dir        bool   `json:"dir,omitempty"`
+	Base       int64  `json:"base,omitempty"` // base record number of an extension record
+	RecordSize int    `json:"record_size"`
+	AttrList   bool   `json:"attr_list,omitempty"` // has an $ATTRIBUTE_LIST: parts of the file may be in extension records
+	Names      []Name `json:"names,omitempty"`
+	Data       []Data `json:"data,omitempty"` // unnamed $DATA attributes (one per VCN range held here)
+	// Streams are every non-resident attribute of the record (any type,
+	// named or not): the clusters the record's file owns, which a guest
+	// locator predicts to hold written bytes. Not kept in hits.
+	Streams []Data `json:"-"`
+	// Descriptor is a VMDK text descriptor held resident in the record.
+	Descriptor *vmdk.Descriptor `json:"descriptor,omitempty"`
+}
+
+// Name is a $FILE_NAME attribute.
+type Name struct {
+	Name      string `json:"name"`
+	Parent    int64  `json:"parent"`              // parent directory's record number
+	Namespace uint8  `json:"namespace,omitempty"` // 0 POSIX, 1 Win32, 2 DOS, 3 Win32&DOS
+}
+
+// Data is an unnamed $DATA attribute: the file's content, resident or
+// as runs of clusters. Sizes are set only in the piece starting at VCN 0.
+type Data struct {
+	Type        uint32 `json:"-"` // attribute type (0x80 $DATA, 0xA0 $INDEX_ALLOCATION, 0xB0 $BITMAP, ...)
+	Resident    bool   `json:"resident,omitempty"`
+	Size        int64  `json:"size,omitempty"`
+	Allocated   int64  `json:"allocated,omitempty"`
+	Initialized int64  `json:"initialized,omitempty"`
+	StartVCN    int64  `json:"start_vcn,omitempty"`
+	LastVCN     int64  `json:"last_vcn,omitempty"`
+	Compressed  bool   `json:"compressed,omitempty"`
+	Encrypted   bool   `json:"encrypted,omitempty"`
+	Sparse      bool   `json:"sparse,omitempty"`
+	Runs        []Run  `json:"runs,omitempty"`
+}
+
+// Run is one run of a run list: Len clusters from VCN at LCN, or a
+// hole when Sparse (LCN is then -1).
+type Run struct {
+	VCN    int64 `json:"vcn"`
+	LCN    int64 `json:"lcn"`
+	Len    int64 `json:"len"`
+	Sparse bool  `json:"sparse,omitempty"`
+}
+
+// Boot is an NTFS boot sector's BPB. The same sector is the primary
+// (at the volume start) or the backup (at volume start + TotalSectors ×
+// SectorSize); which one it is comes from where it was found.
+type Boot struct {
+	SectorSize   int64  `json:"sector_size"`
+	ClusterSize  int64  `json:"cluster_size"`
+	TotalSectors int64  `json:"total_sectors"`
+	MFTLCN       int64  `json:"mft_lcn"`
+	MirrLCN      int64  `json:"mftmirr_lcn"`
+	RecordSize   int64  `json:"record_size"`
+	Serial       string `json:"serial"`
+}
+
+// FileName returns the record's preferred name (Win32 or Win32&DOS, then
+// POSIX, then DOS) and its parent.
+func (f *FileRecord) FileName() (string, int64) {
+	best, rank := -1, -1
+	for i, n := range f.Names {
+		r := map[uint8]int{1: 3, 3: 3, 0: 2, 2: 1}[n.Namespace]
+		if r > rank {
+			best, rank = i, r
+		}
+	}
+	if best < 0 {
+		return "", -1
+	}
+	return f.Names[best].Name, f.Names[best].Parent
+}
+
+// FirstData returns the $DATA piece starting at VCN 0, if any.
+func (f *FileRecord) FirstData() *Data {
+	for i := range f.Data {
+		if f.Data[i].StartVCN == 0 && !f.Data[i].Resident {
+			return &f.Data[i]
+		}
+	}
+	return nil
+}
+
+// FirstLCN is the LCN of VCN 0 of the record's $DATA, or -1.
+func (f *FileRecord) FirstLCN() int64 {
+	if d := f.FirstData(); d != nil && len(d.Runs) > 0 && !d.Runs[0].Sparse {
+		return d.Runs[0].LCN
+	}
+	return -1
+}
+
+// VCNToLCN maps a VCN through runs, or returns -1.
+func VCNToLCN(runs []Run, vcn int64) int64 {
+	for _, r := range runs {
+		if vcn >= r.VCN && vcn < r.VCN+r.Len {
+			if r.Sparse {
+				return -1
+			}
+			return r.LCN + vcn - r.VCN
+		}
+	}
+	return -1
+}
 
 // FILE record header (NTFS 3.1; NTFS 3.0 records end the header at 0x2A and
 // have no record number).
@@ -48,21 +183,21 @@ const (
 	ntfsOffUsed        = 0x18 // u32 bytes in use
 	ntfsOffAllocated   = 0x1C // u32 record size
 	ntfsOffBaseRef     = 0x20 // u64 base record reference (0 for a base record)
-	ntfsOffRecordNum   = 0x2C // u32 record number (3.1 only: USA at 0x30)
+	OffRecordNum       = 0x2C // u32 record number (3.1 only: USA at 0x30)
 	ntfsHeader31       = 0x30 // where the USA of a 3.1 record starts
 	ntfsHeader30       = 0x2A // where the USA of a 3.0 record starts
-	ntfsFixupStride    = 512  // the update sequence stride is 512 bytes whatever the sector size
+	FixupStride        = 512  // the update sequence stride is 512 bytes whatever the sector size
 	ntfsFlagInUse      = 0x0001
 	ntfsFlagDirectory  = 0x0002
 	ntfsKnownFlags     = 0x000F // in use, directory, $Extend, view index
 	ntfsAttrEnd        = 0xFFFFFFFF
-	ntfsRefRecordMask  = 1<<48 - 1 // a file reference is 48 bits of record number and 16 of sequence
+	RefRecordMask      = 1<<48 - 1 // a file reference is 48 bits of record number and 16 of sequence
 	ntfsAttrHeaderMin  = 0x18      // resident header size
 	ntfsNonResHeader   = 0x40      // non-resident header size (without the compressed-size field)
 	ntfsAttrStdInfo    = 0x10
 	ntfsAttrList       = 0x20
 	ntfsAttrFileName   = 0x30
-	ntfsAttrData       = 0x80
+	AttrData           = 0x80
 	ntfsFileNameMinLen = 0x42 // $FILE_NAME content before the name
 	ntfsDataCompressed = 0x0001
 	ntfsDataEncrypted  = 0x4000
@@ -71,15 +206,15 @@ const (
 
 // Limits on what one record may claim.
 const (
-	// NTFSMinRecordSize and NTFSMaxRecordSize bound the record size: 1024
+	// MinRecordSize and MaxRecordSize bound the record size: 1024
 	// is what every Windows writes; 4096 appears on 4Kn volumes. Anything
 	// else is not a record we can trust.
-	NTFSMinRecordSize = 1024
-	NTFSMaxRecordSize = 4096
+	MinRecordSize = 1024
+	MaxRecordSize = 4096
 	// maxNTFSRuns bounds the runs kept per attribute: a run takes at least
 	// two bytes, so a 4 KiB record cannot hold more; the cap keeps a hit
 	// line bounded even so.
-	maxNTFSRuns = NTFSMaxRecordSize / 2
+	maxNTFSRuns = MaxRecordSize / 2
 	// maxNTFSNames bounds the $FILE_NAME attributes kept (hard links plus
 	// the DOS alias): more is not a real file.
 	maxNTFSNames = 8
@@ -88,50 +223,50 @@ const (
 	maxNTFSDataPieces = 8
 	// maxNTFSStreams bounds the non-resident attributes kept per record:
 	// each takes at least 0x48 bytes of a 4 KiB record.
-	maxNTFSStreams = NTFSMaxRecordSize / 0x40
-	// maxNTFSLCN is the largest cluster number NTFS can address (2^48 - 1
+	maxNTFSStreams = MaxRecordSize / 0x40
+	// MaxLCN is the largest cluster number NTFS can address (2^48 - 1
 	// for the 48-bit parts of file references and 64-bit run deltas in
 	// practice: volumes stop at 2^32 clusters in Windows; 2^48 leaves room
 	// and keeps LCN×cluster size inside int64).
-	maxNTFSLCN = 1 << 48
+	MaxLCN = 1 << 48
 )
 
 // descriptorMagic starts a VMDK text descriptor.
 const descriptorMagic = "# Disk DescriptorFile"
 
-// ErrNTFSRecord is wrapped by every error from the NTFS record parsers.
-var ErrNTFSRecord = errors.New("fsprobe: bad NTFS structure")
+// ErrRecord is wrapped by every error from the NTFS record parsers.
+var ErrRecord = errors.New("ntfs: bad structure")
 
-// NTFSFormatError says which field of an NTFS structure is wrong and where
+// FormatError says which field of an NTFS structure is wrong and where
 // (offset within the record or sector).
-type NTFSFormatError struct {
+type FormatError struct {
 	Offset int
 	Field  string
 	Value  int64
 }
 
-func (e *NTFSFormatError) Error() string {
+func (e *FormatError) Error() string {
 	return fmt.Sprintf("fsprobe: NTFS %s at +%#x: bad value %d", e.Field, e.Offset, e.Value)
 }
 
-func (e *NTFSFormatError) Unwrap() error { return ErrNTFSRecord }
+func (e *FormatError) Unwrap() error { return ErrRecord }
 
 func ntfsBad(off int, field string, v int64) error {
-	return &NTFSFormatError{Offset: off, Field: field, Value: v}
+	return &FormatError{Offset: off, Field: field, Value: v}
 }
 
-// IsNTFSFileMagic is the cheap first test: "FILE" at the window start.
-func IsNTFSFileMagic(w []byte) bool {
+// IsFileMagic is the cheap first test: "FILE" at the window start.
+func IsFileMagic(w []byte) bool {
 	return len(w) >= 4 && w[0] == 'F' && w[1] == 'I' && w[2] == 'L' && w[3] == 'E'
 }
 
-// ParseNTFSFileRecord parses the FILE record at the start of w. It returns
+// ParseFileRecord parses the FILE record at the start of w. It returns
 // (nil, err) when w is not a record; (rec, err) with rec.Damaged set when
 // the header is sound but the record is torn or its attributes do not
 // parse (the header fields are kept, the attributes are not trusted); and
 // (rec, nil) for a valid record. w is not modified or retained.
-func ParseNTFSFileRecord(w []byte) (*NTFSRecord, error) {
-	if !IsNTFSFileMagic(w) {
+func ParseFileRecord(w []byte) (*Record, error) {
+	if !IsFileMagic(w) {
 		return nil, ntfsBad(0, "magic", 0)
 	}
 	if len(w) < ntfsHeader31+2 {
@@ -145,13 +280,13 @@ func ParseNTFSFileRecord(w []byte) (*NTFSRecord, error) {
 	alloc := int64(binary.LittleEndian.Uint32(w[ntfsOffAllocated:]))
 
 	// Plausibility of the header, cheapest first.
-	if alloc != NTFSMinRecordSize && alloc != NTFSMaxRecordSize {
+	if alloc != MinRecordSize && alloc != MaxRecordSize {
 		return nil, ntfsBad(ntfsOffAllocated, "allocated size", alloc)
 	}
 	if usaOff != ntfsHeader31 && usaOff != ntfsHeader30 {
 		return nil, ntfsBad(ntfsOffUSAOffset, "update sequence offset", int64(usaOff))
 	}
-	if usaCount != int(alloc)/ntfsFixupStride+1 {
+	if usaCount != int(alloc)/FixupStride+1 {
 		return nil, ntfsBad(ntfsOffUSACount, "update sequence count", int64(usaCount))
 	}
 	usaEnd := usaOff + 2*usaCount
@@ -165,17 +300,17 @@ func ParseNTFSFileRecord(w []byte) (*NTFSRecord, error) {
 		return nil, ntfsBad(ntfsOffFlags, "flags", int64(flags))
 	}
 
-	rec := &NTFSRecord{Type: NTFSTypeMFTRecord, MFT: &NTFSFileRecord{
+	rec := &Record{Type: TypeMFTRecord, MFT: &FileRecord{
 		Number:     -1,
 		Seq:        binary.LittleEndian.Uint16(w[ntfsOffSeq:]),
 		InUse:      flags&ntfsFlagInUse != 0,
 		Dir:        flags&ntfsFlagDirectory != 0,
-		Base:       int64(binary.LittleEndian.Uint64(w[ntfsOffBaseRef:]) & ntfsRefRecordMask),
+		Base:       int64(binary.LittleEndian.Uint64(w[ntfsOffBaseRef:]) & RefRecordMask),
 		RecordSize: int(alloc),
 	}}
 	f := rec.MFT
 	if usaOff == ntfsHeader31 {
-		f.Number = int64(binary.LittleEndian.Uint32(w[ntfsOffRecordNum:]))
+		f.Number = int64(binary.LittleEndian.Uint32(w[OffRecordNum:]))
 	}
 	if int64(len(w)) < alloc {
 		rec.Damaged = fmt.Sprintf("window ends %d bytes into the %d-byte record", len(w), alloc)
@@ -185,13 +320,13 @@ func ParseNTFSFileRecord(w []byte) (*NTFSRecord, error) {
 	// Fixups, on a copy (w belongs to the carver). A stride whose last two
 	// bytes differ from the USN was not written with the rest: the record
 	// is torn and its contents cannot be trusted.
-	var buf [NTFSMaxRecordSize]byte
+	var buf [MaxRecordSize]byte
 	b := buf[:alloc]
 	copy(b, w)
 	usn := b[usaOff : usaOff+2]
 	var torn []string
 	for i := 1; i < usaCount; i++ {
-		end := i*ntfsFixupStride - 2
+		end := i*FixupStride - 2
 		if b[end] != usn[0] || b[end+1] != usn[1] {
 			torn = append(torn, fmt.Sprint(i-1))
 			continue
@@ -212,7 +347,7 @@ func ParseNTFSFileRecord(w []byte) (*NTFSRecord, error) {
 
 // parseNTFSAttributes walks the attribute chain of a fixed-up record b
 // (cut to its used size) from off, filling f.
-func parseNTFSAttributes(b []byte, off int, f *NTFSFileRecord) error {
+func parseNTFSAttributes(b []byte, off int, f *FileRecord) error {
 	for {
 		if off+4 > len(b) {
 			return ntfsBad(off, "attribute chain end", int64(off))
@@ -251,7 +386,7 @@ func parseNTFSAttributes(b []byte, off int, f *NTFSFileRecord) error {
 			if err := f.addName(content, off); err != nil {
 				return err
 			}
-		case typ == ntfsAttrData && nameLen == 0:
+		case typ == AttrData && nameLen == 0:
 			d, err := parseNTFSData(a, off)
 			if err != nil {
 				return err
@@ -301,7 +436,7 @@ func ntfsResidentContent(a []byte, off int) ([]byte, error) {
 	return a[coff : coff+size], nil
 }
 
-func (f *NTFSFileRecord) addName(c []byte, off int) error {
+func (f *FileRecord) addName(c []byte, off int) error {
 	if len(c) < ntfsFileNameMinLen {
 		return ntfsBad(off, "$FILE_NAME size", int64(len(c)))
 	}
@@ -318,9 +453,9 @@ func (f *NTFSFileRecord) addName(c []byte, off int) error {
 		u[i] = binary.LittleEndian.Uint16(c[ntfsFileNameMinLen+2*i:])
 	}
 	parent := binary.LittleEndian.Uint64(c)
-	f.Names = append(f.Names, NTFSName{
+	f.Names = append(f.Names, Name{
 		Name:      string(utf16.Decode(u)),
-		Parent:    int64(parent & ntfsRefRecordMask),
+		Parent:    int64(parent & RefRecordMask),
 		Namespace: ns,
 	})
 	return nil
@@ -328,16 +463,16 @@ func (f *NTFSFileRecord) addName(c []byte, off int) error {
 
 // parseNTFSData reads an unnamed $DATA attribute a found at record offset
 // off.
-func parseNTFSData(a []byte, off int) (NTFSData, error) {
+func parseNTFSData(a []byte, off int) (Data, error) {
 	if a[8] == 0 {
 		v, err := ntfsResidentContent(a, off)
-		return NTFSData{Resident: true, Size: int64(len(v))}, err
+		return Data{Resident: true, Size: int64(len(v))}, err
 	}
 	if len(a) < ntfsNonResHeader {
-		return NTFSData{}, ntfsBad(off+4, "non-resident attribute length", int64(len(a)))
+		return Data{}, ntfsBad(off+4, "non-resident attribute length", int64(len(a)))
 	}
 	flags := binary.LittleEndian.Uint16(a[0x0C:])
-	d := NTFSData{
+	d := Data{
 		StartVCN:    int64(binary.LittleEndian.Uint64(a[0x10:])),
 		LastVCN:     int64(binary.LittleEndian.Uint64(a[0x18:])),
 		Allocated:   int64(binary.LittleEndian.Uint64(a[0x28:])),
@@ -349,7 +484,7 @@ func parseNTFSData(a []byte, off int) (NTFSData, error) {
 	}
 	// VCNs are u64 on disk; as int64 a value with the top bit set is
 	// negative and rejected here, as are ranges no volume can hold.
-	if d.StartVCN < 0 || d.StartVCN >= maxNTFSLCN || d.LastVCN < d.StartVCN-1 || d.LastVCN >= maxNTFSLCN {
+	if d.StartVCN < 0 || d.StartVCN >= MaxLCN || d.LastVCN < d.StartVCN-1 || d.LastVCN >= MaxLCN {
 		return d, ntfsBad(off+0x10, "VCN range", d.StartVCN)
 	}
 	if d.StartVCN == 0 {
@@ -366,7 +501,7 @@ func parseNTFSData(a []byte, off int) (NTFSData, error) {
 	}
 	runs, err := decodeNTFSRuns(a[roff:], d.StartVCN)
 	if err != nil {
-		var fe *NTFSFormatError
+		var fe *FormatError
 		if errors.As(err, &fe) {
 			fe.Offset += off + roff
 		}
@@ -388,8 +523,8 @@ func parseNTFSData(a []byte, off int) (NTFSData, error) {
 // nibble: bytes of the signed LCN delta; 0 delta bytes = sparse), then the
 // two little-endian values; a 0 header ends the list. The list must end
 // inside b.
-func decodeNTFSRuns(b []byte, vcn int64) ([]NTFSRun, error) {
-	var runs []NTFSRun
+func decodeNTFSRuns(b []byte, vcn int64) ([]Run, error) {
+	var runs []Run
 	var lcn int64
 	for i := 0; ; {
 		if i >= len(b) {
@@ -407,21 +542,21 @@ func decodeNTFSRuns(b []byte, vcn int64) ([]NTFSRun, error) {
 			return nil, ntfsBad(i, "run count", int64(len(runs)))
 		}
 		length := int64(leUint(b[i+1 : i+1+ls]))
-		if length <= 0 || length >= maxNTFSLCN || vcn+length >= maxNTFSLCN {
+		if length <= 0 || length >= MaxLCN || vcn+length >= MaxLCN {
 			return nil, ntfsBad(i+1, "run length", length)
 		}
-		r := NTFSRun{VCN: vcn, Len: length, LCN: -1}
+		r := Run{VCN: vcn, Len: length, LCN: -1}
 		if os == 0 {
 			r.Sparse = true
 		} else {
 			delta := leInt(b[i+1+ls : i+1+ls+os])
 			// Both are below 2^48 in magnitude here, so the sum cannot
 			// overflow.
-			if delta <= -maxNTFSLCN || delta >= maxNTFSLCN {
+			if delta <= -MaxLCN || delta >= MaxLCN {
 				return nil, ntfsBad(i+1+ls, "run LCN delta", delta)
 			}
 			lcn += delta
-			if lcn < 0 || lcn+length > maxNTFSLCN {
+			if lcn < 0 || lcn+length > MaxLCN {
 				return nil, ntfsBad(i+1+ls, "run LCN", lcn)
 			}
 			r.LCN = lcn
@@ -467,25 +602,34 @@ const (
 	ntfsMaxCluster     = 64 << 10
 )
 
-// IsNTFSBootMagic is the cheap first test: "NTFS    " at 3 and 0x55AA at
+// IsBootMagic is the cheap first test: "NTFS    " at 3 and 0x55AA at
 // 510.
-func IsNTFSBootMagic(w []byte) bool {
+func IsBootMagic(w []byte) bool {
 	return len(w) >= ntfsBootSize && string(w[3:11]) == ntfsBootOEM && w[510] == 0x55 && w[511] == 0xAA
 }
 
-// ParseNTFSBootSector parses an NTFS boot sector at the start of w.
-func ParseNTFSBootSector(w []byte) (*NTFSRecord, error) {
-	if !IsNTFSBootMagic(w) {
+// ParseBootSector parses an NTFS boot sector at the start of w.
+func ParseBootSector(w []byte) (*Record, error) {
+	if !IsBootMagic(w) {
 		return nil, ntfsBad(3, "boot sector magic", 0)
 	}
 	w = w[:ntfsBootSize]
-	bs := ntfsparser.NewNTFSProfile().NTFS_BOOT_SECTOR(bytes.NewReader(w), 0)
-	if err := bs.IsValid(); err != nil {
-		return nil, fmt.Errorf("%w: go-ntfs: %v", ErrNTFSRecord, err)
-	}
 	bps := int64(binary.LittleEndian.Uint16(w[ntfsBootOffBPS:]))
 	spc := int64(w[ntfsBootOffSPC])
-	b := &NTFSBoot{
+	// What go-ntfs's NTFS_BOOT_SECTOR.IsValid asks (its test oracle in
+	// ntfs_test.go), by hand so that the carve does not link go-ntfs: a
+	// cluster of a power of two bytes up to 64 KiB, sectors of a multiple
+	// of 512 bytes, a volume of at least one cluster's worth of sectors.
+	if c := bps * spc; c <= 0 || c > 1<<16 || c&(c-1) != 0 {
+		return nil, fmt.Errorf("%w: invalid cluster size %x", ErrRecord, c)
+	}
+	if bps == 0 || bps%512 != 0 {
+		return nil, fmt.Errorf("%w: invalid sector size %d", ErrRecord, bps)
+	}
+	if int64(binary.LittleEndian.Uint64(w[ntfsBootOffTotal:]))/(bps*spc) == 0 {
+		return nil, fmt.Errorf("%w: volume size is 0", ErrRecord)
+	}
+	b := &Boot{
 		SectorSize:   bps,
 		ClusterSize:  bps * spc,
 		TotalSectors: int64(binary.LittleEndian.Uint64(w[ntfsBootOffTotal:])),
@@ -502,7 +646,7 @@ func ParseNTFSBootSector(w []byte) (*NTFSRecord, error) {
 		return nil, ntfsBad(ntfsBootOffSPC, "cluster size", b.ClusterSize)
 	}
 	// Totals stored as u64; bounding them by 2^48 keeps products in int64.
-	if b.TotalSectors <= 0 || b.TotalSectors >= maxNTFSLCN {
+	if b.TotalSectors <= 0 || b.TotalSectors >= MaxLCN {
 		return nil, ntfsBad(ntfsBootOffTotal, "total sectors", b.TotalSectors)
 	}
 	clusters := b.TotalSectors * bps / b.ClusterSize
@@ -519,8 +663,8 @@ func ParseNTFSBootSector(w []byte) (*NTFSRecord, error) {
 	case rs < 0 && rs >= -31:
 		b.RecordSize = 1 << uint(-rs)
 	}
-	if b.RecordSize != NTFSMinRecordSize && b.RecordSize != NTFSMaxRecordSize {
+	if b.RecordSize != MinRecordSize && b.RecordSize != MaxRecordSize {
 		return nil, ntfsBad(ntfsBootOffRecSize, "MFT record size", b.RecordSize)
 	}
-	return &NTFSRecord{Type: NTFSTypeBootSector, Boot: b}, nil
+	return &Record{Type: TypeBootSector, Boot: b}, nil
 }
