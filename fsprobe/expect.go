@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fs/ntfs"
 	"vmdkcarve/internal/entropy"
 )
@@ -186,7 +187,7 @@ const (
 // Both checksums seed with the volume's UUID, so bytes from anywhere else
 // cannot pass. Volumes without metadata_csum get no such prediction.
 func extGroupDescExpectations(part int64, sbBytes []byte) []Expectation {
-	sb, err := ParseExt4Superblock(sbBytes)
+	sb, err := ext4.ParseSuperblock(sbBytes)
 	if err != nil || !sb.MetadataCsum || sb.Group != 0 {
 		return nil
 	}
@@ -214,7 +215,7 @@ func extGroupDescExpectations(part int64, sbBytes []byte) []Expectation {
 				d[ext4DescChecksum], d[ext4DescChecksum+1] = 0, 0
 				var le [4]byte
 				binary.LittleEndian.PutUint32(le[:], uint32(g))
-				if uint16(crc32cRaw(crc32cRaw(seed, le[:]), d)) != want {
+				if uint16(ext4.CRC32C(ext4.CRC32C(seed, le[:]), d)) != want {
 					return false
 				}
 			}
@@ -274,9 +275,9 @@ func ext4InodeExpectation(off int64, inum uint32, isz int, seed uint32) Expectat
 			}
 			var le [4]byte
 			binary.LittleEndian.PutUint32(le[:], inum)
-			c := crc32cRaw(seed, le[:])
-			c = crc32cRaw(c, in[0x64:0x68]) // i_generation
-			c = crc32cRaw(c, in)
+			c := ext4.CRC32C(seed, le[:])
+			c = ext4.CRC32C(c, in[0x64:0x68]) // i_generation
+			c = ext4.CRC32C(c, in)
 			if hasHi {
 				return c == uint32(lo)|uint32(hi)<<16
 			}

@@ -61,12 +61,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"vmdkcarve/fs/ext4"
 )
 
 // LocatedExt4 is an ext4 record and the image offset of its hit.
 type LocatedExt4 struct {
 	Offset int64
-	Record *Ext4Record
+	Record *ext4.Record
 }
 
 // maxExt4FileExtents bounds the extents kept for one file: 2^20 extents of
@@ -77,7 +78,7 @@ const maxExt4FileExtents = 1 << 20
 // ext4Geom is an accepted (F, B) and why.
 type ext4Geom struct {
 	F, B    int64
-	sb      *Ext4Superblock // nil when solved from anchors
+	sb      *ext4.Superblock // nil when solved from anchors
 	why     string
 	facts   int
 	anchors map[int64]bool // anchor geometries: the anchors they were solved from and own
@@ -96,8 +97,8 @@ func (g *ext4Geom) end() int64 {
 
 type ext4Inode struct {
 	off int64 // image offset of the inode
-	in  *Ext4Inode
-	hit *Ext4Record
+	in  *ext4.Inode
+	hit *ext4.Record
 }
 
 type ext4Ptr struct {
@@ -109,7 +110,7 @@ type ext4Ptr struct {
 
 type ext4Resolver struct {
 	anchors map[int64]bool
-	blocks  map[int64]*Ext4Node // extent blocks by image offset
+	blocks  map[int64]*ext4.Node // extent blocks by image offset
 	ptrs    map[uint64][]ext4Ptr
 	inodes  []ext4Inode
 	geoms   []*ext4Geom
@@ -148,7 +149,7 @@ func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
 // newExt4Resolver indexes the records and accepts the geometries (see the
 // file comment): superblocks first, then those solved from anchors.
 func newExt4Resolver(records []LocatedExt4, anchors []int64) *ext4Resolver {
-	r := &ext4Resolver{anchors: map[int64]bool{}, blocks: map[int64]*Ext4Node{}, ptrs: map[uint64][]ext4Ptr{}}
+	r := &ext4Resolver{anchors: map[int64]bool{}, blocks: map[int64]*ext4.Node{}, ptrs: map[uint64][]ext4Ptr{}}
 	for _, a := range anchors {
 		r.anchors[a] = true
 	}
@@ -331,7 +332,7 @@ func (r *ext4Resolver) holds(g *ext4Geom, offs []int64) bool {
 		for _, off := range offs {
 			in := false
 			for _, e := range m.Extents {
-				if off >= e.ImageOffset && off+Ext4SuperblockSize <= e.ImageOffset+e.Length {
+				if off >= e.ImageOffset && off+ext4.SuperblockSize <= e.ImageOffset+e.Length {
 					in = true
 					break
 				}
@@ -400,7 +401,7 @@ func (r *ext4Resolver) anchorGeoms() {
 		if !ok {
 			continue
 		}
-		for _, B := range Ext4BlockSizes {
+		for _, B := range ext4.BlockSizes {
 			for _, a := range anchors {
 				if F := a - int64(e.Start)*B; F <= ino.off {
 					add(F, B, a, fmt.Sprintf("inode at image offset %d puts block 0 on the VMDK header at %d", ino.off, a))
@@ -505,9 +506,9 @@ func (r *ext4Resolver) anchorGeoms() {
 
 // firstExtent is a node's entry for logical block 0, if it has one that is
 // initialized.
-func firstExtent(n *Ext4Node) (Ext4Entry, bool) {
+func firstExtent(n *ext4.Node) (ext4.Entry, bool) {
 	if len(n.Entries) == 0 || n.Entries[0].Logical != 0 || n.Entries[0].Uninit {
-		return Ext4Entry{}, false
+		return ext4.Entry{}, false
 	}
 	return n.Entries[0], true
 }
@@ -528,7 +529,7 @@ func (r *ext4Resolver) fits(ino ext4Inode, g *ext4Geom) bool {
 
 // child returns the extent block an index entry points at under g, if it
 // was found and its header fits: block size, one level down.
-func (r *ext4Resolver) child(parent *Ext4Node, e Ext4Entry, g *ext4Geom) (*Ext4Node, int64) {
+func (r *ext4Resolver) child(parent *ext4.Node, e ext4.Entry, g *ext4Geom) (*ext4.Node, int64) {
 	if e.Start > uint64(1<<62)/uint64(g.B) {
 		return nil, 0
 	}
@@ -541,9 +542,9 @@ func (r *ext4Resolver) child(parent *Ext4Node, e Ext4Entry, g *ext4Geom) (*Ext4N
 }
 
 // block0 follows logical block 0 down the tree and returns its image offset.
-func (r *ext4Resolver) block0(in *Ext4Inode, g *ext4Geom) (int64, bool) {
+func (r *ext4Resolver) block0(in *ext4.Inode, g *ext4Geom) (int64, bool) {
 	n := &in.Root
-	for range MaxExt4Depth + 1 {
+	for range ext4.MaxDepth + 1 {
 		if len(n.Entries) == 0 || n.Entries[0].Logical != 0 {
 			return 0, false
 		}
@@ -564,7 +565,7 @@ func (r *ext4Resolver) block0(in *Ext4Inode, g *ext4Geom) (int64, bool) {
 // walk collects the initialized leaf extents of the subtree under n whose
 // logical blocks lie in [lo, hi), and says whether every block was found
 // and verified. verify checks a child block's tail checksum (nil: none).
-func (r *ext4Resolver) walk(n *Ext4Node, lo, hi uint64, g *ext4Geom, verify func(*Ext4Node) bool, out *[]Ext4Entry, notes *[]string) bool {
+func (r *ext4Resolver) walk(n *ext4.Node, lo, hi uint64, g *ext4Geom, verify func(*ext4.Node) bool, out *[]ext4.Entry, notes *[]string) bool {
 	complete := true
 	for i, e := range n.Entries {
 		end := hi
@@ -629,17 +630,17 @@ func (r *ext4Resolver) buildMap(ino ext4Inode, g *ext4Geom) FileMap {
 	in := ino.in
 	evidence := []string{g.why}
 	record := fmt.Sprintf("inode at image offset %d", ino.off)
-	var verify func(*Ext4Node) bool
+	var verify func(*ext4.Node) bool
 	if s := g.sb; s != nil && s.MetadataCsum {
 		if inum, ok := r.inodeNumber(ino, g); ok {
 			record = fmt.Sprintf("inode %d at image offset %d", inum, ino.off)
 			evidence = append(evidence, fmt.Sprintf("inode checksum verifies as inode %d, consistent with its place in an inode table", inum))
-			verify = func(n *Ext4Node) bool { return n.VerifyTail(s.CsumSeed, inum, in.Generation) }
+			verify = func(n *ext4.Node) bool { return n.VerifyTail(s.CsumSeed, inum, in.Generation) }
 		} else if in.Root.Depth > 0 {
 			evidence = append(evidence, "inode number unknown: extent block checksums not checked")
 		}
 	}
-	var ext []Ext4Entry
+	var ext []ext4.Entry
 	var notes []string
 	complete := r.walk(&in.Root, 0, 1<<32, g, verify, &ext, &notes)
 	if in.Root.Depth > 0 {
@@ -648,7 +649,7 @@ func (r *ext4Resolver) buildMap(ino ext4Inode, g *ext4Geom) FileMap {
 		}
 	}
 	evidence = append(evidence, notes...)
-	slices.SortFunc(ext, func(a, b Ext4Entry) int { return cmp.Compare(a.Logical, b.Logical) })
+	slices.SortFunc(ext, func(a, b ext4.Entry) int { return cmp.Compare(a.Logical, b.Logical) })
 	size := int64(in.Size)
 	var out []MappedExtent
 	for _, e := range ext {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/signatures"
 )
@@ -504,15 +505,15 @@ func TestExt4MapsFragmentedHost(t *testing.T) {
 // and its own leaf, or two copies of one inode (the journal keeps some).
 func TestExt4MapsFactsIndependence(t *testing.T) {
 	const F, B = 1 << 20, 4096
-	leaf := &fsprobe.Ext4Node{Depth: 0, Max: 340, Entries: []fsprobe.Ext4Entry{{Logical: 0, Start: 500, Len: 8}, {Logical: 8, Start: 900, Len: 8}}}
-	root := fsprobe.Ext4Node{Depth: 1, Max: 4, Entries: []fsprobe.Ext4Entry{{Logical: 0, Start: 300}}}
+	leaf := &ext4.Node{Depth: 0, Max: 340, Entries: []ext4.Entry{{Logical: 0, Start: 500, Len: 8}, {Logical: 8, Start: 900, Len: 8}}}
+	root := ext4.Node{Depth: 1, Max: 4, Entries: []ext4.Entry{{Logical: 0, Start: 300}}}
 	inode := func(at int64) fsprobe.LocatedExt4 {
-		return fsprobe.LocatedExt4{Offset: at, Record: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeInodes,
-			Inodes: []fsprobe.Ext4Inode{{Links: 1, Size: 16 * B, Root: root}}}}
+		return fsprobe.LocatedExt4{Offset: at, Record: &ext4.Record{Type: ext4.TypeInodes,
+			Inodes: []ext4.Inode{{Links: 1, Size: 16 * B, Root: root}}}}
 	}
 	recs := []fsprobe.LocatedExt4{
 		inode(F + 40*B),
-		{Offset: F + 300*B, Record: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeExtentBlock, Node: leaf}},
+		{Offset: F + 300*B, Record: &ext4.Record{Type: ext4.TypeExtentBlock, Node: leaf}},
 	}
 	anchors := []int64{F + 500*B}
 	if maps := fsprobe.Ext4Maps(recs, anchors); len(maps) != 0 {
@@ -525,8 +526,8 @@ func TestExt4MapsFactsIndependence(t *testing.T) {
 		t.Fatalf("two copies of one inode made a geometry: %+v", maps)
 	}
 	// A second file on a second header is a second fact.
-	small := fsprobe.LocatedExt4{Offset: F + 41*B, Record: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeInodes,
-		Inodes: []fsprobe.Ext4Inode{{Links: 1, Size: 2 * B, Root: fsprobe.Ext4Node{Max: 4, Entries: []fsprobe.Ext4Entry{{Logical: 0, Start: 700, Len: 2}}}}}}}
+	small := fsprobe.LocatedExt4{Offset: F + 41*B, Record: &ext4.Record{Type: ext4.TypeInodes,
+		Inodes: []ext4.Inode{{Links: 1, Size: 2 * B, Root: ext4.Node{Max: 4, Entries: []ext4.Entry{{Logical: 0, Start: 700, Len: 2}}}}}}}
 	maps := fsprobe.Ext4Maps(append(recs, small), append(anchors, F+700*B))
 	if len(maps) != 2 || maps[0].Extents[0].ImageOffset != F+500*B || maps[1].Extents[0].ImageOffset != F+700*B {
 		t.Fatalf("two files on two headers: got %+v", maps)
@@ -564,7 +565,7 @@ func TestExt4MapsNestedGuest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gsb, err := fsprobe.ParseExt4Superblock(guest[1024:2048])
+	gsb, err := ext4.ParseSuperblock(guest[1024:2048])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,4 +667,31 @@ func layExt4Fragmented(c *ext4Fragmented, fsStart int, seed uint64) ([]byte, []i
 	}
 	d := c.truth["d.vmdk"]
 	return img, append(anchors, int64(fsStart)+d[len(d)-1].ImageOffset)
+}
+
+// TestExt4ResolverCrafted: trees that point at themselves or run deep end
+// as incomplete maps or none, without loops or panics.
+func TestExt4ResolverCrafted(t *testing.T) {
+	const F, B = 1 << 20, 4096
+	sb := &ext4.Superblock{BlockSize: B, BlocksPerGroup: 32768, InodesPerGroup: 8192, InodeSize: 256, Blocks: 1 << 16, Inodes: 1 << 14}
+	// An index block at block 10 that points at itself, and an inode
+	// whose depth-1 root points at it: the child's depth is not one less,
+	// so the walk stops there.
+	self := &ext4.Node{Depth: 1, Max: 340, Entries: []ext4.Entry{{Logical: 0, Start: 10}}}
+	in := ext4.Inode{Size: 1 << 20, Links: 1, Root: ext4.Node{Depth: 2, Max: 4, Entries: []ext4.Entry{{Logical: 0, Start: 10}}}}
+	flat := ext4.Inode{At: 256, Size: 5000, Links: 1, Root: ext4.Node{Max: 4, Entries: []ext4.Entry{
+		{Logical: 0, Start: 100, Len: 1}, {Logical: 1, Start: 101, Len: 1}, {Logical: 5, Start: 300, Len: 2, Uninit: true}}}}
+	recs := []fsprobe.LocatedExt4{
+		{Offset: F + 1024, Record: &ext4.Record{Type: ext4.TypeSuperblock, Super: sb}},
+		{Offset: F + 10*B, Record: &ext4.Record{Type: ext4.TypeExtentBlock, Node: self}},
+		{Offset: F + 20*B, Record: &ext4.Record{Type: ext4.TypeInodes, Inodes: []ext4.Inode{in, flat}}},
+	}
+	maps := fsprobe.Ext4Maps(recs, []int64{F + 100*B})
+	if len(maps) != 1 || !maps[0].Complete || len(maps[0].Extents) != 1 ||
+		maps[0].Extents[0] != (fsprobe.MappedExtent{FileOffset: 0, ImageOffset: F + 100*B, Length: 5000}) {
+		t.Fatalf("flat file: %+v", maps)
+	}
+	if maps := fsprobe.Ext4Maps(recs, []int64{F + 10*B}); len(maps) != 0 {
+		t.Fatalf("self-pointing tree mapped: %+v", maps)
+	}
 }

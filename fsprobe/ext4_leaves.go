@@ -65,6 +65,7 @@ import (
 	"sort"
 	"strings"
 
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/vmdk"
 )
 
@@ -98,7 +99,7 @@ const (
 // leafBlock is a validated extent-tree block.
 type leafBlock struct {
 	off     int64
-	node    *Ext4Node
+	node    *ext4.Node
 	B       int64
 	first   uint32 // logical block of the first entry
 	end     uint64 // logical block after the last entry (leaves)
@@ -108,9 +109,9 @@ type leafBlock struct {
 // validExtentBlock checks a node read from hits (not necessarily from the
 // parser) as the parser would: capacity, entry count, sorted and
 // non-overlapping entries, lengths and block numbers in range.
-func validExtentBlock(off int64, n *Ext4Node) (leafBlock, bool) {
+func validExtentBlock(off int64, n *ext4.Node) (leafBlock, bool) {
 	B := n.BlockSize()
-	if B == 0 || len(n.Entries) == 0 || len(n.Entries) > int(n.Max) || n.Depth > MaxExt4Depth {
+	if B == 0 || len(n.Entries) == 0 || len(n.Entries) > int(n.Max) || n.Depth > ext4.MaxDepth {
 		return leafBlock{}, false
 	}
 	l := leafBlock{off: off, node: n, B: B, first: n.Entries[0].Logical}
@@ -124,7 +125,7 @@ func validExtentBlock(off int64, n *Ext4Node) (leafBlock, bool) {
 			l.physEnd = max(l.physEnd, e.Start+1)
 			continue
 		}
-		if e.Len == 0 || e.Len > maxExtentLen {
+		if e.Len == 0 || e.Len > ext4.MaxExtentLen {
 			return leafBlock{}, false
 		}
 		next = uint64(e.Logical) + uint64(e.Len)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/vmdk"
 )
@@ -90,34 +91,34 @@ func (s *leafScene) image(fo int64) int64 {
 }
 
 // leaves splits the runs into leaf nodes.
-func (s *leafScene) leaves() [][]fsprobe.Ext4Entry {
-	var out [][]fsprobe.Ext4Entry
+func (s *leafScene) leaves() [][]ext4.Entry {
+	var out [][]ext4.Entry
 	cut := append(append([]int{0}, s.split...), len(s.runs))
 	for i := 0; i+1 < len(cut); i++ {
-		var es []fsprobe.Ext4Entry
+		var es []ext4.Entry
 		for _, r := range s.runs[cut[i]:cut[i+1]] {
-			es = append(es, fsprobe.Ext4Entry{Logical: r.l, Start: uint64(r.p), Len: uint16(r.n)})
+			es = append(es, ext4.Entry{Logical: r.l, Start: uint64(r.p), Len: uint16(r.n)})
 		}
 		out = append(out, es)
 	}
 	return out
 }
 
-func leafRecord(p uint32, depth uint16, es []fsprobe.Ext4Entry) fsprobe.LocatedExt4 {
-	return fsprobe.LocatedExt4{Offset: img(p), Record: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeExtentBlock,
-		Node: &fsprobe.Ext4Node{Depth: depth, Max: (lvB - 12) / 12, Entries: es}}}
+func leafRecord(p uint32, depth uint16, es []ext4.Entry) fsprobe.LocatedExt4 {
+	return fsprobe.LocatedExt4{Offset: img(p), Record: &ext4.Record{Type: ext4.TypeExtentBlock,
+		Node: &ext4.Node{Depth: depth, Max: (lvB - 12) / 12, Entries: es}}}
 }
 
 func (s *leafScene) records() []fsprobe.LocatedExt4 {
 	var out []fsprobe.LocatedExt4
 	if !s.noSuper {
-		out = append(out, fsprobe.LocatedExt4{Offset: lvF + 1024, Record: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeSuperblock,
-			Super: &fsprobe.Ext4Superblock{BlockSize: lvB, BlocksPerGroup: 32768, InodesPerGroup: 8192, InodeSize: 256, Blocks: lvBlocks, Inodes: 8192, UUID: "new"}}})
+		out = append(out, fsprobe.LocatedExt4{Offset: lvF + 1024, Record: &ext4.Record{Type: ext4.TypeSuperblock,
+			Super: &ext4.Superblock{BlockSize: lvB, BlocksPerGroup: 32768, InodesPerGroup: 8192, InodeSize: 256, Blocks: lvBlocks, Inodes: 8192, UUID: "new"}}})
 	}
-	var idx []fsprobe.Ext4Entry
+	var idx []ext4.Entry
 	for i, es := range s.leaves() {
 		p := uint32(lvLeafAt + i)
-		idx = append(idx, fsprobe.Ext4Entry{Logical: es[0].Logical, Start: uint64(p)})
+		idx = append(idx, ext4.Entry{Logical: es[0].Logical, Start: uint64(p)})
 		if !slices.Contains(s.drop, i) {
 			out = append(out, leafRecord(p, 0, es))
 		}
@@ -153,7 +154,7 @@ func TestExt4LeafMaps(t *testing.T) {
 		size     int64  // 0: not checked
 		evidence string // a phrase the evidence must hold
 	}
-	shift := func(es []fsprobe.Ext4Entry, by uint64) []fsprobe.Ext4Entry {
+	shift := func(es []ext4.Entry, by uint64) []ext4.Entry {
 		out := slices.Clone(es)
 		for i := range out {
 			out[i].Start += by
@@ -224,7 +225,7 @@ func TestExt4LeafMaps(t *testing.T) {
 		}, want{}},
 		{"two leaves start one header", func() *leafScene {
 			s := sparseScene()
-			other := []fsprobe.Ext4Entry{{Logical: 0, Start: 1000, Len: 1}, {Logical: 1, Start: 12000, Len: 15}, {Logical: 16, Start: 13000, Len: 112}}
+			other := []ext4.Entry{{Logical: 0, Start: 1000, Len: 1}, {Logical: 1, Start: 12000, Len: 15}, {Logical: 16, Start: 13000, Len: 112}}
 			s.extra = []fsprobe.LocatedExt4{leafRecord(lvLeafAt+60, 0, other)}
 			for _, gt := range []int64{22 * 512, 27 * 512} {
 				s.facts.Tables = append(s.facts.Tables, fsprobe.GTAt{Offset: img(12000) + gt - lvB, First: 128, Last: 896})
@@ -262,11 +263,11 @@ func TestExt4LeafMaps(t *testing.T) {
 			s := sparseScene()
 			s.facts.Tables = nil
 			s.extra = []fsprobe.LocatedExt4{
-				leafRecord(lvLeafAt+70, 0, []fsprobe.Ext4Entry{{Logical: 0, Start: 1000, Len: 1}, {Logical: 0, Start: 2000, Len: 4}}),
-				leafRecord(lvLeafAt+71, 0, []fsprobe.Ext4Entry{{Logical: 0, Start: 1000, Len: 0}}),
-				leafRecord(lvLeafAt+72, 0, []fsprobe.Ext4Entry{{Logical: 0, Start: 1000, Len: 1}, {Logical: 1, Start: 1 << 47, Len: 32768}}),
-				leafRecord(lvLeafAt+73, 0, []fsprobe.Ext4Entry{{Logical: 0, Start: 1000, Len: 1}, {Logical: 4294967295, Start: 5, Len: 2}}),
-				{Offset: img(lvLeafAt + 74), Record: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeExtentBlock, Node: &fsprobe.Ext4Node{Max: 3, Entries: make([]fsprobe.Ext4Entry, 5)}}},
+				leafRecord(lvLeafAt+70, 0, []ext4.Entry{{Logical: 0, Start: 1000, Len: 1}, {Logical: 0, Start: 2000, Len: 4}}),
+				leafRecord(lvLeafAt+71, 0, []ext4.Entry{{Logical: 0, Start: 1000, Len: 0}}),
+				leafRecord(lvLeafAt+72, 0, []ext4.Entry{{Logical: 0, Start: 1000, Len: 1}, {Logical: 1, Start: 1 << 47, Len: 32768}}),
+				leafRecord(lvLeafAt+73, 0, []ext4.Entry{{Logical: 0, Start: 1000, Len: 1}, {Logical: 4294967295, Start: 5, Len: 2}}),
+				{Offset: img(lvLeafAt + 74), Record: &ext4.Record{Type: ext4.TypeExtentBlock, Node: &ext4.Node{Max: 3, Entries: make([]ext4.Entry, 5)}}},
 				{Offset: img(lvLeafAt + 75), Record: nil},
 			}
 			return s
@@ -336,7 +337,7 @@ func FuzzExt4LeafMaps(f *testing.F) {
 		s.split = []int{1 + int(data[0]>>1)%(len(s.runs)-1)}
 		s.index = data[0]&0x80 != 0
 		recs := s.records()
-		var leaves []*fsprobe.Ext4Node
+		var leaves []*ext4.Node
 		for _, r := range recs {
 			if r.Record.Node != nil {
 				leaves = append(leaves, r.Record.Node)
@@ -351,7 +352,7 @@ func FuzzExt4LeafMaps(f *testing.F) {
 				e := &n.Entries[int(op[2])%len(n.Entries)]
 				e.Logical, e.Start, e.Len, e.Uninit = u32(op[3:]), uint64(u32(op[7:]))|uint64(op[11])<<32, uint16(op[12])|uint16(op[13])<<8, op[14]&1 == 1
 			case 1: // a leaf of its own
-				es := []fsprobe.Ext4Entry{{Logical: uint32(op[2]) * 16, Start: uint64(u32(op[3:])), Len: uint16(op[7]) + 1},
+				es := []ext4.Entry{{Logical: uint32(op[2]) * 16, Start: uint64(u32(op[3:])), Len: uint16(op[7]) + 1},
 					{Logical: u32(op[8:]), Start: uint64(op[12]) + 1000, Len: uint16(op[13])}}
 				recs = append(recs, leafRecord(lvLeafAt+200+uint32(op[1]), uint16(op[14]%3), es))
 			case 2:

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"maps"
 	"slices"
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fs/ntfs"
 )
 
@@ -90,17 +91,17 @@ type ntfsLoc struct {
 }
 
 type extPrimary struct {
-	sb  *Ext4Superblock
+	sb  *ext4.Superblock
 	raw []byte
 	gdt []byte // the group descriptor table as found after it (may be cut by the grain's end)
 	// places are the volume starts the superblock's places name (its
-	// virtual offset less Ext4SuperblockOffset), where LearnAt knew them.
+	// virtual offset less ext4.SuperblockOffset), where LearnAt knew them.
 	places map[int64]bool
 }
 
 type extLoc struct {
 	start     int64
-	sb        *Ext4Superblock
+	sb        *ext4.Superblock
 	reserved  int64 // s_reserved_gdt_blocks
 	descSize  int64
 	groups    []extGroup // the descriptors found after the primary superblock
@@ -120,11 +121,11 @@ type extInode struct {
 	gen     uint32
 	mode    uint16
 	flags   uint32
-	extents []Ext4Entry // leaf extents (depth 0 roots only)
-	deep    bool        // the extent tree has index nodes: leaves not read
-	dind    int64       // block-mapped inode: i_block[13] (the resize inode's)
-	mapped  bool        // block-mapped with blocks
-	size    int64       // i_size: where the file's last block ends (Tails)
+	extents []ext4.Entry // leaf extents (depth 0 roots only)
+	deep    bool         // the extent tree has index nodes: leaves not read
+	dind    int64        // block-mapped inode: i_block[13] (the resize inode's)
+	mapped  bool         // block-mapped with blocks
+	size    int64        // i_size: where the file's last block ends (Tails)
 }
 
 // NewLocator makes a Locator for a disk of diskBytes with grains of
@@ -162,7 +163,7 @@ func (l *Locator) Learn(buf []byte) { l.LearnAt(buf, -1) }
 // LearnAt is Learn for bytes whose virtual offset virt the caller knows
 // (the grain tables place them), or -1. A primary superblock does not name
 // its volume's start, but its place does (the volume starts
-// Ext4SuperblockOffset before it): with virt known, the volume is located
+// ext4.SuperblockOffset before it): with virt known, the volume is located
 // only where that start is a partition of the guest's table, or the
 // disk's first byte when no table is known, and only when every place it
 // was read at agrees. An NTFS boot sector is learned only at the place its
@@ -208,13 +209,13 @@ func (l *Locator) LearnAt(buf []byte, virt int64) {
 			}
 			runs := rec.MFT.FirstData().Runs
 			l.rec0s[fmt.Sprint(runs)] = runs
-		case off+Ext4SuperblockSize <= len(buf) && binary.LittleEndian.Uint16(w[sbMagic:]) == Ext4Magic:
-			sb, err := ParseExt4Superblock(w[:Ext4SuperblockSize])
+		case off+ext4.SuperblockSize <= len(buf) && binary.LittleEndian.Uint16(w[ext4.OffMagic:]) == ext4.Magic:
+			sb, err := ext4.ParseSuperblock(w[:ext4.SuperblockSize])
 			if err != nil || !sb.MetadataCsum || !sb.CsumOK || sb.Group != 0 || len(l.supers) >= maxLocatorVolumes {
 				continue
 			}
-			p := &extPrimary{sb: sb, raw: append([]byte(nil), w[:Ext4SuperblockSize]...), places: map[int64]bool{}}
-			if gdt := off - Ext4SuperblockOffset + int(sb.FirstDataBlock+1)*int(sb.BlockSize); gdt > off && gdt < len(buf) {
+			p := &extPrimary{sb: sb, raw: append([]byte(nil), w[:ext4.SuperblockSize]...), places: map[int64]bool{}}
+			if gdt := off - ext4.SuperblockOffset + int(sb.FirstDataBlock+1)*int(sb.BlockSize); gdt > off && gdt < len(buf) {
 				p.gdt = append([]byte(nil), buf[gdt:min(len(buf), gdt+maxGDTBytes)]...)
 			}
 			q := l.supers[sb.UUID]
@@ -222,7 +223,7 @@ func (l *Locator) LearnAt(buf []byte, virt int64) {
 				p.places = q.places
 			}
 			if virt >= 0 && len(p.places) < maxLocatorVolumes {
-				p.places[virt+int64(off)-Ext4SuperblockOffset] = true
+				p.places[virt+int64(off)-ext4.SuperblockOffset] = true
 			}
 			if q == nil || len(q.gdt) < len(p.gdt) {
 				l.supers[sb.UUID] = p
@@ -396,7 +397,7 @@ func (l *Locator) extVolume(p *extPrimary) *extLoc {
 			switch {
 			case at+size > l.diskBytes || (len(l.parts) > 0 && !l.partitionAt(at)):
 				if len(l.misplaced) < maxLocatorVolumes {
-					l.misplaced = append(l.misplaced, Misplaced{Offset: at + Ext4SuperblockOffset, What: fmt.Sprintf("a primary ext4 superblock naming a volume at %d", at)})
+					l.misplaced = append(l.misplaced, Misplaced{Offset: at + ext4.SuperblockOffset, What: fmt.Sprintf("a primary ext4 superblock naming a volume at %d", at)})
 				}
 			case len(l.parts) > 0 || at == 0:
 				good = append(good, at)
@@ -450,7 +451,7 @@ func (l *Locator) extVolume(p *extPrimary) *extLoc {
 		d[ext4DescChecksum], d[ext4DescChecksum+1] = 0, 0
 		var le [4]byte
 		binary.LittleEndian.PutUint32(le[:], uint32(g))
-		if uint16(crc32cRaw(crc32cRaw(sb.CsumSeed, le[:]), d)) != want {
+		if uint16(ext4.CRC32C(ext4.CRC32C(sb.CsumSeed, le[:]), d)) != want {
 			continue
 		}
 		hi := func(lo, hiOff int, wide bool) int64 {
@@ -485,7 +486,7 @@ const (
 	ext4ResizeInode   = 7
 	ext4BlockUninit   = 0x2
 	ext4InodeUninit   = 0x1
-	inodeBlockDind    = inodeBlock + 13*4
+	inodeBlockDind    = ext4.InodeBlock + 13*4
 	ext4InlineDataFlg = 0x10000000
 )
 
@@ -508,7 +509,7 @@ func (l *Locator) Locate(buf []byte) []Claim {
 			out = append(out, l.mftClaims(off, w)...)
 		case string(w[:4]) == "INDX":
 			out = append(out, l.indexClaims(off, w)...)
-		case off+Ext4SuperblockSize <= len(buf) && binary.LittleEndian.Uint16(w[sbMagic:]) == Ext4Magic:
+		case off+ext4.SuperblockSize <= len(buf) && binary.LittleEndian.Uint16(w[ext4.OffMagic:]) == ext4.Magic:
 			out = append(out, l.superClaims(off, w)...)
 		case binary.BigEndian.Uint32(w) == jbd2Magic:
 			if t := binary.BigEndian.Uint32(w[4:]); t == jbd2SuperblockV1 || t == jbd2SuperblockV2 {
@@ -593,7 +594,7 @@ func (v *ntfsLoc) recordAt(runs []ntfs.Run, start, n int64) int64 {
 }
 
 func (l *Locator) superClaims(off int, w []byte) []Claim {
-	sb, err := ParseExt4Superblock(w[:Ext4SuperblockSize])
+	sb, err := ext4.ParseSuperblock(w[:ext4.SuperblockSize])
 	if err != nil || !sb.CsumOK {
 		return nil
 	}
@@ -618,12 +619,12 @@ func (l *Locator) inodeClaims(v *extLoc, buf []byte) []Claim {
 	ipg := int64(v.sb.InodesPerGroup)
 	for at := 0; at+isz <= len(buf); at += isz {
 		b := buf[at : at+isz]
-		extra := binary.LittleEndian.Uint16(b[inodeExtraIsize:])
+		extra := binary.LittleEndian.Uint16(b[ext4.InodeExtraIsize:])
 		if extra < 4 || extra > 128 || extra%4 != 0 {
 			continue
 		}
-		switch binary.LittleEndian.Uint16(b[inodeMode:]) & sIFMT {
-		case 0, 0x1000, 0x2000, 0x4000, 0x6000, sIFREG, 0xA000, 0xC000:
+		switch binary.LittleEndian.Uint16(b[ext4.InodeMode:]) & ext4.ModeTypeMask {
+		case 0, 0x1000, 0x2000, 0x4000, 0x6000, ext4.ModeRegular, 0xA000, 0xC000:
 		default:
 			continue
 		}
@@ -652,31 +653,31 @@ func (l *Locator) inodeClaims(v *extLoc, buf []byte) []Claim {
 }
 
 // rawInode fills the checksum fields of an inode of any type (the host
-// probe's ParseExt4Inode takes regular files only).
-func rawInode(b []byte) *Ext4Inode {
+// probe's ext4.ParseInode takes regular files only).
+func rawInode(b []byte) *ext4.Inode {
 	var c [256]byte
 	copy(c[:], b)
-	in := &Ext4Inode{Generation: le32(c[:], inodeGeneration), CsumLo: le16(c[:], inodeChecksumLo), HasHi: true, CsumHi: le16(c[:], inodeChecksumHi)}
-	c[inodeChecksumLo], c[inodeChecksumLo+1] = 0, 0
-	c[inodeChecksumHi], c[inodeChecksumHi+1] = 0, 0
-	in.CRC128 = crc32cRaw(0, c[:128])
-	in.CRC256 = crc32cRaw(0, c[:])
+	in := &ext4.Inode{Generation: binary.LittleEndian.Uint32(c[ext4.InodeGeneration:]), CsumLo: binary.LittleEndian.Uint16(c[ext4.InodeChecksumLo:]), HasHi: true, CsumHi: binary.LittleEndian.Uint16(c[ext4.InodeChecksumHi:])}
+	c[ext4.InodeChecksumLo], c[ext4.InodeChecksumLo+1] = 0, 0
+	c[ext4.InodeChecksumHi], c[ext4.InodeChecksumHi+1] = 0, 0
+	in.CRC128 = ext4.CRC32C(0, c[:128])
+	in.CRC256 = ext4.CRC32C(0, c[:])
 	return in
 }
 
 // decodeInode keeps what the allocation prediction needs of a verified
 // inode.
 func decodeInode(b []byte) *extInode {
-	in := &extInode{mode: le16(b, inodeMode), flags: le32(b, inodeFlags), gen: le32(b, inodeGeneration),
-		size: int64(le32(b, inodeSizeLo)) | int64(le32(b, inodeSizeHigh)&0x7fffffff)<<32}
-	if le16(b, inodeLinks) == 0 || le32(b, inodeDtime) != 0 {
+	in := &extInode{mode: binary.LittleEndian.Uint16(b[ext4.InodeMode:]), flags: binary.LittleEndian.Uint32(b[ext4.InodeFlags:]), gen: binary.LittleEndian.Uint32(b[ext4.InodeGeneration:]),
+		size: int64(binary.LittleEndian.Uint32(b[ext4.InodeSizeLo:])) | int64(binary.LittleEndian.Uint32(b[ext4.InodeSizeHigh:])&0x7fffffff)<<32}
+	if binary.LittleEndian.Uint16(b[ext4.InodeLinks:]) == 0 || binary.LittleEndian.Uint32(b[inodeDtime:]) != 0 {
 		in.mode = 0 // deleted or never used: owns no blocks
 		return in
 	}
 	switch {
 	case in.flags&ext4InlineDataFlg != 0:
-	case in.flags&ext4ExtentsFlag != 0:
-		root, err := parseExt4Node(b[inodeBlock:inodeBlock+60], "inode i_block", inodeRootMaxEntry)
+	case in.flags&ext4.FlagExtents != 0:
+		root, err := ext4.ParseNode(b[ext4.InodeBlock:ext4.InodeBlock+60], "inode i_block", ext4.InodeRootMaxEntry)
 		if err != nil {
 			in.deep = true // unreadable: counts as unknown
 			return in
@@ -688,11 +689,11 @@ func decodeInode(b []byte) *extInode {
 		in.extents = root.Entries
 	default:
 		for i := 0; i < 15; i++ {
-			if le32(b, inodeBlock+4*i) != 0 {
+			if binary.LittleEndian.Uint32(b[ext4.InodeBlock+4*i:]) != 0 {
 				in.mapped = true
 			}
 		}
-		in.dind = int64(le32(b, inodeBlockDind))
+		in.dind = int64(binary.LittleEndian.Uint32(b[inodeBlockDind:]))
 	}
 	return in
 }

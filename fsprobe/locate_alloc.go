@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fs/ntfs"
 )
 
@@ -206,7 +207,7 @@ func (v *extLoc) allocation(mark func(off, n int64)) []string {
 		if hasSuper(g) {
 			owned += 1 + gdtBlocks + v.reserved
 			if g == 0 {
-				mark(v.start, Ext4SuperblockOffset+Ext4SuperblockSize) // boot block and superblock
+				mark(v.start, ext4.SuperblockOffset+ext4.SuperblockSize) // boot block and superblock
 			} else {
 				block(first, 1)
 			}
@@ -252,11 +253,11 @@ func (v *extLoc) allocation(mark func(off, n int64)) []string {
 		}
 		for _, e := range in.extents {
 			n := int64(e.Len)
-			if n > maxExtentLen {
-				n -= maxExtentLen
+			if n > ext4.MaxExtentLen {
+				n -= ext4.MaxExtentLen
 			}
 			owned += n
-			if e.Uninit || n > maxExtentLen {
+			if e.Uninit || n > ext4.MaxExtentLen {
 				continue
 			}
 			if inum == ext4JournalInode {
@@ -325,7 +326,7 @@ func (l *Locator) MetadataGrains() []int64 {
 			}
 			first := int64(v.sb.FirstDataBlock) + g*int64(v.sb.BlocksPerGroup)
 			if hasSuper(g) {
-				mark(v.start+max(first*bs, Ext4SuperblockOffset), Ext4SuperblockSize)
+				mark(v.start+max(first*bs, ext4.SuperblockOffset), ext4.SuperblockSize)
 			}
 			if gr.flags&ext4BlockUninit == 0 {
 				mark(v.start+gr.blockBitmap*bs, bs)
@@ -336,11 +337,11 @@ func (l *Locator) MetadataGrains() []int64 {
 			}
 		}
 		for _, in := range v.inodes {
-			if in.mode&sIFMT != 0x4000 {
+			if in.mode&ext4.ModeTypeMask != 0x4000 {
 				continue
 			}
 			for _, e := range in.extents {
-				if !e.Uninit && e.Len <= maxExtentLen {
+				if !e.Uninit && e.Len <= ext4.MaxExtentLen {
 					mark(v.start+int64(e.Start)*bs, int64(e.Len)*bs)
 				}
 			}

@@ -3,6 +3,7 @@ package fsprobe
 import (
 	"encoding/binary"
 	"fmt"
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fs/ntfs"
 )
 
@@ -135,14 +136,14 @@ func (l *Locator) dirBlockClaims(v *extLoc, buf []byte) []Claim {
 	for off := phase; off+int(bs) <= len(buf); off += int(bs) {
 		b := buf[off : off+int(bs)]
 		t := b[bs-dirTailSize:]
-		if le32(t, 0) != 0 || le16(t, 4) != dirTailSize || t[6] != 0 || t[7] != dirTailFileType {
+		if binary.LittleEndian.Uint32(t[0:]) != 0 || binary.LittleEndian.Uint16(t[4:]) != dirTailSize || t[6] != 0 || t[7] != dirTailFileType {
 			continue
 		}
-		body := crc32cRaw(0, b[:bs-dirTailSize])
-		want := le32(t, 8)
+		body := ext4.CRC32C(0, b[:bs-dirTailSize])
+		want := binary.LittleEndian.Uint32(t[8:])
 		self := uint32(0)
-		if le16(b, 6)&0xFF == 1 && b[8] == '.' {
-			self = le32(b, 0)
+		if binary.LittleEndian.Uint16(b[6:])&0xFF == 1 && b[8] == '.' {
+			self = binary.LittleEndian.Uint32(b[0:])
 		}
 		out = append(out, Claim{At: off, What: "ext4 directory block", later: func() []int64 {
 			return v.dirBlockAt(body, want, self)
@@ -158,7 +159,7 @@ func (l *Locator) dirBlockClaims(v *extLoc, buf []byte) []Claim {
 func (v *extLoc) dirBlockAt(body, want, self uint32) []int64 {
 	bs := int64(v.sb.BlockSize)
 	verifies := func(inum uint32, in *extInode) bool {
-		return in.mode&sIFMT == 0x4000 && crc32cZeros(inodeCsumSeed(v.sb.CsumSeed, inum, in.gen), int(bs)-dirTailSize)^body == want
+		return in.mode&ext4.ModeTypeMask == 0x4000 && ext4.CRC32CZeros(ext4.InodeCsumSeed(v.sb.CsumSeed, inum, in.gen), int(bs)-dirTailSize)^body == want
 	}
 	var dir *extInode
 	switch {
@@ -181,7 +182,7 @@ func (v *extLoc) dirBlockAt(body, want, self uint32) []int64 {
 	}
 	var out []int64
 	for _, e := range dir.extents {
-		if e.Uninit || e.Len > maxExtentLen {
+		if e.Uninit || e.Len > ext4.MaxExtentLen {
 			continue
 		}
 		if self != 0 {

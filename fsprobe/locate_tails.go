@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fs/ntfs"
 )
 
@@ -57,7 +58,7 @@ func (l *Locator) Tails() []Tail {
 		bs := int64(v.sb.BlockSize)
 		for _, inum := range slices.Sorted(maps.Keys(v.inodes)) {
 			in := v.inodes[inum]
-			if in.mode&sIFMT != sIFREG || in.deep || in.size <= 0 || in.size%bs == 0 {
+			if in.mode&ext4.ModeTypeMask != ext4.ModeRegular || in.deep || in.size <= 0 || in.size%bs == 0 {
 				continue
 			}
 			last := (in.size - 1) / bs

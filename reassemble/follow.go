@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"vmdkcarve/fingerprint"
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/vmdk"
@@ -281,8 +282,8 @@ func (f *follower) learned(limit int64) *fsprobe.Locator {
 		}
 		start := y
 		switch {
-		case f.x.volumeAt[y-fsprobe.Ext4SuperblockOffset]:
-			start = y - fsprobe.Ext4SuperblockOffset // a primary superblock: Learn wants its block
+		case f.x.volumeAt[y-ext4.SuperblockOffset]:
+			start = y - ext4.SuperblockOffset // a primary superblock: Learn wants its block
 		case f.x.volumeAt[y]:
 			// An NTFS boot sector names its own place (LearnAt checks it).
 		case f.x.mbrAt(y) && v != 0:

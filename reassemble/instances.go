@@ -5,6 +5,7 @@ import (
 	"io"
 	"sort"
 
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fs/ntfs"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/signatures"
@@ -101,7 +102,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 			}
 		case signatures.KindExt4:
 			if h.Verdict == signatures.Valid && h.Ext4 != nil && h.Ext4.Super != nil && h.Ext4.Super.Group == 0 {
-				x.volumeAt[h.Offset-fsprobe.Ext4SuperblockOffset] = true
+				x.volumeAt[h.Offset-ext4.SuperblockOffset] = true
 				x.geometry = append(x.geometry, h.Offset)
 			}
 		case signatures.KindGrainMarker:

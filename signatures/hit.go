@@ -5,8 +5,8 @@
 package signatures
 
 import (
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fs/ntfs"
-	"vmdkcarve/fsprobe"
 	"vmdkcarve/vmdk"
 )
 
@@ -59,7 +59,7 @@ type Hit struct {
 	COWD       *vmdk.COWDHeader     `json:"cowd,omitempty"`
 	SESparse   *vmdk.SESparseHeader `json:"sesparse,omitempty"`
 	NTFS       *ntfs.Record         `json:"ntfs,omitempty"`
-	Ext4       *fsprobe.Ext4Record  `json:"ext4,omitempty"`
+	Ext4       *ext4.Record         `json:"ext4,omitempty"`
 	MBR        *MBRInfo             `json:"mbr,omitempty"`
 }
 

@@ -12,8 +12,7 @@ package signatures
 
 import (
 	"encoding/binary"
-
-	"vmdkcarve/fsprobe"
+	"vmdkcarve/fs/ext4"
 )
 
 const (
@@ -25,7 +24,7 @@ const (
 
 func init() {
 	register(Recognizer{
-		Name: "ext4-superblock", Kind: KindExt4, Align: ext4Align, Window: fsprobe.Ext4SuperblockSize,
+		Name: "ext4-superblock", Kind: KindExt4, Align: ext4Align, Window: ext4.SuperblockSize,
 		Doc:       "ext4 superblock (primary or backup): geometry, features, UUID, crc32c verified with metadata_csum",
 		Recognize: recognizeExt4Superblock,
 	})
@@ -35,7 +34,7 @@ func init() {
 		Recognize: recognizeExt4ExtentBlock,
 	})
 	register(Recognizer{
-		Name: "ext4-inode", Kind: KindExt4, Align: ext4Align, Window: fsprobe.Ext4InodeWindow,
+		Name: "ext4-inode", Kind: KindExt4, Align: ext4Align, Window: ext4.InodeWindow,
 		Doc:       "ext4 regular-file inodes with an extent tree (every 128-byte slot of a sector)",
 		Recognize: recognizeExt4Inode,
 	})
@@ -43,17 +42,17 @@ func init() {
 
 func recognizeExt4Superblock(w, _ []byte) (Hit, bool) {
 	// Cheap test: the magic at +56.
-	if len(w) < fsprobe.Ext4SuperblockSize || binary.LittleEndian.Uint16(w[56:]) != fsprobe.Ext4Magic {
+	if len(w) < ext4.SuperblockSize || binary.LittleEndian.Uint16(w[56:]) != ext4.Magic {
 		return Hit{}, false
 	}
-	s, err := fsprobe.ParseExt4Superblock(w)
+	s, err := ext4.ParseSuperblock(w)
 	if err != nil {
 		// Two magic bytes are 2^-16 by chance: a superblock whose
 		// geometry does not parse is not kept.
 		return Hit{}, false
 	}
-	hit := Hit{Kind: KindExt4, Verdict: Valid, Length: fsprobe.Ext4SuperblockSize,
-		Ext4: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeSuperblock, Super: s}}
+	hit := Hit{Kind: KindExt4, Verdict: Valid, Length: ext4.SuperblockSize,
+		Ext4: &ext4.Record{Type: ext4.TypeSuperblock, Super: s}}
 	if s.MetadataCsum && !s.CsumOK {
 		hit.Verdict, hit.Reason = Damaged, "superblock crc32c does not match"
 	}
@@ -66,12 +65,12 @@ func recognizeExt4ExtentBlock(w, _ []byte) (Hit, bool) {
 	if len(w) < 12 || w[0] != 0x0A || w[1] != 0xF3 {
 		return Hit{}, false
 	}
-	n, err := fsprobe.ParseExt4ExtentBlock(w)
+	n, err := ext4.ParseExtentBlock(w)
 	if err != nil {
 		return Hit{}, false
 	}
 	return Hit{Kind: KindExt4, Verdict: Valid, Length: n.BlockSize(),
-		Ext4: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeExtentBlock, Node: n}}, true
+		Ext4: &ext4.Record{Type: ext4.TypeExtentBlock, Node: n}}, true
 }
 
 func recognizeExt4Inode(w, _ []byte) (Hit, bool) {
@@ -89,10 +88,10 @@ func recognizeExt4Inode(w, _ []byte) (Hit, bool) {
 	if !found {
 		return Hit{}, false
 	}
-	ins := fsprobe.ParseExt4Inodes(w)
+	ins := ext4.ParseInodes(w)
 	if len(ins) == 0 {
 		return Hit{}, false
 	}
 	return Hit{Kind: KindExt4, Verdict: Valid, Length: int64(len(w)),
-		Ext4: &fsprobe.Ext4Record{Type: fsprobe.Ext4TypeInodes, Inodes: ins}}, true
+		Ext4: &ext4.Record{Type: ext4.TypeInodes, Inodes: ins}}, true
 }

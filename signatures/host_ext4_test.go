@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"testing"
 
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fsprobe"
 )
 
@@ -149,7 +150,7 @@ func TestExt4RecordDetail(t *testing.T) {
 		t.Fatalf("inodes %+v", h.Ext4.Inodes)
 	}
 	h, _ = window(find("ext4-extent-block"), ext4Leaf(3))
-	if n := h.Ext4.Node; n.Tail != 0xdeadbeef || len(n.Entries) != 3 || n.Entries[2] != (fsprobe.Ext4Entry{Logical: 200, Start: 5400, Len: 50}) || h.Length != 4096 {
+	if n := h.Ext4.Node; n.Tail != 0xdeadbeef || len(n.Entries) != 3 || n.Entries[2] != (ext4.Entry{Logical: 200, Start: 5400, Len: 50}) || h.Length != 4096 {
 		t.Fatalf("node %+v", h.Ext4.Node)
 	}
 	// hits.jsonl: compact and round-trips.
@@ -200,7 +201,7 @@ func FuzzExt4Record(f *testing.F) {
 			if h.Kind != KindExt4 || h.Ext4 == nil {
 				t.Fatalf("%s: hit without detail: %+v", name, h)
 			}
-			if n := h.Ext4.Node; n != nil && (len(n.Entries) > int(n.Max) || n.Depth > fsprobe.MaxExt4Depth) {
+			if n := h.Ext4.Node; n != nil && (len(n.Entries) > int(n.Max) || n.Depth > ext4.MaxDepth) {
 				t.Fatalf("%s: node out of bounds: %+v", name, n)
 			}
 			recs = append(recs, fsprobe.LocatedExt4{Offset: 1 << 20, Record: h.Ext4})

@@ -246,7 +246,7 @@ type FormatError struct {
 }
 
 func (e *FormatError) Error() string {
-	return fmt.Sprintf("fsprobe: NTFS %s at +%#x: bad value %d", e.Field, e.Offset, e.Value)
+	return fmt.Sprintf("ntfs: %s at +%#x: bad value %d", e.Field, e.Offset, e.Value)
 }
 
 func (e *FormatError) Unwrap() error { return ErrRecord }

@@ -1,7 +1,10 @@
-package fsprobe
-
-// ext4 on-disk structures the host probe reads: the superblock, inodes and
-// extent tree nodes. Layout from the kernel's Documentation/filesystems/ext4
+// Package ext4 decodes the ext4 structures the carve and the probes read:
+// the superblock, inodes and extent tree nodes, and the metadata_csum
+// checksums that let an inode or a leaf say where it belongs. It knows
+// bytes and nothing else: where a structure lies, and what it means for a
+// host or a guest, is fsprobe's.
+//
+// Layout from the kernel's Documentation/filesystems/ext4
 // (https://www.kernel.org/doc/html/latest/filesystems/ext4/) and
 // fs/ext4/ext4.h, ext4_extents.h.
 //
@@ -11,6 +14,7 @@ package fsprobe
 // meta_bg, inline_data, ...). A carver must read damaged and unusual
 // filesystems too, and needs fields (s_block_group_nr, the checksum seed)
 // go-ext4 does not expose. go-ext4 serves as a test oracle instead.
+package ext4
 
 import (
 	"encoding/binary"
@@ -22,9 +26,9 @@ import (
 
 // Superblock.
 const (
-	Ext4SuperblockOffset = 1024 // the primary superblock's offset in the filesystem
-	Ext4SuperblockSize   = 1024
-	Ext4Magic            = 0xEF53
+	SuperblockOffset = 1024 // the primary superblock's offset in the filesystem
+	SuperblockSize   = 1024
+	Magic            = 0xEF53
 
 	sbInodesCount    = 0x00
 	sbBlocksCountLo  = 0x04
@@ -32,7 +36,7 @@ const (
 	sbLogBlockSize   = 0x18
 	sbBlocksPerGroup = 0x20
 	sbInodesPerGroup = 0x28
-	sbMagic          = 0x38
+	OffMagic         = 0x38
 	sbRevLevel       = 0x4C
 	sbInodeSize      = 0x58
 	sbBlockGroupNr   = 0x5A
@@ -57,21 +61,21 @@ const (
 // Inodes.
 const (
 	ext4GoodOldInodeSize = 128
-	inodeMode            = 0x00
-	inodeSizeLo          = 0x04
-	inodeLinks           = 0x1A
-	inodeFlags           = 0x20
-	inodeBlock           = 0x28 // i_block: 60 bytes, the extent tree root
-	inodeGeneration      = 0x64
-	inodeSizeHigh        = 0x6C
-	inodeChecksumLo      = 0x7C
-	inodeExtraIsize      = 0x80
-	inodeChecksumHi      = 0x82
+	InodeMode            = 0x00
+	InodeSizeLo          = 0x04
+	InodeLinks           = 0x1A
+	InodeFlags           = 0x20
+	InodeBlock           = 0x28 // i_block: 60 bytes, the extent tree root
+	InodeGeneration      = 0x64
+	InodeSizeHigh        = 0x6C
+	InodeChecksumLo      = 0x7C
+	InodeExtraIsize      = 0x80
+	InodeChecksumHi      = 0x82
 
-	sIFMT             = 0xF000
-	sIFREG            = 0x8000
-	ext4ExtentsFlag   = 0x80000
-	inodeRootMaxEntry = 4 // (60 - 12) / 12
+	ModeTypeMask      = 0xF000
+	ModeRegular       = 0x8000
+	FlagExtents       = 0x80000
+	InodeRootMaxEntry = 4 // (60 - 12) / 12
 
 	// maxInodeSize bounds i_size: 2^44 bytes (16 TiB), above any VMDK
 	// extent a host could hold and the ext4 limit with 4 KiB blocks.
@@ -84,54 +88,54 @@ const (
 	extentHeaderSize = 12
 	extentEntrySize  = 12
 
-	// MaxExt4Depth is the deepest tree ext4 builds (the kernel checks
+	// MaxDepth is the deepest tree ext4 builds (the kernel checks
 	// EXT4_MAX_EXTENT_DEPTH = 5).
-	MaxExt4Depth = 5
+	MaxDepth = 5
 
-	// maxExtentLen: ee_len above this marks an uninitialized extent of
+	// MaxExtentLen: ee_len above this marks an uninitialized extent of
 	// ee_len-32768 blocks (reads as zeros).
-	maxExtentLen = 32768
+	MaxExtentLen = 32768
 )
 
-// Ext4BlockSizes are the block sizes tried when no superblock says which.
-var Ext4BlockSizes = []int64{1024, 2048, 4096, 65536}
+// BlockSizes are the block sizes tried when no superblock says which.
+var BlockSizes = []int64{1024, 2048, 4096, 65536}
 
-// ErrExt4 is the sentinel every ext4 parse error wraps.
-var ErrExt4 = errors.New("fsprobe: ext4")
+// ErrFormat is the sentinel every ext4 parse error wraps.
+var ErrFormat = errors.New("ext4: bad structure")
 
-// Ext4Error says which field of an ext4 structure is wrong and where
+// FormatError says which field of an ext4 structure is wrong and where
 // (offset within the structure).
-type Ext4Error struct {
+type FormatError struct {
 	Struct string
 	Offset int
 	Field  string
 	Value  uint64
 }
 
-func (e *Ext4Error) Error() string {
-	return fmt.Sprintf("fsprobe: ext4 %s: %s = %d at +%d", e.Struct, e.Field, e.Value, e.Offset)
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("ext4: %s: %s = %d at +%d", e.Struct, e.Field, e.Value, e.Offset)
 }
 
-func (e *Ext4Error) Unwrap() error { return ErrExt4 }
+func (e *FormatError) Unwrap() error { return ErrFormat }
 
-// Ext4Record is what the carver keeps of an ext4 structure found in the
+// Record is what the carver keeps of an ext4 structure found in the
 // image. Exactly one of Super, Inodes, Node is set, matching Type.
-type Ext4Record struct {
-	Type   string          `json:"type"` // "superblock", "inodes", "extent-block"
-	Super  *Ext4Superblock `json:"sb,omitempty"`
-	Inodes []Ext4Inode     `json:"inodes,omitempty"`
-	Node   *Ext4Node       `json:"node,omitempty"`
+type Record struct {
+	Type   string      `json:"type"` // "superblock", "inodes", "extent-block"
+	Super  *Superblock `json:"sb,omitempty"`
+	Inodes []Inode     `json:"inodes,omitempty"`
+	Node   *Node       `json:"node,omitempty"`
 }
 
 // Ext4 record types.
 const (
-	Ext4TypeSuperblock  = "superblock"
-	Ext4TypeInodes      = "inodes"
-	Ext4TypeExtentBlock = "extent-block"
+	TypeSuperblock  = "superblock"
+	TypeInodes      = "inodes"
+	TypeExtentBlock = "extent-block"
 )
 
-// Ext4Superblock is the geometry a superblock gives.
-type Ext4Superblock struct {
+// Superblock is the geometry a superblock gives.
+type Superblock struct {
 	BlockSize      uint32 `json:"bs"`
 	BlocksPerGroup uint32 `json:"bpg"`
 	InodesPerGroup uint32 `json:"ipg"`
@@ -152,42 +156,42 @@ type Ext4Superblock struct {
 // GroupStart is the byte offset, within the filesystem, of the block this
 // superblock copy was read from (its group's first block); for the primary
 // it is the superblock offset 1024 instead.
-func (s *Ext4Superblock) GroupStart() int64 {
+func (s *Superblock) GroupStart() int64 {
 	if s.Group == 0 {
-		return Ext4SuperblockOffset
+		return SuperblockOffset
 	}
 	return (int64(s.FirstDataBlock) + int64(s.Group)*int64(s.BlocksPerGroup)) * int64(s.BlockSize)
 }
 
-// Ext4Entry is one extent tree entry. In a leaf: Logical, Start (physical
+// Entry is one extent tree entry. In a leaf: Logical, Start (physical
 // block) and Len blocks, Uninit for an unwritten extent (reads as zeros).
 // In an index node: Logical and Start (the child node's block), Len 0.
-type Ext4Entry struct {
+type Entry struct {
 	Logical uint32 `json:"l"`
 	Start   uint64 `json:"p"`
 	Len     uint16 `json:"n,omitempty"`
 	Uninit  bool   `json:"u,omitempty"`
 }
 
-// Ext4Node is an extent tree node: the root in an inode's i_block, or an
+// Node is an extent tree node: the root in an inode's i_block, or an
 // extent block.
-type Ext4Node struct {
-	Depth      uint16      `json:"depth"` // 0 = leaf
-	Max        uint16      `json:"max"`   // capacity: 4 in an inode, (B-12)/12 in a block
-	Generation uint32      `json:"gen,omitempty"`
-	Entries    []Ext4Entry `json:"e"`
+type Node struct {
+	Depth      uint16  `json:"depth"` // 0 = leaf
+	Max        uint16  `json:"max"`   // capacity: 4 in an inode, (B-12)/12 in a block
+	Generation uint32  `json:"gen,omitempty"`
+	Entries    []Entry `json:"e"`
 	// Extent blocks with metadata_csum end in a crc32c at 12+12*Max. It
 	// cannot be checked at carve time (it is seeded with the owning inode's
 	// number and generation), so the stored value and the raw crc32c of
-	// the bytes it covers (seed 0, see crc32cRaw) are kept; the resolver
+	// the bytes it covers (seed 0, see CRC32C) are kept; the resolver
 	// combines them with the seed by linearity.
 	Tail    uint32 `json:"tail,omitempty"`
 	BodyCRC uint32 `json:"body_crc,omitempty"`
 }
 
 // BlockSize is the block size an extent block's Max implies (0 if none).
-func (n *Ext4Node) BlockSize() int64 {
-	for _, b := range Ext4BlockSizes {
+func (n *Node) BlockSize() int64 {
+	for _, b := range BlockSizes {
 		if int64(n.Max) == (b-extentHeaderSize)/extentEntrySize {
 			return b
 		}
@@ -195,13 +199,13 @@ func (n *Ext4Node) BlockSize() int64 {
 	return 0
 }
 
-// Ext4Inode is a regular-file inode with an extent tree.
-type Ext4Inode struct {
-	At         int      `json:"at"` // byte offset within the recognized window
-	Links      uint16   `json:"links"`
-	Size       uint64   `json:"size"`
-	Generation uint32   `json:"gen"`
-	Root       Ext4Node `json:"root"`
+// Inode is a regular-file inode with an extent tree.
+type Inode struct {
+	At         int    `json:"at"` // byte offset within the recognized window
+	Links      uint16 `json:"links"`
+	Size       uint64 `json:"size"`
+	Generation uint32 `json:"gen"`
+	Root       Node   `json:"root"`
 	// Raw checksum fields, checked by the resolver once the checksum seed
 	// is known: i_checksum_lo, and i_checksum_hi when the inode is large
 	// (i_extra_isize covers it) and the window held its second 128 bytes.
@@ -216,21 +220,21 @@ type Ext4Inode struct {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// crc32cRaw is the kernel's crc32c(seed, p): the CRC register update
+// CRC32C is the kernel's crc32c(seed, p): the CRC register update
 // without the pre- and post-inversion Go's crc32.Update applies.
-func crc32cRaw(seed uint32, p []byte) uint32 {
+func CRC32C(seed uint32, p []byte) uint32 {
 	return ^crc32.Update(^seed, castagnoli, p)
 }
 
 var zeros [4096]byte
 
-// crc32cZeros is crc32cRaw(seed, n zero bytes). The raw CRC is linear:
-// crc32cRaw(s, p) = crc32cZeros(s, len(p)) ^ crc32cRaw(0, p), which lets a
+// CRC32CZeros is CRC32C(seed, n zero bytes). The raw CRC is linear:
+// CRC32C(s, p) = CRC32CZeros(s, len(p)) ^ CRC32C(0, p), which lets a
 // checksum whose seed is unknown at carve time be checked later.
-func crc32cZeros(seed uint32, n int) uint32 {
+func CRC32CZeros(seed uint32, n int) uint32 {
 	for n > 0 {
 		k := min(n, len(zeros))
-		seed = crc32cRaw(seed, zeros[:k])
+		seed = CRC32C(seed, zeros[:k])
 		n -= k
 	}
 	return seed
@@ -239,24 +243,24 @@ func crc32cZeros(seed uint32, n int) uint32 {
 func le16(b []byte, off int) uint16 { return binary.LittleEndian.Uint16(b[off:]) }
 func le32(b []byte, off int) uint32 { return binary.LittleEndian.Uint32(b[off:]) }
 
-// ParseExt4Superblock parses a 1024-byte superblock. A superblock whose
+// ParseSuperblock parses a 1024-byte superblock. A superblock whose
 // metadata_csum checksum fails is returned with CsumOK false and no error:
 // it is damaged evidence, the caller grades it.
-func ParseExt4Superblock(b []byte) (*Ext4Superblock, error) {
+func ParseSuperblock(b []byte) (*Superblock, error) {
 	bad := func(off int, field string, v uint64) error {
-		return &Ext4Error{Struct: "superblock", Offset: off, Field: field, Value: v}
+		return &FormatError{Struct: "superblock", Offset: off, Field: field, Value: v}
 	}
-	if len(b) < Ext4SuperblockSize {
+	if len(b) < SuperblockSize {
 		return nil, bad(0, "length", uint64(len(b)))
 	}
-	if m := le16(b, sbMagic); m != Ext4Magic {
-		return nil, bad(sbMagic, "s_magic", uint64(m))
+	if m := le16(b, OffMagic); m != Magic {
+		return nil, bad(OffMagic, "s_magic", uint64(m))
 	}
 	logBS := le32(b, sbLogBlockSize)
 	if logBS > maxLogBlockSize {
 		return nil, bad(sbLogBlockSize, "s_log_block_size", uint64(logBS))
 	}
-	s := &Ext4Superblock{
+	s := &Superblock{
 		BlockSize:      1024 << logBS,
 		BlocksPerGroup: le32(b, sbBlocksPerGroup),
 		InodesPerGroup: le32(b, sbInodesPerGroup),
@@ -300,18 +304,18 @@ func ParseExt4Superblock(b []byte) (*Ext4Superblock, error) {
 		if incompat&incompatCsumSeed != 0 {
 			s.CsumSeed = le32(b, sbChecksumSeed)
 		} else {
-			s.CsumSeed = crc32cRaw(^uint32(0), b[sbUUID:sbUUID+16])
+			s.CsumSeed = CRC32C(^uint32(0), b[sbUUID:sbUUID+16])
 		}
-		s.CsumOK = crc32cRaw(^uint32(0), b[:sbChecksum]) == le32(b, sbChecksum)
+		s.CsumOK = CRC32C(^uint32(0), b[:sbChecksum]) == le32(b, sbChecksum)
 	}
 	return s, nil
 }
 
-// parseExt4Node parses an extent tree node of at most maxEntries capacity
+// ParseNode parses an extent tree node of at most maxEntries capacity
 // from b (the root in i_block, or a whole extent block).
-func parseExt4Node(b []byte, what string, maxCap int) (*Ext4Node, error) {
+func ParseNode(b []byte, what string, maxCap int) (*Node, error) {
 	bad := func(off int, field string, v uint64) error {
-		return &Ext4Error{Struct: what, Offset: off, Field: field, Value: v}
+		return &FormatError{Struct: what, Offset: off, Field: field, Value: v}
 	}
 	if len(b) < extentHeaderSize {
 		return nil, bad(0, "length", uint64(len(b)))
@@ -319,19 +323,19 @@ func parseExt4Node(b []byte, what string, maxCap int) (*Ext4Node, error) {
 	if m := le16(b, 0); m != ExtentMagic {
 		return nil, bad(0, "eh_magic", uint64(m))
 	}
-	n := &Ext4Node{Max: le16(b, 4), Depth: le16(b, 6), Generation: le32(b, 8)}
+	n := &Node{Max: le16(b, 4), Depth: le16(b, 6), Generation: le32(b, 8)}
 	entries := int(le16(b, 2))
 	switch {
 	case int(n.Max) > maxCap || n.Max == 0:
 		return nil, bad(4, "eh_max", uint64(n.Max))
 	case entries == 0 || entries > int(n.Max):
 		return nil, bad(2, "eh_entries", uint64(entries))
-	case n.Depth > MaxExt4Depth:
+	case n.Depth > MaxDepth:
 		return nil, bad(6, "eh_depth", uint64(n.Depth))
 	case len(b) < extentHeaderSize+entries*extentEntrySize:
 		return nil, bad(0, "length", uint64(len(b)))
 	}
-	n.Entries = make([]Ext4Entry, entries)
+	n.Entries = make([]Entry, entries)
 	var next uint64 // entries are sorted and, in a leaf, do not overlap
 	for i := range n.Entries {
 		off := extentHeaderSize + i*extentEntrySize
@@ -343,8 +347,8 @@ func parseExt4Node(b []byte, what string, maxCap int) (*Ext4Node, error) {
 		if n.Depth == 0 {
 			l := le16(b, off+4)
 			e.Start = uint64(le16(b, off+6))<<32 | uint64(le32(b, off+8))
-			if l > maxExtentLen {
-				l -= maxExtentLen
+			if l > MaxExtentLen {
+				l -= MaxExtentLen
 				e.Uninit = true
 			}
 			if l == 0 {
@@ -363,95 +367,95 @@ func parseExt4Node(b []byte, what string, maxCap int) (*Ext4Node, error) {
 	return n, nil
 }
 
-// ParseExt4ExtentBlock parses an extent tree block (leaf or index) from b,
+// ParseExtentBlock parses an extent tree block (leaf or index) from b,
 // which holds the block from its start (at least up to its checksum tail
 // if the header's eh_max says a 1..64 KiB block). The tail is kept raw.
-func ParseExt4ExtentBlock(b []byte) (*Ext4Node, error) {
-	n, err := parseExt4Node(b, "extent block", (65536-extentHeaderSize)/extentEntrySize)
+func ParseExtentBlock(b []byte) (*Node, error) {
+	n, err := ParseNode(b, "extent block", (65536-extentHeaderSize)/extentEntrySize)
 	if err != nil {
 		return nil, err
 	}
 	if n.BlockSize() == 0 {
 		// eh_max is fixed by the block size: anything else is not a block.
-		return nil, &Ext4Error{Struct: "extent block", Offset: 4, Field: "eh_max", Value: uint64(n.Max)}
+		return nil, &FormatError{Struct: "extent block", Offset: 4, Field: "eh_max", Value: uint64(n.Max)}
 	}
 	tail := extentHeaderSize + int(n.Max)*extentEntrySize
 	if len(b) < tail+4 {
-		return nil, &Ext4Error{Struct: "extent block", Offset: 0, Field: "length", Value: uint64(len(b))}
+		return nil, &FormatError{Struct: "extent block", Offset: 0, Field: "length", Value: uint64(len(b))}
 	}
 	n.Tail = le32(b, tail)
-	n.BodyCRC = crc32cRaw(0, b[:tail])
+	n.BodyCRC = CRC32C(0, b[:tail])
 	return n, nil
 }
 
-// ParseExt4Inode parses b (at least 128 bytes) as a regular-file inode
+// ParseInode parses b (at least 128 bytes) as a regular-file inode
 // using extents. b may hold 256 bytes of a large inode: then the
 // checksum's upper half is read too.
-func ParseExt4Inode(b []byte) (*Ext4Inode, error) {
+func ParseInode(b []byte) (*Inode, error) {
 	bad := func(off int, field string, v uint64) error {
-		return &Ext4Error{Struct: "inode", Offset: off, Field: field, Value: v}
+		return &FormatError{Struct: "inode", Offset: off, Field: field, Value: v}
 	}
 	if len(b) < ext4GoodOldInodeSize {
 		return nil, bad(0, "length", uint64(len(b)))
 	}
-	if m := le16(b, inodeMode); m&sIFMT != sIFREG {
-		return nil, bad(inodeMode, "i_mode", uint64(m))
+	if m := le16(b, InodeMode); m&ModeTypeMask != ModeRegular {
+		return nil, bad(InodeMode, "i_mode", uint64(m))
 	}
-	if f := le32(b, inodeFlags); f&ext4ExtentsFlag == 0 {
-		return nil, bad(inodeFlags, "i_flags", uint64(f))
+	if f := le32(b, InodeFlags); f&FlagExtents == 0 {
+		return nil, bad(InodeFlags, "i_flags", uint64(f))
 	}
-	root, err := parseExt4Node(b[inodeBlock:inodeBlock+60], "inode i_block", inodeRootMaxEntry)
+	root, err := ParseNode(b[InodeBlock:InodeBlock+60], "inode i_block", InodeRootMaxEntry)
 	if err != nil {
 		return nil, err
 	}
-	if root.Max != inodeRootMaxEntry {
-		return nil, bad(inodeBlock+4, "eh_max", uint64(root.Max))
+	if root.Max != InodeRootMaxEntry {
+		return nil, bad(InodeBlock+4, "eh_max", uint64(root.Max))
 	}
-	in := &Ext4Inode{
-		Links:      le16(b, inodeLinks),
-		Size:       uint64(le32(b, inodeSizeLo)) | uint64(le32(b, inodeSizeHigh))<<32,
-		Generation: le32(b, inodeGeneration),
+	in := &Inode{
+		Links:      le16(b, InodeLinks),
+		Size:       uint64(le32(b, InodeSizeLo)) | uint64(le32(b, InodeSizeHigh))<<32,
+		Generation: le32(b, InodeGeneration),
 		Root:       *root,
-		CsumLo:     le16(b, inodeChecksumLo),
+		CsumLo:     le16(b, InodeChecksumLo),
 	}
 	switch {
 	case in.Links == 0:
 		// A deleted file's inode keeps its extents only until reuse;
 		// ext4 zeroes the extent root on delete, so links 0 with a live
 		// root is an inode being torn down: rare, and not worth the noise.
-		return nil, bad(inodeLinks, "i_links_count", 0)
+		return nil, bad(InodeLinks, "i_links_count", 0)
 	case in.Size >= maxInodeSize:
-		return nil, bad(inodeSizeLo, "i_size", in.Size)
+		return nil, bad(InodeSizeLo, "i_size", in.Size)
 	}
 	var c [256]byte
 	copy(c[:], b[:min(len(b), 256)])
-	c[inodeChecksumLo], c[inodeChecksumLo+1] = 0, 0
-	in.CRC128 = crc32cRaw(0, c[:128])
+	c[InodeChecksumLo], c[InodeChecksumLo+1] = 0, 0
+	in.CRC128 = CRC32C(0, c[:128])
 	// i_checksum_hi exists when i_extra_isize covers it (EXT4_FITS_IN_INODE).
-	if extra := le16(c[:], inodeExtraIsize); len(b) >= 256 && extra >= 4 && extra <= 128 {
+	if extra := le16(c[:], InodeExtraIsize); len(b) >= 256 && extra >= 4 && extra <= 128 {
 		in.HasHi = true
-		in.CsumHi = le16(c[:], inodeChecksumHi)
-		c[inodeChecksumHi], c[inodeChecksumHi+1] = 0, 0
-		in.CRC256 = crc32cRaw(0, c[:256])
+		in.CsumHi = le16(c[:], InodeChecksumHi)
+		c[InodeChecksumHi], c[InodeChecksumHi+1] = 0, 0
+		in.CRC256 = CRC32C(0, c[:256])
 	}
 	return in, nil
 }
 
-// Ext4InodeWindow is the window an inode recognizer reads: one sector,
+// InodeWindow is the window an inode recognizer reads: one sector,
 // which holds two 256-byte or four 128-byte inodes of an inode table.
-const Ext4InodeWindow = 512
+const InodeWindow = 512
 
-// ParseExt4Inodes finds the regular extent-mapped inodes in a sector of an
+// ParseInodes finds the regular extent-mapped inodes in a sector of an
 // inode table, trying every 128-byte slot (the inode size is not known at
 // carve time). Each one's At is its offset in w.
-func ParseExt4Inodes(w []byte) []Ext4Inode {
-	var out []Ext4Inode
-	for at := 0; at+ext4GoodOldInodeSize <= min(len(w), Ext4InodeWindow); at += ext4GoodOldInodeSize {
+func ParseInodes(w []byte) []Inode {
+	var out []Inode
+	for at := 0; at+ext4GoodOldInodeSize <= min(len(w), InodeWindow); at += ext4GoodOldInodeSize {
 		// Cheap rejection: extent magic in i_block, regular file mode.
-		if le16(w, at+inodeBlock) != ExtentMagic || w[at+1]&0xF0 != 0x80 {
+		if le16(w, at+InodeBlock) != ExtentMagic || w[at+1]&0xF0 != 0x80 {
 			continue
 		}
-		in, err := ParseExt4Inode(w[at:min(len(w), at+256)])
+		in, err := ParseInode(w[at:min(len(w), at+256)])
 		if err != nil {
 			continue
 		}
@@ -461,32 +465,32 @@ func ParseExt4Inodes(w []byte) []Ext4Inode {
 	return out
 }
 
-// inodeCsumSeed is the kernel's ei->i_csum_seed.
-func inodeCsumSeed(fsSeed, inum, gen uint32) uint32 {
+// InodeCsumSeed is the kernel's ei->i_csum_seed.
+func InodeCsumSeed(fsSeed, inum, gen uint32) uint32 {
 	var b [4]byte
 	binary.LittleEndian.PutUint32(b[:], inum)
-	s := crc32cRaw(fsSeed, b[:])
+	s := CRC32C(fsSeed, b[:])
 	binary.LittleEndian.PutUint32(b[:], gen)
-	return crc32cRaw(s, b[:])
+	return CRC32C(s, b[:])
 }
 
 // inodeCsum is the full checksum the kernel computes for an inode of
 // inodeSize bytes (128 or 256 only: larger inodes' extra bytes are not kept)
 // and whether it can be computed.
-func (in *Ext4Inode) csum(fsSeed, inum uint32, inodeSize uint16) (uint32, bool) {
-	s := inodeCsumSeed(fsSeed, inum, in.Generation)
+func (in *Inode) csum(fsSeed, inum uint32, inodeSize uint16) (uint32, bool) {
+	s := InodeCsumSeed(fsSeed, inum, in.Generation)
 	switch {
 	case inodeSize == 128:
-		return crc32cZeros(s, 128) ^ in.CRC128, true
+		return CRC32CZeros(s, 128) ^ in.CRC128, true
 	case inodeSize == 256 && in.HasHi:
-		return crc32cZeros(s, 256) ^ in.CRC256, true
+		return CRC32CZeros(s, 256) ^ in.CRC256, true
 	}
 	return 0, false
 }
 
 // VerifyCsum reports whether the inode's stored checksum matches inode
 // number inum under the filesystem seed (known: a checksum was computable).
-func (in *Ext4Inode) VerifyCsum(fsSeed, inum uint32, inodeSize uint16) (ok, known bool) {
+func (in *Inode) VerifyCsum(fsSeed, inum uint32, inodeSize uint16) (ok, known bool) {
 	c, known := in.csum(fsSeed, inum, inodeSize)
 	if !known {
 		return false, false
@@ -499,9 +503,9 @@ func (in *Ext4Inode) VerifyCsum(fsSeed, inum uint32, inodeSize uint16) (ok, know
 
 // VerifyTail reports whether an extent block's tail checksum matches the
 // inode (number, generation) that owns it under the filesystem seed.
-func (n *Ext4Node) VerifyTail(fsSeed, inum, gen uint32) bool {
+func (n *Node) VerifyTail(fsSeed, inum, gen uint32) bool {
 	tail := extentHeaderSize + int(n.Max)*extentEntrySize
-	return crc32cZeros(inodeCsumSeed(fsSeed, inum, gen), tail)^n.BodyCRC == n.Tail
+	return CRC32CZeros(InodeCsumSeed(fsSeed, inum, gen), tail)^n.BodyCRC == n.Tail
 }
 
 // solveAffine finds x with f(x) == t, for f affine over GF(2)^32 (every
@@ -564,7 +568,7 @@ func solveAffine(f func(uint32) uint32, t uint32) (uint32, bool) {
 // 32-bit checksum verifies under fsSeed (inode checksums are affine in the
 // inode number). Only 256-byte inodes with i_checksum_hi have 32 bits; the
 // caller must still check the number is in range and consistent.
-func (in *Ext4Inode) SolveInodeNumber(fsSeed uint32, inodeSize uint16) (uint32, bool) {
+func (in *Inode) SolveInodeNumber(fsSeed uint32, inodeSize uint16) (uint32, bool) {
 	if inodeSize != 256 || !in.HasHi {
 		return 0, false
 	}
