@@ -1,0 +1,77 @@
+// Package layering holds the test of DESIGN.md's dependency rule:
+// dependencies point one way (cmd → pipeline → reassemble → fsprobe →
+// fs/*, vmdk; pipeline → carver → signatures → fs/*, vmdk), signatures
+// never imports fsprobe or a filesystem library, and corpus uses vmdk and
+// nothing that depends on it.
+package layering
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const (
+	mod     = "vmdkcarve/"
+	goNTFS  = "www.velocidex.com/golang/go-ntfs"
+	goExt4  = "github.com/dsoprea/go-ext4"
+	formats = "fs/" // the format codecs, fs/ntfs, fs/ext4, ...
+)
+
+// rules: each package (of this module) and what none of its dependencies,
+// direct or not, may be (module-relative paths are prefixes of
+// "vmdkcarve/..."; others are prefixes of import paths).
+var rules = []struct {
+	pkg       string
+	forbidden []string
+}{
+	{"vmdk", []string{formats, "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
+	{"fs/ntfs", []string{"fs/ext4", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
+	{"fs/ext4", []string{"fs/ntfs", "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
+	{"fingerprint", []string{formats, "vmdk", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd"}},
+	{"signatures", []string{"fsprobe", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
+	{"carver", []string{"fsprobe", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
+	{"fsprobe", []string{"signatures", "carver", "reassemble", "pipeline", "corpus", "cmd"}},
+	{"reassemble", []string{"carver", "pipeline", "corpus", "cmd"}},
+	{"pipeline", []string{"corpus", "cmd"}},
+	{"corpus", []string{formats, "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "cmd", goNTFS, goExt4}},
+}
+
+// deps lists the packages pkg depends on, directly or not.
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", mod+pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+func TestDependenciesPointOneWay(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatal("the go tool is not on PATH: the dependency rule cannot be checked")
+	}
+	for _, r := range rules {
+		t.Run(r.pkg, func(t *testing.T) {
+			for _, d := range deps(t, r.pkg) {
+				for _, f := range r.forbidden {
+					if strings.HasPrefix(d, mod+f) || (strings.Contains(f, ".") && strings.HasPrefix(d, f)) {
+						t.Errorf("%s depends on %s, which the rule forbids (DESIGN.md, Packages)", r.pkg, d)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRuleSeesDependencies: the check above is not vacuous; it sees the
+// dependencies it would forbid elsewhere.
+func TestRuleSeesDependencies(t *testing.T) {
+	d := deps(t, "pipeline")
+	for _, want := range []string{mod + "reassemble", mod + "fsprobe", mod + "signatures", mod + "fs/ntfs", goNTFS + "/parser"} {
+		if !slices.Contains(d, want) {
+			t.Errorf("go list -deps pipeline lacks %s: %v", want, d)
+		}
+	}
+}
