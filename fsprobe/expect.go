@@ -7,6 +7,7 @@ import (
 
 	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fs/ntfs"
+	"vmdkcarve/fs/part"
 	"vmdkcarve/internal/entropy"
 )
 
@@ -50,7 +51,7 @@ const (
 // zeros), so their predictions are soft: a volume found there predicts
 // more, its absence contradicts nothing.
 func ExpectFromMBR(sector0 []byte, diskSize int64) []Expectation {
-	if len(sector0) < sector || binary.LittleEndian.Uint16(sector0[510:]) != mbrSignature {
+	if !part.HasSignature(sector0) {
 		return nil
 	}
 	var out []Expectation
@@ -61,18 +62,16 @@ func ExpectFromMBR(sector0 []byte, diskSize int64) []Expectation {
 			out = append(out, e)
 		}
 	}
-	for i := 0; i < maxPartitions; i++ {
-		e := sector0[mbrTableOffset+16*i:]
-		start := int64(binary.LittleEndian.Uint32(e[8:])) * sector
-		length := int64(binary.LittleEndian.Uint32(e[12:])) * sector
+	for _, e := range part.MBR(sector0) {
+		start, length := e.Offset(), e.Length()
 		if start == 0 || length == 0 || start+length > diskSize {
 			continue
 		}
 		// A partition typed NTFS (0x07, also exFAT) or Linux (0x83) holds
 		// a volume whose first 4 KiB say what it is: any of the known
 		// signatures will do, and only ext and NTFS predict more.
-		if e[4] == mbrTypeNTFS || e[4] == mbrTypeLinux {
-			out = append(out, partitionStartExpectation(start, e[4]))
+		if e.Type == mbrTypeNTFS || e.Type == mbrTypeLinux {
+			out = append(out, partitionStartExpectation(start, e.Type))
 		}
 	}
 	return out
@@ -122,11 +121,11 @@ func partitionStartExpectation(part int64, typ byte) Expectation {
 	}
 }
 
-func ntfsBootExpectation(part int64, desc string, at int64) Expectation {
+func ntfsBootExpectation(start int64, desc string, at int64) Expectation {
 	return Expectation{
-		Offset: part + at, Len: sector, Desc: fmt.Sprintf("%s %d", desc, part),
+		Offset: start + at, Len: sector, Desc: fmt.Sprintf("%s %d", desc, start),
 		Match: func(b []byte) bool {
-			return bytes.Equal(b[3:11], []byte(ntfsOEM)) && binary.LittleEndian.Uint16(b[510:]) == mbrSignature
+			return bytes.Equal(b[3:11], []byte(ntfsOEM)) && part.HasSignature(b)
 		},
 		Then: func(b []byte) []Expectation {
 			if at != 0 {
@@ -141,18 +140,18 @@ func ntfsBootExpectation(part int64, desc string, at int64) Expectation {
 			if bps < sector || bps > 4096 || spc == 0 || cluster > 1<<16 || total <= 0 || total > 1<<40 || mft > 1<<40 || mirr > 1<<40 {
 				return nil
 			}
-			out := []Expectation{ntfsBootExpectation(part, "NTFS backup boot sector at the end of partition", total*bps)}
+			out := []Expectation{ntfsBootExpectation(start, "NTFS backup boot sector at the end of partition", total*bps)}
 			// The first system records of $MFT and the four of $MFTMirr
 			// carry their own record numbers; record 0 ($MFT itself)
 			// says how far the MFT's first run goes, and every record
 			// slot there is a record of that number or still zero.
 			for n := int64(0); n < 4; n++ {
-				rec := mftRecordExpectation(part+mft*cluster+n*1024, n, "$MFT")
+				rec := mftRecordExpectation(start+mft*cluster+n*1024, n, "$MFT")
 				if n == 0 {
 					rec.Len = 1024
-					rec.Then = func(b []byte) []Expectation { return mftRunExpectations(b, part, cluster) }
+					rec.Then = func(b []byte) []Expectation { return mftRunExpectations(b, start, cluster) }
 				}
-				out = append(out, rec, mftRecordExpectation(part+mirr*cluster+n*1024, n, "$MFTMirr"))
+				out = append(out, rec, mftRecordExpectation(start+mirr*cluster+n*1024, n, "$MFTMirr"))
 			}
 			return out
 		},
@@ -349,7 +348,7 @@ func extSuperblockExpectation(part int64, group uint32, primary []byte) Expectat
 	return Expectation{
 		Offset: off, Len: 1024, Desc: fmt.Sprintf("ext superblock of group %d of the volume at %d", group, part),
 		Match: func(b []byte) bool {
-			if binary.LittleEndian.Uint16(b[56:]) != ext4Magic || uint32(binary.LittleEndian.Uint16(b[90:])) != group {
+			if binary.LittleEndian.Uint16(b[ext4.OffMagic:]) != ext4.Magic || uint32(binary.LittleEndian.Uint16(b[90:])) != group {
 				return false
 			}
 			return primary == nil || bytes.Equal(b[104:120], primary[104:120])

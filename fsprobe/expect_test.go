@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"testing"
+	"vmdkcarve/fs/part"
 )
 
 // TestPartitionStartVolumes: a partition typed NTFS or Linux holds some
@@ -17,7 +18,7 @@ func TestPartitionStartVolumes(t *testing.T) {
 	}
 	bitlocker := append([]byte(nil), random...)
 	copy(bitlocker, "\xeb\x58\x90-FVE-FS-")
-	binary.LittleEndian.PutUint16(bitlocker[510:], mbrSignature)
+	binary.LittleEndian.PutUint16(bitlocker[510:], part.Signature)
 	text := make([]byte, 4096)
 	for i := range text {
 		text[i] = "disk=0001 lba=000000002048 vmdkcarve\n"[i%37]

@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	ext4fs "vmdkcarve/fs/ext4"
+	"vmdkcarve/fs/part"
 
 	ext4 "github.com/dsoprea/go-ext4"
 	ntfs "www.velocidex.com/golang/go-ntfs/parser"
@@ -23,14 +25,8 @@ type Finding struct {
 
 // Sizes and magics of the structures probed.
 const (
-	sector         = 512
-	mbrSignature   = 0xAA55
-	mbrTableOffset = 446
-	gptSignature   = "EFI PART"
-	ntfsOEM        = "NTFS    "
-	ext4MagicOff   = 1024 + 56
-	ext4Magic      = 0xEF53
-	maxPartitions  = 4
+	sector  = 512
+	ntfsOEM = "NTFS    "
 	// gptReadBytes covers a GPT's header and 128 entries of 128 bytes.
 	gptReadBytes = 64 << 10
 )
@@ -45,15 +41,12 @@ func Identify(r io.ReaderAt, size int64) []Finding {
 		return nil
 	}
 	out = append(out, volume(r, size, 0)...)
-	if binary.LittleEndian.Uint16(mbr[510:]) != mbrSignature {
+	if !part.HasSignature(mbr[:]) {
 		return out
 	}
 	out = append(out, Finding{Kind: "mbr", Offset: 0})
-	for i := 0; i < maxPartitions; i++ {
-		e := mbr[mbrTableOffset+16*i:]
-		typ := e[4]
-		start := int64(binary.LittleEndian.Uint32(e[8:])) * sector
-		length := int64(binary.LittleEndian.Uint32(e[12:])) * sector
+	for _, e := range part.MBR(mbr[:]) {
+		typ, start, length := e.Type, e.Offset(), e.Length()
 		if typ == 0 || start == 0 || start >= size {
 			continue
 		}
@@ -62,7 +55,7 @@ func Identify(r io.ReaderAt, size int64) []Finding {
 			// The GPT: header at sector 1, entries after it (read with
 			// sector 0, checksums checked).
 			head := make([]byte, min(size, gptReadBytes))
-			if _, err := r.ReadAt(head, 0); err != nil || string(head[sector:sector+8]) != gptSignature {
+			if _, err := r.ReadAt(head, 0); err != nil || !part.HasGPTSignature(head) {
 				continue
 			}
 			out = append(out, Finding{Kind: "gpt", Offset: sector})
@@ -98,7 +91,7 @@ func volume(r io.ReaderAt, size, off int64) []Finding {
 		}
 		return []Finding{{Kind: "ntfs", Offset: off, Detail: fmt.Sprintf("%d bytes, %d-byte clusters, serial %x",
 			boot.VolumeSize()*int64(boot.Sector_size()), boot.ClusterSize(), boot.Serial())}}
-	case binary.LittleEndian.Uint16(b[ext4MagicOff:]) == ext4Magic:
+	case binary.LittleEndian.Uint16(b[ext4fs.SuperblockOffset+ext4fs.OffMagic:]) == ext4fs.Magic:
 		sb, err := ext4.NewSuperblockWithReader(bytes.NewReader(b[1024:]))
 		if err != nil {
 			// go-ext4 refuses layouts it cannot walk (no flex_bg, ...);

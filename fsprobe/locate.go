@@ -3,11 +3,11 @@ package fsprobe
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"maps"
 	"slices"
 	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fs/ntfs"
+	"vmdkcarve/fs/part"
 )
 
 // Self-locating guest structures. When every grain table of a sparse VMDK
@@ -175,9 +175,9 @@ func (l *Locator) LearnAt(buf []byte, virt int64) {
 	for off := 0; off+sector <= len(buf); off += sector {
 		w := buf[off:]
 		switch {
-		case off == 0 && binary.LittleEndian.Uint16(w[510:]) == mbrSignature && string(w[3:11]) != ntfsOEM:
+		case off == 0 && part.HasSignature(w) && string(w[3:11]) != ntfsOEM:
 			if l.validMBR(w) && len(l.mbrs) < maxLocatorMBRs {
-				key := string(w[mbrTableOffset:sector])
+				key := string(w[part.TableOffset:sector])
 				l.mbrs[key]++
 				if gpt := gptPartitions(buf); gpt != nil {
 					l.gpts[key] = gpt
@@ -232,51 +232,16 @@ func (l *Locator) LearnAt(buf []byte, virt int64) {
 	}
 }
 
-// GPT header and entry fields (UEFI spec 5.3).
-const (
-	gptHeaderSize    = 92
-	gptHeaderCRC     = 16
-	gptEntriesLBA    = 72
-	gptEntryCount    = 80
-	gptEntrySize     = 84
-	gptEntriesCRC    = 88
-	maxGPTEntries    = 128
-	gptEntryFirstLBA = 32
-	gptEntryLastLBA  = 40
-)
-
 // gptPartitions reads the GPT behind a protective MBR from the grain that
-// starts with it (header at sector 1, entries where it says, both inside
-// the grain and both checksums right), or returns nil.
+// starts with it (part.GPT), or returns nil.
 func gptPartitions(buf []byte) []partition {
-	if len(buf) < 2*sector || string(buf[sector:sector+8]) != gptSignature {
-		return nil
-	}
-	h := append([]byte(nil), buf[sector:sector+gptHeaderSize]...)
-	want := binary.LittleEndian.Uint32(h[gptHeaderCRC:])
-	clear(h[gptHeaderCRC : gptHeaderCRC+4])
-	if crc32.ChecksumIEEE(h) != want {
-		return nil
-	}
-	lba := binary.LittleEndian.Uint64(h[gptEntriesLBA:])
-	n := uint64(binary.LittleEndian.Uint32(h[gptEntryCount:]))
-	size := uint64(binary.LittleEndian.Uint32(h[gptEntrySize:]))
-	// lba is bounded before it is multiplied: a u64 from disk could wrap.
-	if size < 128 || size > 1024 || n == 0 || n > maxGPTEntries || lba < 2 || lba > uint64(len(buf))/sector || lba*sector+n*size > uint64(len(buf)) {
-		return nil
-	}
-	entries := buf[lba*sector : lba*sector+n*size]
-	if crc32.ChecksumIEEE(entries) != binary.LittleEndian.Uint32(h[gptEntriesCRC:]) {
+	gpt := part.GPT(buf)
+	if gpt == nil {
 		return nil
 	}
 	out := []partition{}
-	for i := uint64(0); i < n; i++ {
-		e := entries[i*size : (i+1)*size]
-		first, last := binary.LittleEndian.Uint64(e[gptEntryFirstLBA:]), binary.LittleEndian.Uint64(e[gptEntryLastLBA:])
-		if first == 0 || last < first || last >= 1<<48 {
-			continue // unused entry (all-zero type GUID) or nonsense
-		}
-		out = append(out, partition{start: int64(first) * sector, length: int64(last-first+1) * sector, typ: 0xEE})
+	for _, p := range gpt {
+		out = append(out, partition{start: p.Offset, length: p.Length, typ: part.TypeGPTProtective})
 	}
 	return out
 }
@@ -295,17 +260,14 @@ func GPTPartitions(head []byte) [][2]int64 {
 // validMBR: at least one partition, every entry inside the disk.
 func (l *Locator) validMBR(w []byte) bool {
 	n := 0
-	for i := 0; i < maxPartitions; i++ {
-		e := w[mbrTableOffset+16*i:]
-		if e[0] != 0 && e[0] != 0x80 {
+	for _, e := range part.MBR(w) {
+		if e.Status != 0 && e.Status != 0x80 {
 			return false
 		}
-		start := int64(binary.LittleEndian.Uint32(e[8:])) * sector
-		length := int64(binary.LittleEndian.Uint32(e[12:])) * sector
-		if e[4] == 0 {
+		if e.Type == 0 {
 			continue
 		}
-		if start == 0 || length == 0 || start+length > l.diskBytes {
+		if e.Offset() == 0 || e.Length() == 0 || e.Offset()+e.Length() > l.diskBytes {
 			return false
 		}
 		n++
@@ -323,13 +285,9 @@ func (l *Locator) Prepare() {
 				l.parts = gpt
 				break
 			}
-			w := []byte(t)
-			for i := 0; i < maxPartitions; i++ {
-				e := w[16*i:]
-				if e[4] != 0 {
-					l.parts = append(l.parts, partition{
-						start:  int64(binary.LittleEndian.Uint32(e[8:])) * sector,
-						length: int64(binary.LittleEndian.Uint32(e[12:])) * sector, typ: e[4]})
+			for _, e := range part.Table([]byte(t)) {
+				if e.Type != 0 {
+					l.parts = append(l.parts, partition{start: e.Offset(), length: e.Length(), typ: e.Type})
 				}
 			}
 		}
@@ -501,7 +459,7 @@ func (l *Locator) Locate(buf []byte) []Claim {
 	for off := 0; off+sector <= len(buf); off += sector {
 		w := buf[off:]
 		switch {
-		case off == 0 && len(l.parts) > 0 && binary.LittleEndian.Uint16(w[510:]) == mbrSignature && l.mbrs[string(w[mbrTableOffset:sector])] > 0 && len(l.mbrs) == 1:
+		case off == 0 && len(l.parts) > 0 && part.HasSignature(w) && l.mbrs[string(w[part.TableOffset:sector])] > 0 && len(l.mbrs) == 1:
 			out = append(out, Claim{At: 0, What: "guest MBR", addrs: []int64{0}})
 		case ntfs.IsBootMagic(w):
 			out = append(out, l.ntfsBootClaims(off, w)...)

@@ -1,11 +1,11 @@
 package reassemble
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"sort"
 
+	"vmdkcarve/fs/part"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -94,16 +94,14 @@ func mbrEnd(image io.ReaderAt, m *signatures.Hit) (uint64, bool) {
 	if _, n, err := vmdk.DecodeGrain(rec, grain); err != nil || n < vmdk.SectorSize {
 		return 0, false
 	}
-	if binary.LittleEndian.Uint16(grain[510:]) != 0xAA55 {
+	if !part.HasSignature(grain) {
 		return 0, false
 	}
 	var end uint64
-	for i := 0; i < 4; i++ {
-		e := grain[446+16*i:]
-		if e[4] == 0 {
-			continue
+	for _, e := range part.MBR(grain) {
+		if e.Type != 0 {
+			end = max(end, e.End())
 		}
-		end = max(end, uint64(binary.LittleEndian.Uint32(e[8:]))+uint64(binary.LittleEndian.Uint32(e[12:])))
 	}
 	return end, end > 0
 }

@@ -1,12 +1,12 @@
 package reassemble
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 
 	"github.com/cespare/xxhash/v2"
 
+	"vmdkcarve/fs/part"
 	"vmdkcarve/vmdk"
 )
 
@@ -18,14 +18,6 @@ import (
 // when it fits the directory (it needs every table the directory has) and
 // no placed grain lies past it; the report says which.
 
-// GPT header fields (UEFI spec, 5.3.2).
-const (
-	gptHeaderLBA     = 1
-	gptSignature     = "EFI PART"
-	gptAlternateLBA  = 32
-	mbrPartitionType = 4
-)
-
 // refineLostCapacity sets the capacity of an instance whose header was
 // inferred with only an upper bound on it, from its guest's partition
 // table.
@@ -36,20 +28,18 @@ func refineLostCapacity(inst *Instance, image io.ReaderAt) {
 		return
 	}
 	buf := make([]byte, min(h.GrainBytes(), 2*vmdk.SectorSize))
-	if _, err := ReadSource(image, g0.Source, buf); err != nil || binary.LittleEndian.Uint16(buf[510:]) != 0xAA55 {
+	if _, err := ReadSource(image, g0.Source, buf); err != nil || !part.HasSignature(buf) {
 		return
 	}
 	capacity, from := uint64(0), ""
-	if len(buf) >= 2*vmdk.SectorSize && string(buf[gptHeaderLBA*vmdk.SectorSize:][:8]) == gptSignature {
-		alt := binary.LittleEndian.Uint64(buf[gptHeaderLBA*vmdk.SectorSize+gptAlternateLBA:])
+	if alt, ok := part.GPTAlternateLBA(buf); ok {
 		capacity, from = alt+1, fmt.Sprintf("the guest's GPT (its backup header's LBA %d is the disk's last sector)", alt)
 	} else {
-		for i := 0; i < 4; i++ {
-			e := buf[446+16*i:]
-			if e[mbrPartitionType] == 0 || e[mbrPartitionType] == 0xEE {
+		for _, e := range part.MBR(buf) {
+			if e.Type == 0 || e.Type == part.TypeGPTProtective {
 				continue
 			}
-			capacity = max(capacity, uint64(binary.LittleEndian.Uint32(e[8:]))+uint64(binary.LittleEndian.Uint32(e[12:])))
+			capacity = max(capacity, e.End())
 		}
 		from = "the end of the guest's last MBR partition (the least the disk can be)"
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 
+	"vmdkcarve/fs/ext4"
+	"vmdkcarve/fs/part"
 	"vmdkcarve/vmdk"
 )
 
@@ -157,21 +159,21 @@ func orderVersions(g []*Disk, image io.ReaderAt) string {
 // of a rebuilt disk, from its placed grains.
 func extWriteTime(d *Disk, image io.ReaderAt) (uint32, bool) {
 	mbr, ok := d.readPlaced(image, 0)
-	if !ok || binary.LittleEndian.Uint16(mbr[510:]) != 0xAA55 {
+	if !ok || !part.HasSignature(mbr) {
 		return 0, false
 	}
-	start := int64(binary.LittleEndian.Uint32(mbr[446+8:])) * vmdk.SectorSize
-	sbOff := start + 1024
+	start := part.MBR(mbr)[0].Offset()
+	sbOff := start + ext4.SuperblockOffset
 	gb := int64(d.GrainSize) * vmdk.SectorSize
 	grain, ok := d.readPlaced(image, uint64(sbOff/gb))
-	if !ok || sbOff%gb+1024 > int64(len(grain)) {
+	if !ok || sbOff%gb+ext4.SuperblockSize > int64(len(grain)) {
 		return 0, false
 	}
 	sb := grain[sbOff%gb:]
-	if binary.LittleEndian.Uint16(sb[56:]) != 0xEF53 {
+	if binary.LittleEndian.Uint16(sb[ext4.OffMagic:]) != ext4.Magic {
 		return 0, false
 	}
-	return binary.LittleEndian.Uint32(sb[48:]), true
+	return binary.LittleEndian.Uint32(sb[ext4.OffWriteTime:]), true
 }
 
 // readPlaced reads a placed grain's bytes from the image (decoded when

@@ -1,6 +1,6 @@
 package signatures
 
-import "encoding/binary"
+import "vmdkcarve/fs/part"
 
 // Guest partition tables: a raw ("flat") VMDK extent has no header of its
 // own, only the guest disk's bytes, whose sector 0 is the guest's MBR (or
@@ -23,14 +23,6 @@ type MBRPartition struct {
 // End is the sector after the partition.
 func (p MBRPartition) End() uint64 { return uint64(p.Start) + uint64(p.Sectors) }
 
-// MBR layout.
-const (
-	mbrTable     = 446
-	mbrEntrySize = 16
-	mbrEntries   = 4
-	mbrSignature = 0xAA55
-)
-
 func init() {
 	register(Recognizer{
 		Name: "partition-table", Kind: KindMBR, Align: 512, Window: 512,
@@ -44,18 +36,17 @@ func init() {
 // one of which is a partition starting past sector 0. A volume boot sector
 // (NTFS, FAT) has code where the table would be and fails the status test.
 func recognizeMBR(w, _ []byte) (Hit, bool) {
-	if len(w) < 512 || binary.LittleEndian.Uint16(w[510:]) != mbrSignature {
+	if !part.HasSignature(w) {
 		return Hit{}, false
 	}
 	var info MBRInfo
-	for i := range mbrEntries {
-		e := w[mbrTable+i*mbrEntrySize : mbrTable+(i+1)*mbrEntrySize]
-		if e[0] != 0 && e[0] != 0x80 {
+	for _, e := range part.MBR(w) {
+		if e.Status != 0 && e.Status != 0x80 {
 			return Hit{}, false
 		}
-		p := MBRPartition{Type: e[4], Boot: e[0] == 0x80, Start: binary.LittleEndian.Uint32(e[8:]), Sectors: binary.LittleEndian.Uint32(e[12:])}
+		p := MBRPartition{Type: e.Type, Boot: e.Status == 0x80, Start: e.Start, Sectors: e.Sectors}
 		if p.Type == 0 {
-			if p.Start != 0 || p.Sectors != 0 || e[0] != 0 {
+			if p.Start != 0 || p.Sectors != 0 || e.Status != 0 {
 				return Hit{}, false
 			}
 			continue

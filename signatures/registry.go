@@ -172,7 +172,7 @@ func recognizeSparseHeader(w, _ []byte) (Hit, bool) {
 	if err != nil {
 		// The magic plus a version is 2^-34 by chance; keep the header as
 		// damaged evidence only if the newline bytes (another 2^-32) agree.
-		if h == nil || len(w) < 77 || string(w[73:77]) != "\n \r\n" {
+		if h == nil || !vmdk.HasSparseNewlines(w) {
 			return Hit{}, false
 		}
 		hit, ok := damagedOrNothing(KindSparseHeader, err)
@@ -235,8 +235,7 @@ func recognizeGrainMarker(w, scratch []byte) (Hit, bool) {
 }
 
 func recognizeMetaMarker(w, _ []byte) (Hit, bool) {
-	// Cheap test: u32 size at 8 is 0, type at 12 is 1..3, byte 16 is 0.
-	if len(w) < vmdk.SectorSize || w[8]|w[9]|w[10]|w[11] != 0 || w[12] == 0 || w[12] > 3 || w[16] != 0 {
+	if !vmdk.MayBeMetaMarker(w) {
 		return Hit{}, false
 	}
 	m, err := vmdk.ParseMetaMarker(w)
@@ -255,7 +254,7 @@ func recognizeGD(w, _ []byte) (Hit, bool) {
 	if !ok {
 		return Hit{}, false
 	}
-	first := uint32(w[0]) | uint32(w[1])<<8 | uint32(w[2])<<16 | uint32(w[3])<<24
+	first := vmdk.DecodeEntries(w[:4])[0]
 	return Hit{Kind: KindGD, Verdict: Valid, Length: vmdk.SectorSize, Table: &TableInfo{Entries: n, First: first}}, true
 }
 
@@ -264,15 +263,8 @@ func recognizeGD(w, _ []byte) (Hit, bool) {
 const gtGrainAlign = 128
 
 func recognizeGT(w, _ []byte) (Hit, bool) {
-	if len(w) < vmdk.GTEsPerGT*4 {
+	if !vmdk.MayBeGT(w) {
 		return Hit{}, false
-	}
-	// Cheap test: the low byte of every entry in the first 64 bytes is a
-	// multiple of 128 (0 or 0x80), which random data fails quickly.
-	for i := 0; i < 64; i += 4 {
-		if w[i]&0x7f != 0 {
-			return Hit{}, false
-		}
 	}
 	s, ok := vmdk.LooksLikeGT(w, gtGrainAlign, 2)
 	if !ok {
@@ -282,7 +274,7 @@ func recognizeGT(w, _ []byte) (Hit, bool) {
 }
 
 func recognizeCOWD(w, _ []byte) (Hit, bool) {
-	if len(w) < 8 || string(w[:4]) != vmdk.COWDMagic || w[4] != 1 {
+	if !vmdk.IsCOWDMagic(w) {
 		return Hit{}, false
 	}
 	h, err := vmdk.ParseCOWDHeader(w)
@@ -293,7 +285,7 @@ func recognizeCOWD(w, _ []byte) (Hit, bool) {
 }
 
 func recognizeSESparse(w, _ []byte) (Hit, bool) {
-	if len(w) < 16 || w[0] != 0xBE || w[1] != 0xBA || w[2] != 0xFE || w[3] != 0xCA {
+	if !vmdk.IsSESparseMagic(w) {
 		return Hit{}, false
 	}
 	h, err := vmdk.ParseSESparseHeader(w)

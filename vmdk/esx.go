@@ -25,6 +25,18 @@ type COWDHeader struct {
 	Unclean      bool   `json:"unclean,omitempty"`
 }
 
+// IsCOWDMagic is the cheap first test before ParseCOWDHeader: "COWD" and
+// version 1.
+func IsCOWDMagic(b []byte) bool {
+	return len(b) >= 8 && string(b[:4]) == COWDMagic && binary.LittleEndian.Uint32(b[4:]) == 1
+}
+
+// IsSESparseMagic is the cheap first test before ParseSESparseHeader: the
+// seSparse const header's magic.
+func IsSESparseMagic(b []byte) bool {
+	return len(b) >= 8 && binary.LittleEndian.Uint64(b) == SESparseMagic
+}
+
 // ParseCOWDHeader decodes and validates a COWD header: version 1, flags 3,
 // gdOffset 4, numGDEntries consistent with numSectors and grainSize, and a
 // free sector past the directory.

@@ -57,6 +57,13 @@ func IsSparseMagic(b []byte) bool {
 	return v >= 1 && v <= 3
 }
 
+// HasSparseNewlines reports whether a sparse header's newline-detection
+// bytes (73..76) are intact: with the magic, 2^-66 by chance, so a header
+// that fails to parse but has them is damaged evidence, not noise.
+func HasSparseNewlines(b []byte) bool {
+	return len(b) >= hdrNewlines+len(newlineBytes) && string(b[hdrNewlines:hdrNewlines+len(newlineBytes)]) == newlineBytes
+}
+
 // ParseSparseHeader decodes and validates a hosted sparse header with the
 // rules of FORMAT.md §1.3. It returns ErrNotVMDK (wrapped) if b does not start
 // with the magic and a *FormatError for a value no writer produces or no

@@ -34,6 +34,12 @@ type MetaMarker struct {
 	Type       uint32 `json:"type"`
 }
 
+// MayBeMetaMarker is the cheap first test before ParseMetaMarker: a whole
+// sector whose u32 size at 8 is 0, type at 12 is 1..3 and byte 16 is 0.
+func MayBeMetaMarker(b []byte) bool {
+	return len(b) >= SectorSize && b[8]|b[9]|b[10]|b[11] == 0 && b[12] != 0 && b[12] <= 3 && b[16] == 0
+}
+
 // ParseMetaMarker decodes a GT, GD or footer marker (an EOS marker is
 // indistinguishable from a zero sector and is refused). Bytes 16..511 must be
 // zero and numSectors must fit the type.

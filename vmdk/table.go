@@ -58,6 +58,22 @@ func LooksLikeGD(b []byte, gtSectors uint32) (entries int, ok bool) {
 	return i, true
 }
 
+// MayBeGT is the cheap first test before LooksLikeGT for grains of
+// grainSize sectors, a multiple of 128: the low byte of each of the first
+// 16 entries is a multiple of 128 (0 or 0x80), which random data fails
+// quickly.
+func MayBeGT(b []byte) bool {
+	if len(b) < GTEsPerGT*4 {
+		return false
+	}
+	for i := 0; i < 64; i += 4 {
+		if b[i]&0x7f != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // GTShape summarises a block read as a 512-entry grain table.
 type GTShape struct {
 	NonZero  int    `json:"non_zero"`

@@ -36,6 +36,9 @@ const (
 	sbLogBlockSize   = 0x18
 	sbBlocksPerGroup = 0x20
 	sbInodesPerGroup = 0x28
+	// OffWriteTime is s_wtime, the last write time (seconds since 1970).
+	OffWriteTime = 0x30
+	// OffMagic is s_magic (Magic).
 	OffMagic         = 0x38
 	sbRevLevel       = 0x4C
 	sbInodeSize      = 0x58

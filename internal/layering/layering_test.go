@@ -29,6 +29,7 @@ var rules = []struct {
 	{"vmdk", []string{formats, "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"fs/ntfs", []string{"fs/ext4", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"fs/ext4", []string{"fs/ntfs", "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
+	{"fs/part", []string{"fs/ntfs", "fs/ext4", "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"fingerprint", []string{formats, "vmdk", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd"}},
 	{"signatures", []string{"fsprobe", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"carver", []string{"fsprobe", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
