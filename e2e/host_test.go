@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"vmdkcarve/corpus"
-	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/pipeline"
+	"vmdkcarve/pipeline/guestcheck"
 	"vmdkcarve/reassemble"
 )
 
@@ -170,7 +170,7 @@ func guestCheck(t *testing.T, truth *corpus.Truth, run *caseRun, rep *pipeline.D
 		if g.Check == nil {
 			continue
 		}
-		truthWalk := fsprobe.Check(want, dt.Capacity, g)
+		truthWalk := guestcheck.Check(want, dt.Capacity, g)
 		if g.Check.Walked != truthWalk.Walked || g.Check.Entries != truthWalk.Entries {
 			t.Errorf("disk %d: guest %s walk %+v, ground truth walks %+v", id, g.Kind, *g.Check, truthWalk)
 		}

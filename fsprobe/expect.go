@@ -125,17 +125,14 @@ func ntfsBootExpectation(start int64, desc string, at int64) Expectation {
 	return Expectation{
 		Offset: start + at, Len: sector, Desc: fmt.Sprintf("%s %d", desc, start),
 		Match: func(b []byte) bool {
-			return bytes.Equal(b[3:11], []byte(ntfsOEM)) && part.HasSignature(b)
+			return ntfs.IsBootMagic(b)
 		},
 		Then: func(b []byte) []Expectation {
 			if at != 0 {
 				return nil
 			}
-			bps := int64(binary.LittleEndian.Uint16(b[11:]))
-			spc := int64(b[13])
-			total := int64(binary.LittleEndian.Uint64(b[40:]))
-			mft := int64(binary.LittleEndian.Uint64(b[48:]))
-			mirr := int64(binary.LittleEndian.Uint64(b[56:]))
+			bpb := ntfs.ReadBPB(b)
+			bps, spc, total, mft, mirr := bpb.BytesPerSector, bpb.SectorsPerCluster, bpb.TotalSectors, bpb.MFTLCN, bpb.MirrLCN
 			cluster := bps * spc
 			if bps < sector || bps > 4096 || spc == 0 || cluster > 1<<16 || total <= 0 || total > 1<<40 || mft > 1<<40 || mirr > 1<<40 {
 				return nil

@@ -54,6 +54,9 @@ const (
 	maxLocatorGroups  = 1 << 20 // ext4 block groups
 )
 
+// sector is the unit of partition tables and of the structures located.
+const sector = part.SectorSize
+
 // Locator finds where a guest disk's self-locating structures lie.
 type Locator struct {
 	grainBytes, diskBytes int64
@@ -175,7 +178,7 @@ func (l *Locator) LearnAt(buf []byte, virt int64) {
 	for off := 0; off+sector <= len(buf); off += sector {
 		w := buf[off:]
 		switch {
-		case off == 0 && part.HasSignature(w) && string(w[3:11]) != ntfsOEM:
+		case off == 0 && part.HasSignature(w) && !ntfs.IsBootMagic(w):
 			if l.validMBR(w) && len(l.mbrs) < maxLocatorMBRs {
 				key := string(w[part.TableOffset:sector])
 				l.mbrs[key]++

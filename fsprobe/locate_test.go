@@ -6,49 +6,19 @@ import (
 	"hash/crc32"
 	"math/rand/v2"
 	"testing"
+	"vmdkcarve/internal/tooltest"
 )
 
 const testGrain = 64 << 10
 
 // guestDisk puts a real volume made by tool into an MBR disk at 1 MiB.
 func guestDisk(t testing.TB, tool string, typ byte, args ...string) []byte {
-	vol := mkfs(t, 24<<20, tool, args...)
-	disk := make([]byte, 1<<20+len(vol))
-	e := disk[446:]
-	e[4] = typ
-	binary.LittleEndian.PutUint32(e[8:], 2048)
-	binary.LittleEndian.PutUint32(e[12:], uint32(len(vol)/512))
-	binary.LittleEndian.PutUint16(disk[510:], 0xAA55)
-	copy(disk[1<<20:], vol)
-	return disk
+	return tooltest.MBRDisk(mkfs(t, 24<<20, tool, args...), typ)
 }
 
-// gptDisk puts a real volume into a GPT disk (protective MBR, header at
-// LBA 1, entries at LBA 2) at LBA 2048.
+// gptDisk puts a real volume into a GPT disk at LBA 2048.
 func gptDisk(t testing.TB, tool string, args ...string) []byte {
-	vol := mkfs(t, 24<<20, tool, args...)
-	disk := make([]byte, 1<<20+len(vol)+1<<20)
-	e := disk[446:]
-	e[4] = 0xEE
-	binary.LittleEndian.PutUint32(e[8:], 1)
-	binary.LittleEndian.PutUint32(e[12:], uint32(len(disk)/512-1))
-	binary.LittleEndian.PutUint16(disk[510:], 0xAA55)
-	entries := disk[1024 : 1024+128*128]
-	copy(entries[0:16], "linux data guid!") // any non-zero type GUID
-	binary.LittleEndian.PutUint64(entries[32:], 2048)
-	binary.LittleEndian.PutUint64(entries[40:], uint64(2048+len(vol)/512-1))
-	h := disk[512:]
-	copy(h, "EFI PART")
-	binary.LittleEndian.PutUint32(h[8:], 0x10000)
-	binary.LittleEndian.PutUint32(h[12:], 92)
-	binary.LittleEndian.PutUint64(h[32:], uint64(len(disk)/512-1))
-	binary.LittleEndian.PutUint64(h[72:], 2)
-	binary.LittleEndian.PutUint32(h[80:], 128)
-	binary.LittleEndian.PutUint32(h[84:], 128)
-	binary.LittleEndian.PutUint32(h[88:], crc32.ChecksumIEEE(entries))
-	binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h[:92]))
-	copy(disk[1<<20:], vol)
-	return disk
+	return tooltest.GPTDisk(mkfs(t, 24<<20, tool, args...))
 }
 
 // locateAll runs a Locator over the disk's non-zero grains in a shuffled

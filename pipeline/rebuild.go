@@ -15,8 +15,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
-	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/entropy"
+	"vmdkcarve/pipeline/guestcheck"
 	"vmdkcarve/reassemble"
 	"vmdkcarve/vmdk"
 )
@@ -50,13 +50,13 @@ type RebuildOptions struct {
 // DiskReport is disks/disk-NN.json: the plan plus what was written and
 // what the guest probes found.
 type DiskReport struct {
-	Tool     string            `json:"tool"`
-	Version  string            `json:"version"`
-	Evidence Evidence          `json:"evidence"`
-	Output   []OutputFile      `json:"output"`
-	Disk     *reassemble.Disk  `json:"disk"`
-	Guest    []fsprobe.Finding `json:"guest_filesystems"`
-	Verified VerifySummary     `json:"verified"`
+	Tool     string               `json:"tool"`
+	Version  string               `json:"version"`
+	Evidence Evidence             `json:"evidence"`
+	Output   []OutputFile         `json:"output"`
+	Disk     *reassemble.Disk     `json:"disk"`
+	Guest    []guestcheck.Finding `json:"guest_filesystems"`
+	Verified VerifySummary        `json:"verified"`
 }
 
 // OutputFile is one file rebuild wrote.
@@ -256,10 +256,10 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 		report.Output = append(report.Output, *out)
 	}
 	report.Verified = dr.verify
-	report.Guest = fsprobe.Identify(dr, int64(d.Capacity)*vmdk.SectorSize)
+	report.Guest = guestcheck.Identify(dr, int64(d.Capacity)*vmdk.SectorSize)
 	for i := range report.Guest {
 		if f := &report.Guest[i]; f.Kind == "ntfs" || f.Kind == "ext" {
-			res := fsprobe.Check(dr, int64(d.Capacity)*vmdk.SectorSize, *f)
+			res := guestcheck.Check(dr, int64(d.Capacity)*vmdk.SectorSize, *f)
 			f.Check = &res
 		}
 	}

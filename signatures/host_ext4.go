@@ -42,7 +42,7 @@ func init() {
 
 func recognizeExt4Superblock(w, _ []byte) (Hit, bool) {
 	// Cheap test: the magic at +56.
-	if len(w) < ext4.SuperblockSize || binary.LittleEndian.Uint16(w[56:]) != ext4.Magic {
+	if len(w) < ext4.SuperblockSize || binary.LittleEndian.Uint16(w[ext4.OffMagic:]) != ext4.Magic {
 		return Hit{}, false
 	}
 	s, err := ext4.ParseSuperblock(w)

@@ -602,6 +602,25 @@ const (
 	ntfsMaxCluster     = 64 << 10
 )
 
+// BPB is a boot sector's BIOS parameter block as stored, not checked: for
+// callers that judge the fields by rules of their own (a guest's
+// predictions); ParseBootSector is the checked decoding.
+type BPB struct {
+	BytesPerSector, SectorsPerCluster int64
+	TotalSectors, MFTLCN, MirrLCN     int64
+}
+
+// ReadBPB decodes the BPB of the boot sector at the start of w (at least
+// 0x40 bytes; a shorter w gives zeros).
+func ReadBPB(w []byte) BPB {
+	if len(w) < ntfsBootOffRecSize {
+		return BPB{}
+	}
+	le := binary.LittleEndian
+	return BPB{BytesPerSector: int64(le.Uint16(w[ntfsBootOffBPS:])), SectorsPerCluster: int64(w[ntfsBootOffSPC]),
+		TotalSectors: int64(le.Uint64(w[ntfsBootOffTotal:])), MFTLCN: int64(le.Uint64(w[ntfsBootOffMFT:])), MirrLCN: int64(le.Uint64(w[ntfsBootOffMirr:]))}
+}
+
 // IsBootMagic is the cheap first test: "NTFS    " at 3 and 0x55AA at
 // 510.
 func IsBootMagic(w []byte) bool {

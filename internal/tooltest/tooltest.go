@@ -3,8 +3,11 @@
 package tooltest
 
 import (
+	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -69,4 +72,65 @@ func (m *MemFile) WriteAt(p []byte, off int64) (int, error) {
 	}
 	copy(m.Bytes[off:], p)
 	return len(p), nil
+}
+
+// MakeFS makes a real filesystem image of size bytes with the named tool
+// (mkfs.ext4, mkntfs) and returns its bytes; a missing tool skips the
+// test, or fails it when CI=true.
+func MakeFS(t testing.TB, size int64, tool string, args ...string) []byte {
+	t.Helper()
+	Need(t, tool)
+	path := filepath.Join(t.TempDir(), "fs.img")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+	Run(t, tool, append(args, path)...)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// MBRDisk puts a volume into an MBR disk, one partition of type typ at
+// 1 MiB.
+func MBRDisk(vol []byte, typ byte) []byte {
+	disk := make([]byte, 1<<20+len(vol))
+	e := disk[446:]
+	e[4] = typ
+	binary.LittleEndian.PutUint32(e[8:], 2048)
+	binary.LittleEndian.PutUint32(e[12:], uint32(len(vol)/512))
+	binary.LittleEndian.PutUint16(disk[510:], 0xAA55)
+	copy(disk[1<<20:], vol)
+	return disk
+}
+
+// GPTDisk puts a volume into a GPT disk (protective MBR, header at LBA 1,
+// 128 entries at LBA 2, checksums right) at LBA 2048, with 1 MiB after it.
+func GPTDisk(vol []byte) []byte {
+	disk := make([]byte, 1<<20+len(vol)+1<<20)
+	e := disk[446:]
+	e[4] = 0xEE
+	binary.LittleEndian.PutUint32(e[8:], 1)
+	binary.LittleEndian.PutUint32(e[12:], uint32(len(disk)/512-1))
+	binary.LittleEndian.PutUint16(disk[510:], 0xAA55)
+	entries := disk[1024 : 1024+128*128]
+	copy(entries[0:16], "linux data guid!") // any non-zero type GUID
+	binary.LittleEndian.PutUint64(entries[32:], 2048)
+	binary.LittleEndian.PutUint64(entries[40:], uint64(2048+len(vol)/512-1))
+	h := disk[512:]
+	copy(h, "EFI PART")
+	binary.LittleEndian.PutUint32(h[8:], 0x10000)
+	binary.LittleEndian.PutUint32(h[12:], 92)
+	binary.LittleEndian.PutUint64(h[32:], uint64(len(disk)/512-1))
+	binary.LittleEndian.PutUint64(h[72:], 2)
+	binary.LittleEndian.PutUint32(h[80:], 128)
+	binary.LittleEndian.PutUint32(h[84:], 128)
+	binary.LittleEndian.PutUint32(h[88:], crc32.ChecksumIEEE(entries))
+	binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h[:92]))
+	copy(disk[1<<20:], vol)
+	return disk
 }

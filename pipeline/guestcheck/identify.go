@@ -1,7 +1,12 @@
 // Package fsprobe holds filesystem knowledge. This file is the guest level:
 // what a rebuilt virtual disk holds (partition tables and the filesystems
 // they point at), found from a handful of sectors.
-package fsprobe
+// Package guestcheck identifies a rebuilt disk's guest volumes and walks
+// them with the real filesystem libraries (go-ntfs, go-ext4), for the
+// report: which files of the guest read back whole, which touch missing
+// grains. It reads the rebuilt disk, never the evidence, and decides
+// nothing about placement.
+package guestcheck
 
 import (
 	"bytes"
@@ -25,7 +30,7 @@ type Finding struct {
 
 // Sizes and magics of the structures probed.
 const (
-	sector  = 512
+	sector  = part.SectorSize
 	ntfsOEM = "NTFS    "
 	// gptReadBytes covers a GPT's header and 128 entries of 128 bytes.
 	gptReadBytes = 64 << 10
@@ -59,12 +64,12 @@ func Identify(r io.ReaderAt, size int64) []Finding {
 				continue
 			}
 			out = append(out, Finding{Kind: "gpt", Offset: sector})
-			for _, p := range gptPartitions(head) {
-				if p.start >= size {
+			for _, p := range part.GPT(head) {
+				if p.Offset >= size {
 					continue
 				}
-				out = append(out, Finding{Kind: "partition", Offset: p.start, Detail: fmt.Sprintf("GPT, %d bytes", p.length)})
-				out = append(out, volume(r, size, p.start)...)
+				out = append(out, Finding{Kind: "partition", Offset: p.Offset, Detail: fmt.Sprintf("GPT, %d bytes", p.Length)})
+				out = append(out, volume(r, size, p.Offset)...)
 			}
 			continue
 		}

@@ -1,4 +1,4 @@
-package fsprobe
+package guestcheck
 
 import (
 	"fmt"
