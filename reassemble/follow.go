@@ -1009,6 +1009,7 @@ func (f *follower) fragments(runs []*run) []Fragment {
 	start := make([]int64, len(runs))
 	end := make([]int64, len(runs))
 	bound := make([]string, len(runs)) // what placed the boundary after piece i
+	decided := 0                       // boundaries the blocks placed
 	for i, r := range runs {
 		start[i], end[i] = down(r.lo()), up(r.hi())
 	}
@@ -1016,6 +1017,7 @@ func (f *follower) fragments(runs []*run) []Fragment {
 		z1, z2 := end[i], start[i+1]
 		if z2 == z1 {
 			bound[i] = fmt.Sprintf("at file offset %d, where the pieces' anchored clusters meet", z2)
+			decided++
 			continue
 		}
 		if z2 < z1 {
@@ -1025,6 +1027,7 @@ func (f *follower) fragments(runs []*run) []Fragment {
 			if f.isHead(runs[i]) {
 				start[i+1] = z1
 				bound[i] = fmt.Sprintf("at file offset %d: the file's first piece keeps clusters both pieces have anchors in", z1)
+				decided++
 			} else {
 				end[i], start[i+1] = z2, z1
 				bound[i] = fmt.Sprintf("not known: both pieces have anchors in file offsets %d..%d, which are not mapped", z2, z1)
@@ -1037,6 +1040,7 @@ func (f *follower) fragments(runs []*run) []Fragment {
 			// it (as inside a piece).
 			if _, why := f.reach(s, z1, z2); why == "" {
 				bound[i] = fmt.Sprintf("at file offset %d: the pieces on both sides have shift %d and nothing between contradicts it", z2, s)
+				decided++
 				end[i] = z2
 				continue
 			}
@@ -1074,18 +1078,8 @@ func (f *follower) fragments(runs []*run) []Fragment {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].FileOffset < out[j].FileOffset })
-	f.notes = append(f.notes, fmt.Sprintf("fragment following: %d pieces found by their anchors, %d boundaries decided by the blocks, %d left in doubt", len(runs), countDecided(bound), len(runs)-1-countDecided(bound)))
+	f.notes = append(f.notes, fmt.Sprintf("fragment following: %d pieces found by their anchors, %d boundaries decided by the blocks, %d left in doubt", len(runs), decided, len(runs)-1-decided))
 	return out
-}
-
-func countDecided(bound []string) int {
-	n := 0
-	for _, b := range bound {
-		if strings.HasPrefix(b, "at file offset") {
-			n++
-		}
-	}
-	return n
 }
 
 // reachNote says how far a shift reads without a contradiction.

@@ -11,9 +11,15 @@ import (
 // gtCopy is one copy (primary or redundant) of one grain table.
 type gtCopy struct {
 	entries []uint32
-	problem string // why this copy is not usable; "" if it is
-	empty   bool   // every entry is zero
+	problem string // why this copy is not usable, for the report; "" if it is
+	// erased: the copy is lost because its directory entry is zero or
+	// there is no directory (the tables were wiped, not misplaced).
+	erased bool
+	empty  bool // every entry is zero
 }
+
+// noDirectory is the copy of every table of a directory that is not there.
+var noDirectory = gtCopy{problem: "no directory", erased: true}
 
 // tableReader reads and checks grain directories and tables of one
 // instance. A table is usable only if it lies inside the mapped file and
@@ -38,7 +44,7 @@ func (t *tableReader) readGD(sector uint64) ([]uint32, string) {
 
 func (t *tableReader) readGT(gde uint32) gtCopy {
 	if gde == 0 {
-		return gtCopy{problem: "directory entry is zero"}
+		return gtCopy{problem: "directory entry is zero", erased: true}
 	}
 	if uint64(gde) >= t.dataStart && !t.h.Compressed() {
 		return gtCopy{problem: fmt.Sprintf("directory entry %d points into grain data", gde)}
@@ -65,12 +71,6 @@ func (t *tableReader) readGT(gde uint32) gtCopy {
 		}
 	}
 	return c
-}
-
-// erased reports whether a table copy is lost because its directory entry
-// is zero or there is no directory: the tables were wiped, not misplaced.
-func erased(c gtCopy) bool {
-	return c.problem == "directory entry is zero" || c.problem == "no directory"
 }
 
 // placeSparse decides every grain of an uncompressed hosted sparse instance
@@ -136,8 +136,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	tableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
 
 	for i := uint64(0); i < h.GDEntries(); i++ {
-		var p, r gtCopy
-		p.problem, r.problem = "no directory", "no directory"
+		p, r := noDirectory, noDirectory
 		if primary != nil {
 			p = t.readGT(primary[i])
 		}
@@ -152,7 +151,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 			usedRedundant++
 		default:
 			lostTables++
-			if !erased(p) || !erased(r) {
+			if !p.erased || !r.erased {
 				lostUnerased++
 			}
 			first := i * perGT
