@@ -85,7 +85,7 @@ type Fragment struct {
 	// Link is the kind of evidence for the link: "contiguous" (assumed
 	// from the header on, until the bytes contradict it), "host" (a host
 	// filesystem's own map), "hole" (a hole of a sparse host file, reads
-	// as zeros), "anchored" (a shift backed by anchors, follow.go).
+	// as zeros), "anchored" (a shift backed by anchors, map_follow.go).
 	Link string `json:"link"`
 	// Anchors and AnchorKinds (anchored fragments) count the structures
 	// whose places back the fragment's shift, by kind; Boundary says what
@@ -138,9 +138,9 @@ type Instance struct {
 
 	grains        *decisions            // decided grains of this instance alone
 	damage        *damagePolicy         // the damage policy's state for the file, for inheritLattices
-	follow        *followInput          // what fragment following used, to follow again with copies (copyanchors.go)
+	follow        *followInput          // what fragment following used, to follow again with copies (map_copies.go)
 	expect        []fsprobe.Expectation // what the guest predicts beyond its sector 0 (a flat disk found by its NTFS volume)
-	misplaced     []structureAt         // guest structures the header's shift reads where they cannot lie (follow.go)
+	misplaced     []structureAt         // guest structures the header's shift reads where they cannot lie (map_follow.go)
 	ntfsStart     int64                 // a flat disk found by its NTFS volume: the volume's start
 	cutByHeader   bool                  // the contiguous region ends at another VMDK header
 	capacityBound bool                  // the inferred header's capacity is only an upper bound

@@ -28,7 +28,7 @@ import (
 //
 // A run of grain records no stream took, as its lengths do not tell its
 // stream, still names its LBAs and decodes to grains' bytes. Where only
-// one stream could hold it (orphans.go, heldRuns), its blocks are
+// one stream could hold it (place_stream_runs.go, heldRuns), its blocks are
 // candidates for that stream's peers, weak wherever they are found (the
 // run may be a lost stream's of the same geometry), so a piece rests on
 // them only where minWeakGrains grains agree on its shift. Where several

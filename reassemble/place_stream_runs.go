@@ -224,7 +224,7 @@ type heldRun struct {
 // could hold them (couldHold, even one whose own records were all lost)
 // and that they continue: not attached, as their lengths do not tell their
 // stream, but candidates for the blocks of the stream's disk (copy
-// anchors, copyanchors.go), sure when exactly one stream could.
+// anchors, map_copies.go), sure when exactly one stream could.
 func heldRuns(instances []*Instance, x *hitIndex) map[*Instance][]heldRun {
 	var streams []*Instance
 	owned := make(map[int64]bool)

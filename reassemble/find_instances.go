@@ -177,7 +177,7 @@ func findInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 	}
 	// Files whose first sectors are gone still announce themselves: a
 	// stream footer names where its file began, a pre-allocated grain
-	// directory names where its own file began (headerless.go).
+	// directory names where its own file began (find_header_lost.go).
 	lost := headerlessStarts(x, starts, footers, image, imageSize, maps)
 	starts = append(starts, lost...)
 	sort.SliceStable(starts, func(i, j int) bool { return starts[i].Offset < starts[j].Offset })

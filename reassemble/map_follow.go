@@ -107,7 +107,7 @@ type anchor struct {
 	// more of them to make a hypothesis (minWeakGrains).
 	weak bool
 	// extendOnly: weak, and no vote for a shift at all: it joins a piece
-	// other anchors found (copyanchors.go, a run of records several
+	// other anchors found (map_copies.go, a run of records several
 	// streams could hold).
 	extendOnly bool
 }
@@ -153,7 +153,7 @@ type follower struct {
 // proofs are the guest's file tails inside the new fragments, for the
 // damage policy (tailProofs).
 //
-// extra are anchors found by the caller (copyanchors.go).
+// extra are anchors found by the caller (map_copies.go).
 func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options, cands []candidate, predicted []structureAt, broken int64, extra ...anchor) (frags []Fragment, proofs []structureAt) {
 	h := inst.Header
 	f := &follower{inst: inst, image: image, imageSize: x.imageSize, x: x, gb: h.GrainBytes(),

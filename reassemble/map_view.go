@@ -126,7 +126,7 @@ func (inst *Instance) linkEvidence(off int64) []string {
 }
 
 // anchoredAt reports whether file offset off lies in a fragment found by
-// shift votes (follow.go).
+// shift votes (map_follow.go).
 func (inst *Instance) anchoredAt(off int64) bool {
 	ev := inst.linkEvidence(off)
 	return len(ev) == 1 && ev[0] == EvAnchored

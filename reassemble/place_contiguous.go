@@ -59,7 +59,7 @@ type candidate struct {
 //
 // It returns the file offset where the contiguous assumption broke, or -1
 // (also for a file mapped otherwise): there fragment following
-// (follow.go) may find where the rest of the file lies.
+// (map_follow.go) may find where the rest of the file lies.
 func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIndex, opts Options, zero *Grain, predicted []structureAt) int64 {
 	sort.Slice(cands, func(i, j int) bool { return cands[i].sector < cands[j].sector })
 	h := inst.Header
