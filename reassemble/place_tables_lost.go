@@ -84,108 +84,17 @@ func lostByTable(gr *Grain) bool {
 
 // placeByAnchors places what it can prove of the grains whose tables are
 // lost. owner maps the grain sectors surviving tables name to their
-// virtual grains.
+// virtual grains. The stages: read the slots and locate their guest
+// structures (slotScan), take the slots that prove their grain as anchors
+// (structures, then file tails), place them, and, where write order is
+// shown, the slots between them (orderByPoints).
 func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint32]uint64) {
-	h := inst.Header
-	gb := h.GrainBytes()
-	grains := h.Grains()
-	open := func(g int64) bool { return g >= 0 && uint64(g) < grains && lostByTable(inst.grains.at(uint64(g))) }
-	first := int64(h.OverHead) * vmdk.SectorSize
-	if h.OverHead == 0 || gb <= 0 {
+	sc := newSlotScan(inst, view, x, owner)
+	if sc == nil || !sc.learn() {
 		return
 	}
-	// A sparse file holds each grain at most once: no more slots than the
-	// disk has grains are read, however far the mapped range runs.
-	count := min((view.size()-first)/gb, maxAnchorSlots, int64(grains))
-	if count <= 0 {
-		return
-	}
-	tableSlot := map[int64]int64{} // slot → virtual grain, for slots a surviving table places
-	for sec, g := range owner {
-		if gr := inst.grains.at(g); gr != nil && gr.Status == Placed && (int64(sec)*vmdk.SectorSize-first)%gb == 0 {
-			tableSlot[(int64(sec)*vmdk.SectorSize-first)/gb] = int64(g)
-		}
-	}
-	buf := make([]byte, gb)
-	scanned := int64(0) // slots before it were all read
-	// each calls fn for every non-zero slot no table owns, up to the first
-	// slot holding another VMDK's structures (the file cannot go on there).
-	each := func(fn func(k, img int64, b []byte)) {
-		for k := int64(0); k < count; k++ {
-			scanned = k
-			if _, owned := tableSlot[k]; owned {
-				continue
-			}
-			off := first + k*gb
-			if _, err := view.ReadAt(buf, off); err != nil {
-				return
-			}
-			if entropy.Zero(buf) {
-				continue
-			}
-			img, _ := view.imageOffset(off, gb)
-			if why := foreignAt(x, inst, img, gb, buf, false); why != "" {
-				return
-			}
-			fn(k, img, buf)
-		}
-		scanned = count
-	}
-	loc := fsprobe.NewLocator(gb, int64(h.Capacity)*vmdk.SectorSize)
-	// The guest's geometry comes from the slots holding the structures the
-	// carve recorded (partition tables, boot sectors, $MFT record 0,
-	// primary superblocks): a read of a few slots, not a pass over the file.
-	for _, k := range grainsHolding(inst, x.geometry, first, gb, count) {
-		if _, err := view.ReadAt(buf, first+k*gb); err == nil && !entropy.Zero(buf) {
-			loc.Learn(buf)
-		}
-	}
-	loc.Prepare()
-	if inst.headless && loc.Volumes() != 1 {
-		// A file found from one guest volume's structure alone: slots that
-		// show other volumes too are not sure to be one file's.
-		inst.Notes = append(inst.Notes, fmt.Sprintf("the slots show %d guest volumes, not the one this file was found from: nothing is placed", loc.Volumes()))
-		return
-	}
-	var slots []slot
-	imgOf := map[int64]int64{}
-	claimsOf := map[int][]fsprobe.Claim{} // by index in slots
-	each(func(k, img int64, b []byte) {
-		if claims := loc.Locate(b); len(claims) > 0 {
-			claimsOf[len(slots)] = claims
-		}
-		slots = append(slots, slot{k: k, hash: xxhash.Sum64(b)})
-		imgOf[k] = img
-	})
-	// Some structures are located through records found in any grain
-	// (a directory's, the journal's): candidates once all were seen.
-	for i, claims := range claimsOf {
-		s := &slots[i]
-		s.claims, s.grains, s.what, s.facts = true, loc.Candidates(claims), fsprobe.Describe(claims), len(claims)
-		if len(s.grains) == 0 && !slices.ContainsFunc(claims, loc.Possible) {
-			// Nothing here can lie at any grain of this disk: not its
-			// bytes (noise, another disk), which proves nothing.
-			s.claims = false
-		}
-	}
-	for _, n := range loc.Notes() {
-		inst.Notes = append(inst.Notes, "guest: "+n)
-	}
-
-	// Anchors: one candidate grain, claimed by no slot with other bytes.
-	claimants := map[int64][]int{}
-	ambiguous, contradicted := 0, 0
-	for i, s := range slots {
-		switch {
-		case !s.claims:
-		case len(s.grains) == 0:
-			contradicted++
-		case len(s.grains) > 1:
-			ambiguous++
-		default:
-			claimants[s.grains[0]] = append(claimants[s.grains[0]], i)
-		}
-	}
+	sc.locate()
+	contradicted, ambiguous := sc.claim()
 	if inst.contiguousOnly() && contradicted > 0 {
 		// Slots whose own structures disagree are not one grain of this
 		// disk: the contiguous assumption has run into other bytes (a
@@ -193,104 +102,275 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost: %d slots hold guest structures that disagree with each other, so the file is not contiguous where assumed and no host map says where it lies: nothing is placed from its slots", contradicted))
 		return
 	}
-	// Data anchors: a slot with no structure of its own that holds, at
-	// their places within a grain, the last blocks of minTailAnchors
-	// guest files that all lie in one grain (bytes ending where each
-	// file's size says, zeros after) is that grain.
-	if tails, places := tailsByShape(loc.Tails(), gb); len(tails) > 0 {
-		for i := range slots {
-			sl := &slots[i]
-			if sl.claims {
-				continue
-			}
-			if _, err := view.ReadAt(buf, first+sl.k*gb); err != nil {
-				continue
-			}
-			if g, n := tailGrain(buf, tails, places, gb); n >= minTailAnchors {
-				sl.what, sl.facts = fmt.Sprintf("the last blocks of %d guest files lie in it where their sizes say", n), n
-				claimants[g] = append(claimants[g], i)
-			}
+	sc.claimByTails()
+	anchors, conflicts := sc.anchors()
+	unordered := sc.unordered(anchors)
+	if unordered {
+		anchors = slices.DeleteFunc(anchors, func(a slotAnchor) bool { return sc.slots[a.idx[0]].facts < minUnorderedFacts })
+	}
+	sc.placeAnchors(anchors)
+	inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost: %d non-zero grain slots scanned; %d placed by their own guest structures; %d slots whose structures disagree, %d that could lie at several grains, %d grains claimed by slots with different bytes",
+		len(sc.slots), len(sc.placed), contradicted, ambiguous, conflicts))
+	if !unordered {
+		sc.placeByOrder()
+	}
+	inst.Unplaced, inst.UnplacedGrains, inst.TrailingSlots = unplacedRuns(sc.slots, sc.placed, sc.points, sc.imgOf, sc.first, sc.gb)
+	inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, sc.loc)
+}
+
+// slotScan is the state of last-resort placement over one file's grain
+// slots.
+type slotScan struct {
+	inst      *Instance
+	view      *fileView
+	x         *hitIndex
+	gb        int64
+	grains    uint64
+	first     int64           // file offset of slot 0 (the grain area's start)
+	count     int64           // slots read at most
+	tableSlot map[int64]int64 // slot → virtual grain, for slots a surviving table places
+	buf       []byte
+	scanned   int64 // slots before it were all read
+	loc       *fsprobe.Locator
+	slots     []slot
+	imgOf     map[int64]int64 // slot → image offset
+	claimants map[int64][]int // grain → indexes in slots of the slots that prove it
+	placed    map[int64]int64 // slot → grain, every placement
+	points    [][2]int64      // (slot, grain) proven: anchors and table-placed slots
+}
+
+// newSlotScan sets the scan up, or returns nil when the file has no grain
+// area to read.
+func newSlotScan(inst *Instance, view *fileView, x *hitIndex, owner map[uint32]uint64) *slotScan {
+	h := inst.Header
+	gb := h.GrainBytes()
+	grains := h.Grains()
+	first := int64(h.OverHead) * vmdk.SectorSize
+	if h.OverHead == 0 || gb <= 0 {
+		return nil
+	}
+	// A sparse file holds each grain at most once: no more slots than the
+	// disk has grains are read, however far the mapped range runs.
+	count := min((view.size()-first)/gb, maxAnchorSlots, int64(grains))
+	if count <= 0 {
+		return nil
+	}
+	sc := &slotScan{inst: inst, view: view, x: x, gb: gb, grains: grains, first: first, count: count,
+		tableSlot: map[int64]int64{}, buf: make([]byte, gb), imgOf: map[int64]int64{}, claimants: map[int64][]int{}, placed: map[int64]int64{}}
+	for sec, g := range owner {
+		if gr := inst.grains.at(g); gr != nil && gr.Status == Placed && (int64(sec)*vmdk.SectorSize-first)%gb == 0 {
+			sc.tableSlot[(int64(sec)*vmdk.SectorSize-first)/gb] = int64(g)
 		}
 	}
-	placed := map[int64]int64{} // slot → grain, every placement below
-	var points [][2]int64       // (slot, grain) proven: anchors and table-placed slots
-	for k, g := range tableSlot {
-		points = append(points, [2]int64{k, g})
+	return sc
+}
+
+// open reports whether grain g is one last-resort placement may decide.
+func (sc *slotScan) open(g int64) bool {
+	return g >= 0 && uint64(g) < sc.grains && lostByTable(sc.inst.grains.at(uint64(g)))
+}
+
+// each calls fn for every non-zero slot no table owns, up to the first
+// slot holding another VMDK's structures (the file cannot go on there).
+func (sc *slotScan) each(fn func(k, img int64, b []byte)) {
+	for k := int64(0); k < sc.count; k++ {
+		sc.scanned = k
+		if _, owned := sc.tableSlot[k]; owned {
+			continue
+		}
+		off := sc.first + k*sc.gb
+		if _, err := sc.view.ReadAt(sc.buf, off); err != nil {
+			return
+		}
+		if entropy.Zero(sc.buf) {
+			continue
+		}
+		img, _ := sc.view.imageOffset(off, sc.gb)
+		if why := foreignAt(sc.x, sc.inst, img, sc.gb, sc.buf, false); why != "" {
+			return
+		}
+		fn(k, img, sc.buf)
 	}
-	conflicts := 0
-	type anchor struct {
-		g   int64
-		idx []int
+	sc.scanned = sc.count
+}
+
+// learn gives the Locator the guest's geometry from the slots holding the
+// structures the carve recorded (partition tables, boot sectors, $MFT
+// record 0, primary superblocks): a read of a few slots, not a pass over
+// the file. It reports whether placement goes on.
+func (sc *slotScan) learn() bool {
+	inst := sc.inst
+	sc.loc = fsprobe.NewLocator(sc.gb, int64(inst.Header.Capacity)*vmdk.SectorSize)
+	for _, k := range grainsHolding(inst, sc.x.geometry, sc.first, sc.gb, sc.count) {
+		if _, err := sc.view.ReadAt(sc.buf, sc.first+k*sc.gb); err == nil && !entropy.Zero(sc.buf) {
+			sc.loc.Learn(sc.buf)
+		}
 	}
-	var anchors []anchor
-	for g, idx := range claimants {
+	sc.loc.Prepare()
+	if inst.headless && sc.loc.Volumes() != 1 {
+		// A file found from one guest volume's structure alone: slots that
+		// show other volumes too are not sure to be one file's.
+		inst.Notes = append(inst.Notes, fmt.Sprintf("the slots show %d guest volumes, not the one this file was found from: nothing is placed", sc.loc.Volumes()))
+		return false
+	}
+	return true
+}
+
+// locate reads every slot and locates its guest structures.
+func (sc *slotScan) locate() {
+	claimsOf := map[int][]fsprobe.Claim{} // by index in slots
+	sc.each(func(k, img int64, b []byte) {
+		if claims := sc.loc.Locate(b); len(claims) > 0 {
+			claimsOf[len(sc.slots)] = claims
+		}
+		sc.slots = append(sc.slots, slot{k: k, hash: xxhash.Sum64(b)})
+		sc.imgOf[k] = img
+	})
+	// Some structures are located through records found in any grain
+	// (a directory's, the journal's): candidates once all were seen.
+	for i, claims := range claimsOf {
+		s := &sc.slots[i]
+		s.claims, s.grains, s.what, s.facts = true, sc.loc.Candidates(claims), fsprobe.Describe(claims), len(claims)
+		if len(s.grains) == 0 && !slices.ContainsFunc(claims, sc.loc.Possible) {
+			// Nothing here can lie at any grain of this disk: not its
+			// bytes (noise, another disk), which proves nothing.
+			s.claims = false
+		}
+	}
+	for _, n := range sc.loc.Notes() {
+		sc.inst.Notes = append(sc.inst.Notes, "guest: "+n)
+	}
+}
+
+// claim makes every slot whose structures allow one grain a claimant of
+// it, and counts the slots whose structures allow none (contradicted) or
+// several (ambiguous).
+func (sc *slotScan) claim() (contradicted, ambiguous int) {
+	for i, s := range sc.slots {
+		switch {
+		case !s.claims:
+		case len(s.grains) == 0:
+			contradicted++
+		case len(s.grains) > 1:
+			ambiguous++
+		default:
+			sc.claimants[s.grains[0]] = append(sc.claimants[s.grains[0]], i)
+		}
+	}
+	return contradicted, ambiguous
+}
+
+// claimByTails: a slot with no structure of its own that holds, at their
+// places within a grain, the last blocks of minTailAnchors guest files
+// that all lie in one grain (bytes ending where each file's size says,
+// zeros after) is that grain's claimant (a data anchor).
+func (sc *slotScan) claimByTails() {
+	tails, places := tailsByShape(sc.loc.Tails(), sc.gb)
+	if len(tails) == 0 {
+		return
+	}
+	for i := range sc.slots {
+		sl := &sc.slots[i]
+		if sl.claims {
+			continue
+		}
+		if _, err := sc.view.ReadAt(sc.buf, sc.first+sl.k*sc.gb); err != nil {
+			continue
+		}
+		if g, n := tailGrain(sc.buf, tails, places, sc.gb); n >= minTailAnchors {
+			sl.what, sl.facts = fmt.Sprintf("the last blocks of %d guest files lie in it where their sizes say", n), n
+			sc.claimants[g] = append(sc.claimants[g], i)
+		}
+	}
+}
+
+// slotAnchor is a grain proven by the slots (identical bytes) that claim
+// it.
+type slotAnchor struct {
+	g   int64
+	idx []int
+}
+
+// anchors returns the grains claimed only by slots of one content and
+// still open, in grain order, and counts the grains claimed by slots with
+// different bytes.
+func (sc *slotScan) anchors() (anchors []slotAnchor, conflicts int) {
+	for k, g := range sc.tableSlot {
+		sc.points = append(sc.points, [2]int64{k, g})
+	}
+	for g, idx := range sc.claimants {
 		same := true
 		for _, i := range idx[1:] {
-			same = same && slots[i].hash == slots[idx[0]].hash
+			same = same && sc.slots[i].hash == sc.slots[idx[0]].hash
 		}
 		if !same {
 			conflicts++
 			continue
 		}
-		if open(g) {
-			anchors = append(anchors, anchor{g, idx})
+		if sc.open(g) {
+			anchors = append(anchors, slotAnchor{g, idx})
 		}
 	}
 	sort.Slice(anchors, func(i, j int) bool { return anchors[i].g < anchors[j].g })
-	unordered := false // write order not shown: anchors only
-	if inst.contiguousOnly() {
-		// Without a host map a slot is one grain of this file only where
-		// the file is contiguous, and nothing says where it is. The
-		// proven slots must show it: at least minOrderPoints of them,
-		// every one in write order with room for the slots between. A
-		// file written in guest order, or running into other bytes,
-		// places nothing.
-		all := append([][2]int64(nil), points...)
-		for _, a := range anchors {
-			all = append(all, [2]int64{slots[a.idx[0]].k, a.g})
-		}
-		if why := orderProblem(all); why != "" {
-			// A slot whose own structures name its grain is that grain
-			// wherever it lies (fsprobe); only write order needs the
-			// slots to be this file's, in order.
-			inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost and no host map: %d slots locate themselves, but %s, so write order is not shown: only the slots whose own structures name their grain are placed", len(anchors), why))
-			unordered = true
-		}
+	return anchors, conflicts
+}
+
+// unordered reports whether write order is not shown: without a host map
+// a slot is one grain of this file only where the file is contiguous, and
+// nothing says where it is. The proven slots must show it: at least
+// minOrderPoints of them, every one in write order with room for the
+// slots between. A file written in guest order, or running into other
+// bytes, places only its anchors.
+func (sc *slotScan) unordered(anchors []slotAnchor) bool {
+	if !sc.inst.contiguousOnly() {
+		return false
 	}
-	if unordered {
-		anchors = slices.DeleteFunc(anchors, func(a anchor) bool { return slots[a.idx[0]].facts < minUnorderedFacts })
-	}
+	all := append([][2]int64(nil), sc.points...)
 	for _, a := range anchors {
-		s := slots[a.idx[0]]
+		all = append(all, [2]int64{sc.slots[a.idx[0]].k, a.g})
+	}
+	why := orderProblem(all)
+	if why == "" {
+		return false
+	}
+	// A slot whose own structures name its grain is that grain wherever
+	// it lies (fsprobe); only write order needs the slots to be this
+	// file's, in order.
+	sc.inst.Notes = append(sc.inst.Notes, fmt.Sprintf("grain tables lost and no host map: %d slots locate themselves, but %s, so write order is not shown: only the slots whose own structures name their grain are placed", len(anchors), why))
+	return true
+}
+
+// placeAnchors places the anchors' grains from their slots.
+func (sc *slotScan) placeAnchors(anchors []slotAnchor) {
+	for _, a := range anchors {
+		s := sc.slots[a.idx[0]]
 		reason := "its own guest structures say where it lies: " + s.what
 		if len(a.idx) > 1 {
 			reason += fmt.Sprintf(" (%d identical slots claim it)", len(a.idx))
 		}
-		setSlot(inst, view, first, gb, uint64(a.g), s, EvFSProbe, reason)
-		placed[s.k] = a.g
-		points = append(points, [2]int64{s.k, a.g})
+		setSlot(sc.inst, sc.view, sc.first, sc.gb, uint64(a.g), s, EvFSProbe, reason)
+		sc.placed[s.k] = a.g
+		sc.points = append(sc.points, [2]int64{s.k, a.g})
 	}
-	inst.Notes = append(inst.Notes, fmt.Sprintf("grain tables lost: %d non-zero grain slots scanned; %d placed by their own guest structures; %d slots whose structures disagree, %d that could lie at several grains, %d grains claimed by slots with different bytes",
-		len(slots), len(placed), contradicted, ambiguous, conflicts))
+}
 
-	anchored := len(placed)
-	if unordered {
-		inst.Unplaced, inst.UnplacedGrains, inst.TrailingSlots = unplacedRuns(slots, placed, points, imgOf, first, gb)
-		inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, loc)
-		return
-	}
-	for k, g := range placed {
-		if _, err := view.ReadAt(buf, first+k*gb); err == nil {
-			loc.Anchored(g, buf)
+// placeByOrder places the slots between proven ones by write order
+// (orderByPoints), within the part of the file that was scanned.
+func (sc *slotScan) placeByOrder() {
+	inst := sc.inst
+	anchored := len(sc.placed)
+	for k, g := range sc.placed {
+		if _, err := sc.view.ReadAt(sc.buf, sc.first+k*sc.gb); err == nil {
+			sc.loc.Anchored(g, sc.buf)
 		}
 	}
 	var inScan [][2]int64
-	for _, p := range points {
-		if p[0] < scanned {
+	for _, p := range sc.points {
+		if p[0] < sc.scanned {
 			inScan = append(inScan, p)
 		}
 	}
-	points = inScan
+	sc.points = inScan
 	// The grain area's ends are proven boundaries too: slot 0 follows the
 	// metadata, and a complete host map gives the file's size, so the
 	// last slot is known. Brackets may end there (they are not counted as
@@ -301,14 +381,12 @@ func placeByAnchors(inst *Instance, view *fileView, x *hitIndex, owner map[uint3
 		// grain, not at the grain area's start.)
 		head = [][2]int64{{-1, -1}}
 	}
-	if m := inst.HostMap; m != nil && m.Complete && scanned == count && (m.Size-first)%gb == 0 && (m.Size-first)/gb == count {
-		tail = [][2]int64{{count, int64(grains)}}
+	if m := inst.HostMap; m != nil && m.Complete && sc.scanned == sc.count && (m.Size-sc.first)%sc.gb == 0 && (m.Size-sc.first)/sc.gb == sc.count {
+		tail = [][2]int64{{sc.count, int64(sc.grains)}}
 	}
 	ends := [2][][2]int64{head, tail}
-	orderByPoints(inst, view, loc, slots, points, ends, placed, open, first, gb)
-	inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains placed by write order between proven grains", len(placed)-anchored))
-	inst.Unplaced, inst.UnplacedGrains, inst.TrailingSlots = unplacedRuns(slots, placed, points, imgOf, first, gb)
-	inst.MetadataGrains, inst.MetadataPlaced = metadataFraction(inst, loc)
+	orderByPoints(inst, sc.view, sc.loc, sc.slots, sc.points, ends, sc.placed, sc.open, sc.first, sc.gb)
+	inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains placed by write order between proven grains", len(sc.placed)-anchored))
 }
 
 // minUnorderedFacts is the structures (or file tails) that must name a
