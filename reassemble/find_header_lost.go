@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 
 	"vmdkcarve/fsprobe"
@@ -32,51 +34,79 @@ import (
 // It returns a made-up start hit per such file with an inferred header,
 // and records in x.synthesized how each was inferred.
 func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.ReaderAt, imageSize int64, maps []fsprobe.FileMap) []*signatures.Hit {
-	have := make(map[int64]bool) // start offsets taken
+	hs := newHeaderSearch(x, starts, image, imageSize, maps)
+	hs.fromFooters(footers)
+	hs.fromStreamDescriptors()
+	byStart := hs.directories()
+	hs.oneEntryDirectories(byStart)
+	hs.fromDirectories(byStart)
+	return hs.out
+}
+
+// headerSearch is the state of headerlessStarts: the starts taken and the
+// image ranges that are found files' metadata.
+type headerSearch struct {
+	x         *hitIndex
+	starts    []*signatures.Hit // the files found with their headers
+	image     io.ReaderAt
+	imageSize int64
+	have      map[int64]bool // start offsets taken
+	owned     imageRanges
+	out       []*signatures.Hit
+}
+
+func newHeaderSearch(x *hitIndex, starts []*signatures.Hit, image io.ReaderAt, imageSize int64, maps []fsprobe.FileMap) *headerSearch {
+	hs := &headerSearch{x: x, starts: starts, image: image, imageSize: imageSize, have: make(map[int64]bool)}
 	// A found file's metadata is full of shapes the searches below look
 	// for: its directories, and in its grain tables any sector holding a
 	// single entry reads as a one-entry directory naming the next table
 	// (and again in the redundant copy). What lies where a found file's
 	// header puts its metadata is that file's, and starts nothing.
-	var owned imageRanges
 	for _, h := range starts {
-		have[h.Offset] = true
+		hs.have[h.Offset] = true
 		m := mapFor(maps, h.Offset)
-		owned = append(owned, metadataRanges(image, h.Offset, h.Sparse, m, nextStart(starts, h.Offset, imageSize))...)
+		hs.owned = append(hs.owned, metadataRanges(image, h.Offset, h.Sparse, m, nextStart(starts, h.Offset, imageSize))...)
 		if m != nil && m.Size >= 2*vmdk.SectorSize {
 			// A stream's footer is its second last sector, where its host
 			// map puts it.
-			owned = append(owned, fileRanges(h.Offset, m, imageSize, m.Size-2*vmdk.SectorSize, m.Size-vmdk.SectorSize)...)
+			hs.owned = append(hs.owned, fileRanges(h.Offset, m, imageSize, m.Size-2*vmdk.SectorSize, m.Size-vmdk.SectorSize)...)
 		}
 	}
-	owned = owned.normalize()
-	var out []*signatures.Hit
-	add := func(start int64, hdr vmdk.SparseHeader, why string) *signatures.Hit {
-		if start < 0 || start%vmdk.SectorSize != 0 || start >= imageSize || have[start] || hdr.Validate() != nil {
-			return nil
-		}
-		have[start] = true
-		h := &signatures.Hit{Offset: start, Kind: signatures.KindSparseHeader, Verdict: signatures.Valid, Sparse: &hdr}
-		x.synthesized[h] = why
-		out = append(out, h)
-		return h
-	}
+	hs.owned = hs.owned.normalize()
+	return hs
+}
 
-	// A footer or directory that could belong to a file whose header was
-	// found, but whose map does not reach it (a fragmented file without a
-	// host map), is that file's, not a headerless file's: inventing a
-	// start for it would invent a disk.
-	couldBeFound := func(capacity, grainSize uint64, stream bool) bool {
-		for _, h := range starts {
-			if h.Sparse.Compressed() == stream && h.Sparse.GrainSize == grainSize &&
-				(h.Sparse.Capacity == capacity || (!stream && h.Sparse.GDEntries() == capacity)) {
-				return true
-			}
-		}
-		return false
+// add makes a start hit with an inferred header, unless the start is
+// taken, out of the image or the header invalid.
+func (hs *headerSearch) add(start int64, hdr vmdk.SparseHeader, why string) *signatures.Hit {
+	if start < 0 || start%vmdk.SectorSize != 0 || start >= hs.imageSize || hs.have[start] || hdr.Validate() != nil {
+		return nil
 	}
+	hs.have[start] = true
+	h := &signatures.Hit{Offset: start, Kind: signatures.KindSparseHeader, Verdict: signatures.Valid, Sparse: &hdr}
+	hs.x.synthesized[h] = why
+	hs.out = append(hs.out, h)
+	return h
+}
+
+// couldBeFound: a footer or directory that could belong to a file whose
+// header was found, but whose map does not reach it (a fragmented file
+// without a host map), is that file's, not a headerless file's: inventing
+// a start for it would invent a disk.
+func (hs *headerSearch) couldBeFound(capacity, grainSize uint64, stream bool) bool {
+	for _, h := range hs.starts {
+		if h.Sparse.Compressed() == stream && h.Sparse.GrainSize == grainSize &&
+			(h.Sparse.Capacity == capacity || (!stream && h.Sparse.GDEntries() == capacity)) {
+			return true
+		}
+	}
+	return false
+}
+
+// fromFooters: a stream footer puts its file's start at a known distance.
+func (hs *headerSearch) fromFooters(footers []*signatures.Hit) {
 	for _, f := range footers {
-		if owned.contains(f.Offset) || couldBeFound(f.Sparse.Capacity, f.Sparse.GrainSize, true) {
+		if hs.owned.contains(f.Offset) || hs.couldBeFound(f.Sparse.Capacity, f.Sparse.GrainSize, true) {
 			continue
 		}
 		hdr := *f.Sparse
@@ -84,16 +114,19 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		if hdr.GDOffset == vmdk.GDAtEnd || hdr.GDOffset > 1<<32 {
 			continue
 		}
-		add(start, hdr, fmt.Sprintf("header lost: the stream footer at image offset %d (gdOffset %d) puts the file's start here", f.Offset, hdr.GDOffset))
+		hs.add(start, hdr, fmt.Sprintf("header lost: the stream footer at image offset %d (gdOffset %d) puts the file's start here", f.Offset, hdr.GDOffset))
 	}
+}
 
-	// A stream whose header sector is gone but whose descriptor (sector
-	// 1) survives: the descriptor gives the capacity, the first grain
-	// record after it the start of the grain area. Its tables, if any,
-	// are found where the records say (placeStream checks them).
+// fromStreamDescriptors: a stream whose header sector is gone but whose
+// descriptor (sector 1) survives: the descriptor gives the capacity, the
+// first grain record after it the start of the grain area. Its tables, if
+// any, are found where the records say (placeStream checks them).
+func (hs *headerSearch) fromStreamDescriptors() {
+	x := hs.x
 	for off, d := range x.descriptors {
 		start := off - vmdk.SectorSize
-		if start < 0 || have[start] || owned.contains(off) || d.Descriptor.CreateType != "streamOptimized" || d.Descriptor.Capacity() == 0 {
+		if start < 0 || hs.have[start] || hs.owned.contains(off) || d.Descriptor.CreateType != "streamOptimized" || d.Descriptor.Capacity() == 0 {
 			continue
 		}
 		i := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset > off })
@@ -105,7 +138,7 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		hdr := vmdk.SparseHeader{Version: 3, Flags: vmdk.FlagValidNewlines | vmdk.FlagCompressed | vmdk.FlagMarkers,
 			Capacity: capacity, GrainSize: grainSize, DescriptorOffset: 1, DescriptorSize: 20, NumGTEsPerGT: vmdk.GTEsPerGT,
 			GDOffset: vmdk.GDAtEnd, OverHead: uint64(x.markers[i].Offset-start) / vmdk.SectorSize, CompressAlgorithm: vmdk.CompressDeflate}
-		if couldBeFound(capacity, grainSize, true) {
+		if hs.couldBeFound(capacity, grainSize, true) {
 			continue
 		}
 		// Writers that put the tables at the front (qemu, open-vmdk) leave
@@ -113,21 +146,27 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		// last one there is the primary (qemu writes the redundant copy
 		// first). placeStream trusts it only if the records agree.
 		tables := "no grain directory before the first record"
-		if gd, ok := streamDirectory(image, x, start, off, x.markers[i].Offset); ok {
+		if gd, ok := streamDirectory(hs.image, x, start, off, x.markers[i].Offset); ok {
 			hdr.GDOffset = uint64(gd-start) / vmdk.SectorSize
 			tables = fmt.Sprintf("grain directory at image offset %d (its first table names records found)", gd)
 		}
-		add(start, hdr, fmt.Sprintf("header lost: the streamOptimized descriptor at image offset %d gives capacity %d sectors; grain size 128 assumed (every writer's); the grain area starts at the first record, image offset %d; %s",
+		hs.add(start, hdr, fmt.Sprintf("header lost: the streamOptimized descriptor at image offset %d gives capacity %d sectors; grain size 128 assumed (every writer's); the grain area starts at the first record, image offset %d; %s",
 			off, capacity, x.markers[i].Offset, tables))
 	}
+}
 
+// directories groups by the start they imply the pre-allocated grain
+// directories the carve found that name one of their tables where it
+// lies; what they span becomes owned.
+func (hs *headerSearch) directories() map[int64][]dir {
+	x, image := hs.x, hs.image
 	gts := make(map[int64]bool)
 	for _, h := range x.gtShaped {
 		gts[h.Offset] = true
 	}
 	byStart := make(map[int64][]dir)
 	for _, g := range x.gds {
-		if owned.contains(g.Offset) {
+		if hs.owned.contains(g.Offset) {
 			continue
 		}
 		first := uint64(g.Table.First)
@@ -165,7 +204,7 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		named := false
 		for k := uint64(0); k < min(n, 64) && !named; k++ {
 			at := start + int64(first+4*k)*vmdk.SectorSize
-			named = gts[at] && !owned.contains(at)
+			named = gts[at] && !hs.owned.contains(at)
 		}
 		if !named {
 			continue
@@ -177,26 +216,30 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 	// is its file's, and no sector there is a one-entry directory.
 	for start, dirs := range byStart {
 		for _, d := range dirs {
-			owned = append(owned, imageRange{d.hit.Offset, start + int64(uint64(d.hit.Table.First)+4*d.entries)*vmdk.SectorSize})
+			hs.owned = append(hs.owned, imageRange{d.hit.Offset, start + int64(uint64(d.hit.Table.First)+4*d.entries)*vmdk.SectorSize})
 		}
 	}
-	owned = owned.normalize()
-	// A disk of up to 32 MiB has one grain table, so its directory has a
-	// single entry: too common a shape for the carver to record. Each
-	// grain table found gets its preceding sector read instead: a
-	// one-entry directory naming that very table, then zeros, is one.
-	// Not in a file found: there the sector before a table is its
-	// directory or the end of the table before, which often holds one
-	// entry alone (a guest sparse there).
-	for _, gt := range x.gtShaped {
+	hs.owned = hs.owned.normalize()
+	return byStart
+}
+
+// oneEntryDirectories: a disk of up to 32 MiB has one grain table, so its
+// directory has a single entry: too common a shape for the carver to
+// record. Each grain table found gets its preceding sector read instead: a
+// one-entry directory naming that very table, then zeros, is one. Not in a
+// file found: there the sector before a table is its directory or the end
+// of the table before, which often holds one entry alone (a guest sparse
+// there).
+func (hs *headerSearch) oneEntryDirectories(byStart map[int64][]dir) {
+	for _, gt := range hs.x.gtShaped {
 		var sec [vmdk.SectorSize]byte
-		if gt.Offset < 2*vmdk.SectorSize || owned.contains(gt.Offset) || owned.contains(gt.Offset-vmdk.SectorSize) {
+		if gt.Offset < 2*vmdk.SectorSize || hs.owned.contains(gt.Offset) || hs.owned.contains(gt.Offset-vmdk.SectorSize) {
 			continue
 		}
-		if _, err := image.ReadAt(sec[:], gt.Offset-vmdk.SectorSize); err != nil {
+		if _, err := hs.image.ReadAt(sec[:], gt.Offset-vmdk.SectorSize); err != nil {
 			continue
 		}
-		first := uint64(binary.LittleEndian.Uint32(sec[:]))
+		first := uint64(vmdk.DecodeEntries(sec[:4])[0])
 		if first < 3 || !entropy.Zero(sec[4:]) {
 			continue
 		}
@@ -208,14 +251,16 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 			Table: &signatures.TableInfo{Entries: 1, First: uint32(first)}}
 		byStart[start] = append(byStart[start], dir{h, first - 1, 1})
 	}
-	keys := make([]int64, 0, len(byStart))
-	for k := range byStart {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-	for _, start := range keys {
+}
+
+// fromDirectories infers a header for every start the directories imply,
+// in image order: the directories' places, the grain size every writer
+// uses, and a capacity from a surviving descriptor or, as an upper bound,
+// from the directory's length.
+func (hs *headerSearch) fromDirectories(byStart map[int64][]dir) {
+	for _, start := range slices.Sorted(maps.Keys(byStart)) {
 		dirs := byStart[start]
-		if couldBeFound(dirs[0].entries, 128, false) {
+		if hs.couldBeFound(dirs[0].entries, 128, false) {
 			continue
 		}
 		sort.Slice(dirs, func(i, j int) bool { return dirs[i].sector < dirs[j].sector })
@@ -232,19 +277,18 @@ func headerlessStarts(x *hitIndex, starts, footers []*signatures.Hit, image io.R
 		hdr.OverHead = (lastGT + 4 + grainSize - 1) / grainSize * grainSize
 		capacity, from := n*vmdk.GTEsPerGT*grainSize, fmt.Sprintf("the directory's %d entries (an upper bound: the last table may be part-used)", n)
 		bounded := true
-		if d := x.descriptors[start+vmdk.SectorSize]; d != nil && d.Descriptor.Capacity() > 0 {
+		if d := hs.x.descriptors[start+vmdk.SectorSize]; d != nil && d.Descriptor.Capacity() > 0 {
 			if c := d.Descriptor.Capacity(); (c+vmdk.GTEsPerGT*grainSize-1)/(vmdk.GTEsPerGT*grainSize) == n {
 				capacity, from, bounded = c, "the surviving descriptor's extent line", false
 			}
 			hdr.DescriptorOffset, hdr.DescriptorSize = 1, 20
 		}
 		hdr.Capacity = capacity
-		if h := add(start, hdr, fmt.Sprintf("header lost: %d grain directory copies at image offsets %v put the file's start here; grain size 128 assumed (every writer's); capacity %d sectors from %s",
+		if h := hs.add(start, hdr, fmt.Sprintf("header lost: %d grain directory copies at image offsets %v put the file's start here; grain size 128 assumed (every writer's); capacity %d sectors from %s",
 			len(dirs), dirOffsets(dirs), capacity, from)); h != nil && bounded {
-			x.capacityBound[h] = true
+			hs.x.capacityBound[h] = true
 		}
 	}
-	return out
 }
 
 // dir is a grain directory found in the image and its own sector in the
