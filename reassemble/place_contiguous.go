@@ -182,20 +182,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		break
 	}
 	if !contiguous {
-		// Mapped by the host or by anchors: a structure the VMDK or the
-		// guest predicts in a grain, read random, is destroyed there,
-		// lattice or not.
-		for _, d := range destroyed {
-			i := sort.Search(len(cands), func(i int) bool {
-				return int64(cands[i].sector)*vmdk.SectorSize+grainLength(h, cands[i].grain) > d.off
-			})
-			if i == len(cands) || int64(cands[i].sector)*vmdk.SectorSize > d.off {
-				continue
-			}
-			if gr := inst.grains.one[cands[i].grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
-				inst.grains.set(cands[i].grain, &Grain{Status: Damaged, Reason: fmt.Sprintf("file offset %d reads random where %s lies", d.off, d.what)})
-			}
-		}
+		markDestroyed(inst, cands, destroyed)
 	}
 	damaged := uint64(0)
 	for _, c := range cands {
@@ -229,6 +216,34 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	if brokenAt < 0 {
 		return -1
 	}
+	keepOnlyProven(inst, view, cands, brokenAt, why)
+	return brokenAt
+}
+
+// markDestroyed: in a file mapped by the host or by anchors, a structure
+// the VMDK or the guest predicts in a grain, read random, is destroyed
+// there, lattice or not. cands are in file order.
+func markDestroyed(inst *Instance, cands []candidate, destroyed []structureAt) {
+	h := inst.Header
+	for _, d := range destroyed {
+		i := sort.Search(len(cands), func(i int) bool {
+			return int64(cands[i].sector)*vmdk.SectorSize+grainLength(h, cands[i].grain) > d.off
+		})
+		if i == len(cands) || int64(cands[i].sector)*vmdk.SectorSize > d.off {
+			continue
+		}
+		if gr := inst.grains.one[cands[i].grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
+			inst.grains.set(cands[i].grain, &Grain{Status: Damaged, Reason: fmt.Sprintf("file offset %d reads random where %s lies", d.off, d.what)})
+		}
+	}
+}
+
+// keepOnlyProven: in a file found broken at brokenAt (for why), no grain
+// rests on the contiguous assumption alone: the grains placed stay only
+// where their own guest structures prove them (selfProven), and never the
+// last one before the break. cands are in file order.
+func keepOnlyProven(inst *Instance, view *fileView, cands []candidate, brokenAt int64, why string) {
+	h := inst.Header
 	reason := "the file is fragmented (" + why + ") and no host filesystem map says where its pieces lie: the contiguous assumption places nothing"
 	inst.Notes = append(inst.Notes, reason)
 	var tentative []uint64
@@ -266,7 +281,6 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grains kept: their own guest structures (fsprobe) prove the bytes the contiguous assumption read for them", len(proven)))
 	}
 	inst.cutFragments(int64(h.OverHead) * vmdk.SectorSize)
-	return brokenAt
 }
 
 // misplacedIn says why file bytes [off, off+n) are not the file's when a
