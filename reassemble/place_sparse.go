@@ -107,9 +107,75 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		}
 		return
 	}
+	predicted := predictedTables(h, primary, redundant)
+	tr := readTables(inst, t, primary, redundant)
+	cands, owner, tableZero := tr.cands, tr.owner, tr.tableZero
+	if inst.contiguousOnly() {
+		inst.follow = &followInput{cands: cands, predicted: predicted, zero: tableZero, broken: -1}
+		// No host map: the anchors say whether the file is contiguous
+		// from its header and, where not, where its pieces lie.
+		if frags, proofs := followFragments(inst, image, x, opts, cands, predicted, -1); frags != nil {
+			predicted = append(predicted, proofs...)
+			inst.Fragments, inst.byImage = frags, nil
+			view = newFileView(image, frags)
+			inst.size = view.size()
+		}
+	}
+	if broken := placeCandidates(inst, view, cands, x, opts, tableZero, predicted); broken >= 0 {
+		if inst.follow != nil {
+			inst.follow.broken = broken
+		}
+		if frags, proofs := followFragments(inst, image, x, opts, cands, predicted, broken); frags != nil {
+			predicted = append(predicted, proofs...)
+			// The anchors found where the rest of the file lies: every
+			// grain is decided again through the new map.
+			inst.Fragments, inst.byImage = frags, nil
+			view = newFileView(image, frags)
+			inst.size = view.size()
+			placeCandidates(inst, view, cands, x, opts, tableZero, predicted)
+		}
+	}
+	orphans := orphanSlots(h, owner)
+	if len(owner) == 0 && firstSlotHolds(view, h) {
+		// No table names any grain, yet the grain area starts with data:
+		// the tables were wiped (a grain table reading all zero is no
+		// proof its grains are).
+		orphans = 1
+	}
+	inst.Tables = fmt.Sprintf("%d of %d grain tables from the primary copy, %d from the redundant copy, %d lost", tr.usedPrimary, h.GDEntries(), tr.usedRedundant, tr.lostTables)
+
+	// Grains are appended to a sparse file as they are first written, so
+	// the grain area is dense: every grain-sized slot between overHead and
+	// the last referenced grain belongs to some grain. Unreferenced slots
+	// mean tables were lost, and then an all-zero table proves nothing:
+	// its grains are missing, not zero.
+	if orphans > 0 {
+		lost := &Grain{Status: Missing, tableLost: true, Reason: fmt.Sprintf("grain table is all zero while %d grain slots are referenced by no table", orphans)}
+		swapped := false
+		for i := range inst.grains.spans {
+			if inst.grains.spans[i].g == tr.emptyTableZero {
+				inst.grains.spans[i].g = lost
+				swapped = true
+			}
+		}
+		if swapped {
+			inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots referenced by no table: all-zero tables are treated as lost", orphans))
+		}
+	}
+	// Without a host map, a table lost for any reason but erasure (its
+	// directory entry names a sector that does not hold it) says the file
+	// is not contiguous where assumed: the slots are then not the file's,
+	// and nothing is placed from them.
+	if (tr.lostTables > 0 || orphans > 0) && (tr.lostUnerased == 0 || !inst.contiguousOnly()) {
+		placeByAnchors(inst, view, x, owner)
+	}
+}
+
+// predictedTables lists the directories and the tables they name, for the
+// damage policy: a table never reads random, so one that does is
+// destroyed there.
+func predictedTables(h *vmdk.SparseHeader, primary, redundant []uint32) []structureAt {
 	perGT := uint64(h.NumGTEsPerGT)
-	// The directories and the tables they name, for the damage policy: a
-	// table never reads random, so one that does is destroyed there.
 	var predicted []structureAt
 	for _, d := range []struct {
 		sector  uint64
@@ -126,15 +192,33 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 			}
 		}
 	}
-	owner := make(map[uint32]uint64) // grain sector → virtual grain, to refuse a sector claimed twice
-	var cands []candidate            // table-placed grains, checked below in file order
-	usedPrimary, usedRedundant, lostTables := 0, 0, 0
-	lostUnerased := 0 // lost tables whose directory entry is not zero in some copy
-	// Grains zero only because both table copies are empty are decided
-	// with this pointer, so the orphan check below can find them.
-	emptyTableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in an all-zero grain table"}
-	tableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
+	return predicted
+}
 
+// tablesRead is what the grain tables of a sparse file say, table by
+// table from the primary copy, else the redundant one.
+type tablesRead struct {
+	cands                                  []candidate       // table-placed grains
+	owner                                  map[uint32]uint64 // grain sector → virtual grain, to refuse a sector claimed twice
+	usedPrimary, usedRedundant, lostTables int
+	lostUnerased                           int // lost tables whose directory entry is not zero in some copy
+	// emptyTableZero decides the grains zero only because both table
+	// copies are empty, so the orphan check can find them; tableZero the
+	// other unallocated grains.
+	emptyTableZero, tableZero *Grain
+}
+
+// readTables reads every grain table through both directories and decides
+// the grains the tables settle (zero, conflicting, lost); the grains they
+// place are candidates, checked by placeCandidates.
+func readTables(inst *Instance, t *tableReader, primary, redundant []uint32) *tablesRead {
+	h := inst.Header
+	grains := h.Grains()
+	perGT := uint64(h.NumGTEsPerGT)
+	tr := &tablesRead{owner: make(map[uint32]uint64),
+		emptyTableZero: &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in an all-zero grain table"},
+		tableZero:      &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}}
+	owner, emptyTableZero, tableZero := tr.owner, tr.emptyTableZero, tr.tableZero
 	for i := uint64(0); i < h.GDEntries(); i++ {
 		p, r := noDirectory, noDirectory
 		if primary != nil {
@@ -146,13 +230,13 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		pOK, rOK := p.problem == "", r.problem == ""
 		switch {
 		case pOK:
-			usedPrimary++
+			tr.usedPrimary++
 		case rOK:
-			usedRedundant++
+			tr.usedRedundant++
 		default:
-			lostTables++
+			tr.lostTables++
 			if !p.erased || !r.erased {
-				lostUnerased++
+				tr.lostUnerased++
 			}
 			first := i * perGT
 			inst.grains.setRange(first, min(first+perGT, grains), &Grain{Status: Missing, tableLost: true, Reason: "grain table lost: primary: " + p.problem + "; redundant: " + r.problem})
@@ -195,70 +279,10 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 				continue
 			}
 			owner[e] = g
-			cands = append(cands, candidate{grain: g, sector: e, which: which, both: pe != 0 && re != 0})
+			tr.cands = append(tr.cands, candidate{grain: g, sector: e, which: which, both: pe != 0 && re != 0})
 		}
 	}
-	if inst.contiguousOnly() {
-		inst.follow = &followInput{cands: cands, predicted: predicted, zero: tableZero, broken: -1}
-		// No host map: the anchors say whether the file is contiguous
-		// from its header and, where not, where its pieces lie.
-		if frags, proofs := followFragments(inst, image, x, opts, cands, predicted, -1); frags != nil {
-			predicted = append(predicted, proofs...)
-			inst.Fragments, inst.byImage = frags, nil
-			view = newFileView(image, frags)
-			inst.size = view.size()
-		}
-	}
-	if broken := placeCandidates(inst, view, cands, x, opts, tableZero, predicted); broken >= 0 {
-		if inst.follow != nil {
-			inst.follow.broken = broken
-		}
-		if frags, proofs := followFragments(inst, image, x, opts, cands, predicted, broken); frags != nil {
-			predicted = append(predicted, proofs...)
-			// The anchors found where the rest of the file lies: every
-			// grain is decided again through the new map.
-			inst.Fragments, inst.byImage = frags, nil
-			view = newFileView(image, frags)
-			inst.size = view.size()
-			placeCandidates(inst, view, cands, x, opts, tableZero, predicted)
-		}
-	}
-	orphans := orphanSlots(h, owner)
-	if len(owner) == 0 && firstSlotHolds(view, h) {
-		// No table names any grain, yet the grain area starts with data:
-		// the tables were wiped (a grain table reading all zero is no
-		// proof its grains are).
-		orphans = 1
-	}
-	defer func() {
-		// Without a host map, a table lost for any reason but erasure
-		// (its directory entry names a sector that does not hold it)
-		// says the file is not contiguous where assumed: the slots are
-		// then not the file's, and nothing is placed from them.
-		if (lostTables > 0 || orphans > 0) && (lostUnerased == 0 || !inst.contiguousOnly()) {
-			placeByAnchors(inst, view, x, owner)
-		}
-	}()
-	inst.Tables = fmt.Sprintf("%d of %d grain tables from the primary copy, %d from the redundant copy, %d lost", usedPrimary, h.GDEntries(), usedRedundant, lostTables)
-
-	// Grains are appended to a sparse file as they are first written, so
-	// the grain area is dense: every grain-sized slot between overHead and
-	// the last referenced grain belongs to some grain. Unreferenced slots
-	// mean tables were lost, and then an all-zero table proves nothing:
-	// its grains are missing, not zero.
-	if orphans > 0 {
-		lost := &Grain{Status: Missing, tableLost: true, Reason: fmt.Sprintf("grain table is all zero while %d grain slots are referenced by no table", orphans)}
-		swapped := false
-		for i := range inst.grains.spans {
-			if inst.grains.spans[i].g == emptyTableZero {
-				inst.grains.spans[i].g = lost
-				swapped = true
-			}
-		}
-		if swapped {
-			inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots referenced by no table: all-zero tables are treated as lost", orphans))
-		}
-	}
+	return tr
 }
 
 // firstSlotHolds reports whether the first grain slot after the metadata
