@@ -106,17 +106,24 @@ var BlockSizes = []int64{1024, 2048, 4096, 65536}
 // ErrFormat is the sentinel every ext4 parse error wraps.
 var ErrFormat = errors.New("ext4: bad structure")
 
-// FormatError says which field of an ext4 structure is wrong and where
-// (offset within the structure).
+// FormatError says which field of an ext4 structure is wrong and where,
+// in the shape of every format package's (vmdk.FormatError): Offset is the
+// field's byte offset within the structure; a caller that knows where the
+// structure lies adds its image offset.
 type FormatError struct {
-	Struct string
-	Offset int
+	Struct string // "superblock", "inode", "extent block"
+	Offset int64
 	Field  string
-	Value  uint64
+	Value  any
+	Reason string
 }
 
 func (e *FormatError) Error() string {
-	return fmt.Sprintf("ext4: %s: %s = %d at +%d", e.Struct, e.Field, e.Value, e.Offset)
+	msg := fmt.Sprintf("ext4: %s: %s = %v at byte %d", e.Struct, e.Field, e.Value, e.Offset)
+	if e.Reason != "" {
+		msg += ": " + e.Reason
+	}
+	return msg
 }
 
 func (e *FormatError) Unwrap() error { return ErrFormat }
@@ -251,7 +258,7 @@ func le32(b []byte, off int) uint32 { return binary.LittleEndian.Uint32(b[off:])
 // it is damaged evidence, the caller grades it.
 func ParseSuperblock(b []byte) (*Superblock, error) {
 	bad := func(off int, field string, v uint64) error {
-		return &FormatError{Struct: "superblock", Offset: off, Field: field, Value: v}
+		return &FormatError{Struct: "superblock", Offset: int64(off), Field: field, Value: v}
 	}
 	if len(b) < SuperblockSize {
 		return nil, bad(0, "length", uint64(len(b)))
@@ -318,7 +325,7 @@ func ParseSuperblock(b []byte) (*Superblock, error) {
 // from b (the root in i_block, or a whole extent block).
 func ParseNode(b []byte, what string, maxCap int) (*Node, error) {
 	bad := func(off int, field string, v uint64) error {
-		return &FormatError{Struct: what, Offset: off, Field: field, Value: v}
+		return &FormatError{Struct: what, Offset: int64(off), Field: field, Value: v}
 	}
 	if len(b) < extentHeaderSize {
 		return nil, bad(0, "length", uint64(len(b)))
@@ -396,7 +403,7 @@ func ParseExtentBlock(b []byte) (*Node, error) {
 // checksum's upper half is read too.
 func ParseInode(b []byte) (*Inode, error) {
 	bad := func(off int, field string, v uint64) error {
-		return &FormatError{Struct: "inode", Offset: off, Field: field, Value: v}
+		return &FormatError{Struct: "inode", Offset: int64(off), Field: field, Value: v}
 	}
 	if len(b) < ext4GoodOldInodeSize {
 		return nil, bad(0, "length", uint64(len(b)))

@@ -237,22 +237,36 @@ const descriptorMagic = "# Disk DescriptorFile"
 // ErrRecord is wrapped by every error from the NTFS record parsers.
 var ErrRecord = errors.New("ntfs: bad structure")
 
-// FormatError says which field of an NTFS structure is wrong and where
-// (offset within the record or sector).
+// FormatError says which field of an NTFS structure is wrong and where,
+// in the shape of every format package's (vmdk.FormatError): Offset is the
+// field's byte offset within the record or sector; a caller that knows
+// where the structure lies adds its image offset.
 type FormatError struct {
-	Offset int
+	Struct string // "MFT record", "boot sector"
+	Offset int64
 	Field  string
-	Value  int64
+	Value  any
+	Reason string
 }
 
 func (e *FormatError) Error() string {
-	return fmt.Sprintf("ntfs: %s at +%#x: bad value %d", e.Field, e.Offset, e.Value)
+	msg := fmt.Sprintf("ntfs: %s: %s = %v at byte %d", e.Struct, e.Field, e.Value, e.Offset)
+	if e.Reason != "" {
+		msg += ": " + e.Reason
+	}
+	return msg
 }
 
 func (e *FormatError) Unwrap() error { return ErrRecord }
 
+// ntfsBad is a bad field of an MFT FILE record (or of its attributes).
 func ntfsBad(off int, field string, v int64) error {
-	return &FormatError{Offset: off, Field: field, Value: v}
+	return &FormatError{Struct: "MFT record", Offset: int64(off), Field: field, Value: v}
+}
+
+// bootBad is a bad field of a boot sector.
+func bootBad(off int, field string, v int64) error {
+	return &FormatError{Struct: "boot sector", Offset: int64(off), Field: field, Value: v}
 }
 
 // IsFileMagic is the cheap first test: "FILE" at the window start.
@@ -503,7 +517,7 @@ func parseNTFSData(a []byte, off int) (Data, error) {
 	if err != nil {
 		var fe *FormatError
 		if errors.As(err, &fe) {
-			fe.Offset += off + roff
+			fe.Offset += int64(off + roff)
 		}
 		return d, err
 	}
@@ -630,7 +644,7 @@ func IsBootMagic(w []byte) bool {
 // ParseBootSector parses an NTFS boot sector at the start of w.
 func ParseBootSector(w []byte) (*Record, error) {
 	if !IsBootMagic(w) {
-		return nil, ntfsBad(3, "boot sector magic", 0)
+		return nil, bootBad(3, "boot sector magic", 0)
 	}
 	w = w[:ntfsBootSize]
 	bps := int64(binary.LittleEndian.Uint16(w[ntfsBootOffBPS:]))
@@ -659,21 +673,21 @@ func ParseBootSector(w []byte) (*Record, error) {
 	// go-ntfs allows 512..64K-byte sectors and clusters from one byte; we
 	// want what Windows and mkntfs write.
 	if bps < 512 || bps > 4096 || bps&(bps-1) != 0 {
-		return nil, ntfsBad(ntfsBootOffBPS, "bytes per sector", bps)
+		return nil, bootBad(ntfsBootOffBPS, "bytes per sector", bps)
 	}
 	if b.ClusterSize < 512 || b.ClusterSize > ntfsMaxCluster {
-		return nil, ntfsBad(ntfsBootOffSPC, "cluster size", b.ClusterSize)
+		return nil, bootBad(ntfsBootOffSPC, "cluster size", b.ClusterSize)
 	}
 	// Totals stored as u64; bounding them by 2^48 keeps products in int64.
 	if b.TotalSectors <= 0 || b.TotalSectors >= MaxLCN {
-		return nil, ntfsBad(ntfsBootOffTotal, "total sectors", b.TotalSectors)
+		return nil, bootBad(ntfsBootOffTotal, "total sectors", b.TotalSectors)
 	}
 	clusters := b.TotalSectors * bps / b.ClusterSize
 	if b.MFTLCN <= 0 || b.MFTLCN >= clusters {
-		return nil, ntfsBad(ntfsBootOffMFT, "$MFT LCN", b.MFTLCN)
+		return nil, bootBad(ntfsBootOffMFT, "$MFT LCN", b.MFTLCN)
 	}
 	if b.MirrLCN <= 0 || b.MirrLCN >= clusters {
-		return nil, ntfsBad(ntfsBootOffMirr, "$MFTMirr LCN", b.MirrLCN)
+		return nil, bootBad(ntfsBootOffMirr, "$MFTMirr LCN", b.MirrLCN)
 	}
 	rs := int64(int8(w[ntfsBootOffRecSize]))
 	switch {
@@ -683,7 +697,7 @@ func ParseBootSector(w []byte) (*Record, error) {
 		b.RecordSize = 1 << uint(-rs)
 	}
 	if b.RecordSize != MinRecordSize && b.RecordSize != MaxRecordSize {
-		return nil, ntfsBad(ntfsBootOffRecSize, "MFT record size", b.RecordSize)
+		return nil, bootBad(ntfsBootOffRecSize, "MFT record size", b.RecordSize)
 	}
 	return &Record{Type: TypeBootSector, Boot: b}, nil
 }
