@@ -368,33 +368,51 @@ func (r *ext4Resolver) anchorGeoms() {
 		return
 	}
 	slices.Sort(anchors)
-	type key struct{ F, B int64 }
-	// A candidate's facts, one per anchor (see Independence): the first
-	// relation found for each anchor describes it.
-	type cand struct {
-		key
-		facts map[int64]string
+	v := &geomVotes{r: r, cands: map[geomKey]*geomCand{}}
+	v.fromInodes(anchors)
+	v.fromLeaves(anchors)
+	r.geoms = append(r.geoms, v.accept()...)
+}
+
+// geomKey is a geometry hypothesis: the volume's start and block size.
+type geomKey struct{ F, B int64 }
+
+// geomCand is a hypothesis and its facts, one per anchor (see
+// Independence): the first relation found for each anchor describes it.
+type geomCand struct {
+	geomKey
+	facts map[int64]string
+}
+
+// geomVotes collects the hypotheses anchorGeoms weighs, in the order
+// found.
+type geomVotes struct {
+	r     *ext4Resolver
+	cands map[geomKey]*geomCand
+	order []*geomCand
+}
+
+// add records a fact on anchor a for the geometry (F, B).
+func (v *geomVotes) add(F, B, a int64, fact string) {
+	if F < 0 || F%512 != 0 || v.r.inSuper(F) {
+		return // a volume starting inside a superblock's volume overlaps it
 	}
-	cands := map[key]*cand{}
-	var order []*cand
-	add := func(F, B, a int64, fact string) {
-		if F < 0 || F%512 != 0 || r.inSuper(F) {
-			return // a volume starting inside a superblock's volume overlaps it
-		}
-		k := key{F, B}
-		c := cands[k]
-		if c == nil {
-			c = &cand{key: k, facts: map[int64]string{}}
-			cands[k] = c
-			order = append(order, c)
-		}
-		if _, ok := c.facts[a]; !ok {
-			c.facts[a] = fact
-		}
+	k := geomKey{F, B}
+	c := v.cands[k]
+	if c == nil {
+		c = &geomCand{geomKey: k, facts: map[int64]string{}}
+		v.cands[k] = c
+		v.order = append(v.order, c)
 	}
-	// Files whose root is a leaf: their block 0 is in the inode.
-	for _, ino := range r.inodes {
-		if ino.in.Root.Depth != 0 || r.inSuper(ino.off) {
+	if _, ok := c.facts[a]; !ok {
+		c.facts[a] = fact
+	}
+}
+
+// fromInodes: files whose root is a leaf have their block 0 in the inode.
+func (v *geomVotes) fromInodes(anchors []int64) {
+	for _, ino := range v.r.inodes {
+		if ino.in.Root.Depth != 0 || v.r.inSuper(ino.off) {
 			continue
 		}
 		e, ok := firstExtent(&ino.in.Root)
@@ -404,14 +422,18 @@ func (r *ext4Resolver) anchorGeoms() {
 		for _, B := range ext4.BlockSizes {
 			for _, a := range anchors {
 				if F := a - int64(e.Start)*B; F <= ino.off {
-					add(F, B, a, fmt.Sprintf("inode at image offset %d puts block 0 on the VMDK header at %d", ino.off, a))
+					v.add(F, B, a, fmt.Sprintf("inode at image offset %d puts block 0 on the VMDK header at %d", ino.off, a))
 				}
 			}
 		}
 	}
-	// Leaves holding a file's block 0: the leaf's block size is fixed by
-	// its eh_max; the index entry that points at it must be found too, and
-	// the leaf and its parent together are one fact.
+}
+
+// fromLeaves: leaves holding a file's block 0. The leaf's block size is
+// fixed by its eh_max; the index entry that points at it must be found
+// too, and the leaf and its parent together are one fact.
+func (v *geomVotes) fromLeaves(anchors []int64) {
+	r := v.r
 	offs := make([]int64, 0, len(r.blocks))
 	for off := range r.blocks {
 		offs = append(offs, off)
@@ -431,16 +453,20 @@ func (r *ext4Resolver) anchorGeoms() {
 			}
 			for _, p := range r.ptrs[uint64((off-F)/B)] {
 				if p.depth == 1 && p.logical == 0 && p.off >= F && !r.inSuper(p.off) {
-					add(F, B, a, fmt.Sprintf("the index entry in the %s points at block %d, an extent block at image offset %d that puts block 0 on the VMDK header at %d", p.from, (off-F)/B, off, a))
+					v.add(F, B, a, fmt.Sprintf("the index entry in the %s points at block %d, an extent block at image offset %d that puts block 0 on the VMDK header at %d", p.from, (off-F)/B, off, a))
 				}
 			}
 		}
 	}
-	// Strongest first: repeatedly take the candidates with the most facts
-	// on anchors still free; an anchor two of them claim is ambiguous and
-	// blocked for everyone.
+}
+
+// accept takes the strongest first: repeatedly the hypotheses with the
+// most facts on anchors still free; an anchor two of them claim is
+// ambiguous and blocked for everyone. A hypothesis needs facts on two
+// anchors of its own.
+func (v *geomVotes) accept() []*ext4Geom {
 	taken := map[int64]bool{}
-	free := func(c *cand) []int64 {
+	free := func(c *geomCand) []int64 {
 		var out []int64
 		for a := range c.facts {
 			if !taken[a] {
@@ -450,12 +476,13 @@ func (r *ext4Resolver) anchorGeoms() {
 		slices.Sort(out)
 		return out
 	}
-	live := order[:0:0]
-	for _, c := range order {
+	live := v.order[:0:0]
+	for _, c := range v.order {
 		if len(c.facts) >= 2 {
 			live = append(live, c)
 		}
 	}
+	var out []*ext4Geom
 	for len(live) > 0 {
 		best := 0
 		for _, c := range live {
@@ -464,7 +491,7 @@ func (r *ext4Resolver) anchorGeoms() {
 		if best < 2 {
 			break
 		}
-		var top, rest []*cand
+		var top, rest []*geomCand
 		claims := map[int64]int{}
 		for _, c := range live {
 			if len(free(c)) == best {
@@ -476,7 +503,6 @@ func (r *ext4Resolver) anchorGeoms() {
 				rest = append(rest, c)
 			}
 		}
-		var accept []*ext4Geom
 		for _, c := range top {
 			var mine []int64
 			for _, a := range free(c) {
@@ -494,14 +520,14 @@ func (r *ext4Resolver) anchorGeoms() {
 				why = append(why, c.facts[a])
 			}
 			g.why = fmt.Sprintf("no superblock; fs start %d, %d-byte blocks from %d independent facts on distinct VMDK headers: %s", c.F, c.B, len(mine), strings.Join(why, "; "))
-			accept = append(accept, g)
+			out = append(out, g)
 		}
 		for a := range claims {
 			taken[a] = true // accepted, or contested: either way no longer free
 		}
-		r.geoms = append(r.geoms, accept...)
 		live = rest
 	}
+	return out
 }
 
 // firstExtent is a node's entry for logical block 0, if it has one that is
