@@ -126,20 +126,9 @@ type shardState struct {
 // ones cover the image. The evidence is only ever opened read-only.
 func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*CarveResult, error) {
 	began := time.Now()
-	rs, err := signatures.Select(opts.Enable, opts.Disable)
+	rs, names, err := carveRecognizers(&opts)
 	if err != nil {
 		return nil, err
-	}
-	names := make([]string, len(rs))
-	for i, r := range rs {
-		names[i] = r.Name
-	}
-	switch opts.Hash {
-	case "":
-		opts.Hash = "sha256"
-	case "sha256", "none":
-	default:
-		return nil, fmt.Errorf("pipeline: unknown hash %q (want sha256 or none)", opts.Hash)
 	}
 
 	img, err := os.Open(imagePath)
@@ -164,23 +153,7 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	err = c.UpdateManifest(func(m *Manifest) error {
-		if m.Evidence.Path != "" && (m.Evidence.Path != ev.Path || m.Evidence.Size != ev.Size) {
-			return fmt.Errorf("pipeline: case %s belongs to evidence %s (%d bytes), not %s (%d bytes): use another case directory",
-				caseDir, m.Evidence.Path, m.Evidence.Size, ev.Path, ev.Size)
-		}
-		if m.Evidence.Path == "" {
-			m.Evidence = ev
-		}
-		st := m.Stages[StageCarve]
-		if st == nil {
-			st = &Stage{Started: began}
-			m.Stages[StageCarve] = st
-		}
-		st.Params, _ = json.Marshal(params)
-		return nil
-	})
-	if err != nil {
+	if err := c.startCarve(ev, params, began); err != nil {
 		return nil, err
 	}
 	res := &CarveResult{Case: caseDir, Evidence: c.Manifest.Evidence, Range: rng, ResumedFrom: rng.Start}
@@ -213,25 +186,78 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 		}
 	}
 	res.Hits, res.Counts = st.Hits, st.Counts
-
-	unlock, err := lockCase(c.Dir)
-	if err != nil {
+	if err := c.finishCarve(ev.Size, st, names, res.Skipped, began); err != nil {
 		return res, err
 	}
+	s := c.Manifest.Stages[StageCarve]
+	res.Complete, res.Reason, res.Evidence = s.Complete, s.Reason, c.Manifest.Evidence
+	res.Elapsed = time.Since(began)
+	return res, nil
+}
+
+// carveRecognizers selects the recognizers the options name and checks
+// the hash asked for (defaulting it to sha256).
+func carveRecognizers(opts *CarveOptions) ([]signatures.Recognizer, []string, error) {
+	rs, err := signatures.Select(opts.Enable, opts.Disable)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		names[i] = r.Name
+	}
+	switch opts.Hash {
+	case "":
+		opts.Hash = "sha256"
+	case "sha256", "none":
+	default:
+		return nil, nil, fmt.Errorf("pipeline: unknown hash %q (want sha256 or none)", opts.Hash)
+	}
+	return rs, names, nil
+}
+
+// startCarve records the evidence (refusing a case that belongs to other
+// evidence) and the carve's parameters in the manifest.
+func (c *Case) startCarve(ev Evidence, params CarveParams, began time.Time) error {
+	return c.UpdateManifest(func(m *Manifest) error {
+		if m.Evidence.Path != "" && (m.Evidence.Path != ev.Path || m.Evidence.Size != ev.Size) {
+			return fmt.Errorf("pipeline: case %s belongs to evidence %s (%d bytes), not %s (%d bytes): use another case directory",
+				c.Dir, m.Evidence.Path, m.Evidence.Size, ev.Path, ev.Size)
+		}
+		if m.Evidence.Path == "" {
+			m.Evidence = ev
+		}
+		st := m.Stages[StageCarve]
+		if st == nil {
+			st = &Stage{Started: began}
+			m.Stages[StageCarve] = st
+		}
+		st.Params, _ = json.Marshal(params)
+		return nil
+	})
+}
+
+// finishCarve merges the shards carved so far into the case, under the
+// case lock, and records whether the stage is complete.
+func (c *Case) finishCarve(imageSize int64, st *shardState, names []string, skipped bool, began time.Time) error {
+	unlock, err := lockCase(c.Dir)
+	if err != nil {
+		return err
+	}
 	defer unlock()
-	err = c.updateLocked(func(m *Manifest) error {
+	return c.updateLocked(func(m *Manifest) error {
 		s := m.Stages[StageCarve]
 		if s == nil {
 			s = &Stage{Started: began}
 			m.Stages[StageCarve] = s
 		}
-		if res.Skipped && s.Complete {
+		if skipped && s.Complete {
 			return nil // nothing new to merge
 		}
 		if st.SHA256 != "" && m.Evidence.SHA256 == "" {
 			m.Evidence.SHA256 = st.SHA256
 		}
-		merged, reason, err := mergeShards(c.Dir, ev.Size, names)
+		merged, reason, err := mergeShards(c.Dir, imageSize, names)
 		if err != nil {
 			return err
 		}
@@ -242,13 +268,6 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 		}
 		return nil
 	})
-	if err != nil {
-		return res, err
-	}
-	s := c.Manifest.Stages[StageCarve]
-	res.Complete, res.Reason, res.Evidence = s.Complete, s.Reason, c.Manifest.Evidence
-	res.Elapsed = time.Since(began)
-	return res, nil
 }
 
 // describeEvidence measures the image. The size comes from seeking to the
