@@ -11,6 +11,7 @@ import (
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/entropy"
+	"vmdkcarve/reassemble/damage"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -71,12 +72,12 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	dmg := newDamagePolicy(view, opts.Fingerprints, min(view.size(), fileEnd), inst.flat)
 	var destroyed []structureAt // predicted structures that read random
 	for _, s := range predicted {
-		if dmg.randomAt(s.off) && blocksRandom(view, opts.Fingerprints, s.off, s.n) {
-			dmg.prove(s.off, s.what)
+		if dmg.RandomAt(s.off) && blocksRandom(view, opts.Fingerprints, s.off, s.n) {
+			dmg.Prove(s.off, s.what)
 			destroyed = append(destroyed, s)
 		}
 	}
-	dmg.decide()
+	dmg.Decide()
 	zeroIsProof := !vmwareWritten(inst.Descriptor)
 	brokenAt := int64(-1)
 	breakReason := ""
@@ -98,7 +99,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 			continue
 		}
 		n := grainLength(h, c.grain)
-		if l, ok := dmg.on(fileOff, n); ok {
+		if l, ok := dmg.On(fileOff, n); ok {
 			inst.grains.set(c.grain, damagedGrain(l, fileOff))
 			continue
 		}
@@ -120,8 +121,8 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		if why == "" {
 			if g := guest.check(c.grain, h.GrainBytes(), buf); g != "" {
 				switch {
-				case dmg.randomAt(fileOff) || dmg.randomAt(fileOff+n-1):
-					dmg.prove(fileOff, g)
+				case dmg.RandomAt(fileOff) || dmg.RandomAt(fileOff+n-1):
+					dmg.Prove(fileOff, g)
 					deferred = append(deferred, contradiction{c.grain, fileOff, imgOff, g})
 				case contiguous:
 					why = g
@@ -149,12 +150,12 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	if zeroGrains > 0 {
 		inst.Notes = append(inst.Notes, fmt.Sprintf("%d allocated grains hold zeros: VMware's writers store grains the guest zeroed, so they do not end the contiguous assumption", zeroGrains))
 	}
-	if len(deferred) > 0 && dmg.decide() {
+	if len(deferred) > 0 && dmg.Decide() {
 		// Lattices the guest's missing structures proved: grains already
 		// placed on them are damaged after all.
 		for _, c := range cands {
 			fileOff := int64(c.sector) * vmdk.SectorSize
-			if l, ok := dmg.on(fileOff, grainLength(h, c.grain)); ok {
+			if l, ok := dmg.On(fileOff, grainLength(h, c.grain)); ok {
 				if gr := inst.grains.one[c.grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
 					inst.grains.set(c.grain, damagedGrain(l, fileOff))
 				}
@@ -162,7 +163,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		}
 	}
 	for _, d := range deferred {
-		if _, ok := dmg.on(d.off, 1); ok || (brokenAt >= 0 && d.off >= brokenAt) {
+		if _, ok := dmg.On(d.off, 1); ok || (brokenAt >= 0 && d.off >= brokenAt) {
 			continue
 		}
 		if !contiguous {
@@ -191,7 +192,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		}
 	}
 	inst.damage = dmg
-	inst.Damage = dmg.report(damaged)
+	inst.Damage = dmg.Report(damaged)
 	if inst.Damage != nil && len(inst.Damage.Lattices) > 0 {
 		inst.Notes = append(inst.Notes, inst.Damage.Decision)
 	}
@@ -308,7 +309,7 @@ func blocksRandom(view *fileView, fp Fingerprints, off, n int64) bool {
 		return false
 	}
 	for b := off / fingerprint.BlockSize * fingerprint.BlockSize; b < off+n; b += fingerprint.BlockSize {
-		if blockClass(view, fp, b, fingerprint.BlockSize) != chunkRandom {
+		if blockClass(view, fp, b, fingerprint.BlockSize) != damage.Random {
 			return false
 		}
 	}

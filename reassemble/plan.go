@@ -12,6 +12,7 @@ import (
 	"sort"
 
 	"vmdkcarve/fsprobe"
+	"vmdkcarve/reassemble/damage"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -137,7 +138,7 @@ type Instance struct {
 	MetadataPlaced int64 `json:"metadata_placed,omitempty"`
 
 	grains        *decisions            // decided grains of this instance alone
-	damage        *damagePolicy         // the damage policy's state for the file, for inheritLattices
+	damage        *damage.Policy        // the damage policy's state for the file, for inheritLattices
 	follow        *followInput          // what fragment following used, to follow again with copies (map_copies.go)
 	expect        []fsprobe.Expectation // what the guest predicts beyond its sector 0 (a flat disk found by its NTFS volume)
 	misplaced     []structureAt         // guest structures the header's shift reads where they cannot lie (map_follow.go)

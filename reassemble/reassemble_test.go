@@ -13,6 +13,7 @@ import (
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/internal/tooltest"
+	"vmdkcarve/reassemble/damage"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -381,8 +382,8 @@ func TestFragmentedWithoutMap(t *testing.T) {
 func TestIntermittentEncryption(t *testing.T) {
 	disk := guest(300)
 	file := sparseFile(t, disk)
-	for k := 1; k*encryptionChunk < len(file); k += 4 {
-		copy(file[k*encryptionChunk:min((k+1)*encryptionChunk, len(file))], noise(encryptionChunk, uint64(k)))
+	for k := 1; k*damage.ChunkSize < len(file); k += 4 {
+		copy(file[k*damage.ChunkSize:min((k+1)*damage.ChunkSize, len(file))], noise(damage.ChunkSize, uint64(k)))
 	}
 	img := append(append(noise(1<<20, 12), file...), noise(1<<20, 13)...)
 	disks := Plan(bytes.NewReader(img), int64(len(img)), carve(img), Options{Fingerprints: fakeFingerprints(img)})

@@ -37,6 +37,7 @@ var rules = []struct {
 	{"fsprobe", []string{"signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"pipeline/guestcheck", []string{"fsprobe", "signatures", "carver", "reassemble", "corpus", "cmd"}},
 	{"reassemble", []string{"carver", "pipeline", "corpus", "cmd"}},
+	{"reassemble/damage", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"pipeline", []string{"corpus", "cmd"}},
 	{"corpus", []string{formats, "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "cmd", goNTFS, goExt4}},
 }

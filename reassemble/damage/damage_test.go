@@ -1,4 +1,4 @@
-package reassemble
+package damage
 
 import (
 	"strings"
@@ -9,18 +9,18 @@ import (
 // random with plain edges inside, '?' unknown, ' ' empty (host holes).
 // Random chunks have random first and last blocks, so a chunk is sharp
 // exactly when its neighbours are plain.
-func policyOf(pattern string, flat bool) *damagePolicy {
+func policyOf(pattern string, flat bool) *Policy {
 	n := len(pattern)
-	p := &damagePolicy{class: make([]chunkClass, n), damaged: make([]bool, n), proofs: map[int][]string{},
-		first: make([]chunkClass, n), last: make([]chunkClass, n), flat: flat}
+	p := &Policy{class: make([]Class, n), damaged: make([]bool, n), proofs: map[int][]string{},
+		first: make([]Class, n), last: make([]Class, n), flat: flat}
 	for k, c := range pattern {
 		switch c {
 		case '.':
-			p.class[k] = chunkPlain
+			p.class[k] = Plain
 		case 'R':
-			p.class[k] = chunkRandom
+			p.class[k] = Random
 		case ' ':
-			p.class[k] = chunkEmpty
+			p.class[k] = Empty
 		}
 		p.first[k], p.last[k] = p.class[k], p.class[k]
 	}
@@ -99,8 +99,8 @@ func TestDamagePolicyLattices(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := policyOf(tc.pattern, tc.flat)
-			p.decide()
-			r := p.report(0)
+			p.Decide()
+			r := p.Report(0)
 			if tc.want == nil {
 				if len(p.lattices) != 0 {
 					t.Fatalf("accepted %+v on %q", p.lattices, tc.pattern)
@@ -119,10 +119,10 @@ func TestDamagePolicyLattices(t *testing.T) {
 			// backgrounds' own random runs are not), no other one is.
 			planted := policyOf(lattice(strings.Repeat(".", len(tc.pattern)), got[3], got[0], got[1], got[2], 0), tc.flat)
 			for k, c := range p.class {
-				if p.damaged[k] && c != chunkRandom {
+				if p.damaged[k] && c != Random {
 					t.Errorf("chunk %d is damaged but reads %v", k, c)
 				}
-				if c == chunkRandom && planted.class[k] == chunkRandom && !p.damaged[k] && k < int(l.End>>20) {
+				if c == Random && planted.class[k] == Random && !p.damaged[k] && k < int(l.End>>20) {
 					t.Errorf("chunk %d lies on the lattice and reads random, but is not damaged", k)
 				}
 			}
@@ -136,7 +136,7 @@ func TestDamagePolicyStructuralProof(t *testing.T) {
 	p := policyOf(content(24, [2]int{3, 1}, [2]int{11, 1}, [2]int{15, 3}), true)
 	p.proofs[3] = []string{"primary grain table 0"}
 	p.proofs[11] = []string{"primary grain table 9"}
-	p.decide()
+	p.Decide()
 	if len(p.lattices) != 1 || p.lattices[0].Phase != 3<<20 || p.lattices[0].Stride != 8<<20 || !strings.HasPrefix(p.lattices[0].Proof, "structure") {
 		t.Fatalf("lattices %+v", p.lattices)
 	}
@@ -162,18 +162,18 @@ func FuzzDamagePolicy(f *testing.F) {
 		p := policyOf(b.String(), flat)
 		for k, c := range pattern {
 			if c&4 != 0 {
-				p.prove(int64(k)*encryptionChunk, "a structure")
+				p.Prove(int64(k)*ChunkSize, "a structure")
 			}
 		}
-		p.decide()
-		r := p.report(0)
+		p.Decide()
+		r := p.Report(0)
 		for k, d := range p.damaged {
-			if d && p.class[k] != chunkRandom {
+			if d && p.class[k] != Random {
 				t.Fatalf("chunk %d damaged but reads %v; lattices %+v", k, p.class[k], r.Lattices)
 			}
 		}
 		for k := range p.class {
-			if _, on := p.on(int64(k)*encryptionChunk, 1); on != p.damaged[k] {
+			if _, on := p.On(int64(k)*ChunkSize, 1); on != p.damaged[k] {
 				t.Fatalf("chunk %d: on() says %v, damaged %v", k, on, p.damaged[k])
 			}
 		}
@@ -192,6 +192,6 @@ func BenchmarkDamagePolicy(b *testing.B) {
 	pattern := lattice(content(n, runs...), 0, 5, 16, 1, 0)
 	for b.Loop() {
 		p := policyOf(pattern, false)
-		p.decide()
+		p.Decide()
 	}
 }
