@@ -164,12 +164,31 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 			return nil, err
 		}
 	}
-	res := &RebuildResult{}
-	recovered := false
-	var failed []string
+	res, recovered, failed, err := emitDisks(ctx, c, img, disks, opts, logf)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.finishRebuild(res, len(disks), failed, started, params); err != nil {
+		return nil, err
+	}
+	if len(failed) > 0 {
+		return res, fmt.Errorf("pipeline: %d of %d disks not emitted: %s", len(failed), len(disks), strings.Join(failed, "; "))
+	}
+	if !recovered {
+		return res, fmt.Errorf("pipeline: %d VMDK instances found, no grain placed: %w", len(disks), ErrNothingRecovered)
+	}
+	return res, nil
+}
+
+// emitDisks writes every planned disk (its plan, the disk and its report)
+// but the older versions --versions newest leaves out. A disk that cannot
+// be written is listed in failed and does not stop the others; recovered
+// says whether any disk placed a grain.
+func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassemble.Disk, opts RebuildOptions, logf func(string, ...any)) (res *RebuildResult, recovered bool, failed []string, err error) {
+	res = &RebuildResult{}
 	for _, d := range disks {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, false, nil, err
 		}
 		if v := d.Versions; opts.NewestOnly && v != nil && v.Order != "unknown" && !v.Newest {
 			logf("disk-%02d: an older version (group %d, %s): not emitted (--versions newest)", d.ID, v.Group, v.Order)
@@ -179,10 +198,10 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		name := fmt.Sprintf("disk-%02d", d.ID)
 		plan, err := json.MarshalIndent(d, "", " ")
 		if err != nil {
-			return nil, err
+			return nil, false, nil, err
 		}
 		if err := WriteFileAtomic(filepath.Join(c.Dir, PlansDirName, name+".json"), plan); err != nil {
-			return nil, err
+			return nil, false, nil, err
 		}
 		logf("%s: writing %d grains placed, %d zero, %d missing, %d damaged", name, d.Counts.Placed, d.Counts.Zero, d.Counts.Missing+d.Counts.Conflict, d.Counts.Damaged)
 		report, err := emitDisk(c, img, d, name, opts)
@@ -199,29 +218,26 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		}
 		res.Disks = append(res.Disks, summarize(report))
 	}
-	counts := map[string]int64{"disks": int64(len(disks))}
+	return res, recovered, failed, nil
+}
+
+// finishRebuild records the rebuild stage in the manifest: its counts, and
+// complete unless a disk failed.
+func (c *Case) finishRebuild(res *RebuildResult, planned int, failed []string, started time.Time, params json.RawMessage) error {
+	counts := map[string]int64{"disks": int64(planned)}
 	for _, d := range res.Disks {
 		counts["grains_placed"] += int64(d.Counts.Placed)
 		counts["grains_missing"] += int64(d.Counts.Missing + d.Counts.Conflict)
 		counts["grains_damaged"] += int64(d.Counts.Damaged)
 	}
-	if err := c.UpdateManifest(func(m *Manifest) error {
+	return c.UpdateManifest(func(m *Manifest) error {
 		st := &Stage{Complete: len(failed) == 0, Started: started, Finished: time.Now(), Params: params, Counts: counts}
 		if len(failed) > 0 {
 			st.Reason = strings.Join(failed, "; ")
 		}
 		m.Stages[StageRebuild] = st
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if len(failed) > 0 {
-		return res, fmt.Errorf("pipeline: %d of %d disks not emitted: %s", len(failed), len(disks), strings.Join(failed, "; "))
-	}
-	if !recovered {
-		return res, fmt.Errorf("pipeline: %d VMDK instances found, no grain placed: %w", len(disks), ErrNothingRecovered)
-	}
-	return res, nil
+	})
 }
 
 // emitDisk writes disk-NN.vmdk (and .raw) and disk-NN.json.
