@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,26 +18,13 @@ import (
 
 	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fsprobe"
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/signatures"
 )
 
-func ext4NeedTools(t testing.TB) {
-	t.Helper()
-	for _, tool := range []string{"mkfs.ext4", "debugfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install e2fsprogs): skipping the ext4 host probe check on a real filesystem", tool)
-		}
-	}
-}
+func ext4NeedTools(t testing.TB) { tooltest.Need(t, "mkfs.ext4", "debugfs") }
 
-func ext4Run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
+func ext4Run(t testing.TB, name string, args ...string) string { return tooltest.Run(t, name, args...) }
 
 func ext4Noise(rng *rand.Rand, n int) []byte {
 	b := make([]byte, n)

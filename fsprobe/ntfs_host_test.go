@@ -5,13 +5,13 @@ import (
 	"encoding/binary"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"vmdkcarve/fsprobe"
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/signatures"
 )
 
@@ -27,19 +27,10 @@ const (
 // tail free space and the hole. It returns the volume and guest.vmdk.
 func ntfsVolume(t *testing.T) (vol, guest []byte) {
 	t.Helper()
-	for _, tool := range []string{"mkntfs", "ntfscp", "ntfstruncate"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install ntfs-3g): skipping the NTFS host test", tool)
-		}
-	}
+	tooltest.Need(t, "mkntfs", "ntfscp", "ntfstruncate")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "vol.img")
-	run := func(name string, args ...string) {
-		t.Helper()
-		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-		}
-	}
+	run := func(name string, args ...string) { t.Helper(); tooltest.Run(t, name, args...) }
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -552,9 +552,7 @@ func TestHeaderLostLargeDisk(t *testing.T) {
 // a disk with no recognisable filesystem end it (a fragment running into
 // noise shows no other way): nothing wrong either way.
 func TestRandomGuestDataContiguous(t *testing.T) {
-	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		t.Skip("mkfs.ext4 is not installed: skipping")
-	}
+	tooltest.Need(t, "mkfs.ext4")
 	vol := filepath.Join(t.TempDir(), "vol.img")
 	if err := os.WriteFile(vol, nil, 0o644); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"vmdkcarve/internal/tooltest"
 )
 
 // streamTestImage writes a sparse raw image whose capacity is not a
@@ -243,9 +244,10 @@ func checkStreamStructure(t *testing.T, b []byte, layout StreamLayout, src strin
 
 func qemuCompare(t *testing.T, vmdkPath, raw string) {
 	t.Helper()
+	tooltest.Need(t, "qemu-img")
 	qemu, err := exec.LookPath("qemu-img")
 	if err != nil {
-		t.Skip("qemu-img not installed: skipping the qemu-img compare interop check")
+		t.Fatal(err)
 	}
 	out, err := exec.Command(qemu, "compare", "-f", "vmdk", "-F", "raw", vmdkPath, raw).CombinedOutput()
 	if err != nil {
@@ -255,9 +257,10 @@ func qemuCompare(t *testing.T, vmdkPath, raw string) {
 
 func vmdkInfo(t *testing.T, vmdkPath string) {
 	t.Helper()
+	tooltest.Need(t, "vmdkinfo")
 	tool, err := exec.LookPath("vmdkinfo")
 	if err != nil {
-		t.Skip("vmdkinfo (libvmdk-utils) not installed: skipping the libvmdk interop check")
+		t.Fatal(err)
 	}
 	// libvmdk opens the extent by the descriptor's file name, relative to
 	// the working directory's view of the descriptor: run it in place.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"vmdkcarve/internal/tooltest"
 
 	ext4 "github.com/dsoprea/go-ext4"
 )
@@ -93,9 +94,7 @@ func TestParseExt4Errors(t *testing.T) {
 // go-ext4's on a filesystem made by mkfs.ext4 (a feature set go-ext4
 // accepts: flex_bg, extents, filetype).
 func TestExt4SuperblockAgainstGoExt4(t *testing.T) {
-	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		t.Skip("mkfs.ext4 is not installed (apt-get install e2fsprogs): skipping the go-ext4 comparison")
-	}
+	tooltest.Need(t, "mkfs.ext4")
 	img := filepath.Join(t.TempDir(), "fs.img")
 	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-b", "2048", "-O", "metadata_csum,64bit", img, "16M").CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
