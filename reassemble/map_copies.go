@@ -122,7 +122,9 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 				if int64(m.Grain.DataBytes) != n || blocks >= maxCopyBlocks {
 					continue
 				}
-				b, ok := recordData(image, m, h, buf)
+				// Read and checked as the emit would read the record.
+				rec := &Grain{Hash: m.Grain.Hash, Source: &Source{ImageOffset: m.Offset, FileOffset: -1, Compressed: true, RecordBytes: m.Length}}
+				b, ok := grainData(image, inst, c.grain, rec, buf)
 				if !ok {
 					continue
 				}
@@ -233,25 +235,6 @@ func heldRecords(held map[*Instance][]heldRun, inst *Instance, lba uint64) []hel
 		}
 	}
 	return out
-}
-
-// recordData reads and inflates a grain record found at m (in buf) and
-// checks it against the carve's xxhash of its data.
-func recordData(image io.ReaderAt, m *signatures.Hit, h *vmdk.SparseHeader, buf []byte) ([]byte, bool) {
-	if m.Length <= 0 || m.Length > int64(len(buf)) {
-		return nil, false
-	}
-	rec := buf[:max(m.Length, 12)]
-	k, err := image.ReadAt(rec, m.Offset)
-	if err != nil && (err != io.EOF || k == 0) {
-		return nil, false
-	}
-	out := make([]byte, h.GrainBytes())
-	gm, d, err := vmdk.DecodeGrain(rec[:k], out)
-	if err != nil || gm.LBA != m.Grain.LBA || d != m.Grain.DataBytes || xxhash.Sum64(out[:d]) != m.Grain.Hash {
-		return nil, false
-	}
-	return out[:d], true
 }
 
 // peerGrain calls fn with grain g of every other instance of inst's

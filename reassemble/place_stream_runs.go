@@ -30,17 +30,7 @@ import (
 //
 // Anything else stays unattached and is reported as orphan records.
 func attachOrphanRuns(instances []*Instance, x *hitIndex) (attached, orphans int) {
-	var streams []*Instance
-	owned := make(map[int64]bool)
-	for _, inst := range instances {
-		if !inst.Header.Compressed() {
-			continue
-		}
-		streams = append(streams, inst)
-		for _, m := range inst.markers {
-			owned[m.Offset] = true
-		}
-	}
+	streams, owned := streamsOf(instances)
 	if len(streams) == 0 {
 		return 0, 0
 	}
@@ -88,6 +78,21 @@ func attachOrphanRuns(instances []*Instance, x *hitIndex) (attached, orphans int
 		attached += len(run)
 	}
 	return attached, orphans
+}
+
+// streamsOf returns the stream instances and the image offsets of the
+// records they own.
+func streamsOf(instances []*Instance) (streams []*Instance, owned map[int64]bool) {
+	owned = make(map[int64]bool)
+	for _, inst := range instances {
+		if inst.Header.Compressed() {
+			streams = append(streams, inst)
+			for _, m := range inst.markers {
+				owned[m.Offset] = true
+			}
+		}
+	}
+	return streams, owned
 }
 
 // trimRun drops the records at a run's ends that decode to another length
@@ -226,16 +231,7 @@ type heldRun struct {
 // stream, but candidates for the blocks of the stream's disk (copy
 // anchors, map_copies.go), sure when exactly one stream could.
 func heldRuns(instances []*Instance, x *hitIndex) map[*Instance][]heldRun {
-	var streams []*Instance
-	owned := make(map[int64]bool)
-	for _, inst := range instances {
-		if inst.Header.Compressed() {
-			streams = append(streams, inst)
-			for _, m := range inst.markers {
-				owned[m.Offset] = true
-			}
-		}
-	}
+	streams, owned := streamsOf(instances)
 	out := map[*Instance][]heldRun{}
 	if len(streams) == 0 {
 		return out
