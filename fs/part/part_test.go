@@ -5,32 +5,13 @@ import (
 	"hash/crc32"
 	"reflect"
 	"testing"
+	"vmdkcarve/internal/tooltest"
 )
 
-// gptDisk is the head of a disk with a GPT of n entries of 128 bytes at
-// LBA 2, one used (LBAs 2048..4095), checksums right.
-func gptDisk(n int) []byte {
-	head := make([]byte, 34*SectorSize)
-	e := head[TableOffset:]
-	e[4] = TypeGPTProtective
-	binary.LittleEndian.PutUint32(e[8:], 1)
-	binary.LittleEndian.PutUint32(e[12:], 1<<20)
-	binary.LittleEndian.PutUint16(head[510:], Signature)
-	entries := head[2*SectorSize : 2*SectorSize+n*128]
-	copy(entries, "linux data guid!")
-	binary.LittleEndian.PutUint64(entries[32:], 2048)
-	binary.LittleEndian.PutUint64(entries[40:], 4095)
-	h := head[SectorSize:]
-	copy(h, GPTSignature)
-	binary.LittleEndian.PutUint32(h[12:], gptHeaderSize)
-	binary.LittleEndian.PutUint64(h[gptAlternateLBA:], 1<<20)
-	binary.LittleEndian.PutUint64(h[gptEntriesLBA:], 2)
-	binary.LittleEndian.PutUint32(h[gptEntryCount:], uint32(n))
-	binary.LittleEndian.PutUint32(h[gptEntrySize:], 128)
-	binary.LittleEndian.PutUint32(h[gptEntriesCRC:], crc32.ChecksumIEEE(entries))
-	binary.LittleEndian.PutUint32(h[gptHeaderCRC:], crc32.ChecksumIEEE(h[:gptHeaderSize]))
-	return head
-}
+// gptDisk is a 3 MiB GPT disk (tooltest.GPTDisk): 128 entries at LBA 2,
+// one used (LBAs 2048..4095), checksums right, the backup header's LBA
+// the disk's last sector (6143).
+func gptDisk() []byte { return tooltest.GPTDisk(make([]byte, 1<<20)) }
 
 func TestMBR(t *testing.T) {
 	s := make([]byte, SectorSize)
@@ -66,20 +47,20 @@ func TestGPT(t *testing.T) {
 		want  []Partition
 		empty bool // a good GPT with no used entry
 	}{
-		{"good", func() []byte { return gptDisk(128) }, []Partition{{Offset: 2048 * SectorSize, Length: 2048 * SectorSize}}, false},
+		{"good", func() []byte { return gptDisk() }, []Partition{{Offset: 2048 * SectorSize, Length: 2048 * SectorSize}}, false},
 		{"no used entry", func() []byte {
-			h := gptDisk(1)
-			clear(h[2*SectorSize : 2*SectorSize+128])
-			binary.LittleEndian.PutUint32(h[SectorSize+gptEntriesCRC:], crc32.ChecksumIEEE(h[2*SectorSize:2*SectorSize+128]))
+			h := gptDisk()
+			clear(h[2*SectorSize : 2*SectorSize+128*128])
+			binary.LittleEndian.PutUint32(h[SectorSize+gptEntriesCRC:], crc32.ChecksumIEEE(h[2*SectorSize:2*SectorSize+128*128]))
 			clear(h[SectorSize+gptHeaderCRC : SectorSize+gptHeaderCRC+4])
 			binary.LittleEndian.PutUint32(h[SectorSize+gptHeaderCRC:], crc32.ChecksumIEEE(h[SectorSize:SectorSize+gptHeaderSize]))
 			return h
 		}, nil, true},
-		{"header checksum wrong", func() []byte { h := gptDisk(128); h[SectorSize+gptHeaderCRC]++; return h }, nil, false},
-		{"entries checksum wrong", func() []byte { h := gptDisk(128); h[2*SectorSize+100]++; return h }, nil, false},
-		{"entries past the head", func() []byte { return gptDisk(128)[:20*SectorSize] }, nil, false},
-		{"no signature", func() []byte { h := gptDisk(128); h[SectorSize] = 'X'; return h }, nil, false},
-		{"too short", func() []byte { return gptDisk(128)[:SectorSize+4] }, nil, false},
+		{"header checksum wrong", func() []byte { h := gptDisk(); h[SectorSize+gptHeaderCRC]++; return h }, nil, false},
+		{"entries checksum wrong", func() []byte { h := gptDisk(); h[2*SectorSize+100]++; return h }, nil, false},
+		{"entries past the head", func() []byte { return gptDisk()[:20*SectorSize] }, nil, false},
+		{"no signature", func() []byte { h := gptDisk(); h[SectorSize] = 'X'; return h }, nil, false},
+		{"too short", func() []byte { return gptDisk()[:SectorSize+4] }, nil, false},
 	} {
 		got := GPT(tc.head())
 		if tc.empty {
@@ -92,7 +73,7 @@ func TestGPT(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if alt, ok := GPTAlternateLBA(gptDisk(128)); !ok || alt != 1<<20 {
+	if alt, ok := GPTAlternateLBA(gptDisk()); !ok || alt != 6143 {
 		t.Errorf("alternate LBA %d %v", alt, ok)
 	}
 	if _, ok := GPTAlternateLBA(make([]byte, 4096)); ok {
@@ -103,8 +84,8 @@ func TestGPT(t *testing.T) {
 // FuzzParse: crafted heads give an error or nothing, never a panic, and a
 // GPT's partitions lie past its entries.
 func FuzzParse(f *testing.F) {
-	f.Add(gptDisk(128))
-	f.Add(gptDisk(4)[:SectorSize*3])
+	f.Add(gptDisk())
+	f.Add(gptDisk()[:SectorSize*3])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = MBR(b)
 		_ = HasSignature(b)
