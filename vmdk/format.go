@@ -14,7 +14,7 @@ package vmdk
 
 import (
 	"errors"
-	"fmt"
+	"vmdkcarve/internal/formaterr"
 )
 
 // SectorSize is the unit of every sector number in a VMDK.
@@ -88,11 +88,7 @@ type FormatError struct {
 }
 
 func (e *FormatError) Error() string {
-	msg := fmt.Sprintf("vmdk: %s: %s = %v at byte %d", e.Struct, e.Field, e.Value, e.Offset)
-	if e.Reason != "" {
-		msg += ": " + e.Reason
-	}
-	return msg
+	return formaterr.Message("vmdk", e.Struct, e.Field, e.Value, e.Offset, e.Reason)
 }
 
 func (e *FormatError) Unwrap() error { return ErrFormat }

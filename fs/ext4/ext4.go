@@ -20,8 +20,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"hash/crc32"
+	"vmdkcarve/internal/formaterr"
 )
 
 // Superblock.
@@ -119,11 +119,7 @@ type FormatError struct {
 }
 
 func (e *FormatError) Error() string {
-	msg := fmt.Sprintf("ext4: %s: %s = %v at byte %d", e.Struct, e.Field, e.Value, e.Offset)
-	if e.Reason != "" {
-		msg += ": " + e.Reason
-	}
-	return msg
+	return formaterr.Message("ext4", e.Struct, e.Field, e.Value, e.Offset, e.Reason)
 }
 
 func (e *FormatError) Unwrap() error { return ErrFormat }

@@ -37,6 +37,7 @@ import (
 	"strings"
 	"unicode/utf16"
 
+	"vmdkcarve/internal/formaterr"
 	"vmdkcarve/vmdk"
 )
 
@@ -250,11 +251,7 @@ type FormatError struct {
 }
 
 func (e *FormatError) Error() string {
-	msg := fmt.Sprintf("ntfs: %s: %s = %v at byte %d", e.Struct, e.Field, e.Value, e.Offset)
-	if e.Reason != "" {
-		msg += ": " + e.Reason
-	}
-	return msg
+	return formaterr.Message("ntfs", e.Struct, e.Field, e.Value, e.Offset, e.Reason)
 }
 
 func (e *FormatError) Unwrap() error { return ErrRecord }
