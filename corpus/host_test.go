@@ -357,15 +357,5 @@ func TestHostSpecErrors(t *testing.T) {
 			s.Disks[0].ZeroFraction = -1
 		},
 	}
-	for name, mut := range cases {
-		s := base()
-		mut(&s)
-		_, err := Generate(s, t.TempDir())
-		if errors.Is(err, ErrNoTool) {
-			continue
-		}
-		if !errors.Is(err, ErrSpec) {
-			t.Errorf("%s: got %v, want ErrSpec", name, err)
-		}
-	}
+	wantSpecErrors(t, base, cases)
 }

@@ -319,16 +319,7 @@ func TestPieceSpecErrors(t *testing.T) {
 		"decoy past the file":  decoy(2<<20, 4<<20),
 		"too short for pieces": func(s *Spec) { s.Disks[0].Capacity, s.Files[0].Pieces = 1<<20, 40 },
 	}
-	for name, mut := range cases {
-		s := base()
-		mut(&s)
-		_, err := Generate(s, t.TempDir())
-		if !errors.Is(err, ErrSpec) {
-			t.Errorf("%s: got %v, want ErrSpec", name, err)
-		} else if testing.Verbose() {
-			t.Logf("%s: %v", name, err)
-		}
-	}
+	wantSpecErrors(t, base, cases)
 }
 
 // TestFragmentedScenarios generates fragmented and fragmented-encrypted
