@@ -252,19 +252,25 @@ func hostScenario(fs string, damage ...HostDamage) func(seed uint64, size int64,
 	}
 }
 
+// sixteenth is a scenario's disk unit: a sixteenth of the image in whole
+// MiBs, 16 MiB at least.
+func sixteenth(size int64) int64 { return max(size/16/(1<<20)*(1<<20), 16<<20) }
+
+// twoFifths is the guest file bytes of a disk whose files fill 40% of it.
+func twoFifths(capacity int64) int64 { return capacity * 2 / 5 }
+
 // randomGuestsSpec scales its disks with the image (16 MiB units at the
 // default size); the guests' files fill 40% of each.
 func randomGuestsSpec(seed uint64, size int64, qemu bool) Spec {
-	unit := max(size/16/(1<<20)*(1<<20), 16<<20)
-	files := func(capacity int64) int64 { return capacity * 2 / 5 }
+	unit := sixteenth(size)
 	s := Spec{
 		Seed: seed, ImageSize: max(size, 8*unit),
 		Disks: []DiskSpec{
-			{ID: 1, Capacity: 2 * unit, FS: FSExt4, RandomShare: 0.5, FileBytes: files(2 * unit)},
-			{ID: 2, Capacity: unit + unit/2, FS: FSNTFS, RandomShare: 0.3, FileBytes: files(unit + unit/2)},
-			{ID: 3, Capacity: unit, FS: FSExt4, NoPartitionTable: true, RandomShare: 0.9, FileBytes: files(unit)},
+			{ID: 1, Capacity: 2 * unit, FS: FSExt4, RandomShare: 0.5, FileBytes: twoFifths(2 * unit)},
+			{ID: 2, Capacity: unit + unit/2, FS: FSNTFS, RandomShare: 0.3, FileBytes: twoFifths(unit + unit/2)},
+			{ID: 3, Capacity: unit, FS: FSExt4, NoPartitionTable: true, RandomShare: 0.9, FileBytes: twoFifths(unit)},
 			{ID: 4, Capacity: 2 * unit, RandomMiBs: int(unit>>20) / 2},
-			{ID: 5, Capacity: unit, FS: FSNTFS, Cipher: true, RandomShare: 0.3, FileBytes: files(unit)},
+			{ID: 5, Capacity: unit, FS: FSNTFS, Cipher: true, RandomShare: 0.3, FileBytes: twoFifths(unit)},
 		},
 	}
 	for _, d := range s.Disks {
@@ -278,7 +284,7 @@ func randomGuestsSpec(seed uint64, size int64, qemu bool) Spec {
 // with a lattice of its own and no clean copy. The 16 MiB lattice stops
 // at twice the unit, before the last chunks its file would hold.
 func encryptedLatticeSpec(seed uint64, size int64, qemu bool) Spec {
-	unit := max(size/16/(1<<20)*(1<<20), 16<<20)
+	unit := sixteenth(size)
 	enc := func(stride, at, head int64) []Damage {
 		return []Damage{{Kind: EncryptChunks, Stride: stride, At: at, Head: head}}
 	}
@@ -314,13 +320,12 @@ func encryptedLatticeSpec(seed uint64, size int64, qemu bool) Spec {
 // on a lattice of 1 MiB chunks every 8 MiB from MiB 4.
 func fragmentedSpec(encrypted bool) func(seed uint64, size int64, qemu bool) Spec {
 	return func(seed uint64, size int64, qemu bool) Spec {
-		unit := max(size/16/(1<<20)*(1<<20), 16<<20)
-		files := func(capacity int64) int64 { return capacity * 2 / 5 }
+		unit := sixteenth(size)
 		s := Spec{
 			Seed: seed, ImageSize: max(size, 16*unit),
 			Disks: []DiskSpec{
-				{ID: 1, Capacity: 6 * unit, FS: FSExt4, RandomShare: 0.3, FileBytes: files(6 * unit)},
-				{ID: 2, Capacity: 2 * unit, FS: FSNTFS, RandomShare: 0.3, FileBytes: files(2 * unit)},
+				{ID: 1, Capacity: 6 * unit, FS: FSExt4, RandomShare: 0.3, FileBytes: twoFifths(6 * unit)},
+				{ID: 2, Capacity: 2 * unit, FS: FSNTFS, RandomShare: 0.3, FileBytes: twoFifths(2 * unit)},
 				{ID: 3, Capacity: unit},
 			},
 			Files: []FileSpec{
