@@ -57,6 +57,7 @@ type followInput struct {
 	predicted []structureAt
 	zero      *Grain
 	broken    int64
+	tailScan  *tailScan // the last scan of the image for the file's tails (map_follow.go)
 }
 
 // refollowWithCopies follows again every sparse file that lost grains to

@@ -508,6 +508,13 @@ func (f *follower) scanTails() (out []anchor, scanned bool) {
 	for _, ps := range byShape {
 		slices.Sort(ps)
 	}
+	// The same tails are scanned for again when a file is followed again
+	// (after its break, with its copies): the image is read once for them.
+	cacheKey := f.tailsKey()
+	if c := f.inst.follow; c != nil && c.tailScan != nil && c.tailScan.key == cacheKey {
+		return c.tailScan.anchors, true
+	}
+	sizes := slices.Sorted(maps.Keys(f.blockSizes()))
 	buf := make([]byte, tailScanChunk)
 	for _, r := range slices.Sorted(maps.Keys(residues)) {
 		for off := r; off < f.imageSize; off += tailScanChunk {
@@ -524,7 +531,7 @@ func (f *follower) scanTails() (out []anchor, scanned bool) {
 				if f.random(y) {
 					continue
 				}
-				for bs := range f.blockSizes() {
+				for _, bs := range sizes {
 					if at+bs > len(b) {
 						continue
 					}
@@ -545,7 +552,26 @@ func (f *follower) scanTails() (out []anchor, scanned bool) {
 			}
 		}
 	}
+	if c := f.inst.follow; c != nil {
+		c.tailScan = &tailScan{key: cacheKey, anchors: out}
+	}
 	return out, true
+}
+
+// tailScan is the result of a scan of the image for a set of file tails.
+type tailScan struct {
+	key     string // tailsKey of the tails scanned for
+	anchors []anchor
+}
+
+// tailsKey names the follower's set of tails (place, block, bytes used).
+func (f *follower) tailsKey() string {
+	var b strings.Builder
+	for _, p := range f.tailOffsets() {
+		t := f.tails[p]
+		fmt.Fprintf(&b, "%d/%d/%d;", p, t.Block, t.Used)
+	}
+	return b.String()
 }
 
 // mayHoldTail reports whether image bytes [off, off+n) may hold a block
