@@ -61,7 +61,7 @@ func refineLostCapacity(inst *Instance, image io.ReaderAt) {
 	if gr := inst.grains.at(last); gr != nil && gr.Status == Placed && gr.Source != nil && !gr.Source.Compressed {
 		b := make([]byte, grainLength(h, last))
 		if _, err := ReadSource(image, gr.Source, b); err != nil {
-			inst.grains.set(last, &Grain{Status: Missing, Reason: "reading the last grain again: " + err.Error()})
+			inst.grains.set(last, &Grain{Status: Missing, Reason: Reason{Code: ReasonLastGrainUnreadable, Detail: err.Error()}})
 			return
 		}
 		cut := *gr

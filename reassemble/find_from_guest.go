@@ -170,7 +170,7 @@ func headlessAt(x *hitIndex, image io.ReaderAt, imageSize, start, slot int64, hy
 	inst.Fragments[0].Length = inst.size
 	inst.Notes = append(inst.Notes, fmt.Sprintf("header, descriptor and grain tables lost: %s is taken to lie in a grain slot of a sparse file; slots are counted from image offset %d; capacity %d sectors is the volume's end (the least the disk can be)",
 		hy.what, start+hdr.GrainBytes(), hy.capacity))
-	inst.grains.setRange(0, hdr.Grains(), &Grain{Status: Missing, tableLost: true, Reason: "grain directories lost: header, descriptor and tables lost"})
+	inst.grains.setRange(0, hdr.Grains(), &Grain{Status: Missing, tableLost: true, Reason: Reason{Code: ReasonMetadataLost}})
 	placeByAnchors(inst, newFileView(image, inst.Fragments), x, nil)
 	if inst.usedEnd() == 0 {
 		return nil // the hypothesis proves nothing

@@ -76,7 +76,7 @@ func adoptOrphanStream(instances []*Instance, x *hitIndex, image io.ReaderAt) *I
 		}
 		inst.grains.set(m.Grain.LBA/grainSize, gr)
 	}
-	inst.grains.setRange(0, hdr.Grains(), &Grain{Status: Missing, Reason: "no record found for this grain, and no table to say it is zero"})
+	inst.grains.setRange(0, hdr.Grains(), &Grain{Status: Missing, Reason: Reason{Code: ReasonNoRecordNoTable}})
 	return inst
 }
 

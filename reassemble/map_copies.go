@@ -358,8 +358,8 @@ func checkAgainstCopies(instances []*Instance) {
 			continue
 		}
 		broken := seq[first].off
-		reason := fmt.Sprintf("the contiguous assumption is wrong: at file offset %d the file reads other bytes than a copy of the disk whose grain is proven, and no host map or anchor says where its pieces lie", broken)
-		inst.Notes = append(inst.Notes, reason)
+		reason := Reason{Code: ReasonCopyContradicts, Offset: broken}
+		inst.Notes = append(inst.Notes, reason.String())
 		kept := 0
 		for _, c := range cands {
 			gr := inst.grains.at(c.grain)

@@ -243,7 +243,7 @@ func composite(id int, d *vmdk.Descriptor, descOff int64, exts []vmdk.Extent, pa
 		p := parts[k]
 		if p == nil {
 			inst.Notes = append(inst.Notes, fmt.Sprintf("extent %d %q: not found (its grains are missing)", k+1, e.FileName))
-			inst.grains.setRange(start, start+(e.Sectors+flatGrainSize-1)/flatGrainSize, &Grain{Status: Missing, Reason: fmt.Sprintf("extent %q of the split disk was not found", e.FileName)})
+			inst.grains.setRange(start, start+(e.Sectors+flatGrainSize-1)/flatGrainSize, &Grain{Status: Missing, Reason: Reason{Code: ReasonSplitExtentMissing, Detail: e.FileName}})
 		} else {
 			p.partOf = id
 			if inst.HeaderOffset < 0 {

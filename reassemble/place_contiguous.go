@@ -95,7 +95,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	for _, c := range cands {
 		fileOff := int64(c.sector) * vmdk.SectorSize
 		if brokenAt >= 0 {
-			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: fmt.Sprintf("file offset %d lies past where the file stops being contiguous (%s); no fragment map links it", fileOff, breakReason)})
+			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonPastContiguous, Offset: fileOff, Detail: breakReason}})
 			continue
 		}
 		n := grainLength(h, c.grain)
@@ -129,7 +129,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 				case inst.anchoredAt(fileOff):
 					// The anchors put these bytes here, and the guest
 					// says they are not what lies here: not placed.
-					inst.grains.set(c.grain, &Grain{Status: Missing, Reason: "the anchored fragment map puts bytes here that contradict the guest: " + g})
+					inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonAnchoredMapWrong, Detail: g}})
 					continue
 				}
 			}
@@ -138,7 +138,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 			brokenAt, breakReason = fileOff, why
 			inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", fileOff, imgOff, why))
 			inst.cutFragments(fileOff)
-			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: "contiguous mapping broken here: " + why})
+			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonContiguityBroken, Detail: why}})
 			continue
 		}
 		if gr.Status == Zero {
@@ -171,7 +171,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 			// structure the guest put here is gone from them. That grain
 			// is proven destroyed, even on no lattice.
 			if gr := inst.grains.one[d.grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
-				inst.grains.set(d.grain, &Grain{Status: Damaged, Reason: fmt.Sprintf("file offset %d reads random where %s", d.off, strings.TrimPrefix(d.why, "the guest's own structures expect "))})
+				inst.grains.set(d.grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonStructureDestroyed, Offset: d.off, Detail: strings.TrimPrefix(d.why, "the guest's own structures expect ")}})
 			}
 			continue
 		}
@@ -234,7 +234,7 @@ func markDestroyed(inst *Instance, cands []candidate, destroyed []structureAt) {
 			continue
 		}
 		if gr := inst.grains.one[cands[i].grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
-			inst.grains.set(cands[i].grain, &Grain{Status: Damaged, Reason: fmt.Sprintf("file offset %d reads random where %s lies", d.off, d.what)})
+			inst.grains.set(cands[i].grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonStructureDestroyed, Offset: d.off, Detail: d.what + " lies"}})
 		}
 	}
 }
@@ -245,8 +245,8 @@ func markDestroyed(inst *Instance, cands []candidate, destroyed []structureAt) {
 // last one before the break. cands are in file order.
 func keepOnlyProven(inst *Instance, view *fileView, cands []candidate, brokenAt int64, why string) {
 	h := inst.Header
-	reason := "the file is fragmented (" + why + ") and no host filesystem map says where its pieces lie: the contiguous assumption places nothing"
-	inst.Notes = append(inst.Notes, reason)
+	reason := Reason{Code: ReasonFragmentedNoMap, Detail: why}
+	inst.Notes = append(inst.Notes, reason.String())
 	var tentative []uint64
 	for _, c := range cands {
 		if gr := inst.grains.one[c.grain]; gr != nil && gr.Status == Placed {
@@ -262,7 +262,7 @@ func keepOnlyProven(inst *Instance, view *fileView, cands []candidate, brokenAt 
 			continue
 		}
 		if gr := inst.grains.one[c.grain]; gr != nil && gr.Status == Placed {
-			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: "last grain before the contiguous mapping breaks: it may straddle the fragment's end"})
+			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonStraddlesBreak}})
 			tentative = slices.DeleteFunc(tentative, func(g uint64) bool { return g == c.grain })
 			break
 		}
@@ -272,7 +272,7 @@ func keepOnlyProven(inst *Instance, view *fileView, cands []candidate, brokenAt 
 		if what, ok := proven[g]; ok {
 			gr := *inst.grains.one[g]
 			gr.Evidence = append(slices.Clone(gr.Evidence), EvFSProbe)
-			gr.Reason = "the file is fragmented, but this grain's own guest structures put it here: " + what
+			gr.Reason = Reason{Code: ReasonSelfProven, Detail: what}
 			inst.grains.set(g, &gr)
 			continue
 		}
@@ -318,7 +318,7 @@ func blocksRandom(view *fileView, fp Fingerprints, off, n int64) bool {
 
 // damagedGrain is the decision for a grain on an accepted lattice.
 func damagedGrain(l *Lattice, fileOff int64) *Grain {
-	return &Grain{Status: Damaged, Reason: fmt.Sprintf("file offset %d lies on the encryption lattice %s (%s)", fileOff, l, l.Proof)}
+	return &Grain{Status: Damaged, Reason: Reason{Code: ReasonEncryptionLattice, Offset: fileOff, Detail: fmt.Sprintf("%s (%s)", l, l.Proof)}}
 }
 
 // vmwareWritten reports whether a descriptor is VMware's own (Workstation,
@@ -414,7 +414,7 @@ func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Gra
 	fileOff := int64(c.sector) * vmdk.SectorSize
 	pieces, err := view.pieces(fileOff, n)
 	if err != nil {
-		return &Grain{Status: Missing, Reason: fmt.Sprintf("table (%s) names sector %d but %v", c.which, c.sector, err)}, 0, nil
+		return &Grain{Status: Missing, Reason: Reason{Code: ReasonTableEntryInvalid, Table: c.which, Offset: int64(c.sector), Detail: err.Error()}}, 0, nil
 	}
 	imgOff := pieces[0].ImageOffset
 	if len(pieces) == 1 {
@@ -424,11 +424,11 @@ func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Gra
 	}
 	buf := make([]byte, n)
 	if _, err := view.ReadAt(buf, fileOff); err != nil {
-		return &Grain{Status: Missing, Reason: fmt.Sprintf("reading sector %d: %v", c.sector, err)}, 0, nil
+		return &Grain{Status: Missing, Reason: Reason{Code: ReasonSectorUnreadable, Offset: int64(c.sector), Detail: err.Error()}}, 0, nil
 	}
 	if imgOff == -1 {
 		// A hole of a sparse host file: the grain reads as zeros.
-		return &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "grain lies in a hole of the host file"}, imgOff, buf
+		return &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: Reason{Code: ReasonHostHole}}, imgOff, buf
 	}
 	ev := EvTable
 	if inst.flat {
@@ -440,13 +440,13 @@ func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Gra
 		gr.Source.ImageOffset = firstStored(pieces)
 	}
 	if c.which == "redundant" {
-		gr.Reason = "entry from the redundant grain table"
+		gr.Reason = Reason{Code: ReasonRedundantTable}
 	} else if c.both {
-		gr.Reason = "primary and redundant tables agree"
+		gr.Reason = Reason{Code: ReasonTablesAgree}
 	}
 	if entropy.Zero(buf) {
 		// Allocated but zero: reads as zeros either way.
-		return &Grain{Status: Zero, Evidence: []string{ev}, Reason: "allocated grain holds zeros"}, imgOff, buf
+		return &Grain{Status: Zero, Evidence: []string{ev}, Reason: Reason{Code: ReasonAllocatedZeros}}, imgOff, buf
 	}
 	return gr, imgOff, buf
 }

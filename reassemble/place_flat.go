@@ -392,7 +392,7 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	h := inst.Header
 	grains := h.Grains()
 	if len(inst.Fragments) == 0 {
-		inst.grains.setRange(0, grains, &Grain{Status: Missing, Reason: "the flat extent's data was not located"})
+		inst.grains.setRange(0, grains, &Grain{Status: Missing, Reason: Reason{Code: ReasonFlatNotLocated}})
 		return
 	}
 	cands := make([]candidate, 0, grains)
@@ -402,8 +402,8 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	view := newFileView(image, inst.Fragments)
 	if inst.contiguousOnly() {
 		if g, why := misplacedGuest(inst, view, x); g >= 0 {
-			reason := fmt.Sprintf("the flat extent is not contiguous where assumed (%s) and no host map says where its pieces lie: the contiguous assumption places nothing", why)
-			inst.Notes = append(inst.Notes, reason)
+			reason := Reason{Code: ReasonFlatFragmentedNoMap, Detail: why}
+			inst.Notes = append(inst.Notes, reason.String())
 			inst.grains.setRange(0, grains, &Grain{Status: Missing, Reason: reason})
 			inst.cutFragments(0)
 			return
@@ -415,7 +415,7 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		// its sector 0: one that reads random there is destroyed.
 		predicted = append(predicted, structureAt{off: 0, n: vmdk.SectorSize, what: "the partition table of the disk whose NTFS volume starts at " + fmt.Sprint(inst.ntfsStart)})
 	}
-	placeCandidates(inst, view, cands, x, opts, &Grain{Status: Zero, Evidence: []string{EvFlat}, Reason: "the flat extent holds zeros here"}, predicted)
+	placeCandidates(inst, view, cands, x, opts, &Grain{Status: Zero, Evidence: []string{EvFlat}, Reason: Reason{Code: ReasonFlatZeros}}, predicted)
 }
 
 // misplacedGuest looks, in a flat extent read on the contiguous

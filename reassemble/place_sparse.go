@@ -100,7 +100,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	if primary == nil && redundant == nil {
 		// No directory at all: one decision for the whole disk, without
 		// walking the (possibly huge, claimed) number of tables.
-		inst.grains.setRange(0, grains, &Grain{Status: Missing, tableLost: true, Reason: "grain directories lost: primary: " + pProblem + "; redundant: " + rProblem})
+		inst.grains.setRange(0, grains, &Grain{Status: Missing, tableLost: true, Reason: Reason{Code: ReasonDirectoriesLost, Detail: pProblem, Redundant: rProblem}})
 		inst.Tables = "no usable grain directory"
 		if !inst.contiguousOnly() {
 			placeByAnchors(inst, view, x, nil)
@@ -150,7 +150,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	// mean tables were lost, and then an all-zero table proves nothing:
 	// its grains are missing, not zero.
 	if orphans > 0 {
-		lost := &Grain{Status: Missing, tableLost: true, Reason: fmt.Sprintf("grain table is all zero while %d grain slots are referenced by no table", orphans)}
+		lost := &Grain{Status: Missing, tableLost: true, Reason: Reason{Code: ReasonZeroTableOrphans, Other: int64(orphans)}}
 		swapped := false
 		for i := range inst.grains.spans {
 			if inst.grains.spans[i].g == tr.emptyTableZero {
@@ -216,8 +216,8 @@ func readTables(inst *Instance, t *tableReader, primary, redundant []uint32) *ta
 	grains := h.Grains()
 	perGT := uint64(h.NumGTEsPerGT)
 	tr := &tablesRead{owner: make(map[uint32]uint64),
-		emptyTableZero: &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in an all-zero grain table"},
-		tableZero:      &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}}
+		emptyTableZero: &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: Reason{Code: ReasonUnallocatedEmptyTable}},
+		tableZero:      &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: Reason{Code: ReasonUnallocated}}}
 	owner, emptyTableZero, tableZero := tr.owner, tr.emptyTableZero, tr.tableZero
 	for i := uint64(0); i < h.GDEntries(); i++ {
 		p, r := noDirectory, noDirectory
@@ -239,7 +239,7 @@ func readTables(inst *Instance, t *tableReader, primary, redundant []uint32) *ta
 				tr.lostUnerased++
 			}
 			first := i * perGT
-			inst.grains.setRange(first, min(first+perGT, grains), &Grain{Status: Missing, tableLost: true, Reason: "grain table lost: primary: " + p.problem + "; redundant: " + r.problem})
+			inst.grains.setRange(first, min(first+perGT, grains), &Grain{Status: Missing, tableLost: true, Reason: Reason{Code: ReasonTableLost, Detail: p.problem, Redundant: r.problem}})
 			continue
 		}
 		for j := uint64(0); j < perGT; j++ {
@@ -255,7 +255,7 @@ func readTables(inst *Instance, t *tableReader, primary, redundant []uint32) *ta
 				re = r.entries[j]
 			}
 			if pe != 0 && re != 0 && pe != re {
-				inst.grains.set(g, &Grain{Status: Conflict, Reason: fmt.Sprintf("primary table says sector %d, redundant says %d", pe, re)})
+				inst.grains.set(g, &Grain{Status: Conflict, Reason: Reason{Code: ReasonTablesDisagree, Offset: int64(pe), Other: int64(re)}})
 				continue
 			}
 			e, which := pe, "primary"
@@ -272,9 +272,9 @@ func readTables(inst *Instance, t *tableReader, primary, redundant []uint32) *ta
 				continue
 			}
 			if prev, dup := owner[e]; dup {
-				inst.grains.set(g, &Grain{Status: Conflict, Reason: fmt.Sprintf("sector %d is also claimed by grain %d", e, prev)})
+				inst.grains.set(g, &Grain{Status: Conflict, Reason: Reason{Code: ReasonSectorShared, Offset: int64(e), Other: int64(prev)}})
 				if pg := inst.grains.at(prev); pg != nil && pg.Status == Placed {
-					inst.grains.set(prev, &Grain{Status: Conflict, Reason: fmt.Sprintf("sector %d is also claimed by grain %d", e, g)})
+					inst.grains.set(prev, &Grain{Status: Conflict, Reason: Reason{Code: ReasonSectorShared, Offset: int64(e), Other: int64(g)}})
 				}
 				continue
 			}

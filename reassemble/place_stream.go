@@ -68,14 +68,14 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 	tables, ok := streamTables(inst, image)
 	for g, m := range byGrain {
 		if conflicts[g] {
-			inst.grains.set(g, &Grain{Status: Conflict, Reason: "two different grain records carry this LBA"})
+			inst.grains.set(g, &Grain{Status: Conflict, Reason: Reason{Code: ReasonRecordsDisagree}})
 			continue
 		}
 		inst.grains.set(g, markerGrain(inst, m))
 	}
 	for g := range conflicts {
 		if byGrain[g] == nil {
-			inst.grains.set(g, &Grain{Status: Conflict, Reason: "two different grain records carry this LBA"})
+			inst.grains.set(g, &Grain{Status: Conflict, Reason: Reason{Code: ReasonRecordsDisagree}})
 		}
 	}
 	if inst.HostMap != nil {
@@ -118,7 +118,7 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 		streamZeros(inst, markers, x)
 		return
 	}
-	tableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: "unallocated in the grain table"}
+	tableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: Reason{Code: ReasonUnallocated}}
 	inst.table = func(g uint64) uint32 {
 		if i := g / perGT; i < uint64(len(tables)) && tables[i] != nil {
 			return tables[i][g%perGT]
@@ -144,10 +144,10 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 				// The stream's own table lists every record it wrote: a
 				// record of an unallocated grain belongs to another file
 				// (a copy, an older version) that the region also holds.
-				inst.grains.set(g, &Grain{Status: Conflict, Reason: "a record carries this LBA but the grain table says the grain is unallocated"})
+				inst.grains.set(g, &Grain{Status: Conflict, Reason: Reason{Code: ReasonRecordUnallocated}})
 			case e == 0:
 			case cur == nil:
-				inst.grains.set(g, &Grain{Status: Missing, Reason: fmt.Sprintf("grain table names sector %d but no valid record of this LBA is there", e)})
+				inst.grains.set(g, &Grain{Status: Missing, Reason: Reason{Code: ReasonRecordNotAtTable, Offset: int64(e)}})
 			case cur.Status != Placed:
 				// A conflict or a zero record stays as it is.
 			case cur.Source.FileOffset != int64(e)*vmdk.SectorSize:
@@ -156,7 +156,7 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 				// disagreeing with where the contiguous assumption put it
 				// says the file is fragmented there, not that the record
 				// is wrong.
-				cur.Reason = fmt.Sprintf("grain table names file sector %d; the record was found elsewhere (fragmented file)", e)
+				cur.Reason = Reason{Code: ReasonRecordElsewhere, Offset: int64(e)}
 			default:
 				cur.Evidence = append(cur.Evidence, EvTable)
 			}
@@ -169,7 +169,7 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 func markerGrain(inst *Instance, m *signatures.Hit) *Grain {
 	fileOff, _ := inst.fileOffsetOf(m.Offset)
 	if m.Grain.Zero {
-		return &Grain{Status: Zero, Evidence: []string{EvMarker}, Reason: "record decodes to zeros"}
+		return &Grain{Status: Zero, Evidence: []string{EvMarker}, Reason: Reason{Code: ReasonRecordZeros}}
 	}
 	return &Grain{Status: Placed, Evidence: []string{EvMarker}, Hash: m.Grain.Hash, Copies: 1,
 		Source: &Source{Instance: inst.ID, ImageOffset: m.Offset, FileOffset: fileOff, Compressed: true, RecordBytes: m.Length}}
@@ -219,7 +219,7 @@ func streamZeros(inst *Instance, markers []*signatures.Hit, x *hitIndex) {
 	h := inst.Header
 	missing := func(why string) {
 		inst.Notes = append(inst.Notes, why)
-		inst.grains.setRange(0, h.Grains(), &Grain{Status: Missing, Reason: why})
+		inst.grains.setRange(0, h.Grains(), &Grain{Status: Missing, Reason: Reason{Code: ReasonStreamZeroUnproven, Detail: why}})
 	}
 	if len(markers) == 0 {
 		missing("no grain record found and no grain table")
@@ -259,7 +259,7 @@ func streamZeros(inst *Instance, markers []*signatures.Hit, x *hitIndex) {
 		missing("the record chain does not reach the stream's GD or footer marker: absent grains are missing, not zero")
 		return
 	}
-	inst.grains.setRange(0, h.Grains(), &Grain{Status: Zero, Evidence: []string{EvStream}, Reason: "no record in an unbroken chain of records from the first grain area to the stream's closing metadata: a zero grain the writer skipped"})
+	inst.grains.setRange(0, h.Grains(), &Grain{Status: Zero, Evidence: []string{EvStream}, Reason: Reason{Code: ReasonStreamSkippedZero}})
 }
 
 // recordChain returns the records that follow each other from start (the

@@ -57,7 +57,7 @@ func attachOrphanRuns(instances []*Instance, x *hitIndex) (attached, orphans int
 		for _, m := range run {
 			g := m.Grain.LBA / fit.Header.GrainSize
 			gr := markerGrain(fit, m)
-			gr.Reason = fmt.Sprintf("record in a run of %d outside the header's fragment, attached by LBA order", len(run))
+			gr.Reason = Reason{Code: ReasonOrphanRun, Other: int64(len(run))}
 			if gr.Source != nil {
 				gr.Source.FileOffset = -1 // unknown: the run's place in the file is not mapped
 			}

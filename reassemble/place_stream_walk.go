@@ -67,10 +67,10 @@ func walkMappedStream(inst *Instance, view *fileView, placed map[uint64]bool) in
 			pieces, err := view.pieces(pos, n)
 			if err == nil {
 				gr := &Grain{Status: Placed, Evidence: []string{EvMarker, EvHost}, Hash: xxhash.Sum64(data[:k]), Copies: 1,
-					Reason: "record read through the host file's map (it straddles fragments)",
+					Reason: Reason{Code: ReasonRecordViaHostMap},
 					Source: &Source{Instance: inst.ID, ImageOffset: firstStored(pieces), FileOffset: pos, Compressed: true, RecordBytes: n, Pieces: pieces}}
 				if entropy.Zero(data[:k]) {
-					gr = &Grain{Status: Zero, Evidence: []string{EvMarker}, Reason: "record decodes to zeros"}
+					gr = &Grain{Status: Zero, Evidence: []string{EvMarker}, Reason: Reason{Code: ReasonRecordZeros}}
 				}
 				inst.grains.set(g, gr)
 				placed[g] = true

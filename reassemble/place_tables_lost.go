@@ -344,9 +344,9 @@ func (sc *slotScan) unordered(anchors []slotAnchor) bool {
 func (sc *slotScan) placeAnchors(anchors []slotAnchor) {
 	for _, a := range anchors {
 		s := sc.slots[a.idx[0]]
-		reason := "its own guest structures say where it lies: " + s.what
+		reason := Reason{Code: ReasonSelfLocated, Detail: s.what}
 		if len(a.idx) > 1 {
-			reason += fmt.Sprintf(" (%d identical slots claim it)", len(a.idx))
+			reason.Other = int64(len(a.idx))
 		}
 		setSlot(sc.inst, sc.view, sc.first, sc.gb, uint64(a.g), s, EvFSProbe, reason)
 		sc.placed[s.k] = a.g
@@ -479,7 +479,7 @@ func grainsHolding(inst *Instance, offs []int64, from, gb, n int64) []int64 {
 }
 
 // setSlot places virtual grain g from slot s.
-func setSlot(inst *Instance, view *fileView, first, gb int64, g uint64, s slot, ev, reason string) {
+func setSlot(inst *Instance, view *fileView, first, gb int64, g uint64, s slot, ev string, reason Reason) {
 	fileOff := first + s.k*gb
 	n := grainLength(inst.Header, g)
 	pieces, err := view.pieces(fileOff, n)
@@ -561,17 +561,17 @@ func orderByPoints(inst *Instance, view *fileView, loc *fsprobe.Locator, slots [
 			k := k1 + 1 + int64(j)
 			s, nonZero := bySlot[k]
 			if !nonZero {
-				inst.grains.set(uint64(g), &Grain{Status: Zero, Evidence: []string{EvOrder}, Reason: "its slot in write order holds zeros: " + how})
+				inst.grains.set(uint64(g), &Grain{Status: Zero, Evidence: []string{EvOrder}, Reason: Reason{Code: ReasonWriteOrderZero, Detail: how}})
 				placed[k] = g
 				continue
 			}
-			setSlot(inst, view, first, gb, uint64(g), s, EvOrder, how)
+			setSlot(inst, view, first, gb, uint64(g), s, EvOrder, Reason{Code: ReasonWriteOrder, Detail: how})
 			placed[k] = g
 		}
 		if how != "" && int64(len(targets)) < g2-g1-1 {
 			for g := g1 + 1; g < g2; g++ {
 				if j := sort.Search(len(targets), func(j int) bool { return targets[j] >= g }); (j == len(targets) || targets[j] != g) && open(g) {
-					inst.grains.set(uint64(g), &Grain{Status: Zero, Evidence: []string{EvOrder}, Reason: "no slot in write order holds it (the guest never wrote it): " + how})
+					inst.grains.set(uint64(g), &Grain{Status: Zero, Evidence: []string{EvOrder}, Reason: Reason{Code: ReasonWriteOrderUnwritten, Detail: how}})
 				}
 			}
 		}

@@ -69,7 +69,7 @@ type Grain struct {
 	Source   *Source  `json:"source,omitempty"`
 	Hash     uint64   `json:"hash,omitempty"` // xxhash64 of the grain's bytes when placed
 	Copies   int      `json:"copies,omitempty"`
-	Reason   string   `json:"reason,omitempty"` // why missing, conflicting or zero
+	Reason   Reason   `json:"-"` // why placed so, missing, conflicting, damaged or zero; the report words it (Run)
 
 	// tableLost: missing only because the grain's table is lost (or the
 	// file's header with it), the one decision last-resort placement may
@@ -217,5 +217,8 @@ type Run struct {
 	RecordBytes int64    `json:"record_bytes,omitempty"` // compressed: the record's length
 	Pieces      []Piece  `json:"pieces,omitempty"`       // a single grain split across fragments
 	Copies      int      `json:"copies,omitempty"`
-	Reason      string   `json:"reason,omitempty"`
+	// Code is the kind of the run's decision (a ReasonCode, stable), Reason
+	// its words.
+	Code   ReasonCode `json:"code,omitempty"`
+	Reason string     `json:"reason,omitempty"`
 }

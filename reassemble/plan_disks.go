@@ -231,7 +231,7 @@ func mergeGroup(id int, group []*Instance) *Disk {
 func mergeOne(group []*Instance, per []*Grain) *Grain {
 	var best, conflict, damaged *Grain
 	var placed []*Grain
-	var reasons []string
+	var first *Reason // the first copy's reason for wanting the grain
 	for i, gr := range per {
 		if gr == nil {
 			continue
@@ -245,18 +245,26 @@ func mergeOne(group []*Instance, per []*Grain) *Grain {
 			}
 		case Conflict:
 			conflict = gr
-			reasons = append(reasons, fmt.Sprintf("instance %d: %s", group[i].ID, gr.Reason))
+			if first == nil {
+				r := gr.Reason
+				r.Instance = group[i].ID
+				first = &r
+			}
 		case Damaged:
 			if damaged == nil {
 				damaged = gr
 			}
 		default:
-			reasons = append(reasons, fmt.Sprintf("instance %d: %s", group[i].ID, gr.Reason))
+			if first == nil {
+				r := gr.Reason
+				r.Instance = group[i].ID
+				first = &r
+			}
 		}
 	}
 	switch {
 	case len(placed) > 0 && !allSameHash(placed):
-		return &Grain{Status: Conflict, Reason: "copies hold different data for this grain"}
+		return &Grain{Status: Conflict, Reason: Reason{Code: ReasonCopiesDisagree}}
 	case len(placed) > 0:
 		out := *placed[0]
 		out.Copies = len(placed)
@@ -274,10 +282,10 @@ func mergeOne(group []*Instance, per []*Grain) *Grain {
 	case damaged != nil:
 		// Destroyed in a copy, and no other copy has it.
 		return damaged
-	case len(reasons) > 0:
-		return &Grain{Status: Missing, Reason: reasons[0]}
+	case first != nil:
+		return &Grain{Status: Missing, Reason: *first}
 	}
-	return &Grain{Status: Missing, Reason: "no evidence for this grain in any copy"}
+	return &Grain{Status: Missing, Reason: Reason{Code: ReasonNoEvidence}}
 }
 
 func allSameHash(gs []*Grain) bool {
@@ -298,7 +306,7 @@ type runBuilder struct {
 }
 
 func (b *runBuilder) add(g, count uint64, gr *Grain) {
-	r := Run{FirstGrain: g, Count: count, Status: gr.Status, Evidence: gr.Evidence, Copies: gr.Copies, Reason: gr.Reason}
+	r := Run{FirstGrain: g, Count: count, Status: gr.Status, Evidence: gr.Evidence, Copies: gr.Copies, Code: gr.Reason.Code, Reason: gr.Reason.String()}
 	if gr.Source != nil {
 		r.Instance, r.ImageOffset, r.Compressed = gr.Source.Instance, gr.Source.ImageOffset, gr.Source.Compressed
 		r.RecordBytes, r.Pieces = gr.Source.RecordBytes, gr.Source.Pieces

@@ -263,7 +263,7 @@ func TestRuns(t *testing.T) {
 		{Status: Placed, Evidence: []string{EvTable}, Source: &Source{Instance: 1, ImageOffset: 99}},
 		{Status: Zero, Evidence: []string{EvTable}},
 		{Status: Zero, Evidence: []string{EvTable}},
-		{Status: Missing, Reason: "x"},
+		{Status: Missing, Reason: Reason{Code: ReasonNoEvidence}},
 	}
 	b := runBuilder{stride: testGrain}
 	for g := range grains {
