@@ -64,7 +64,6 @@ type candidate struct {
 func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIndex, opts Options, zero *Grain, predicted []structureAt) int64 {
 	sort.Slice(cands, func(i, j int) bool { return cands[i].sector < cands[j].sector })
 	h := inst.Header
-	contiguous := inst.contiguousOnly()
 	fileEnd := int64(0) // past the last grain the tables name: the file's used extent
 	if len(cands) > 0 {
 		fileEnd = int64(cands[len(cands)-1].sector)*vmdk.SectorSize + h.GrainBytes()
@@ -78,125 +77,22 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		}
 	}
 	dmg.Decide()
-	zeroIsProof := !vmwareWritten(inst.Descriptor)
-	brokenAt := int64(-1)
-	breakReason := ""
-	guest := &guestProbe{diskSize: int64(h.Capacity) * vmdk.SectorSize}
-	guest.add(h.GrainBytes(), inst.expect)
-	// Guest contradictions inside random chunks, decided once the damage
-	// policy has seen them all.
-	type contradiction struct {
-		grain    uint64
-		off, img int64
-		why      string
-	}
-	var deferred []contradiction
-	zeroGrains := 0 // allocated zero grains where the writer may store them
+	w := &contiguityWalk{inst: inst, view: view, x: x, dmg: dmg, zero: zero,
+		contiguous: inst.contiguousOnly(), zeroIsProof: !vmwareWritten(inst.Descriptor), brokenAt: -1,
+		guest: &guestProbe{diskSize: int64(h.Capacity) * vmdk.SectorSize}}
+	w.guest.add(h.GrainBytes(), inst.expect)
 	for _, c := range cands {
-		fileOff := int64(c.sector) * vmdk.SectorSize
-		if brokenAt >= 0 {
-			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonPastContiguous, Offset: fileOff, Detail: breakReason}})
-			continue
-		}
-		n := grainLength(h, c.grain)
-		if l, ok := dmg.On(fileOff, n); ok {
-			inst.grains.set(c.grain, damagedGrain(l, fileOff))
-			continue
-		}
-		gr, imgOff, buf := readSparseGrain(inst, view, c, n)
-		if gr.Status == Missing {
-			inst.grains.set(c.grain, gr)
-			continue
-		}
-		why := ""
-		if contiguous {
-			why = foreignAt(x, inst, imgOff, n, buf, zeroIsProof)
-			if why == "" {
-				why = misplacedIn(inst.misplaced, fileOff, n)
-			}
-			if why == "" && !zeroIsProof && entropy.Zero(buf) {
-				zeroGrains++
-			}
-		}
-		if why == "" {
-			if g := guest.check(c.grain, h.GrainBytes(), buf); g != "" {
-				switch {
-				case dmg.RandomAt(fileOff) || dmg.RandomAt(fileOff+n-1):
-					dmg.Prove(fileOff, g)
-					deferred = append(deferred, contradiction{c.grain, fileOff, imgOff, g})
-				case contiguous:
-					why = g
-				case inst.anchoredAt(fileOff):
-					// The anchors put these bytes here, and the guest
-					// says they are not what lies here: not placed.
-					inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonAnchoredMapWrong, Detail: g}})
-					continue
-				}
-			}
-		}
-		if why != "" {
-			brokenAt, breakReason = fileOff, why
-			inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", fileOff, imgOff, why))
-			inst.cutFragments(fileOff)
-			inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonContiguityBroken, Detail: why}})
-			continue
-		}
-		if gr.Status == Zero {
-			inst.grains.setRange(c.grain, c.grain+1, zero)
-			continue
-		}
-		inst.grains.set(c.grain, gr)
+		w.decide(c)
 	}
-	if zeroGrains > 0 {
-		inst.Notes = append(inst.Notes, fmt.Sprintf("%d allocated grains hold zeros: VMware's writers store grains the guest zeroed, so they do not end the contiguous assumption", zeroGrains))
+	if w.zeroGrains > 0 {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d allocated grains hold zeros: VMware's writers store grains the guest zeroed, so they do not end the contiguous assumption", w.zeroGrains))
 	}
-	if len(deferred) > 0 && dmg.Decide() {
-		// Lattices the guest's missing structures proved: grains already
-		// placed on them are damaged after all.
-		for _, c := range cands {
-			fileOff := int64(c.sector) * vmdk.SectorSize
-			if l, ok := dmg.On(fileOff, grainLength(h, c.grain)); ok {
-				if gr := inst.grains.one[c.grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
-					inst.grains.set(c.grain, damagedGrain(l, fileOff))
-				}
-			}
-		}
-	}
-	for _, d := range deferred {
-		if _, ok := dmg.On(d.off, 1); ok || (brokenAt >= 0 && d.off >= brokenAt) {
-			continue
-		}
-		if !contiguous {
-			// Mapped by the host: the bytes are the file's, and the
-			// structure the guest put here is gone from them. That grain
-			// is proven destroyed, even on no lattice.
-			if gr := inst.grains.one[d.grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
-				inst.grains.set(d.grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonStructureDestroyed, Offset: d.off, Detail: strings.TrimPrefix(d.why, "the guest's own structures expect ")}})
-			}
-			continue
-		}
-		// A structure the guest predicts is missing, in a random chunk no
-		// lattice explains: the bytes are not the file's.
-		brokenAt, breakReason = d.off, d.why
-		inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", d.off, d.img, d.why))
-		inst.cutFragments(d.off)
-		break
-	}
-	if !contiguous {
+	w.settleDeferred(cands)
+	if !w.contiguous {
 		markDestroyed(inst, cands, destroyed)
 	}
-	damaged := uint64(0)
-	for _, c := range cands {
-		if gr := inst.grains.one[c.grain]; gr != nil && gr.Status == Damaged {
-			damaged++
-		}
-	}
-	inst.damage = dmg
-	inst.Damage = dmg.Report(damaged)
-	if inst.Damage != nil && len(inst.Damage.Lattices) > 0 {
-		inst.Notes = append(inst.Notes, inst.Damage.Decision)
-	}
-	if !contiguous {
+	reportDamage(inst, dmg, cands)
+	if !w.contiguous {
 		return -1
 	}
 	// A file found broken is fragmented, and nothing says where its first
@@ -206,7 +102,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	// once a break is seen, no grain rests on the contiguous assumption
 	// alone. The same holds when the grains the tables name run past the
 	// next VMDK header: the file cannot be contiguous there.
-	why := breakReason
+	brokenAt, why := w.brokenAt, w.breakReason
 	if brokenAt < 0 && len(cands) > 0 && inst.cutByHeader {
 		lastEnd := int64(cands[len(cands)-1].sector)*vmdk.SectorSize + h.GrainBytes()
 		if lastEnd > inst.size {
@@ -219,6 +115,145 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	}
 	keepOnlyProven(inst, view, cands, brokenAt, why)
 	return brokenAt
+}
+
+// contiguityWalk is placeCandidates' state while it decides a file's
+// table-placed grains in file order.
+type contiguityWalk struct {
+	inst  *Instance
+	view  *fileView
+	x     *hitIndex
+	dmg   *damage.Policy
+	guest *guestProbe
+	zero  *Grain // the decision for an allocated grain that reads zeros
+	// contiguous: mapped by the contiguous assumption alone (no host map);
+	// zeroIsProof: the writer never allocates a zero grain.
+	contiguous, zeroIsProof bool
+	brokenAt                int64 // where the contiguous assumption ended (-1: not yet)
+	breakReason             string
+	deferred                []contradiction
+	zeroGrains              int // allocated zero grains where the writer may store them
+}
+
+// A contradiction is a guest structure missing inside a random chunk,
+// decided once the damage policy has seen them all (settleDeferred).
+type contradiction struct {
+	grain    uint64
+	off, img int64
+	why      string
+}
+
+// decide decides one grain.
+func (w *contiguityWalk) decide(c candidate) {
+	inst, h := w.inst, w.inst.Header
+	fileOff := int64(c.sector) * vmdk.SectorSize
+	if w.brokenAt >= 0 {
+		inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonPastContiguous, Offset: fileOff, Detail: w.breakReason}})
+		return
+	}
+	n := grainLength(h, c.grain)
+	if l, ok := w.dmg.On(fileOff, n); ok {
+		inst.grains.set(c.grain, damagedGrain(l, fileOff))
+		return
+	}
+	gr, imgOff, buf := readSparseGrain(inst, w.view, c, n)
+	if gr.Status == Missing {
+		inst.grains.set(c.grain, gr)
+		return
+	}
+	why := ""
+	if w.contiguous {
+		why = foreignAt(w.x, inst, imgOff, n, buf, w.zeroIsProof)
+		if why == "" {
+			why = misplacedIn(inst.misplaced, fileOff, n)
+		}
+		if why == "" && !w.zeroIsProof && entropy.Zero(buf) {
+			w.zeroGrains++
+		}
+	}
+	if why == "" {
+		if g := w.guest.check(c.grain, h.GrainBytes(), buf); g != "" {
+			switch {
+			case w.dmg.RandomAt(fileOff) || w.dmg.RandomAt(fileOff+n-1):
+				w.dmg.Prove(fileOff, g)
+				w.deferred = append(w.deferred, contradiction{c.grain, fileOff, imgOff, g})
+			case w.contiguous:
+				why = g
+			case inst.anchoredAt(fileOff):
+				// The anchors put these bytes here, and the guest
+				// says they are not what lies here: not placed.
+				inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonAnchoredMapWrong, Detail: g}})
+				return
+			}
+		}
+	}
+	if why != "" {
+		w.brokenAt, w.breakReason = fileOff, why
+		inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", fileOff, imgOff, why))
+		inst.cutFragments(fileOff)
+		inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonContiguityBroken, Detail: why}})
+		return
+	}
+	if gr.Status == Zero {
+		inst.grains.setRange(c.grain, c.grain+1, w.zero)
+		return
+	}
+	inst.grains.set(c.grain, gr)
+}
+
+// settleDeferred decides the guest contradictions found in random chunks
+// once the damage policy has seen them all: grains on the lattices they
+// proved are damaged after all; a contradiction no lattice explains is
+// destroyed data in a host-mapped file, and the end of the contiguous
+// assumption otherwise.
+func (w *contiguityWalk) settleDeferred(cands []candidate) {
+	inst, h := w.inst, w.inst.Header
+	if len(w.deferred) > 0 && w.dmg.Decide() {
+		for _, c := range cands {
+			fileOff := int64(c.sector) * vmdk.SectorSize
+			if l, ok := w.dmg.On(fileOff, grainLength(h, c.grain)); ok {
+				if gr := inst.grains.one[c.grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
+					inst.grains.set(c.grain, damagedGrain(l, fileOff))
+				}
+			}
+		}
+	}
+	for _, d := range w.deferred {
+		if _, ok := w.dmg.On(d.off, 1); ok || (w.brokenAt >= 0 && d.off >= w.brokenAt) {
+			continue
+		}
+		if !w.contiguous {
+			// Mapped by the host: the bytes are the file's, and the
+			// structure the guest put here is gone from them. That grain
+			// is proven destroyed, even on no lattice.
+			if gr := inst.grains.one[d.grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
+				inst.grains.set(d.grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonStructureDestroyed, Offset: d.off, Detail: strings.TrimPrefix(d.why, "the guest's own structures expect ")}})
+			}
+			continue
+		}
+		// A structure the guest predicts is missing, in a random chunk no
+		// lattice explains: the bytes are not the file's.
+		w.brokenAt, w.breakReason = d.off, d.why
+		inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", d.off, d.img, d.why))
+		inst.cutFragments(d.off)
+		break
+	}
+}
+
+// reportDamage keeps the damage policy's state and report with the
+// instance, counting the grains it left damaged.
+func reportDamage(inst *Instance, dmg *damage.Policy, cands []candidate) {
+	damaged := uint64(0)
+	for _, c := range cands {
+		if gr := inst.grains.one[c.grain]; gr != nil && gr.Status == Damaged {
+			damaged++
+		}
+	}
+	inst.damage = dmg
+	inst.Damage = dmg.Report(damaged)
+	if inst.Damage != nil && len(inst.Damage.Lattices) > 0 {
+		inst.Notes = append(inst.Notes, inst.Damage.Decision)
+	}
 }
 
 // markDestroyed: in a file mapped by the host or by anchors, a structure
