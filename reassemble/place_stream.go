@@ -15,56 +15,9 @@ import (
 // same record it adds "table". A table entry pointing at anything but a
 // valid record of that LBA leaves the grain missing.
 func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
-	h := inst.Header
-	// The instance's records are the markers inside its mapped fragments,
-	// in file order.
-	var markers []*signatures.Hit
-	for _, f := range inst.Fragments {
-		if f.Link == LinkHole {
-			continue
-		}
-		lo := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= f.ImageOffset })
-		hi := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= f.ImageOffset+f.Length })
-		markers = append(markers, x.markers[lo:hi]...)
-	}
-	if inst.contiguousOnly() {
-		// Without a host map, only the chain of records that follow each
-		// other from the first grain area is surely this file's: past its
-		// first gap, the region holds whatever the host put there (other
-		// streams' records among it). Records past the gap are left to
-		// attachOrphanRuns, which takes a run only where nothing else fits.
-		markers = recordChain(markers, inst.HeaderOffset+int64(h.OverHead)*vmdk.SectorSize, h.GrainBytes(), x)
-	}
+	markers := streamRecords(inst, x)
 	inst.markers = markers
-	grains := h.Grains()
-
-	// Records by LBA; two different records for one LBA in one stream are
-	// a conflict unless their data is identical.
-	byGrain := make(map[uint64]*signatures.Hit)
-	conflicts := make(map[uint64]bool)
-	damaged := 0
-	for _, m := range markers {
-		if m.Verdict != signatures.Valid {
-			damaged++
-			continue
-		}
-		if m.Grain.LBA%h.GrainSize != 0 || m.Grain.LBA/h.GrainSize >= grains || int64(m.Grain.DataBytes) != grainLength(h, m.Grain.LBA/h.GrainSize) && int64(m.Grain.DataBytes) != h.GrainBytes() {
-			inst.Notes = append(inst.Notes, fmt.Sprintf("grain record at %d has lba %d / %d bytes, not a grain of this disk", m.Offset, m.Grain.LBA, m.Grain.DataBytes))
-			continue
-		}
-		g := m.Grain.LBA / h.GrainSize
-		if prev := byGrain[g]; prev != nil && prev.Grain.Hash != m.Grain.Hash {
-			conflicts[g] = true
-			continue
-		}
-		if byGrain[g] == nil {
-			byGrain[g] = m
-		}
-	}
-	if damaged > 0 {
-		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain records do not decode (cut or overwritten)", damaged))
-	}
-
+	byGrain, conflicts := recordsByGrain(inst, markers)
 	tables, ok := streamTables(inst, image)
 	for g, m := range byGrain {
 		if conflicts[g] {
@@ -93,13 +46,80 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 		streamZeros(inst, markers, x)
 		return
 	}
+	if agree, disagree := tableAgreement(inst, tables, byGrain); agree == 0 || disagree > agree {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("stream grain table ignored: %d entries agree with the records found, %d do not", agree, disagree))
+		inst.Tables = "grain table not trusted: grains placed by their markers' LBA"
+		streamZeros(inst, markers, x)
+		return
+	}
+	applyStreamTables(inst, tables)
+	inst.Tables = "stream grain tables checked against the grain records"
+}
 
-	perGT := uint64(h.NumGTEsPerGT)
-	// A table read where the file no longer is (a fragment elsewhere, a
-	// wiped region) can look valid, all zeros above all. Trust it only if
-	// its entries agree with records found where it says they are, and
-	// disagree less than they agree.
-	agree, disagree := 0, 0
+// streamRecords returns a stream's records: the markers inside its mapped
+// fragments, in file order.
+func streamRecords(inst *Instance, x *hitIndex) []*signatures.Hit {
+	h := inst.Header
+	var markers []*signatures.Hit
+	for _, f := range inst.Fragments {
+		if f.Link == LinkHole {
+			continue
+		}
+		lo := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= f.ImageOffset })
+		hi := sort.Search(len(x.markers), func(i int) bool { return x.markers[i].Offset >= f.ImageOffset+f.Length })
+		markers = append(markers, x.markers[lo:hi]...)
+	}
+	if inst.contiguousOnly() {
+		// Without a host map, only the chain of records that follow each
+		// other from the first grain area is surely this file's: past its
+		// first gap, the region holds whatever the host put there (other
+		// streams' records among it). Records past the gap are left to
+		// attachOrphanRuns, which takes a run only where nothing else fits.
+		markers = recordChain(markers, inst.HeaderOffset+int64(h.OverHead)*vmdk.SectorSize, h.GrainBytes(), x)
+	}
+	return markers
+}
+
+// recordsByGrain indexes a stream's valid records by grain. Two different
+// records for one LBA in one stream are a conflict unless their data is
+// identical.
+func recordsByGrain(inst *Instance, markers []*signatures.Hit) (byGrain map[uint64]*signatures.Hit, conflicts map[uint64]bool) {
+	h := inst.Header
+	grains := h.Grains()
+	byGrain = make(map[uint64]*signatures.Hit)
+	conflicts = make(map[uint64]bool)
+	damaged := 0
+	for _, m := range markers {
+		if m.Verdict != signatures.Valid {
+			damaged++
+			continue
+		}
+		if m.Grain.LBA%h.GrainSize != 0 || m.Grain.LBA/h.GrainSize >= grains || int64(m.Grain.DataBytes) != grainLength(h, m.Grain.LBA/h.GrainSize) && int64(m.Grain.DataBytes) != h.GrainBytes() {
+			inst.Notes = append(inst.Notes, fmt.Sprintf("grain record at %d has lba %d / %d bytes, not a grain of this disk", m.Offset, m.Grain.LBA, m.Grain.DataBytes))
+			continue
+		}
+		g := m.Grain.LBA / h.GrainSize
+		if prev := byGrain[g]; prev != nil && prev.Grain.Hash != m.Grain.Hash {
+			conflicts[g] = true
+			continue
+		}
+		if byGrain[g] == nil {
+			byGrain[g] = m
+		}
+	}
+	if damaged > 0 {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain records do not decode (cut or overwritten)", damaged))
+	}
+	return byGrain, conflicts
+}
+
+// tableAgreement counts the stream table's entries that agree with where
+// their grain's record was found, and those that do not. A table read
+// where the file no longer is (a fragment elsewhere, a wiped region) can
+// look valid, all zeros above all: it is trusted only if its entries
+// agree with the records, and disagree less than they agree.
+func tableAgreement(inst *Instance, tables [][]uint32, byGrain map[uint64]*signatures.Hit) (agree, disagree int) {
+	perGT := uint64(inst.Header.NumGTEsPerGT)
 	for i, gt := range tables {
 		for j, e := range gt {
 			g := uint64(i)*perGT + uint64(j)
@@ -112,12 +132,16 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 			}
 		}
 	}
-	if agree == 0 || disagree > agree {
-		inst.Notes = append(inst.Notes, fmt.Sprintf("stream grain table ignored: %d entries agree with the records found, %d do not", agree, disagree))
-		inst.Tables = "grain table not trusted: grains placed by their markers' LBA"
-		streamZeros(inst, markers, x)
-		return
-	}
+	return agree, disagree
+}
+
+// applyStreamTables decides, from a trusted stream table, the grains the
+// records leave open (zero where unallocated, missing where a record is
+// named but not found) and checks those they placed.
+func applyStreamTables(inst *Instance, tables [][]uint32) {
+	h := inst.Header
+	grains := h.Grains()
+	perGT := uint64(h.NumGTEsPerGT)
 	tableZero := &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: Reason{Code: ReasonUnallocated}}
 	inst.table = func(g uint64) uint32 {
 		if i := g / perGT; i < uint64(len(tables)) && tables[i] != nil {
@@ -162,7 +186,6 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 			}
 		}
 	}
-	inst.Tables = "stream grain tables checked against the grain records"
 }
 
 // markerGrain places a grain from its decoded record.
