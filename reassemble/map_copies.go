@@ -67,100 +67,146 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 	if opts.Fingerprints == nil || x.imageSize <= 0 {
 		return
 	}
-	// A wanted block is kept by its full xxhash, not its bytes: the
-	// memory is bounded by maxCopyBlocks whatever the disks' sizes.
-	type want struct {
-		inst  *Instance
-		file  int64  // file offset of the block in inst
-		sum   uint64 // xxhash64 of the copy's block
-		clear bool   // the copy's block does not read random
-		weak  bool   // from a record no stream owns
-		// extendOnly: from a run several streams could hold
-		extendOnly bool
-	}
-	byHash := map[uint64][]want{}
+	wb := &wantedBlocks{byHash: map[uint64][]wantedBlock{}, buf: make([]byte, 12+vmdk.MaxCompressedGrain(vmdk.MaxGrainSize*vmdk.SectorSize))}
 	var todo []*Instance
-	blocks := 0
-	buf := make([]byte, 12+vmdk.MaxCompressedGrain(vmdk.MaxGrainSize*vmdk.SectorSize))
 	held := heldRuns(instances, x)
 	for _, inst := range instances {
-		in := inst.follow
-		if in == nil {
+		if inst.follow == nil {
 			continue
 		}
 		h := inst.Header
 		if inst.HeaderOffset%fingerprint.BlockSize != 0 || h.GrainBytes()%fingerprint.BlockSize != 0 {
 			continue // the file's blocks are not on the fingerprints' grid
 		}
-		before := blocks
-		for _, c := range in.cands {
-			if gr := inst.grains.at(c.grain); (gr != nil && gr.Status != Missing) || blocks >= maxCopyBlocks {
-				continue
-			}
-			peerGrain(instances, inst, c.grain, func(p *Instance, pg *Grain) bool {
-				if pg.Status != Placed || pg.Source == nil || !provenSource(pg) {
-					return false
-				}
-				b, ok := grainData(image, p, c.grain, pg, buf)
-				if !ok {
-					return false
-				}
-				for k := int64(0); k+fingerprint.BlockSize <= int64(len(b)) && blocks < maxCopyBlocks; k += fingerprint.BlockSize {
-					blk := b[k : k+fingerprint.BlockSize]
-					if fp := fingerprint.Hash(blk); fp != 0 {
-						byHash[fp] = append(byHash[fp], want{inst: inst, file: int64(c.sector)*vmdk.SectorSize + k, sum: xxhash.Sum64(blk), clear: !entropy.RandomLooking(blk)})
-						blocks++
-					}
-				}
-				return true
-			})
-			if gr := inst.grains.at(c.grain); (gr != nil && gr.Status != Missing) || blocks >= maxCopyBlocks {
-				continue
-			}
-			n := grainLength(h, c.grain)
-			for _, hr := range heldRecords(held, inst, c.grain*h.GrainSize) {
-				m := hr.m
-				if int64(m.Grain.DataBytes) != n || blocks >= maxCopyBlocks {
-					continue
-				}
-				// Read and checked as the emit would read the record.
-				rec := &Grain{Hash: m.Grain.Hash, Source: &Source{ImageOffset: m.Offset, FileOffset: -1, Compressed: true, RecordBytes: m.Length}}
-				b, ok := grainData(image, inst, c.grain, rec, buf)
-				if !ok {
-					continue
-				}
-				for k := int64(0); k+fingerprint.BlockSize <= int64(len(b)) && blocks < maxCopyBlocks; k += fingerprint.BlockSize {
-					blk := b[k : k+fingerprint.BlockSize]
-					if fp := fingerprint.Hash(blk); fp != 0 {
-						byHash[fp] = append(byHash[fp], want{inst: inst, file: int64(c.sector)*vmdk.SectorSize + k, sum: xxhash.Sum64(blk), weak: true, extendOnly: !hr.sure})
-						blocks++
-					}
-				}
-			}
+		before := wb.n
+		for _, c := range inst.follow.cands {
+			wb.addFromCopies(instances, inst, c, image)
+			wb.addFromHeldRecords(held, inst, c, image)
 		}
-		if blocks > before {
+		if wb.n > before {
 			todo = append(todo, inst)
 		}
 	}
 	if len(todo) == 0 {
 		return
 	}
-	// One walk over the fingerprints finds every wanted block's places.
+	extra, clearInCopy := wb.anchors(wb.places(x, opts.Fingerprints), image)
+	for _, inst := range todo {
+		if as := extra[inst]; len(as) > 0 {
+			followAgain(inst, as, clearInCopy[inst], image, x, opts)
+		}
+	}
+}
+
+// wantedBlocks are the blocks of grains a file lost whose bytes are known
+// elsewhere (a copy's placed grain, a held stream record), by fingerprint.
+// A block is kept by its full xxhash, not its bytes: the memory is bounded
+// by maxCopyBlocks whatever the disks' sizes.
+type wantedBlocks struct {
+	byHash map[uint64][]wantedBlock
+	n      int    // blocks kept, at most maxCopyBlocks
+	buf    []byte // a grain's bytes, or a record's
+}
+
+type wantedBlock struct {
+	inst  *Instance
+	file  int64  // file offset of the block in inst
+	sum   uint64 // xxhash64 of the block
+	clear bool   // a copy's block that does not read random
+	weak  bool   // from a record no stream owns
+	// extendOnly: from a run several streams could hold
+	extendOnly bool
+}
+
+// lost reports whether the file's grain is still undecided or missing, and
+// there is room for more blocks.
+func (wb *wantedBlocks) lost(inst *Instance, g uint64) bool {
+	gr := inst.grains.at(g)
+	return (gr == nil || gr.Status == Missing) && wb.n < maxCopyBlocks
+}
+
+// add keeps the non-zero blocks of b, the bytes of the grain at file
+// offset fileOff, as w says.
+func (wb *wantedBlocks) add(b []byte, fileOff int64, w wantedBlock, clearIfPlain bool) {
+	for k := int64(0); k+fingerprint.BlockSize <= int64(len(b)) && wb.n < maxCopyBlocks; k += fingerprint.BlockSize {
+		blk := b[k : k+fingerprint.BlockSize]
+		if fp := fingerprint.Hash(blk); fp != 0 {
+			w.file, w.sum = fileOff+k, xxhash.Sum64(blk)
+			w.clear = clearIfPlain && !entropy.RandomLooking(blk)
+			wb.byHash[fp] = append(wb.byHash[fp], w)
+			wb.n++
+		}
+	}
+}
+
+// addFromCopies keeps the blocks of candidate c's grain from the first
+// copy of the disk that placed it from a proven source.
+func (wb *wantedBlocks) addFromCopies(instances []*Instance, inst *Instance, c candidate, image io.ReaderAt) {
+	if !wb.lost(inst, c.grain) {
+		return
+	}
+	peerGrain(instances, inst, c.grain, func(p *Instance, pg *Grain) bool {
+		if pg.Status != Placed || pg.Source == nil || !provenSource(pg) {
+			return false
+		}
+		b, ok := grainData(image, p, c.grain, pg, wb.buf)
+		if !ok {
+			return false
+		}
+		wb.add(b, int64(c.sector)*vmdk.SectorSize, wantedBlock{inst: inst}, true)
+		return true
+	})
+}
+
+// addFromHeldRecords keeps the blocks of candidate c's grain from the
+// records of unattached stream runs that carry its LBA.
+func (wb *wantedBlocks) addFromHeldRecords(held map[*Instance][]heldRun, inst *Instance, c candidate, image io.ReaderAt) {
+	if !wb.lost(inst, c.grain) {
+		return
+	}
+	h := inst.Header
+	n := grainLength(h, c.grain)
+	for _, hr := range heldRecords(held, inst, c.grain*h.GrainSize) {
+		m := hr.m
+		if int64(m.Grain.DataBytes) != n || wb.n >= maxCopyBlocks {
+			continue
+		}
+		// Read and checked as the emit would read the record.
+		rec := &Grain{Hash: m.Grain.Hash, Source: &Source{ImageOffset: m.Offset, FileOffset: -1, Compressed: true, RecordBytes: m.Length}}
+		b, ok := grainData(image, inst, c.grain, rec, wb.buf)
+		if !ok {
+			continue
+		}
+		wb.add(b, int64(c.sector)*vmdk.SectorSize, wantedBlock{inst: inst, weak: true, extendOnly: !hr.sure}, false)
+	}
+}
+
+// places finds every wanted block's image offsets (up to maxCopyPlaces
+// and one more, to tell a common block) in one walk over the
+// fingerprints.
+func (wb *wantedBlocks) places(x *hitIndex, fp Fingerprints) map[uint64][]int64 {
 	places := map[uint64][]int64{}
 	for y := int64(0); y+fingerprint.BlockSize <= x.imageSize; y += fingerprint.BlockSize {
-		v, ok := opts.Fingerprints.At(y)
+		v, ok := fp.At(y)
 		if !ok || v == 0 {
 			continue
 		}
 		v &^= fingerprint.RandomBit
-		if _, wanted := byHash[v]; wanted && len(places[v]) <= maxCopyPlaces {
+		if _, wanted := wb.byHash[v]; wanted && len(places[v]) <= maxCopyPlaces {
 			places[v] = append(places[v], y)
 		}
 	}
-	extra := map[*Instance][]anchor{}
-	clearInCopy := map[*Instance][]structureAt{}
+	return places
+}
+
+// anchors turns the wanted blocks found at few enough places, confirmed
+// by their whole xxhash, into anchors per file; clearInCopy lists, per
+// file, the blocks a copy holds in clear.
+func (wb *wantedBlocks) anchors(places map[uint64][]int64, image io.ReaderAt) (extra map[*Instance][]anchor, clearInCopy map[*Instance][]structureAt) {
+	extra = map[*Instance][]anchor{}
+	clearInCopy = map[*Instance][]structureAt{}
 	blk := make([]byte, fingerprint.BlockSize)
-	for v, ws := range byHash {
+	for v, ws := range wb.byHash {
 		ys := places[v]
 		for _, w := range ws {
 			if w.clear && !w.weak {
@@ -183,33 +229,32 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 			}
 		}
 	}
-	for _, inst := range todo {
-		as := extra[inst]
-		if len(as) == 0 {
-			continue
-		}
-		// (Found in map order: sorted, so the plan and its reasons do not
-		// change from run to run.)
-		slices.SortFunc(as, func(a, b anchor) int { return cmp.Or(cmp.Compare(a.file, b.file), cmp.Compare(a.img, b.img)) })
-		slices.SortFunc(clearInCopy[inst], func(a, b structureAt) int { return cmp.Compare(a.off, b.off) })
-		in := inst.follow
-		frags, proofs := followFragments(inst, image, x, opts, in.cands, in.predicted, in.broken, as...)
-		if frags == nil {
-			continue
-		}
-		// A block a copy holds in clear that reads random here, through
-		// the new map, is destroyed here: proof for the damage policy,
-		// and the grain is not placed. (Another version of the disk may
-		// have written random bytes there: then a grain is lost, where
-		// trusting it would place cipher text whenever a locker's
-		// lattice cannot be proven.)
-		proofs = append(proofs, clearInCopy[inst]...)
-		inst.Notes = append(inst.Notes, fmt.Sprintf("followed again with %d anchors from blocks of its copies' grains", len(as)))
-		inst.Fragments, inst.byImage = frags, nil
-		view := newFileView(image, frags)
-		inst.size = view.size()
-		placeCandidates(inst, view, in.cands, x, opts, in.zero, append(slices.Clone(in.predicted), proofs...))
+	return extra, clearInCopy
+}
+
+// followAgain follows a file again with the anchors its copies gave and,
+// if that maps it, decides its grains again through the new map.
+func followAgain(inst *Instance, as []anchor, clearInCopy []structureAt, image io.ReaderAt, x *hitIndex, opts Options) {
+	// (Found in map order: sorted, so the plan and its reasons do not
+	// change from run to run.)
+	slices.SortFunc(as, func(a, b anchor) int { return cmp.Or(cmp.Compare(a.file, b.file), cmp.Compare(a.img, b.img)) })
+	slices.SortFunc(clearInCopy, func(a, b structureAt) int { return cmp.Compare(a.off, b.off) })
+	in := inst.follow
+	frags, proofs := followFragments(inst, image, x, opts, in.cands, in.predicted, in.broken, as...)
+	if frags == nil {
+		return
 	}
+	// A block a copy holds in clear that reads random here, through the
+	// new map, is destroyed here: proof for the damage policy, and the
+	// grain is not placed. (Another version of the disk may have written
+	// random bytes there: then a grain is lost, where trusting it would
+	// place cipher text whenever a locker's lattice cannot be proven.)
+	proofs = append(proofs, clearInCopy...)
+	inst.Notes = append(inst.Notes, fmt.Sprintf("followed again with %d anchors from blocks of its copies' grains", len(as)))
+	inst.Fragments, inst.byImage = frags, nil
+	view := newFileView(image, frags)
+	inst.size = view.size()
+	placeCandidates(inst, view, in.cands, x, opts, in.zero, append(slices.Clone(in.predicted), proofs...))
 }
 
 // heldRecord is a record of a held run, and whether the run is sure.
