@@ -297,10 +297,51 @@ func (p *Policy) Decide() bool {
 // smallest chance. A candidate that fails both proofs is remembered as
 // the best rejected.
 func (p *Policy) best() (Lattice, bool) {
+	data, rnd := p.prefixCounts()
+	if rnd[len(p.class)] < minStructuralProofs {
+		return Lattice{}, false
+	}
+	cands, tried := p.candidates()
+	var bestStat, bestStruct *Lattice
+	for _, c := range cands {
+		l, proof := p.judge(c, data, rnd, tried)
+		// Proofs are worded only for the lattices kept: there are many
+		// candidates.
+		switch {
+		case proof == structuralProof:
+			if bestStruct == nil || len(l.Structures) > len(bestStruct.Structures) ||
+				(len(l.Structures) == len(bestStruct.Structures) && c.on > bestStruct.Chunks) {
+				l.Proof = fmt.Sprintf("structure: %d chunks on the lattice cover structures the metadata predicts there, and read random", c.proofs)
+				bestStruct = &l
+			}
+		case proof == statisticalProof:
+			if bestStat == nil || l.Chance < bestStat.Chance {
+				l.Proof = fmt.Sprintf("statistics: all %d chunks on the lattice read random (%d with plain blocks just outside both edges), %d of the %d data chunks between them do; chance of that by accident at most %.1e over %d lattices tried (threshold %.0e)",
+					c.on, c.sharp, l.OffRandom, l.OffLattice, l.Chance, tried, latticeSignificance)
+				bestStat = &l
+			}
+		default:
+			if p.rejected == nil || l.Chance < p.rejected.Chance || (l.Chance == p.rejected.Chance && c.on > p.rejected.Chunks) {
+				l.Proof = "rejected: " + rejection(c, l)
+				p.rejected = &l
+			}
+		}
+	}
+	switch {
+	case bestStruct != nil:
+		return *bestStruct, true
+	case bestStat != nil:
+		return *bestStat, true
+	}
+	return p.sharpPair()
+}
+
+// prefixCounts returns prefix counts of the data and random chunks,
+// leaving out those already on an accepted lattice (they prove nothing
+// more): data[k] chunks of the first k are data, rnd[k] random.
+func (p *Policy) prefixCounts() (data, rnd []int) {
 	n := len(p.class)
-	// Prefix counts of data and random chunks, leaving out those already
-	// on an accepted lattice (they prove nothing more).
-	data, rnd := make([]int, n+1), make([]int, n+1)
+	data, rnd = make([]int, n+1), make([]int, n+1)
 	for k, c := range p.class {
 		data[k+1], rnd[k+1] = data[k], rnd[k]
 		if p.damaged[k] {
@@ -313,116 +354,120 @@ func (p *Policy) best() (Lattice, bool) {
 			rnd[k+1]++
 		}
 	}
-	if rnd[n] < minStructuralProofs {
-		return Lattice{}, false
-	}
-	type cand struct {
-		stride, phase, width, first, last, on, sharp, proofs int
-		onChunks, onRandom                                   int // chunks inside the windows, data and random
-	}
-	var cands []cand
-	tried := 0
+	return data, rnd
+}
+
+// latticeCandidate is the longest run of random windows on one lattice
+// (stride, phase, width, in chunks), from window first to window last.
+type latticeCandidate struct {
+	stride, phase, width, first, last, on, sharp, proofs int
+	onChunks, onRandom                                   int // chunks inside the windows, data and random
+}
+
+// candidates returns, for every width, stride and phase, the longest run
+// of random windows on the lattice that has enough windows to be judged,
+// and how many lattices were tried (the chance's multiplier).
+func (p *Policy) candidates() (cands []latticeCandidate, tried int) {
+	n := len(p.class)
 	for w := 1; w <= maxLatticeWidth; w++ {
 		wins := p.windows(w)
 		for s := w + 1; s <= maxLatticeStride && s < n; s++ {
 			for ph := 0; ph < s; ph++ {
 				tried++
-				// The longest run of random windows on the lattice: its
-				// extent ends at a window holding a plain chunk (a
-				// locker that stops part-way, a file's plain head before
-				// the phase).
-				best := cand{}
-				c := cand{stride: s, phase: ph, width: w, first: -1}
-				for k := ph; k < len(wins); k += s {
-					win := wins[k]
-					if win.plain() {
-						if c.on > 0 {
-							if c.on > best.on {
-								best = c
-							}
-							c = cand{stride: s, phase: ph, width: w, first: -1}
-						}
-						continue
-					}
-					if win.random() == 0 {
-						continue // says nothing either way
-					}
-					if c.first < 0 {
-						c.first = k
-					}
-					c.last = k
-					c.on++
-					c.onChunks += win.random()
-					c.onRandom += win.random()
-					c.proofs += win.proofs()
-					if win.sharp() {
-						c.sharp++
-					}
-				}
-				if c.on > best.on {
-					best = c
-				}
-				if best.on >= minStructuralProofs {
+				if best := longestRun(wins, s, ph, w); best.on >= minStructuralProofs {
 					cands = append(cands, best)
 				}
 			}
 		}
 	}
-	var bestStat, bestStruct *Lattice
-	for _, c := range cands {
-		off := data[c.last+c.width] - data[c.first] - c.onChunks
-		offRandom := rnd[c.last+c.width] - rnd[c.first] - c.onRandom
-		q := float64(offRandom+1) / float64(off+2)
-		chance := math.Min(1, float64(tried)*math.Pow(q, float64(c.on-c.sharp))*math.Pow(min(q, sharpChunkChance), float64(c.sharp)))
-		// A window of several random chunks is about as likely from
-		// content as one (random content comes in runs), so each window
-		// counts once.
-		l := Lattice{Chunk: int64(c.width) * ChunkSize, Stride: int64(c.stride) * ChunkSize, Phase: int64(c.first) * ChunkSize,
-			End: int64(c.last+c.width) * ChunkSize, Chunks: c.on, OffLattice: off, OffRandom: offRandom, Tried: tried, Chance: chance}
-		// "Mostly do not": the chunks between the lattice's must show
-		// the contrast, or the file is simply random there.
-		contrast := off > 0 && 2*offRandom <= off
-		switch {
-		case contrast && c.proofs >= minStructuralProofs:
-			l.Structures = p.structuresOn(c.first, c.last, c.stride, c.width)
-			if bestStruct == nil || len(l.Structures) > len(bestStruct.Structures) ||
-				(len(l.Structures) == len(bestStruct.Structures) && c.on > bestStruct.Chunks) {
-				l.Proof = fmt.Sprintf("structure: %d chunks on the lattice cover structures the metadata predicts there, and read random", c.proofs)
-				bestStruct = &l
-			}
-		case contrast && c.on >= minLatticeChunks && chance <= latticeSignificance:
-			if bestStat == nil || chance < bestStat.Chance {
-				l.Proof = fmt.Sprintf("statistics: all %d chunks on the lattice read random (%d with plain blocks just outside both edges), %d of the %d data chunks between them do; chance of that by accident at most %.1e over %d lattices tried (threshold %.0e)",
-					c.on, c.sharp, offRandom, off, chance, tried, latticeSignificance)
-				bestStat = &l
-			}
-		default:
-			if p.rejected == nil || chance < p.rejected.Chance || (chance == p.rejected.Chance && c.on > p.rejected.Chunks) {
-				var why []string
-				if !contrast {
-					why = append(why, fmt.Sprintf("%d of the %d data chunks between its chunks read random too: no contrast", offRandom, off))
+	return cands, tried
+}
+
+// longestRun finds the longest run of random windows on one lattice: its
+// extent ends at a window holding a plain chunk (a locker that stops
+// part-way, a file's plain head before the phase).
+func longestRun(wins []window, s, ph, w int) latticeCandidate {
+	best := latticeCandidate{}
+	c := latticeCandidate{stride: s, phase: ph, width: w, first: -1}
+	for k := ph; k < len(wins); k += s {
+		win := wins[k]
+		if win.plain() {
+			if c.on > 0 {
+				if c.on > best.on {
+					best = c
 				}
-				if c.on < minLatticeChunks {
-					why = append(why, fmt.Sprintf("only %d chunks on it (at least %d needed)", c.on, minLatticeChunks))
-				} else if chance > latticeSignificance {
-					why = append(why, fmt.Sprintf("chance %.1e of it by accident is above %.0e", chance, latticeSignificance))
-				}
-				if c.proofs < minStructuralProofs {
-					why = append(why, fmt.Sprintf("%d chunks on it cover predicted structures (%d needed)", c.proofs, minStructuralProofs))
-				}
-				l.Proof = "rejected: " + strings.Join(why, "; ")
-				r := l
-				p.rejected = &r
+				c = latticeCandidate{stride: s, phase: ph, width: w, first: -1}
 			}
+			continue
+		}
+		if win.random() == 0 {
+			continue // says nothing either way
+		}
+		if c.first < 0 {
+			c.first = k
+		}
+		c.last = k
+		c.on++
+		c.onChunks += win.random()
+		c.onRandom += win.random()
+		c.proofs += win.proofs()
+		if win.sharp() {
+			c.sharp++
 		}
 	}
-	switch {
-	case bestStruct != nil:
-		return *bestStruct, true
-	case bestStat != nil:
-		return *bestStat, true
+	if c.on > best.on {
+		best = c
 	}
-	return p.sharpPair()
+	return best
+}
+
+// The proofs judge can find for a candidate.
+const (
+	noProof = iota
+	structuralProof
+	statisticalProof
+)
+
+// judge makes a candidate a Lattice with its figures and says which proof
+// it meets, structure first.
+func (p *Policy) judge(c latticeCandidate, data, rnd []int, tried int) (Lattice, int) {
+	off := data[c.last+c.width] - data[c.first] - c.onChunks
+	offRandom := rnd[c.last+c.width] - rnd[c.first] - c.onRandom
+	q := float64(offRandom+1) / float64(off+2)
+	chance := math.Min(1, float64(tried)*math.Pow(q, float64(c.on-c.sharp))*math.Pow(min(q, sharpChunkChance), float64(c.sharp)))
+	// A window of several random chunks is about as likely from content
+	// as one (random content comes in runs), so each window counts once.
+	l := Lattice{Chunk: int64(c.width) * ChunkSize, Stride: int64(c.stride) * ChunkSize, Phase: int64(c.first) * ChunkSize,
+		End: int64(c.last+c.width) * ChunkSize, Chunks: c.on, OffLattice: off, OffRandom: offRandom, Tried: tried, Chance: chance}
+	switch {
+	case contrasts(l) && c.proofs >= minStructuralProofs:
+		l.Structures = p.structuresOn(c.first, c.last, c.stride, c.width)
+		return l, structuralProof
+	case contrasts(l) && c.on >= minLatticeChunks && chance <= latticeSignificance:
+		return l, statisticalProof
+	}
+	return l, noProof
+}
+
+// contrasts: "mostly do not". The data chunks between the lattice's must
+// show the contrast, or the file is simply random there.
+func contrasts(l Lattice) bool { return l.OffLattice > 0 && 2*l.OffRandom <= l.OffLattice }
+
+// rejection says why a candidate meets neither proof.
+func rejection(c latticeCandidate, l Lattice) string {
+	var why []string
+	if !contrasts(l) {
+		why = append(why, fmt.Sprintf("%d of the %d data chunks between its chunks read random too: no contrast", l.OffRandom, l.OffLattice))
+	}
+	if c.on < minLatticeChunks {
+		why = append(why, fmt.Sprintf("only %d chunks on it (at least %d needed)", c.on, minLatticeChunks))
+	} else if l.Chance > latticeSignificance {
+		why = append(why, fmt.Sprintf("chance %.1e of it by accident is above %.0e", l.Chance, latticeSignificance))
+	}
+	if c.proofs < minStructuralProofs {
+		why = append(why, fmt.Sprintf("%d chunks on it cover predicted structures (%d needed)", c.proofs, minStructuralProofs))
+	}
+	return strings.Join(why, "; ")
 }
 
 // window is what the chunks [k, k+w) of a file hold, for the lattice
