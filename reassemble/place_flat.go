@@ -89,61 +89,15 @@ type flatStart struct {
 // image offset 0 (the evidence disk's own). taken are the instances found
 // so far.
 func flatInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fsprobe.FileMap, taken []*Instance) []*Instance {
-	// Distinct flat descriptors by size, in image order.
-	offs := make([]int64, 0, len(x.descriptors))
-	for off := range x.descriptors {
-		offs = append(offs, off)
-	}
-	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
-	seen := map[string]bool{}
-	bySize := map[uint64][]*signatures.Hit{}
-	var sizes []uint64
-	for _, off := range offs {
-		d := x.descriptors[off]
-		e, ok := flatExtent(d.Descriptor)
-		if !ok {
-			continue
-		}
-		key := fmt.Sprintf("%08x/%s/%d", d.Descriptor.CID, e.FileName, e.Sectors)
-		if seen[key] {
-			continue // a copy of a descriptor already taken
-		}
-		seen[key] = true
-		if bySize[e.Sectors] == nil {
-			sizes = append(sizes, e.Sectors)
-		}
-		bySize[e.Sectors] = append(bySize[e.Sectors], d)
-	}
-	sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
+	bySize, sizes := flatDescriptorsBySize(x)
 	bySizeStarts := map[uint64][]flatStart{} // candidate starts by the descriptor size they fit best
 	var out []*Instance
 	for _, h := range x.mbrs {
 		if h.Offset == 0 || insideAny(taken, h.Offset) {
 			continue
 		}
-		s := flatStart{hit: h, m: mapFor(maps, h.Offset)}
-		volume := false
-		starts := make([]int64, 0, len(h.MBR.Partitions))
-		for _, p := range h.MBR.Partitions {
-			s.end = max(s.end, p.End())
-			starts = append(starts, int64(p.Start)*vmdk.SectorSize)
-		}
-		if gpt := gptAt(image, s); gpt != nil {
-			// A protective MBR: the partitions are the GPT's.
-			starts, s.end = starts[:0], 0
-			for _, p := range gpt {
-				starts = append(starts, p[0])
-				s.end = max(s.end, uint64(p[0]+p[1])/vmdk.SectorSize)
-			}
-		}
-		for _, off := range starts {
-			at := h.Offset + off
-			if s.m != nil {
-				at = mapOffset(s.m, off)
-			}
-			volume = volume || x.volumeAt[at]
-		}
-		if !volume {
+		s, ok := partitionTableStart(x, image, h, maps)
+		if !ok {
 			continue
 		}
 		mapped := uint64(0) // the extent's size by its host map, if it fits
@@ -205,6 +159,68 @@ func flatInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 		}
 	}
 	return out
+}
+
+// flatDescriptorsBySize returns the distinct flat descriptors by the
+// size of their extent, each size's in image order, and the sizes in
+// increasing order.
+func flatDescriptorsBySize(x *hitIndex) (bySize map[uint64][]*signatures.Hit, sizes []uint64) {
+	offs := make([]int64, 0, len(x.descriptors))
+	for off := range x.descriptors {
+		offs = append(offs, off)
+	}
+	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	seen := map[string]bool{}
+	bySize = map[uint64][]*signatures.Hit{}
+	for _, off := range offs {
+		d := x.descriptors[off]
+		e, ok := flatExtent(d.Descriptor)
+		if !ok {
+			continue
+		}
+		key := fmt.Sprintf("%08x/%s/%d", d.Descriptor.CID, e.FileName, e.Sectors)
+		if seen[key] {
+			continue // a copy of a descriptor already taken
+		}
+		seen[key] = true
+		if bySize[e.Sectors] == nil {
+			sizes = append(sizes, e.Sectors)
+		}
+		bySize[e.Sectors] = append(bySize[e.Sectors], d)
+	}
+	sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
+	return bySize, sizes
+}
+
+// partitionTableStart makes the partition table hit h a candidate start
+// of a flat extent, through the host map that holds it if any. It counts
+// only where one of its partitions (or, behind a protective MBR, the
+// GPT's) starts with a recognised volume.
+func partitionTableStart(x *hitIndex, image io.ReaderAt, h *signatures.Hit, maps []fsprobe.FileMap) (flatStart, bool) {
+	s := flatStart{hit: h, m: mapFor(maps, h.Offset)}
+	starts := make([]int64, 0, len(h.MBR.Partitions))
+	for _, p := range h.MBR.Partitions {
+		s.end = max(s.end, p.End())
+		starts = append(starts, int64(p.Start)*vmdk.SectorSize)
+	}
+	if gpt := gptAt(image, s); gpt != nil {
+		// A protective MBR: the partitions are the GPT's.
+		starts, s.end = starts[:0], 0
+		for _, p := range gpt {
+			starts = append(starts, p[0])
+			s.end = max(s.end, uint64(p[0]+p[1])/vmdk.SectorSize)
+		}
+	}
+	for _, off := range starts {
+		at := h.Offset + off
+		if s.m != nil {
+			at = mapOffset(s.m, off)
+		}
+		if x.volumeAt[at] {
+			return s, true
+		}
+	}
+	return s, false
 }
 
 // ntfsFlatStarts returns the starts of raw disks named by an NTFS boot
