@@ -155,21 +155,10 @@ type follower struct {
 //
 // extra are anchors found by the caller (map_copies.go).
 func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options, cands []candidate, predicted []structureAt, broken int64, extra ...anchor) (frags []Fragment, proofs []structureAt) {
-	h := inst.Header
-	f := &follower{inst: inst, image: image, imageSize: x.imageSize, x: x, gb: h.GrainBytes(),
-		sectorOf: make(map[uint64]uint32, len(cands)), slotGrain: make(map[int64]uint64, len(cands)),
-		zeroIsProof: !vmwareWritten(inst.Descriptor), fp: opts.Fingerprints}
-	if f.imageSize <= 0 || f.gb <= 0 || inst.HeaderOffset%clusterBytes != 0 {
-		// A file that does not start at a cluster has no cluster grid to
-		// put boundaries on.
+	f := newFollower(inst, image, x, opts, cands)
+	if f == nil {
 		return nil, nil
 	}
-	for _, c := range cands {
-		f.sectorOf[c.grain] = c.sector
-		f.slotGrain[int64(c.sector)*vmdk.SectorSize] = c.grain
-		f.slots = append(f.slots, int64(c.sector)*vmdk.SectorSize)
-	}
-	slices.Sort(f.slots)
 	fileEnd := int64(0)
 	if n := len(f.slots); n > 0 {
 		fileEnd = f.slots[n-1] + f.gb
@@ -196,29 +185,9 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 			anchors = append(anchors, anchor{file: s.off, img: H + s.off, n: s.n, kind: "VMDK grain table"})
 		}
 	}
-	// File tails come from the guest records in this file's own pieces
-	// (the ones its structures prove): another version of the guest
-	// elsewhere holds records of the same numbers with other sizes.
 	anchors = append(anchors, extra...)
 	f.setHypotheses(anchors)
-	spans := f.runs(anchors)
-	own := f.learned(limit)
-	for _, w := range windows {
-		for _, r := range spans {
-			if w.img >= r.lo()+r.shift && w.img < r.hi()+r.shift {
-				own.Locate(w.b) // (for the records it keeps)
-				break
-			}
-		}
-	}
-	for _, t := range own.Tails() {
-		if p, ok := f.fileOf(t.Addr, int64(t.Block)); ok {
-			if f.tails == nil {
-				f.tails = map[int64]fsprobe.Tail{}
-			}
-			f.tails[p] = t
-		}
-	}
+	f.learnTails(limit, windows, f.runs(anchors))
 	if broken < 0 {
 		// Contiguous from the header as far as every block tells (no
 		// structure of another shift in its bytes, no file tail with
@@ -258,6 +227,49 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 	frags = f.fragments(runs)
 	inst.Notes = append(inst.Notes, f.notes...)
 	return frags, f.tailProofs(frags)
+}
+
+// newFollower sets up the following of a sparse file from its table
+// candidates, or returns nil for a file that does not start at a cluster
+// (it has no cluster grid to put boundaries on).
+func newFollower(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options, cands []candidate) *follower {
+	f := &follower{inst: inst, image: image, imageSize: x.imageSize, x: x, gb: inst.Header.GrainBytes(),
+		sectorOf: make(map[uint64]uint32, len(cands)), slotGrain: make(map[int64]uint64, len(cands)),
+		zeroIsProof: !vmwareWritten(inst.Descriptor), fp: opts.Fingerprints}
+	if f.imageSize <= 0 || f.gb <= 0 || inst.HeaderOffset%clusterBytes != 0 {
+		return nil
+	}
+	for _, c := range cands {
+		f.sectorOf[c.grain] = c.sector
+		f.slotGrain[int64(c.sector)*vmdk.SectorSize] = c.grain
+		f.slots = append(f.slots, int64(c.sector)*vmdk.SectorSize)
+	}
+	slices.Sort(f.slots)
+	return f
+}
+
+// learnTails keeps the guest's file tails (f.tails, by file offset) from
+// the records in the file's own pieces, the spans its structures prove:
+// another version of the guest elsewhere holds records of the same
+// numbers with other sizes.
+func (f *follower) learnTails(limit int64, windows []hitWindow, spans []*run) {
+	own := f.learned(limit)
+	for _, w := range windows {
+		for _, r := range spans {
+			if w.img >= r.lo()+r.shift && w.img < r.hi()+r.shift {
+				own.Locate(w.b) // (for the records it keeps)
+				break
+			}
+		}
+	}
+	for _, t := range own.Tails() {
+		if p, ok := f.fileOf(t.Addr, int64(t.Block)); ok {
+			if f.tails == nil {
+				f.tails = map[int64]fsprobe.Tail{}
+			}
+			f.tails[p] = t
+		}
+	}
 }
 
 // learned makes a Locator that knows the guest's geometry from the
