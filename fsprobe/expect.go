@@ -1,8 +1,6 @@
 package fsprobe
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
 
 	"vmdkcarve/fs/ext4"
@@ -159,7 +157,7 @@ func mftRecordExpectation(off, n int64, where string) Expectation {
 	return Expectation{
 		Offset: off, Len: 0x30, Desc: fmt.Sprintf("%s record %d", where, n),
 		Match: func(b []byte) bool {
-			return string(b[:4]) == "FILE" && int64(binary.LittleEndian.Uint32(b[0x2C:])) == n
+			return ntfs.IsFileMagic(b) && int64(ntfs.RecordNumber(b)) == n
 		},
 	}
 }
@@ -168,12 +166,8 @@ func mftRecordExpectation(off, n int64, where string) Expectation {
 // read at most) and inodes predicted per group (the start of each inode
 // table: in-use inodes cluster there).
 const (
-	maxGDTBytes        = 64 << 10
-	maxInodesPerGroup  = 64
-	ext4DescChecksum   = 0x1E
-	ext4InodeCsumLo    = 0x7C
-	ext4InodeCsumHi    = 0x82
-	ext4InodeExtraSize = 0x80
+	maxGDTBytes       = 64 << 10
+	maxInodesPerGroup = 64
 )
 
 // extGroupDescExpectations predicts, for a metadata_csum ext4 volume, its
@@ -188,12 +182,9 @@ func extGroupDescExpectations(part int64, sbBytes []byte) []Expectation {
 		return nil
 	}
 	bs := int64(sb.BlockSize)
-	descSize := int64(32)
-	if sb.Is64Bit {
-		descSize = int64(binary.LittleEndian.Uint16(sbBytes[0xFE:]))
-		if descSize < 64 || descSize > 1024 || descSize&(descSize-1) != 0 {
-			return nil
-		}
+	descSize, ok := ext4.ReadSuperblockFields(sbBytes).GroupDescSize()
+	if !ok {
+		return nil
 	}
 	groups := (int64(sb.Blocks) + int64(sb.BlocksPerGroup) - 1) / int64(sb.BlocksPerGroup)
 	n := min(groups, maxGDTBytes/descSize)
@@ -206,12 +197,7 @@ func extGroupDescExpectations(part int64, sbBytes []byte) []Expectation {
 		Desc: fmt.Sprintf("the checksummed group descriptors of the ext4 volume at %d", part),
 		Match: func(b []byte) bool {
 			for g := int64(0); g < n; g++ {
-				d := append([]byte(nil), b[g*descSize:(g+1)*descSize]...)
-				want := binary.LittleEndian.Uint16(d[ext4DescChecksum:])
-				d[ext4DescChecksum], d[ext4DescChecksum+1] = 0, 0
-				var le [4]byte
-				binary.LittleEndian.PutUint32(le[:], uint32(g))
-				if uint16(ext4.CRC32C(ext4.CRC32C(seed, le[:]), d)) != want {
+				if !ext4.GroupDescChecksumOK(b[g*descSize:(g+1)*descSize], seed, uint32(g)) {
 					return false
 				}
 			}
@@ -221,22 +207,17 @@ func extGroupDescExpectations(part int64, sbBytes []byte) []Expectation {
 			var out []Expectation
 			isz := int64(sb.InodeSize)
 			for g := int64(0); g < n; g++ {
-				d := b[g*descSize:]
-				table := int64(binary.LittleEndian.Uint32(d[8:]))
-				if descSize >= 64 {
-					table |= int64(binary.LittleEndian.Uint32(d[0x28:])) << 32
-				}
+				d := ext4.ParseGroupDesc(b[g*descSize : (g+1)*descSize])
 				// Only initialised inodes are predicted: a group flagged
 				// INODE_UNINIT, and the unused tail bg_itable_unused says,
 				// may hold whatever the disk held before.
-				const inodeUninit = 0x1
-				if binary.LittleEndian.Uint16(d[0x12:])&inodeUninit != 0 {
+				if d.Flags&ext4.GroupInodeUninit != 0 {
 					continue
 				}
-				used := int64(sb.InodesPerGroup) - int64(binary.LittleEndian.Uint16(d[0x1C:]))
+				used := int64(sb.InodesPerGroup) - d.ItableUnused
 				for j := int64(0); j < min(used, maxInodesPerGroup); j++ {
 					inum := uint32(g*int64(sb.InodesPerGroup) + j + 1)
-					out = append(out, ext4InodeExpectation(part+table*bs+j*isz, inum, int(isz), seed))
+					out = append(out, ext4InodeExpectation(part+d.InodeTable*bs+j*isz, inum, int(isz), seed))
 				}
 			}
 			return out
@@ -250,34 +231,12 @@ func ext4InodeExpectation(off int64, inum uint32, isz int, seed uint32) Expectat
 	return Expectation{
 		Offset: off, Len: isz, Desc: fmt.Sprintf("ext4 inode %d", inum),
 		Match: func(b []byte) bool {
-			zero := true
 			for _, c := range b {
 				if c != 0 {
-					zero = false
-					break
+					return ext4.InodeChecksumOK(b, seed, inum)
 				}
 			}
-			if zero {
-				return true
-			}
-			in := append([]byte(nil), b...)
-			lo := binary.LittleEndian.Uint16(in[ext4InodeCsumLo:])
-			in[ext4InodeCsumLo], in[ext4InodeCsumLo+1] = 0, 0
-			hasHi := isz > 128 && binary.LittleEndian.Uint16(in[ext4InodeExtraSize:]) >= 4
-			var hi uint16
-			if hasHi {
-				hi = binary.LittleEndian.Uint16(in[ext4InodeCsumHi:])
-				in[ext4InodeCsumHi], in[ext4InodeCsumHi+1] = 0, 0
-			}
-			var le [4]byte
-			binary.LittleEndian.PutUint32(le[:], inum)
-			c := ext4.CRC32C(seed, le[:])
-			c = ext4.CRC32C(c, in[0x64:0x68]) // i_generation
-			c = ext4.CRC32C(c, in)
-			if hasHi {
-				return c == uint32(lo)|uint32(hi)<<16
-			}
-			return uint16(c) == lo
+			return true
 		},
 	}
 }
@@ -310,11 +269,10 @@ func mftRunExpectations(rec []byte, part, cluster int64) []Expectation {
 				// A slot in use holds its own number; a formatted slot not
 				// in use (mkntfs reserves 16..23 so) may not, and a slot
 				// never written is zeros.
-				const inUse = 0x0001
 				switch {
-				case string(b[:4]) == "FILE" && binary.LittleEndian.Uint16(b[0x16:])&inUse == 0:
+				case ntfs.IsFileMagic(b) && !ntfs.RecordInUse(b):
 					return true
-				case string(b[:4]) == "FILE":
+				case ntfs.IsFileMagic(b):
 					return match(b)
 				}
 				for _, c := range b {
@@ -336,34 +294,33 @@ func mftRunExpectations(rec []byte, part, cluster int64) []Expectation {
 // UUID.
 func extSuperblockExpectation(part int64, group uint32, primary []byte) Expectation {
 	off := part + 1024
+	var pf ext4.SuperblockFields
 	if primary != nil {
-		bs := int64(1024) << min(binary.LittleEndian.Uint32(primary[24:]), 6)
-		bpg := int64(binary.LittleEndian.Uint32(primary[32:]))
-		first := int64(binary.LittleEndian.Uint32(primary[20:]))
-		off = part + (first+int64(group)*bpg)*bs
+		pf = ext4.ReadSuperblockFields(primary)
+		off = part + (int64(pf.FirstDataBlock)+int64(group)*int64(pf.BlocksPerGroup))*pf.BlockSize()
 	}
 	return Expectation{
 		Offset: off, Len: 1024, Desc: fmt.Sprintf("ext superblock of group %d of the volume at %d", group, part),
 		Match: func(b []byte) bool {
-			if binary.LittleEndian.Uint16(b[ext4.OffMagic:]) != ext4.Magic || uint32(binary.LittleEndian.Uint16(b[90:])) != group {
+			f := ext4.ReadSuperblockFields(b)
+			if f.Magic != ext4.Magic || uint32(f.BlockGroup) != group {
 				return false
 			}
-			return primary == nil || bytes.Equal(b[104:120], primary[104:120])
+			return primary == nil || f.UUID == pf.UUID
 		},
 		Then: func(b []byte) []Expectation {
 			if primary != nil {
 				return nil
 			}
-			bpg := int64(binary.LittleEndian.Uint32(b[32:]))
-			blocks := int64(binary.LittleEndian.Uint32(b[4:]))
+			f := ext4.ReadSuperblockFields(b)
+			bpg, blocks := int64(f.BlocksPerGroup), int64(f.BlocksLo)
 			if bpg <= 0 || blocks <= 0 {
 				return nil
 			}
 			groups := (blocks + bpg - 1) / bpg
 			sb := append([]byte(nil), b...)
 			gdt := extGroupDescExpectations(part, b)
-			const compatSparseSuper2, roCompatSparseSuper = 0x200, 0x1
-			if binary.LittleEndian.Uint32(b[92:])&compatSparseSuper2 != 0 || binary.LittleEndian.Uint32(b[100:])&roCompatSparseSuper == 0 {
+			if !f.SparseSuper() {
 				// sparse_super2 keeps two backups where it likes; without
 				// sparse_super every group has one: predict none rather
 				// than a wrong set.

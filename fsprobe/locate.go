@@ -1,7 +1,6 @@
 package fsprobe
 
 import (
-	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -191,7 +190,7 @@ func (l *Locator) LearnAt(buf []byte, virt int64) {
 			if err != nil || len(l.boots) >= maxLocatorVolumes {
 				continue
 			}
-			hidden := int64(binary.LittleEndian.Uint32(w[0x1C:])) * rec.Boot.SectorSize
+			hidden := ntfs.ReadBPB(w).HiddenSectors * rec.Boot.SectorSize
 			if at := virt + int64(off); virt >= 0 && at != hidden && at != hidden+rec.Boot.TotalSectors*rec.Boot.SectorSize {
 				// Its hidden sectors name its volume's start: a boot
 				// sector, or its backup at the volume's end, read
@@ -205,14 +204,14 @@ func (l *Locator) LearnAt(buf []byte, virt int64) {
 			if l.boots[key] == nil {
 				l.boots[key] = &ntfsLoc{start: hidden, boot: *rec.Boot}
 			}
-		case ntfs.IsFileMagic(w) && binary.LittleEndian.Uint32(w[ntfs.OffRecordNum:]) == 0:
+		case ntfs.IsFileMagic(w) && ntfs.RecordNumber(w) == 0:
 			rec, err := ntfs.ParseFileRecord(w[:min(len(w), ntfs.MaxRecordSize)])
 			if err != nil || rec.MFT.Number != 0 || rec.MFT.FirstData() == nil || len(l.rec0s) >= maxLocatorVolumes {
 				continue
 			}
 			runs := rec.MFT.FirstData().Runs
 			l.rec0s[fmt.Sprint(runs)] = runs
-		case off+ext4.SuperblockSize <= len(buf) && binary.LittleEndian.Uint16(w[ext4.OffMagic:]) == ext4.Magic:
+		case ext4.IsSuperblockMagic(w):
 			sb, err := ext4.ParseSuperblock(w[:ext4.SuperblockSize])
 			if err != nil || !sb.MetadataCsum || !sb.CsumOK || sb.Group != 0 || len(l.supers) >= maxLocatorVolumes {
 				continue
@@ -388,14 +387,13 @@ func (l *Locator) extVolume(p *extPrimary) *extLoc {
 	if start < 0 {
 		return nil
 	}
-	v := &extLoc{start: start, sb: sb, descSize: 32, inodes: map[uint32]*extInode{}, journal: -1,
-		reserved: int64(binary.LittleEndian.Uint16(p.raw[0xCE:]))}
-	if sb.Is64Bit {
-		v.descSize = int64(binary.LittleEndian.Uint16(p.raw[0xFE:]))
-		if v.descSize < 64 || v.descSize > 1024 || v.descSize&(v.descSize-1) != 0 {
-			return nil
-		}
+	fields := ext4.ReadSuperblockFields(p.raw)
+	descSize, ok := fields.GroupDescSize()
+	if !ok {
+		return nil
 	}
+	v := &extLoc{start: start, sb: sb, descSize: descSize, inodes: map[uint32]*extInode{}, journal: -1,
+		reserved: int64(fields.ReservedGDTBlocks)}
 	groups := (int64(sb.Blocks) - int64(sb.FirstDataBlock) + int64(sb.BlocksPerGroup) - 1) / int64(sb.BlocksPerGroup)
 	if groups <= 0 || groups > maxLocatorGroups {
 		return nil
@@ -407,49 +405,18 @@ func (l *Locator) extVolume(p *extPrimary) *extLoc {
 	v.allGroups = groups
 	good := 0
 	for g := range int64(len(v.groups)) {
-		d := append([]byte(nil), p.gdt[g*v.descSize:(g+1)*v.descSize]...)
-		want := binary.LittleEndian.Uint16(d[ext4DescChecksum:])
-		d[ext4DescChecksum], d[ext4DescChecksum+1] = 0, 0
-		var le [4]byte
-		binary.LittleEndian.PutUint32(le[:], uint32(g))
-		if uint16(ext4.CRC32C(ext4.CRC32C(sb.CsumSeed, le[:]), d)) != want {
+		d := p.gdt[g*v.descSize : (g+1)*v.descSize]
+		if !ext4.GroupDescChecksumOK(d, sb.CsumSeed, uint32(g)) {
 			continue
 		}
-		hi := func(lo, hiOff int, wide bool) int64 {
-			x := int64(binary.LittleEndian.Uint32(d[lo:]))
-			if wide && v.descSize >= 64 {
-				x |= int64(binary.LittleEndian.Uint32(d[hiOff:])) << 32
-			}
-			return x
-		}
-		hi16 := func(lo, hiOff int) int64 {
-			x := int64(binary.LittleEndian.Uint16(d[lo:]))
-			if v.descSize >= 64 {
-				x |= int64(binary.LittleEndian.Uint16(d[hiOff:])) << 16
-			}
-			return x
-		}
-		v.groups[g] = extGroup{ok: true, blockBitmap: hi(0, 0x20, true), inodeBitmap: hi(4, 0x24, true), table: hi(8, 0x28, true),
-			freeBlocks: hi16(0xC, 0x2C), freeInodes: hi16(0xE, 0x2E), flags: binary.LittleEndian.Uint16(d[0x12:])}
+		gd := ext4.ParseGroupDesc(d)
+		v.groups[g] = extGroup{ok: true, blockBitmap: gd.BlockBitmap, inodeBitmap: gd.InodeBitmap, table: gd.InodeTable,
+			freeBlocks: gd.FreeBlocks, freeInodes: gd.FreeInodes, flags: gd.Flags}
 		good++
 	}
 	l.notes = append(l.notes, fmt.Sprintf("ext4 volume %s at %d: %d of %d group descriptors verified", sb.UUID, start, good, groups))
 	return v
 }
-
-// ext4 and jbd2 constants the locator reads beyond the host probe's.
-const (
-	inodeDtime        = 0x14
-	jbd2Magic         = 0xC03B3998
-	jbd2SuperblockV1  = 3
-	jbd2SuperblockV2  = 4
-	ext4JournalInode  = 8
-	ext4ResizeInode   = 7
-	ext4BlockUninit   = 0x2
-	ext4InodeUninit   = 0x1
-	inodeBlockDind    = ext4.InodeBlock + 13*4
-	ext4InlineDataFlg = 0x10000000
-)
 
 // Locate is the second pass: every self-locating structure in one grain.
 // It also keeps what the allocation prediction needs (MFT records,
@@ -468,20 +435,18 @@ func (l *Locator) Locate(buf []byte) []Claim {
 			out = append(out, l.ntfsBootClaims(off, w)...)
 		case ntfs.IsFileMagic(w):
 			out = append(out, l.mftClaims(off, w)...)
-		case string(w[:4]) == "INDX":
+		case ntfs.IsIndexMagic(w):
 			out = append(out, l.indexClaims(off, w)...)
-		case off+ext4.SuperblockSize <= len(buf) && binary.LittleEndian.Uint16(w[ext4.OffMagic:]) == ext4.Magic:
+		case ext4.IsSuperblockMagic(w):
 			out = append(out, l.superClaims(off, w)...)
-		case binary.BigEndian.Uint32(w) == jbd2Magic:
-			if t := binary.BigEndian.Uint32(w[4:]); t == jbd2SuperblockV1 || t == jbd2SuperblockV2 {
-				for _, v := range l.ext {
-					out = append(out, Claim{At: off, What: "ext4 journal superblock", later: func() []int64 {
-						if v.journal < 0 {
-							return nil // the journal inode was never seen
-						}
-						return []int64{v.start + v.journal*int64(v.sb.BlockSize)}
-					}})
-				}
+		case ext4.IsJournalSuperblock(w):
+			for _, v := range l.ext {
+				out = append(out, Claim{At: off, What: "ext4 journal superblock", later: func() []int64 {
+					if v.journal < 0 {
+						return nil // the journal inode was never seen
+					}
+					return []int64{v.start + v.journal*int64(v.sb.BlockSize)}
+				}})
 			}
 		}
 	}
@@ -580,16 +545,16 @@ func (l *Locator) inodeClaims(v *extLoc, buf []byte) []Claim {
 	ipg := int64(v.sb.InodesPerGroup)
 	for at := 0; at+isz <= len(buf); at += isz {
 		b := buf[at : at+isz]
-		extra := binary.LittleEndian.Uint16(b[ext4.InodeExtraIsize:])
-		if extra < 4 || extra > 128 || extra%4 != 0 {
+		fields := ext4.ReadInodeFields(b)
+		if extra := fields.ExtraIsize; extra < 4 || extra > 128 || extra%4 != 0 {
 			continue
 		}
-		switch binary.LittleEndian.Uint16(b[ext4.InodeMode:]) & ext4.ModeTypeMask {
+		switch fields.Mode & ext4.ModeTypeMask {
 		case 0, 0x1000, 0x2000, 0x4000, 0x6000, ext4.ModeRegular, 0xA000, 0xC000:
 		default:
 			continue
 		}
-		in := rawInode(b)
+		in := ext4.InodeChecksumFields(b)
 		inum, ok := in.SolveInodeNumber(v.sb.CsumSeed, v.sb.InodeSize)
 		if !ok || inum == 0 || inum > v.sb.Inodes {
 			continue
@@ -602,8 +567,8 @@ func (l *Locator) inodeClaims(v *extLoc, buf []byte) []Claim {
 		out = append(out, Claim{At: at, What: fmt.Sprintf("ext4 inode %d", inum), addrs: []int64{addr}})
 		if _, seen := v.inodes[inum]; !seen && l.kept < maxLocatorRecords {
 			l.kept++
-			v.inodes[inum] = decodeInode(b)
-			if inum == ext4JournalInode {
+			v.inodes[inum] = decodeInode(b, fields)
+			if inum == ext4.JournalInode {
 				if e := v.inodes[inum].extents; len(e) > 0 && e[0].Logical == 0 {
 					v.journal = int64(e[0].Start)
 				}
@@ -613,30 +578,16 @@ func (l *Locator) inodeClaims(v *extLoc, buf []byte) []Claim {
 	return out
 }
 
-// rawInode fills the checksum fields of an inode of any type (the host
-// probe's ext4.ParseInode takes regular files only).
-func rawInode(b []byte) *ext4.Inode {
-	var c [256]byte
-	copy(c[:], b)
-	in := &ext4.Inode{Generation: binary.LittleEndian.Uint32(c[ext4.InodeGeneration:]), CsumLo: binary.LittleEndian.Uint16(c[ext4.InodeChecksumLo:]), HasHi: true, CsumHi: binary.LittleEndian.Uint16(c[ext4.InodeChecksumHi:])}
-	c[ext4.InodeChecksumLo], c[ext4.InodeChecksumLo+1] = 0, 0
-	c[ext4.InodeChecksumHi], c[ext4.InodeChecksumHi+1] = 0, 0
-	in.CRC128 = ext4.CRC32C(0, c[:128])
-	in.CRC256 = ext4.CRC32C(0, c[:])
-	return in
-}
-
 // decodeInode keeps what the allocation prediction needs of a verified
-// inode.
-func decodeInode(b []byte) *extInode {
-	in := &extInode{mode: binary.LittleEndian.Uint16(b[ext4.InodeMode:]), flags: binary.LittleEndian.Uint32(b[ext4.InodeFlags:]), gen: binary.LittleEndian.Uint32(b[ext4.InodeGeneration:]),
-		size: int64(binary.LittleEndian.Uint32(b[ext4.InodeSizeLo:])) | int64(binary.LittleEndian.Uint32(b[ext4.InodeSizeHigh:])&0x7fffffff)<<32}
-	if binary.LittleEndian.Uint16(b[ext4.InodeLinks:]) == 0 || binary.LittleEndian.Uint32(b[inodeDtime:]) != 0 {
+// inode b, whose fields are f.
+func decodeInode(b []byte, f ext4.InodeFields) *extInode {
+	in := &extInode{mode: f.Mode, flags: f.Flags, gen: f.Generation, size: f.Size}
+	if f.Links == 0 || f.Dtime != 0 {
 		in.mode = 0 // deleted or never used: owns no blocks
 		return in
 	}
 	switch {
-	case in.flags&ext4InlineDataFlg != 0:
+	case in.flags&ext4.FlagInlineData != 0:
 	case in.flags&ext4.FlagExtents != 0:
 		root, err := ext4.ParseNode(b[ext4.InodeBlock:ext4.InodeBlock+60], "inode i_block", ext4.InodeRootMaxEntry)
 		if err != nil {
@@ -649,12 +600,12 @@ func decodeInode(b []byte) *extInode {
 		}
 		in.extents = root.Entries
 	default:
-		for i := 0; i < 15; i++ {
-			if binary.LittleEndian.Uint32(b[ext4.InodeBlock+4*i:]) != 0 {
+		for _, blk := range f.Block {
+			if blk != 0 {
 				in.mapped = true
 			}
 		}
-		in.dind = int64(binary.LittleEndian.Uint32(b[inodeBlockDind:]))
+		in.dind = f.DoubleIndirect()
 	}
 	return in
 }

@@ -214,10 +214,10 @@ func (v *extLoc) allocation(mark func(off, n int64)) []string {
 			block(first+1, gdtBlocks)
 		}
 		owned += 2 + itableBlocks
-		if gr.flags&ext4BlockUninit == 0 {
+		if gr.flags&ext4.GroupBlockUninit == 0 {
 			block(gr.blockBitmap, 1)
 		}
-		if gr.flags&ext4InodeUninit == 0 && gr.freeInodes < ipg {
+		if gr.flags&ext4.GroupInodeUninit == 0 && gr.freeInodes < ipg {
 			block(gr.inodeBitmap, 1)
 		}
 		// A group whose inode table was never zeroed (mkfs's default lazy
@@ -243,7 +243,7 @@ func (v *extLoc) allocation(mark func(off, n int64)) []string {
 		switch {
 		case in.deep:
 			why = append(why, fmt.Sprintf("ext4 inode %d: extent tree with index blocks", inum))
-		case in.mapped && inum == ext4ResizeInode:
+		case in.mapped && inum == ext4.ResizeInode:
 			if in.dind > 0 {
 				block(in.dind, 1)
 				owned++
@@ -260,7 +260,7 @@ func (v *extLoc) allocation(mark func(off, n int64)) []string {
 			if e.Uninit || n > ext4.MaxExtentLen {
 				continue
 			}
-			if inum == ext4JournalInode {
+			if inum == ext4.JournalInode {
 				// mkfs zeroes the journal: only its superblock is written
 				// until the journal is used.
 				if e.Logical == 0 {
@@ -328,10 +328,10 @@ func (l *Locator) MetadataGrains() []int64 {
 			if hasSuper(g) {
 				mark(v.start+max(first*bs, ext4.SuperblockOffset), ext4.SuperblockSize)
 			}
-			if gr.flags&ext4BlockUninit == 0 {
+			if gr.flags&ext4.GroupBlockUninit == 0 {
 				mark(v.start+gr.blockBitmap*bs, bs)
 			}
-			if gr.flags&ext4InodeUninit == 0 && gr.freeInodes < ipg {
+			if gr.flags&ext4.GroupInodeUninit == 0 && gr.freeInodes < ipg {
 				mark(v.start+gr.inodeBitmap*bs, bs)
 				mark(v.start+gr.table*bs, (ipg-gr.freeInodes)*isz)
 			}

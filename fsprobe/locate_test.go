@@ -202,26 +202,6 @@ func TestGPTPartitionsBounds(t *testing.T) {
 	}
 }
 
-// FuzzIndexBlock: an INDX block of any bytes is fixed up and its entries
-// walked without panicking or reading outside it.
-func FuzzIndexBlock(f *testing.F) {
-	b := make([]byte, 4096)
-	copy(b, "INDX")
-	binary.LittleEndian.PutUint16(b[4:], 0x28)
-	binary.LittleEndian.PutUint16(b[6:], 9)
-	binary.LittleEndian.PutUint32(b[0x18:], 0x40)
-	binary.LittleEndian.PutUint32(b[0x1C:], 0x100)
-	f.Add(b)
-	f.Fuzz(func(t *testing.T, w []byte) {
-		if len(w) < 4096 {
-			return
-		}
-		if fixed, ok := fixUp(w[:4096]); ok {
-			indexParent(fixed)
-		}
-	})
-}
-
 // TestLearnAtPlaces: with the grains' virtual offsets known, a volume is
 // located only from geometry read where it can lie; read elsewhere it is
 // not located, and said misplaced where its place is impossible.

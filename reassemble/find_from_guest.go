@@ -1,11 +1,11 @@
 package reassemble
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"slices"
 
+	"vmdkcarve/fs/ntfs"
 	"vmdkcarve/vmdk"
 )
 
@@ -22,13 +22,6 @@ import (
 // hypothesis that places nothing is dropped. ext4 guests do not name their
 // partition's start, so without the MBR (the first grain, gone with the
 // head) they cannot be located this way.
-
-// NTFS boot sector fields read here (the rest is in fsprobe).
-const (
-	bootBytesPerSector = 0x0B
-	bootHiddenSectors  = 0x1C
-	bootTotalSectors   = 0x28
-)
 
 // headlessInstances tries every guest NTFS boot sector outside the grains
 // of the instances found so far; it returns the hypotheses that place
@@ -104,10 +97,10 @@ func volumeHypotheses(x *hitIndex, image io.ReaderAt, off int64) []hypothesis {
 	if _, err := image.ReadAt(b[:], off); err != nil {
 		return nil
 	}
-	if x.volumeAt[off] && string(b[3:11]) == "NTFS    " {
-		bps := int64(binary.LittleEndian.Uint16(b[bootBytesPerSector:]))
-		part := int64(binary.LittleEndian.Uint32(b[bootHiddenSectors:])) * bps
-		total := int64(binary.LittleEndian.Uint64(b[bootTotalSectors:]))
+	if x.volumeAt[off] && ntfs.IsBootMagic(b[:]) {
+		bpb := ntfs.ReadBPB(b[:])
+		bps, total := bpb.BytesPerSector, bpb.TotalSectors
+		part := bpb.HiddenSectors * bps
 		if bps < vmdk.SectorSize || total <= 0 || total > 1<<40/bps {
 			return nil
 		}

@@ -1,7 +1,6 @@
 package reassemble
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"maps"
@@ -433,13 +432,14 @@ func streamDirectory(image io.ReaderAt, x *hitIndex, start, desc, firstRecord in
 			break
 		}
 		self := uint64(at-start) / vmdk.SectorSize
-		first := uint64(binary.LittleEndian.Uint32(sec[:]))
+		entries := vmdk.DecodeEntries(sec[:])
+		first := uint64(entries[0])
 		if first <= self || int64(first)*vmdk.SectorSize >= firstRecord-start {
 			continue
 		}
 		n := 1
-		for ; n < vmdk.SectorSize/4; n++ {
-			e := uint64(binary.LittleEndian.Uint32(sec[4*n:]))
+		for ; n < len(entries); n++ {
+			e := uint64(entries[n])
 			if e == 0 {
 				break
 			}
@@ -456,8 +456,7 @@ func streamDirectory(image io.ReaderAt, x *hitIndex, start, desc, firstRecord in
 			continue
 		}
 		agree, disagree := 0, 0
-		for j := 0; j < vmdk.GTEsPerGT; j++ {
-			e := binary.LittleEndian.Uint32(gt[4*j:])
+		for j, e := range vmdk.DecodeEntries(gt) {
 			if e == 0 {
 				continue
 			}

@@ -1,7 +1,6 @@
 package reassemble
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"sort"
@@ -170,10 +169,10 @@ func extWriteTime(d *Disk, image io.ReaderAt) (uint32, bool) {
 		return 0, false
 	}
 	sb := grain[sbOff%gb:]
-	if binary.LittleEndian.Uint16(sb[ext4.OffMagic:]) != ext4.Magic {
+	if !ext4.IsSuperblockMagic(sb) {
 		return 0, false
 	}
-	return binary.LittleEndian.Uint32(sb[ext4.OffWriteTime:]), true
+	return ext4.ReadSuperblockFields(sb).WriteTime, true
 }
 
 // readPlaced reads a placed grain's bytes from the image (decoded when

@@ -2,7 +2,6 @@ package reassemble
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"maps"
@@ -240,7 +239,7 @@ func ntfsFlatStarts(x *hitIndex, image io.ReaderAt, taken []*Instance) []flatSta
 		if err != nil || rec.Boot.SectorSize != vmdk.SectorSize {
 			continue
 		}
-		hidden := int64(binary.LittleEndian.Uint32(boot[0x1C:]))
+		hidden := ntfs.ReadBPB(boot).HiddenSectors
 		start := y - hidden*vmdk.SectorSize
 		if hidden == 0 || start <= 0 || x.mbrAt(start) || insideAny(taken, y) {
 			continue

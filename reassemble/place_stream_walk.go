@@ -1,7 +1,6 @@
 package reassemble
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/cespare/xxhash/v2"
@@ -33,8 +32,7 @@ func walkMappedStream(inst *Instance, view *fileView, placed map[uint64]bool) in
 			stop = err.Error()
 			break
 		}
-		le := binary.LittleEndian
-		if le.Uint32(sec[8:]) == 0 {
+		if vmdk.IsMetaMarker(sec[:]) {
 			m, err := vmdk.ParseMetaMarker(sec[:])
 			if err != nil || (m.Type != vmdk.MarkerGT && m.Type != vmdk.MarkerGD) {
 				stop = "a sector that is neither a record nor a GT/GD marker"

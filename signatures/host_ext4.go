@@ -11,7 +11,6 @@ package signatures
 // at the gcd of all Aligns).
 
 import (
-	"encoding/binary"
 	"vmdkcarve/fs/ext4"
 )
 
@@ -42,7 +41,7 @@ func init() {
 
 func recognizeExt4Superblock(w, _ []byte) (Hit, bool) {
 	// Cheap test: the magic at +56.
-	if len(w) < ext4.SuperblockSize || binary.LittleEndian.Uint16(w[ext4.OffMagic:]) != ext4.Magic {
+	if !ext4.IsSuperblockMagic(w) {
 		return Hit{}, false
 	}
 	s, err := ext4.ParseSuperblock(w)

@@ -34,6 +34,11 @@ type MetaMarker struct {
 	Type       uint32 `json:"type"`
 }
 
+// IsMetaMarker tells a metadata marker from a grain marker at the start
+// of b by the size field at 8: zero, where a grain marker holds its
+// compressed size. It checks nothing else (ParseMetaMarker does).
+func IsMetaMarker(b []byte) bool { return len(b) >= 12 && binary.LittleEndian.Uint32(b[8:]) == 0 }
+
 // MayBeMetaMarker is the cheap first test before ParseMetaMarker: a whole
 // sector whose u32 size at 8 is 0, type at 12 is 1..3 and byte 16 is 0.
 func MayBeMetaMarker(b []byte) bool {

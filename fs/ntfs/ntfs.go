@@ -34,6 +34,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf16"
 
@@ -271,6 +272,23 @@ func IsFileMagic(w []byte) bool {
 	return len(w) >= 4 && w[0] == 'F' && w[1] == 'I' && w[2] == 'L' && w[3] == 'E'
 }
 
+// RecordNumber is the record number a FILE record header stores (3.1
+// records; 0 for a w too short), unchecked: for callers that judge a
+// record slot by its header alone. ParseFileRecord is the checked
+// decoding.
+func RecordNumber(w []byte) uint32 {
+	if len(w) < OffRecordNum+4 {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(w[OffRecordNum:])
+}
+
+// RecordInUse reports whether a FILE record header's in-use flag is set,
+// unchecked (false for a w too short).
+func RecordInUse(w []byte) bool {
+	return len(w) >= ntfsOffFlags+2 && binary.LittleEndian.Uint16(w[ntfsOffFlags:])&ntfsFlagInUse != 0
+}
+
 // ParseFileRecord parses the FILE record at the start of w. It returns
 // (nil, err) when w is not a record; (rec, err) with rec.Damaged set when
 // the header is sound but the record is torn or its attributes do not
@@ -334,18 +352,12 @@ func ParseFileRecord(w []byte) (*Record, error) {
 	var buf [MaxRecordSize]byte
 	b := buf[:alloc]
 	copy(b, w)
-	usn := b[usaOff : usaOff+2]
-	var torn []string
-	for i := 1; i < usaCount; i++ {
-		end := i*FixupStride - 2
-		if b[end] != usn[0] || b[end+1] != usn[1] {
-			torn = append(torn, fmt.Sprint(i-1))
-			continue
+	if torn := applyFixups(b, usaOff, usaCount); len(torn) > 0 {
+		strides := make([]string, len(torn))
+		for i, k := range torn {
+			strides[i] = strconv.Itoa(k)
 		}
-		b[end], b[end+1] = b[usaOff+2*i], b[usaOff+2*i+1]
-	}
-	if len(torn) > 0 {
-		rec.Damaged = "update sequence mismatch in stride " + strings.Join(torn, ",")
+		rec.Damaged = "update sequence mismatch in stride " + strings.Join(strides, ",")
 		return rec, ntfsBad(usaOff, "update sequence", int64(len(torn)))
 	}
 	if err := parseNTFSAttributes(b[:used], attrOff, f); err != nil {
@@ -605,6 +617,7 @@ const (
 	ntfsBootSize       = 512
 	ntfsBootOffBPS     = 0x0B // u16 bytes per sector
 	ntfsBootOffSPC     = 0x0D // u8 sectors per cluster
+	ntfsBootOffHidden  = 0x1C // u32 hidden sectors (the volume's start on its disk)
 	ntfsBootOffTotal   = 0x28 // u64 total sectors (the backup boot sector lies just past them)
 	ntfsBootOffMFT     = 0x30 // u64 $MFT LCN
 	ntfsBootOffMirr    = 0x38 // u64 $MFTMirr LCN
@@ -618,7 +631,10 @@ const (
 // predictions); ParseBootSector is the checked decoding.
 type BPB struct {
 	BytesPerSector, SectorsPerCluster int64
-	TotalSectors, MFTLCN, MirrLCN     int64
+	// HiddenSectors is the volume's start on its disk, in sectors: the
+	// partition's start as the formatter knew it.
+	HiddenSectors                 int64
+	TotalSectors, MFTLCN, MirrLCN int64
 }
 
 // ReadBPB decodes the BPB of the boot sector at the start of w (at least
@@ -628,7 +644,7 @@ func ReadBPB(w []byte) BPB {
 		return BPB{}
 	}
 	le := binary.LittleEndian
-	return BPB{BytesPerSector: int64(le.Uint16(w[ntfsBootOffBPS:])), SectorsPerCluster: int64(w[ntfsBootOffSPC]),
+	return BPB{BytesPerSector: int64(le.Uint16(w[ntfsBootOffBPS:])), SectorsPerCluster: int64(w[ntfsBootOffSPC]), HiddenSectors: int64(le.Uint32(w[ntfsBootOffHidden:])),
 		TotalSectors: int64(le.Uint64(w[ntfsBootOffTotal:])), MFTLCN: int64(le.Uint64(w[ntfsBootOffMFT:])), MirrLCN: int64(le.Uint64(w[ntfsBootOffMirr:]))}
 }
 

@@ -10,7 +10,6 @@ package guestcheck
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
 	ext4fs "vmdkcarve/fs/ext4"
@@ -96,7 +95,7 @@ func volume(r io.ReaderAt, size, off int64) []Finding {
 		}
 		return []Finding{{Kind: "ntfs", Offset: off, Detail: fmt.Sprintf("%d bytes, %d-byte clusters, serial %x",
 			boot.VolumeSize()*int64(boot.Sector_size()), boot.ClusterSize(), boot.Serial())}}
-	case binary.LittleEndian.Uint16(b[ext4fs.SuperblockOffset+ext4fs.OffMagic:]) == ext4fs.Magic:
+	case ext4fs.IsSuperblockMagic(b[ext4fs.SuperblockOffset:]):
 		sb, err := ext4.NewSuperblockWithReader(bytes.NewReader(b[1024:]))
 		if err != nil {
 			// go-ext4 refuses layouts it cannot walk (no flex_bg, ...);
