@@ -48,6 +48,15 @@ carves one shard of the image (run several, on several machines if you like,
 into the same CASE): once the finished shards cover the whole image they are
 merged, giving exactly what one run over the whole image gives.
 
+--shard K/N carves the K-th (from 0) of N equal shards, their boundaries on
+4 KiB blocks: run K = 0 .. N-1, in any order, at once or not. On a batch
+engine, --shard auto/N takes K from the task's environment: a Slurm job
+array's SLURM_ARRAY_TASK_ID (minus SLURM_ARRAY_TASK_MIN; the array must be
+N tasks with consecutive IDs, e.g. sbatch --array=0-N-1), else a Kubernetes
+Indexed Job's JOB_COMPLETION_INDEX (completions: N). A shard that holds no
+block (N larger than the image's 4 KiB blocks) carves nothing and succeeds.
+deploy/slurm and deploy/k8s hold ready job scripts.
+
 Case directory:
   CASE/case.json                manifest: evidence path, size, SHA-256, stages
   CASE/shards/START-END/        one per run or shard: hits.jsonl,
@@ -72,6 +81,9 @@ type config struct {
 	image    string
 	progress string
 	opts     pipeline.CarveOptions
+	// shards is N of --shard K/N (0 without --shard), shard K: the range
+	// is known only once the image is measured.
+	shard, shards int
 }
 
 func main() {
@@ -86,6 +98,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "carve: %v\nRun 'carve --help' for usage.\n", err)
 		return exitUsage
+	}
+	if cfg.shards > 0 || cfg.opts.Range != nil {
+		if code := joinShard(cfg, stdout, stderr); code >= 0 {
+			return code
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -105,6 +122,53 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// joinShard prepares a shard run: it turns --shard into the range it
+// names and joins the case, which the other shards of an array job may be
+// creating at the same moment (pipeline.JoinCase; Carve alone would refuse
+// some of them). It returns an exit code to stop with, or -1 to carve.
+func joinShard(cfg *config, stdout, stderr io.Writer) int {
+	// Measured first, so that missing evidence fails before a case is
+	// made, as in Carve.
+	size, err := imageSize(cfg.image)
+	if err != nil {
+		fmt.Fprintf(stderr, "carve: %v\n", err)
+		return exitError
+	}
+	if cfg.shards > 0 {
+		r, err := pipeline.ShardRange(cfg.shard, cfg.shards, size)
+		if err != nil {
+			fmt.Fprintf(stderr, "carve: %v\n", err)
+			return exitError
+		}
+		if r.Start == r.End {
+			fmt.Fprintf(stdout, "shard     %d/%d of %s is empty: the image (%d bytes) has fewer 4 KiB blocks than shards; nothing to carve\n",
+				cfg.shard, cfg.shards, cfg.image, size)
+			return exitOK
+		}
+		cfg.opts.Range = &r
+	}
+	if _, err := pipeline.JoinCase(cfg.caseDir); err != nil {
+		fmt.Fprintf(stderr, "carve: %v\n", err)
+		return exitError
+	}
+	return -1
+}
+
+// imageSize measures the evidence as Carve does, by seeking to its end:
+// a block device's Stat size is 0.
+func imageSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("opening evidence: %w", err)
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("evidence %s: measuring size: %w", path, err)
+	}
+	return size, nil
+}
+
 // parseArgs maps the command line onto a config. Go's flag package stops at
 // the first non-flag argument; parsing again after each positional lets
 // flags follow IMAGE too (carve IMAGE -o CASE), which users type anyway.
@@ -117,10 +181,11 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, usageTail, signatures.Help())
 	}
-	var rangeFlag, chunkFlag, enable, disable string
+	var rangeFlag, shardFlag, chunkFlag, enable, disable string
 	fs.StringVar(&cfg.caseDir, "o", "", "case directory to create or resume (required)")
 	fs.IntVar(&cfg.opts.Workers, "workers", 0, "scanning goroutines (0 = one per CPU)")
 	fs.StringVar(&rangeFlag, "range", "", "carve only the shard `START:END` of the image (bytes; END empty = image end)")
+	fs.StringVar(&shardFlag, "shard", "", "carve only shard `K/N`, the K-th (from 0) of N equal ones; auto/N takes K from a Slurm array or Kubernetes Indexed Job (see above)")
 	fs.StringVar(&cfg.opts.Hash, "hash", "sha256", "hash the evidence while reading it: sha256 or none (only a whole-image run records it)")
 	fs.StringVar(&cfg.progress, "progress", "auto", "progress on stderr: auto (a live line on a terminal, else nothing), plain (a line every few seconds) or none")
 	fs.BoolVar(&cfg.opts.Force, "force", false, "redo a shard that is already complete (or was carved with other recognizers)")
@@ -152,6 +217,16 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--workers %d: want 0 or more", cfg.opts.Workers)
 	}
 	cfg.image = positional[0]
+	if rangeFlag != "" && shardFlag != "" {
+		return nil, errors.New("--range and --shard both name the shard to carve: give one")
+	}
+	if shardFlag != "" {
+		k, n, err := pipeline.ParseShard(shardFlag, os.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("--shard: %w", err)
+		}
+		cfg.shard, cfg.shards = k, n
+	}
 	if rangeFlag != "" {
 		r, err := pipeline.ParseRange(rangeFlag)
 		if err != nil {

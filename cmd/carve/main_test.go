@@ -46,3 +46,58 @@ func TestRunExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestShardFlag carves a case as shards named by --shard, explicit and
+// from each batch engine's environment (in the order a scheduler might
+// run them), and checks the flag's errors.
+func TestShardFlag(t *testing.T) {
+	tmp := t.TempDir()
+	image := filepath.Join(tmp, "img.dd")
+	data := make([]byte, 3<<20+512)
+	rand.NewChaCha8([32]byte{2}).Read(data)
+	os.WriteFile(image, data, 0o444)
+	tiny := filepath.Join(tmp, "tiny.dd")
+	os.WriteFile(tiny, data[:3*4096], 0o444)
+	small := filepath.Join(tmp, "small.dd")
+	os.WriteFile(small, data[:100], 0o444)
+	caseDir, tinyCase := filepath.Join(tmp, "case"), filepath.Join(tmp, "tiny")
+	// The test may itself run as a Slurm or Kubernetes task.
+	t.Setenv("SLURM_ARRAY_TASK_ID", "")
+	t.Setenv("JOB_COMPLETION_INDEX", "")
+	for _, tc := range []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"with --range", nil, []string{"--shard", "0/2", "--range", "0:4K", "-o", caseDir, image}, exitUsage, "", "--range and --shard"},
+		{"K out of range", nil, []string{"--shard", "2/2", "-o", caseDir, image}, exitUsage, "", "--shard: bad shard"},
+		{"auto without an engine", nil, []string{"--shard", "auto/3", "-o", caseDir, image}, exitUsage, "", "neither SLURM_ARRAY_TASK_ID"},
+		{"auto, array of another size", map[string]string{"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "2"}, []string{"--shard", "auto/3", "-o", caseDir, image}, exitUsage, "", "--array=0-2"},
+		{"missing image", nil, []string{"--shard", "0/3", "-o", caseDir, filepath.Join(tmp, "nope")}, exitError, "", "opening evidence"},
+		{"too small", nil, []string{"--shard", "0/3", "-o", caseDir, small}, exitError, "", "too small to carve"},
+		{"explicit", nil, []string{"--progress", "none", "--shard", "2/3", "-o", caseDir, image}, exitOK, "shard     [2097152, 3146240)", ""},
+		{"kubernetes", map[string]string{"JOB_COMPLETION_INDEX": "0"}, []string{"--progress", "none", "--shard", "auto/3", "-o", caseDir, image}, exitOK, "shard     [0, 1048576)", ""},
+		{"slurm", map[string]string{"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "3", "SLURM_ARRAY_TASK_COUNT": "3"},
+			[]string{"--progress", "none", "--shard", "auto/3", "-o", caseDir, image}, exitOK, "carve     complete", ""},
+		{"done already", nil, []string{"--progress", "none", "--shard", "1/3", "-o", caseDir, image}, exitOK, "shard     [1048576, 2097152)\nscanned   nothing", ""},
+		{"empty shard", nil, []string{"--shard", "0/5", "-o", tinyCase, tiny}, exitOK, "shard     0/5 of " + tiny + " is empty", ""},
+		{"shards of a tiny image", nil, []string{"--progress", "none", "--shard", "1/5", "-o", tinyCase, tiny}, exitOK, "shard     [0, 4096)", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code || !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("carve %v with %v: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", tc.args, tc.env, code, tc.code, stdout.String(), stderr.String())
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(tinyCase, "shards", "0-0")); err == nil {
+		t.Errorf("the empty shard left a shard directory")
+	}
+}
