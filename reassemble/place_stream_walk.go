@@ -6,6 +6,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"vmdkcarve/internal/entropy"
+	"vmdkcarve/internal/formaterr"
 	"vmdkcarve/vmdk"
 )
 
@@ -57,6 +58,9 @@ func walkMappedStream(inst *Instance, view *fileView, placed map[uint64]bool) in
 		}
 		_, k, err := vmdk.DecodeGrain(rec[:n], data)
 		if err != nil {
+			if img, ierr := view.imageOffset(pos, vmdk.SectorSize); ierr == nil {
+				err = formaterr.AtImage(img, err)
+			}
 			stop = err.Error()
 			break
 		}

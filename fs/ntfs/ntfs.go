@@ -667,13 +667,13 @@ func ParseBootSector(w []byte) (*Record, error) {
 	// cluster of a power of two bytes up to 64 KiB, sectors of a multiple
 	// of 512 bytes, a volume of at least one cluster's worth of sectors.
 	if c := bps * spc; c <= 0 || c > 1<<16 || c&(c-1) != 0 {
-		return nil, fmt.Errorf("%w: invalid cluster size %x", ErrRecord, c)
+		return nil, &FormatError{Struct: "boot sector", Offset: ntfsBootOffSPC, Field: "cluster size", Value: c, Reason: "not a power of two up to 64 KiB"}
 	}
 	if bps == 0 || bps%512 != 0 {
-		return nil, fmt.Errorf("%w: invalid sector size %d", ErrRecord, bps)
+		return nil, &FormatError{Struct: "boot sector", Offset: ntfsBootOffBPS, Field: "bytes per sector", Value: bps, Reason: "not a multiple of 512"}
 	}
-	if int64(binary.LittleEndian.Uint64(w[ntfsBootOffTotal:]))/(bps*spc) == 0 {
-		return nil, fmt.Errorf("%w: volume size is 0", ErrRecord)
+	if total := int64(binary.LittleEndian.Uint64(w[ntfsBootOffTotal:])); total/(bps*spc) == 0 {
+		return nil, &FormatError{Struct: "boot sector", Offset: ntfsBootOffTotal, Field: "total sectors", Value: total, Reason: "less than one cluster"}
 	}
 	b := &Boot{
 		SectorSize:   bps,

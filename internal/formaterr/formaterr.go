@@ -14,3 +14,27 @@ func Message(pkg, structure, field string, value any, offset int64, reason strin
 	}
 	return msg
 }
+
+// ImageError is a format package's error with the image offset of the
+// structure it is about: the codecs see only the structure's bytes, so
+// their offsets are within it; a caller that read it from the evidence
+// knows where it lies and says so with AtImage.
+type ImageError struct {
+	ImageOffset int64
+	Err         error
+}
+
+func (e *ImageError) Error() string {
+	return fmt.Sprintf("%v (structure at image offset %d)", e.Err, e.ImageOffset)
+}
+
+func (e *ImageError) Unwrap() error { return e.Err }
+
+// AtImage wraps err (nil stays nil) with the image offset of the
+// structure it is about.
+func AtImage(imageOffset int64, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ImageError{ImageOffset: imageOffset, Err: err}
+}
