@@ -6,6 +6,7 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/dsoprea/go-ext4 v0.0.0-20190528173430-c13b09fc0ff8
 	golang.org/x/sync v0.25.0
+	gopkg.in/yaml.v3 v3.0.1
 	www.velocidex.com/golang/go-ntfs v0.2.1
 )
 
