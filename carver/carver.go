@@ -381,7 +381,7 @@ func (s *scanner) scan(c *chunk) ChunkResult {
 	})
 	res.Fingerprints = make([]uint64, 0, (c.n+BlockSize-1)/BlockSize)
 	for off := 0; off < c.n; off += BlockSize {
-		res.Fingerprints = append(res.Fingerprints, fingerprint.Of(c.buf[off:min(off+BlockSize, c.n)]))
+		res.Fingerprints = append(res.Fingerprints, fingerprint.Hash(c.buf[off:min(off+BlockSize, c.n)]))
 	}
 	return res
 }

@@ -153,7 +153,7 @@ func referenceScan(data []byte, rs []signatures.Recognizer) ([]signatures.Hit, [
 	})
 	var fps []uint64
 	for off := 0; off < len(data); off += BlockSize {
-		fps = append(fps, fingerprint.Of(data[off:min(off+BlockSize, len(data))]))
+		fps = append(fps, fingerprint.Hash(data[off:min(off+BlockSize, len(data))]))
 	}
 	return hits, fps
 }

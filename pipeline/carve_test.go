@@ -149,12 +149,39 @@ func TestCarveWholeImage(t *testing.T) {
 	}
 	for off := 0; off < len(data); off += carver.BlockSize {
 		got, ok := fp.At(int64(off) + 5)
-		if want := fingerprint.Of(data[off:min(off+carver.BlockSize, len(data))]); !ok || got != want {
+		if want := fingerprint.Hash(data[off:min(off+carver.BlockSize, len(data))]); !ok || got != want {
 			t.Fatalf("fingerprint at %d = %x %v, want %x", off, got, ok, want)
 		}
 	}
 	if _, ok := fp.At(int64(len(data)) + carver.BlockSize); ok {
 		t.Errorf("fingerprint past the end reported")
+	}
+	// Given the image, the fingerprints say which blocks read random, as
+	// fingerprint.Of does, though the carve did not test them. Asked
+	// backwards, so that a block's window is read before the block itself
+	// is asked for.
+	f, err := os.Open(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fp.UseImage(f, int64(len(data)))
+	random, plain := 0, 0
+	for off := (len(data) - 1) / carver.BlockSize * carver.BlockSize; off >= 0; off -= carver.BlockSize {
+		got, ok := fp.At(int64(off))
+		want := fingerprint.Of(data[off:min(off+carver.BlockSize, len(data))])
+		if !ok || got != want {
+			t.Fatalf("fingerprint at %d with the image = %x %v, want %x", off, got, ok, want)
+		}
+		switch {
+		case want&fingerprint.RandomBit != 0:
+			random++
+		case want != 0:
+			plain++
+		}
+	}
+	if random == 0 || plain == 0 || fp.Err() != nil {
+		t.Errorf("%d random and %d plain blocks (err %v): the image does not test both", random, plain, fp.Err())
 	}
 	// Nothing may be written beside the evidence.
 	ents, _ := os.ReadDir(filepath.Dir(image))

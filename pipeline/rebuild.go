@@ -154,6 +154,7 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	}
 	if fp, err := c.Fingerprints(); err == nil {
 		defer fp.Close()
+		fp.UseImage(img, ev.Size)
 		popts.Fingerprints = fp
 	} else {
 		logf("no fingerprints (%v): the damage policy cannot test for intermittent encryption", err)
