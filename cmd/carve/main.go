@@ -81,8 +81,8 @@ type config struct {
 	image    string
 	progress string
 	opts     pipeline.CarveOptions
-	// shards is N of --shard K/N (0 without --shard), shard K: the range
-	// is known only once the image is measured.
+	// shard and shards are K and N of --shard K/N (N is 0 without it):
+	// the range they name is known only once the image is measured.
 	shard, shards int
 }
 
