@@ -14,10 +14,12 @@ package carver
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"math/bits"
 	"runtime"
 	"slices"
 	"strings"
@@ -157,6 +159,9 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 		return fmt.Errorf("%w: end %d is past the image size %d", ErrOptions, end, imageSize)
 	}
 	rs := opts.Recognizers
+	if len(rs) > maxRecognizers {
+		return fmt.Errorf("%w: %d recognizers, at most %d", ErrOptions, len(rs), maxRecognizers)
+	}
 	step := 0 // the offsets tried: a common divisor of every Align
 	scratchBytes := 0
 	for i := range rs {
@@ -197,7 +202,7 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 	var wg errgroup.Group
 	for range workers {
 		wg.Go(func() error {
-			s := scanner{rs: rs, step: step}
+			s := scanner{rs: rs, step: step, magics: newMagicTable(rs)}
 			if scratchBytes > 0 {
 				s.scratch = make([]byte, scratchBytes)
 			}
@@ -341,13 +346,74 @@ type scanner struct {
 	rs      []signatures.Recognizer
 	step    int
 	scratch []byte
+	magics  magicTable
+	fps     *[]uint64 // the chunk's fingerprints so far
 
 	// The position of the call in progress, for recovering from a panic.
 	off, ri int
 }
 
+// maxRecognizers bounds the recognizers of one scan: the magic test
+// marks the ones to call in a 64-bit set.
+const maxRecognizers = 64
+
+// magicTable is the recognizers' magics (signatures.Magic) compiled for
+// the hot loop: every magic is a load, a mask and a compare, with no call.
+// Only the recognizers whose magic holds, or that have none, are called:
+// in most of an image, none is.
+type magicTable struct {
+	always uint64 // recognizers without magics
+	end    int    // the bytes past a tried offset the magics read
+	tests  []magicTest
+}
+
+type magicTest struct {
+	offset      int
+	mask, value uint64
+	rec         uint64 // the recognizer's bit
+}
+
+func newMagicTable(rs []signatures.Recognizer) magicTable {
+	var t magicTable
+	for i, r := range rs {
+		bit := uint64(1) << i
+		if len(r.Magics) == 0 {
+			t.always |= bit
+		}
+		for _, m := range r.Magics {
+			t.tests = append(t.tests, magicTest{offset: m.Offset, mask: m.Mask, value: m.Value, rec: bit})
+			t.end = max(t.end, m.Offset+8)
+		}
+	}
+	return t
+}
+
+// candidates returns the set of recognizers to call at offset off of buf.
+func (t *magicTable) candidates(buf []byte, off int) uint64 {
+	set := t.always
+	if off+t.end <= len(buf) {
+		w := buf[off : off+t.end]
+		for _, m := range t.tests {
+			if binary.LittleEndian.Uint64(w[m.offset:])&m.mask == m.value {
+				set |= m.rec
+			}
+		}
+		return set
+	}
+	// Near the end of the image: a magic the window is too short for
+	// tells nothing, and Recognize decides.
+	for _, m := range t.tests {
+		if p := off + m.offset; p+8 > len(buf) || binary.LittleEndian.Uint64(buf[p:])&m.mask == m.value {
+			set |= m.rec
+		}
+	}
+	return set
+}
+
 func (s *scanner) scan(c *chunk) ChunkResult {
 	res := ChunkResult{Start: c.start, End: c.start + int64(c.n)}
+	res.Fingerprints = make([]uint64, 0, (c.n+BlockSize-1)/BlockSize)
+	s.fps = &res.Fingerprints
 	if s.step > 0 {
 		// The first tried offset is the first multiple of step at or after
 		// the chunk start (chunks start on BlockSize boundaries, so this is
@@ -379,11 +445,18 @@ func (s *scanner) scan(c *chunk) ChunkResult {
 		}
 		return strings.Compare(string(a.Kind), string(b.Kind))
 	})
-	res.Fingerprints = make([]uint64, 0, (c.n+BlockSize-1)/BlockSize)
-	for off := 0; off < c.n; off += BlockSize {
-		res.Fingerprints = append(res.Fingerprints, fingerprint.Hash(c.buf[off:min(off+BlockSize, c.n)]))
-	}
+	s.fingerprintTo(c, c.n)
 	return res
+}
+
+// fingerprintTo fingerprints the chunk's blocks that start before off and
+// are not yet done. The hot loop calls it as it reaches each block, so
+// that hashing brings the block into the cache the recognizers' magics
+// are then tested in.
+func (s *scanner) fingerprintTo(c *chunk, off int) {
+	for done := len(*s.fps) * BlockSize; done < off && done < c.n; done += BlockSize {
+		*s.fps = append(*s.fps, fingerprint.Hash(c.buf[done:min(done+BlockSize, c.n)]))
+	}
 }
 
 // recognizeFrom is the hot loop: every recognizer at every tried offset of
@@ -402,7 +475,14 @@ func (s *scanner) recognizeFrom(c *chunk, hits *[]signatures.Hit) (finished bool
 	for ; s.off < c.n; s.off, s.ri = s.off+s.step, 0 {
 		off := s.off
 		abs := c.start + int64(off)
-		for ; s.ri < len(rs); s.ri++ {
+		if off%BlockSize == 0 {
+			s.fingerprintTo(c, off+1)
+		}
+		// The recognizers to call, from ri on (after a panic, the scan
+		// resumes at the next one).
+		set := s.magics.candidates(buf, off) &^ (1<<s.ri - 1)
+		for ; set != 0; set &= set - 1 {
+			s.ri = bits.TrailingZeros64(set)
 			r := &rs[s.ri]
 			if r.Align != s.step && abs%int64(r.Align) != 0 {
 				continue

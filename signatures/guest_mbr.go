@@ -28,6 +28,7 @@ func init() {
 		Name: "partition-table", Kind: KindMBR, Align: 512, Window: 512,
 		Doc:       "MBR (or GPT protective MBR) sector: where a flat extent (raw guest disk) may start",
 		Recognize: recognizeMBR,
+		Magics:    []Magic{{Offset: part.SectorSize - 8, Mask: 0xFFFF << 48, Value: part.Signature << 48}},
 	})
 }
 

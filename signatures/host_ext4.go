@@ -26,16 +26,19 @@ func init() {
 		Name: "ext4-superblock", Kind: KindExt4, Align: ext4Align, Window: ext4.SuperblockSize,
 		Doc:       "ext4 superblock (primary or backup): geometry, features, UUID, crc32c verified with metadata_csum",
 		Recognize: recognizeExt4Superblock,
+		Magics:    []Magic{{Offset: ext4.OffMagic, Mask: 0xFFFF, Value: ext4.Magic}},
 	})
 	register(Recognizer{
 		Name: "ext4-extent-block", Kind: KindExt4, Align: ext4Align, Window: ext4ExtentWindow,
 		Doc:       "ext4 extent tree block (leaf or index): entries, and its checksum tail for the resolver",
 		Recognize: recognizeExt4ExtentBlock,
+		Magics:    []Magic{{Mask: 0xFFFF, Value: ext4.ExtentMagic}},
 	})
 	register(Recognizer{
 		Name: "ext4-inode", Kind: KindExt4, Align: ext4Align, Window: ext4.InodeWindow,
 		Doc:       "ext4 regular-file inodes with an extent tree (every 128-byte slot of a sector)",
 		Recognize: recognizeExt4Inode,
+		Magics:    inodeMagics(),
 	})
 }
 
@@ -93,4 +96,14 @@ func recognizeExt4Inode(w, _ []byte) (Hit, bool) {
 	}
 	return Hit{Kind: KindExt4, Verdict: Valid, Length: int64(len(w)),
 		Ext4: &ext4.Record{Type: ext4.TypeInodes, Inodes: ins}}, true
+}
+
+// inodeMagics are the extent magic in i_block of each 128-byte slot of an
+// inode window (recognizeExt4Inode's cheap test).
+func inodeMagics() []Magic {
+	var ms []Magic
+	for at := 0; at+128 <= ext4.InodeWindow; at += 128 {
+		ms = append(ms, Magic{Offset: at + ext4.InodeBlock, Mask: 0xFFFF, Value: ext4.ExtentMagic})
+	}
+	return ms
 }

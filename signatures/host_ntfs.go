@@ -15,11 +15,13 @@ func init() {
 		Name: "ntfs-mft-record", Kind: KindNTFS, Align: 512, Window: ntfs.MaxRecordSize,
 		Doc:       `NTFS MFT "FILE" record (fixups applied): number, flags, names, $DATA run list, a resident VMDK descriptor`,
 		Recognize: recognizeNTFSRecord,
+		Magics:    []Magic{bytesAt(0, "FILE")},
 	})
 	register(Recognizer{
 		Name: "ntfs-boot-sector", Kind: KindNTFS, Align: 512, Window: 512,
 		Doc:       "NTFS boot sector, primary or backup: sector and cluster size, total sectors, $MFT and $MFTMirr LCNs",
 		Recognize: recognizeNTFSBoot,
+		Magics:    []Magic{bytesAt(3, "NTFS    ")},
 	})
 }
 

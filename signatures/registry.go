@@ -26,6 +26,10 @@ type Recognizer struct {
 	Window       int // the most bytes Recognize reads
 	ScratchBytes int
 	Recognize    func(w, scratch []byte) (Hit, bool)
+	// Magics, when set, are necessary conditions of Recognize (any one
+	// of them holds wherever it accepts): the carver tests them at every
+	// offset and calls Recognize only where one holds (magic.go).
+	Magics []Magic
 }
 
 // maxGrainRecord is the window a grain-marker recognizer needs: the
@@ -37,22 +41,29 @@ var registry = []Recognizer{
 		Name: "sparse-header", Kind: KindSparseHeader, Align: vmdk.SectorSize, Window: vmdk.SectorSize,
 		Doc:       `"KDMV" hosted sparse / stream header or stream footer (FORMAT.md §1.3 rules)`,
 		Recognize: recognizeSparseHeader,
+		// "KDMV", then a version of 1 to 3.
+		Magics: []Magic{bytesAt(0, vmdk.SparseMagic).and(0xFFFFFFFC<<32, 0)},
 	},
 	{
 		Name: "descriptor", Kind: KindDescriptor, Align: vmdk.SectorSize, Window: 20 * 1024,
 		Doc:       `"# Disk DescriptorFile" text, embedded or standalone, parsed before it is kept`,
 		Recognize: recognizeDescriptor,
+		Magics:    []Magic{bytesAt(0, vmdk.DescriptorMagic[:8])},
 	},
 	{
 		Name: "grain-marker", Kind: KindGrainMarker, Align: vmdk.SectorSize, Window: maxGrainRecord,
 		ScratchBytes: vmdk.MaxGrainSize * vmdk.SectorSize,
 		Doc:          "stream grain record: lba, size, zlib data that decodes with a valid Adler-32",
 		Recognize:    recognizeGrainMarker,
+		// The lba: a multiple of the smallest grain, below 2^50.
+		Magics: []Magic{{Mask: 0xFFFC<<48 | (vmdk.MinGrainSize - 1), Value: 0}},
 	},
 	{
 		Name: "meta-marker", Kind: KindMetaMarker, Align: vmdk.SectorSize, Window: vmdk.SectorSize,
 		Doc:       "stream GT, GD or footer marker (the EOS marker is a zero sector and is not recorded)",
 		Recognize: recognizeMetaMarker,
+		// A zero size, then a type of 3 at most.
+		Magics: []Magic{{Offset: 8, Mask: 0xFC<<32 | 0xFFFFFFFF, Value: 0}},
 	},
 	{
 		Name: "grain-directory", Kind: KindGD, Align: vmdk.SectorSize, Window: vmdk.SectorSize,
@@ -63,16 +74,20 @@ var registry = []Recognizer{
 		Name: "grain-table", Kind: KindGT, Align: vmdk.SectorSize, Window: vmdk.GTEsPerGT * 4,
 		Doc:       "2 KiB shaped like a grain table of 64 KiB grains: distinct grain-aligned entries",
 		Recognize: recognizeGT,
+		// The first two entries' low bytes are multiples of 128 (MayBeGT).
+		Magics: []Magic{{Mask: 0x7F<<32 | 0x7F, Value: 0}},
 	},
 	{
 		Name: "cowd-header", Kind: KindCOWD, Align: vmdk.SectorSize, Window: 2048,
 		Doc:       `"COWD" ESX vmfsSparse delta / VMDK3 header (recognised and reported only)`,
 		Recognize: recognizeCOWD,
+		Magics:    []Magic{bytesAt(0, vmdk.COWDMagic+"\x01\x00\x00\x00")},
 	},
 	{
 		Name: "sesparse-header", Kind: KindSESparse, Align: vmdk.SectorSize, Window: vmdk.SectorSize,
 		Doc:       "ESXi seSparse const header (recognised and reported only)",
 		Recognize: recognizeSESparse,
+		Magics:    []Magic{{Mask: ^uint64(0), Value: vmdk.SESparseMagic}},
 	},
 }
 

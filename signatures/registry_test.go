@@ -3,9 +3,13 @@ package signatures
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/vmdk"
 )
 
@@ -115,10 +119,73 @@ func FuzzRecognizers(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for i := range rs {
-			h, ok := rs[i].Recognize(b[:min(len(b), rs[i].Window)], scratch[i])
+			w := b[:min(len(b), rs[i].Window)]
+			h, ok := rs[i].Recognize(w, scratch[i])
 			if ok && h.Kind == "" {
 				t.Fatalf("%s: hit without kind", rs[i].Name)
 			}
+			if ok && !rs[i].MayAccept(w) {
+				t.Fatalf("%s: accepts a window none of its magics holds for: %x", rs[i].Name, w[:min(len(w), 64)])
+			}
 		}
 	})
+}
+
+// TestMagicsNecessary runs every recognizer at every sector of the
+// testdata files and of a stream, a sparse header and tables, and checks
+// that wherever one accepts, one of its magics holds: the carver skips it
+// elsewhere, so a magic that is not necessary would lose hits.
+func TestMagicsNecessary(t *testing.T) {
+	var images [][]byte
+	for _, dir := range []string{"testdata", "../fs/ntfs/testdata", "../fs/ext4/testdata", "../vmdk/testdata"} {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if b, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil && !e.IsDir() {
+				images = append(images, b)
+			}
+		}
+	}
+	grain, _ := vmdk.EncodeGrain(nil, 128, bytes.Repeat([]byte{1, 2, 3}, 100), 6)
+	images = append(images, append(sparseHeader(), grain...), vmdk.EncodeEntries([]uint32{21, 25, 29}))
+	// Real writers' structures: ext4 and NTFS volumes on MBR disks, and
+	// qemu-img's sparse and stream VMDKs of them.
+	ext := tooltest.MBRDisk(tooltest.MakeFS(t, 8<<20, "mkfs.ext4", "-q", "-F", "-O", "metadata_csum,64bit"), 0x83)
+	ntfsDisk := tooltest.MBRDisk(tooltest.MakeFS(t, 8<<20, "mkntfs", "-F", "-q", "-Q"), 0x07)
+	images = append(images, ext, ntfsDisk)
+	tooltest.Need(t, "qemu-img")
+	dir := t.TempDir()
+	for i, disk := range [][]byte{ext, ntfsDisk} {
+		raw := filepath.Join(dir, fmt.Sprintf("d%d.raw", i))
+		if err := os.WriteFile(raw, disk, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, sub := range []string{"monolithicSparse", "streamOptimized"} {
+			out := filepath.Join(dir, fmt.Sprintf("d%d-%s.vmdk", i, sub))
+			tooltest.Run(t, "qemu-img", "convert", "-O", "vmdk", "-o", "subformat="+sub, raw, out)
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			images = append(images, b)
+		}
+	}
+	accepted := map[string]int{}
+	for _, img := range images {
+		for _, r := range All() {
+			scratch := make([]byte, r.ScratchBytes)
+			for off := 0; off < len(img); off += r.Align {
+				w := img[off:min(len(img), off+r.Window)]
+				if _, ok := r.Recognize(w, scratch); ok {
+					accepted[r.Name]++
+					if !r.MayAccept(w) {
+						t.Errorf("%s accepts at %d, but none of its magics holds", r.Name, off)
+					}
+				}
+			}
+		}
+	}
+	if len(accepted) < 10 {
+		t.Errorf("only %v accepted anything: the test proves little", accepted)
+	}
+	t.Logf("accepted: %v", accepted)
 }
