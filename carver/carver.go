@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -44,6 +45,9 @@ const (
 	// MaxChunkSize bounds --chunk so that a typo cannot allocate gigabytes
 	// per worker.
 	MaxChunkSize = 1 << 30
+
+	// hashLag is how many chunks the hashes may lag the scan by.
+	hashLag = 2
 )
 
 // ErrOptions reports invalid Scan arguments.
@@ -60,11 +64,11 @@ type Options struct {
 	// Recognizers are run at every offset that is a multiple of their
 	// Align. An empty list still fingerprints and hashes.
 	Recognizers []signatures.Recognizer
-	// Hash, if not nil, is fed every byte of [start,end) in order. It is
-	// fed a chunk's bytes before the Sink receives that chunk, so a Sink
-	// may checkpoint the hash state (encoding.BinaryMarshaler) and it
-	// matches the chunk's End exactly.
-	Hash hash.Hash
+	// Hashes are each fed every byte of [start,end) in order, each on a
+	// goroutine of its own beside the scan (hashers.go). A Sink that needs
+	// their state to match a chunk's End exactly (to checkpoint it,
+	// encoding.BinaryMarshaler) calls the chunk's WaitHashed first.
+	Hashes []hash.Hash
 	// Progress receives counts after every chunk (nil = no-op).
 	Progress Progress
 	// ImageSize is the size of the whole image. Windows of hits near end
@@ -84,6 +88,10 @@ type ChunkResult struct {
 	// block, and 1 for a block whose real hash is 0, so that 0 always means
 	// "zero block".
 	Fingerprints []uint64
+	// WaitHashed blocks until every hash of Options.Hashes has been fed
+	// the image up to End; false if one never will be (the scan ended in
+	// an error first).
+	WaitHashed func() bool
 }
 
 // Sink receives chunk results in image order, from a single goroutine.
@@ -118,6 +126,7 @@ type chunk struct {
 	n     int
 	avail int
 	buf   []byte
+	refs  atomic.Int32 // the hashes yet to read it (hashers.go)
 }
 
 // result is a scanned chunk on its way to the collector; the buffer travels
@@ -183,6 +192,10 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 	// avoid deadlock (buffers are taken in chunk order); workers+2 keeps
 	// every worker busy.
 	nbuf := workers + 2
+	if len(opts.Hashes) > 0 {
+		// Room for the hashes to lag the scan by a chunk or two.
+		nbuf += hashLag
+	}
 	pool := make(chan []byte, nbuf)
 	for range nbuf {
 		pool <- nil // allocated lazily: a small scan needs no 9 MiB buffers
@@ -221,8 +234,13 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 		defer close(results)
 		return wg.Wait()
 	})
+	hs := newHashers(opts.Hashes, hashLag, pool)
+	for _, l := range hs.lanes {
+		g.Go(func() error { return hs.run(ctx, l) })
+	}
 	g.Go(func() error {
-		return collect(ctx, results, pool, opts.Hash, sink, progress, end-start)
+		defer hs.close()
+		return collect(ctx, results, hs, sink, progress, end-start)
 	})
 	return g.Wait()
 }
@@ -309,7 +327,7 @@ func readFull(r io.ReaderAt, b []byte, off int64) error {
 
 // collect delivers results in chunk order, feeds the hash, reports progress
 // and returns each buffer to the pool once it is no longer needed.
-func collect(ctx context.Context, results <-chan result, pool chan<- []byte, h hash.Hash, sink Sink, progress Progress, total int64) error {
+func collect(ctx context.Context, results <-chan result, hs *hashers, sink Sink, progress Progress, total int64) error {
 	pending := make(map[int]result)
 	nextSeq := 0
 	var done, hits int64
@@ -322,10 +340,11 @@ func collect(ctx context.Context, results <-chan result, pool chan<- []byte, h h
 			}
 			delete(pending, nextSeq)
 			nextSeq++
-			if h != nil {
-				h.Write(p.c.buf[:p.c.n]) // hash.Hash.Write never fails
+			if err := hs.feed(ctx, p.c); err != nil {
+				return err
 			}
-			pool <- p.c.buf // cannot block: the pool has room for every buffer
+			hashed := nextSeq
+			p.res.WaitHashed = func() bool { return hs.wait(hashed) }
 			if err := sink.Chunk(p.res); err != nil {
 				return err
 			}

@@ -3,8 +3,11 @@ package carver
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"crypto/sha1"
 	"crypto/sha256"
 	"errors"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"reflect"
@@ -268,13 +271,32 @@ func TestPanickingRecognizer(t *testing.T) {
 	}
 }
 
+// TestHashCoversRange: every hash, each on its own goroutine, is fed
+// exactly the scanned range, and a sink that waits for them at a chunk
+// sees their states at that chunk's end.
 func TestHashCoversRange(t *testing.T) {
 	data := noise(300<<10+17, 5)
 	for _, r := range [][2]int64{{0, int64(len(data))}, {8192, 100 << 10}, {4096, 4096}} {
-		h := sha256.New()
-		scan(t, data, r[0], r[1], Options{Workers: 3, ChunkSize: 16 << 10, Hash: h})
-		if got, want := h.Sum(nil), sha256.Sum256(data[r[0]:r[1]]); !bytes.Equal(got, want[:]) {
-			t.Errorf("hash of [%d,%d) is wrong", r[0], r[1])
+		h256, h1, h5 := sha256.New(), sha1.New(), md5.New()
+		var atChunk []bool
+		sink := SinkFunc(func(c ChunkResult) error {
+			if !c.WaitHashed() {
+				t.Fatal("WaitHashed: a hash stopped")
+			}
+			want := sha256.Sum256(data[r[0]:c.End])
+			atChunk = append(atChunk, bytes.Equal(h256.Sum(nil), want[:]))
+			return nil
+		})
+		opts := Options{Workers: 3, ChunkSize: 16 << 10, Hashes: []hash.Hash{h256, h1, h5}, ImageSize: int64(len(data))}
+		if err := Scan(context.Background(), bytes.NewReader(data), r[0], r[1], opts, sink); err != nil {
+			t.Fatal(err)
+		}
+		s256, s1, s5 := sha256.Sum256(data[r[0]:r[1]]), sha1.Sum(data[r[0]:r[1]]), md5.Sum(data[r[0]:r[1]])
+		if !bytes.Equal(h256.Sum(nil), s256[:]) || !bytes.Equal(h1.Sum(nil), s1[:]) || !bytes.Equal(h5.Sum(nil), s5[:]) {
+			t.Errorf("hashes of [%d,%d) are wrong", r[0], r[1])
+		}
+		if slices.Contains(atChunk, false) || (len(atChunk) == 0 && r[1] > r[0]) {
+			t.Errorf("[%d,%d): hash state at each chunk's end: %v", r[0], r[1], atChunk)
 		}
 	}
 }

@@ -3,14 +3,10 @@ package pipeline
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -109,15 +105,19 @@ type shardState struct {
 	// both to it and continues scanning there.
 	Checkpoint int64 `json:"checkpoint"`
 	HitsBytes  int64 `json:"hits_bytes"`
-	// HashState is the SHA-256 state (MarshalBinary) at Checkpoint, set
-	// when the shard hashes the whole image.
-	HashState []byte                        `json:"hash_state,omitempty"`
-	SHA256    string                        `json:"sha256,omitempty"`
-	Hits      int64                         `json:"hits"`
-	Counts    map[signatures.Kind]KindCount `json:"counts"`
-	Started   time.Time                     `json:"started"`
-	Updated   time.Time                     `json:"updated"`
-	Finished  time.Time                     `json:"finished,omitzero"`
+	// HashStates are the evidence hashes' states (MarshalBinary) at
+	// Checkpoint, by name, set when the shard hashes the whole image;
+	// Digests their results once it is complete. HashState and SHA256 are
+	// what earlier versions wrote (SHA-256 alone): still read.
+	HashStates map[string][]byte             `json:"hash_states,omitempty"`
+	Digests    map[string]string             `json:"digests,omitempty"`
+	HashState  []byte                        `json:"hash_state,omitempty"`
+	SHA256     string                        `json:"sha256,omitempty"`
+	Hits       int64                         `json:"hits"`
+	Counts     map[signatures.Kind]KindCount `json:"counts"`
+	Started    time.Time                     `json:"started"`
+	Updated    time.Time                     `json:"updated"`
+	Finished   time.Time                     `json:"finished,omitzero"`
 }
 
 // Carve runs stage 1: it scans the image (or opts.Range of it) into a shard
@@ -206,12 +206,13 @@ func carveRecognizers(opts *CarveOptions) ([]signatures.Recognizer, []string, er
 	for i, r := range rs {
 		names[i] = r.Name
 	}
-	switch opts.Hash {
-	case "":
-		opts.Hash = "sha256"
-	case "sha256", "none":
-	default:
-		return nil, nil, fmt.Errorf("pipeline: unknown hash %q (want sha256 or none)", opts.Hash)
+	hashes, err := ParseHashes(opts.Hash)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts.Hash = strings.Join(hashes, ",")
+	if len(hashes) == 0 {
+		opts.Hash = "none"
 	}
 	return rs, names, nil
 }
@@ -254,9 +255,7 @@ func (c *Case) finishCarve(imageSize int64, st *shardState, names []string, skip
 		if skipped && s.Complete {
 			return nil // nothing new to merge
 		}
-		if st.SHA256 != "" && m.Evidence.SHA256 == "" {
-			m.Evidence.SHA256 = st.SHA256
-		}
+		m.Evidence.addDigests(st.digests())
 		merged, reason, err := mergeShards(c.Dir, imageSize, names)
 		if err != nil {
 			return err
@@ -347,23 +346,22 @@ func writeShardState(dir string, st *shardState) error {
 // is an interrupted run of the same shard.
 func carveShard(ctx context.Context, img io.ReaderAt, size int64, shardDir string, rng Range, rs []signatures.Recognizer,
 	params CarveParams, st *shardState, opts CarveOptions, res *CarveResult) (*shardState, error) {
-	var h hash.Hash
-	if opts.Hash == "sha256" && rng.Start == 0 && rng.End == size {
-		h = sha256.New()
+	h := newHashSet(nil)
+	if rng.Start == 0 && rng.End == size {
+		names, _ := ParseHashes(opts.Hash) // checked by carveRecognizers
+		h = newHashSet(names)
 	}
-	if st != nil && h != nil && st.Checkpoint > rng.Start {
-		// Resume the hash where the checkpoint left it; a checkpoint
-		// without a state (an earlier --hash none run) cannot be resumed
-		// with hashing, so the shard starts over.
-		if err := restoreHash(h, st.HashState); err != nil {
+	if st != nil && len(h.hs) > 0 && st.Checkpoint > rng.Start {
+		// Resume the hashes where the checkpoint left them; a checkpoint
+		// without their states (an earlier run with other hashes, or
+		// none) cannot be resumed with hashing, so the shard starts over.
+		if err := h.restore(st.hashStates()); err != nil {
 			st = nil
 		}
 	}
 	if st == nil || st.Range != rng {
 		st = &shardState{Range: rng, Checkpoint: rng.Start, Counts: map[signatures.Kind]KindCount{}, Started: time.Now().UTC()}
-		if h != nil {
-			h.Reset()
-		}
+		h.reset()
 	}
 	st.Params = params
 	if st.Counts == nil {
@@ -391,7 +389,7 @@ func carveShard(ctx context.Context, img io.ReaderAt, size int64, shardDir strin
 		Workers:     opts.Workers,
 		ChunkSize:   opts.ChunkSize,
 		Recognizers: rs,
-		Hash:        h,
+		Hashes:      h.hs,
 		Progress:    resumedProgress{prog, st.Checkpoint - rng.Start, rng.End - rng.Start, st.Hits},
 		ImageSize:   size,
 	}
@@ -415,12 +413,22 @@ func carveShard(ctx context.Context, img io.ReaderAt, size int64, shardDir strin
 	return st, nil
 }
 
-func restoreHash(h hash.Hash, state []byte) error {
-	u, ok := h.(encoding.BinaryUnmarshaler)
-	if !ok || len(state) == 0 {
-		return errors.New("no hash state")
+// hashStates returns the hash states of a checkpoint, reading the
+// SHA-256-only field of earlier versions.
+func (st *shardState) hashStates() map[string][]byte {
+	if st.HashStates == nil && len(st.HashState) > 0 {
+		return map[string][]byte{"sha256": st.HashState}
 	}
-	return u.UnmarshalBinary(state)
+	return st.HashStates
+}
+
+// digests returns the digests of a complete shard, reading the
+// SHA-256-only field of earlier versions.
+func (st *shardState) digests() map[string]string {
+	if st.Digests == nil && st.SHA256 != "" {
+		return map[string]string{"sha256": st.SHA256}
+	}
+	return st.Digests
 }
 
 // shardWriter is the carver.Sink of a shard: it appends hits and
@@ -428,18 +436,19 @@ func restoreHash(h hash.Hash, state []byte) error {
 type shardWriter struct {
 	dir            string
 	st             *shardState
-	h              hash.Hash
+	h              *hashSet
 	hitsF, fpF     *os.File
 	hits, fps      *bufio.Writer
 	pos            int64 // offset up to which the sink has received chunks
 	hitsBytes      int64
 	lastCheckpoint int64
-	broken         bool // a write failed mid-chunk: the files no longer match pos
+	broken         bool        // a write failed mid-chunk: the files no longer match pos
+	waitHashed     func() bool // waits until the hashes have read up to pos (carver.ChunkResult.WaitHashed)
 	line           []byte
 	fpBuf          []byte
 }
 
-func openShardWriter(dir string, st *shardState, h hash.Hash) (*shardWriter, error) {
+func openShardWriter(dir string, st *shardState, h *hashSet) (*shardWriter, error) {
 	w := &shardWriter{dir: dir, st: st, h: h, pos: st.Checkpoint, hitsBytes: st.HitsBytes, lastCheckpoint: st.Checkpoint}
 	var err error
 	if w.hitsF, err = openTruncated(filepath.Join(dir, HitsName), st.HitsBytes, nil); err != nil {
@@ -523,6 +532,7 @@ func (w *shardWriter) Chunk(c carver.ChunkResult) error {
 	w.st.Hits += int64(len(c.Hits))
 	w.hitsBytes += added
 	w.pos = c.End
+	w.waitHashed = c.WaitHashed
 	if w.pos-w.lastCheckpoint >= checkpointInterval {
 		return w.checkpoint()
 	}
@@ -553,13 +563,15 @@ func (w *shardWriter) checkpoint() error {
 		}
 	}
 	w.st.Checkpoint, w.st.HitsBytes = w.pos, w.hitsBytes
-	w.st.HashState = nil
-	if m, ok := w.h.(encoding.BinaryMarshaler); ok && w.h != nil {
-		state, err := m.MarshalBinary()
+	w.st.HashState, w.st.HashStates = nil, nil
+	// The states must match pos: a hash that stopped short (the scan
+	// failed) leaves none, and a resumed run starts the shard over.
+	if w.waitHashed == nil || w.waitHashed() {
+		states, err := w.h.states()
 		if err != nil {
-			return fmt.Errorf("pipeline: saving hash state: %w", err)
+			return err
 		}
-		w.st.HashState = state
+		w.st.HashStates = states
 	}
 	w.lastCheckpoint = w.pos
 	return writeShardState(w.dir, w.st)
@@ -580,11 +592,9 @@ func (w *shardWriter) finish() error {
 	if err := w.fpF.Sync(); err != nil {
 		return fmt.Errorf("pipeline: syncing %s: %w", w.fpF.Name(), err)
 	}
-	if w.h != nil {
-		w.st.SHA256 = hex.EncodeToString(w.h.Sum(nil))
-	}
+	w.st.Digests = w.h.digests()
 	w.st.Complete = true
-	w.st.HashState = nil
+	w.st.HashState, w.st.HashStates = nil, nil
 	w.st.Finished = time.Now().UTC()
 	return writeShardState(w.dir, w.st)
 }

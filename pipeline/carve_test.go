@@ -3,6 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -227,11 +229,12 @@ func TestResumeAfterInterruption(t *testing.T) {
 	defer func() { checkpointInterval = old }()
 	image, data, _ := writeImage(t, 2<<20+1000, 3)
 	whole := filepath.Join(t.TempDir(), "whole")
-	carve(t, whole, image, CarveOptions{})
+	const all = "sha256,md5,sha1" // any order, as a user may write it
+	carve(t, whole, image, CarveOptions{Hash: all})
 
 	dir := filepath.Join(t.TempDir(), "resumed")
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := Carve(ctx, dir, image, CarveOptions{ChunkSize: testChunk, Workers: 2, Progress: progressFunc(func(done, total, hits int64) {
+	_, err := Carve(ctx, dir, image, CarveOptions{Hash: all, ChunkSize: testChunk, Workers: 2, Progress: progressFunc(func(done, total, hits int64) {
 		if done >= 700<<10 {
 			cancel()
 		}
@@ -254,7 +257,7 @@ func TestResumeAfterInterruption(t *testing.T) {
 	f.Close()
 
 	var firstDone int64 = -1
-	res := carve(t, dir, image, CarveOptions{Workers: 3, Progress: progressFunc(func(done, total, hits int64) {
+	res := carve(t, dir, image, CarveOptions{Hash: all, Workers: 3, Progress: progressFunc(func(done, total, hits int64) {
 		if firstDone < 0 {
 			firstDone = done
 		}
@@ -268,8 +271,12 @@ func TestResumeAfterInterruption(t *testing.T) {
 	sameOutputs(t, "resumed", whole, dir)
 	a, _ := OpenCase(whole)
 	b, _ := OpenCase(dir)
-	if a.Manifest.Evidence.SHA256 != b.Manifest.Evidence.SHA256 || b.Manifest.Evidence.SHA256 == "" {
-		t.Errorf("resumed SHA-256 %q, want %q", b.Manifest.Evidence.SHA256, a.Manifest.Evidence.SHA256)
+	s256, s1, s5 := sha256.Sum256(data), sha1.Sum(data), md5.Sum(data)
+	want := Evidence{SHA256: hex.EncodeToString(s256[:]), SHA1: hex.EncodeToString(s1[:]), MD5: hex.EncodeToString(s5[:])}
+	for _, ev := range []Evidence{a.Manifest.Evidence, b.Manifest.Evidence} {
+		if ev.SHA256 != want.SHA256 || ev.SHA1 != want.SHA1 || ev.MD5 != want.MD5 {
+			t.Errorf("digests md5 %s sha1 %s sha256 %s, want %s %s %s", ev.MD5, ev.SHA1, ev.SHA256, want.MD5, want.SHA1, want.SHA256)
+		}
 	}
 }
 
@@ -329,7 +336,7 @@ func TestCarveBadInputs(t *testing.T) {
 		{"end past image", ok, CarveOptions{Range: &Range{0, size + 4096}}, "past the end"},
 		{"reversed", ok, CarveOptions{Range: &Range{8192, 4096}}, "empty or reversed"},
 		{"unaligned end", ok, CarveOptions{Range: &Range{0, 5000}}, "neither a multiple"},
-		{"unknown hash", ok, CarveOptions{Hash: "md5"}, "unknown hash"},
+		{"unknown hash", ok, CarveOptions{Hash: "md5,crc32"}, "unknown hash"},
 		{"unknown recognizer", ok, CarveOptions{Enable: []string{"nope"}}, "unknown recognizer"},
 		{"bad chunk size", ok, CarveOptions{ChunkSize: 1000}, "chunk size"},
 	} {

@@ -28,6 +28,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"vmdkcarve/signatures"
@@ -71,10 +72,26 @@ type Manifest struct {
 type Evidence struct {
 	Path string `json:"path"` // absolute
 	Size int64  `json:"size"`
-	// SHA256 is set only when one carve run read the whole image with
-	// --hash sha256; sharded runs leave it empty (no run saw every byte).
+	// The digests are set only when one carve run read the whole image
+	// with those hashes (--hash); sharded runs leave them empty (no run
+	// saw every byte).
+	MD5     string    `json:"md5,omitempty"`
+	SHA1    string    `json:"sha1,omitempty"`
 	SHA256  string    `json:"sha256,omitempty"`
 	ModTime time.Time `json:"mod_time"`
+}
+
+// addDigests records the digests (by hash name) the evidence does not
+// have yet.
+func (ev *Evidence) addDigests(d map[string]string) {
+	for _, f := range []struct {
+		name string
+		to   *string
+	}{{"md5", &ev.MD5}, {"sha1", &ev.SHA1}, {"sha256", &ev.SHA256}} {
+		if v := d[f.name]; v != "" && *f.to == "" {
+			*f.to = v
+		}
+	}
 }
 
 // Stage records one stage's parameters and completion.
@@ -108,13 +125,16 @@ func CreateOrOpenCase(dir string) (*Case, error) {
 	}
 	// A non-empty directory that is not a case is probably a mistake (the
 	// evidence directory, a home directory): refuse to scatter case files
-	// into it (checked before the lock file is made).
+	// into it (checked before the lock file is made). Our own lock and
+	// the manifest's temporary file are no stranger's: another run may be
+	// creating the case this moment (the shards of an array job start
+	// together), or one was killed while it did.
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: reading case directory: %w", err)
 	}
 	for _, e := range ents {
-		if e.Name() != lockName {
+		if e.Name() != lockName && e.Name() != ManifestName && !strings.HasPrefix(e.Name(), "."+ManifestName+".tmp-") {
 			return nil, fmt.Errorf("pipeline: %s is not empty and holds no %s: choose a new or empty case directory", dir, ManifestName)
 		}
 	}

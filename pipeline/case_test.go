@@ -168,3 +168,23 @@ func TestCreateCaseRefusesForeignDirectory(t *testing.T) {
 		t.Errorf("files were written into a foreign directory: %v", ents)
 	}
 }
+
+// TestCaseAfterKilledCreate: a carve killed while it wrote case.json
+// leaves only its temporary file; the next run makes the case there, and a
+// directory holding anything else is still refused.
+func TestCaseAfterKilledCreate(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "."+ManifestName+".tmp-123"), []byte(`{"tool":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CreateOrOpenCase(dir); err != nil {
+		t.Fatalf("a case holding only our temporary file: %v", err)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CreateOrOpenCase(other); err == nil {
+		t.Fatal("a directory of someone else's files was taken for a case")
+	}
+}

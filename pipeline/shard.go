@@ -1,11 +1,8 @@
 package pipeline
 
 import (
-	"errors"
 	"fmt"
 	"math/bits"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -151,34 +148,4 @@ func slurmShard(n int, getenv func(string) string) (int, error) {
 		return 0, fmt.Errorf("shard auto/%d: %s=%d is outside the array's IDs %d to %d: %s", n, EnvSlurmTaskID, id, lo, lo+n-1, want)
 	}
 	return id - lo, nil
-}
-
-// JoinCase opens the case in dir, creating it if it does not exist yet,
-// when several shard runs may start on one new case directory at the same
-// moment (the tasks of an array job). CreateOrOpenCase alone refuses some
-// of them: it checks that a directory without case.json is empty before
-// it takes the case lock, so a run that looks while another, holding the
-// lock, is writing case.json (whose temporary file, then case.json itself,
-// appear between its two looks) takes the directory for a stranger's. A
-// lock file in the directory says that a run got that far: JoinCase then
-// waits for the lock, which that run holds until case.json is in place,
-// and opens what it made. A directory with no lock file is not a case in
-// the making, and its error stands.
-func JoinCase(dir string) (*Case, error) {
-	c, err := CreateOrOpenCase(dir)
-	if err == nil {
-		return c, nil
-	}
-	if _, serr := os.Stat(filepath.Join(dir, lockName)); serr != nil {
-		return nil, err
-	}
-	unlock, lerr := lockCase(dir)
-	if lerr != nil {
-		return nil, errors.Join(err, lerr)
-	}
-	unlock()
-	if c, oerr := OpenCase(dir); oerr == nil {
-		return c, nil
-	}
-	return nil, err
 }

@@ -123,9 +123,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // joinShard prepares a shard run: it turns --shard into the range it
-// names and joins the case, which the other shards of an array job may be
-// creating at the same moment (pipeline.JoinCase; Carve alone would refuse
-// some of them). It returns an exit code to stop with, or -1 to carve.
+// names (Carve joins the case, which the other shards of an array job may
+// be creating at the same moment). It returns an exit code to stop with,
+// or -1 to carve.
 func joinShard(cfg *config, stdout, stderr io.Writer) int {
 	// Measured first, so that missing evidence fails before a case is
 	// made, as in Carve.
@@ -146,10 +146,6 @@ func joinShard(cfg *config, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 		cfg.opts.Range = &r
-	}
-	if _, err := pipeline.JoinCase(cfg.caseDir); err != nil {
-		fmt.Fprintf(stderr, "carve: %v\n", err)
-		return exitError
 	}
 	return -1
 }
@@ -186,7 +182,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.opts.Workers, "workers", 0, "scanning goroutines (0 = one per CPU)")
 	fs.StringVar(&rangeFlag, "range", "", "carve only the shard `START:END` of the image (bytes; END empty = image end)")
 	fs.StringVar(&shardFlag, "shard", "", "carve only shard `K/N`, the K-th (from 0) of N equal ones; auto/N takes K from a Slurm array or Kubernetes Indexed Job (see above)")
-	fs.StringVar(&cfg.opts.Hash, "hash", "sha256", "hash the evidence while reading it: sha256 or none (only a whole-image run records it)")
+	fs.StringVar(&cfg.opts.Hash, "hash", "sha256", "hash the evidence while reading it: `LIST` of md5, sha1, sha256 (each on its own core beside the scan), or none; only a whole-image run records them")
 	fs.StringVar(&cfg.progress, "progress", "auto", "progress on stderr: auto (a live line on a terminal, else nothing), plain (a line every few seconds) or none")
 	fs.BoolVar(&cfg.opts.Force, "force", false, "redo a shard that is already complete (or was carved with other recognizers)")
 	fs.StringVar(&enable, "enable", "", "comma-separated recognizers to run (default all)")
@@ -211,8 +207,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-o CASE is required")
 	case !slices.Contains([]string{"auto", "plain", "none"}, cfg.progress):
 		return nil, fmt.Errorf("--progress %q: want auto, plain or none", cfg.progress)
-	case cfg.opts.Hash != "sha256" && cfg.opts.Hash != "none":
-		return nil, fmt.Errorf("--hash %q: want sha256 or none", cfg.opts.Hash)
+	case !validHashes(cfg.opts.Hash):
+		return nil, fmt.Errorf("--hash %q: want none or a comma-separated list of %s", cfg.opts.Hash, strings.Join(pipeline.HashNames(), ", "))
 	case cfg.opts.Workers < 0:
 		return nil, fmt.Errorf("--workers %d: want 0 or more", cfg.opts.Workers)
 	}
@@ -288,6 +284,12 @@ func printSummary(w io.Writer, res *pipeline.CarveResult) {
 	for _, k := range kinds {
 		c := res.Counts[signatures.Kind(k)]
 		fmt.Fprintf(w, "  %-16s %8d valid %8d damaged\n", k, c.Valid, c.Damaged)
+	}
+	if res.Evidence.MD5 != "" {
+		fmt.Fprintf(w, "md5       %s\n", res.Evidence.MD5)
+	}
+	if res.Evidence.SHA1 != "" {
+		fmt.Fprintf(w, "sha1      %s\n", res.Evidence.SHA1)
 	}
 	if res.Evidence.SHA256 != "" {
 		fmt.Fprintf(w, "sha256    %s\n", res.Evidence.SHA256)
@@ -372,4 +374,9 @@ func (p *progress) finish() {
 	if p.live && p.printed {
 		fmt.Fprintln(p.w)
 	}
+}
+
+func validHashes(s string) bool {
+	_, err := pipeline.ParseHashes(s)
+	return err == nil
 }

@@ -1,0 +1,111 @@
+package carver
+
+import (
+	"context"
+	"hash"
+	"sync"
+)
+
+// hashers feed every scanned chunk, in image order, to each hash of
+// Options.Hashes on a goroutine of its own: the hashes run beside the scan
+// and beside each other instead of after it, so a carve that hashes costs
+// what its slowest hash costs, not the sum. A chunk's buffer goes back to
+// the pool once every hash has read it.
+type hashers struct {
+	lanes []*hashLane
+	pool  chan<- []byte
+}
+
+type hashLane struct {
+	h    hash.Hash
+	in   chan *chunk
+	mu   sync.Mutex
+	cond *sync.Cond
+	done int  // chunks hashed
+	quit bool // the lane stopped (an error ended the scan)
+}
+
+func newHashers(hs []hash.Hash, depth int, pool chan<- []byte) *hashers {
+	x := &hashers{pool: pool}
+	for _, h := range hs {
+		l := &hashLane{h: h, in: make(chan *chunk, depth)}
+		l.cond = sync.NewCond(&l.mu)
+		x.lanes = append(x.lanes, l)
+	}
+	return x
+}
+
+// run hashes the chunks one lane is given until its input is closed.
+func (x *hashers) run(ctx context.Context, l *hashLane) error {
+	defer func() {
+		l.mu.Lock()
+		l.quit = true
+		l.cond.Broadcast()
+		l.mu.Unlock()
+	}()
+	for c := range l.in {
+		l.h.Write(c.buf[:c.n]) // hash.Hash.Write never fails
+		l.mu.Lock()
+		l.done++
+		l.cond.Broadcast()
+		l.mu.Unlock()
+		x.release(c)
+		if err := ctx.Err(); err != nil {
+			// Drain: the buffers still queued go back to the pool.
+			for c := range l.in {
+				x.release(c)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *hashers) release(c *chunk) {
+	if c.refs.Add(-1) == 0 {
+		x.pool <- c.buf // cannot block: the pool has room for every buffer
+	}
+}
+
+// feed gives chunk c (the seq-th in image order) to every lane; with no
+// lane, its buffer goes straight back to the pool.
+func (x *hashers) feed(ctx context.Context, c *chunk) error {
+	if len(x.lanes) == 0 {
+		x.pool <- c.buf
+		return nil
+	}
+	c.refs.Store(int32(len(x.lanes)))
+	for _, l := range x.lanes {
+		select {
+		case l.in <- c:
+		case <-ctx.Done():
+			// The lanes not fed never see it: drop their references.
+			x.release(c)
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// wait blocks until every lane has hashed n chunks; false if one
+// stopped before.
+func (x *hashers) wait(n int) bool {
+	for _, l := range x.lanes {
+		l.mu.Lock()
+		for l.done < n && !l.quit {
+			l.cond.Wait()
+		}
+		ok := l.done >= n
+		l.mu.Unlock()
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (x *hashers) close() {
+	for _, l := range x.lanes {
+		close(l.in)
+	}
+}
