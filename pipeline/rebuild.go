@@ -10,10 +10,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"golang.org/x/sync/errgroup"
 
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/pipeline/guestcheck"
@@ -187,10 +189,14 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 // says whether any disk placed a grain.
 func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassemble.Disk, opts RebuildOptions, logf func(string, ...any)) (res *RebuildResult, recovered bool, failed []string, err error) {
 	res = &RebuildResult{}
+	type job struct {
+		d      *reassemble.Disk
+		name   string
+		report *DiskReport
+		err    error
+	}
+	var jobs []*job
 	for _, d := range disks {
-		if err := ctx.Err(); err != nil {
-			return nil, false, nil, err
-		}
 		if v := d.Versions; opts.NewestOnly && v != nil && v.Order != "unknown" && !v.Newest {
 			logf("disk-%02d: an older version (group %d, %s): not emitted (--versions newest)", d.ID, v.Group, v.Order)
 			res.Skipped = append(res.Skipped, d.ID)
@@ -205,19 +211,42 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 			return nil, false, nil, err
 		}
 		logf("%s: writing %d grains placed, %d zero, %d missing, %d damaged", name, d.Counts.Placed, d.Counts.Zero, d.Counts.Missing+d.Counts.Conflict, d.Counts.Damaged)
-		report, err := emitDisk(c, img, d, name, opts)
-		if err != nil {
+		jobs = append(jobs, &job{d: d, name: name})
+	}
+	// Disks are written side by side, one per core: each reads its grains
+	// (decoding stream records), writes its file in order, hashes it and
+	// checks its guest, independent of the others. Results are taken in
+	// disk order, so the logs and the summary do not depend on which
+	// finishes first.
+	var g errgroup.Group
+	g.SetLimit(runtime.NumCPU())
+	for _, j := range jobs {
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				j.err = err
+				return nil
+			}
+			j.report, j.err = emitDisk(c, img, j.d, j.name, opts)
+			return nil
+		})
+	}
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, false, nil, err
+	}
+	for _, j := range jobs {
+		if j.err != nil {
 			// One disk that cannot be written (a capacity a
 			// monolithicSparse extent cannot hold, a write error) must
 			// not cost the others: go on, and fail the stage at the end.
-			logf("%s: not emitted: %v", name, err)
-			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			logf("%s: not emitted: %v", j.name, j.err)
+			failed = append(failed, fmt.Sprintf("%s: %v", j.name, j.err))
 			continue
 		}
-		if d.Counts.Placed > 0 {
+		if j.d.Counts.Placed > 0 {
 			recovered = true
 		}
-		res.Disks = append(res.Disks, summarize(report))
+		res.Disks = append(res.Disks, summarize(j.report))
 	}
 	return res, recovered, failed, nil
 }
