@@ -22,12 +22,14 @@ import (
 	"math/bits"
 	"runtime"
 	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
 	"vmdkcarve/fingerprint"
+	"vmdkcarve/internal/holes"
 	"vmdkcarve/signatures"
 )
 
@@ -71,6 +73,13 @@ type Options struct {
 	Hashes []hash.Hash
 	// Progress receives counts after every chunk (nil = no-op).
 	Progress Progress
+	// Zeros are byte ranges of the image known to read as zeros, sorted
+	// and disjoint: the holes of a sparse file (internal/holes). A chunk
+	// inside one, margin and all, is neither read nor scanned: its blocks
+	// fingerprint zero and it holds no hit (Scan checks that no recognizer
+	// accepts a zero window; if one does, every chunk is read). The hashes
+	// are fed its zeros.
+	Zeros []holes.Extent
 	// ImageSize is the size of the whole image. Windows of hits near end
 	// read past end up to ImageSize, so that a shard sees exactly what a
 	// whole-image scan sees. 0 means end (no margin past the range).
@@ -127,6 +136,9 @@ type chunk struct {
 	avail int
 	buf   []byte
 	refs  atomic.Int32 // the hashes yet to read it (hashers.go)
+	// hole: the chunk and its margin lie in Options.Zeros: buf is nil,
+	// nothing was read, and it is all zeros.
+	hole bool
 }
 
 // result is a scanned chunk on its way to the collector; the buffer travels
@@ -206,9 +218,13 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 	work := make(chan *chunk)
 	results := make(chan result, workers)
 
+	var zeros []holes.Extent
+	if len(opts.Zeros) > 0 && zeroWindowsRejected(rs, scratchBytes) {
+		zeros = opts.Zeros
+	}
 	g.Go(func() error {
 		defer close(work)
-		return produce(ctx, r, start, end, imageSize, chunkSize, margin, bufLen, pool, work)
+		return produce(ctx, r, start, end, imageSize, chunkSize, margin, bufLen, pool, work, zeros)
 	})
 	// The workers get their own group so that results is closed only after
 	// the last of them has returned; their errors reach g through it.
@@ -234,7 +250,11 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 		defer close(results)
 		return wg.Wait()
 	})
-	hs := newHashers(opts.Hashes, hashLag, pool)
+	holeBytes := 0
+	if zeros != nil {
+		holeBytes = chunkSize
+	}
+	hs := newHashers(opts.Hashes, hashLag, pool, holeBytes)
 	for _, l := range hs.lanes {
 		g.Go(func() error { return hs.run(ctx, l) })
 	}
@@ -249,7 +269,7 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 // margin. The image is read once: the margin of chunk i is copied from the
 // head of chunk i+1, which is read before chunk i is sent; only the margin
 // of the last chunk (past end) is read separately.
-func produce(ctx context.Context, r io.ReaderAt, start, end, imageSize int64, chunkSize, margin, bufLen int, pool chan []byte, work chan<- *chunk) error {
+func produce(ctx context.Context, r io.ReaderAt, start, end, imageSize int64, chunkSize, margin, bufLen int, pool chan []byte, work chan<- *chunk, zeros []holes.Extent) error {
 	get := func() ([]byte, error) {
 		select {
 		case b := <-pool:
@@ -262,11 +282,14 @@ func produce(ctx context.Context, r io.ReaderAt, start, end, imageSize int64, ch
 		}
 	}
 	read := func(seq int, pos int64) (*chunk, error) {
+		n := int(min(int64(chunkSize), end-pos))
+		if want := min(int64(margin), imageSize-pos-int64(n)); inZeros(zeros, pos, pos+int64(n)+want) {
+			return &chunk{seq: seq, start: pos, n: n, avail: n + int(want), hole: true}, nil
+		}
 		b, err := get()
 		if err != nil {
 			return nil, err
 		}
-		n := int(min(int64(chunkSize), end-pos))
 		if err := readFull(r, b[:n], pos); err != nil {
 			pool <- b
 			return nil, err
@@ -283,18 +306,26 @@ func produce(ctx context.Context, r io.ReaderAt, start, end, imageSize int64, ch
 		var next *chunk
 		if curEnd < end {
 			if next, err = read(cur.seq+1, curEnd); err != nil {
-				pool <- cur.buf
+				release(pool, cur)
 				return err
 			}
-			cur.avail += copy(cur.buf[cur.n:cur.n+min(want, next.n)], next.buf[:next.n])
+			switch {
+			case cur.hole: // its margin is zeros too
+			case next.hole:
+				k := min(want, next.n)
+				clear(cur.buf[cur.n : cur.n+k])
+				cur.avail += k
+			default:
+				cur.avail += copy(cur.buf[cur.n:cur.n+min(want, next.n)], next.buf[:next.n])
+			}
 		}
 		if rest := cur.n + want - cur.avail; rest > 0 {
 			// Past end (the last chunk, or a next chunk shorter than the
 			// margin): read the remainder of the margin directly.
 			if err := readFull(r, cur.buf[cur.avail:cur.avail+rest], cur.start+int64(cur.avail)); err != nil {
-				pool <- cur.buf
+				release(pool, cur)
 				if next != nil {
-					pool <- next.buf
+					release(pool, next)
 				}
 				return err
 			}
@@ -310,6 +341,32 @@ func produce(ctx context.Context, r io.ReaderAt, start, end, imageSize int64, ch
 		}
 		cur = next
 	}
+}
+
+// release returns a chunk's buffer to the pool (a hole has none).
+func release(pool chan<- []byte, c *chunk) {
+	if !c.hole {
+		pool <- c.buf
+	}
+}
+
+// inZeros reports whether [lo, hi) lies inside one of the sorted extents.
+func inZeros(zeros []holes.Extent, lo, hi int64) bool {
+	i := sort.Search(len(zeros), func(i int) bool { return zeros[i].End > lo })
+	return i < len(zeros) && zeros[i].Start <= lo && hi <= zeros[i].End
+}
+
+// zeroWindowsRejected reports whether every recognizer rejects an all-zero
+// window: only then may a chunk of zeros go unscanned without losing a hit.
+func zeroWindowsRejected(rs []signatures.Recognizer, scratchBytes int) bool {
+	w := make([]byte, signatures.MaxWindow(rs))
+	scratch := make([]byte, scratchBytes)
+	for i := range rs {
+		if _, ok := signatures.Run(&rs[i], w[:rs[i].Window], scratch[:rs[i].ScratchBytes]); ok {
+			return false
+		}
+	}
+	return true
 }
 
 // readFull reads len(b) bytes at off, naming the offset on failure; a short
@@ -431,6 +488,10 @@ func (t *magicTable) candidates(buf []byte, off int) uint64 {
 
 func (s *scanner) scan(c *chunk) ChunkResult {
 	res := ChunkResult{Start: c.start, End: c.start + int64(c.n)}
+	if c.hole {
+		res.Fingerprints = make([]uint64, (c.n+BlockSize-1)/BlockSize)
+		return res
+	}
 	res.Fingerprints = make([]uint64, 0, (c.n+BlockSize-1)/BlockSize)
 	s.fps = &res.Fingerprints
 	if s.step > 0 {

@@ -13,9 +13,11 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"vmdkcarve/fingerprint"
+	"vmdkcarve/internal/holes"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -390,5 +392,68 @@ func BenchmarkScan(b *testing.B) {
 		if err := Scan(context.Background(), r, 0, size, opts, sink); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// holeReader is an image whose zero extents must not be read.
+type holeReader struct {
+	t     *testing.T
+	r     io.ReaderAt
+	zeros []holes.Extent
+	reads atomic.Int64 // bytes read inside them
+}
+
+func (h *holeReader) ReadAt(b []byte, off int64) (int, error) {
+	for _, z := range h.zeros {
+		lo, hi := max(off, z.Start), min(off+int64(len(b)), z.End)
+		if hi > lo {
+			h.reads.Add(hi - lo)
+		}
+	}
+	return h.r.ReadAt(b, off)
+}
+
+// TestHolesSkipped: zero extents given as holes give the hits,
+// fingerprints and hash of a scan that reads them, and the chunks wholly
+// inside one (margin included) are not read. Structures sit just before
+// and just after each hole, and a grain table starts in a hole's last
+// sector and runs into the data.
+func TestHolesSkipped(t *testing.T) {
+	const chunk = 1 << 20 // the margin is a grain record's, about 1 MiB
+	im := newTestImage(t, 24<<20, 4<<20, 11)
+	data := append([]byte(nil), im.data...)
+	zeros := []holes.Extent{{Start: 256 << 10, End: 8<<20 - 512}, {Start: 8<<20 + 4096, End: 9 << 20}, {Start: 12 << 20, End: 24 << 20}}
+	for _, z := range zeros {
+		clear(data[z.Start:z.End])
+	}
+	// A grain table whose first sector lies in the hole before it.
+	gt := vmdk.EncodeEntries([]uint32{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 256, 384, 512})
+	copy(data[8<<20-512:], gt)
+	want, wantFPs := referenceScan(data, signatures.All())
+	ws := sha256.Sum256(data)
+	for _, workers := range []int{1, 3} {
+		hr := &holeReader{t: t, r: bytes.NewReader(data), zeros: zeros}
+		h := sha256.New()
+		s := &collectingSink{t: t}
+		opts := Options{Workers: workers, ChunkSize: chunk, Recognizers: signatures.All(), ImageSize: int64(len(data)), Zeros: zeros, Hashes: []hash.Hash{h}}
+		if err := Scan(context.Background(), hr, 0, int64(len(data)), opts, s); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s.hits, want) || !reflect.DeepEqual(s.fps, wantFPs) {
+			t.Errorf("workers %d: the scan with holes differs from reading them: %d hits, want %d", workers, len(s.hits), len(want))
+		}
+		if !bytes.Equal(h.Sum(nil), ws[:]) {
+			t.Errorf("workers %d: hash over the holes differs", workers)
+		}
+		// What is read inside the holes is only the chunks a margin or a
+		// structure reaches into: well under their size.
+		var holeBytes int64
+		for _, z := range zeros {
+			holeBytes += z.End - z.Start
+		}
+		if got := hr.reads.Load(); got > holeBytes/2 {
+			t.Errorf("workers %d: %d of the holes' %d bytes read", workers, got, holeBytes)
+		}
+		t.Logf("workers %d: %d of the holes' %d bytes read", workers, hr.reads.Load(), holeBytes)
 	}
 }

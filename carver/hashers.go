@@ -14,6 +14,7 @@ import (
 type hashers struct {
 	lanes []*hashLane
 	pool  chan<- []byte
+	zeros []byte // a hole chunk's bytes
 }
 
 type hashLane struct {
@@ -25,8 +26,13 @@ type hashLane struct {
 	quit bool // the lane stopped (an error ended the scan)
 }
 
-func newHashers(hs []hash.Hash, depth int, pool chan<- []byte) *hashers {
+// newHashers makes a lane per hash, each queueing depth chunks; holes is
+// the longest hole chunk they may be fed (0: none).
+func newHashers(hs []hash.Hash, depth int, pool chan<- []byte, holes int) *hashers {
 	x := &hashers{pool: pool}
+	if len(hs) > 0 && holes > 0 {
+		x.zeros = make([]byte, holes)
+	}
 	for _, h := range hs {
 		l := &hashLane{h: h, in: make(chan *chunk, depth)}
 		l.cond = sync.NewCond(&l.mu)
@@ -44,7 +50,11 @@ func (x *hashers) run(ctx context.Context, l *hashLane) error {
 		l.mu.Unlock()
 	}()
 	for c := range l.in {
-		l.h.Write(c.buf[:c.n]) // hash.Hash.Write never fails
+		b := c.buf
+		if c.hole {
+			b = x.zeros
+		}
+		l.h.Write(b[:c.n]) // hash.Hash.Write never fails
 		l.mu.Lock()
 		l.done++
 		l.cond.Broadcast()
@@ -62,7 +72,7 @@ func (x *hashers) run(ctx context.Context, l *hashLane) error {
 }
 
 func (x *hashers) release(c *chunk) {
-	if c.refs.Add(-1) == 0 {
+	if c.refs.Add(-1) == 0 && !c.hole {
 		x.pool <- c.buf // cannot block: the pool has room for every buffer
 	}
 }
@@ -71,9 +81,12 @@ func (x *hashers) release(c *chunk) {
 // lane, its buffer goes straight back to the pool.
 func (x *hashers) feed(ctx context.Context, c *chunk) error {
 	if len(x.lanes) == 0 {
-		x.pool <- c.buf
+		if !c.hole {
+			x.pool <- c.buf
+		}
 		return nil
 	}
+
 	c.refs.Store(int32(len(x.lanes)))
 	for _, l := range x.lanes {
 		select {

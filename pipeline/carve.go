@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"vmdkcarve/carver"
+	"vmdkcarve/internal/holes"
 	"vmdkcarve/signatures"
 )
 
@@ -105,6 +106,11 @@ type shardState struct {
 	// both to it and continues scanning there.
 	Checkpoint int64 `json:"checkpoint"`
 	HitsBytes  int64 `json:"hits_bytes"`
+	// FingerprintBytes is fingerprints.bin's durable length at Checkpoint,
+	// in the format FingerprintFormat (a shard of another format is
+	// carved again).
+	FingerprintBytes  int64  `json:"fingerprint_bytes,omitempty"`
+	FingerprintFormat uint32 `json:"fingerprint_format,omitempty"`
 	// HashStates are the evidence hashes' states (MarshalBinary) at
 	// Checkpoint, by name, set when the shard hashes the whole image;
 	// Digests their results once it is complete. HashState and SHA256 are
@@ -144,6 +150,10 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 	if err != nil {
 		return nil, err
 	}
+	// The holes of a sparse image are zeros the scan need not read. A
+	// filesystem that cannot say gives none, and an error here costs only
+	// the speed: everything is read.
+	zeros, _ := holes.Zeros(img, ev.Size)
 	params := CarveParams{Recognizers: names, Hash: opts.Hash, Workers: opts.Workers, ChunkSize: opts.ChunkSize, Range: opts.Range}
 	if opts.Range != nil {
 		params.Range = &rng
@@ -173,7 +183,7 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 	if st != nil && st.Complete {
 		res.Skipped = true
 	} else {
-		if st, err = carveShard(ctx, img, ev.Size, shardDir, rng, rs, params, st, opts, res); err != nil {
+		if st, err = carveShard(ctx, img, ev.Size, zeros, shardDir, rng, rs, params, st, opts, res); err != nil {
 			// Record why the stage is incomplete; the shard's checkpoint
 			// already says where a rerun resumes.
 			c.UpdateManifest(func(m *Manifest) error {
@@ -344,12 +354,15 @@ func writeShardState(dir string, st *shardState) error {
 
 // carveShard scans rng into shardDir, starting from st's checkpoint when st
 // is an interrupted run of the same shard.
-func carveShard(ctx context.Context, img io.ReaderAt, size int64, shardDir string, rng Range, rs []signatures.Recognizer,
+func carveShard(ctx context.Context, img io.ReaderAt, size int64, zeros []holes.Extent, shardDir string, rng Range, rs []signatures.Recognizer,
 	params CarveParams, st *shardState, opts CarveOptions, res *CarveResult) (*shardState, error) {
 	h := newHashSet(nil)
 	if rng.Start == 0 && rng.End == size {
 		names, _ := ParseHashes(opts.Hash) // checked by carveRecognizers
 		h = newHashSet(names)
+	}
+	if st != nil && st.Checkpoint > rng.Start && st.FingerprintFormat != fpVersion {
+		st = nil // fingerprints of an earlier format: carved again
 	}
 	if st != nil && len(h.hs) > 0 && st.Checkpoint > rng.Start {
 		// Resume the hashes where the checkpoint left them; a checkpoint
@@ -390,6 +403,7 @@ func carveShard(ctx context.Context, img io.ReaderAt, size int64, shardDir strin
 		ChunkSize:   opts.ChunkSize,
 		Recognizers: rs,
 		Hashes:      h.hs,
+		Zeros:       zeros,
 		Progress:    resumedProgress{prog, st.Checkpoint - rng.Start, rng.End - rng.Start, st.Hits},
 		ImageSize:   size,
 	}
@@ -439,13 +453,13 @@ type shardWriter struct {
 	h              *hashSet
 	hitsF, fpF     *os.File
 	hits, fps      *bufio.Writer
+	fpEnc          *fpEncoder
 	pos            int64 // offset up to which the sink has received chunks
 	hitsBytes      int64
 	lastCheckpoint int64
 	broken         bool        // a write failed mid-chunk: the files no longer match pos
 	waitHashed     func() bool // waits until the hashes have read up to pos (carver.ChunkResult.WaitHashed)
 	line           []byte
-	fpBuf          []byte
 }
 
 func openShardWriter(dir string, st *shardState, h *hashSet) (*shardWriter, error) {
@@ -454,15 +468,15 @@ func openShardWriter(dir string, st *shardState, h *hashSet) (*shardWriter, erro
 	if w.hitsF, err = openTruncated(filepath.Join(dir, HitsName), st.HitsBytes, nil); err != nil {
 		return nil, err
 	}
-	// Checkpoints fall on block boundaries except at an unaligned image
-	// end, whose short last block has an entry too: round up.
-	blocks := (st.Checkpoint - st.Range.Start + carver.BlockSize - 1) / carver.BlockSize
-	if w.fpF, err = openTruncated(filepath.Join(dir, FingerprintsName), fpHeaderSize+blocks*fpEntrySize, fpHeader(st.Range.Start, 0)); err != nil {
+	fpBytes := max(st.FingerprintBytes, fpHeaderSize)
+	if w.fpF, err = openTruncated(filepath.Join(dir, FingerprintsName), fpBytes, fpHeader(st.Range.Start, 0)); err != nil {
 		w.hitsF.Close()
 		return nil, err
 	}
+	st.FingerprintFormat = fpVersion
 	w.hits = bufio.NewWriterSize(w.hitsF, 1<<20)
 	w.fps = bufio.NewWriterSize(w.fpF, 1<<20)
+	w.fpEnc = &fpEncoder{w: w.fps, written: fpBytes}
 	return w, nil
 }
 
@@ -521,13 +535,12 @@ func (w *shardWriter) Chunk(c carver.ChunkResult) error {
 		}
 		counts[c.Hits[i].Kind] = kc
 	}
-	w.fpBuf = w.fpBuf[:0]
 	for _, fp := range c.Fingerprints {
-		w.fpBuf = binary.LittleEndian.AppendUint64(w.fpBuf, fp)
+		w.fpEnc.add(fp)
 	}
-	if _, err := w.fps.Write(w.fpBuf); err != nil {
+	if w.fpEnc.err != nil {
 		w.broken = true
-		return fmt.Errorf("pipeline: writing fingerprints: %w", err)
+		return fmt.Errorf("pipeline: writing fingerprints: %w", w.fpEnc.err)
 	}
 	w.st.Hits += int64(len(c.Hits))
 	w.hitsBytes += added
@@ -550,6 +563,10 @@ func appendJSONLine(dst []byte, h *signatures.Hit) ([]byte, error) {
 // checkpoint makes everything received so far durable and records it in
 // shard.json, with the hash state that matches it.
 func (w *shardWriter) checkpoint() error {
+	if err := w.fpEnc.flush(); err != nil {
+		w.broken = true
+		return fmt.Errorf("pipeline: writing fingerprints: %w", err)
+	}
 	for _, f := range []struct {
 		b *bufio.Writer
 		f *os.File
@@ -562,7 +579,7 @@ func (w *shardWriter) checkpoint() error {
 			return fmt.Errorf("pipeline: syncing %s: %w", f.f.Name(), err)
 		}
 	}
-	w.st.Checkpoint, w.st.HitsBytes = w.pos, w.hitsBytes
+	w.st.Checkpoint, w.st.HitsBytes, w.st.FingerprintBytes = w.pos, w.hitsBytes, w.fpEnc.written
 	w.st.HashState, w.st.HashStates = nil, nil
 	// The states must match pos: a hash that stopped short (the scan
 	// failed) leaves none, and a resumed run starts the shard over.
@@ -660,14 +677,18 @@ func mergeShards(caseDir string, size int64, recognizers []string) (map[string]i
 	hw := bufio.NewWriterSize(hitsOut, 1<<20)
 	fw := bufio.NewWriterSize(fpOut, 1<<20)
 	fw.Write(fpHeader(0, (size+carver.BlockSize-1)/carver.BlockSize))
+	fe := &fpEncoder{w: fw}
 	counts := map[string]int64{"bytes": size, "shards": int64(len(pieces))}
 	for _, p := range pieces {
 		if err := copyHits(hw, p.shard.dir, p.start, p.end, counts); err != nil {
 			return nil, "", err
 		}
-		if err := copyFingerprints(fw, p.shard.dir, p.shard.st.Range.Start, p.start, p.end); err != nil {
+		if err := copyFingerprints(fe, p.shard.dir, p.shard.st.Range.Start, p.start, p.end); err != nil {
 			return nil, "", err
 		}
+	}
+	if err := fe.flush(); err != nil {
+		return nil, "", fmt.Errorf("pipeline: writing merged fingerprints: %w", err)
 	}
 	if err := hw.Flush(); err != nil {
 		return nil, "", fmt.Errorf("pipeline: writing merged hits: %w", err)
@@ -757,9 +778,9 @@ func copyHits(w io.Writer, shardDir string, start, end int64, counts map[string]
 	return nil
 }
 
-// copyFingerprints copies the entries for the blocks of [start,end) from a
-// shard whose first block is at shardStart.
-func copyFingerprints(w io.Writer, shardDir string, shardStart, start, end int64) error {
+// copyFingerprints encodes the records of the blocks of [start,end) from
+// a shard's fingerprints.bin into e.
+func copyFingerprints(e *fpEncoder, shardDir string, shardStart, start, end int64) error {
 	fp, err := OpenFingerprints(filepath.Join(shardDir, FingerprintsName))
 	if err != nil {
 		return err
@@ -770,13 +791,7 @@ func copyFingerprints(w io.Writer, shardDir string, shardStart, start, end int64
 	if fp.First != shardStart || first+n > fp.Count {
 		return fmt.Errorf("%w: %s holds blocks from %d, %d of them; merging needs %d from %d", ErrFingerprints, shardDir, fp.First, fp.Count, n, start)
 	}
-	f, err := os.Open(filepath.Join(shardDir, FingerprintsName))
-	if err != nil {
-		return fmt.Errorf("pipeline: merging: %w", err)
-	}
-	defer f.Close()
-	sr := io.NewSectionReader(f, fpHeaderSize+first*fpEntrySize, n*fpEntrySize)
-	if _, err := io.Copy(w, sr); err != nil {
+	if err := fp.copyTo(e, first, n); err != nil {
 		return fmt.Errorf("pipeline: merging fingerprints of %s: %w", shardDir, err)
 	}
 	return nil

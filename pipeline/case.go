@@ -135,6 +135,11 @@ func CreateOrOpenCase(dir string) (*Case, error) {
 	}
 	for _, e := range ents {
 		if e.Name() != lockName && e.Name() != ManifestName && !strings.HasPrefix(e.Name(), "."+ManifestName+".tmp-") {
+			// A case's manifest is written before anything else in it:
+			// if it is there now, the entry is that case's.
+			if c, err := OpenCase(dir); err == nil {
+				return c, nil
+			}
 			return nil, fmt.Errorf("pipeline: %s is not empty and holds no %s: choose a new or empty case directory", dir, ManifestName)
 		}
 	}

@@ -99,42 +99,95 @@ func TestLoadHitsErrors(t *testing.T) {
 	}
 }
 
+// TestFingerprintsFile writes fingerprints with the encoder (short zero
+// runs block by block, long ones as one record) and reads them back in
+// memory and from the file, with the dense versions 2 and 3 still read,
+// and damaged files refused.
 func TestFingerprintsFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, FingerprintsName)
-	b := fpHeader(8192, 3)
-	for _, v := range []uint64{0, 7, 1 << 63} {
-		b = binary.LittleEndian.AppendUint64(b, v)
+	const first = 8192
+	var blocks []uint64
+	blocks = append(blocks, 0, 7, 9)
+	blocks = append(blocks, make([]uint64, minZeroRun-1)...) // too short for a run
+	blocks = append(blocks, 11)
+	blocks = append(blocks, make([]uint64, 3*minZeroRun)...) // a run
+	blocks = append(blocks, 13, 0)
+	blocks = append(blocks, make([]uint64, minZeroRun)...) // a run to the end
+	var buf bytes.Buffer
+	buf.Write(fpHeader(first, int64(len(blocks))))
+	e := &fpEncoder{w: &buf}
+	for _, v := range blocks {
+		e.add(v)
 	}
-	os.WriteFile(path, b, 0o644)
-	for _, inMemory := range []bool{true, false} {
-		old := fpInMemoryMax
-		if !inMemory {
-			fpInMemoryMax = 0
+	if err := e.flush(); err != nil {
+		t.Fatal(err)
+	}
+	v4 := buf.Bytes()
+	if want := fpHeaderSize + (3+minZeroRun-1+1+1+1+1)*fpEntrySize; len(v4) != want {
+		t.Fatalf("encoded %d bytes, want %d (two runs)", len(v4), want)
+	}
+	dense := func(version uint32) []byte {
+		b := fpHeader(first, int64(len(blocks)))
+		binary.LittleEndian.PutUint32(b[4:], version)
+		for _, v := range blocks {
+			b = binary.LittleEndian.AppendUint64(b, v)
 		}
-		fp, err := OpenFingerprints(path)
-		fpInMemoryMax = old
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, tc := range []struct {
-			off  int64
-			want uint64
-			ok   bool
-		}{{0, 0, false}, {8191, 0, false}, {8192, 0, true}, {12288 + 100, 7, true}, {16384, 1 << 63, true}, {20480, 0, false}} {
-			if got, ok := fp.At(tc.off); got != tc.want || ok != tc.ok {
-				t.Errorf("in memory %v: At(%d) = %d %v, want %d %v", inMemory, tc.off, got, ok, tc.want, tc.ok)
+		return b
+	}
+	for name, file := range map[string][]byte{"v4": v4, "v3": dense(fpVersionDense), "v2": dense(fpVersionRand)} {
+		os.WriteFile(path, file, 0o644)
+		for _, inMemory := range []bool{true, false} {
+			old := fpInMemoryMax
+			if !inMemory {
+				fpInMemoryMax = 0
+			}
+			fp, err := OpenFingerprints(path)
+			fpInMemoryMax = old
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			for i, want := range blocks {
+				for _, off := range []int64{0, 100, 4095} {
+					if got, ok := fp.At(first + int64(i)*4096 + off); got != want || !ok {
+						t.Fatalf("%s, in memory %v: block %d: %d %v, want %d", name, inMemory, i, got, ok, want)
+					}
+				}
+			}
+			for _, off := range []int64{0, first - 1, first + int64(len(blocks))*4096} {
+				if _, ok := fp.At(off); ok {
+					t.Errorf("%s: At(%d) outside the file's blocks", name, off)
+				}
+			}
+			// Copied out and encoded again: the version 4 bytes.
+			var again bytes.Buffer
+			again.Write(fpHeader(first, int64(len(blocks))))
+			e := &fpEncoder{w: &again}
+			if err := fp.copyTo(e, 0, int64(len(blocks))); err != nil || e.flush() != nil || !bytes.Equal(again.Bytes(), v4) {
+				t.Errorf("%s, in memory %v: copied and encoded again differs (%v)", name, inMemory, err)
+			}
+			if fp.Err() != nil || fp.Close() != nil {
+				t.Errorf("Err %v", fp.Err())
 			}
 		}
-		if fp.Err() != nil || fp.Close() != nil {
-			t.Errorf("Err %v", fp.Err())
-		}
+	}
+	run := func(n uint64) []byte { return binary.LittleEndian.AppendUint64(nil, fpZeroRun|n) }
+	withCount := func(b []byte, n uint64) []byte {
+		b = append([]byte(nil), b...)
+		binary.LittleEndian.PutUint64(b[fpCountOffset:], n)
+		return b
 	}
 	for name, bad := range map[string][]byte{
-		"truncated entry":  b[:len(b)-3],
-		"truncated header": b[:20],
-		"bad magic":        append([]byte("XXXX"), b[4:]...),
-		"huge count":       append(append(append([]byte(nil), b[:24]...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f), b[32:]...),
+		"truncated entry":   v4[:len(v4)-3],
+		"truncated header":  v4[:20],
+		"bad magic":         append([]byte("XXXX"), v4[4:]...),
+		"huge count":        withCount(v4, 1<<63),
+		"count too high":    withCount(v4, uint64(len(blocks)+1)),
+		"count too low":     withCount(v4, uint64(len(blocks)-1)),
+		"empty run":         append(withCount(v4, uint64(len(blocks)+1)), run(0)...),
+		"run past the end":  append(append([]byte(nil), v4...), run(5)...),
+		"records past end":  append(append([]byte(nil), v4...), 1, 0, 0, 0, 0, 0, 0, 0),
+		"dense, wrong size": dense(fpVersionDense)[:len(dense(fpVersionDense))-8],
 	} {
 		os.WriteFile(path, bad, 0o644)
 		if _, err := OpenFingerprints(path); !errors.Is(err, ErrFingerprints) {

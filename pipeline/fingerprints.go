@@ -1,11 +1,13 @@
 package pipeline
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/internal/entropy"
@@ -14,24 +16,31 @@ import (
 // fingerprints.bin layout (all little-endian):
 //
 //	0  [4]byte "VCFP"
-//	4  u32     version (1)
+//	4  u32     version (4)
 //	8  u32     block size (4096)
 //	12 u32     reserved, zero (keeps the u64 fields 8-aligned)
 //	16 u64     image offset of the first block
 //	24 u64     number of blocks
-//	32 u64 ... one fingerprint per block, in offset order
-//	           (fingerprint.Hash: 0 = all-zero block; bit 63 clear)
+//	32 u64 ... one record per block, in offset order: its fingerprint
+//	           (fingerprint.Hash: 0 = all-zero block; bit 63 clear), or,
+//	           with bit 63 set, a run of that many all-zero blocks
 //
-// Version 2 files (earlier carves) also set bit 63 on random-looking
-// blocks; version 3 leaves that to rebuild (UseImage), which tests only
-// the blocks it asks about instead of the carve testing every block.
+// A run stands for at least minZeroRun zero blocks, so that holes and
+// zeroed areas cost a record instead of 8 bytes per 4 KiB; shorter runs of
+// zero blocks are written block by block. Version 3 files (one record per
+// block, no runs) and version 2 ones (bit 63 flagging random-looking
+// blocks) are still read. Version 4 leaves randomness to rebuild
+// (UseImage), which tests only the blocks it asks about.
 const (
-	fpMagic       = "VCFP"
-	fpVersion     = 3
-	fpVersionRand = 2 // bit 63 stored: still read
-	fpHeaderSize  = 32
-	fpCountOffset = 24
-	fpEntrySize   = 8
+	fpMagic        = "VCFP"
+	fpVersion      = 4
+	fpVersionDense = 3 // one record per block
+	fpVersionRand  = 2 // one record per block, bit 63 = random-looking
+	fpHeaderSize   = 32
+	fpCountOffset  = 24
+	fpEntrySize    = 8
+	fpZeroRun      = 1 << 63
+	minZeroRun     = 256 // blocks (1 MiB) a zero run must hold
 
 	maxFingerprint = 1 << 40 // blocks: 4 PiB of image, a plausibility cap on the header count
 )
@@ -45,8 +54,11 @@ type Fingerprints struct {
 	Count     int64 // blocks
 	BlockSize int64
 
-	mem  []uint64 // the whole table, for small files
-	file *os.File // otherwise read entry by entry
+	// segs are the runs of blocks that have records of their own, in
+	// block order; blocks between them are zero. Their records are in
+	// memory for small files, else read from file one by one.
+	segs []fpSegment
+	file *os.File
 	err  error
 
 	// stored: bit 63 is in the file (version 2); otherwise At computes it
@@ -79,6 +91,13 @@ func OpenFingerprints(path string) (*Fingerprints, error) {
 	return fp, err
 }
 
+// fpSegment is a run of n blocks from block first with a record each, at
+// file offset off (vals, when the file is read into memory).
+type fpSegment struct {
+	first, n, off int64
+	vals          []uint64
+}
+
 func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 	st, err := f.Stat()
 	if err != nil {
@@ -90,32 +109,73 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 	}
 	le := binary.LittleEndian
 	fp := &Fingerprints{First: int64(le.Uint64(h[16:])), BlockSize: int64(le.Uint32(h[8:]))}
-	count := le.Uint64(h[24:])
+	count, version := le.Uint64(h[24:]), le.Uint32(h[4:])
 	switch {
 	case string(h[:4]) != fpMagic:
 		return nil, fmt.Errorf("%w: %s: magic %q, want %q", ErrFingerprints, path, h[:4], fpMagic)
-	case le.Uint32(h[4:]) != fpVersion && le.Uint32(h[4:]) != fpVersionRand:
-		return nil, fmt.Errorf("%w: %s: version %d, want %d", ErrFingerprints, path, le.Uint32(h[4:]), fpVersion)
+	case version != fpVersion && version != fpVersionDense && version != fpVersionRand:
+		return nil, fmt.Errorf("%w: %s: version %d, want %d", ErrFingerprints, path, version, fpVersion)
 	case fp.BlockSize != fingerprint.BlockSize:
 		return nil, fmt.Errorf("%w: %s: block size %d, want %d", ErrFingerprints, path, fp.BlockSize, fingerprint.BlockSize)
 	case fp.First < 0 || fp.First%fingerprint.BlockSize != 0:
 		return nil, fmt.Errorf("%w: %s: first block offset %d is not block-aligned", ErrFingerprints, path, fp.First)
-	case count > maxFingerprint || st.Size() != fpHeaderSize+int64(count)*fpEntrySize:
+	case count > maxFingerprint || (version != fpVersion && st.Size() != fpHeaderSize+int64(count)*fpEntrySize):
 		return nil, fmt.Errorf("%w: %s: header says %d blocks but the file is %d bytes (truncated or unfinished)", ErrFingerprints, path, count, st.Size())
+	case (st.Size()-fpHeaderSize)%fpEntrySize != 0:
+		return nil, fmt.Errorf("%w: %s: %d bytes is not a whole number of records", ErrFingerprints, path, st.Size())
 	}
 	fp.Count = int64(count)
-	fp.stored = le.Uint32(h[4:]) == fpVersionRand
-	if st.Size() > fpInMemoryMax {
+	fp.stored = version == fpVersionRand
+	inMemory := st.Size() <= fpInMemoryMax
+	if version != fpVersion {
+		seg := fpSegment{first: 0, n: fp.Count, off: fpHeaderSize}
+		if inMemory {
+			seg.vals = make([]uint64, 0, fp.Count)
+		}
+		fp.segs = []fpSegment{seg}
+	}
+	// One pass over the records: the dense versions' values (in memory),
+	// or version 4's segments between its zero runs.
+	r := bufio.NewReaderSize(f, 1<<20)
+	var rec [fpEntrySize]byte
+	block := int64(0)
+	for off := int64(fpHeaderSize); off < st.Size(); off += fpEntrySize {
+		if _, err := io.ReadFull(r, rec[:]); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrFingerprints, path, err)
+		}
+		v := le.Uint64(rec[:])
+		if version != fpVersion {
+			if inMemory {
+				fp.segs[0].vals = append(fp.segs[0].vals, v)
+			}
+			continue
+		}
+		if v&fpZeroRun != 0 {
+			n := int64(v &^ fpZeroRun)
+			if n < 1 || n > fp.Count-block {
+				return nil, fmt.Errorf("%w: %s: a zero run of %d blocks at block %d of %d", ErrFingerprints, path, n, block, fp.Count)
+			}
+			block += n
+			continue
+		}
+		if block >= fp.Count {
+			return nil, fmt.Errorf("%w: %s: records past the %d blocks the header says", ErrFingerprints, path, fp.Count)
+		}
+		if k := len(fp.segs) - 1; k < 0 || fp.segs[k].first+fp.segs[k].n != block {
+			fp.segs = append(fp.segs, fpSegment{first: block, off: off})
+		}
+		seg := &fp.segs[len(fp.segs)-1]
+		seg.n++
+		if inMemory {
+			seg.vals = append(seg.vals, v)
+		}
+		block++
+	}
+	if version == fpVersion && block != fp.Count {
+		return nil, fmt.Errorf("%w: %s: header says %d blocks but the records hold %d (truncated or unfinished)", ErrFingerprints, path, count, block)
+	}
+	if !inMemory {
 		fp.file = f
-		return fp, nil
-	}
-	b := make([]byte, st.Size()-fpHeaderSize)
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrFingerprints, path, err)
-	}
-	fp.mem = make([]uint64, fp.Count)
-	for i := range fp.mem {
-		fp.mem[i] = le.Uint64(b[i*fpEntrySize:])
 	}
 	return fp, nil
 }
@@ -151,17 +211,109 @@ func (fp *Fingerprints) entry(off int64) (uint64, bool) {
 	if i >= fp.Count {
 		return 0, false
 	}
-	if fp.mem != nil || fp.file == nil {
-		return fp.mem[i], true
+	k := sort.Search(len(fp.segs), func(k int) bool { return fp.segs[k].first+fp.segs[k].n > i })
+	if k == len(fp.segs) || fp.segs[k].first > i {
+		return 0, true // in a zero run
+	}
+	seg := &fp.segs[k]
+	if seg.vals != nil || fp.file == nil {
+		return seg.vals[i-seg.first], true
 	}
 	var b [fpEntrySize]byte
-	if _, err := fp.file.ReadAt(b[:], fpHeaderSize+i*fpEntrySize); err != nil {
+	if _, err := fp.file.ReadAt(b[:], seg.off+(i-seg.first)*fpEntrySize); err != nil {
 		if fp.err == nil {
 			fp.err = fmt.Errorf("pipeline: reading fingerprint of block %d: %w", i, err)
 		}
 		return 0, false
 	}
 	return binary.LittleEndian.Uint64(b[:]), true
+}
+
+// copyTo encodes the records of n blocks from block first into e, in
+// order, zero runs as runs.
+func (fp *Fingerprints) copyTo(e *fpEncoder, first, n int64) error {
+	end := first + n
+	for b := first; b < end; {
+		k := sort.Search(len(fp.segs), func(k int) bool { return fp.segs[k].first+fp.segs[k].n > b })
+		if k == len(fp.segs) || fp.segs[k].first > b {
+			next := end
+			if k < len(fp.segs) {
+				next = min(end, fp.segs[k].first)
+			}
+			e.zeros(next - b)
+			b = next
+			continue
+		}
+		seg := &fp.segs[k]
+		stop := min(end, seg.first+seg.n)
+		for ; b < stop; b++ {
+			v, ok := fp.entry(fp.First + b*fp.BlockSize)
+			if !ok {
+				return fmt.Errorf("%w: block %d: %v", ErrFingerprints, b, fp.err)
+			}
+			e.add(v)
+		}
+	}
+	return nil
+}
+
+// fpEncoder writes fingerprint records: a run of minZeroRun or more zero
+// blocks as one record, every other block as its fingerprint. The encoding
+// depends only on the blocks, so a merge that encodes the same blocks
+// writes the same bytes however they were split into shards.
+type fpEncoder struct {
+	w       io.Writer
+	pending int64 // zero blocks not yet written
+	buf     []byte
+	written int64 // bytes
+	err     error
+}
+
+func (e *fpEncoder) add(v uint64) {
+	if v == 0 {
+		e.pending++
+		return
+	}
+	e.flushZeros()
+	e.record(v)
+}
+
+func (e *fpEncoder) zeros(n int64) { e.pending += n }
+
+func (e *fpEncoder) flushZeros() {
+	switch {
+	case e.pending >= minZeroRun:
+		e.record(fpZeroRun | uint64(e.pending))
+	default:
+		for range e.pending {
+			e.record(0)
+		}
+	}
+	e.pending = 0
+}
+
+func (e *fpEncoder) record(v uint64) {
+	e.buf = binary.LittleEndian.AppendUint64(e.buf, v)
+	if len(e.buf) >= 64<<10 {
+		e.drain()
+	}
+}
+
+func (e *fpEncoder) drain() {
+	if e.err == nil && len(e.buf) > 0 {
+		var n int
+		n, e.err = e.w.Write(e.buf)
+		e.written += int64(n)
+	}
+	e.buf = e.buf[:0]
+}
+
+// flush writes everything added so far; the bytes written then stand for
+// every block added.
+func (e *fpEncoder) flush() error {
+	e.flushZeros()
+	e.drain()
+	return e.err
 }
 
 // UseImage gives At the image the fingerprints were carved from, so that
