@@ -11,11 +11,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"vmdkcarve/carver"
 	"vmdkcarve/fingerprint"
+	"vmdkcarve/internal/holes"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -396,4 +398,80 @@ func TestResumeAtShardEnd(t *testing.T) {
 		t.Errorf("finishing rerun: skipped %v scanned %d complete %v hits %d (want %d)", res.Skipped, res.Scanned, res.Complete, res.Hits, st.Hits)
 	}
 	sameOutputs(t, "finished", whole, dir)
+}
+
+// TestCarveSparseImage carves a 64 GiB sparse file holding 3 MiB of data
+// at 40 GiB: the hits are those of the same data carved dense (moved by
+// its offset), and the fingerprints file holds runs for the holes (the
+// hashes over holes are carver's TestHolesSkipped).
+func TestCarveSparseImage(t *testing.T) {
+	_, data, planted := writeImage(t, 3<<20, 9)
+	const size, at = 64 << 30, 40 << 30
+	path := filepath.Join(t.TempDir(), "sparse.dd")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(data, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if zs, _ := holes.Zeros(mustOpen(t, path), size); len(zs) == 0 {
+		t.Skip("the filesystem of the temporary directory keeps no holes")
+	}
+	dir := filepath.Join(t.TempDir(), "case")
+	res := carve(t, dir, path, CarveOptions{Hash: "none", Workers: 2})
+	if !res.Complete {
+		t.Fatalf("carve incomplete: %s", res.Reason)
+	}
+	c, _ := OpenCase(dir)
+	hits, err := c.LoadHits()
+	if err != nil {
+		t.Fatal(err)
+	}
+	headers := 0
+	for _, h := range hits {
+		if h.Kind == signatures.KindSparseHeader {
+			if !slices.Contains(planted, h.Offset-at) {
+				t.Errorf("header hit at %d, not one planted", h.Offset)
+			}
+			headers++
+		}
+	}
+	if headers != len(planted) {
+		t.Errorf("%d headers found, %d planted", headers, len(planted))
+	}
+	st, err := os.Stat(filepath.Join(dir, FingerprintsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dense := int64(len(data)) / 4096 * 8; st.Size() > 2*dense+4096 {
+		t.Errorf("fingerprints.bin is %d bytes for %d bytes of data", st.Size(), len(data))
+	}
+	fp, err := c.Fingerprints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	for _, off := range []int64{0, at - 4096, at + int64(len(data)), size - 1} {
+		if v, ok := fp.At(off); !ok || v != 0 {
+			t.Errorf("fingerprint in a hole at %d: %x %v", off, v, ok)
+		}
+	}
+	if v, ok := fp.At(at); !ok || v != fingerprint.Hash(data[:4096]) {
+		t.Errorf("fingerprint of the data's first block: %x %v", v, ok)
+	}
+}
+
+func mustOpen(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
