@@ -1,28 +1,73 @@
 #!/usr/bin/env bash
-# Times carve on a generated image against `cat IMAGE >/dev/null` on the same
-# file. Usage: scripts/bench.sh [SIZE] (default 2G). The image lives in a
-# temp dir (or $BENCH_DIR) and is removed afterwards unless $KEEP is set.
-# Both are timed with a warm page cache (each file is read once first), so
-# the figure compares CPU cost per byte, not the disk.
+# Times carve and rebuild on a generated image, side by side in one run
+# with the baselines they are judged against: `cat IMAGE >/dev/null` (the
+# cost of reading) and a plain Go hash pass over the same file
+# (internal/benchtools/hashpass, the cost of hashing alone).
+#
+# Usage: scripts/bench.sh [SIZE]      (default 2G)
+#   SPARSE=256G scripts/bench.sh 512M  also carves a SPARSE-byte sparse file
+#                                      holding the image at 40% of it
+# The image lives in a temp dir (or $BENCH_DIR) and is removed afterwards
+# unless $KEEP is set. Everything is timed with a warm page cache (each
+# file is read once first), so the figures compare CPU cost per byte, not
+# the disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${1:-2G}
 work=${BENCH_DIR:-$(mktemp -d -t vmdkcarve-bench.XXXXXX)}
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin"
-go build -o "$work/bin/" ./cmd/carve ./cmd/corpus
-"$work/bin/corpus" -o "$work/evidence" --scenario bench --size "$size" >/dev/null
+go build -o "$work/bin/" ./cmd/carve ./cmd/rebuild ./cmd/corpus ./internal/benchtools/hashpass
+b=$work/bin
+"$b/corpus" -o "$work/evidence" --scenario bench --size "$size" >/dev/null
 img=$work/evidence/image.dd
 bytes=$(stat -c %s "$img")
 cat "$img" >/dev/null
 
-seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+# seconds CMD...: wall seconds of one run; rss of the last run in KiB.
+seconds() {
+  local s e
+  s=$(date +%s.%N)
+  /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null 2>&1
+  e=$(date +%s.%N)
+  echo "$e - $s" | bc -l
+}
 mbps() { echo "scale=0; $bytes / $1 / 1000000" | bc -l; }
+ratio() { echo "$1 / $2" | bc -l; }
 
 t_cat=$(seconds sh -c "cat '$img' >/dev/null")
-t_carve_nohash=$(seconds "$work/bin/carve" --progress none --hash none -o "$work/case-nohash" "$img")
-t_carve=$(seconds "$work/bin/carve" --progress none -o "$work/case" "$img")
-printf 'image                %s bytes, %s CPUs\n' "$bytes" "$(nproc)"
-printf 'cat >/dev/null       %6.2f s  %6s MB/s\n' "$t_cat" "$(mbps "$t_cat")"
-printf 'carve --hash none    %6.2f s  %6s MB/s  (%.2fx cat)\n' "$t_carve_nohash" "$(mbps "$t_carve_nohash")" "$(echo "$t_cat / $t_carve_nohash" | bc -l)"
-printf 'carve (sha256)       %6.2f s  %6s MB/s  (%.2fx cat)\n' "$t_carve" "$(mbps "$t_carve")" "$(echo "$t_cat / $t_carve" | bc -l)"
+t_sha=$(seconds "$b/hashpass" -hash sha256 "$img")
+t_all=$(seconds "$b/hashpass" -hash md5,sha1,sha256 "$img")
+rm -rf "$work/c0"; t_none=$(seconds "$b/carve" --progress none --hash none -o "$work/c0" "$img"); rss_none=$(cat "$work/rss")
+rm -rf "$work/c1"; t_carve=$(seconds "$b/carve" --progress none -o "$work/c1" "$img")
+rm -rf "$work/c2"; t_carve_all=$(seconds "$b/carve" --progress none --hash md5,sha1,sha256 -o "$work/c2" "$img")
+t_rebuild=$(seconds "$b/rebuild" --force "$work/c1"); rss_rebuild=$(cat "$work/rss")
+
+t_photorec=""
+if command -v photorec >/dev/null; then
+  # PhotoRec (Debian testdisk), VMDK files only, over the whole image.
+  rm -rf "$work/pr"; mkdir -p "$work/pr"
+  t_photorec=$(cd "$work/pr" && seconds photorec /log /d "$work/pr/out" /cmd "$img" partition_none,fileopt,everything,disable,vmdk,enable,search)
+fi
+
+printf 'image                          %s bytes, %s CPUs\n' "$bytes" "$(nproc)"
+printf 'cat >/dev/null                 %6.2f s  %6s MB/s\n' "$t_cat" "$(mbps "$t_cat")"
+printf 'Go SHA-256 pass                %6.2f s  %6s MB/s\n' "$t_sha" "$(mbps "$t_sha")"
+printf 'Go MD5+SHA-1+SHA-256 pass      %6.2f s  %6s MB/s\n' "$t_all" "$(mbps "$t_all")"
+printf 'carve --hash none              %6.2f s  %6s MB/s  %.2fx cat, %s KiB RSS\n' "$t_none" "$(mbps "$t_none")" "$(ratio "$t_cat" "$t_none")" "$rss_none"
+printf 'carve (sha256)                 %6.2f s  %6s MB/s  %.2fx the SHA-256 pass\n' "$t_carve" "$(mbps "$t_carve")" "$(ratio "$t_carve" "$t_sha")"
+printf 'carve --hash md5,sha1,sha256   %6.2f s  %6s MB/s  %.2fx the three-hash pass\n' "$t_carve_all" "$(mbps "$t_carve_all")" "$(ratio "$t_carve_all" "$t_all")"
+printf 'rebuild                        %6.2f s  %.2fx carve (sha256), %.2fx carve --hash none, %s KiB RSS\n' "$t_rebuild" "$(ratio "$t_rebuild" "$t_carve")" "$(ratio "$t_rebuild" "$t_none")" "$rss_rebuild"
+
+if [ -n "$t_photorec" ]; then
+  printf 'photorec (vmdk only)           %6.2f s  %6s MB/s  %.2fx cat\n' "$t_photorec" "$(mbps "$t_photorec")" "$(ratio "$t_cat" "$t_photorec")"
+fi
+
+if [ -n "${SPARSE:-}" ]; then
+  sp=$work/sparse.dd
+  truncate -s "$SPARSE" "$sp"
+  at=$(( $(stat -c %s "$sp") / 10 * 4 / 1048576 ))
+  dd if="$img" of="$sp" bs=1M seek="$at" conv=notrunc,sparse status=none
+  rm -rf "$work/cs"; t_sparse=$(seconds "$b/carve" --progress none --hash none -o "$work/cs" "$sp"); rss_sparse=$(cat "$work/rss")
+  printf 'sparse %s (%s of data)  carve --hash none %6.2f s, %s KiB RSS, case %s\n' "$SPARSE" "$(du -h "$sp" | cut -f1)" "$t_sparse" "$rss_sparse" "$(du -sh "$work/cs" | cut -f1)"
+fi
