@@ -198,11 +198,11 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 	}
 
 	// A fixed pool of chunk buffers bounds memory whatever the image size:
-	// the producer holds two (the chunk being completed and the next one,
-	// whose head is the first's margin), each worker one, and the
-	// collector those that finished out of order. Two would suffice to
-	// avoid deadlock (buffers are taken in chunk order); workers+2 keeps
-	// every worker busy.
+	// each worker holds one, and the collector those that finished out of
+	// order (and the hashes those they have not read yet). A worker takes
+	// a buffer before it takes the next chunk's number, so the lowest
+	// chunk in work always has one and the scan cannot stall; two more
+	// than the workers keep them all busy.
 	nbuf := workers + 2
 	if len(opts.Hashes) > 0 {
 		// Room for the hashes to lag the scan by a chunk or two.
@@ -212,20 +212,15 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 	for range nbuf {
 		pool <- nil // allocated lazily: a small scan needs no 9 MiB buffers
 	}
-	bufLen := chunkSize + margin
-
-	g, ctx := errgroup.WithContext(ctx)
-	work := make(chan *chunk)
-	results := make(chan result, workers)
-
 	var zeros []holes.Extent
 	if len(opts.Zeros) > 0 && zeroWindowsRejected(rs, scratchBytes) {
 		zeros = opts.Zeros
 	}
-	g.Go(func() error {
-		defer close(work)
-		return produce(ctx, r, start, end, imageSize, chunkSize, margin, bufLen, pool, work, zeros)
-	})
+	rd := &reader{r: r, start: start, end: end, imageSize: imageSize, chunkSize: chunkSize, margin: margin,
+		chunks: (end - start + int64(chunkSize) - 1) / int64(chunkSize), pool: pool, zeros: zeros}
+
+	g, ctx := errgroup.WithContext(ctx)
+	results := make(chan result, workers)
 	// The workers get their own group so that results is closed only after
 	// the last of them has returned; their errors reach g through it.
 	var wg errgroup.Group
@@ -235,7 +230,11 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 			if scratchBytes > 0 {
 				s.scratch = make([]byte, scratchBytes)
 			}
-			for c := range work {
+			for {
+				c, err := rd.next(ctx)
+				if c == nil || err != nil {
+					return err
+				}
 				res := s.scan(c)
 				select {
 				case results <- result{c, res}:
@@ -243,7 +242,6 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 					return ctx.Err()
 				}
 			}
-			return nil
 		})
 	}
 	g.Go(func() error {
@@ -265,89 +263,52 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 	return g.Wait()
 }
 
-// produce reads [start,end) in chunkSize pieces, each followed by its
-// margin. The image is read once: the margin of chunk i is copied from the
-// head of chunk i+1, which is read before chunk i is sent; only the margin
-// of the last chunk (past end) is read separately.
-func produce(ctx context.Context, r io.ReaderAt, start, end, imageSize int64, chunkSize, margin, bufLen int, pool chan []byte, work chan<- *chunk, zeros []holes.Extent) error {
-	get := func() ([]byte, error) {
-		select {
-		case b := <-pool:
-			if b == nil {
-				b = make([]byte, bufLen)
-			}
-			return b, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	read := func(seq int, pos int64) (*chunk, error) {
-		n := int(min(int64(chunkSize), end-pos))
-		if want := min(int64(margin), imageSize-pos-int64(n)); inZeros(zeros, pos, pos+int64(n)+want) {
-			return &chunk{seq: seq, start: pos, n: n, avail: n + int(want), hole: true}, nil
-		}
-		b, err := get()
-		if err != nil {
-			return nil, err
-		}
-		if err := readFull(r, b[:n], pos); err != nil {
-			pool <- b
-			return nil, err
-		}
-		return &chunk{seq: seq, start: pos, n: n, avail: n, buf: b}, nil
-	}
-	cur, err := read(0, start)
-	if err != nil {
-		return err
-	}
-	for {
-		curEnd := cur.start + int64(cur.n)
-		want := int(min(int64(margin), imageSize-curEnd)) // margin bytes that exist
-		var next *chunk
-		if curEnd < end {
-			if next, err = read(cur.seq+1, curEnd); err != nil {
-				release(pool, cur)
-				return err
-			}
-			switch {
-			case cur.hole: // its margin is zeros too
-			case next.hole:
-				k := min(want, next.n)
-				clear(cur.buf[cur.n : cur.n+k])
-				cur.avail += k
-			default:
-				cur.avail += copy(cur.buf[cur.n:cur.n+min(want, next.n)], next.buf[:next.n])
-			}
-		}
-		if rest := cur.n + want - cur.avail; rest > 0 {
-			// Past end (the last chunk, or a next chunk shorter than the
-			// margin): read the remainder of the margin directly.
-			if err := readFull(r, cur.buf[cur.avail:cur.avail+rest], cur.start+int64(cur.avail)); err != nil {
-				release(pool, cur)
-				if next != nil {
-					release(pool, next)
-				}
-				return err
-			}
-			cur.avail += rest
-		}
-		select {
-		case work <- cur:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if next == nil {
-			return nil
-		}
-		cur = next
-	}
+// reader hands out the chunks of [start,end), each read by the worker
+// that scans it, with its margin: the reads run on every core, as the
+// scans do, instead of one reader feeding them all. A margin is read again
+// as the head of the next chunk (from the page cache, a tenth of a chunk).
+type reader struct {
+	r                     io.ReaderAt
+	start, end, imageSize int64
+	chunkSize, margin     int
+	chunks                int64 // how many chunks [start,end) has
+	taken                 atomic.Int64
+	pool                  chan []byte
+	zeros                 []holes.Extent
 }
 
-// release returns a chunk's buffer to the pool (a hole has none).
-func release(pool chan<- []byte, c *chunk) {
-	if !c.hole {
-		pool <- c.buf
+// next takes a buffer, then the next chunk, and reads it; nil when every
+// chunk is taken.
+func (rd *reader) next(ctx context.Context) (*chunk, error) {
+	var b []byte
+	select {
+	case b = <-rd.pool:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
+	i := rd.taken.Add(1) - 1
+	if i >= rd.chunks {
+		rd.pool <- b
+		return nil, nil
+	}
+	pos := rd.start + i*int64(rd.chunkSize)
+	n := int(min(int64(rd.chunkSize), rd.end-pos))
+	want := int(min(int64(rd.margin), rd.imageSize-pos-int64(n))) // margin bytes that exist
+	c := &chunk{seq: int(i), start: pos, n: n, avail: n + want}
+	if inZeros(rd.zeros, pos, pos+int64(n+want)) {
+		rd.pool <- b
+		c.hole = true
+		return c, nil
+	}
+	if b == nil {
+		b = make([]byte, rd.chunkSize+rd.margin)
+	}
+	if err := readFull(rd.r, b[:n+want], pos); err != nil {
+		rd.pool <- b
+		return nil, err
+	}
+	c.buf = b
+	return c, nil
 }
 
 // inZeros reports whether [lo, hi) lies inside one of the sorted extents.
@@ -437,16 +398,31 @@ const maxRecognizers = 64
 // the hot loop: every magic is a load, a mask and a compare, with no call.
 // Only the recognizers whose magic holds, or that have none, are called:
 // in most of an image, none is.
+//
+// Before the words, one byte of each magic is looked up: its most
+// selective masked byte, in a table per byte position that says which
+// magics that byte allows. Few bytes are distinct positions (most magics
+// start at the window), so a tried offset costs a handful of loads and
+// lookups, and a word is compared only for the magics its byte allows.
 type magicTable struct {
 	always uint64 // recognizers without magics
 	end    int    // the bytes past a tried offset the magics read
 	tests  []magicTest
+	// keys: per distinct key byte position, the tests each of its values
+	// allows (a bit per test); nil when there are too many tests for a
+	// 64-bit set, and every test is compared.
+	keys []magicKey
 }
 
 type magicTest struct {
 	offset      int
 	mask, value uint64
 	rec         uint64 // the recognizer's bit
+}
+
+type magicKey struct {
+	pos     int
+	allowed [256]uint64
 }
 
 func newMagicTable(rs []signatures.Recognizer) magicTable {
@@ -461,15 +437,47 @@ func newMagicTable(rs []signatures.Recognizer) magicTable {
 			t.end = max(t.end, m.Offset+8)
 		}
 	}
+	if len(t.tests) > 64 {
+		return t
+	}
+	keyOf := map[int]int{}
+	for i, m := range t.tests {
+		// The byte with the most mask bits: the one random bytes fail
+		// most often.
+		j, best := 0, -1
+		for k := range 8 {
+			if n := bits.OnesCount8(uint8(m.mask >> (8 * k))); n > best {
+				j, best = k, n
+			}
+		}
+		pos := m.offset + j
+		k, ok := keyOf[pos]
+		if !ok {
+			k = len(t.keys)
+			keyOf[pos] = k
+			t.keys = append(t.keys, magicKey{pos: pos})
+		}
+		mb, vb := uint8(m.mask>>(8*j)), uint8(m.value>>(8*j))
+		for b := range 256 {
+			if uint8(b)&mb == vb {
+				t.keys[k].allowed[b] |= 1 << i
+			}
+		}
+	}
 	return t
 }
 
 // candidates returns the set of recognizers to call at offset off of buf.
 func (t *magicTable) candidates(buf []byte, off int) uint64 {
 	set := t.always
-	if off+t.end <= len(buf) {
+	if off+t.end <= len(buf) && t.keys != nil {
 		w := buf[off : off+t.end]
-		for _, m := range t.tests {
+		allowed := uint64(0)
+		for k := range t.keys {
+			allowed |= t.keys[k].allowed[w[t.keys[k].pos]]
+		}
+		for ; allowed != 0; allowed &= allowed - 1 {
+			m := &t.tests[bits.TrailingZeros64(allowed)]
 			if binary.LittleEndian.Uint64(w[m.offset:])&m.mask == m.value {
 				set |= m.rec
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Stream-optimized markers (FORMAT.md §3.2). A marker with a non-zero size
@@ -146,8 +147,21 @@ func DecodeGrain(b []byte, dst []byte) (GrainMarker, int, error) {
 // Bytes after the stream's end are not read: a record is padded to a
 // sector, and its Size field bounds the stream.
 func inflate(src, dst []byte) (int, error) {
-	r := bytes.NewReader(src)
-	zr, err := zlib.NewReader(r)
+	// A decompressor is some 40 KiB of tables: reused (Reset) rather than
+	// made for every grain record the carve and rebuild decode.
+	in := inflaters.Get().(*inflater)
+	defer inflaters.Put(in)
+	in.src.Reset(src)
+	var zr io.ReadCloser
+	var err error
+	if in.zr == nil {
+		zr, err = zlib.NewReader(&in.src)
+		if err == nil {
+			in.zr = zr
+		}
+	} else {
+		zr, err = in.zr, in.zr.(zlib.Resetter).Reset(&in.src, nil)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -174,6 +188,14 @@ func inflate(src, dst []byte) (int, error) {
 	// zlib.Reader has checked the Adler-32 trailer on reaching the end.
 	return n, nil
 }
+
+// inflater is a reusable zlib decompressor and its source.
+type inflater struct {
+	src bytes.Reader
+	zr  io.ReadCloser
+}
+
+var inflaters = sync.Pool{New: func() any { return new(inflater) }}
 
 // EncodeGrain appends a grain record (marker, zlib data, zero padding to a
 // sector) for the grain at lba to dst.
