@@ -7,6 +7,7 @@ package fingerprint
 
 import (
 	"github.com/cespare/xxhash/v2"
+	"github.com/zeebo/xxh3"
 
 	"vmdkcarve/internal/entropy"
 )
@@ -34,13 +35,21 @@ func Of(block []byte) uint64 {
 
 // Hash is Of without RandomBit, and without the cost of the randomness
 // test: 0 for an all-zero block, else the low 63 bits of the block's
-// xxhash64, never 0. A caller looking a block up among the fingerprints
-// compares Hash with a fingerprint less its RandomBit.
-func Hash(block []byte) uint64 {
+// XXH3-64, never 0. A caller looking a block up among the fingerprints
+// compares Hash with a fingerprint less its RandomBit. XXH3 (of the
+// xxHash family) hashes a 4 KiB block about four times faster than
+// xxhash64 here, and every block of an image is hashed.
+func Hash(block []byte) uint64 { return nonZero(block, xxh3.Hash) }
+
+// HashXXH64 is Hash as carves before fingerprints.bin version 5 computed
+// it, with xxhash64: a case they made is looked up with it.
+func HashXXH64(block []byte) uint64 { return nonZero(block, xxhash.Sum64) }
+
+func nonZero(block []byte, sum func([]byte) uint64) uint64 {
 	if entropy.Zero(block) {
 		return 0
 	}
-	h := xxhash.Sum64(block) &^ RandomBit
+	h := sum(block) &^ RandomBit
 	if h == 0 {
 		h = 1
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmdkcarve/fingerprint"
 	"vmdkcarve/signatures"
 )
 
@@ -135,7 +136,12 @@ func TestFingerprintsFile(t *testing.T) {
 		}
 		return b
 	}
-	for name, file := range map[string][]byte{"v4": v4, "v3": dense(fpVersionDense), "v2": dense(fpVersionRand)} {
+	withVersion := func(b []byte, v uint32) []byte {
+		b = append([]byte(nil), b...)
+		binary.LittleEndian.PutUint32(b[4:], v)
+		return b
+	}
+	for name, file := range map[string][]byte{"v5": v4, "v4": withVersion(v4, fpVersionXXH64), "v3": dense(fpVersionDense), "v2": dense(fpVersionRand)} {
 		os.WriteFile(path, file, 0o644)
 		for _, inMemory := range []bool{true, false} {
 			old := fpInMemoryMax
@@ -165,6 +171,15 @@ func TestFingerprintsFile(t *testing.T) {
 			e := &fpEncoder{w: &again}
 			if err := fp.copyTo(e, 0, int64(len(blocks))); err != nil || e.flush() != nil || !bytes.Equal(again.Bytes(), v4) {
 				t.Errorf("%s, in memory %v: copied and encoded again differs (%v)", name, inMemory, err)
+			}
+			// Each version is looked up with the hash it was made with.
+			blk := bytes.Repeat([]byte("block"), 800)
+			want := fingerprint.HashXXH64(blk)
+			if name == "v5" {
+				want = fingerprint.Hash(blk)
+			}
+			if fp.BlockHash(blk) != want || fingerprint.Hash(blk) == fingerprint.HashXXH64(blk) {
+				t.Errorf("%s: BlockHash is not the version's hash", name)
 			}
 			if fp.Err() != nil || fp.Close() != nil {
 				t.Errorf("Err %v", fp.Err())

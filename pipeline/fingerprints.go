@@ -16,24 +16,26 @@ import (
 // fingerprints.bin layout (all little-endian):
 //
 //	0  [4]byte "VCFP"
-//	4  u32     version (4)
+//	4  u32     version (5)
 //	8  u32     block size (4096)
 //	12 u32     reserved, zero (keeps the u64 fields 8-aligned)
 //	16 u64     image offset of the first block
 //	24 u64     number of blocks
 //	32 u64 ... one record per block, in offset order: its fingerprint
-//	           (fingerprint.Hash: 0 = all-zero block; bit 63 clear), or,
-//	           with bit 63 set, a run of that many all-zero blocks
+//	           (fingerprint.Hash, XXH3: 0 = all-zero block; bit 63 clear),
+//	           or, with bit 63 set, a run of that many all-zero blocks
 //
 // A run stands for at least minZeroRun zero blocks, so that holes and
 // zeroed areas cost a record instead of 8 bytes per 4 KiB; shorter runs of
-// zero blocks are written block by block. Version 3 files (one record per
-// block, no runs) and version 2 ones (bit 63 flagging random-looking
-// blocks) are still read. Version 4 leaves randomness to rebuild
-// (UseImage), which tests only the blocks it asks about.
+// zero blocks are written block by block. Earlier versions are still
+// read, their blocks hashed with xxhash64 (fingerprint.HashXXH64): version
+// 4 (runs), 3 (one record per block) and 2 (bit 63 flagging random-looking
+// blocks). From version 3 on, randomness is left to rebuild (UseImage),
+// which tests only the blocks it asks about.
 const (
 	fpMagic        = "VCFP"
-	fpVersion      = 4
+	fpVersion      = 5
+	fpVersionXXH64 = 4 // runs, xxhash64
 	fpVersionDense = 3 // one record per block
 	fpVersionRand  = 2 // one record per block, bit 63 = random-looking
 	fpHeaderSize   = 32
@@ -65,6 +67,7 @@ type Fingerprints struct {
 	// from the image given to UseImage, remembering every block tested.
 	stored bool
 	random *randomBits
+	xxh64  bool // blocks hashed with xxhash64 (versions before 5)
 }
 
 func fpHeader(first, count int64) []byte {
@@ -113,21 +116,23 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 	switch {
 	case string(h[:4]) != fpMagic:
 		return nil, fmt.Errorf("%w: %s: magic %q, want %q", ErrFingerprints, path, h[:4], fpMagic)
-	case version != fpVersion && version != fpVersionDense && version != fpVersionRand:
+	case version != fpVersion && version != fpVersionXXH64 && version != fpVersionDense && version != fpVersionRand:
 		return nil, fmt.Errorf("%w: %s: version %d, want %d", ErrFingerprints, path, version, fpVersion)
 	case fp.BlockSize != fingerprint.BlockSize:
 		return nil, fmt.Errorf("%w: %s: block size %d, want %d", ErrFingerprints, path, fp.BlockSize, fingerprint.BlockSize)
 	case fp.First < 0 || fp.First%fingerprint.BlockSize != 0:
 		return nil, fmt.Errorf("%w: %s: first block offset %d is not block-aligned", ErrFingerprints, path, fp.First)
-	case count > maxFingerprint || (version != fpVersion && st.Size() != fpHeaderSize+int64(count)*fpEntrySize):
+	case count > maxFingerprint || (version <= fpVersionDense && st.Size() != fpHeaderSize+int64(count)*fpEntrySize):
 		return nil, fmt.Errorf("%w: %s: header says %d blocks but the file is %d bytes (truncated or unfinished)", ErrFingerprints, path, count, st.Size())
 	case (st.Size()-fpHeaderSize)%fpEntrySize != 0:
 		return nil, fmt.Errorf("%w: %s: %d bytes is not a whole number of records", ErrFingerprints, path, st.Size())
 	}
 	fp.Count = int64(count)
 	fp.stored = version == fpVersionRand
+	fp.xxh64 = version < fpVersion
+	runs := version >= fpVersionXXH64
 	inMemory := st.Size() <= fpInMemoryMax
-	if version != fpVersion {
+	if !runs {
 		seg := fpSegment{first: 0, n: fp.Count, off: fpHeaderSize}
 		if inMemory {
 			seg.vals = make([]uint64, 0, fp.Count)
@@ -144,7 +149,7 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 			return nil, fmt.Errorf("%w: %s: %v", ErrFingerprints, path, err)
 		}
 		v := le.Uint64(rec[:])
-		if version != fpVersion {
+		if !runs {
 			if inMemory {
 				fp.segs[0].vals = append(fp.segs[0].vals, v)
 			}
@@ -171,7 +176,7 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 		}
 		block++
 	}
-	if version == fpVersion && block != fp.Count {
+	if runs && block != fp.Count {
 		return nil, fmt.Errorf("%w: %s: header says %d blocks but the records hold %d (truncated or unfinished)", ErrFingerprints, path, count, block)
 	}
 	if !inMemory {
@@ -314,6 +319,16 @@ func (e *fpEncoder) flush() error {
 	e.flushZeros()
 	e.drain()
 	return e.err
+}
+
+// BlockHash is the hash the file's fingerprints were made with, for
+// looking a block up among them: fingerprint.Hash, or HashXXH64 for a
+// file of an earlier version.
+func (fp *Fingerprints) BlockHash(block []byte) uint64 {
+	if fp.xxh64 {
+		return fingerprint.HashXXH64(block)
+	}
+	return fingerprint.Hash(block)
 }
 
 // UseImage gives At the image the fingerprints were carved from, so that

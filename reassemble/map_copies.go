@@ -67,7 +67,8 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 	if opts.Fingerprints == nil || x.imageSize <= 0 {
 		return
 	}
-	wb := &wantedBlocks{byHash: map[uint64][]wantedBlock{}, buf: make([]byte, 12+vmdk.MaxCompressedGrain(vmdk.MaxGrainSize*vmdk.SectorSize))}
+	wb := &wantedBlocks{byHash: map[uint64][]wantedBlock{}, buf: make([]byte, 12+vmdk.MaxCompressedGrain(vmdk.MaxGrainSize*vmdk.SectorSize)),
+		hash: blockHash(opts.Fingerprints)}
 	var todo []*Instance
 	held := heldRuns(instances, x)
 	for _, inst := range instances {
@@ -104,8 +105,9 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 // by maxCopyBlocks whatever the disks' sizes.
 type wantedBlocks struct {
 	byHash map[uint64][]wantedBlock
-	n      int    // blocks kept, at most maxCopyBlocks
-	buf    []byte // a grain's bytes, or a record's
+	n      int                 // blocks kept, at most maxCopyBlocks
+	buf    []byte              // a grain's bytes, or a record's
+	hash   func([]byte) uint64 // the fingerprints' block hash (fingerprint.Hash)
 }
 
 type wantedBlock struct {
@@ -130,7 +132,7 @@ func (wb *wantedBlocks) lost(inst *Instance, g uint64) bool {
 func (wb *wantedBlocks) add(b []byte, fileOff int64, w wantedBlock, clearIfPlain bool) {
 	for k := int64(0); k+fingerprint.BlockSize <= int64(len(b)) && wb.n < maxCopyBlocks; k += fingerprint.BlockSize {
 		blk := b[k : k+fingerprint.BlockSize]
-		if fp := fingerprint.Hash(blk); fp != 0 {
+		if fp := wb.hash(blk); fp != 0 {
 			w.file, w.sum = fileOff+k, xxhash.Sum64(blk)
 			w.clear = clearIfPlain && !entropy.RandomLooking(blk)
 			wb.byHash[fp] = append(wb.byHash[fp], w)

@@ -21,6 +21,20 @@ type Fingerprints interface {
 	At(off int64) (uint64, bool)
 }
 
+// blockHasher is a Fingerprints that says which hash its fingerprints
+// were made with (fingerprint.Hash when it does not).
+type blockHasher interface {
+	BlockHash(block []byte) uint64
+}
+
+// blockHash returns the hash to look a block up among fp with.
+func blockHash(fp Fingerprints) func([]byte) uint64 {
+	if h, ok := fp.(blockHasher); ok {
+		return h.BlockHash
+	}
+	return fingerprint.Hash
+}
+
 // candidate is a grain a trusted grain table places at a file sector.
 type candidate struct {
 	grain  uint64
