@@ -93,9 +93,8 @@ type ChunkResult struct {
 	// an absolute image offset.
 	Hits []signatures.Hit
 	// Fingerprints holds one value per BlockSize block of [Start,End) (the
-	// last block may be short): xxhash64 of the block, 0 for an all-zero
-	// block, and 1 for a block whose real hash is 0, so that 0 always means
-	// "zero block".
+	// last block may be short): fingerprint.Hash of the block (0 for an
+	// all-zero block, and never 0 otherwise).
 	Fingerprints []uint64
 	// WaitHashed blocks until every hash of Options.Hashes has been fed
 	// the image up to End; false if one never will be (the scan ended in

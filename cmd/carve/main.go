@@ -39,7 +39,7 @@ Usage:
 
 IMAGE is read-only evidence (a dd image or a block device); nothing is ever
 written to it or beside it. Every 512-byte-aligned offset is handed to the
-recognizers below, and every 4 KiB block is fingerprinted (xxhash64), so that
+recognizers below, and every 4 KiB block is fingerprinted (XXH3-64), so that
 'rebuild CASE' can reassemble the virtual disks afterwards.
 
 Re-running the same command on the same CASE resumes an interrupted carve from
