@@ -1,6 +1,7 @@
-// Package carver reads a byte range of an evidence image in large sequential
-// chunks, hands every aligned window to the signature recognizers on a pool
-// of workers, fingerprints every 4 KiB block, and delivers the results to a
+// Package carver reads a byte range of an evidence image in large chunks,
+// each read and scanned by one of a pool of workers: it hands every aligned
+// window whose magic holds to the signature recognizers, fingerprints every
+// 4 KiB block, feeds the evidence hashes, and delivers the results to a
 // Sink strictly in image order. It knows nothing about any format: all format
 // knowledge lives in the signatures.Recognizer values it is given.
 //
@@ -38,10 +39,10 @@ const (
 	// chunks start on its multiples.
 	BlockSize = fingerprint.BlockSize
 
-	// DefaultChunkSize is the read size: large enough that sequential reads
-	// run at disk speed and the ~1 MiB margin copied per chunk stays a small
-	// overhead, small enough that a few chunks in flight per worker keep the
-	// memory bounded.
+	// DefaultChunkSize is the read size: large enough that reads run at
+	// disk speed and the ~1 MiB margin read again with every chunk stays a
+	// small overhead, small enough that a few chunks in flight per worker
+	// keep the memory bounded.
 	DefaultChunkSize = 8 << 20
 
 	// MaxChunkSize bounds --chunk so that a typo cannot allocate gigabytes
