@@ -53,6 +53,11 @@ type CarveOptions struct {
 	Force   bool     // redo a shard that is already complete
 	Enable  []string // recognizer names (empty = all)
 	Disable []string
+	// Mapfile is a GNU ddrescue mapfile of the image: the areas it says
+	// were not rescued are unknown, never zeros (no hit is taken from
+	// them, and rebuild decides nothing from their bytes).
+	Mapfile    string
+	unreadable []Range // the mapfile's areas, once read
 	// ChunkSize is the carver's read size (0 = carver default).
 	ChunkSize int
 	Progress  carver.Progress
@@ -115,15 +120,18 @@ type shardState struct {
 	// Checkpoint, by name, set when the shard hashes the whole image;
 	// Digests their results once it is complete. HashState and SHA256 are
 	// what earlier versions wrote (SHA-256 alone): still read.
-	HashStates map[string][]byte             `json:"hash_states,omitempty"`
-	Digests    map[string]string             `json:"digests,omitempty"`
-	HashState  []byte                        `json:"hash_state,omitempty"`
-	SHA256     string                        `json:"sha256,omitempty"`
-	Hits       int64                         `json:"hits"`
-	Counts     map[signatures.Kind]KindCount `json:"counts"`
-	Started    time.Time                     `json:"started"`
-	Updated    time.Time                     `json:"updated"`
-	Finished   time.Time                     `json:"finished,omitzero"`
+	HashStates map[string][]byte `json:"hash_states,omitempty"`
+	Digests    map[string]string `json:"digests,omitempty"`
+	HashState  []byte            `json:"hash_state,omitempty"`
+	SHA256     string            `json:"sha256,omitempty"`
+	Hits       int64             `json:"hits"`
+	// UnreadableHits counts the hits dropped because their bytes lie in
+	// an area the mapfile says was not rescued.
+	UnreadableHits int64                         `json:"unreadable_hits,omitempty"`
+	Counts         map[signatures.Kind]KindCount `json:"counts"`
+	Started        time.Time                     `json:"started"`
+	Updated        time.Time                     `json:"updated"`
+	Finished       time.Time                     `json:"finished,omitzero"`
 }
 
 // Carve runs stage 1: it scans the image (or opts.Range of it) into a shard
@@ -149,6 +157,12 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 	rng, err := checkRange(opts.Range, ev.Size)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Mapfile != "" {
+		if ev.Unreadable, err = readMapfile(opts.Mapfile, ev.Size); err != nil {
+			return nil, err
+		}
+		opts.unreadable = ev.Unreadable
 	}
 	// The holes of a sparse image are zeros the scan need not read. A
 	// filesystem that cannot say gives none, and an error here costs only
@@ -234,6 +248,9 @@ func (c *Case) startCarve(ev Evidence, params CarveParams, began time.Time) erro
 		if m.Evidence.Path != "" && (m.Evidence.Path != ev.Path || m.Evidence.Size != ev.Size) {
 			return fmt.Errorf("pipeline: case %s belongs to evidence %s (%d bytes), not %s (%d bytes): use another case directory",
 				c.Dir, m.Evidence.Path, m.Evidence.Size, ev.Path, ev.Size)
+		}
+		if m.Evidence.Path != "" && !slices.Equal(m.Evidence.Unreadable, ev.Unreadable) {
+			return fmt.Errorf("pipeline: case %s was carved with other unreadable areas (--mapfile): every shard of a case needs the same mapfile", c.Dir)
 		}
 		if m.Evidence.Path == "" {
 			m.Evidence = ev
@@ -387,6 +404,7 @@ func carveShard(ctx context.Context, img io.ReaderAt, size int64, zeros []holes.
 	if err != nil {
 		return nil, err
 	}
+	w.unreadable = opts.unreadable
 	defer w.close()
 	// The state on disk must say where to resume before anything is
 	// appended, so that even a run killed at once leaves a valid shard.
@@ -459,6 +477,7 @@ type shardWriter struct {
 	lastCheckpoint int64
 	broken         bool        // a write failed mid-chunk: the files no longer match pos
 	waitHashed     func() bool // waits until the hashes have read up to pos (carver.ChunkResult.WaitHashed)
+	unreadable     []Range     // areas not rescued (--mapfile): no hit is taken from them
 	line           []byte
 }
 
@@ -517,7 +536,16 @@ func (w *shardWriter) Chunk(c carver.ChunkResult) error {
 	}
 	added := int64(0)
 	counts := w.st.Counts
+	kept := 0
 	for i := range c.Hits {
+		if h := &c.Hits[i]; w.unreadable != nil {
+			// Read from bytes ddrescue did not rescue: not a structure.
+			if _, ok := overlapsAny(w.unreadable, h.Offset, h.Offset+max(h.Length, 1)); ok {
+				w.st.UnreadableHits++
+				continue
+			}
+		}
+		kept++
 		var err error
 		if w.line, err = appendJSONLine(w.line[:0], &c.Hits[i]); err == nil {
 			_, err = w.hits.Write(w.line)
@@ -542,7 +570,7 @@ func (w *shardWriter) Chunk(c carver.ChunkResult) error {
 		w.broken = true
 		return fmt.Errorf("pipeline: writing fingerprints: %w", w.fpEnc.err)
 	}
-	w.st.Hits += int64(len(c.Hits))
+	w.st.Hits += int64(kept)
 	w.hitsBytes += added
 	w.pos = c.End
 	w.waitHashed = c.WaitHashed

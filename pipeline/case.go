@@ -79,6 +79,9 @@ type Evidence struct {
 	SHA1    string    `json:"sha1,omitempty"`
 	SHA256  string    `json:"sha256,omitempty"`
 	ModTime time.Time `json:"mod_time"`
+	// Unreadable are the areas a ddrescue mapfile (carve --mapfile) says
+	// were not rescued: unknown bytes, never zeros.
+	Unreadable []Range `json:"unreadable,omitempty"`
 }
 
 // addDigests records the digests (by hash name) the evidence does not

@@ -68,6 +68,10 @@ type Fingerprints struct {
 	stored bool
 	random *randomBits
 	xxh64  bool // blocks hashed with xxhash64 (versions before 5)
+	// unknown are image areas whose blocks At does not know (not rescued,
+	// by a ddrescue mapfile): their stored fingerprints are of the zeros
+	// ddrescue filled in.
+	unknown []Range
 }
 
 func fpHeader(first, count int64) []byte {
@@ -190,6 +194,12 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 // UseImage has given the image); false if the file does not cover it (or
 // a read failed: see Err).
 func (fp *Fingerprints) At(off int64) (uint64, bool) {
+	if fp.unknown != nil {
+		blk := off / fp.BlockSize * fp.BlockSize
+		if _, bad := overlapsAny(fp.unknown, blk, blk+fp.BlockSize); bad {
+			return 0, false
+		}
+	}
 	v, ok := fp.entry(off)
 	if !ok || v == 0 || fp.stored || fp.random == nil {
 		return v, ok
@@ -320,6 +330,10 @@ func (e *fpEncoder) flush() error {
 	e.drain()
 	return e.err
 }
+
+// Unknown makes At answer "not known" for the blocks that meet areas
+// (sorted, disjoint).
+func (fp *Fingerprints) Unknown(areas []Range) { fp.unknown = areas }
 
 // BlockHash is the hash the file's fingerprints were made with, for
 // looking a block up among them: fingerprint.Hash, or HashXXH64 for a

@@ -146,6 +146,13 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		return nil, err
 	}
 
+	// With a mapfile, the image is read as rebuild may trust it: the
+	// areas not rescued fail every read that touches them.
+	var image io.ReaderAt = img
+	if areas := ev.Unreadable; len(areas) > 0 {
+		image = &unreadableImage{r: img, areas: areas}
+		logf("%d areas of the image were not rescued (ddrescue mapfile): nothing is decided from their bytes", len(areas))
+	}
 	hits, err := c.LoadHits()
 	if err != nil {
 		return nil, err
@@ -156,18 +163,21 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	}
 	if fp, err := c.Fingerprints(); err == nil {
 		defer fp.Close()
-		fp.UseImage(img, ev.Size)
+		fp.UseImage(image, ev.Size)
+		if len(ev.Unreadable) > 0 {
+			fp.Unknown(ev.Unreadable)
+		}
 		popts.Fingerprints = fp
 	} else {
 		logf("no fingerprints (%v): the damage policy cannot test for intermittent encryption", err)
 	}
-	disks := reassemble.Plan(img, ev.Size, hits, popts)
+	disks := reassemble.Plan(image, ev.Size, hits, popts)
 	for _, dir := range []string{PlansDirName, DisksDirName} {
 		if err := os.MkdirAll(filepath.Join(c.Dir, dir), 0o755); err != nil {
 			return nil, err
 		}
 	}
-	res, recovered, failed, err := emitDisks(ctx, c, img, disks, opts, logf)
+	res, recovered, failed, err := emitDisks(ctx, c, image, disks, opts, logf)
 	if err != nil {
 		return nil, err
 	}

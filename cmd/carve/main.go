@@ -181,6 +181,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&cfg.caseDir, "o", "", "case directory to create or resume (required)")
 	fs.IntVar(&cfg.opts.Workers, "workers", 0, "scanning goroutines (0 = one per CPU)")
 	fs.StringVar(&rangeFlag, "range", "", "carve only the shard `START:END` of the image (bytes; END empty = image end)")
+	fs.StringVar(&cfg.opts.Mapfile, "mapfile", "", "the GNU ddrescue mapfile of IMAGE: the areas it says were not rescued are unknown, never zeros (no structure is taken from them, rebuild decides no grain from their bytes)")
 	fs.StringVar(&shardFlag, "shard", "", "carve only shard `K/N`, the K-th (from 0) of N equal ones; auto/N takes K from a Slurm array or Kubernetes Indexed Job (see above)")
 	fs.StringVar(&cfg.opts.Hash, "hash", "sha256", "hash the evidence while reading it: `LIST` of md5, sha1, sha256 (each on its own core beside the scan), or none; only a whole-image run records them")
 	fs.StringVar(&cfg.progress, "progress", "auto", "progress on stderr: auto (a live line on a terminal, else nothing), plain (a line every few seconds) or none")
