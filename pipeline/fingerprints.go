@@ -63,11 +63,11 @@ type Fingerprints struct {
 	file *os.File
 	err  error
 
-	// stored: bit 63 is in the file (version 2); otherwise At computes it
-	// from the image given to UseImage, remembering every block tested.
-	stored bool
-	random *randomBits
-	xxh64  bool // blocks hashed with xxhash64 (versions before 5)
+	// version of the file: from 3 on, bit 63 is not stored and At computes
+	// it from the image given to UseImage, remembering every block tested;
+	// before 5, blocks were hashed with xxhash64.
+	version uint32
+	random  *randomBits
 	// unknown are image areas whose blocks At does not know (not rescued,
 	// by a ddrescue mapfile): their stored fingerprints are of the zeros
 	// ddrescue filled in.
@@ -132,8 +132,7 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 		return nil, fmt.Errorf("%w: %s: %d bytes is not a whole number of records", ErrFingerprints, path, st.Size())
 	}
 	fp.Count = int64(count)
-	fp.stored = version == fpVersionRand
-	fp.xxh64 = version < fpVersion
+	fp.version = version
 	runs := version >= fpVersionXXH64
 	inMemory := st.Size() <= fpInMemoryMax
 	if !runs {
@@ -201,7 +200,7 @@ func (fp *Fingerprints) At(off int64) (uint64, bool) {
 		}
 	}
 	v, ok := fp.entry(off)
-	if !ok || v == 0 || fp.stored || fp.random == nil {
+	if !ok || v == 0 || fp.version == fpVersionRand || fp.random == nil {
 		return v, ok
 	}
 	r, err := fp.random.at(fp, off)
@@ -261,12 +260,22 @@ func (fp *Fingerprints) copyTo(e *fpEncoder, first, n int64) error {
 		}
 		seg := &fp.segs[k]
 		stop := min(end, seg.first+seg.n)
-		for ; b < stop; b++ {
-			v, ok := fp.entry(fp.First + b*fp.BlockSize)
-			if !ok {
-				return fmt.Errorf("%w: block %d: %v", ErrFingerprints, b, fp.err)
+		if seg.vals != nil || fp.file == nil {
+			for _, v := range seg.vals[b-seg.first : stop-seg.first] {
+				e.add(v)
 			}
-			e.add(v)
+			b = stop
+			continue
+		}
+		// A file too large for memory: its records read in one sweep,
+		// not one read per block.
+		r := bufio.NewReaderSize(io.NewSectionReader(fp.file, seg.off+(b-seg.first)*fpEntrySize, (stop-b)*fpEntrySize), 1<<20)
+		var rec [fpEntrySize]byte
+		for ; b < stop; b++ {
+			if _, err := io.ReadFull(r, rec[:]); err != nil {
+				return fmt.Errorf("%w: block %d: %v", ErrFingerprints, b, err)
+			}
+			e.add(binary.LittleEndian.Uint64(rec[:]))
 		}
 	}
 	return nil
@@ -339,7 +348,7 @@ func (fp *Fingerprints) Unknown(areas []Range) { fp.unknown = areas }
 // looking a block up among them: fingerprint.Hash, or HashXXH64 for a
 // file of an earlier version.
 func (fp *Fingerprints) BlockHash(block []byte) uint64 {
-	if fp.xxh64 {
+	if fp.version < fpVersion {
 		return fingerprint.HashXXH64(block)
 	}
 	return fingerprint.Hash(block)
