@@ -56,8 +56,7 @@ type CarveOptions struct {
 	// Mapfile is a GNU ddrescue mapfile of the image: the areas it says
 	// were not rescued are unknown, never zeros (no hit is taken from
 	// them, and rebuild decides nothing from their bytes).
-	Mapfile    string
-	unreadable []Range // the mapfile's areas, once read
+	Mapfile string
 	// ChunkSize is the carver's read size (0 = carver default).
 	ChunkSize int
 	Progress  carver.Progress
@@ -162,7 +161,6 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 		if ev.Unreadable, err = readMapfile(opts.Mapfile, ev.Size); err != nil {
 			return nil, err
 		}
-		opts.unreadable = ev.Unreadable
 	}
 	// The holes of a sparse image are zeros the scan need not read. A
 	// filesystem that cannot say gives none, and an error here costs only
@@ -197,7 +195,7 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 	if st != nil && st.Complete {
 		res.Skipped = true
 	} else {
-		if st, err = carveShard(ctx, img, ev.Size, zeros, shardDir, rng, rs, params, st, opts, res); err != nil {
+		if st, err = carveShard(ctx, img, ev, zeros, shardDir, rng, rs, params, st, opts, res); err != nil {
 			// Record why the stage is incomplete; the shard's checkpoint
 			// already says where a rerun resumes.
 			c.UpdateManifest(func(m *Manifest) error {
@@ -369,12 +367,12 @@ func writeShardState(dir string, st *shardState) error {
 	return WriteFileAtomic(filepath.Join(dir, ShardStateName), append(b, '\n'))
 }
 
-// carveShard scans rng into shardDir, starting from st's checkpoint when st
-// is an interrupted run of the same shard.
-func carveShard(ctx context.Context, img io.ReaderAt, size int64, zeros []holes.Extent, shardDir string, rng Range, rs []signatures.Recognizer,
+// carveShard scans rng of the evidence ev into shardDir, starting from
+// st's checkpoint when st is an interrupted run of the same shard.
+func carveShard(ctx context.Context, img io.ReaderAt, ev Evidence, zeros []holes.Extent, shardDir string, rng Range, rs []signatures.Recognizer,
 	params CarveParams, st *shardState, opts CarveOptions, res *CarveResult) (*shardState, error) {
 	h := newHashSet(nil)
-	if rng.Start == 0 && rng.End == size {
+	if rng.Start == 0 && rng.End == ev.Size {
 		names, _ := ParseHashes(opts.Hash) // checked by carveRecognizers
 		h = newHashSet(names)
 	}
@@ -404,7 +402,7 @@ func carveShard(ctx context.Context, img io.ReaderAt, size int64, zeros []holes.
 	if err != nil {
 		return nil, err
 	}
-	w.unreadable = opts.unreadable
+	w.unreadable = ev.Unreadable
 	defer w.close()
 	// The state on disk must say where to resume before anything is
 	// appended, so that even a run killed at once leaves a valid shard.
@@ -423,7 +421,7 @@ func carveShard(ctx context.Context, img io.ReaderAt, size int64, zeros []holes.
 		Hashes:      h.hs,
 		Zeros:       zeros,
 		Progress:    resumedProgress{prog, st.Checkpoint - rng.Start, rng.End - rng.Start, st.Hits},
-		ImageSize:   size,
+		ImageSize:   ev.Size,
 	}
 	var scanErr error
 	if st.Checkpoint < rng.End { // else killed after the last checkpoint, before finishing
