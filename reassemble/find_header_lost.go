@@ -427,12 +427,13 @@ func nextStart(starts []*signatures.Hit, off, end int64) int64 {
 func streamDirectory(image io.ReaderAt, x *hitIndex, start, desc, firstRecord int64) (int64, bool) {
 	found, ok := int64(0), false
 	var sec [vmdk.SectorSize]byte
+	entries := make([]uint32, 0, vmdk.SectorSize/4)
 	for at := desc + vmdk.SectorSize; at < firstRecord && at < desc+4096*vmdk.SectorSize; at += vmdk.SectorSize {
 		if _, err := image.ReadAt(sec[:], at); err != nil {
 			break
 		}
 		self := uint64(at-start) / vmdk.SectorSize
-		entries := vmdk.DecodeEntries(sec[:])
+		entries = vmdk.AppendEntries(entries[:0], sec[:])
 		first := uint64(entries[0])
 		if first <= self || int64(first)*vmdk.SectorSize >= firstRecord-start {
 			continue

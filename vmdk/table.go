@@ -4,12 +4,15 @@ import "encoding/binary"
 
 // DecodeEntries decodes little-endian u32 grain directory or grain table
 // entries. It reads len(b)/4 entries; callers bound b before calling.
-func DecodeEntries(b []byte) []uint32 {
-	out := make([]uint32, len(b)/4)
-	for i := range out {
-		out[i] = binary.LittleEndian.Uint32(b[4*i:])
+func DecodeEntries(b []byte) []uint32 { return AppendEntries(make([]uint32, 0, len(b)/4), b) }
+
+// AppendEntries is DecodeEntries into dst's storage, for a caller that
+// decodes many tables in a loop.
+func AppendEntries(dst []uint32, b []byte) []uint32 {
+	for i := 0; i+4 <= len(b); i += 4 {
+		dst = append(dst, binary.LittleEndian.Uint32(b[i:]))
 	}
-	return out
+	return dst
 }
 
 // EncodeEntries is the inverse of DecodeEntries, padded to whole sectors.
