@@ -15,17 +15,6 @@ import (
 	"vmdkcarve/reassemble"
 )
 
-// readerAt opens a file for the rest of the test.
-func readerAt(t *testing.T, path string) *os.File {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
-
 // TestSplitSparse: a 4.5 GiB disk written by qemu-img as
 // twoGbMaxExtentSparse (a descriptor and three extents of 2047, 2047 and
 // 406 MiB) laid out of order in noise. The last extent is known by its
@@ -132,10 +121,10 @@ func TestSplitSparse(t *testing.T) {
 				for g := r.FirstGrain; r.Status == reassemble.Placed && g < r.FirstGrain+r.Count; g++ {
 					placed = append(placed, g)
 					got, want := make([]byte, 64<<10), make([]byte, 64<<10)
-					if _, err := readerAt(t, rebuilt).ReadAt(got, int64(g)*64<<10); err != nil {
+					if _, err := tooltest.Open(t, rebuilt).ReadAt(got, int64(g)*64<<10); err != nil {
 						t.Fatal(err)
 					}
-					if _, err := readerAt(t, raw).ReadAt(want, int64(g)*64<<10); err != nil {
+					if _, err := tooltest.Open(t, raw).ReadAt(want, int64(g)*64<<10); err != nil {
 						t.Fatal(err)
 					}
 					if !bytes.Equal(got, want) {

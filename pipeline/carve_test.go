@@ -18,6 +18,7 @@ import (
 	"vmdkcarve/carver"
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/internal/holes"
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -419,8 +420,10 @@ func TestCarveSparseImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if zs, _ := holes.Zeros(mustOpen(t, path), size); len(zs) == 0 {
-		t.Skip("the filesystem of the temporary directory keeps no holes")
+	if zs, _ := holes.Zeros(tooltest.Open(t, path), size); len(zs) == 0 {
+		// The filesystems CI runs on (ext4, xfs, tmpfs, overlayfs) keep
+		// holes: there the test must run.
+		tooltest.Missing(t, "the filesystem of the temporary directory keeps no holes")
 	}
 	dir := filepath.Join(t.TempDir(), "case")
 	res := carve(t, dir, path, CarveOptions{Hash: "none", Workers: 2})
@@ -464,14 +467,4 @@ func TestCarveSparseImage(t *testing.T) {
 	if v, ok := fp.At(at); !ok || v != fingerprint.Hash(data[:4096]) {
 		t.Errorf("fingerprint of the data's first block: %x %v", v, ok)
 	}
-}
-
-func mustOpen(t *testing.T, path string) *os.File {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"vmdkcarve/internal/tooltest"
 )
 
 // TestZeros writes a sparse file with data at known places and checks the
@@ -45,7 +46,12 @@ func TestZeros(t *testing.T) {
 		}
 	}
 	want := []Extent{{0, 2 * mib}, {3 * mib, 5 * mib}, {7 * mib, size}}
-	if got != nil && !reflect.DeepEqual(got, want) {
+	if got == nil {
+		// Correct (nothing is skipped), but the filesystems CI runs on
+		// keep holes: there the holes must be found.
+		tooltest.Missing(t, "the filesystem of the temporary directory keeps no holes")
+	}
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("holes %v, want %v", got, want)
 	}
 	t.Logf("holes: %v", got)

@@ -134,3 +134,14 @@ func GPTDisk(vol []byte) []byte {
 	copy(disk[1<<20:], vol)
 	return disk
 }
+
+// Open opens a file for reading for the rest of the test.
+func Open(t testing.TB, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
