@@ -8,11 +8,13 @@ import (
 	"vmdkcarve/fsprobe"
 )
 
-// testdata/ntfs-*.bin are copies of fsprobe/testdata's: MFT record 67
+// ntfsTestdata reads the NTFS codec's testdata: MFT record 67
 // (guest.vmdk, two runs) of a 4 MiB mkntfs volume, and its boot sector.
+const ntfsTestdataDir = "../fs/ntfs/testdata/"
+
 func ntfsTestdata(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
+	b, err := os.ReadFile(ntfsTestdataDir + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,11 +61,11 @@ func TestNTFSRecognizers(t *testing.T) {
 // directly: Run's recover would hide a panic) and checks what a valid hit
 // promises the resolver.
 func FuzzNTFSRecord(f *testing.F) {
-	rec, err := os.ReadFile("testdata/ntfs-record-guest.bin")
+	rec, err := os.ReadFile(ntfsTestdataDir + "ntfs-record-guest.bin")
 	if err != nil {
 		f.Fatal(err)
 	}
-	boot, err := os.ReadFile("testdata/ntfs-boot.bin")
+	boot, err := os.ReadFile(ntfsTestdataDir + "ntfs-boot.bin")
 	if err != nil {
 		f.Fatal(err)
 	}
