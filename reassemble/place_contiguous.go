@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -154,7 +153,7 @@ type contiguityWalk struct {
 type contradiction struct {
 	grain    uint64
 	off, img int64
-	why      string
+	missed   fsprobe.Expectation // what the guest predicts there
 }
 
 // decide decides one grain.
@@ -186,11 +185,12 @@ func (w *contiguityWalk) decide(c candidate) {
 		}
 	}
 	if why == "" {
-		if g := w.guest.check(c.grain, h.GrainBytes(), buf); g != "" {
+		if e, missed := w.guest.check(c.grain, h.GrainBytes(), buf); missed {
+			g := missedWhy(e)
 			switch {
 			case w.dmg.RandomAt(fileOff) || w.dmg.RandomAt(fileOff+n-1):
 				w.dmg.Prove(fileOff, g)
-				w.deferred = append(w.deferred, contradiction{c.grain, fileOff, imgOff, g})
+				w.deferred = append(w.deferred, contradiction{c.grain, fileOff, imgOff, e})
 			case w.contiguous:
 				why = g
 			case inst.anchoredAt(fileOff):
@@ -241,14 +241,14 @@ func (w *contiguityWalk) settleDeferred(cands []candidate) {
 			// structure the guest put here is gone from them. That grain
 			// is proven destroyed, even on no lattice.
 			if gr := inst.grains.one[d.grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
-				inst.grains.set(d.grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonStructureDestroyed, Offset: d.off, Detail: strings.TrimPrefix(d.why, "the guest's own structures expect ")}})
+				inst.grains.set(d.grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonStructureDestroyed, Offset: d.off, Detail: fmt.Sprintf("%s (virtual offset %d)", d.missed.Desc, d.missed.Offset)}})
 			}
 			continue
 		}
 		// A structure the guest predicts is missing, in a random chunk no
 		// lattice explains: the bytes are not the file's.
-		w.brokenAt, w.breakReason = d.off, d.why
-		inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", d.off, d.img, d.why))
+		w.brokenAt, w.breakReason = d.off, missedWhy(d.missed)
+		inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", d.off, d.img, w.breakReason))
 		inst.cutFragments(d.off)
 		break
 	}
@@ -283,7 +283,7 @@ func markDestroyed(inst *Instance, cands []candidate, destroyed []structureAt) {
 			continue
 		}
 		if gr := inst.grains.one[cands[i].grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
-			inst.grains.set(cands[i].grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonStructureDestroyed, Offset: d.off, Detail: d.what + " lies"}})
+			inst.grains.set(cands[i].grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonStructureDestroyed, Offset: d.off, Detail: d.what}})
 		}
 	}
 }
@@ -533,16 +533,15 @@ func (p *guestProbe) add(grainBytes int64, es []fsprobe.Expectation) {
 	}
 }
 
-// check returns why grain g's bytes contradict the guest, or "". A grain
-// that confirms an expectation adds what that implies (which may lie in
-// this very grain).
-func (p *guestProbe) check(g uint64, grainBytes int64, buf []byte) string {
+// check returns the first expectation grain g's bytes contradict, if any
+// (a soft one never counts). A grain that confirms an expectation adds
+// what that implies (which may lie in this very grain).
+func (p *guestProbe) check(g uint64, grainBytes int64, buf []byte) (missed fsprobe.Expectation, ok bool) {
 	lo := int64(g) * grainBytes
 	hi := lo + int64(len(buf))
 	if g == 0 && len(buf) >= 512 {
 		p.add(grainBytes, fsprobe.ExpectFromMBR(buf, p.diskSize))
 	}
-	var why string
 	for len(p.pending[int64(g)]) > 0 {
 		queue := p.pending[int64(g)]
 		delete(p.pending, int64(g))
@@ -552,8 +551,8 @@ func (p *guestProbe) check(g uint64, grainBytes int64, buf []byte) string {
 			}
 			b := buf[e.Offset-lo : e.Offset-lo+int64(e.Len)]
 			if !e.Match(b) {
-				if why == "" && !e.Soft {
-					why = fmt.Sprintf("the guest's own structures expect %s at virtual offset %d, and this grain does not hold it", e.Desc, e.Offset)
+				if !ok && !e.Soft {
+					missed, ok = e, true
 				}
 				continue
 			}
@@ -562,5 +561,11 @@ func (p *guestProbe) check(g uint64, grainBytes int64, buf []byte) string {
 			}
 		}
 	}
-	return why
+	return missed, ok
+}
+
+// missedWhy says why a grain that does not hold what the guest predicts
+// there contradicts the mapping that read it.
+func missedWhy(e fsprobe.Expectation) string {
+	return fmt.Sprintf("the guest's own structures expect %s at virtual offset %d, and this grain does not hold it", e.Desc, e.Offset)
 }

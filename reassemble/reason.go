@@ -173,7 +173,7 @@ func (r Reason) words() string {
 	case ReasonFlatZeros:
 		return "the flat extent holds zeros here"
 	case ReasonStructureDestroyed:
-		return fmt.Sprintf("file offset %d reads random where %s", r.Offset, r.Detail)
+		return fmt.Sprintf("file offset %d reads random where %s lies", r.Offset, r.Detail)
 	case ReasonEncryptionLattice:
 		return fmt.Sprintf("file offset %d lies on the encryption lattice %s", r.Offset, r.Detail)
 	case ReasonSelfLocated:
