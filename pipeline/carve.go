@@ -486,6 +486,9 @@ func openShardWriter(dir string, st *shardState, h *hashSet) (*shardWriter, erro
 		return nil, err
 	}
 	fpBytes := max(st.FingerprintBytes, fpHeaderSize)
+	if (fpBytes-fpHeaderSize)%fpEntrySize != 0 {
+		return nil, fmt.Errorf("pipeline: %s: fingerprint_bytes %d is not a whole number of records (use --force to redo the shard)", filepath.Join(dir, ShardStateName), st.FingerprintBytes)
+	}
 	if w.fpF, err = openTruncated(filepath.Join(dir, FingerprintsName), fpBytes, fpHeader(st.Range.Start, 0)); err != nil {
 		w.hitsF.Close()
 		return nil, err

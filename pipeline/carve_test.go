@@ -468,3 +468,28 @@ func TestCarveSparseImage(t *testing.T) {
 		t.Errorf("fingerprint of the data's first block: %x %v", v, ok)
 	}
 }
+
+// TestUnreadableAreasChecked: areas a user edited into case.json out of
+// order, or past the image, are refused by rebuild with the file named.
+func TestUnreadableAreasChecked(t *testing.T) {
+	image, data, _ := writeImage(t, 1<<20, 4)
+	dir := filepath.Join(t.TempDir(), "case")
+	carve(t, dir, image, CarveOptions{Hash: "none"})
+	for _, areas := range [][]Range{
+		{{Start: 8192, End: 16384}, {Start: 4096, End: 6000}},
+		{{Start: 4096, End: 4096}},
+		{{Start: 0, End: int64(len(data)) + 1}},
+	} {
+		c, err := OpenCase(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.UpdateManifest(func(m *Manifest) error { m.Evidence.Unreadable = areas; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Rebuild(context.Background(), dir, RebuildOptions{Force: true})
+		if err == nil || !strings.Contains(err.Error(), "evidence.unreadable") {
+			t.Errorf("areas %v: rebuild %v, want it refused", areas, err)
+		}
+	}
+}

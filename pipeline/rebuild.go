@@ -149,6 +149,9 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	// With a mapfile, the image is read as rebuild may trust it: the
 	// areas not rescued fail every read that touches them.
 	var image io.ReaderAt = img
+	if err := checkAreas(ev.Unreadable, ev.Size); err != nil {
+		return nil, fmt.Errorf("pipeline: %s: evidence.unreadable: %w", filepath.Join(c.Dir, ManifestName), err)
+	}
 	if areas := ev.Unreadable; len(areas) > 0 {
 		image = &unreadableImage{r: img, areas: areas}
 		logf("%d areas of the image were not rescued (ddrescue mapfile): nothing is decided from their bytes", len(areas))

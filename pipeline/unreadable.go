@@ -43,6 +43,20 @@ func readMapfile(path string, size int64) ([]Range, error) {
 	return out, nil
 }
 
+// checkAreas checks areas read from a case file a user may have edited:
+// sorted, disjoint, non-empty and inside an image of size bytes, as
+// readMapfile makes them and overlapsAny needs them.
+func checkAreas(areas []Range, size int64) error {
+	prev := int64(0)
+	for i, a := range areas {
+		if a.Start < prev || a.End <= a.Start || a.End > size {
+			return fmt.Errorf("area %d [%d, %d): want sorted, disjoint, non-empty areas inside the image's %d bytes", i, a.Start, a.End, size)
+		}
+		prev = a.End
+	}
+	return nil
+}
+
 // overlapsAny reports whether [lo, hi) meets one of the sorted, disjoint
 // ranges, and returns the first it meets.
 func overlapsAny(rs []Range, lo, hi int64) (Range, bool) {
