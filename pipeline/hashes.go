@@ -68,15 +68,21 @@ type hashSet struct {
 }
 
 func newHashSet(names []string) *hashSet {
-	s := &hashSet{names: names}
+	return &hashSet{names: names, hs: NewHashes(names)}
+}
+
+// NewHashes makes the named hashes (names from ParseHashes; an unknown
+// name is left out).
+func NewHashes(names []string) []hash.Hash {
+	var hs []hash.Hash
 	for _, n := range names {
 		for _, h := range evidenceHashes {
 			if h.name == n {
-				s.hs = append(s.hs, h.new())
+				hs = append(hs, h.new())
 			}
 		}
 	}
-	return s
+	return hs
 }
 
 // states returns every hash's state (MarshalBinary), by name.
