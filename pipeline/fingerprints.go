@@ -193,13 +193,7 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 // UseImage has given the image); false if the file does not cover it (or
 // a read failed: see Err).
 func (fp *Fingerprints) At(off int64) (uint64, bool) {
-	if fp.unknown != nil {
-		blk := off / fp.BlockSize * fp.BlockSize
-		if _, bad := overlapsAny(fp.unknown, blk, blk+fp.BlockSize); bad {
-			return 0, false
-		}
-	}
-	v, ok := fp.entry(off)
+	v, ok := fp.known(off)
 	if !ok || v == 0 || fp.version == fpVersionRand || fp.random == nil {
 		return v, ok
 	}
@@ -214,6 +208,25 @@ func (fp *Fingerprints) At(off int64) (uint64, bool) {
 		v |= fingerprint.RandomBit
 	}
 	return v, true
+}
+
+// HashAt returns the fingerprint of the block holding off without its
+// RandomBit, and without testing the block for randomness: for a lookup
+// by hash over many blocks (copy anchors walk the whole image).
+func (fp *Fingerprints) HashAt(off int64) (uint64, bool) {
+	v, ok := fp.known(off)
+	return v &^ fingerprint.RandomBit, ok
+}
+
+// known is entry, but not for the blocks Unknown names.
+func (fp *Fingerprints) known(off int64) (uint64, bool) {
+	if fp.unknown != nil {
+		blk := off / fp.BlockSize * fp.BlockSize
+		if _, bad := overlapsAny(fp.unknown, blk, blk+fp.BlockSize); bad {
+			return 0, false
+		}
+	}
+	return fp.entry(off)
 }
 
 // entry returns the fingerprint stored for the block holding off.

@@ -188,12 +188,12 @@ func (wb *wantedBlocks) addFromHeldRecords(held map[*Instance][]heldRun, inst *I
 // fingerprints.
 func (wb *wantedBlocks) places(x *hitIndex, fp Fingerprints) map[uint64][]int64 {
 	places := map[uint64][]int64{}
+	at := hashAt(fp) // every block of the image: not tested for randomness
 	for y := int64(0); y+fingerprint.BlockSize <= x.imageSize; y += fingerprint.BlockSize {
-		v, ok := fp.At(y)
+		v, ok := at(y)
 		if !ok || v == 0 {
 			continue
 		}
-		v &^= fingerprint.RandomBit
 		if _, wanted := wb.byHash[v]; wanted && len(places[v]) <= maxCopyPlaces {
 			places[v] = append(places[v], y)
 		}

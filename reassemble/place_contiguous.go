@@ -26,6 +26,24 @@ type blockHasher interface {
 	BlockHash(block []byte) uint64
 }
 
+// hashLookup is a Fingerprints that gives a block's fingerprint without
+// its RandomBit, and without the cost of telling it (pipeline.Fingerprints
+// tests randomness by reading the block from the image).
+type hashLookup interface {
+	HashAt(off int64) (uint64, bool)
+}
+
+// hashAt returns how to read fp's fingerprints without their RandomBit.
+func hashAt(fp Fingerprints) func(int64) (uint64, bool) {
+	if h, ok := fp.(hashLookup); ok {
+		return h.HashAt
+	}
+	return func(off int64) (uint64, bool) {
+		v, ok := fp.At(off)
+		return v &^ fingerprint.RandomBit, ok
+	}
+}
+
 // blockHash returns the hash to look a block up among fp with.
 func blockHash(fp Fingerprints) func([]byte) uint64 {
 	if h, ok := fp.(blockHasher); ok {
