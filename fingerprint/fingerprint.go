@@ -27,11 +27,15 @@ const RandomBit = 1 << 63
 // (entropy.RandomLooking).
 func Of(block []byte) uint64 {
 	h := Hash(block)
-	if h != 0 && entropy.RandomLooking(block) {
+	if h != 0 && Random(block) {
 		h |= RandomBit
 	}
 	return h
 }
+
+// Random is Of's test for RandomBit, for a caller that has a block's Hash
+// already (rebuild, which tests only the blocks it consults).
+func Random(block []byte) bool { return entropy.RandomLooking(block) }
 
 // Hash is Of without RandomBit, and without the cost of the randomness
 // test: 0 for an all-zero block, else the low 63 bits of the block's

@@ -10,7 +10,6 @@ import (
 	"sort"
 
 	"vmdkcarve/fingerprint"
-	"vmdkcarve/internal/entropy"
 )
 
 // fingerprints.bin layout (all little-endian):
@@ -436,7 +435,7 @@ func (rb *randomBits) test(fp *Fingerprints, p *randomPage, blk int64) error {
 		// As fingerprint.Of tests the block: the last one of the image may
 		// be short.
 		block := b[k*fingerprint.BlockSize : min((k+1)*fingerprint.BlockSize, n)]
-		if v, ok := fp.entry(start + k*fingerprint.BlockSize); ok && v != 0 && entropy.RandomLooking(block) {
+		if v, ok := fp.entry(start + k*fingerprint.BlockSize); ok && v != 0 && fingerprint.Random(block) {
 			p.random[i/64] |= 1 << (i % 64)
 		}
 	}
