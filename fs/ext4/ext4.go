@@ -259,34 +259,34 @@ func ParseSuperblock(b []byte) (*Superblock, error) {
 	if len(b) < SuperblockSize {
 		return nil, bad(0, "length", uint64(len(b)))
 	}
-	if m := le16(b, OffMagic); m != Magic {
-		return nil, bad(OffMagic, "s_magic", uint64(m))
+	f := ReadSuperblockFields(b)
+	if f.Magic != Magic {
+		return nil, bad(OffMagic, "s_magic", uint64(f.Magic))
 	}
-	logBS := le32(b, sbLogBlockSize)
-	if logBS > maxLogBlockSize {
-		return nil, bad(sbLogBlockSize, "s_log_block_size", uint64(logBS))
+	if f.LogBlockSize > maxLogBlockSize {
+		return nil, bad(sbLogBlockSize, "s_log_block_size", uint64(f.LogBlockSize))
 	}
 	s := &Superblock{
-		BlockSize:      1024 << logBS,
-		BlocksPerGroup: le32(b, sbBlocksPerGroup),
-		InodesPerGroup: le32(b, sbInodesPerGroup),
-		FirstDataBlock: le32(b, sbFirstDataBlock),
-		Inodes:         le32(b, sbInodesCount),
-		Group:          le16(b, sbBlockGroupNr),
-		UUID:           hex.EncodeToString(b[sbUUID : sbUUID+16]),
+		BlockSize:      uint32(f.BlockSize()),
+		BlocksPerGroup: f.BlocksPerGroup,
+		InodesPerGroup: f.InodesPerGroup,
+		FirstDataBlock: f.FirstDataBlock,
+		Inodes:         f.InodesCount,
+		Group:          f.BlockGroup,
+		UUID:           hex.EncodeToString(f.UUID[:]),
 	}
-	incompat, rocompat := le32(b, sbFeatureIncompt), le32(b, sbFeatureROCompt)
+	incompat, rocompat := f.FeatureIncompat, f.FeatureROCompat
 	s.Is64Bit = incompat&incompat64bit != 0
 	s.FlexBG = incompat&incompatFlexBG != 0
 	s.Extents = incompat&incompatExtents != 0
 	s.MetadataCsum = rocompat&roCompatMetaCsum != 0
-	s.Blocks = uint64(le32(b, sbBlocksCountLo))
+	s.Blocks = uint64(f.BlocksLo)
 	if s.Is64Bit {
-		s.Blocks |= uint64(le32(b, sbBlocksCountHi)) << 32
+		s.Blocks |= uint64(f.BlocksHi) << 32
 	}
 	s.InodeSize = ext4GoodOldInodeSize
-	if le32(b, sbRevLevel) > 0 {
-		s.InodeSize = le16(b, sbInodeSize)
+	if f.RevLevel > 0 {
+		s.InodeSize = f.InodeSize
 	}
 	// Plausibility: every value the resolver divides or multiplies by.
 	bs := s.BlockSize

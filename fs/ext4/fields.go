@@ -19,7 +19,12 @@ const (
 // SuperblockFields are a superblock's fields as stored.
 type SuperblockFields struct {
 	Magic             uint16
+	InodesCount       uint32
 	BlocksLo          uint32 // s_blocks_count_lo
+	BlocksHi          uint32 // s_blocks_count_hi (64bit volumes)
+	InodesPerGroup    uint32
+	RevLevel          uint32
+	InodeSize         uint16 // s_inode_size (revision 1 and later)
 	FirstDataBlock    uint32
 	LogBlockSize      uint32
 	BlocksPerGroup    uint32
@@ -46,7 +51,9 @@ func ReadSuperblockFields(b []byte) SuperblockFields {
 		return SuperblockFields{}
 	}
 	f := SuperblockFields{
-		Magic: le16(b, OffMagic), BlocksLo: le32(b, sbBlocksCountLo), FirstDataBlock: le32(b, sbFirstDataBlock),
+		Magic: le16(b, OffMagic), InodesCount: le32(b, sbInodesCount), BlocksLo: le32(b, sbBlocksCountLo),
+		BlocksHi: le32(b, sbBlocksCountHi), InodesPerGroup: le32(b, sbInodesPerGroup), RevLevel: le32(b, sbRevLevel),
+		InodeSize: le16(b, sbInodeSize), FirstDataBlock: le32(b, sbFirstDataBlock),
 		LogBlockSize: le32(b, sbLogBlockSize), BlocksPerGroup: le32(b, sbBlocksPerGroup), BlockGroup: le16(b, sbBlockGroupNr),
 		WriteTime: le32(b, OffWriteTime), FeatureCompat: le32(b, sbFeatureCompat), FeatureIncompat: le32(b, sbFeatureIncompt),
 		FeatureROCompat: le32(b, sbFeatureROCompt), ReservedGDTBlocks: le16(b, sbReservedGDT), DescSize: le16(b, sbDescSize),
