@@ -660,8 +660,8 @@ func ParseBootSector(w []byte) (*Record, error) {
 		return nil, bootBad(3, "boot sector magic", 0)
 	}
 	w = w[:ntfsBootSize]
-	bps := int64(binary.LittleEndian.Uint16(w[ntfsBootOffBPS:]))
-	spc := int64(w[ntfsBootOffSPC])
+	bpb := ReadBPB(w)
+	bps, spc := bpb.BytesPerSector, bpb.SectorsPerCluster
 	// What go-ntfs's NTFS_BOOT_SECTOR.IsValid asks (its test oracle in
 	// ntfs_test.go), by hand so that the carve does not link go-ntfs: a
 	// cluster of a power of two bytes up to 64 KiB, sectors of a multiple
@@ -672,15 +672,15 @@ func ParseBootSector(w []byte) (*Record, error) {
 	if bps == 0 || bps%512 != 0 {
 		return nil, &FormatError{Struct: "boot sector", Offset: ntfsBootOffBPS, Field: "bytes per sector", Value: bps, Reason: "not a multiple of 512"}
 	}
-	if total := int64(binary.LittleEndian.Uint64(w[ntfsBootOffTotal:])); total/(bps*spc) == 0 {
-		return nil, &FormatError{Struct: "boot sector", Offset: ntfsBootOffTotal, Field: "total sectors", Value: total, Reason: "less than one cluster"}
+	if bpb.TotalSectors/(bps*spc) == 0 {
+		return nil, &FormatError{Struct: "boot sector", Offset: ntfsBootOffTotal, Field: "total sectors", Value: bpb.TotalSectors, Reason: "less than one cluster"}
 	}
 	b := &Boot{
 		SectorSize:   bps,
 		ClusterSize:  bps * spc,
-		TotalSectors: int64(binary.LittleEndian.Uint64(w[ntfsBootOffTotal:])),
-		MFTLCN:       int64(binary.LittleEndian.Uint64(w[ntfsBootOffMFT:])),
-		MirrLCN:      int64(binary.LittleEndian.Uint64(w[ntfsBootOffMirr:])),
+		TotalSectors: bpb.TotalSectors,
+		MFTLCN:       bpb.MFTLCN,
+		MirrLCN:      bpb.MirrLCN,
 		Serial:       fmt.Sprintf("%016x", binary.LittleEndian.Uint64(w[ntfsBootOffSerial:])),
 	}
 	// go-ntfs allows 512..64K-byte sectors and clusters from one byte; we
