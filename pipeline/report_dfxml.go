@@ -31,7 +31,9 @@ const recordEncoding = "vmdk-stream-grain"
 // this rebuild emitted, read back from their reports, with the disks that
 // failed named in the image's error.
 func (c *Case) writeReportDFXML(res *RebuildResult, failed []string, started time.Time) error {
-	var reports []*DiskReport
+	doc := dfxmlDocument(c.Manifest.Evidence, creator(started))
+	// Each report is read, turned into its fileobject and let go: what is
+	// held is the byte runs, not every report whole.
 	for _, s := range res.Disks {
 		p := filepath.Join(c.Dir, DisksDirName, fmt.Sprintf("disk-%02d.json", s.ID))
 		b, err := os.ReadFile(p)
@@ -42,9 +44,8 @@ func (c *Case) writeReportDFXML(res *RebuildResult, failed []string, started tim
 		if err := json.Unmarshal(b, rep); err != nil || rep.Disk == nil {
 			return fmt.Errorf("pipeline: DFXML report: %s: unreadable report (%v)", p, err)
 		}
-		reports = append(reports, rep)
+		doc.Files = append(doc.Files, diskFileObject(rep))
 	}
-	doc := dfxmlDocument(c.Manifest.Evidence, reports, creator(started))
 	if len(failed) > 0 {
 		doc.Source.Error = fmt.Sprintf("%d disks not emitted: %s", len(failed), strings.Join(failed, "; "))
 	}
@@ -63,9 +64,10 @@ func (c *Case) writeReportDFXML(res *RebuildResult, failed []string, started tim
 	return f.Commit()
 }
 
-// dfxmlDocument is the DFXML report of a case: the evidence as the source,
-// and one fileobject per rebuilt disk.
-func dfxmlDocument(ev Evidence, reports []*DiskReport, cr dfxml.Creator) *dfxml.Document {
+// dfxmlDocument is the DFXML report of a case but its fileobjects (one per
+// rebuilt disk, diskFileObject): its creator and the evidence as its
+// source.
+func dfxmlDocument(ev Evidence, cr dfxml.Creator) *dfxml.Document {
 	doc := &dfxml.Document{Type: "Carve Report", Creator: cr,
 		Source: dfxml.Source{ImageFilename: ev.Path, Size: ev.Size}}
 	for _, h := range []dfxml.Hash{{Type: "md5", Value: ev.MD5}, {Type: "sha1", Value: ev.SHA1}, {Type: "sha256", Value: ev.SHA256}} {
@@ -75,9 +77,6 @@ func dfxmlDocument(ev Evidence, reports []*DiskReport, cr dfxml.Creator) *dfxml.
 	}
 	for _, r := range ev.Unreadable {
 		doc.Source.Unreadable = append(doc.Source.Unreadable, dfxml.Range{Offset: r.Start, Length: r.End - r.Start})
-	}
-	for _, rep := range reports {
-		doc.Files = append(doc.Files, diskFileObject(rep))
 	}
 	return doc
 }

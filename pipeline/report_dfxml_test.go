@@ -170,7 +170,8 @@ func TestReportDFXMLOfConstructedCase(t *testing.T) {
 		{FirstGrain: 4, Count: 28, Status: reassemble.Missing},
 	}}
 	rep := &DiskReport{Disk: d, Output: []OutputFile{{Path: "disks/disk-01.vmdk", Format: "vmdk", Size: 1, SHA256: "33"}}}
-	doc := dfxmlDocument(ev, []*DiskReport{rep}, creator(time.Now()))
+	doc := dfxmlDocument(ev, creator(time.Now()))
+	doc.Files = []dfxml.FileObject{diskFileObject(rep)}
 	doc.Source.Error = `1 disks not emitted: disk-02: capacity > 2 TiB & "more"`
 	var b bytes.Buffer
 	if err := dfxml.Write(&b, doc); err != nil {

@@ -289,3 +289,53 @@ func TestSchemaCheckIsLive(t *testing.T) {
 		}
 	}
 }
+
+// xmlSafe is s as the writer promises to write it: every rune XML cannot
+// hold (outside its Char production, or invalid UTF-8) as U+FFFD.
+func xmlSafe(s string) string {
+	var b strings.Builder
+	for _, r := range s { // invalid UTF-8 ranges as U+FFFD already
+		if !(r == 0x09 || r == 0x0A || r == 0x0D || r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF) {
+			r = 0xFFFD
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// FuzzWrite: whatever the strings and numbers, Write either refuses the
+// document or writes one that parses, with its strings read back as
+// written.
+func FuzzWrite(f *testing.F) {
+	f.Add("disks/disk-01.vmdk", int64(0), int64(65536))
+	f.Add(`a&b<c>"d'e]]>`+"\x00\xff\r\n", int64(-1), int64(1))
+	f.Fuzz(func(t *testing.T, s string, off, n int64) {
+		d := hostile()
+		d.Source.ImageFilename, d.Files[0].Filename, d.Findings = s, s, []Finding{{s, s, s}}
+		d.Creator.Execution.CommandLine = s
+		d.Files[0].Runs = append(d.Files[0].Runs, ByteRun{FileOffset: off, ImgOffset: off, Len: n})
+		var b bytes.Buffer
+		if err := Write(&b, d); err != nil {
+			if off >= 0 && n >= 0 {
+				t.Fatalf("Write refuses a valid document: %v", err)
+			}
+			return
+		}
+		var got struct {
+			Image    string `xml:"source>image_filename"`
+			File     string `xml:"fileobject>filename"`
+			Command  string `xml:"creator>execution_environment>command_line"`
+			Findings []struct {
+				Code string `xml:"code,attr"`
+				Text string `xml:",chardata"`
+			} `xml:"findings>finding"`
+		}
+		if err := xml.Unmarshal(b.Bytes(), &got); err != nil {
+			t.Fatalf("the document does not parse: %v\n%s", err, b.Bytes())
+		}
+		want := xmlSafe(s)
+		if got.Image != want || got.File != want || got.Command != want || len(got.Findings) != 1 || got.Findings[0].Code != want || got.Findings[0].Text != want {
+			t.Fatalf("strings read back %q %q %q %+v, want %q", got.Image, got.File, got.Command, got.Findings, want)
+		}
+	})
+}
