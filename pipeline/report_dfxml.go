@@ -109,13 +109,13 @@ func diskFileObject(rep *DiskReport) dfxml.FileObject {
 	if f.Filename == "" {
 		f.Filename = fmt.Sprintf("%s/disk-%02d.vmdk", DisksDirName, d.ID)
 	}
-	var problems []string
 	if d.Capacity > math.MaxInt64/vmdk.SectorSize || d.GrainSize == 0 || d.GrainSize > math.MaxInt64/vmdk.SectorSize {
 		f.Error = fmt.Sprintf("capacity %d sectors, grain size %d sectors: no byte run can be given", d.Capacity, d.GrainSize)
 		return f
 	}
 	size, gb := int64(d.Capacity)*vmdk.SectorSize, int64(d.GrainSize)*vmdk.SectorSize
 	f.ContentSize = size
+	var problems []string
 	c := d.Counts
 	f.Disk = &dfxml.Disk{ID: d.ID, CapacityBytes: size, GrainBytes: gb, Grains: d.Grains(), Placed: c.Placed, Zero: c.Zero,
 		Missing: c.Missing, Conflict: c.Conflict, Damaged: c.Damaged, Report: fmt.Sprintf("%s/disk-%02d.json", DisksDirName, d.ID)}
@@ -123,8 +123,9 @@ func diskFileObject(rep *DiskReport) dfxml.FileObject {
 		problems = append(problems, fmt.Sprintf("%d placed grains have no byte run: their runs in the report do not give each grain's source", unmapped))
 	}
 	if v := rep.Verified; v.HashMismatch+v.DecodeFailure > 0 {
-		problems = append(problems, fmt.Sprintf("%d placed grains failed their check when the disk was written (%d hash mismatches, %d decode failures) and read as zeros in it, though their byte runs are listed",
-			v.HashMismatch+v.DecodeFailure, v.HashMismatch, v.DecodeFailure))
+		// Which grains is not recorded: the runs cannot leave them out.
+		problems = append(problems, fmt.Sprintf("placed grains failed their check when read to write the disk (%d hash mismatches, %d decode failures): they read as zeros in it, though their byte runs are listed",
+			v.HashMismatch, v.DecodeFailure))
 	}
 	f.Error = strings.Join(problems, "; ")
 	return f

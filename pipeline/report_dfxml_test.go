@@ -129,7 +129,7 @@ func TestDiskFileObject(t *testing.T) {
 	if len(f.Also) != 1 || f.Also[0].Format != "raw" || f.Also[0].SHA256 != "bb" {
 		t.Errorf("other outputs %+v, want the raw image", f.Also)
 	}
-	if !strings.Contains(f.Error, "1 placed grains failed their check") {
+	if !strings.Contains(f.Error, "placed grains failed their check when read to write the disk (1 hash mismatches") {
 		t.Errorf("error %q does not say a grain failed its check", f.Error)
 	}
 	if len(f.Runs) != 1 || f.Runs[0] != (dfxml.ByteRun{FileOffset: 0, ImgOffset: 4096, Len: 65536}) {
