@@ -188,9 +188,15 @@ func (f *FileObject) AddRun(r ByteRun) {
 }
 
 // Finding is a statement about the evidence or a rebuilt file, with a
-// stable code a script can switch on.
+// stable code a script can switch on: Text says what it means, Action
+// what was done; Instance, ImageOffset (nil: none), Length and Grains
+// locate it when set.
 type Finding struct {
-	Code, Severity, Text string
+	Code, Severity, Text, Action string
+	Instance                     int
+	ImageOffset                  *int64
+	Length                       int64
+	Grains                       uint64
 }
 
 // Write writes d as a DFXML document. Strings are escaped as XML requires;
@@ -413,9 +419,14 @@ type xFindings struct {
 }
 
 type xFinding struct {
-	Code     string `xml:"code,attr"`
-	Severity string `xml:"severity,attr,omitempty"`
-	Text     string `xml:",chardata"`
+	Code        string `xml:"code,attr"`
+	Severity    string `xml:"severity,attr,omitempty"`
+	Action      string `xml:"action,attr,omitempty"`
+	Instance    int    `xml:"instance,attr,omitempty"`
+	ImageOffset *int64 `xml:"image_offset,attr"`
+	Length      int64  `xml:"length,attr,omitempty"`
+	Grains      uint64 `xml:"grains,attr,omitempty"`
+	Text        string `xml:",chardata"`
 }
 
 func newCreator(c Creator) xCreator {
@@ -493,7 +504,8 @@ func newHashes(hs []Hash) []xHash {
 func newFindings(fs []Finding) []xFinding {
 	var x []xFinding
 	for _, f := range fs {
-		x = append(x, xFinding(f))
+		x = append(x, xFinding{Code: f.Code, Severity: f.Severity, Action: f.Action, Instance: f.Instance, ImageOffset: f.ImageOffset,
+			Length: f.Length, Grains: f.Grains, Text: f.Text})
 	}
 	return x
 }

@@ -30,6 +30,7 @@ func validateSchema(t *testing.T, doc []byte) {
 }
 
 func sample() *Document {
+	at := int64(0) // an image offset of 0 is written, not left out
 	return &Document{
 		Type: "Carve Report",
 		Creator: Creator{Program: "vmdkcarve", Version: "0.1.0",
@@ -50,8 +51,8 @@ func sample() *Document {
 			},
 			Disk:     &Disk{ID: 1, CapacityBytes: 1 << 24, GrainBytes: 65536, Grains: 256, Placed: 3, Zero: 250, Missing: 3, Report: "disks/disk-01.json"},
 			Also:     []Output{{Path: "disks/disk-01.raw", Format: "raw", Size: 1 << 24, SHA256: "ab"}},
-			Findings: []Finding{{"GRAIN_MISSING", "warning", "3 grains missing"}}}},
-		Findings: []Finding{{"EVIDENCE_NOT_HASHED", "info", "the evidence was carved in shards"}},
+			Findings: []Finding{{Code: "GRAIN_MISSING", Severity: "warning", Text: "3 grains missing", Action: "left as holes", Instance: 2, ImageOffset: &at, Length: 4096, Grains: 3}}}},
+		Findings: []Finding{{Code: "EVIDENCE_NOT_HASHED", Severity: "info", Text: "the evidence was carved in shards"}},
 	}
 }
 
@@ -96,7 +97,7 @@ func hostile() *Document {
 	f.Runs[1].Record = s
 	f.Disk.Report = s
 	f.Also[0].Path, f.Also[0].Format = s, s
-	f.Findings = []Finding{{s, s, s}}
+	f.Findings = []Finding{{Code: s, Severity: s, Text: s, Action: s}}
 	d.Findings = f.Findings
 	return d
 }
@@ -176,7 +177,7 @@ func TestWriteShape(t *testing.T) {
 			`</byte_runs>`, `<hashdigest type="sha256">00ff</hashdigest>`,
 			`<vmdkcarve:disk id="1" capacity_bytes="16777216" grain_bytes="65536" grains="256" placed="3" zero="250" missing="3" conflicting="0" damaged="0" report="disks/disk-01.json">`,
 			`<vmdkcarve:output path="disks/disk-01.raw" format="raw" size="16777216" sha256="ab">`,
-			`<vmdkcarve:finding code="GRAIN_MISSING" severity="warning">3 grains missing</vmdkcarve:finding>`,
+			`<vmdkcarve:finding code="GRAIN_MISSING" severity="warning" action="left as holes" instance="2" image_offset="0" length="4096" grains="3">3 grains missing</vmdkcarve:finding>`,
 			`</fileobject>`, `<vmdkcarve:findings>`, `<vmdkcarve:finding code="EVIDENCE_NOT_HASHED" severity="info">`, `</dfxml>`}, nil},
 		{"empty hashes and error left out", func() *Document {
 			return &Document{Source: Source{ImageFilename: "i", Hashes: []Hash{{"md5", ""}}}}
@@ -311,7 +312,7 @@ func FuzzWrite(f *testing.F) {
 	f.Add(`a&b<c>"d'e]]>`+"\x00\xff\r\n", int64(-1), int64(1))
 	f.Fuzz(func(t *testing.T, s string, off, n int64) {
 		d := hostile()
-		d.Source.ImageFilename, d.Files[0].Filename, d.Findings = s, s, []Finding{{s, s, s}}
+		d.Source.ImageFilename, d.Files[0].Filename, d.Findings = s, s, []Finding{{Code: s, Severity: s, Text: s}}
 		d.Creator.Execution.CommandLine = s
 		d.Files[0].Runs = append(d.Files[0].Runs, ByteRun{FileOffset: off, ImgOffset: off, Len: n})
 		var b bytes.Buffer
