@@ -40,7 +40,12 @@ type dfxmlDoc struct {
 		Error  string      `xml:"error"`
 		Size   int64       `xml:"filesize"`
 		Hashes []dfxmlHash `xml:"hashdigest"`
-		Runs   struct {
+		Also   []struct {
+			Path   string `xml:"path,attr"`
+			Size   int64  `xml:"size,attr"`
+			SHA256 string `xml:"sha256,attr"`
+		} `xml:"output"`
+		Runs struct {
 			ContentSize int64      `xml:"content_size,attr"`
 			Runs        []dfxmlRun `xml:"byte_run"`
 		} `xml:"byte_runs"`
@@ -130,6 +135,12 @@ func TestDFXMLReport(t *testing.T) {
 					t.Fatalf("fileobject %d is %s, disk report %s", i, f.Name, rep.Output[0].Path)
 				}
 				checkFileDigest(t, filepath.Join(run.caseDir, f.Name), f.Size, f.Hashes)
+				if len(f.Also) != len(rep.Output)-1 {
+					t.Errorf("%s: %d other outputs listed, the report has %d", f.Name, len(f.Also), len(rep.Output)-1)
+				}
+				for _, o := range f.Also {
+					checkFileDigest(t, filepath.Join(run.caseDir, o.Path), o.Size, []dfxmlHash{{"sha256", o.SHA256}})
+				}
 				d := rep.Disk
 				size, gb := int64(d.Capacity)*512, int64(d.GrainSize)*512
 				if f.Runs.ContentSize != size {
