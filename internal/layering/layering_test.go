@@ -3,8 +3,8 @@
 // fs/*, vmdk; pipeline → carver → signatures → fs/*, vmdk), signatures
 // and fsprobe never import a filesystem library (only the report's
 // whole-volume checks, pipeline/guestcheck, do), corpus uses vmdk and
-// nothing that depends on it, and the DFXML writer, pipeline/dfxml, only
-// the standard library.
+// nothing that depends on it, and the DFXML writer, pipeline/dfxml,
+// nothing of the module.
 package layering
 
 import (
