@@ -36,6 +36,8 @@ var rules = []struct {
 	{"carver", []string{"fsprobe", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"fsprobe", []string{"signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"pipeline/guestcheck", []string{"fsprobe", "signatures", "carver", "reassemble", "corpus", "cmd"}},
+	// The map renders its own plain model: it knows no case, plan or format.
+	{"pipeline/htmlmap", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline/guestcheck", "corpus", "cmd", goNTFS, goExt4}},
 	{"reassemble", []string{"carver", "pipeline", "corpus", "cmd"}},
 	{"reassemble/damage", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"pipeline", []string{"corpus", "cmd"}},

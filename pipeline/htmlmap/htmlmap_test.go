@@ -147,11 +147,12 @@ func checkMarkup(t *testing.T, out string) {
 // test) finds the parts by, with the figures the model holds.
 func TestRenderElements(t *testing.T) {
 	out := render(t, sampleMap())
+	checkMarkup(t, out)
 	for _, want := range []string{
 		`id="evidence-strip" data-pieces="3"`,
 		`class="disk-map" id="disk-1" data-disk="1"`,
 		`class="disk-map" id="disk-2" data-disk="2"`,
-		`id="disk-table"`, `<tr data-disk="1"><th scope="row"><a href="#disk-1">disk-01</a></th><td>192</td></tr>`,
+		`id="disk-table"`, `<tr data-disk="1"><th scope="row"><span class="sw p1"></span><a href="#disk-1">disk-01</a></th><td>192</td></tr>`,
 		`id="findings"`, `<li class="finding sev-warning" data-code="grains-missing">`, `class="finding sev-error" data-code="grains-damaged"`,
 		`<b>table</b> 100`, `<b>anchored</b> 20`, `<b>missing</b> 50`, `<b>damaged</b> 22`, `<b>marker</b> 80`, `<b>zero</b> 80`,
 		`<b>disk-01</b> 11.0 MiB`, `<b>disk-01 damaged</b> 1.0 MiB`, `<b>unreadable</b> 1.0 MiB`, `<b>foreign</b> 41.0 MiB`,

@@ -28,7 +28,7 @@ const (
 //go:embed page.html.tmpl
 var pageTemplate string
 
-var page = template.Must(template.New("page").Funcs(template.FuncMap{"sev": severityClass}).Parse(pageTemplate))
+var page = template.Must(template.New("page").Funcs(template.FuncMap{"sev": severityClass, "diskClass": diskClass}).Parse(pageTemplate))
 
 // severityClass is the CSS class of a finding's severity: one of a fixed
 // set, whatever the model says.
@@ -280,7 +280,7 @@ func buildStrip(m *Map) grid {
 		k := keys[key]
 		switch k.kind {
 		case Piece:
-			return fmt.Sprintf("p%d", (k.disk%8+8)%8)
+			return diskClass(k.disk)
 		case Damaged:
 			return "s-damaged"
 		case Unreadable:
@@ -316,7 +316,17 @@ func buildStrip(m *Map) grid {
 		covered += t
 	}
 	totals[len(keys)-1] += total - min(covered, total)
-	for key, t := range totals {
+	// The legend lists the disks' pieces first, then what is not theirs.
+	legendOrder := make([]int, len(keys))
+	for i := range legendOrder {
+		legendOrder[i] = i
+	}
+	slices.SortStableFunc(legendOrder, func(a, b int) int {
+		rank := func(k stripKey) int { return []int{1, 2, 0, 3}[kindRank(k.kind)] }
+		return rank(keys[a]) - rank(keys[b])
+	})
+	for _, key := range legendOrder {
+		t := totals[key]
 		if t == 0 && keys[key].kind != Foreign {
 			continue
 		}
@@ -480,6 +490,9 @@ func drawGrid(cells []cell, class func(int) string, title func([]cell) string, r
 	}
 	return g
 }
+
+// diskClass is the CSS class of disk id's colour on the strip.
+func diskClass(id int) string { return fmt.Sprintf("p%d", (id%8+8)%8) }
 
 func diskName(m *Map, id int) string {
 	for _, d := range m.Disks {
