@@ -122,6 +122,13 @@ func TestWriteReportHTML(t *testing.T) {
 			t.Errorf("report.html lacks %s", want)
 		}
 	}
+	// The same case gives the same page.
+	if err := writeReportHTML(c, []*reassemble.Disk{d}, res); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := os.ReadFile(filepath.Join(dir, ReportHTMLName)); err != nil || string(again) != page {
+		t.Errorf("a second write differs (%v)", err)
+	}
 	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".*tmp-*")); len(leftovers) != 0 {
 		t.Errorf("temporary files left: %v", leftovers)
 	}

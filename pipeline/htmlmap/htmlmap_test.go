@@ -100,6 +100,7 @@ var (
 	tagPattern  = regexp.MustCompile(`<[^>]*>`)
 	tagShape    = regexp.MustCompile(`^<(/?)([a-z0-9]+)((?: [a-zA-Z-]+="[^"<>]*")*)>$`)
 	attrPattern = regexp.MustCompile(` ([a-zA-Z-]+)="([^"]*)"`)
+	classValue  = regexp.MustCompile(`^[a-z0-9 -]*$`)
 	elements    = strings.Fields("html head meta title style body header h1 h2 h3 dl dt dd nav a main section p figure figcaption svg text rect ul li span b details summary table caption thead tbody tr th td ol code div")
 	attributes  = strings.Fields("lang charset http-equiv content name class id href x y width height viewBox role aria-label aria-labelledby text-anchor scope")
 )
@@ -127,7 +128,7 @@ func checkMarkup(t *testing.T, out string) {
 			if name == "href" && !strings.HasPrefix(value, "#") {
 				t.Errorf("a link out of the page: %s", tag)
 			}
-			if name == "class" && !regexp.MustCompile(`^[a-z0-9 -]*$`).MatchString(value) {
+			if name == "class" && !classValue.MatchString(value) {
 				t.Errorf("class %q", value)
 			}
 		}
@@ -346,4 +347,51 @@ func FuzzAggregate(f *testing.F) {
 		}
 		checkCells(t, total, normalize(spans, total))
 	})
+}
+
+// FuzzRender: any strings and figures give a page whose markup is all
+// the template's.
+func FuzzRender(f *testing.F) {
+	f.Add("case", int64(64<<20), int64(1<<20), int64(9<<20), 1, "piece", int64(12<<20), int64(64<<10), uint64(0), uint64(100), "table")
+	f.Add(hostile[0], int64(-1), int64(1<<62), int64(-5), -7, hostile[1], int64(1<<62), int64(1), ^uint64(0), uint64(7), hostile[2])
+	f.Fuzz(func(t *testing.T, s string, size, start, end int64, disk int, label string, capacity, grain int64, first, count uint64, class string) {
+		m := &Map{Title: s, Tool: s, Evidence: Evidence{Path: s, Size: size, SHA256: s},
+			Segments: []Segment{{Start: start, End: end, Kind: Piece, Disk: disk, Label: label}, {Start: end, End: start, Kind: SegmentKind(s), Disk: disk, Label: s}},
+			Disks:    []Disk{{ID: disk, Name: label, Capacity: capacity, GrainSize: grain, Runs: []GrainRun{{first, count, Class(class)}, {count, first, ClassZero}}}},
+			Table:    Table{Columns: []string{s}, Rows: []Row{{disk, []string{label, s}}}},
+			Findings: []Finding{{s, class, label, s}},
+		}
+		var b bytes.Buffer
+		if err := Render(&b, m); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(b.String(), "<rect") > 2*MaxCells {
+			t.Fatalf("%d rectangles", strings.Count(b.String(), "<rect"))
+		}
+		checkMarkup(t, b.String())
+	})
+}
+
+// BenchmarkRender renders a full strip and one full map (4096 cells each,
+// every other cell mixed).
+func BenchmarkRender(b *testing.B) {
+	m := sampleMap()
+	m.Evidence.Size = 1 << 40
+	m.Segments = nil
+	for i := range int64(20_000) {
+		m.Segments = append(m.Segments, Segment{Start: i << 26, End: i<<26 + 1<<25, Kind: Piece, Disk: int(i % 5), Label: fmt.Sprint("piece ", i)})
+	}
+	var runs []GrainRun
+	for i := range uint64(100_000) {
+		runs = append(runs, GrainRun{i * 3, 3, []Class{ClassTable, ClassMissing, ClassZero}[i%3]})
+	}
+	m.Disks = []Disk{{ID: 1, Name: "big", Capacity: 1 << 40, GrainSize: 64 << 10, Runs: runs}}
+	var out bytes.Buffer
+	for b.Loop() {
+		out.Reset()
+		if err := Render(&out, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(out.Len()), "page-bytes")
 }

@@ -57,7 +57,6 @@ type view struct {
 	Disks    []diskView
 	Findings []Finding
 	Dropped  int // findings beyond MaxListed
-	Classes  []classInfo
 }
 
 // grid is one drawn strip or map.
@@ -133,7 +132,7 @@ func classIndex(c Class) int {
 }
 
 func buildView(m *Map) *view {
-	v := &view{Map: m, Size: sizeText(m.Evidence.Size), Classes: classes}
+	v := &view{Map: m, Size: sizeText(m.Evidence.Size)}
 	v.Strip = buildStrip(m)
 	for _, s := range sortedSegments(m.Segments) {
 		if s.Kind != Piece {
