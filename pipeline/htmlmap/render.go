@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"math/bits"
 	"slices"
 	"strings"
@@ -118,17 +119,19 @@ var classes = []classInfo{
 	{ClassZero, "proven to read as zeros"},
 	{ClassMissing, "no trustworthy source: written as a hole"},
 	{ClassConflict, "sources disagree: written as a hole"},
-	{ClassDamaged, "proven destroyed (intermittent encryption): written as a hole"},
-	{ClassUnlisted, "no decision in the report"},
+	{ClassDamaged, "proven destroyed (an encryption lattice, or cipher text where the guest predicts a structure): written as a hole"},
+	{ClassUnlisted, "no decision in the report"}, // last: classIndex's fallback
 }
 
+// classIndex is the index of class c; a class this page does not know
+// says nothing it can draw, and is drawn as unlisted.
 func classIndex(c Class) int {
 	for i, ci := range classes {
 		if ci.Class == c {
 			return i
 		}
 	}
-	return slices.IndexFunc(classes, func(ci classInfo) bool { return ci.Class == ClassPlaced })
+	return len(classes) - 1
 }
 
 func buildView(m *Map) *view {
@@ -202,35 +205,35 @@ func buildStrip(m *Map) grid {
 	segs := sortedSegments(m.Segments)
 	// Keys: every (kind, disk) present, by precedence then disk; foreign
 	// is the gap key, last.
-	var keys []stripKey
-	for _, s := range segs {
-		k := stripKey{s.Kind, s.Disk}
+	keyFor := func(s Segment) (stripKey, bool) {
 		switch s.Kind {
 		case Unreadable, Foreign:
-			k.disk = 0
+			return stripKey{s.Kind, 0}, true
 		case Damaged, Piece:
-		default:
-			continue // a kind this page does not know is not drawn
+			return stripKey{s.Kind, s.Disk}, true
 		}
-		if !slices.Contains(keys, k) {
-			keys = append(keys, k)
+		return stripKey{}, false // a kind this page does not know is not drawn
+	}
+	index := map[stripKey]int{{Foreign, 0}: 0}
+	for _, s := range segs {
+		if k, ok := keyFor(s); ok {
+			index[k] = 0
 		}
 	}
-	if !slices.Contains(keys, stripKey{Foreign, 0}) {
-		keys = append(keys, stripKey{Foreign, 0})
-	}
-	slices.SortFunc(keys, func(a, b stripKey) int {
+	keys := slices.SortedFunc(maps.Keys(index), func(a, b stripKey) int {
 		if r := kindRank(a.kind) - kindRank(b.kind); r != 0 {
 			return r
 		}
 		return a.disk - b.disk
 	})
+	for i, k := range keys {
+		index[k] = i
+	}
 	keyOf := func(s Segment) int {
-		k := stripKey{s.Kind, s.Disk}
-		if s.Kind == Unreadable || s.Kind == Foreign {
-			k.disk = 0
+		if k, ok := keyFor(s); ok {
+			return index[k]
 		}
-		return slices.Index(keys, k)
+		return -1
 	}
 	// Labels are kept once each, by first use.
 	var labels []string
