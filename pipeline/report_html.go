@@ -55,11 +55,6 @@ func buildMap(c *Case, disks []*reassemble.Disk, res *RebuildResult) *htmlmap.Ma
 		m.Segments = append(m.Segments, htmlmap.Segment{Start: a.Start, End: a.End, Kind: htmlmap.Unreadable,
 			Label: "not rescued (ddrescue mapfile)"})
 	}
-	if len(ev.Unreadable) > 0 {
-		m.Findings = append(m.Findings, htmlmap.Finding{Code: "evidence-unreadable", Severity: "warning",
-			Message: fmt.Sprintf("%d areas of the image were not rescued (ddrescue mapfile): their bytes are unknown, nothing is decided from them", len(ev.Unreadable)),
-			Action:  "image the source again over those areas if it can still be read"})
-	}
 	byID := map[int]*reassemble.Disk{}
 	for _, d := range disks {
 		byID[d.ID] = d
@@ -70,12 +65,12 @@ func buildMap(c *Case, disks []*reassemble.Disk, res *RebuildResult) *htmlmap.Ma
 		if d == nil {
 			continue
 		}
-		name := fmt.Sprintf("disk-%02d", d.ID)
+		name := diskName(d.ID)
 		m.Disks = append(m.Disks, mapDisk(d, name))
 		m.Segments = append(m.Segments, diskSegments(d, name)...)
 		m.Table.Rows = append(m.Table.Rows, tableRow(s, name))
-		m.Findings = append(m.Findings, diskFindings(d, s, name)...)
 	}
+	m.Findings = mapFindings(ev, byID, res)
 	return m
 }
 
@@ -222,34 +217,49 @@ func tableRow(s DiskSummary, name string) htmlmap.Row {
 	}}
 }
 
-// diskFindings are what the plan of one disk tells the examiner, from the
-// summary and the plan's notes.
-func diskFindings(d *reassemble.Disk, s DiskSummary, name string) []htmlmap.Finding {
+// mapFindings are the page's findings: what the evidence and each
+// emitted disk's plan and summary tell the examiner.
+func mapFindings(ev Evidence, byID map[int]*reassemble.Disk, res *RebuildResult) []htmlmap.Finding {
 	var out []htmlmap.Finding
-	c := s.Counts
-	if lost := c.Missing + c.Conflict; lost > 0 {
-		out = append(out, htmlmap.Finding{Code: "grains-missing", Severity: "warning",
-			Message: fmt.Sprintf("%s: %d of %d grains are not recovered (%d missing, %d conflicting); they read as zeros in the rebuilt disk", name, lost, c.Grains, c.Missing, c.Conflict),
-			Action:  fmt.Sprintf("the runs of %s.json say why, grain by grain", name)})
+	if len(ev.Unreadable) > 0 {
+		out = append(out, htmlmap.Finding{Code: "evidence-unreadable", Severity: "warning",
+			Message: fmt.Sprintf("%d areas of the image were not rescued (ddrescue mapfile): their bytes are unknown, nothing is decided from them", len(ev.Unreadable)),
+			Action:  "image the source again over those areas if it can still be read"})
 	}
-	if c.Damaged > 0 {
-		out = append(out, htmlmap.Finding{Code: "grains-damaged", Severity: "error",
-			Message: fmt.Sprintf("%s: %d grains are proven destroyed (intermittent encryption)", name, c.Damaged),
-			Action:  "look for another copy of the disk (a backup, a snapshot) for those grains"})
-	}
-	for _, line := range s.Damage {
-		out = append(out, htmlmap.Finding{Code: "damage-policy", Severity: "info", Message: fmt.Sprintf("%s: %s", name, line)})
-	}
-	for _, n := range d.Notes {
-		out = append(out, htmlmap.Finding{Code: "disk-note", Severity: "info", Message: fmt.Sprintf("%s: %s", name, n)})
-	}
-	if s.Unplaced > 0 {
-		out = append(out, htmlmap.Finding{Code: "grains-unplaced", Severity: "warning",
-			Message: fmt.Sprintf("%s: %d grain slots of a file whose grain tables are lost hold data no evidence placed", name, s.Unplaced),
-			Action:  fmt.Sprintf("their image offsets are in %s.json (instances' unplaced)", name)})
+	for _, s := range res.Disks {
+		d := byID[s.ID]
+		if d == nil {
+			continue
+		}
+		name := diskName(d.ID)
+		c := s.Counts
+		if lost := c.Missing + c.Conflict; lost > 0 {
+			out = append(out, htmlmap.Finding{Code: "grains-missing", Severity: "warning",
+				Message: fmt.Sprintf("%s: %d of %d grains are not recovered (%d missing, %d conflicting); they read as zeros in the rebuilt disk", name, lost, c.Grains, c.Missing, c.Conflict),
+				Action:  fmt.Sprintf("the runs of %s.json say why, grain by grain", name)})
+		}
+		if c.Damaged > 0 {
+			out = append(out, htmlmap.Finding{Code: "grains-damaged", Severity: "error",
+				Message: fmt.Sprintf("%s: %d grains are proven destroyed (an encryption lattice, or cipher text where the guest predicts a structure); they are holes in the rebuilt disk", name, c.Damaged),
+				Action:  "look for another copy of the disk (a backup, a snapshot) for those grains"})
+		}
+		for _, line := range s.Damage {
+			out = append(out, htmlmap.Finding{Code: "damage-policy", Severity: "info", Message: fmt.Sprintf("%s: %s", name, line)})
+		}
+		for _, n := range d.Notes {
+			out = append(out, htmlmap.Finding{Code: "disk-note", Severity: "info", Message: fmt.Sprintf("%s: %s", name, n)})
+		}
+		if s.Unplaced > 0 {
+			out = append(out, htmlmap.Finding{Code: "grains-unplaced", Severity: "warning",
+				Message: fmt.Sprintf("%s: %d grain slots of a file whose grain tables are lost hold data no evidence placed", name, s.Unplaced),
+				Action:  fmt.Sprintf("their image offsets are in %s.json (instances' unplaced)", name)})
+		}
 	}
 	return out
 }
+
+// diskName is the name of disk id's files (disks/disk-NN.vmdk).
+func diskName(id int) string { return fmt.Sprintf("disk-%02d", id) }
 
 // sectorsToBytes converts a sector count to bytes, saturated.
 func sectorsToBytes(n uint64) int64 {
