@@ -187,6 +187,9 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	if err := c.writeReportDFXML(res, failed, started); err != nil {
 		return nil, err
 	}
+	if err := writeReportHTML(c, disks, res); err != nil {
+		return nil, err
+	}
 	if err := c.finishRebuild(res, len(disks), failed, started, params); err != nil {
 		return nil, err
 	}

@@ -42,6 +42,8 @@ var rules = []struct {
 	// would be an import cycle.
 	{"pipeline/dfxml", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline/guestcheck", "corpus", "cmd", "internal", goNTFS, goExt4}},
 	{"pipeline/guestcheck", []string{"fsprobe", "signatures", "carver", "reassemble", "corpus", "cmd"}},
+	// The map renders its own plain model: it knows no case, plan or format.
+	{"pipeline/htmlmap", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline/guestcheck", "corpus", "cmd", goNTFS, goExt4}},
 	{"reassemble", []string{"carver", "pipeline", "corpus", "cmd"}},
 	{"reassemble/damage", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"pipeline", []string{"corpus", "cmd"}},
