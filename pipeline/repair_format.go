@@ -34,7 +34,7 @@ const (
 // formatNames are the names --format accepts for each format.
 var formatNames = map[string]OutputFormat{
 	"monolithicsparse": FormatSparse, "vmdk": FormatSparse, "sparse": FormatSparse,
-	"raw":             FormatRaw,
+	"raw": FormatRaw, "dd": FormatRaw,
 	"streamoptimized": FormatStream, "stream": FormatStream, "ova": FormatStream, "ovf": FormatStream,
 	"esxi": FormatESXi, "vmfs": FormatESXi, "flat": FormatESXi,
 }
@@ -51,9 +51,6 @@ const FormatHelp = `  monolithicSparse  one .vmdk file: VMware Workstation/Fusio
 // ParseFormat reads a --format value (case-insensitive, with the aliases
 // FormatHelp lists).
 func ParseFormat(s string) (OutputFormat, error) {
-	if s == "dd" {
-		return FormatRaw, nil
-	}
 	if f, ok := formatNames[strings.ToLower(s)]; ok {
 		return f, nil
 	}

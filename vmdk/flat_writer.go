@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"vmdkcarve/internal/entropy"
 )
@@ -38,8 +39,8 @@ func FlatName(descriptorName string) string {
 
 // CheckExtentName reports whether name can be written, unquoted and
 // unescaped, inside the double quotes of an extent line and found again
-// beside the descriptor by every reader: a plain base name with no quote,
-// backslash, path separator or control character. Readers take the bytes
+// beside the descriptor by every reader: a plain UTF-8 base name with no
+// quote, backslash, path separator, control or invisible character. Readers take the bytes
 // between the quotes as they are (FORMAT.md §4.4), so there is nothing to
 // escape a character with.
 func CheckExtentName(name string) error {
@@ -53,9 +54,12 @@ func CheckExtentName(name string) error {
 	case strings.ContainsAny(name, `"`):
 		return fmt.Errorf("vmdk: extent name %q: a double quote cannot be written in an extent line", name)
 	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("vmdk: extent name %q: not UTF-8", name)
+	}
 	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("vmdk: extent name %q: control characters cannot be written in an extent line", name)
+		if !strconv.IsPrint(r) {
+			return fmt.Errorf("vmdk: extent name %q: control and invisible characters cannot be written in an extent line", name)
 		}
 	}
 	return nil
