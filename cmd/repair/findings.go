@@ -61,9 +61,10 @@ func printFindings(w io.Writer, res *pipeline.RepairResult) {
 	}
 	lost := c.Missing + c.Conflict + c.Damaged
 	if lost > 0 {
-		fmt.Fprintf(w, "missing   %d grains (%s) could be neither recovered nor proven empty. They read as zeros\n", lost, units.Bytes(int64(lost)*gb))
-		fmt.Fprintf(w, "          in %s (a disk image has no way to mark data missing): whatever the guest kept\n", out)
-		fmt.Fprintf(w, "          there is lost, unless it was empty. Why, and where:\n")
+		fmt.Fprintf(w, "missing   %d grains (%s) could be neither recovered nor proven empty.\n", lost, units.Bytes(int64(lost)*gb))
+		fmt.Fprintf(w, "          They read as zeros in the output: a disk image has no way to mark data\n")
+		fmt.Fprintf(w, "          missing, so whatever the guest kept there is lost (unless it was empty).\n")
+		fmt.Fprintf(w, "          Why, and where:\n")
 		for _, st := range []reassemble.Status{reassemble.Missing, reassemble.Conflict, reassemble.Damaged} {
 			for _, g := range groupRuns(d.Runs, st) {
 				fmt.Fprintf(w, "  %-7s %d grains: %s\n", st, g.grains, g.reason)
@@ -158,17 +159,29 @@ func groupRuns(runs []reassemble.Run, st reassemble.Status) []*runGroup {
 	return groups
 }
 
-// where lists the group's first runs as virtual byte ranges.
+// where lists the group's first ranges of grains (adjacent runs merged)
+// as virtual byte offsets, exact, for dd and hex editors.
 func (g *runGroup) where(grainBytes int64) string {
+	type span struct{ first, end uint64 }
+	var spans []span
+	for _, r := range g.runs {
+		if n := len(spans); n > 0 && spans[n-1].end == r.FirstGrain {
+			spans[n-1].end += r.Count
+			continue
+		}
+		spans = append(spans, span{r.FirstGrain, r.FirstGrain + r.Count})
+	}
 	var parts []string
-	for i, r := range g.runs {
+	for i, s := range spans {
 		if i == maxListed {
-			parts = append(parts, fmt.Sprintf("and %d more ranges", len(g.runs)-maxListed))
+			parts = append(parts, fmt.Sprintf("and %d more ranges", len(spans)-maxListed))
 			break
 		}
-		start := int64(r.FirstGrain) * grainBytes
-		end := int64(r.FirstGrain+r.Count) * grainBytes
-		parts = append(parts, fmt.Sprintf("%s..%s", units.Bytes(start), units.Bytes(end)))
+		grains := fmt.Sprintf("grain %d", s.first)
+		if s.end-s.first > 1 {
+			grains = fmt.Sprintf("grains %d-%d", s.first, s.end-1)
+		}
+		parts = append(parts, fmt.Sprintf("%d-%d (%s)", int64(s.first)*grainBytes, int64(s.end)*grainBytes-1, grains))
 	}
-	return "virtual offsets " + strings.Join(parts, ", ")
+	return "virtual bytes " + strings.Join(parts, ", ")
 }
