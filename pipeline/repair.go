@@ -94,6 +94,11 @@ func Repair(ctx context.Context, in, out string, opts RepairOptions) (*RepairRes
 	if _, ok := extraSuffix[opts.Format]; !ok && opts.Format != FormatSparse {
 		return nil, fmt.Errorf("pipeline: repair: unknown output format %q", opts.Format)
 	}
+	if opts.CaseDir != "" {
+		if inside, err := within(opts.CaseDir, out); err != nil || inside {
+			return nil, fmt.Errorf("pipeline: repair: the output %s lies in the case directory %s: write it elsewhere", out, opts.CaseDir)
+		}
+	}
 	if err := checkRepairPaths(in, out, opts.Format, opts.Force); err != nil {
 		return nil, err
 	}
@@ -143,7 +148,7 @@ func Repair(ctx context.Context, in, out string, opts RepairOptions) (*RepairRes
 		return res, err
 	}
 	logf("writing disk %02d to %s as %s", chosen.ID, out, opts.Format)
-	if res.Outputs, err = convertRebuilt(filepath.Join(caseDir, chosen.Path), out, opts.Format, res.Disk); err != nil {
+	if res.Outputs, err = convertRebuilt(ctx, filepath.Join(caseDir, chosen.Path), out, opts.Format, res.Disk); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -209,6 +214,23 @@ func samePath(in string, ist os.FileInfo, p string) (bool, error) {
 	return a == b, nil
 }
 
+// within reports whether path lies inside dir (both made absolute).
+func within(dir, path string) (bool, error) {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return false, err
+	}
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return false, err
+	}
+	rel, err := filepath.Rel(d, p)
+	if err != nil {
+		return false, nil // another volume
+	}
+	return rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)), nil
+}
+
 // chooseDisk picks the disk to write: want when set, else the one with
 // the most grains placed, the lowest ID on a tie.
 func chooseDisk(disks []DiskSummary, want int) (DiskSummary, string, error) {
@@ -257,7 +279,7 @@ func readReport(caseDir string, d DiskSummary) (*DiskReport, error) {
 // package's own output, beside its report) to out in format f. Reading the
 // written disk back, rather than the evidence again, writes exactly the
 // grains rebuild verified and reported.
-func convertRebuilt(src, out string, f OutputFormat, rep *DiskReport) ([]OutputFile, error) {
+func convertRebuilt(ctx context.Context, src, out string, f OutputFormat, rep *DiskReport) ([]OutputFile, error) {
 	r, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: repair: %w", err)
@@ -276,6 +298,9 @@ func convertRebuilt(src, out string, f OutputFormat, rep *DiskReport) ([]OutputF
 		return nil, fmt.Errorf("pipeline: repair: %s is %d sectors of %d-sector grains, its report says %d of %d", src, h.Capacity, h.GrainSize, d.Capacity, d.GrainSize)
 	}
 	read := func(g uint64, buf []byte) (bool, error) {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
 		if g >= uint64(len(gtes)) || gtes[g] == 0 {
 			return false, nil
 		}

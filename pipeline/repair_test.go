@@ -217,6 +217,7 @@ func TestRepairRefuses(t *testing.T) {
 		{"output directory missing", in, filepath.Join(t.TempDir(), "no", "o.vmdk"), RepairOptions{}, nil, "does not exist"},
 		{"output is a directory", in, t.TempDir(), RepairOptions{Force: true}, nil, "is a directory"},
 		{"output name the extent line cannot hold", in, filepath.Join(t.TempDir(), "a\"b.vmdk"), RepairOptions{}, nil, "double quote"},
+		{"output in the case", in, filepath.Join(dir, "case", "disks", "disk-01.vmdk"), RepairOptions{CaseDir: filepath.Join(dir, "case")}, nil, "lies in the case directory"},
 		{"unknown format", in, filepath.Join(t.TempDir(), "o.vmdk"), RepairOptions{Format: "qcow2"}, nil, "unknown output format"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
