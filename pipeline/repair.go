@@ -92,11 +92,11 @@ func Repair(ctx context.Context, in, out string, opts RepairOptions) (*RepairRes
 		opts.Format = FormatSparse
 	}
 	if _, ok := extraSuffix[opts.Format]; !ok && opts.Format != FormatSparse {
-		return nil, fmt.Errorf("pipeline: repair: unknown output format %q", opts.Format)
+		return nil, fmt.Errorf("pipeline: unknown output format %q", opts.Format)
 	}
 	if opts.CaseDir != "" {
 		if inside, err := within(opts.CaseDir, out); err != nil || inside {
-			return nil, fmt.Errorf("pipeline: repair: the output %s lies in the case directory %s: write it elsewhere", out, opts.CaseDir)
+			return nil, fmt.Errorf("pipeline: the output %s lies in the case directory %s: write it elsewhere", out, opts.CaseDir)
 		}
 	}
 	if err := checkRepairPaths(in, out, opts.Format, opts.Force); err != nil {
@@ -107,7 +107,7 @@ func Repair(ctx context.Context, in, out string, opts RepairOptions) (*RepairRes
 	if caseDir == "" {
 		tmp, err := os.MkdirTemp("", "vmdkcarve-repair-")
 		if err != nil {
-			return nil, fmt.Errorf("pipeline: repair: temporary case: %w", err)
+			return nil, fmt.Errorf("pipeline: temporary case: %w", err)
 		}
 		defer os.RemoveAll(tmp)
 		caseDir = filepath.Join(tmp, "case")
@@ -159,30 +159,30 @@ func Repair(ctx context.Context, in, out string, opts RepairOptions) (*RepairRes
 func checkRepairPaths(in, out string, f OutputFormat, force bool) error {
 	ist, err := os.Stat(in)
 	if err != nil {
-		return fmt.Errorf("pipeline: repair: input: %w", err)
+		return fmt.Errorf("pipeline: input: %w", err)
 	}
 	if ist.IsDir() {
-		return fmt.Errorf("pipeline: repair: input %s is a directory: want one .vmdk file", in)
+		return fmt.Errorf("pipeline: input %s is a directory: want one .vmdk file", in)
 	}
 	for _, p := range OutputPaths(f, out) {
 		if same, err := samePath(in, ist, p); err != nil {
 			return err
 		} else if same {
-			return fmt.Errorf("pipeline: repair: %s: %w", p, ErrOutputIsInput)
+			return fmt.Errorf("pipeline: %s: %w", p, ErrOutputIsInput)
 		}
 		st, err := os.Stat(p)
 		switch {
 		case err == nil && st.IsDir():
-			return fmt.Errorf("pipeline: repair: output %s is a directory: want a file name", p)
+			return fmt.Errorf("pipeline: output %s is a directory: want a file name", p)
 		case err == nil && !force:
-			return fmt.Errorf("pipeline: repair: %s: %w", p, ErrOutputExists)
+			return fmt.Errorf("pipeline: %s: %w", p, ErrOutputExists)
 		case err != nil && !errors.Is(err, os.ErrNotExist):
-			return fmt.Errorf("pipeline: repair: output: %w", err)
+			return fmt.Errorf("pipeline: output: %w", err)
 		}
 	}
 	if dir := filepath.Dir(out); dir != "" {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return fmt.Errorf("pipeline: repair: the output's directory %s does not exist", dir)
+			return fmt.Errorf("pipeline: the output's directory %s does not exist", dir)
 		}
 	}
 	if f == FormatSparse || f == FormatStream || f == FormatESXi {
@@ -190,7 +190,7 @@ func checkRepairPaths(in, out string, f OutputFormat, force bool) error {
 		// name that cannot before carving, not after.
 		names := OutputPaths(f, out)
 		if err := vmdk.CheckExtentName(filepath.Base(names[len(names)-1])); err != nil {
-			return fmt.Errorf("pipeline: repair: output name: %w", err)
+			return fmt.Errorf("pipeline: output name: %w", err)
 		}
 	}
 	return nil
@@ -244,7 +244,7 @@ func chooseDisk(disks []DiskSummary, want int) (DiskSummary, string, error) {
 		for i, d := range disks {
 			ids[i] = fmt.Sprintf("%d", d.ID)
 		}
-		return DiskSummary{}, "", fmt.Errorf("pipeline: repair: disk %d: %w (found: %s)", want, ErrNoSuchDisk, strings.Join(ids, ", "))
+		return DiskSummary{}, "", fmt.Errorf("pipeline: disk %d: %w (found: %s)", want, ErrNoSuchDisk, strings.Join(ids, ", "))
 	}
 	best := slices.MinFunc(disks, func(a, b DiskSummary) int {
 		if a.Counts.Placed != b.Counts.Placed {
@@ -266,11 +266,11 @@ func readReport(caseDir string, d DiskSummary) (*DiskReport, error) {
 	p := filepath.Join(caseDir, strings.TrimSuffix(d.Path, ".vmdk")+".json")
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: repair: %w", err)
+		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	rep := new(DiskReport)
 	if err := json.Unmarshal(b, rep); err != nil || rep.Disk == nil {
-		return nil, fmt.Errorf("pipeline: repair: %s: unreadable report", p)
+		return nil, fmt.Errorf("pipeline: %s: unreadable report", p)
 	}
 	return rep, nil
 }
@@ -282,7 +282,7 @@ func readReport(caseDir string, d DiskSummary) (*DiskReport, error) {
 func convertRebuilt(ctx context.Context, src, out string, f OutputFormat, rep *DiskReport) ([]OutputFile, error) {
 	r, err := os.Open(src)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: repair: %w", err)
+		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	defer r.Close()
 	st, err := r.Stat()
@@ -291,11 +291,11 @@ func convertRebuilt(ctx context.Context, src, out string, f OutputFormat, rep *D
 	}
 	h, gtes, err := vmdk.GrainMap(r, st.Size())
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: repair: reading back %s: %w", src, err)
+		return nil, fmt.Errorf("pipeline: reading back %s: %w", src, err)
 	}
 	d := rep.Disk
 	if h.Capacity != d.Capacity || h.GrainSize != d.GrainSize {
-		return nil, fmt.Errorf("pipeline: repair: %s is %d sectors of %d-sector grains, its report says %d of %d", src, h.Capacity, h.GrainSize, d.Capacity, d.GrainSize)
+		return nil, fmt.Errorf("pipeline: %s is %d sectors of %d-sector grains, its report says %d of %d", src, h.Capacity, h.GrainSize, d.Capacity, d.GrainSize)
 	}
 	read := func(g uint64, buf []byte) (bool, error) {
 		if err := ctx.Err(); err != nil {

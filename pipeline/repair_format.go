@@ -45,8 +45,9 @@ const FormatHelp = `  monolithicSparse  one .vmdk file: VMware Workstation/Fusio
   raw               a raw disk image, byte for byte (also: dd)
   streamOptimized   a compressed .vmdk as an OVF/OVA carries it, for import
                     into ESXi/vSphere (also: stream, ova, ovf)
-  esxi              an ESXi thick disk: the descriptor OUT and its extent
-                    OUT-flat.vmdk beside it, for a datastore (also: vmfs, flat)`
+  esxi              an ESXi thick disk for a datastore: the descriptor OUT
+                    (NAME.vmdk) and its extent NAME-flat.vmdk beside it
+                    (also: vmfs, flat)`
 
 // ParseFormat reads a --format value (case-insensitive, with the aliases
 // FormatHelp lists).
