@@ -379,3 +379,49 @@ func TestRegrain(t *testing.T) {
 		})
 	}
 }
+
+// TestRepairSeveralDisks: a file holding two disks (a second VMDK in its
+// tail, as a copy left in slack) writes the one with the most grains
+// placed, lists the other, and writes that one on request.
+func TestRepairSeveralDisks(t *testing.T) {
+	img, _ := repairDisk(t)
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.vmdk")
+	brokenSparse(t, img, big)
+	small := make([]byte, 4096*512)
+	for i := range small {
+		small[i] = byte('a' + i/512%26)
+	}
+	var m tooltest.MemFile
+	if _, err := vmdk.WriteMonolithicSparse(&m, vmdk.SparseWriterOptions{Capacity: 4096, FileName: "small.vmdk"}, func(g uint64, buf []byte) (bool, error) {
+		copy(buf, small[g*65536:])
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(big)
+	in := filepath.Join(dir, "both.vmdk")
+	if err := os.WriteFile(in, append(b, m.Bytes...), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	caseDir := filepath.Join(t.TempDir(), "case")
+	out := filepath.Join(t.TempDir(), "a.raw")
+	res, err := Repair(context.Background(), in, out, RepairOptions{Format: FormatRaw, CaseDir: caseDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Others) != 1 || !strings.Contains(res.Chosen, "most grains placed") {
+		t.Fatalf("chosen %q, others %+v", res.Chosen, res.Others)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, img) {
+		t.Error("the disk with the most grains is not the one written")
+	}
+	out2 := filepath.Join(t.TempDir(), "b.raw")
+	res, err = Repair(context.Background(), in, out2, RepairOptions{Format: FormatRaw, CaseDir: caseDir, Disk: res.Others[0].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out2); !bytes.Equal(got, small) || !strings.Contains(res.Chosen, "--disk") {
+		t.Errorf("--disk %d did not write the other disk (%q)", res.Disk.Disk.ID, res.Chosen)
+	}
+}
