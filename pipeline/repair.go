@@ -147,6 +147,10 @@ func Repair(ctx context.Context, in, out string, opts RepairOptions) (*RepairRes
 	if res.Disk, err = readReport(caseDir, chosen); err != nil {
 		return res, err
 	}
+	// Again: the carve may have taken long enough for OUT to appear.
+	if err := checkRepairPaths(in, out, opts.Format, opts.Force); err != nil {
+		return res, err
+	}
 	logf("writing disk %02d to %s as %s", chosen.ID, out, opts.Format)
 	if res.Outputs, err = convertRebuilt(ctx, filepath.Join(caseDir, chosen.Path), out, opts.Format, res.Disk); err != nil {
 		return res, err
