@@ -69,10 +69,10 @@ func CheckExtentName(name string) error {
 type VMFSDescriptorOptions struct {
 	Capacity uint64 // virtual sectors: the flat extent's size
 	FlatName string // the flat extent's base name, as FlatName gives it
-	// Descriptor is an optional template: CID, ParentCID and the DDB are
-	// kept (but for the keys a flat disk contradicts); without one the CID
-	// is derived from FlatName and Capacity, so the same input gives the
-	// same bytes.
+	// Descriptor is an optional template: the CID and the DDB are kept
+	// (but for the keys a flat disk contradicts); without one the CID is
+	// derived from FlatName and Capacity, so the same input gives the same
+	// bytes.
 	Descriptor *Descriptor
 }
 
@@ -96,7 +96,9 @@ func VMFSDescriptor(opts VMFSDescriptorOptions) ([]byte, error) {
 		DDB:        map[string]string{},
 	}
 	if t := opts.Descriptor; t != nil {
-		d.CID, d.ParentCID = t.CID, t.ParentCID
+		// The parentCID is not kept: a vmfs flat disk is a base disk, and
+		// a descriptor naming a parent would make it a broken link.
+		d.CID = t.CID
 		d.DDB = maps.Clone(t.DDB)
 		if d.DDB == nil {
 			d.DDB = map[string]string{}

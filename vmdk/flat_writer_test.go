@@ -64,7 +64,7 @@ func TestVMFSDescriptor(t *testing.T) {
 			"ddb.adapterType": "lsilogic", "ddb.virtualHWVersion": "4",
 			"ddb.geometry.cylinders": "2610", "ddb.geometry.heads": "255", "ddb.geometry.sectors": "63",
 		}, nil, derivedCID("d-flat.vmdk", sectors)},
-		{"template kept", &Descriptor{CID: 0x1234abcd, ParentCID: 0xffffffff, DDB: map[string]string{
+		{"template kept", &Descriptor{CID: 0x1234abcd, ParentCID: 0x5555aaaa, ParentFileNameHint: "base.vmdk", DDB: map[string]string{
 			"ddb.adapterType": "pvscsi", "ddb.uuid": "60 00 c2 9a", "ddb.virtualHWVersion": "14",
 			"ddb.geometry.cylinders": "16383", "ddb.geometry.heads": "16", "ddb.geometry.sectors": "63",
 			"ddb.thinProvisioned": "1",
@@ -85,7 +85,7 @@ func TestVMFSDescriptor(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, text)
 			}
-			if d.CreateType != "vmfs" || d.CID != tc.cid || d.ParentCID != 0xffffffff {
+			if d.CreateType != "vmfs" || d.CID != tc.cid || d.ParentCID != 0xffffffff || d.ParentFileNameHint != "" {
 				t.Errorf("createType %q CID %08x parentCID %08x", d.CreateType, d.CID, d.ParentCID)
 			}
 			if len(d.Extents) != 1 || d.Extents[0] != (Extent{Access: "RW", Sectors: sectors, Type: "VMFS", FileName: "d-flat.vmdk"}) {

@@ -52,6 +52,15 @@ func printFindings(w io.Writer, res *pipeline.RepairResult) {
 	for _, n := range d.Notes {
 		fmt.Fprintf(w, "  note    %s\n", n)
 	}
+	if desc := d.Descriptor; desc != nil && (desc.ParentFileNameHint != "" || (desc.ParentCID != 0xffffffff && desc.ParentCID != 0)) {
+		parent := desc.ParentFileNameHint
+		if parent == "" {
+			parent = "not named"
+		}
+		fmt.Fprintf(w, "snapshot  the file is a snapshot (delta) of a parent disk (parentCID %08x, parent %s):\n", desc.ParentCID, parent)
+		fmt.Fprintf(w, "          it holds only the grains written since; the others are the parent's, not\n")
+		fmt.Fprintf(w, "          zeros, so the output alone is not the whole disk\n")
+	}
 
 	// What was done, grain by grain.
 	fmt.Fprintf(w, "grains    %d recovered, %d empty (zeros in the original too), %d missing, %d damaged\n",

@@ -14,11 +14,14 @@ import (
 
 // brokenVMDK writes a monolithicSparse VMDK of text grains whose primary
 // grain directory and tables are zeroed, and returns its path.
-func brokenVMDK(t *testing.T, dir string) string {
+func brokenVMDK(t *testing.T, dir string) string { return brokenVMDKOf(t, dir, nil) }
+
+// brokenVMDKOf is brokenVMDK with the descriptor template desc.
+func brokenVMDKOf(t *testing.T, dir string, desc *vmdk.Descriptor) string {
 	t.Helper()
 	const sectors = 4096
 	var m tooltest.MemFile
-	if _, err := vmdk.WriteMonolithicSparse(&m, vmdk.SparseWriterOptions{Capacity: sectors, FileName: "broken.vmdk"}, func(g uint64, b []byte) (bool, error) {
+	if _, err := vmdk.WriteMonolithicSparse(&m, vmdk.SparseWriterOptions{Capacity: sectors, FileName: "broken.vmdk", Descriptor: desc}, func(g uint64, b []byte) (bool, error) {
 		if g%4 != 3 {
 			copy(b, strings.Repeat("grain data ", 6000))
 		}
@@ -119,6 +122,9 @@ func TestFindingsWords(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
 	}
+	if strings.Contains(stdout.String(), "snapshot") {
+		t.Error("a base disk called a snapshot")
+	}
 	for _, want := range []string{
 		"found     monolithicSparse at byte 0 of the file, header intact",
 		"could be neither recovered nor proven empty.\n          They read as zeros in the output",
@@ -129,5 +135,18 @@ func TestFindingsWords(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("findings lack %q", want)
 		}
+	}
+}
+
+// TestFindingsSnapshot: a delta's findings say that the output holds only
+// the grains written since its parent.
+func TestFindingsSnapshot(t *testing.T) {
+	in := brokenVMDKOf(t, t.TempDir(), &vmdk.Descriptor{CID: 0x11112222, ParentCID: 0x33334444})
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--progress", "none", in, filepath.Join(t.TempDir(), "fixed.vmdk")}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "snapshot  the file is a snapshot (delta) of a parent disk (parentCID 33334444") {
+		t.Errorf("findings:\n%s", stdout.String())
 	}
 }
