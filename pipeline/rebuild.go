@@ -17,7 +17,6 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sync/errgroup"
 
-	"vmdkcarve/internal/entropy"
 	"vmdkcarve/pipeline/guestcheck"
 	"vmdkcarve/reassemble"
 	"vmdkcarve/vmdk"
@@ -39,6 +38,11 @@ type RebuildOptions struct {
 	// Raw also writes disks/disk-NN.raw, a raw image of each disk in which
 	// missing grains read as zeros (the report lists them).
 	Raw bool
+	// Formats are written as well as disk-NN.vmdk (the monolithicSparse
+	// is always written): FormatRaw as disk-NN.raw (as Raw),
+	// FormatStream as disk-NN-stream.vmdk, FormatESXi as
+	// disk-NN-esxi.vmdk and disk-NN-esxi-flat.vmdk.
+	Formats []OutputFormat
 	// Force redoes a rebuild that already completed.
 	Force bool
 	// Progress receives one line per step; nil is silent.
@@ -137,8 +141,9 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	started := time.Now()
 	params, _ := json.Marshal(struct {
 		Raw, NewestOnly bool
+		Formats         []OutputFormat `json:",omitempty"`
 		DamagePolicy    reassemble.DamageThresholds
-	}{opts.Raw, opts.NewestOnly, reassemble.DamagePolicyThresholds()})
+	}{opts.Raw, opts.NewestOnly, opts.Formats, reassemble.DamagePolicyThresholds()})
 	if err := c.UpdateManifest(func(m *Manifest) error {
 		m.Stages[StageRebuild] = &Stage{Started: started, Params: params, Reason: "running"}
 		return nil
@@ -312,14 +317,11 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 	}
 	report.Output = append(report.Output, OutputFile{Path: filepath.Join(DisksDirName, name+".vmdk"), Format: "vmdk", Size: size, SHA256: sum})
 
-	if opts.Raw {
-		rawPath := filepath.Join(c.Dir, DisksDirName, name+".raw")
-		out, err := writeRaw(rawPath, dr, int64(d.Capacity)*vmdk.SectorSize)
-		if err != nil {
-			return nil, err
-		}
-		report.Output = append(report.Output, *out)
+	outs, err := writeExtraFormats(filepath.Join(c.Dir, DisksDirName), name, opts, d, dr.readGrain)
+	if err != nil {
+		return nil, err
 	}
+	report.Output = append(report.Output, outs...)
 	report.Verified = dr.verify
 	report.Guest = guestcheck.Identify(dr, int64(d.Capacity)*vmdk.SectorSize)
 	for i := range report.Guest {
@@ -334,38 +336,6 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 		return nil, err
 	}
 	return report, WriteFileAtomic(filepath.Join(c.Dir, DisksDirName, name+".json"), b)
-}
-
-func writeRaw(path string, dr *diskReader, size int64) (*OutputFile, error) {
-	f, err := CreateAtomic(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Abort()
-	if err := f.Truncate(size); err != nil {
-		return nil, err
-	}
-	gb := int64(dr.disk.GrainSize) * vmdk.SectorSize
-	buf := make([]byte, gb)
-	for g := uint64(0); int64(g)*gb < size; g++ {
-		n := min(gb, size-int64(g)*gb)
-		b := buf[:n]
-		clear(b)
-		ok, err := dr.readGrain(g, b)
-		if err != nil {
-			return nil, err
-		}
-		if ok && !entropy.Zero(b) {
-			if _, err := f.WriteAt(b, int64(g)*gb); err != nil {
-				return nil, err
-			}
-		}
-	}
-	sum, err := commitHashed(f)
-	if err != nil {
-		return nil, err
-	}
-	return &OutputFile{Path: filepath.Join(DisksDirName, filepath.Base(path)), Format: "raw", Size: size, SHA256: sum}, nil
 }
 
 // commitHashed hashes a written output file (SHA-256, for the report) and

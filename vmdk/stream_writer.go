@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"maps"
 )
@@ -128,9 +127,10 @@ func newStreamWriter(opts StreamWriterOptions) (*streamWriter, error) {
 	if opts.Level < 1 || opts.Level > 9 {
 		return nil, fmt.Errorf("vmdk: stream writer: zlib level %d, want 1..9", opts.Level)
 	}
-	if opts.FileName == "" {
-		// libvmdk cannot open an extent without a name (FORMAT.md §6.1).
-		return nil, errors.New("vmdk: stream writer: FileName is required for the extent line")
+	// libvmdk opens the extent by this name (FORMAT.md §6.1): it must be
+	// a name the extent line can hold as it is.
+	if err := CheckExtentName(opts.FileName); err != nil {
+		return nil, fmt.Errorf("vmdk: stream writer: FileName: %w", err)
 	}
 	h := SparseHeader{
 		Version:           3,
@@ -176,11 +176,7 @@ func streamDescriptor(opts StreamWriterOptions) ([]byte, error) {
 	if t := opts.Descriptor; t != nil {
 		d.CID, d.ParentCID, d.DDB = t.CID, t.ParentCID, maps.Clone(t.DDB)
 	} else {
-		// A deterministic CID: qemu draws a random one, which would make
-		// two runs over the same input differ.
-		f := fnv.New32a()
-		fmt.Fprintf(f, "%s/%d", opts.FileName, opts.Capacity)
-		d.CID = f.Sum32()
+		d.CID = derivedCID(opts.FileName, opts.Capacity)
 		d.DDB = map[string]string{"ddb.adapterType": "lsilogic", "ddb.virtualHWVersion": "4"}
 	}
 	text, err := d.Encode()

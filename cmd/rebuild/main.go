@@ -36,6 +36,9 @@ writes for each disk:
   CASE/disks/disk-NN.vmdk   a monolithicSparse VMDK (qemu-img and VMware open it)
   CASE/disks/disk-NN.json   the report: plan, output hashes, guest filesystems
   CASE/disks/disk-NN.raw    with --format raw: a raw image as well
+  CASE/disks/disk-NN-stream.vmdk      with --format streamOptimized (OVF/OVA)
+  CASE/disks/disk-NN-esxi.vmdk        with --format esxi: an ESXi descriptor
+  CASE/disks/disk-NN-esxi-flat.vmdk   and its flat extent
 
 A grain is placed only on evidence (table = the VMDK's own grain table,
 marker = a stream grain marker's LBA, flat = its offset in a flat extent (raw
@@ -69,7 +72,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	format := fs.String("format", "vmdk", "output format: vmdk, or raw (a raw image as well as the VMDK)")
+	format := fs.String("format", "vmdk", "output `FORMATS`, comma-separated: vmdk (always written), raw (disk-NN.raw), streamOptimized (disk-NN-stream.vmdk, for an OVF/OVA), esxi (disk-NN-esxi.vmdk + disk-NN-esxi-flat.vmdk), each as well as the VMDK")
 	force := fs.Bool("force", false, "redo a rebuild that already completed")
 	progress := fs.String("progress", "auto", "progress on stderr: auto, plain or none")
 	versions := fs.String("versions", "all", "several versions of one disk: all (emit each, linked in the reports) or newest (emit only the newest, when their order is known)")
@@ -87,15 +90,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	if *format != "vmdk" && *format != "raw" {
-		fmt.Fprintf(stderr, "rebuild: --format must be vmdk or raw, not %q\n", *format)
+	raw, extra, err := parseFormats(*format)
+	if err != nil {
+		fmt.Fprintf(stderr, "rebuild: --format: %v\n", err)
 		return exitUsage
 	}
 	if *versions != "all" && *versions != "newest" {
 		fmt.Fprintf(stderr, "rebuild: --versions must be all or newest, not %q\n", *versions)
 		return exitUsage
 	}
-	opts := pipeline.RebuildOptions{Raw: *format == "raw", Force: *force, NewestOnly: *versions == "newest"}
+	opts := pipeline.RebuildOptions{Raw: raw, Formats: extra, Force: *force, NewestOnly: *versions == "newest"}
 	switch *progress {
 	case "none":
 	case "auto", "plain":
@@ -122,6 +126,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitNothingFound
 	}
 	return exitOK
+}
+
+// parseFormats reads --format: raw is RebuildOptions.Raw, as it always
+// was; the other formats beside the VMDK are RebuildOptions.Formats.
+func parseFormats(list string) (raw bool, extra []pipeline.OutputFormat, err error) {
+	for _, name := range strings.Split(list, ",") {
+		f, err := pipeline.ParseFormat(strings.TrimSpace(name))
+		if err != nil {
+			return false, nil, err
+		}
+		switch f {
+		case pipeline.FormatSparse:
+		case pipeline.FormatRaw:
+			raw = true
+		default:
+			extra = append(extra, f)
+		}
+	}
+	return raw, extra, nil
 }
 
 func printSummary(w io.Writer, res *pipeline.RebuildResult) {
