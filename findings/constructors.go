@@ -127,6 +127,17 @@ func TablesLost(lost, tables int, fsprobe, order, missing uint64) Finding {
 	return f
 }
 
+// TablesWiped: the file's grain tables read all zero while orphans
+// grain slots are referenced by none; figures as TablesLost.
+func TablesWiped(orphans int64, fsprobe, order, missing uint64) Finding {
+	f := New(CodeTablesLost,
+		fmt.Sprintf("The file's grain tables read all zero while %d grain slots hold data no table references: the tables were wiped.", orphans),
+		fmt.Sprintf("The all-zero tables were taken as lost, not empty, and their grains placed only on proof: %s by their own guest structures, %s by write order; %s stay missing.", grains(fsprobe), grains(order), grains(missing)))
+	f.Grains = missing
+	f.Detail = map[string]any{"orphan_slots": orphans, "fsprobe": fsprobe, "order": order, "missing": missing}
+	return f
+}
+
 // TableCopiesDisagree: the copies of the tables disagree on n grains,
 // the first grain first.
 func TableCopiesDisagree(n, first uint64) Finding {

@@ -56,6 +56,7 @@ func TestConstructors(t *testing.T) {
 		{PrimaryTablesLost(5, 5, "entry 0 = 0"), CodePrimaryTablesLost, "primary grain directory is unusable (entry 0 = 0)"},
 		{PrimaryTablesLost(2, 5, ""), CodePrimaryTablesLost, "2 of the file's 5 grain tables"},
 		{TablesLost(3, 3, 10, 20, 5), CodeTablesLost, "3 of the file's 3 grain tables"},
+		{TablesWiped(30, 1, 2, 3), CodeTablesLost, "30 grain slots"},
 		{TableCopiesDisagree(4, 100), CodeTableCopiesDisagree, "4 grains, from grain 100"},
 		{StreamFooterLost(8192), CodeStreamFooterLost, "image offset 8192"},
 		{UnplacedSlots(3, 1), CodeUnplacedSlots, "3 non-zero grain slots"},

@@ -16,13 +16,13 @@ import (
 type hitIndex struct {
 	headers     []*signatures.Hit // valid sparse headers, by offset
 	descriptors map[int64]*signatures.Hit
-	footerMark  map[int64]bool             // offsets of footer markers
-	gtMark      map[int64]bool             // offsets of GT markers
-	gdMark      map[int64]bool             // offsets of GD markers
-	foreign     []*signatures.Hit          // structures that end a sparse extent's grain area, by offset
-	gds         []*signatures.Hit          // grain-directory-shaped sectors, by offset
-	gtShaped    []*signatures.Hit          // grain-table-shaped blocks
-	synthesized map[*signatures.Hit]string // start hits made up for files whose header is lost, and why
+	footerMark  map[int64]bool               // offsets of footer markers
+	gtMark      map[int64]bool               // offsets of GT markers
+	gdMark      map[int64]bool               // offsets of GD markers
+	foreign     []*signatures.Hit            // structures that end a sparse extent's grain area, by offset
+	gds         []*signatures.Hit            // grain-directory-shaped sectors, by offset
+	gtShaped    []*signatures.Hit            // grain-table-shaped blocks
+	synthesized map[*signatures.Hit]inferred // start hits made up for files whose header is lost, and from what
 	// capacityBound marks the made-up start hits whose capacity is only
 	// their grain directory's span (refineLostCapacity looks for better).
 	capacityBound map[*signatures.Hit]bool
@@ -41,7 +41,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		footerMark:    make(map[int64]bool),
 		gtMark:        make(map[int64]bool),
 		gdMark:        make(map[int64]bool),
-		synthesized:   make(map[*signatures.Hit]string),
+		synthesized:   make(map[*signatures.Hit]inferred),
 		capacityBound: make(map[*signatures.Hit]bool),
 		markerAt:      make(map[int64]*signatures.Hit),
 		volumeAt:      make(map[int64]bool),
@@ -206,10 +206,13 @@ func findInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 			inst.Fragments, inst.size = fragmentsFromMap(m)
 			inst.HostMap = m
 		}
-		if why, ok := x.synthesized[h]; ok {
-			inst.HeaderLost = true
-			inst.Notes = append(inst.Notes, why)
+		if how, ok := x.synthesized[h]; ok {
+			inst.HeaderLost, inst.HeaderFrom = true, how.from
+			inst.Notes = append(inst.Notes, how.why)
 			inst.capacityBound = x.capacityBound[h]
+			if inst.capacityBound {
+				inst.CapacityBound = BoundUpper
+			}
 		}
 		switch {
 		case !hdr.Compressed():
