@@ -103,11 +103,12 @@ func CapacityBounded(sectors uint64, bound string) Finding {
 // the redundant copy; directory, when set, is why the primary directory
 // is unusable.
 func PrimaryTablesLost(redundant, tables int, directory string) Finding {
-	msg := fmt.Sprintf("The primary copy of %d of the file's %d grain tables is unusable.", redundant, tables)
+	msg := fmt.Sprintf("The primary copy of %d of the file's %s is unusable.", redundant, count(tables, "grain table", "grain tables"))
 	if directory != "" {
 		msg = fmt.Sprintf("The primary grain directory is unusable (%s).", directory)
 	}
-	f := New(CodePrimaryTablesLost, msg, fmt.Sprintf("%d grain tables were read from the redundant copy instead.", redundant))
+	was := count(redundant, "grain table was", "grain tables were")
+	f := New(CodePrimaryTablesLost, msg, fmt.Sprintf("%s read from the redundant copy instead.", capital(was)))
 	f.Detail = map[string]any{"redundant_tables": redundant, "tables": tables}
 	return f
 }
@@ -116,7 +117,7 @@ func PrimaryTablesLost(redundant, tables int, directory string) Finding {
 // lost in both copies; fsprobe and order grains were placed by last
 // resort, missing are still missing for it.
 func TablesLost(lost, tables int, fsprobe, order, missing uint64) Finding {
-	msg := fmt.Sprintf("Both copies of %d of the file's %d grain tables are lost.", lost, tables)
+	msg := fmt.Sprintf("Both copies of %d of the file's %s are lost.", lost, count(tables, "grain table", "grain tables"))
 	if tables == 0 {
 		msg = "Both grain directories of the file are unusable: every grain table is lost."
 	}
@@ -161,9 +162,14 @@ func StreamFooterLost(start int64) Finding {
 // UnplacedSlots: slots non-zero grain slots up to the last proven one,
 // and trailing past it, were not placed.
 func UnplacedSlots(slots, trailing int64) Finding {
-	f := New(CodeUnplacedSlots,
-		fmt.Sprintf("%d non-zero grain slots of the file (and %d past its last proven one) hold data no evidence placed in the disk.", slots, trailing),
-		"")
+	msg := fmt.Sprintf("%d non-zero grain slots of the file hold data no evidence placed in the disk.", slots)
+	switch {
+	case slots == 0:
+		msg = fmt.Sprintf("%d non-zero grain slots of the file lie past its last proven one: no evidence placed them in the disk, and their bytes may be another file's.", trailing)
+	case trailing > 0:
+		msg = fmt.Sprintf("%d non-zero grain slots of the file, and %d past its last proven one, hold data no evidence placed in the disk.", slots, trailing)
+	}
+	f := New(CodeUnplacedSlots, msg, "")
 	f.Detail = map[string]any{"slots": slots, "trailing_slots": trailing}
 	return f
 }
@@ -225,8 +231,8 @@ func SplitExtentUnproven(composite int) Finding {
 // grains damaged on it.
 func EncryptionLattice(lattice, proof string, damaged uint64) Finding {
 	f := New(CodeEncryptionLattice,
-		fmt.Sprintf("Intermittent encryption was proven on the file (%s): %s.", proof, lattice),
-		fmt.Sprintf("%s on the lattice are damaged and written as holes.", capital(grains(damaged))))
+		fmt.Sprintf("Intermittent encryption was proven on the file: %s.", lattice),
+		fmt.Sprintf("%s on the lattice are damaged and written as holes; the instance's damage report gives the proof.", capital(grains(damaged))))
 	f.Grains = damaged
 	f.Detail = map[string]any{"lattice": lattice, "proof": proof}
 	return f
@@ -304,10 +310,14 @@ func GrainsUnreadable(n, first uint64) Finding {
 	return f
 }
 
-// NothingPlaced: no grain of this copy (of its n) was placed.
-func NothingPlaced(n uint64) Finding {
-	f := New(CodeNothingPlaced, fmt.Sprintf("None of the %d grains of this copy of the disk was placed.", n), "")
-	return f
+// NothingPlaced: no grain of this copy (of its n) was placed; copies
+// is how many copies the disk has.
+func NothingPlaced(n uint64, copies int) Finding {
+	action := ""
+	if copies == 1 {
+		action = "The disk has no other copy: every grain not proven zero is written as a hole."
+	}
+	return New(CodeNothingPlaced, fmt.Sprintf("None of the %d grains of this copy of the disk was placed.", n), action)
 }
 
 // GrainVerifyFailed: grains whose hash or decoding failed on emit.
@@ -358,11 +368,14 @@ func VersionNotEmitted(group int, order string) Finding {
 }
 
 // grains words a grain count.
-func grains(n uint64) string {
+func grains(n uint64) string { return count(int(min(n, 1<<62)), "grain", "grains") }
+
+// count words n things, one or many.
+func count(n int, one, many string) string {
 	if n == 1 {
-		return "1 grain"
+		return "1 " + one
 	}
-	return fmt.Sprintf("%d grains", n)
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func capital(s string) string {

@@ -19,7 +19,7 @@ import (
 func (d *Disk) Findings() []findings.Finding {
 	var out []findings.Finding
 	for _, inst := range slices.Concat(d.Instances, d.Parts) {
-		for _, f := range instanceFindings(inst) {
+		for _, f := range instanceFindings(inst, len(d.Instances)) {
 			out = append(out, f.On(d.ID, inst.ID))
 		}
 	}
@@ -70,8 +70,9 @@ func (m reasonGroups) count(codes ...ReasonCode) uint64 {
 	return n
 }
 
-// instanceFindings derives one file's findings.
-func instanceFindings(inst *Instance) []findings.Finding {
+// instanceFindings derives one file's findings; copies is how many
+// copies its disk has.
+func instanceFindings(inst *Instance, copies int) []findings.Finding {
 	var out []findings.Finding
 	groups := groupReasons(inst)
 	if inst.HeaderLost {
@@ -140,11 +141,14 @@ func instanceFindings(inst *Instance) []findings.Finding {
 	if inst.UnplacedGrains > 0 || inst.TrailingSlots > 0 {
 		out = append(out, findings.UnplacedSlots(inst.UnplacedGrains, inst.TrailingSlots))
 	}
+	if inst.UnprovenExtentOf != 0 {
+		out = append(out, findings.SplitExtentUnproven(inst.UnprovenExtentOf))
+	}
 	for _, e := range splitExtentsLost(inst) {
 		out = append(out, findings.SplitExtentLost(e.name, e.grains))
 	}
 	if inst.Counts.Grains > 0 && inst.Counts.Placed == 0 {
-		out = append(out, findings.NothingPlaced(inst.Counts.Grains))
+		out = append(out, findings.NothingPlaced(inst.Counts.Grains, copies))
 	}
 	return out
 }

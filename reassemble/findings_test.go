@@ -198,6 +198,18 @@ func TestDiskFindings(t *testing.T) {
 			decide(f, 8, 16, &Grain{Status: Missing, Reason: Reason{Code: ReasonSplitExtentMissing, Detail: "d-s002.vmdk"}})
 			return testDisk(f)
 		}, []findings.Code{findings.CodeGrainsMissing, findings.CodeSplitExtentLost}, nil},
+		{"an extent whose place is not proven", func() *Disk {
+			d := testDisk(testFile(1, 16))
+			p := testFile(3, 8)
+			p.UnprovenExtentOf = 1
+			p.Counts = countInstance(p)
+			d.Parts = append(d.Parts, p)
+			return d
+		}, []findings.Code{findings.CodeSplitExtentLost}, func(t *testing.T, fs []findings.Finding) {
+			if fs[0].Instance != 3 {
+				t.Errorf("on instance %d, want the part's, 3", fs[0].Instance)
+			}
+		}},
 		{"versions", func() *Disk {
 			d := testDisk(testFile(1, 16))
 			d.Versions = &Versions{Group: 1, Disks: []int{1, 2}, Position: 0, Order: "descriptor CID chain"}

@@ -128,6 +128,10 @@ type Instance struct {
 	// TableCopies counts the copy each grain table of a hosted sparse
 	// file was read from (nil for other files).
 	TableCopies *TableCopies `json:"table_copies,omitempty"`
+	// UnprovenExtentOf, when set, is the split disk instance this file is
+	// an extent of, whose place among its extents is not proven: its
+	// grains are not used.
+	UnprovenExtentOf int `json:"unproven_extent_of,omitempty"`
 	// Breaks are where the file's bytes contradicted the contiguous
 	// mapping assumed from its header.
 	Breaks []Break `json:"breaks,omitempty"`

@@ -38,6 +38,10 @@ writes for each disk:
   CASE/disks/disk-NN.json   the report: plan, output hashes, guest filesystems
   CASE/disks/disk-NN.raw    with --format raw: a raw image as well
 
+and CASE/findings.json, every finding of the case: each damage found and
+what was done, with a stable code (README, Finding codes), printed after
+the summary table.
+
 A grain is placed only on evidence (table = the VMDK's own grain table,
 marker = a stream grain marker's LBA, flat = its offset in a flat extent (raw
 guest disk, monolithicFlat or ESXi -flat.vmdk) found by the guest's partition
