@@ -159,6 +159,16 @@ func StreamFooterLost(start int64) Finding {
 	return f.At(start)
 }
 
+// StreamTableUntrusted: agree entries of the stream's table agree with
+// its records, disagree do not.
+func StreamTableUntrusted(agree, disagree int) Finding {
+	f := New(CodeStreamTableUntrusted,
+		fmt.Sprintf("%d entries of the stream's grain table disagree with the grain records found, %d agree.", disagree, agree),
+		"")
+	f.Detail = map[string]any{"agree": agree, "disagree": disagree}
+	return f
+}
+
 // UnplacedSlots: slots non-zero grain slots up to the last proven one,
 // and trailing past it, were not placed.
 func UnplacedSlots(slots, trailing int64) Finding {

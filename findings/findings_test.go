@@ -60,6 +60,7 @@ func TestConstructors(t *testing.T) {
 		{TablesWiped(30, 1, 2, 3), CodeTablesLost, "30 grain slots"},
 		{TableCopiesDisagree(4, 100), CodeTableCopiesDisagree, "4 grains, from grain 100"},
 		{StreamFooterLost(8192), CodeStreamFooterLost, "image offset 8192"},
+		{StreamTableUntrusted(1, 5), CodeStreamTableUntrusted, "5 entries"},
 		{UnplacedSlots(3, 1), CodeUnplacedSlots, "3 non-zero grain slots of the file, and 1 past"},
 		{FragmentBreak(1<<20, 5<<20, "a VMDK header lies here."), CodeFragmentBreak, "file offset 1048576 (image offset 5242880): a VMDK header lies here."},
 		{FragmentsFollowed(4, 30), CodeFragmentsFollowed, "4 pieces"},

@@ -15,11 +15,12 @@ const (
 	CodeCapacityBounded Code = "capacity-bounded"
 
 	// Grain directories and tables.
-	CodePrimaryTablesLost   Code = "primary-tables-lost"
-	CodeTablesLost          Code = "tables-lost"
-	CodeTableCopiesDisagree Code = "table-copies-disagree"
-	CodeStreamFooterLost    Code = "stream-footer-lost"
-	CodeUnplacedSlots       Code = "unplaced-slots"
+	CodePrimaryTablesLost    Code = "primary-tables-lost"
+	CodeTablesLost           Code = "tables-lost"
+	CodeTableCopiesDisagree  Code = "table-copies-disagree"
+	CodeStreamFooterLost     Code = "stream-footer-lost"
+	CodeStreamTableUntrusted Code = "stream-table-untrusted"
+	CodeUnplacedSlots        Code = "unplaced-slots"
 
 	// Where the file lies.
 	CodeFragmentBreak     Code = "fragment-break"
@@ -93,6 +94,9 @@ var registry = []Entry{
 	{CodeStreamFooterLost, Warning,
 		"The footer of a stream that keeps its grain directory at its end is lost: the stream has no grain table.",
 		"Grains were placed by their records' LBA; a grain without a record is zero only where an unbroken chain of records proves it, else missing."},
+	{CodeStreamTableUntrusted, Warning,
+		"The stream's surviving grain table names other places than its grain records for more grains than it agrees on.",
+		"The table was not trusted: grains were placed by their records' LBA, and zeros only where an unbroken chain of records proves them."},
 	{CodeUnplacedSlots, Warning,
 		"Grain slots of a file whose tables are lost hold data no evidence could place in the disk.",
 		"They were not written into the disk; the report lists them with their file and image offsets."},

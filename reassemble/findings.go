@@ -103,6 +103,9 @@ func instanceFindings(inst *Instance, copies int) []findings.Finding {
 			out = append(out, findings.TablesLost(tc.Lost, tc.Tables, fsprobe, order, missing))
 		}
 	}
+	if st := inst.StreamTable; st != nil && !st.Trusted && st.Disagree > 0 {
+		out = append(out, findings.StreamTableUntrusted(st.Agree, st.Disagree))
+	}
 	if h := inst.Header; h != nil && h.Compressed() && h.GDOffset == vmdk.GDAtEnd && inst.FooterOffset == 0 && inst.HeaderFrom != HeaderFromRecords {
 		out = append(out, findings.StreamFooterLost(inst.HeaderOffset))
 	}

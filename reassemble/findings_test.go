@@ -97,6 +97,18 @@ func TestDiskFindings(t *testing.T) {
 			f.FooterOffset, f.TableCopies = 1<<30, nil
 			return testDisk(f)
 		}, nil, nil},
+		{"stream table contradicts the records", func() *Disk {
+			f := testFile(1, 16)
+			f.Header.CompressAlgorithm = vmdk.CompressDeflate
+			f.TableCopies, f.StreamTable = nil, &StreamTableCheck{Agree: 1, Disagree: 5}
+			return testDisk(f)
+		}, []findings.Code{findings.CodeStreamTableUntrusted}, nil},
+		{"stream table agrees", func() *Disk {
+			f := testFile(1, 16)
+			f.Header.CompressAlgorithm = vmdk.CompressDeflate
+			f.TableCopies, f.StreamTable = nil, &StreamTableCheck{Agree: 16, Trusted: true}
+			return testDisk(f)
+		}, nil, nil},
 		{"primary tables zeroed, redundant used", func() *Disk {
 			f := testFile(1, 16)
 			f.TableCopies = &TableCopies{Tables: 1, Redundant: 1, PrimaryDirectory: "entry 0 is zero"}

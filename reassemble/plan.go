@@ -128,6 +128,9 @@ type Instance struct {
 	// TableCopies counts the copy each grain table of a hosted sparse
 	// file was read from (nil for other files).
 	TableCopies *TableCopies `json:"table_copies,omitempty"`
+	// StreamTable is how a stream's surviving grain table compared with
+	// its grain records (nil: no table to compare).
+	StreamTable *StreamTableCheck `json:"stream_table,omitempty"`
 	// UnprovenExtentOf, when set, is the split disk instance this file is
 	// an extent of, whose place among its extents is not proven: its
 	// grains are not used.
@@ -201,6 +204,15 @@ type TableCopies struct {
 	Wiped              int64  `json:"wiped_orphan_slots,omitempty"`
 	PrimaryDirectory   string `json:"primary_directory,omitempty"`
 	RedundantDirectory string `json:"redundant_directory,omitempty"`
+}
+
+// StreamTableCheck counts the entries of a stream's grain table that
+// agree with the grain records found and those that do not; a table is
+// trusted only when some agree and no more disagree.
+type StreamTableCheck struct {
+	Agree    int  `json:"agree"`
+	Disagree int  `json:"disagree"`
+	Trusted  bool `json:"trusted"`
 }
 
 // Break is where a file's bytes contradicted its contiguous mapping.
