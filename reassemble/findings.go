@@ -150,7 +150,8 @@ func instanceFindings(inst *Instance, copies int) []findings.Finding {
 	for _, e := range splitExtentsLost(inst) {
 		out = append(out, findings.SplitExtentLost(e.name, e.grains))
 	}
-	if inst.Counts.Grains > 0 && inst.Counts.Placed == 0 {
+	// (A copy of an empty disk places nothing and loses nothing.)
+	if c := inst.Counts; c.Placed == 0 && c.Missing+c.Conflict+c.Damaged > 0 {
 		out = append(out, findings.NothingPlaced(inst.Counts.Grains, copies))
 	}
 	return out

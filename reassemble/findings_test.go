@@ -49,6 +49,11 @@ func TestDiskFindings(t *testing.T) {
 		check func(t *testing.T, fs []findings.Finding)
 	}{
 		{"intact", func() *Disk { return testDisk(testFile(1, 16)) }, nil, nil},
+		{"intact and empty", func() *Disk {
+			f := testFile(1, 16)
+			decide(f, 0, 16, &Grain{Status: Zero, Evidence: []string{EvTable}, Reason: Reason{Code: ReasonUnallocated}})
+			return testDisk(f)
+		}, nil, nil},
 		{"two intact copies", func() *Disk { return testDisk(testFile(1, 16), testFile(2, 16)) }, []findings.Code{findings.CodeCopiesMerged}, func(t *testing.T, fs []findings.Finding) {
 			if fs[0].Detail["corroborated"] != uint64(16) {
 				t.Errorf("corroborated %v, want 16", fs[0].Detail["corroborated"])
