@@ -47,6 +47,8 @@ func TestFindings(t *testing.T) {
 			[]findings.Code{findings.CodeCopiesMerged}, true},
 		{"header zeroed", corpus.Spec{Seed: 52, ImageSize: 64 << 20, Disks: []corpus.DiskSpec{disk(1, 24<<20)},
 			Files: sparse(corpus.Damage{Kind: corpus.ZeroHeader})}, false, []findings.Code{findings.CodeHeaderLost}, false},
+		{"header damaged", corpus.Spec{Seed: 52, ImageSize: 64 << 20, Disks: []corpus.DiskSpec{disk(1, 24<<20)},
+			Files: sparse(corpus.Damage{Kind: corpus.Overwrite, At: 128, Bytes: 64})}, false, []findings.Code{findings.CodeHeaderDamaged}, false},
 		{"stream header zeroed", corpus.Spec{Seed: 52, ImageSize: 64 << 20, Disks: []corpus.DiskSpec{disk(1, 16<<20)},
 			Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.VMwareStream, Damage: []corpus.Damage{{Kind: corpus.ZeroHeader}}}}}, false,
 			[]findings.Code{findings.CodeHeaderLost}, false},

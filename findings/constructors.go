@@ -48,19 +48,33 @@ func EvidenceNotHashed() Finding { return New(CodeEvidenceNotHashed, "", "") }
 // from is what it was inferred from ("footer", "descriptor",
 // "directories").
 func HeaderLost(start int64, from string) Finding {
-	what := map[string]string{
+	f := New(CodeHeaderLost,
+		fmt.Sprintf("No valid VMDK header was found where the file begins (image offset %d): its header sector is overwritten or its magic damaged.", start),
+		fmt.Sprintf("The header was inferred from %s.", inferredFrom(from)))
+	f.Detail = map[string]any{"from": from}
+	return f.At(start)
+}
+
+// HeaderDamaged: the header at image offset start has the magic but was
+// not trusted, for why; from as HeaderLost.
+func HeaderDamaged(start int64, from, why string) Finding {
+	f := New(CodeHeaderDamaged,
+		fmt.Sprintf("The VMDK header where the file begins (image offset %d) is damaged: %s.", start, strings.TrimSuffix(why, ".")),
+		fmt.Sprintf("It was not trusted; the header was inferred from %s.", inferredFrom(from)))
+	f.Detail = map[string]any{"from": from, "why": why}
+	return f.At(start)
+}
+
+// inferredFrom words what a lost header was inferred from.
+func inferredFrom(from string) string {
+	if what := map[string]string{
 		"footer":      "its stream footer (a copy of the header at the stream's end)",
 		"descriptor":  "its surviving descriptor and first grain record",
 		"directories": "its grain directories, which name their own place in the file",
-	}[from]
-	if what == "" {
-		what = "what survives of the file (the instance's notes say what)"
+	}[from]; what != "" {
+		return what
 	}
-	f := New(CodeHeaderLost,
-		fmt.Sprintf("No valid VMDK header was found where the file begins (image offset %d): its header sector is overwritten or its magic damaged.", start),
-		fmt.Sprintf("The header was inferred from %s.", what))
-	f.Detail = map[string]any{"from": from}
-	return f.At(start)
+	return "what survives of the file (the instance's notes say what)"
 }
 
 // MetadataLost: a file with no header, descriptor or tables was found

@@ -49,6 +49,7 @@ func TestConstructors(t *testing.T) {
 		{EvidenceHashMismatch("disk.E01", "md5", "aa", "bb"), CodeEvidenceHashMismatch, "disk.E01 stores MD5 aa, but the bytes the carve read hash to bb"},
 		{EvidenceNotHashed(), CodeEvidenceNotHashed, "No digest"},
 		{HeaderLost(1024, "footer"), CodeHeaderLost, "image offset 1024"},
+		{HeaderDamaged(1024, "directories", "capacity 0."), CodeHeaderDamaged, "(image offset 1024) is damaged: capacity 0."},
 		{MetadataLost(65536, 12), CodeMetadataLost, "image offset 65536"},
 		{StreamAdopted(512, 9), CodeStreamAdopted, "9 grain records"},
 		{CapacityBounded(2048, "upper"), CodeCapacityBounded, "at most 2048 sectors (1 MiB)"},

@@ -10,6 +10,7 @@ const (
 
 	// How a file was found.
 	CodeHeaderLost      Code = "header-lost"
+	CodeHeaderDamaged   Code = "header-damaged"
 	CodeMetadataLost    Code = "metadata-lost"
 	CodeStreamAdopted   Code = "stream-adopted"
 	CodeCapacityBounded Code = "capacity-bounded"
@@ -72,6 +73,9 @@ var registry = []Entry{
 	{CodeHeaderLost, Warning,
 		"The file's header sector is gone: no valid VMDK header (magic, version, geometry) was found where the file begins.",
 		"The header was inferred from what survives of the file (its stream footer, its descriptor or its grain directories), as the instance's notes say."},
+	{CodeHeaderDamaged, Warning,
+		"The header where the file begins has the VMDK magic but fails a rule (a field out of range, bytes that must be zero): it is not trusted.",
+		"The header was inferred from what survives of the file (its stream footer, its descriptor or its grain directories), as for a lost header."},
 	{CodeMetadataLost, Warning,
 		"The file's header, descriptor and grain tables are all gone: it was found from a guest volume structure in its grain slots.",
 		"Its slots were counted from that structure and placed only where the guest's own structures or write order prove them."},
@@ -141,7 +145,7 @@ var registry = []Entry{
 		"Those grains are missing: nothing was decided from unreadable bytes."},
 	{CodeNothingPlaced, Warning,
 		"No grain of this copy of the disk was placed.",
-		"The disk took nothing from it; its grains come from other copies where they exist."},
+		"The disk took nothing from it: its grains come from other copies where they exist, else are written as holes."},
 
 	{CodeGrainVerifyFailed, Error,
 		"Grains planned from the image did not read back as planned when the disk was written (hash or decompression check).",

@@ -26,25 +26,30 @@ type hitIndex struct {
 	// capacityBound marks the made-up start hits whose capacity is only
 	// their grain directory's span (refineLostCapacity looks for better).
 	capacityBound map[*signatures.Hit]bool
-	markers       []*signatures.Hit         // grain markers (valid and damaged), by offset
-	markerAt      map[int64]*signatures.Hit // grain markers by offset
-	mbrs          []*signatures.Hit         // partition tables: where flat extents may start
-	volumeAt      map[int64]bool            // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
-	geometry      []int64                   // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
-	guest         []int64                   // every partition table and NTFS or ext4 structure, by offset: where self-locating guest structures are
-	imageSize     int64                     // bytes of the image (set by Plan)
+	// damagedHeaders are the sparse headers found with their magic that
+	// fail a rule, by offset, and why: never trusted, but what a file
+	// found again without its header had there.
+	damagedHeaders map[int64]string
+	markers        []*signatures.Hit         // grain markers (valid and damaged), by offset
+	markerAt       map[int64]*signatures.Hit // grain markers by offset
+	mbrs           []*signatures.Hit         // partition tables: where flat extents may start
+	volumeAt       map[int64]bool            // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
+	geometry       []int64                   // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
+	guest          []int64                   // every partition table and NTFS or ext4 structure, by offset: where self-locating guest structures are
+	imageSize      int64                     // bytes of the image (set by Plan)
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {
 	x := &hitIndex{
-		descriptors:   make(map[int64]*signatures.Hit),
-		footerMark:    make(map[int64]bool),
-		gtMark:        make(map[int64]bool),
-		gdMark:        make(map[int64]bool),
-		synthesized:   make(map[*signatures.Hit]inferred),
-		capacityBound: make(map[*signatures.Hit]bool),
-		markerAt:      make(map[int64]*signatures.Hit),
-		volumeAt:      make(map[int64]bool),
+		descriptors:    make(map[int64]*signatures.Hit),
+		footerMark:     make(map[int64]bool),
+		gtMark:         make(map[int64]bool),
+		gdMark:         make(map[int64]bool),
+		synthesized:    make(map[*signatures.Hit]inferred),
+		capacityBound:  make(map[*signatures.Hit]bool),
+		markerAt:       make(map[int64]*signatures.Hit),
+		damagedHeaders: make(map[int64]string),
+		volumeAt:       make(map[int64]bool),
 	}
 	for i := range hits {
 		h := &hits[i]
@@ -61,6 +66,8 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		case signatures.KindSparseHeader:
 			if h.Verdict == signatures.Valid && h.Sparse != nil {
 				x.headers = append(x.headers, h)
+			} else if h.Verdict == signatures.Damaged {
+				x.damagedHeaders[h.Offset] = h.Reason
 			}
 		case signatures.KindDescriptor:
 			if h.Descriptor != nil {
@@ -208,6 +215,7 @@ func findInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 		}
 		if how, ok := x.synthesized[h]; ok {
 			inst.HeaderLost, inst.HeaderFrom = true, how.from
+			inst.HeaderDamaged = x.damagedHeaders[h.Offset]
 			inst.Notes = append(inst.Notes, how.why)
 			inst.capacityBound = x.capacityBound[h]
 			if inst.capacityBound {

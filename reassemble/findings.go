@@ -76,11 +76,13 @@ func instanceFindings(inst *Instance, copies int) []findings.Finding {
 	var out []findings.Finding
 	groups := groupReasons(inst)
 	if inst.HeaderLost {
-		switch inst.HeaderFrom {
-		case HeaderFromGuest:
+		switch {
+		case inst.HeaderFrom == HeaderFromGuest:
 			out = append(out, findings.MetadataLost(inst.HeaderOffset, inst.Counts.Placed))
-		case HeaderFromRecords:
+		case inst.HeaderFrom == HeaderFromRecords:
 			out = append(out, findings.StreamAdopted(inst.HeaderOffset, inst.Counts.ByEvidence[EvMarker]))
+		case inst.HeaderDamaged != "":
+			out = append(out, findings.HeaderDamaged(inst.HeaderOffset, inst.HeaderFrom, inst.HeaderDamaged))
 		default:
 			out = append(out, findings.HeaderLost(inst.HeaderOffset, inst.HeaderFrom))
 		}

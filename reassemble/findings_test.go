@@ -68,6 +68,11 @@ func TestDiskFindings(t *testing.T) {
 				t.Errorf("finding %+v: want instance 1 of disk 1 at image offset 1 MiB", fs[0])
 			}
 		}},
+		{"header damaged, found from its footer", func() *Disk {
+			f := testFile(1, 16)
+			f.HeaderLost, f.HeaderFrom, f.HeaderDamaged = true, HeaderFromFooter, "grain size 3 is not a power of 2"
+			return testDisk(f)
+		}, []findings.Code{findings.CodeHeaderDamaged}, nil},
 		{"header lost, capacity from the directory", func() *Disk {
 			f := testFile(1, 16)
 			f.HeaderLost, f.HeaderFrom, f.CapacityBound = true, HeaderFromDirectories, BoundUpper

@@ -117,6 +117,10 @@ type Instance struct {
 	// HeaderFrom, for a file whose header is lost, is what it was found
 	// from (HeaderFromFooter, ...).
 	HeaderFrom string `json:"header_from,omitempty"`
+	// HeaderDamaged, for a file whose header is lost, is why the header
+	// found at HeaderOffset, with its magic, was not trusted (it fails a
+	// rule); "" when none was there.
+	HeaderDamaged string `json:"header_damaged,omitempty"`
 	// CapacityBound, when set, says the capacity is known only as a
 	// bound, BoundUpper or BoundLower (the header and descriptor that
 	// state it are lost).
