@@ -122,6 +122,11 @@ func TestFindings(t *testing.T) {
 			if !slices.EqualFunc(file.Findings, res.Findings, sameFinding) {
 				t.Errorf("findings.json and the rebuild's result differ")
 			}
+			// A rebuild already complete says the same, from the case.
+			again, _ := pipeline.Rebuild(context.Background(), caseDir, pipeline.RebuildOptions{})
+			if again == nil || !again.Done || !slices.EqualFunc(again.Findings, res.Findings, sameFinding) {
+				t.Errorf("a rebuild already complete does not give the same findings")
+			}
 			for _, c := range tc.want {
 				if !slices.Contains(codes, c) {
 					t.Errorf("no %s finding; codes %v", c, codes)
