@@ -41,6 +41,10 @@ func TestFindings(t *testing.T) {
 		intact  bool // no finding of warning or error severity
 	}{
 		{"intact", corpus.Spec{Seed: 51, ImageSize: 64 << 20, Disks: []corpus.DiskSpec{disk(1, 24<<20)}, Files: sparse()}, false, nil, true},
+		{"intact, every writer", corpus.Spec{Seed: 57, ImageSize: 160 << 20,
+			Disks: []corpus.DiskSpec{disk(1, 16<<20), disk(2, 16<<20+4096), disk(3, 20<<20), disk(4, 12<<20), disk(5, 16<<20)},
+			Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.OursSparse}, {Disk: 2, Variant: corpus.OursStreamFront}, {Disk: 3, Variant: corpus.VMwareStream},
+				{Disk: 4, Variant: corpus.QemuSparse}, {Disk: 5, Variant: corpus.QemuStream}}}, false, nil, true},
 		{"intact files on an NTFS host", host("ntfs-host"), false, []findings.Code{findings.CodeHostMapUsed}, true},
 		{"intact copies", corpus.Spec{Seed: 51, ImageSize: 96 << 20, Disks: []corpus.DiskSpec{disk(1, 24<<20)},
 			Files: []corpus.FileSpec{{Disk: 1, Variant: corpus.OursSparse}, {Disk: 1, Variant: corpus.OursSparse}}}, false,
