@@ -75,10 +75,6 @@ func newHeaderSearch(x *hitIndex, starts []*signatures.Hit, image io.ReaderAt, i
 	return hs
 }
 
-// inferred is how a made-up start hit's header was inferred: from what
-// (a HeaderFrom value), and the words for the instance's notes.
-type inferred struct{ from, why string }
-
 // add makes a start hit with an inferred header, unless the start is
 // taken, out of the image or the header invalid.
 func (hs *headerSearch) add(start int64, hdr vmdk.SparseHeader, from, why string) *signatures.Hit {
@@ -87,7 +83,8 @@ func (hs *headerSearch) add(start int64, hdr vmdk.SparseHeader, from, why string
 	}
 	hs.have[start] = true
 	h := &signatures.Hit{Offset: start, Kind: signatures.KindSparseHeader, Verdict: signatures.Valid, Sparse: &hdr}
-	hs.x.synthesized[h] = inferred{from: from, why: why}
+	hs.x.synthesized[h] = why
+	hs.x.headerFrom[h] = from
 	hs.out = append(hs.out, h)
 	return h
 }

@@ -16,41 +16,44 @@ import (
 type hitIndex struct {
 	headers     []*signatures.Hit // valid sparse headers, by offset
 	descriptors map[int64]*signatures.Hit
-	footerMark  map[int64]bool               // offsets of footer markers
-	gtMark      map[int64]bool               // offsets of GT markers
-	gdMark      map[int64]bool               // offsets of GD markers
-	foreign     []*signatures.Hit            // structures that end a sparse extent's grain area, by offset
-	gds         []*signatures.Hit            // grain-directory-shaped sectors, by offset
-	gtShaped    []*signatures.Hit            // grain-table-shaped blocks
-	synthesized map[*signatures.Hit]inferred // start hits made up for files whose header is lost, and from what
+	footerMark  map[int64]bool             // offsets of footer markers
+	gtMark      map[int64]bool             // offsets of GT markers
+	gdMark      map[int64]bool             // offsets of GD markers
+	foreign     []*signatures.Hit          // structures that end a sparse extent's grain area, by offset
+	gds         []*signatures.Hit          // grain-directory-shaped sectors, by offset
+	gtShaped    []*signatures.Hit          // grain-table-shaped blocks
+	synthesized map[*signatures.Hit]string // start hits made up for files whose header is lost, and why
 	// capacityBound marks the made-up start hits whose capacity is only
 	// their grain directory's span (refineLostCapacity looks for better).
 	capacityBound map[*signatures.Hit]bool
-	// damagedHeaders are the sparse headers found with their magic that
-	// fail a rule, by offset, and why: never trusted, but what a file
-	// found again without its header had there.
+	markers       []*signatures.Hit         // grain markers (valid and damaged), by offset
+	markerAt      map[int64]*signatures.Hit // grain markers by offset
+	mbrs          []*signatures.Hit         // partition tables: where flat extents may start
+	volumeAt      map[int64]bool            // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
+	geometry      []int64                   // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
+	guest         []int64                   // every partition table and NTFS or ext4 structure, by offset: where self-locating guest structures are
+	imageSize     int64                     // bytes of the image (set by Plan)
+
+	// headerFrom says what each made-up start hit's header was inferred
+	// from (a HeaderFrom value); damagedHeaders are the sparse headers
+	// found with their magic that fail a rule, by offset, and why: never
+	// trusted, but what a file found again without its header had there.
+	headerFrom     map[*signatures.Hit]string
 	damagedHeaders map[int64]string
-	markers        []*signatures.Hit         // grain markers (valid and damaged), by offset
-	markerAt       map[int64]*signatures.Hit // grain markers by offset
-	mbrs           []*signatures.Hit         // partition tables: where flat extents may start
-	volumeAt       map[int64]bool            // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
-	geometry       []int64                   // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
-	guest          []int64                   // every partition table and NTFS or ext4 structure, by offset: where self-locating guest structures are
-	imageSize      int64                     // bytes of the image (set by Plan)
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {
 	x := &hitIndex{
-		descriptors:    make(map[int64]*signatures.Hit),
-		footerMark:     make(map[int64]bool),
-		gtMark:         make(map[int64]bool),
-		gdMark:         make(map[int64]bool),
-		synthesized:    make(map[*signatures.Hit]inferred),
-		capacityBound:  make(map[*signatures.Hit]bool),
-		markerAt:       make(map[int64]*signatures.Hit),
-		damagedHeaders: make(map[int64]string),
-		volumeAt:       make(map[int64]bool),
+		descriptors:   make(map[int64]*signatures.Hit),
+		footerMark:    make(map[int64]bool),
+		gtMark:        make(map[int64]bool),
+		gdMark:        make(map[int64]bool),
+		synthesized:   make(map[*signatures.Hit]string),
+		capacityBound: make(map[*signatures.Hit]bool),
+		markerAt:      make(map[int64]*signatures.Hit),
+		volumeAt:      make(map[int64]bool),
 	}
+	x.headerFrom, x.damagedHeaders = make(map[*signatures.Hit]string), make(map[int64]string)
 	for i := range hits {
 		h := &hits[i]
 		if !trustworthy(h) {
@@ -213,11 +216,11 @@ func findInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 			inst.Fragments, inst.size = fragmentsFromMap(m)
 			inst.HostMap = m
 		}
-		if how, ok := x.synthesized[h]; ok {
-			inst.HeaderLost, inst.HeaderFrom = true, how.from
-			inst.HeaderDamaged = x.damagedHeaders[h.Offset]
-			inst.Notes = append(inst.Notes, how.why)
+		if why, ok := x.synthesized[h]; ok {
+			inst.HeaderLost = true
+			inst.Notes = append(inst.Notes, why)
 			inst.capacityBound = x.capacityBound[h]
+			inst.HeaderFrom, inst.HeaderDamaged = x.headerFrom[h], x.damagedHeaders[h.Offset]
 			if inst.capacityBound {
 				inst.CapacityBound = BoundUpper
 			}

@@ -113,7 +113,11 @@ type Instance struct {
 	// HeaderLost: no header was found at HeaderOffset; the header is
 	// inferred (Notes say from what) and HeaderOffset is where the file
 	// must have begun.
-	HeaderLost bool `json:"header_lost,omitempty"`
+	HeaderLost bool             `json:"header_lost,omitempty"`
+	Descriptor *vmdk.Descriptor `json:"descriptor,omitempty"`
+	Fragments  []Fragment       `json:"fragments"`
+	HostMap    *fsprobe.FileMap `json:"host_map,omitempty"` // the host filesystem's map the fragments came from
+	Tables     string           `json:"tables"`             // which grain tables were used, and why
 	// HeaderFrom, for a file whose header is lost, is what it was found
 	// from (HeaderFromFooter, ...).
 	HeaderFrom string `json:"header_from,omitempty"`
@@ -124,11 +128,7 @@ type Instance struct {
 	// CapacityBound, when set, says the capacity is known only as a
 	// bound, BoundUpper or BoundLower (the header and descriptor that
 	// state it are lost).
-	CapacityBound string           `json:"capacity_bound,omitempty"`
-	Descriptor    *vmdk.Descriptor `json:"descriptor,omitempty"`
-	Fragments     []Fragment       `json:"fragments"`
-	HostMap       *fsprobe.FileMap `json:"host_map,omitempty"` // the host filesystem's map the fragments came from
-	Tables        string           `json:"tables"`             // which grain tables were used, and why
+	CapacityBound string `json:"capacity_bound,omitempty"`
 	// TableCopies counts the copy each grain table of a hosted sparse
 	// file was read from (nil for other files).
 	TableCopies *TableCopies `json:"table_copies,omitempty"`
