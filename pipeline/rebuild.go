@@ -17,6 +17,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sync/errgroup"
 
+	"vmdkcarve/findings"
 	"vmdkcarve/pipeline/guestcheck"
 	"vmdkcarve/reassemble"
 	"vmdkcarve/vmdk"
@@ -63,6 +64,9 @@ type DiskReport struct {
 	Disk     *reassemble.Disk     `json:"disk"`
 	Guest    []guestcheck.Finding `json:"guest_filesystems"`
 	Verified VerifySummary        `json:"verified"`
+	// Findings are what a user should know about this disk: the damage
+	// found and what was done (findings.Registry has every code).
+	Findings []findings.Finding `json:"findings"`
 }
 
 // OutputFile is one file rebuild wrote.
@@ -106,6 +110,8 @@ type RebuildResult struct {
 	Disks   []DiskSummary
 	Done    bool  // the stage was already complete: nothing was redone
 	Skipped []int // disks not emitted (older versions under --versions newest)
+	// Findings are every finding of the case, sorted (CASE/findings.json).
+	Findings []findings.Finding
 }
 
 // Rebuild runs stage 2 (plan every disk) and stage 3 (emit each as a
@@ -189,6 +195,10 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	if err != nil {
 		return nil, err
 	}
+	res.Findings = append(evidenceFindings(ev), res.Findings...)
+	if err := writeFindings(c, res.Findings); err != nil {
+		return nil, err
+	}
 	if err := c.writeReportDFXML(res, failed, started); err != nil {
 		return nil, err
 	}
@@ -224,6 +234,8 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 		if v := d.Versions; opts.NewestOnly && v != nil && v.Order != "unknown" && !v.Newest {
 			logf("disk-%02d: an older version (group %d, %s): not emitted (--versions newest)", d.ID, v.Group, v.Order)
 			res.Skipped = append(res.Skipped, d.ID)
+			res.Findings = append(res.Findings, d.Findings()...)
+			res.Findings = append(res.Findings, findings.VersionNotEmitted(v.Group, v.Order).On(d.ID, 0))
 			continue
 		}
 		name := fmt.Sprintf("disk-%02d", d.ID)
@@ -265,8 +277,11 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 			// not cost the others: go on, and fail the stage at the end.
 			logf("%s: not emitted: %v", j.name, j.err)
 			failed = append(failed, fmt.Sprintf("%s: %v", j.name, j.err))
+			res.Findings = append(res.Findings, j.d.Findings()...)
+			res.Findings = append(res.Findings, findings.DiskNotEmitted(j.err.Error()).On(j.d.ID, 0))
 			continue
 		}
+		res.Findings = append(res.Findings, j.report.Findings...)
 		if j.d.Counts.Placed > 0 {
 			recovered = true
 		}
@@ -329,6 +344,11 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 			res := guestcheck.Check(dr, int64(d.Capacity)*vmdk.SectorSize, *f)
 			f.Check = &res
 		}
+	}
+	report.Findings = append(d.Findings(), emitFindings(report)...)
+	findings.Sort(report.Findings)
+	if report.Findings == nil {
+		report.Findings = []findings.Finding{}
 	}
 
 	b, err := json.MarshalIndent(report, "", " ")
@@ -514,5 +534,10 @@ func summariesFromReports(c *Case) (*RebuildResult, error) {
 		}
 		res.Disks = append(res.Disks, summarize(rep))
 	}
+	fs, err := readFindings(c)
+	if err != nil {
+		return nil, err
+	}
+	res.Findings = fs
 	return res, nil
 }

@@ -31,10 +31,11 @@ func refineLostCapacity(inst *Instance, image io.ReaderAt) {
 	if _, err := ReadSource(image, g0.Source, buf); err != nil || !part.HasSignature(buf) {
 		return
 	}
-	capacity, from := uint64(0), ""
+	capacity, from, bound := uint64(0), "", ""
 	if alt, ok := part.GPTAlternateLBA(buf); ok {
 		capacity, from = alt+1, fmt.Sprintf("the guest's GPT (its backup header's LBA %d is the disk's last sector)", alt)
 	} else {
+		bound = BoundLower
 		for _, e := range part.MBR(buf) {
 			if e.Type == 0 || e.Type == part.TypeGPTProtective {
 				continue
@@ -55,6 +56,7 @@ func refineLostCapacity(inst *Instance, image io.ReaderAt) {
 	}
 	inst.Notes = append(inst.Notes, fmt.Sprintf("capacity %d sectors from %s, within the %d the grain directory allows", capacity, from, h.Capacity))
 	h.Capacity = capacity
+	inst.CapacityBound = bound
 	// A last grain the new capacity cuts short is hashed again over what
 	// is emitted of it.
 	last := h.Grains() - 1

@@ -154,7 +154,7 @@ func headlessAt(x *hitIndex, image io.ReaderAt, imageSize, start, slot int64, hy
 	hdr := vmdk.SparseHeader{Version: 1, Flags: vmdk.FlagValidNewlines, Capacity: hy.capacity, GrainSize: flatGrainSize,
 		NumGTEsPerGT: vmdk.GTEsPerGT, OverHead: flatGrainSize}
 	inst := &Instance{ID: id, Variant: "monolithicSparse (header and tables lost)", HeaderOffset: start,
-		Header: &hdr, HeaderLost: true, headless: true, grains: newDecisions(), Tables: "none found: header, descriptor and tables lost",
+		Header: &hdr, HeaderLost: true, HeaderFrom: HeaderFromGuest, CapacityBound: BoundLower, headless: true, grains: newDecisions(), Tables: "none found: header, descriptor and tables lost",
 		Fragments: []Fragment{{FileOffset: 0, ImageOffset: start, Link: LinkContiguous,
 			Evidence: "assumed contiguous over the grain slots counted from a guest volume structure's, until the bytes contradict it"}}}
 	// Up to one slot per grain of the disk past the structure's: a file

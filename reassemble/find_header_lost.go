@@ -77,13 +77,14 @@ func newHeaderSearch(x *hitIndex, starts []*signatures.Hit, image io.ReaderAt, i
 
 // add makes a start hit with an inferred header, unless the start is
 // taken, out of the image or the header invalid.
-func (hs *headerSearch) add(start int64, hdr vmdk.SparseHeader, why string) *signatures.Hit {
+func (hs *headerSearch) add(start int64, hdr vmdk.SparseHeader, from, why string) *signatures.Hit {
 	if start < 0 || start%vmdk.SectorSize != 0 || start >= hs.imageSize || hs.have[start] || hdr.Validate() != nil {
 		return nil
 	}
 	hs.have[start] = true
 	h := &signatures.Hit{Offset: start, Kind: signatures.KindSparseHeader, Verdict: signatures.Valid, Sparse: &hdr}
 	hs.x.synthesized[h] = why
+	hs.x.headerFrom[h] = from
 	hs.out = append(hs.out, h)
 	return h
 }
@@ -113,7 +114,7 @@ func (hs *headerSearch) fromFooters(footers []*signatures.Hit) {
 		if hdr.GDOffset == vmdk.GDAtEnd || hdr.GDOffset > 1<<32 {
 			continue
 		}
-		hs.add(start, hdr, fmt.Sprintf("header lost: the stream footer at image offset %d (gdOffset %d) puts the file's start here", f.Offset, hdr.GDOffset))
+		hs.add(start, hdr, HeaderFromFooter, fmt.Sprintf("header lost: the stream footer at image offset %d (gdOffset %d) puts the file's start here", f.Offset, hdr.GDOffset))
 	}
 }
 
@@ -149,7 +150,7 @@ func (hs *headerSearch) fromStreamDescriptors() {
 			hdr.GDOffset = uint64(gd-start) / vmdk.SectorSize
 			tables = fmt.Sprintf("grain directory at image offset %d (its first table names records found)", gd)
 		}
-		hs.add(start, hdr, fmt.Sprintf("header lost: the streamOptimized descriptor at image offset %d gives capacity %d sectors; grain size 128 assumed (every writer's); the grain area starts at the first record, image offset %d; %s",
+		hs.add(start, hdr, HeaderFromDescriptor, fmt.Sprintf("header lost: the streamOptimized descriptor at image offset %d gives capacity %d sectors; grain size 128 assumed (every writer's); the grain area starts at the first record, image offset %d; %s",
 			off, capacity, x.markers[i].Offset, tables))
 	}
 }
@@ -283,7 +284,7 @@ func (hs *headerSearch) fromDirectories(byStart map[int64][]dir) {
 			hdr.DescriptorOffset, hdr.DescriptorSize = 1, 20
 		}
 		hdr.Capacity = capacity
-		if h := hs.add(start, hdr, fmt.Sprintf("header lost: %d grain directory copies at image offsets %v put the file's start here; grain size 128 assumed (every writer's); capacity %d sectors from %s",
+		if h := hs.add(start, hdr, HeaderFromDirectories, fmt.Sprintf("header lost: %d grain directory copies at image offsets %v put the file's start here; grain size 128 assumed (every writer's); capacity %d sectors from %s",
 			len(dirs), dirOffsets(dirs), capacity, from)); h != nil && bounded {
 			hs.x.capacityBound[h] = true
 		}

@@ -33,6 +33,13 @@ type hitIndex struct {
 	geometry      []int64                   // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
 	guest         []int64                   // every partition table and NTFS or ext4 structure, by offset: where self-locating guest structures are
 	imageSize     int64                     // bytes of the image (set by Plan)
+
+	// headerFrom says what each made-up start hit's header was inferred
+	// from (a HeaderFrom value); damagedHeaders are the sparse headers
+	// found with their magic that fail a rule, by offset, and why: never
+	// trusted, but what a file found again without its header had there.
+	headerFrom     map[*signatures.Hit]string
+	damagedHeaders map[int64]string
 }
 
 func indexHits(hits []signatures.Hit) *hitIndex {
@@ -46,6 +53,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		markerAt:      make(map[int64]*signatures.Hit),
 		volumeAt:      make(map[int64]bool),
 	}
+	x.headerFrom, x.damagedHeaders = make(map[*signatures.Hit]string), make(map[int64]string)
 	for i := range hits {
 		h := &hits[i]
 		if !trustworthy(h) {
@@ -61,6 +69,8 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		case signatures.KindSparseHeader:
 			if h.Verdict == signatures.Valid && h.Sparse != nil {
 				x.headers = append(x.headers, h)
+			} else if h.Verdict == signatures.Damaged {
+				x.damagedHeaders[h.Offset] = h.Reason
 			}
 		case signatures.KindDescriptor:
 			if h.Descriptor != nil {
@@ -210,6 +220,10 @@ func findInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 			inst.HeaderLost = true
 			inst.Notes = append(inst.Notes, why)
 			inst.capacityBound = x.capacityBound[h]
+			inst.HeaderFrom, inst.HeaderDamaged = x.headerFrom[h], x.damagedHeaders[h.Offset]
+			if inst.capacityBound {
+				inst.CapacityBound = BoundUpper
+			}
 		}
 		switch {
 		case !hdr.Compressed():

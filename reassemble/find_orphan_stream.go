@@ -65,7 +65,7 @@ func adoptOrphanStream(instances []*Instance, x *hitIndex, image io.ReaderAt) *I
 		GrainSize: grainSize, NumGTEsPerGT: vmdk.GTEsPerGT, GDOffset: vmdk.GDAtEnd, CompressAlgorithm: vmdk.CompressDeflate}
 	inst := &Instance{
 		Variant: "streamOptimized (header, descriptor, tables and footer lost)", HeaderOffset: records[0].Offset, Header: &hdr,
-		HeaderLost: true, grains: newDecisions(), markers: records, Tables: "none: grains placed by their records' LBA",
+		HeaderLost: true, HeaderFrom: HeaderFromRecords, CapacityBound: BoundLower, grains: newDecisions(), markers: records, Tables: "none: grains placed by their records' LBA",
 		Notes: []string{fmt.Sprintf("%d grain records no stream claimed, in %d runs, are one stream's: no LBA occurs twice with different data; grain size 128 assumed (every writer's); capacity %d sectors from %s",
 			len(records), len(runs), capacity, basis)},
 	}

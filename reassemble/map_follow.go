@@ -203,6 +203,7 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 			return nil, nil
 		}
 		f.notes = append(f.notes, fmt.Sprintf("fragment following: the file is not contiguous from its header: at file offset %d, %s", q, why))
+		inst.addBreak(q, H+q, why)
 	}
 	found, scanned := f.scanTails()
 	anchors = append(anchors, found...)

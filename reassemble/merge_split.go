@@ -77,7 +77,7 @@ func assembleSplit(instances []*Instance, x *hitIndex, image io.ReaderAt) []*Ins
 		for _, inst := range unsure {
 			// An extent file that is one of several of its size: part of
 			// this disk, but not placed in it.
-			inst.partOf = c.ID
+			inst.partOf, inst.UnprovenExtentOf = c.ID, c.ID
 			inst.Notes = append(inst.Notes, fmt.Sprintf("an extent of split disk instance %d whose place among the extents of its size is not proven: its grains are not used", c.ID))
 			c.Notes = append(c.Notes, fmt.Sprintf("instance %d (header at image offset %d) is one of its extents, which one is not proven", inst.ID, inst.HeaderOffset))
 		}

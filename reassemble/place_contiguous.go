@@ -222,6 +222,7 @@ func (w *contiguityWalk) decide(c candidate) {
 	if why != "" {
 		w.brokenAt, w.breakReason = fileOff, why
 		inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", fileOff, imgOff, why))
+		inst.addBreak(fileOff, imgOff, why)
 		inst.cutFragments(fileOff)
 		inst.grains.set(c.grain, &Grain{Status: Missing, Reason: Reason{Code: ReasonContiguityBroken, Detail: why}})
 		return
@@ -267,6 +268,7 @@ func (w *contiguityWalk) settleDeferred(cands []candidate) {
 		// lattice explains: the bytes are not the file's.
 		w.brokenAt, w.breakReason = d.off, missedWhy(d.missed)
 		inst.Notes = append(inst.Notes, fmt.Sprintf("the contiguous mapping breaks at file offset %d (image offset %d): %s", d.off, d.img, w.breakReason))
+		inst.addBreak(d.off, d.img, w.breakReason)
 		inst.cutFragments(d.off)
 		break
 	}

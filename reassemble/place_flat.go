@@ -299,6 +299,7 @@ func newFlatInstance(d *signatures.Hit, capacity uint64, s flatStart, sameSize i
 		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent %q of %d sectors named by the descriptor at image offset %d; its partition table is gone, its start at image offset %d is named by %s",
 			e.FileName, e.Sectors, d.Offset, s.hit.Offset, s.ntfs))
 	case s.ntfs != "":
+		inst.CapacityBound = BoundLower
 		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent found by its guest volume: its partition table and descriptor are gone, its start at image offset %d is named by %s; its %d sectors reach the volume's end (the disk may have been larger)",
 			s.hit.Offset, s.ntfs, capacity))
 	case d != nil:
@@ -419,6 +420,9 @@ func placeFlat(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		if g, why := misplacedGuest(inst, view, x); g >= 0 {
 			reason := Reason{Code: ReasonFlatFragmentedNoMap, Detail: why}
 			inst.Notes = append(inst.Notes, reason.String())
+			if img, err := view.imageOffset(g*h.GrainBytes(), 1); err == nil {
+				inst.addBreak(g*h.GrainBytes(), img, why)
+			}
 			inst.grains.setRange(0, grains, &Grain{Status: Missing, Reason: reason})
 			inst.cutFragments(0)
 			return

@@ -102,6 +102,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		// walking the (possibly huge, claimed) number of tables.
 		inst.grains.setRange(0, grains, &Grain{Status: Missing, tableLost: true, Reason: Reason{Code: ReasonDirectoriesLost, Detail: pProblem, Redundant: rProblem}})
 		inst.Tables = "no usable grain directory"
+		inst.TableCopies = &TableCopies{PrimaryDirectory: pProblem, RedundantDirectory: rProblem}
 		if !inst.contiguousOnly() {
 			placeByAnchors(inst, view, x, nil)
 		}
@@ -143,6 +144,10 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		orphans = 1
 	}
 	inst.Tables = fmt.Sprintf("%d of %d grain tables from the primary copy, %d from the redundant copy, %d lost", tr.usedPrimary, h.GDEntries(), tr.usedRedundant, tr.lostTables)
+	inst.TableCopies = &TableCopies{Tables: int(h.GDEntries()), Primary: tr.usedPrimary, Redundant: tr.usedRedundant, Lost: tr.lostTables, PrimaryDirectory: pProblem}
+	if h.HasRedundantGD() {
+		inst.TableCopies.RedundantDirectory = rProblem
+	}
 
 	// Grains are appended to a sparse file as they are first written, so
 	// the grain area is dense: every grain-sized slot between overHead and
@@ -159,6 +164,7 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 			}
 		}
 		if swapped {
+			inst.TableCopies.Wiped = int64(orphans)
 			inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots referenced by no table: all-zero tables are treated as lost", orphans))
 		}
 	}

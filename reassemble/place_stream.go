@@ -46,7 +46,9 @@ func placeStream(inst *Instance, image io.ReaderAt, x *hitIndex) {
 		streamZeros(inst, markers, x)
 		return
 	}
-	if agree, disagree := tableAgreement(inst, tables, byGrain); agree == 0 || disagree > agree {
+	agree, disagree := tableAgreement(inst, tables, byGrain)
+	inst.StreamTable = &StreamTableCheck{Agree: agree, Disagree: disagree, Trusted: agree > 0 && disagree <= agree}
+	if !inst.StreamTable.Trusted {
 		inst.Notes = append(inst.Notes, fmt.Sprintf("stream grain table ignored: %d entries agree with the records found, %d do not", agree, disagree))
 		inst.Tables = "grain table not trusted: grains placed by their markers' LBA"
 		streamZeros(inst, markers, x)

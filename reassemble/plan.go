@@ -118,6 +118,30 @@ type Instance struct {
 	Fragments  []Fragment       `json:"fragments"`
 	HostMap    *fsprobe.FileMap `json:"host_map,omitempty"` // the host filesystem's map the fragments came from
 	Tables     string           `json:"tables"`             // which grain tables were used, and why
+	// HeaderFrom, for a file whose header is lost, is what it was found
+	// from (HeaderFromFooter, ...).
+	HeaderFrom string `json:"header_from,omitempty"`
+	// HeaderDamaged, for a file whose header is lost, is why the header
+	// found at HeaderOffset, with its magic, was not trusted (it fails a
+	// rule); "" when none was there.
+	HeaderDamaged string `json:"header_damaged,omitempty"`
+	// CapacityBound, when set, says the capacity is known only as a
+	// bound, BoundUpper or BoundLower (the header and descriptor that
+	// state it are lost).
+	CapacityBound string `json:"capacity_bound,omitempty"`
+	// TableCopies counts the copy each grain table of a hosted sparse
+	// file was read from (nil for other files).
+	TableCopies *TableCopies `json:"table_copies,omitempty"`
+	// StreamTable is how a stream's surviving grain table compared with
+	// its grain records (nil: no table to compare).
+	StreamTable *StreamTableCheck `json:"stream_table,omitempty"`
+	// UnprovenExtentOf, when set, is the split disk instance this file is
+	// an extent of, whose place among its extents is not proven: its
+	// grains are not used.
+	UnprovenExtentOf int `json:"unproven_extent_of,omitempty"`
+	// Breaks are where the file's bytes contradicted the contiguous
+	// mapping assumed from its header.
+	Breaks []Break `json:"breaks,omitempty"`
 	// Damage is the damage policy's account of the file: lattices of
 	// intermittent encryption accepted, with their proof, or why its
 	// random-looking chunks were taken as content.
@@ -153,6 +177,63 @@ type Instance struct {
 	byImage       []Fragment            // Fragments without holes, by image offset (fileOffsetOf)
 	lbas          []uint64              // stream: sorted LBAs of its records (knownLBAs)
 	size          int64                 // bytes of the file that map to the image
+}
+
+// What a file whose header is lost was found from (Instance.HeaderFrom).
+const (
+	HeaderFromFooter      = "footer"      // its stream footer
+	HeaderFromDescriptor  = "descriptor"  // its surviving descriptor and first grain record
+	HeaderFromDirectories = "directories" // its grain directories, which name their own place
+	HeaderFromGuest       = "guest"       // a guest volume structure in its grain slots
+	HeaderFromRecords     = "records"     // its grain records alone (a stream)
+)
+
+// Capacity bounds (Instance.CapacityBound).
+const (
+	BoundUpper = "upper" // the disk is at most this large
+	BoundLower = "lower" // the disk is at least this large
+)
+
+// TableCopies counts, over the grain directory's entries, the grain
+// tables read from the primary copy, from the redundant one, and lost in
+// both; PrimaryDirectory and RedundantDirectory say why a directory is
+// unusable ("" when it is used).
+type TableCopies struct {
+	Tables    int `json:"tables"`
+	Primary   int `json:"primary"`
+	Redundant int `json:"redundant"`
+	Lost      int `json:"lost"`
+	// Wiped counts the grain slots no table references when the file's
+	// all-zero tables are taken as wiped (then lost, not empty).
+	Wiped              int64  `json:"wiped_orphan_slots,omitempty"`
+	PrimaryDirectory   string `json:"primary_directory,omitempty"`
+	RedundantDirectory string `json:"redundant_directory,omitempty"`
+}
+
+// StreamTableCheck counts the entries of a stream's grain table that
+// agree with the grain records found and those that do not; a table is
+// trusted only when some agree and no more disagree.
+type StreamTableCheck struct {
+	Agree    int  `json:"agree"`
+	Disagree int  `json:"disagree"`
+	Trusted  bool `json:"trusted"`
+}
+
+// Break is where a file's bytes contradicted its contiguous mapping.
+type Break struct {
+	FileOffset  int64  `json:"file_offset"`
+	ImageOffset int64  `json:"image_offset"`
+	Why         string `json:"why"`
+}
+
+// addBreak records a break once per file offset.
+func (inst *Instance) addBreak(fileOff, imgOff int64, why string) {
+	for _, b := range inst.Breaks {
+		if b.FileOffset == fileOff {
+			return
+		}
+	}
+	inst.Breaks = append(inst.Breaks, Break{fileOff, imgOff, why})
 }
 
 // Counts summarises grain statuses and evidence.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"vmdkcarve/findings"
 	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline"
 )
@@ -39,6 +40,10 @@ writes for each disk:
   CASE/disks/disk-NN-stream.vmdk      with --format streamOptimized (OVF/OVA)
   CASE/disks/disk-NN-esxi.vmdk        with --format esxi: an ESXi descriptor
   CASE/disks/disk-NN-esxi-flat.vmdk   and its flat extent
+
+and CASE/findings.json, every finding of the case: each damage found and
+what was done, with a stable code (README, Finding codes), printed after
+the summary table.
 
 A grain is placed only on evidence (table = the VMDK's own grain table,
 marker = a stream grain marker's LBA, flat = its offset in a flat extent (raw
@@ -177,4 +182,35 @@ func printSummary(w io.Writer, res *pipeline.RebuildResult) {
 		fmt.Fprintf(tw, "not emitted (older versions, --versions newest): %v\n", res.Skipped)
 	}
 	tw.Flush()
+	printFindings(w, res.Findings)
+}
+
+// printFindings lists the case's findings, one line each (severity,
+// code, where, what it means and what was done), and counts them. The
+// README's table of finding codes says more of each code.
+func printFindings(w io.Writer, fs []findings.Finding) {
+	if len(fs) > 0 {
+		fmt.Fprintf(w, "\nfindings (%s; codes in README, Finding codes):\n", pipeline.FindingsName)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, f := range fs {
+		where := "evidence"
+		switch {
+		case f.Instance != 0:
+			where = fmt.Sprintf("disk %02d instance %d", f.Disk, f.Instance)
+		case f.Disk != 0:
+			where = fmt.Sprintf("disk %02d", f.Disk)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\n", f.Severity, f.Code, where, f.Message, f.Action)
+	}
+	tw.Flush()
+	errs, warns, infos := findings.Count(fs)
+	fmt.Fprintf(w, "findings: %d %s, %d %s, %d info\n", errs, plural(errs, "error", "errors"), warns, plural(warns, "warning", "warnings"), infos)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

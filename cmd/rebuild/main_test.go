@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmdkcarve/findings"
 	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/pipeline"
 	"vmdkcarve/vmdk"
@@ -61,6 +62,7 @@ func TestExitCodes(t *testing.T) {
 		{"not a case", []string{t.TempDir()}, exitError, ""},
 		{"nothing found", []string{"--progress", "none", empty}, exitNothingFound, ""},
 		{"rebuilt", []string{"--progress", "none", "--format", "raw", withDisk}, exitOK, "disks/disk-01.vmdk"},
+		{"rebuilt: no finding", []string{"--progress", "none", "--force", withDisk}, exitOK, "findings: 0 errors, 0 warnings, 0 info\n"},
 		{"already done", []string{"--progress", "none", withDisk}, exitOK, "already complete"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,5 +77,33 @@ func TestExitCodes(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(withDisk, "disks", "disk-01.raw")); err != nil {
 		t.Fatal("--format raw wrote no raw image:", err)
+	}
+}
+
+// TestPrintFindings: one line per finding, its severity, code, where it
+// lies and both sentences, then the count.
+func TestPrintFindings(t *testing.T) {
+	var w bytes.Buffer
+	printFindings(&w, []findings.Finding{
+		findings.UnreadableArea(4096, 512),
+		findings.GrainsMissing(3, 640, map[string]uint64{"no-evidence": 3}).On(1, 0),
+		findings.HeaderLost(1<<20, "footer").On(1, 2),
+	})
+	lines := strings.Split(strings.TrimSuffix(w.String(), "\n"), "\n")
+	want := []string{
+		"",
+		"findings (findings.json; codes in README, Finding codes):",
+		"warning  unreadable-area  evidence            512 bytes of the evidence at image offset 4096 could not be read",
+		"error    grains-missing   disk 01             3 grains of the disk's 640 have no evidence naming their bytes (3 no-evidence). They were written as holes",
+		"warning  header-lost      disk 01 instance 2  No valid VMDK header was found where the file begins (image offset 1048576)",
+		"findings: 1 error, 2 warnings, 0 info",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), w.String())
+	}
+	for i := range want {
+		if !strings.HasPrefix(lines[i], want[i]) {
+			t.Errorf("line %d:\n%q\nwant it to start with\n%q", i, lines[i], want[i])
+		}
 	}
 }

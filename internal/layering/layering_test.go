@@ -3,8 +3,8 @@
 // fs/*, vmdk; pipeline → carver → signatures → fs/*, vmdk), signatures
 // and fsprobe never import a filesystem library (only the report's
 // whole-volume checks, pipeline/guestcheck, do), corpus uses vmdk and
-// nothing that depends on it, and the DFXML writer, pipeline/dfxml,
-// nothing of the module.
+// nothing that depends on it, the DFXML writer, pipeline/dfxml,
+// nothing of the module, and findings imports nothing of the module.
 package layering
 
 import (
@@ -48,6 +48,9 @@ var rules = []struct {
 	{"reassemble/damage", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"pipeline", []string{"corpus", "cmd"}},
 	{"corpus", []string{formats, "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "cmd", goNTFS, goExt4}},
+	// findings is a leaf: the codes and their words, which reassemble and
+	// pipeline fill from their own records and every output prints.
+	{"findings", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", "internal", goNTFS, goExt4}},
 }
 
 // deps lists the packages pkg depends on, directly or not.

@@ -1,0 +1,104 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"vmdkcarve/findings"
+)
+
+// FindingsName is the case's list of every finding (CASE/findings.json).
+const FindingsName = "findings.json"
+
+// maxAreaFindings bounds the unreadable areas listed one finding each: a
+// failing disk's mapfile can hold hundreds of thousands; the rest are
+// folded into one finding (case.json lists them all).
+const maxAreaFindings = 64
+
+// FindingsFile is CASE/findings.json: every finding of the case, sorted
+// (findings.Sort), with their counts by severity.
+type FindingsFile struct {
+	Tool     string             `json:"tool"`
+	Version  string             `json:"version"`
+	Errors   int                `json:"errors"`
+	Warnings int                `json:"warnings"`
+	Info     int                `json:"info"`
+	Findings []findings.Finding `json:"findings"`
+}
+
+// evidenceFindings are the findings about the evidence itself: the areas
+// a ddrescue mapfile says were not rescued, and a missing digest.
+func evidenceFindings(ev Evidence) []findings.Finding {
+	var out []findings.Finding
+	for i, a := range ev.Unreadable {
+		if i == maxAreaFindings && len(ev.Unreadable) > maxAreaFindings+1 {
+			var total int64
+			for _, b := range ev.Unreadable[i:] {
+				total += b.End - b.Start
+			}
+			out = append(out, findings.UnreadableAreas(len(ev.Unreadable)-i, total, a.Start))
+			break
+		}
+		out = append(out, findings.UnreadableArea(a.Start, a.End-a.Start))
+	}
+	if ev.MD5 == "" && ev.SHA1 == "" && ev.SHA256 == "" {
+		out = append(out, findings.EvidenceNotHashed())
+	}
+	return out
+}
+
+// emitFindings are the findings of writing a disk and checking its
+// guest, beyond those of its plan.
+func emitFindings(rep *DiskReport) []findings.Finding {
+	var out []findings.Finding
+	if v := rep.Verified; v.HashMismatch+v.DecodeFailure > 0 {
+		out = append(out, findings.GrainVerifyFailed(v.HashMismatch, v.DecodeFailure))
+	}
+	for _, g := range rep.Guest {
+		c := g.Check
+		if c == nil || (c.Walked && len(c.Problems) == 0 && c.FilesRecovered >= c.Files) {
+			continue
+		}
+		out = append(out, findings.GuestCheckUnclean(g.Kind, g.Offset, c.Walked, len(c.Problems), c.FilesRecovered, c.Files))
+	}
+	for i := range out {
+		out[i] = out[i].On(rep.Disk.ID, 0)
+	}
+	return out
+}
+
+// writeFindings sorts the case's findings and writes them to
+// CASE/findings.json.
+func writeFindings(c *Case, fs []findings.Finding) error {
+	findings.Sort(fs)
+	file := FindingsFile{Tool: Tool, Version: Version, Findings: fs}
+	if file.Findings == nil {
+		file.Findings = []findings.Finding{}
+	}
+	file.Errors, file.Warnings, file.Info = findings.Count(fs)
+	b, err := json.MarshalIndent(file, "", " ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(c.Dir, FindingsName), b)
+}
+
+// readFindings reads CASE/findings.json; a case rebuilt before findings
+// existed has none, which is no error.
+func readFindings(c *Case) ([]findings.Finding, error) {
+	b, err := os.ReadFile(filepath.Join(c.Dir, FindingsName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var file FindingsFile
+	if err := json.Unmarshal(b, &file); err != nil {
+		return nil, fmt.Errorf("pipeline: %s: %w", filepath.Join(c.Dir, FindingsName), err)
+	}
+	return file.Findings, nil
+}
