@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -120,6 +121,7 @@ func TestDFXMLReport(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkDFXMLSource(t, run, &doc, image)
+			checkDFXMLFindings(t, run, raw)
 			img, err := os.Open(image)
 			if err != nil {
 				t.Fatal(err)
@@ -301,4 +303,31 @@ func readImage(t *testing.T, img io.ReaderAt, r dfxmlRun) []byte {
 		t.Fatalf("byte run %s: reading the image: %v", r, err)
 	}
 	return b
+}
+
+// checkDFXMLFindings checks that the report carries every finding of the
+// case (CASE/findings.json), each once, as a vmdkcarve:finding.
+func checkDFXMLFindings(t *testing.T, run *caseRun, raw []byte) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(run.caseDir, pipeline.FindingsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ff pipeline.FindingsFile
+	if err := json.Unmarshal(b, &ff); err != nil {
+		t.Fatalf("findings.json: %v", err)
+	}
+	all := ff.Findings
+	if len(all) == 0 {
+		t.Fatal("findings.json lists no finding: the case is damaged, some are expected")
+	}
+	got := bytes.Count(raw, []byte("<vmdkcarve:finding "))
+	if got != len(all) {
+		t.Errorf("report.dfxml holds %d findings, findings.json %d", got, len(all))
+	}
+	for _, f := range all {
+		if !bytes.Contains(raw, []byte(`code="`+string(f.Code)+`"`)) {
+			t.Errorf("report.dfxml lacks finding %s", f.Code)
+		}
+	}
 }

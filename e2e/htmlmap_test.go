@@ -208,7 +208,7 @@ func TestReportHTMLInBrowser(t *testing.T) {
 	if facts.TableRows != len(run.reports) || !slices.Equal(facts.TableDisks, ids) {
 		t.Errorf("disk table rows for disks %v, want %v", facts.TableDisks, ids)
 	}
-	if !facts.FindingsH2 || !slices.Contains(facts.Findings, "grains-missing") || damagedGrains != slices.Contains(facts.Findings, "grains-damaged") {
+	if !facts.FindingsH2 || !slices.Contains(facts.Findings, "grains-missing") || damagedGrains != (slices.Contains(facts.Findings, "encryption-lattice") || slices.Contains(facts.Findings, "structure-destroyed")) {
 		t.Errorf("findings %v", facts.Findings)
 	}
 	if facts.Scripts != 0 || facts.OutLinks != 0 {

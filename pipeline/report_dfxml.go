@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"vmdkcarve/findings"
 
 	"vmdkcarve/pipeline/dfxml"
 	"vmdkcarve/reassemble"
@@ -44,7 +45,20 @@ func (c *Case) writeReportDFXML(res *RebuildResult, failed []string, started tim
 		if err := json.Unmarshal(b, rep); err != nil || rep.Disk == nil {
 			return fmt.Errorf("pipeline: DFXML report: %s: unreadable report (%v)", p, err)
 		}
-		doc.Files = append(doc.Files, diskFileObject(rep))
+		f := diskFileObject(rep)
+		f.Findings = dfxmlFindings(rep.Findings)
+		doc.Files = append(doc.Files, f)
+	}
+	// The findings of no emitted disk (the evidence's, a disk that failed)
+	// belong to the document.
+	emitted := map[int]bool{}
+	for _, s := range res.Disks {
+		emitted[s.ID] = true
+	}
+	for _, f := range res.Findings {
+		if !emitted[f.Disk] {
+			doc.Findings = append(doc.Findings, dfxmlFinding(f))
+		}
 	}
 	if len(failed) > 0 {
 		doc.Source.Error = fmt.Sprintf("%d disks not emitted: %s", len(failed), strings.Join(failed, "; "))
@@ -278,4 +292,18 @@ func commandLine(args []string) string {
 		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(q, " ")
+}
+
+// dfxmlFindings converts findings to the DFXML model's.
+func dfxmlFindings(fs []findings.Finding) []dfxml.Finding {
+	var out []dfxml.Finding
+	for _, f := range fs {
+		out = append(out, dfxmlFinding(f))
+	}
+	return out
+}
+
+func dfxmlFinding(f findings.Finding) dfxml.Finding {
+	return dfxml.Finding{Code: string(f.Code), Severity: string(f.Severity), Text: f.Message, Action: f.Action,
+		Instance: f.Instance, ImageOffset: f.ImageOffset, Length: f.Length, Grains: f.Grains}
 }

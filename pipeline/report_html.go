@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"vmdkcarve/findings"
 
 	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline/htmlmap"
@@ -70,7 +71,7 @@ func buildMap(c *Case, disks []*reassemble.Disk, res *RebuildResult) *htmlmap.Ma
 		m.Segments = append(m.Segments, diskSegments(d, name)...)
 		m.Table.Rows = append(m.Table.Rows, tableRow(s, name))
 	}
-	m.Findings = mapFindings(ev, byID, res)
+	m.Findings = mapFindings(res.Findings)
 	return m
 }
 
@@ -217,43 +218,17 @@ func tableRow(s DiskSummary, name string) htmlmap.Row {
 	}}
 }
 
-// mapFindings are the page's findings: what the evidence and each
-// emitted disk's plan and summary tell the examiner.
-func mapFindings(ev Evidence, byID map[int]*reassemble.Disk, res *RebuildResult) []htmlmap.Finding {
-	var out []htmlmap.Finding
-	if len(ev.Unreadable) > 0 {
-		out = append(out, htmlmap.Finding{Code: "evidence-unreadable", Severity: "warning",
-			Message: fmt.Sprintf("%d areas of the image were not rescued (ddrescue mapfile): their bytes are unknown, nothing is decided from them", len(ev.Unreadable)),
-			Action:  "image the source again over those areas if it can still be read"})
-	}
-	for _, s := range res.Disks {
-		d := byID[s.ID]
-		if d == nil {
-			continue
+// mapFindings are the page's findings: the case's findings (evidence
+// first, then by disk, as findings.Sort orders them), each about a disk
+// named by it.
+func mapFindings(fs []findings.Finding) []htmlmap.Finding {
+	out := make([]htmlmap.Finding, 0, len(fs))
+	for _, f := range fs {
+		msg := f.Message
+		if f.Disk != 0 {
+			msg = fmt.Sprintf("%s: %s", diskName(f.Disk), msg)
 		}
-		name := diskName(d.ID)
-		c := s.Counts
-		if lost := c.Missing + c.Conflict; lost > 0 {
-			out = append(out, htmlmap.Finding{Code: "grains-missing", Severity: "warning",
-				Message: fmt.Sprintf("%s: %d of %d grains are not recovered (%d missing, %d conflicting); they read as zeros in the rebuilt disk", name, lost, c.Grains, c.Missing, c.Conflict),
-				Action:  fmt.Sprintf("the runs of %s.json say why, grain by grain", name)})
-		}
-		if c.Damaged > 0 {
-			out = append(out, htmlmap.Finding{Code: "grains-damaged", Severity: "error",
-				Message: fmt.Sprintf("%s: %d grains are proven destroyed (an encryption lattice, or cipher text where the guest predicts a structure); they are holes in the rebuilt disk", name, c.Damaged),
-				Action:  "look for another copy of the disk (a backup, a snapshot) for those grains"})
-		}
-		for _, line := range s.Damage {
-			out = append(out, htmlmap.Finding{Code: "damage-policy", Severity: "info", Message: fmt.Sprintf("%s: %s", name, line)})
-		}
-		for _, n := range d.Notes {
-			out = append(out, htmlmap.Finding{Code: "disk-note", Severity: "info", Message: fmt.Sprintf("%s: %s", name, n)})
-		}
-		if s.Unplaced > 0 {
-			out = append(out, htmlmap.Finding{Code: "grains-unplaced", Severity: "warning",
-				Message: fmt.Sprintf("%s: %d grain slots of a file whose grain tables are lost hold data no evidence placed", name, s.Unplaced),
-				Action:  fmt.Sprintf("their image offsets are in %s.json (instances' unplaced)", name)})
-		}
+		out = append(out, htmlmap.Finding{Code: string(f.Code), Severity: string(f.Severity), Message: msg, Action: f.Action})
 	}
 	return out
 }

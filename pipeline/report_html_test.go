@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmdkcarve/findings"
 	"vmdkcarve/pipeline/htmlmap"
 	"vmdkcarve/reassemble"
 )
@@ -102,6 +103,8 @@ func TestWriteReportHTML(t *testing.T) {
 		Notes: []string{"a note with <b>markup</b>"},
 	}
 	res := &RebuildResult{Disks: []DiskSummary{{ID: 2, Capacity: 8 << 20, Sources: 1, Counts: d.Counts, Files: "-", Metadata: "-"}}}
+	res.Findings = append(evidenceFindings(c.Manifest.Evidence), d.Findings()...)
+	findings.Sort(res.Findings)
 	if err := writeReportHTML(c, []*reassemble.Disk{d}, res); err != nil {
 		t.Fatal(err)
 	}
@@ -112,11 +115,11 @@ func TestWriteReportHTML(t *testing.T) {
 	page := string(b)
 	for _, want := range []string{
 		`data-pieces="2"`, `class="disk-map" id="disk-2" data-disk="2"`, `<tr data-disk="2">`,
-		`data-code="grains-missing"`, `data-code="grains-damaged"`, `data-code="evidence-unreadable"`, `data-code="disk-note"`,
+		`data-code="grains-missing"`, `data-code="encryption-lattice"`, `data-code="unreadable-area"`, `disk-02: `,
 		`<b>host</b> 100`, `<b>missing</b> 12`, `<b>damaged</b> 16`,
 		`<b>disk-02</b> 7.0 MiB`, `<b>disk-02 damaged</b> 1.0 MiB`, `<b>unreadable</b> 1.0 MiB`,
 		`disk-02, instance 5 (monolithicSparse): file 0x500000..0x900000, host`,
-		`/ev/&lt;img&gt;.dd`, `a note with &lt;b&gt;markup&lt;/b&gt;`,
+		`/ev/&lt;img&gt;.dd`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("report.html lacks %s", want)
