@@ -391,7 +391,7 @@ func printStoredHashes(w io.Writer, ev pipeline.Evidence) {
 		case *sh.Match:
 			fmt.Fprintf(w, "e01 %-5s %s stored, matches the media\n", n, sh.Stored)
 		default:
-			fmt.Fprintf(w, "WARNING   the E01 set's stored %s %s does not match the media read back (%s): the set was altered or damaged after acquisition\n", n, sh.Stored, sh.Computed)
+			fmt.Fprintf(w, "WARNING   the E01 set's stored %s %s does not match the media read back (%s): the set was altered or damaged, or its writer hashed other bytes than it stored\n", n, sh.Stored, sh.Computed)
 		}
 	}
 }
