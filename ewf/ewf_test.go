@@ -225,6 +225,11 @@ func TestSegmentErrors(t *testing.T) {
 	if _, err := NewImage(segmentFiles([][]byte{[]byte("not an image at all")})); !errors.Is(err, ErrNotEWF) {
 		t.Errorf("not EWF: %v", err)
 	}
+	for magic, want := range map[string]string{"EVF2\r\n\x81\x00\x02\x01": "EWF2 (Ex01)", Signature: "", "LVF\x09\x0d\x0a\xff\x00": "EWF logical evidence (L01)", "EVF2": ""} {
+		if got := OtherFormat([]byte(magic)); got != want {
+			t.Errorf("OtherFormat(%q) = %q, want %q", magic, got, want)
+		}
+	}
 }
 
 func TestReadErrors(t *testing.T) {

@@ -50,6 +50,10 @@ type Image struct {
 	errors    []SectorRun
 	closers   []io.Closer
 	cache     *chunkCache
+	// decoding admits GOMAXPROCS chunk decodes at a time across all
+	// ReadAt calls (the carver's workers read at once, each read decodes
+	// in parallel): that bounds the CPU they take and the scratch memory.
+	decoding  chan struct{}
 	scratch   sync.Pool // *[]byte of maxStoredSize(chunkSize)
 	inflaters sync.Pool // *inflater
 }
@@ -172,6 +176,7 @@ func assemble(segs []*segment) (*Image, error) {
 			ErrSegments, len(segs), chunks, m.vol.ChunkCount)
 	}
 	m.cache = newChunkCache(max(4, cacheBytes/int(m.chunkSize)))
+	m.decoding = make(chan struct{}, runtime.GOMAXPROCS(0))
 	stored := int(maxStoredSize(m.chunkSize))
 	m.scratch.New = func() any { b := make([]byte, stored); return &b }
 	m.inflaters.New = func() any { return new(inflater) }
@@ -394,6 +399,8 @@ type inflater struct {
 // Adler-32 for a compressed chunk, the one stored after the data for one
 // that is not.
 func (m *Image) decode(loc chunkLoc, dst []byte) error {
+	m.decoding <- struct{}{}
+	defer func() { <-m.decoding }()
 	sp := m.scratch.Get().(*[]byte)
 	defer m.scratch.Put(sp)
 	stored := (*sp)[:loc.end-loc.off]

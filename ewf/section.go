@@ -16,6 +16,26 @@ func IsEWF(b []byte) bool {
 	return len(b) >= len(Signature) && string(b[:len(Signature)]) == Signature
 }
 
+// Signatures of the related formats this package does not read: EWF2
+// (.Ex01, EnCase 7's second format), its logical variant (.Lx01), and the
+// logical evidence files of EWF-L01 (.L01), which hold files, not media.
+var otherSignatures = []struct{ magic, name string }{
+	{"EVF2\r\n\x81\x00", "EWF2 (Ex01)"},
+	{"LEF2\r\n\x81\x00", "EWF2 logical evidence (Lx01)"},
+	{"LVF\x09\x0d\x0a\xff\x00", "EWF logical evidence (L01)"},
+}
+
+// OtherFormat names the related format b starts (EWF2, L01, Lx01), which
+// this package does not read, or returns "".
+func OtherFormat(b []byte) string {
+	for _, o := range otherSignatures {
+		if len(b) >= len(o.magic) && string(b[:len(o.magic)]) == o.magic {
+			return o.name
+		}
+	}
+	return ""
+}
+
 // ParseFileHeader checks a segment file's 13-byte header and returns its
 // segment number.
 func ParseFileHeader(b []byte) (int, error) {

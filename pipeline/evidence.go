@@ -63,6 +63,10 @@ func openEvidence(path string) (*source, error) {
 	}
 	var magic [len(ewf.Signature)]byte
 	n, _ := f.ReadAt(magic[:], 0)
+	if other := ewf.OtherFormat(magic[:n]); other != "" {
+		f.Close()
+		return nil, fmt.Errorf("pipeline: evidence %s is an %s file, which carve does not read: export the media first (ewfexport -f raw)", path, other)
+	}
 	if !ewf.IsEWF(magic[:n]) {
 		ev, err := describeEvidence(f, path)
 		if err != nil {
