@@ -19,7 +19,7 @@ import (
 // into dir as name.E01, … and returns the first segment's path.
 // compression is ewfacquire's -c value (none, deflate:fast, deflate:best);
 // segment its -S value ("" for its default, one segment here).
-func acquire(t testing.TB, media []byte, dir, name, compression, segment string) string {
+func acquire(t testing.TB, media []byte, dir, name, compression, segment string, extra ...string) string {
 	t.Helper()
 	tooltest.Need(t, "ewfacquire")
 	src := filepath.Join(dir, name+".raw")
@@ -30,6 +30,7 @@ func acquire(t testing.TB, media []byte, dir, name, compression, segment string)
 	if segment != "" {
 		args = append(args, "-S", segment)
 	}
+	args = append(args, extra...)
 	tooltest.Run(t, "ewfacquire", append(args, src)...)
 	return filepath.Join(dir, name+".E01")
 }
@@ -47,16 +48,25 @@ func TestEwfacquire(t *testing.T) {
 	for _, tc := range []struct {
 		name, compression, segment string
 		minSegments                int
+		extra                      []string
 	}{
-		{"none", "none", "", 1},
-		{"fast", "deflate:fast", "", 1},
-		{"none-1MiB", "none", "1MiB", 6},
-		{"fast-1MiB", "deflate:fast", "1MiB", 3},
-		{"best-1MiB", "deflate:best", "1MiB", 3},
+		{"none", "none", "", 1, nil},
+		{"fast", "deflate:fast", "", 1, nil},
+		{"none-1MiB", "none", "1MiB", 6, nil},
+		{"fast-1MiB", "deflate:fast", "1MiB", 3, nil},
+		{"best-1MiB", "deflate:best", "1MiB", 3, nil},
+		// 1 MiB chunks (2048 sectors), and 16 KiB ones of 4 KiB sectors.
+		{"fast-big-chunks", "deflate:fast", "", 1, []string{"-b", "2048"}},
+		{"fast-4k-sectors", "deflate:fast", "1MiB", 3, []string{"-P", "4096", "-b", "16", "-B", "6291456"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			first := acquire(t, media, dir, "img", tc.compression, tc.segment)
+			first := acquire(t, media, dir, "img", tc.compression, tc.segment, tc.extra...)
+			media, md5sum, sha1sum, sha := media, md5sum, sha1sum, sha
+			if len(tc.extra) > 0 && tc.extra[len(tc.extra)-2] == "-B" { // a sector multiple of 4096-byte sectors
+				media = media[:6<<20]
+				md5sum, sha1sum, sha = md5.Sum(media), sha1.Sum(media), sha256.Sum256(media)
+			}
 			m, err := Open(first)
 			if err != nil {
 				t.Fatal(err)
@@ -67,6 +77,13 @@ func TestEwfacquire(t *testing.T) {
 			}
 			if m.Size() != int64(len(media)) {
 				t.Fatalf("size %d, want %d", m.Size(), len(media))
+			}
+			wantChunk := map[string]int64{"fast-big-chunks": 1 << 20, "fast-4k-sectors": 64 << 10}[tc.name]
+			if wantChunk == 0 {
+				wantChunk = 32 << 10 // ewfacquire's default, 64 sectors of 512 bytes
+			}
+			if m.ChunkSize() != wantChunk {
+				t.Errorf("chunk size %d, want %d", m.ChunkSize(), wantChunk)
 			}
 			got := readAll(t, m)
 			if s := sha256.Sum256(got); s != sha {
