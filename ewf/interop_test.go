@@ -177,3 +177,40 @@ func TestEwfacquireDamage(t *testing.T) {
 		t.Error("the renamed single segment reads back wrong")
 	}
 }
+
+// TestEwfacquireFormats reads the set in every EWF-E01 flavour ewfacquire
+// writes (its -f), and refuses the original EWF and SMART layouts, whose
+// chunks lie inside their tables, with an error that says so.
+func TestEwfacquireFormats(t *testing.T) {
+	media := testMedia(3<<20, 22)
+	sum := md5.Sum(media)
+	for _, f := range []string{"ftk", "encase2", "encase3", "encase4", "encase5", "encase7", "linen5", "linen6", "linen7", "ewfx", "ewf", "smart"} {
+		t.Run(f, func(t *testing.T) {
+			tooltest.Need(t, "ewfacquire")
+			dir := t.TempDir()
+			src := filepath.Join(dir, "img.raw")
+			if err := os.WriteFile(src, media, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tooltest.Run(t, "ewfacquire", "-u", "-q", "-t", filepath.Join(dir, "img"), "-c", "deflate:fast", "-S", "1MiB", "-f", f, src)
+			first, _ := filepath.Glob(filepath.Join(dir, "img.[Eesv]01"))
+			if len(first) != 1 {
+				t.Fatalf("ewfacquire -f %s wrote %v", f, first)
+			}
+			m, err := Open(first[0])
+			if f == "ewf" || f == "smart" {
+				if err == nil || !strings.Contains(err.Error(), "not read") {
+					t.Fatalf("%v, want an error saying the layout is not read", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if len(m.Segments()) < 2 || !bytes.Equal(readAll(t, m), media) || m.StoredMD5() != hex.EncodeToString(sum[:]) {
+				t.Errorf("%d segments, stored md5 %s: the media does not read back", len(m.Segments()), m.StoredMD5())
+			}
+		})
+	}
+}

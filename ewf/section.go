@@ -73,7 +73,7 @@ func (s section) dataEnd() int64   { return max(s.Next, s.dataStart()) }
 // offset off of a segment file of fileSize bytes. It checks the checksum,
 // that the section lies inside the file, and that it advances: the next
 // section starts after this one's descriptor (next and done sections
-// name themselves), and a size, when given, agrees with the next offset
+// end the walk), and a size, when given, agrees with the next offset
 // (a reader that believed one and not the other could be shown another
 // image than one that believed the other).
 func parseDescriptor(b []byte, off, fileSize int64) (section, error) {
@@ -106,9 +106,8 @@ func parseDescriptor(b []byte, off, fileSize int64) (section, error) {
 	s.Next, s.Size = int64(next), int64(size)
 	switch {
 	case s.Type == secNext || s.Type == secDone:
-		if s.Next != off {
-			return section{}, &FormatError{Struct: "section descriptor", Offset: off + sdNext, Field: s.Type + " next offset", Value: next, Reason: "a " + s.Type + " section names itself"}
-		}
+		// The last section of its file: EnCase's name themselves, the
+		// original format's do not; nothing is read after them either way.
 	case s.Next < off+descriptorSize:
 		return section{}, &FormatError{Struct: "section descriptor", Offset: off + sdNext, Field: s.Type + " next offset", Value: next, Reason: "does not advance past the descriptor"}
 	case s.Size != 0 && off+s.Size != s.Next:
