@@ -153,6 +153,9 @@ func (ev *Evidence) compareStored() {
 	computed := map[string]string{"md5": ev.MD5, "sha1": ev.SHA1, "sha256": ev.SHA256}
 	ev.StoredHashMismatch = false
 	for name, sh := range ev.StoredHashes {
+		if sh == nil {
+			continue // an edited case.json's null: nothing stored to check
+		}
 		if c := computed[name]; c != "" {
 			match := strings.EqualFold(c, sh.Stored) && (sh.OtherStored == "" || strings.EqualFold(c, sh.OtherStored))
 			sh.Computed, sh.Match = c, &match

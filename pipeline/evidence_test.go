@@ -47,6 +47,7 @@ func TestCompareStored(t *testing.T) {
 		{"the set contradicts itself", Evidence{MD5: "aa", StoredHashes: map[string]*StoredHash{"md5": {Stored: "aa", OtherStored: "ab"}}},
 			map[string]*bool{"md5": &no}, true},
 		{"raw evidence", Evidence{MD5: "aa"}, nil, false},
+		{"an edited case.json's null", Evidence{MD5: "aa", StoredHashes: map[string]*StoredHash{"md5": nil}}, nil, false},
 	} {
 		tc.ev.compareStored()
 		if tc.ev.StoredHashMismatch != tc.mismatch {

@@ -386,6 +386,7 @@ func printStoredHashes(w io.Writer, ev pipeline.Evidence) {
 	for _, n := range names {
 		sh := ev.StoredHashes[n]
 		switch {
+		case sh == nil:
 		case sh.Match == nil:
 			fmt.Fprintf(w, "e01 %-5s %s stored (not checked: computed only by a whole-image run hashing %s)\n", n, sh.Stored, n)
 		case *sh.Match:
