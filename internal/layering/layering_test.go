@@ -32,7 +32,7 @@ var rules = []struct {
 	// use is internal/formaterr.
 	{"ewf", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd",
 		"internal/holes", "internal/mapfile", "internal/entropy", "internal/units", "internal/benchtools", goNTFS, goExt4}},
-	{"vmdk", []string{formats,  "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
+	{"vmdk", []string{formats, "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"fs/ntfs", []string{"fs/ext4", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"fs/ext4", []string{"fs/ntfs", "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"fs/part", []string{"fs/ntfs", "fs/ext4", "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
