@@ -251,7 +251,11 @@ func splitList(s string) []string {
 
 func printSummary(w io.Writer, res *pipeline.CarveResult) {
 	fmt.Fprintf(w, "case      %s\n", res.Case)
-	fmt.Fprintf(w, "evidence  %s (%s)\n", res.Evidence.Path, units.Bytes(res.Evidence.Size))
+	if ev := res.Evidence; ev.Format == pipeline.FormatEWF {
+		fmt.Fprintf(w, "evidence  %s (%s of media, an E01 set of %d segments)\n", ev.Path, units.Bytes(ev.Size), len(ev.Segments))
+	} else {
+		fmt.Fprintf(w, "evidence  %s (%s)\n", ev.Path, units.Bytes(ev.Size))
+	}
 	fmt.Fprintf(w, "shard     [%d, %d)\n", res.Range.Start, res.Range.End)
 	switch {
 	case res.Skipped:
