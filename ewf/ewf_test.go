@@ -392,3 +392,37 @@ func BenchmarkReadAt(b *testing.B) {
 		}
 	}
 }
+
+// TestConcurrentReads: an Image serves reads from many goroutines at once
+// (the carver's workers, the hashes), through one cache (run with -race).
+func TestConcurrentReads(t *testing.T) {
+	media := testMedia(2<<20, 11)
+	m, err := NewImage(segmentFiles(writeSet(media, testSet{sectorsPerChunk: 16, chunksPerSeg: 50, compress: func(c int) bool { return c%4 != 0 }})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			r := rand.New(rand.NewPCG(uint64(g), 3))
+			for range 100 {
+				off := r.IntN(len(media))
+				b := make([]byte, r.IntN(min(len(media)-off, 300<<10))+1)
+				if _, err := m.ReadAt(b, int64(off)); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(b, media[off:off+len(b)]) {
+					errs <- errors.New("a concurrent read differs")
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
