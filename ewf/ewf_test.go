@@ -405,7 +405,7 @@ func TestConcurrentReads(t *testing.T) {
 	for g := range 8 {
 		go func() {
 			r := rand.New(rand.NewPCG(uint64(g), 3))
-			for range 100 {
+			for range 40 {
 				off := r.IntN(len(media))
 				b := make([]byte, r.IntN(min(len(media)-off, 300<<10))+1)
 				if _, err := m.ReadAt(b, int64(off)); err != nil {
