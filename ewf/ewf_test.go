@@ -240,7 +240,7 @@ func TestReadErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := m.ReadErrors()
-	want := [][2]int64{{3 * 512, 7 * 512}, {10 * 512, 12 * 512}, {127 * 512, 128 * 512}}
+	want := []ByteRange{{3 * 512, 7 * 512}, {10 * 512, 12 * 512}, {127 * 512, 128 * 512}}
 	if len(got) != len(want) {
 		t.Fatalf("%v, want %v", got, want)
 	}

@@ -234,25 +234,26 @@ func (m *Image) stored(name string) string {
 	return v
 }
 
-// ReadErrors lists the byte ranges [Start, End) of the media that the
-// acquiring tool could not read (its error2 section), sorted and merged:
-// the image holds what the tool filled in there (zeros), not the media's
-// bytes.
-func (m *Image) ReadErrors() [][2]int64 {
-	var out [][2]int64
+// ByteRange is the media bytes [Start, End).
+type ByteRange struct{ Start, End int64 }
+
+// ReadErrors lists the media bytes that the acquiring tool could not read
+// (its error2 section), sorted and merged: the image holds what the tool
+// filled in there (zeros), not the media's bytes.
+func (m *Image) ReadErrors() []ByteRange {
+	var out []ByteRange
 	bps := m.vol.BytesPerSector
 	for _, r := range m.errors {
 		// First and Count are 32-bit and bps at most 2^16: no overflow.
-		lo, hi := r.First*bps, min((r.First+r.Count)*bps, m.size)
-		if hi > lo {
-			out = append(out, [2]int64{lo, hi})
+		if lo, hi := r.First*bps, min((r.First+r.Count)*bps, m.size); hi > lo {
+			out = append(out, ByteRange{lo, hi})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
 	merged := out[:0]
 	for _, r := range out {
-		if n := len(merged); n > 0 && r[0] <= merged[n-1][1] {
-			merged[n-1][1] = max(merged[n-1][1], r[1])
+		if n := len(merged); n > 0 && r.Start <= merged[n-1].End {
+			merged[n-1].End = max(merged[n-1].End, r.End)
 			continue
 		}
 		merged = append(merged, r)

@@ -127,7 +127,7 @@ func describeEWF(img *ewf.Image, path string, first os.FileInfo) (Evidence, erro
 		}
 	}
 	for _, r := range img.ReadErrors() {
-		ev.Unreadable = append(ev.Unreadable, Range{r[0], r[1]})
+		ev.Unreadable = append(ev.Unreadable, Range{r.Start, r.End})
 	}
 	return ev, nil
 }
