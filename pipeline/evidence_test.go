@@ -1,9 +1,13 @@
 package pipeline
 
 import (
+	"bytes"
+	"context"
 	"crypto/md5"
 	"crypto/sha1"
+	"encoding/binary"
 	"encoding/hex"
+	"hash/adler32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,5 +149,69 @@ func TestOpenEvidence(t *testing.T) {
 	other.Format = ""
 	if err := sameEvidence(other, ev); err == nil {
 		t.Error("changed format: no error")
+	}
+}
+
+// TestE01ReadErrors: the sectors an E01 set's error2 section lists (the
+// acquisition could not read them) are unreadable areas of the evidence,
+// as a mapfile's unrescued ones are. The section is added to a set
+// ewfacquire wrote, in place of its done section, as EnCase writes it.
+func TestE01ReadErrors(t *testing.T) {
+	tooltest.Need(t, "ewfacquire")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "media.raw")
+	if err := os.WriteFile(raw, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tooltest.Run(t, "ewfacquire", "-u", "-q", "-t", filepath.Join(dir, "set"), "-c", "deflate:fast", "-f", "encase6", raw)
+	first := filepath.Join(dir, "set.E01")
+	b, err := os.ReadFile(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := bytes.LastIndex(b, []byte("done\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"))
+	if done < 0 {
+		t.Fatal("no done section")
+	}
+	// error2: 520-byte header (count, checksum), entries, their checksum.
+	data := make([]byte, 520)
+	binary.LittleEndian.PutUint32(data, 2)
+	binary.LittleEndian.PutUint32(data[516:], adler32.Checksum(data[:516]))
+	entries := binary.LittleEndian.AppendUint32(nil, 100)
+	entries = binary.LittleEndian.AppendUint32(entries, 8) // sectors 100-107
+	entries = binary.LittleEndian.AppendUint32(entries, 2040)
+	entries = binary.LittleEndian.AppendUint32(entries, 100) // past the end: clipped
+	data = append(data, entries...)
+	data = binary.LittleEndian.AppendUint32(data, adler32.Checksum(entries))
+	section := func(typ string, next, size int) []byte {
+		d := make([]byte, 76)
+		copy(d, typ)
+		binary.LittleEndian.PutUint64(d[16:], uint64(next))
+		binary.LittleEndian.PutUint64(d[24:], uint64(size))
+		binary.LittleEndian.PutUint32(d[72:], adler32.Checksum(d[:72]))
+		return d
+	}
+	end := done + 76 + len(data)
+	out := append(b[:done:done], section("error2", end, 76+len(data))...)
+	out = append(out, data...)
+	out = append(out, section("done", end, 0)...)
+	if err := os.WriteFile(first, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := openEvidence(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	want := []Range{{100 * 512, 108 * 512}, {2040 * 512, 1 << 20}}
+	if !slices.Equal(src.ev.Unreadable, want) {
+		t.Errorf("unreadable %v, want %v", src.ev.Unreadable, want)
+	}
+	res, err := Carve(context.Background(), filepath.Join(dir, "case"), first, CarveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Evidence.Unreadable, want) {
+		t.Errorf("case.json unreadable %v, want %v", res.Evidence.Unreadable, want)
 	}
 }
