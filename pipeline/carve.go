@@ -139,33 +139,39 @@ type shardState struct {
 // ones cover the image. The evidence is only ever opened read-only.
 func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*CarveResult, error) {
 	began := time.Now()
+	defaultHash := opts.Hash == ""
 	rs, names, err := carveRecognizers(&opts)
 	if err != nil {
 		return nil, err
 	}
 
-	img, err := os.Open(imagePath)
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: opening evidence: %w", err)
-	}
-	defer img.Close()
-	ev, err := describeEvidence(img, imagePath)
+	img, err := openEvidence(imagePath)
 	if err != nil {
 		return nil, err
+	}
+	defer img.Close()
+	ev := img.ev
+	if defaultHash {
+		opts.Hash = ev.defaultHashes() // and those an E01 stores, to check them
 	}
 	rng, err := checkRange(opts.Range, ev.Size)
 	if err != nil {
 		return nil, err
 	}
 	if opts.Mapfile != "" {
-		if ev.Unreadable, err = readMapfile(opts.Mapfile, ev.Size); err != nil {
+		areas, err := readMapfile(opts.Mapfile, ev.Size)
+		if err != nil {
 			return nil, err
 		}
+		ev.Unreadable = unionAreas(ev.Unreadable, areas)
 	}
 	// The holes of a sparse image are zeros the scan need not read. A
 	// filesystem that cannot say gives none, and an error here costs only
-	// the speed: everything is read.
-	zeros, _ := holes.Zeros(img, ev.Size)
+	// the speed: everything is read. (An E01 set has no holes to ask for.)
+	var zeros []holes.Extent
+	if img.raw != nil {
+		zeros, _ = holes.Zeros(img.raw, ev.Size)
+	}
 	params := CarveParams{Recognizers: names, Hash: opts.Hash, Workers: opts.Workers, ChunkSize: opts.ChunkSize, Range: opts.Range}
 	if opts.Range != nil {
 		params.Range = &rng
@@ -281,6 +287,7 @@ func (c *Case) finishCarve(imageSize int64, st *shardState, names []string, skip
 			return nil // nothing new to merge
 		}
 		m.Evidence.addDigests(st.digests())
+		m.Evidence.compareStored()
 		merged, reason, err := mergeShards(c.Dir, imageSize, names)
 		if err != nil {
 			return err

@@ -80,8 +80,20 @@ type Evidence struct {
 	SHA256  string    `json:"sha256,omitempty"`
 	ModTime time.Time `json:"mod_time"`
 	// Unreadable are the areas a ddrescue mapfile (carve --mapfile) says
-	// were not rescued: unknown bytes, never zeros.
+	// were not rescued, and the sectors an E01 set's acquisition could
+	// not read (its error2 section): unknown bytes, never zeros.
 	Unreadable []Range `json:"unreadable,omitempty"`
+	// Format is how the evidence stores the media: "" for raw (a dd
+	// image, a sparse file, a device), FormatEWF for an E01 set, whose
+	// files are Segments (Path is the first).
+	Format   string         `json:"format,omitempty"`
+	Segments []EvidenceFile `json:"segments,omitempty"`
+	// StoredHashes are the digests an E01 set records of its media, by
+	// hash name, each with the one the carve computed; StoredHashMismatch
+	// says one differs (finding evidence-hash-mismatch): the stored hash
+	// and the media read back disagree.
+	StoredHashes       map[string]*StoredHash `json:"stored_hashes,omitempty"`
+	StoredHashMismatch bool                   `json:"stored_hash_mismatch,omitempty"`
 }
 
 // addDigests records the digests (by hash name) the evidence does not

@@ -136,13 +136,13 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		}
 	}
 	ev := c.Manifest.Evidence
-	img, err := os.Open(ev.Path)
+	img, err := openEvidence(ev.Path)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: opening evidence: %w", err)
+		return nil, err
 	}
 	defer img.Close()
-	if st, err := img.Stat(); err != nil || st.Size() != ev.Size {
-		return nil, fmt.Errorf("pipeline: evidence %s is not the %d bytes the case was carved from", ev.Path, ev.Size)
+	if err := sameEvidence(ev, img.ev); err != nil {
+		return nil, err
 	}
 	started := time.Now()
 	params, _ := json.Marshal(struct {

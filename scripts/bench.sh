@@ -71,3 +71,17 @@ if [ -n "${SPARSE:-}" ]; then
   rm -rf "$work/cs"; t_sparse=$(seconds "$b/carve" --progress none --hash none -o "$work/cs" "$sp"); rss_sparse=$(cat "$work/rss")
   printf 'sparse %s (%s of data)  carve --hash none %6.2f s, %s KiB RSS, case %s\n' "$SPARSE" "$(du -h "$sp" | cut -f1)" "$t_sparse" "$rss_sparse" "$(du -sh "$work/cs" | cut -f1)"
 fi
+
+# E01 input: the same image as an EWF-E01 set (ewfacquire, deflate fast),
+# made once and kept beside it (reused while $BENCH_DIR is kept), carved
+# with --hash none next to the raw carve above.
+if command -v ewfacquire >/dev/null; then
+  e01=$work/e01-$bytes/image
+  if [ ! -e "$e01.E01" ]; then
+    mkdir -p "$work/e01-$bytes"
+    ewfacquire -u -q -t "$e01" -c deflate:fast -f encase6 "$img" >/dev/null
+  fi
+  cat "$e01".E* >/dev/null
+  rm -rf "$work/ce"; t_e01=$(seconds "$b/carve" --progress none --hash none -o "$work/ce" "$e01.E01"); rss_e01=$(cat "$work/rss")
+  printf 'carve --hash none of an E01    %6.2f s  %6s MB/s  %.2fx the raw carve, %s KiB RSS (%s in %s segments)\n' "$t_e01" "$(mbps "$t_e01")" "$(ratio "$t_none" "$t_e01")" "$rss_e01" "$(du -ch "$e01".E* | tail -1 | cut -f1)" "$(ls "$e01".E* | wc -l)"
+fi

@@ -37,8 +37,12 @@ const usageHead = `carve: find VMware VMDK structures in a raw disk image (stage
 Usage:
   carve [flags] -o CASE IMAGE
 
-IMAGE is read-only evidence (a dd image or a block device); nothing is ever
-written to it or beside it. Every 512-byte-aligned offset is handed to the
+IMAGE is read-only evidence (a dd image, a block device, or the first segment
+of an EWF-E01 set: image.E01, its other segments image.E02, ... found beside
+it); nothing is ever written to it or beside it. An E01 set is recognized by
+its signature, not its name; carve reads the media it stores, and checks the
+MD5 and SHA-1 it records against the media read back (a mismatch is reported
+and recorded in case.json, and the carve goes on). Every 512-byte-aligned offset is handed to the
 recognizers below, and every 4 KiB block is fingerprinted (XXH3-64), so that
 'rebuild CASE' can reassemble the virtual disks afterwards.
 
@@ -119,6 +123,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	printSummary(stdout, res)
+	if res.Evidence.StoredHashMismatch {
+		fmt.Fprintf(stderr, "carve: warning: a hash the E01 set stores does not match its media read back (see %s, evidence.stored_hashes)\n", pipeline.ManifestName)
+	}
 	return exitOK
 }
 
@@ -129,7 +136,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func joinShard(cfg *config, stdout, stderr io.Writer) int {
 	// Measured first, so that missing evidence fails before a case is
 	// made, as in Carve.
-	size, err := imageSize(cfg.image)
+	size, err := pipeline.EvidenceSize(cfg.image)
 	if err != nil {
 		fmt.Fprintf(stderr, "carve: %v\n", err)
 		return exitError
@@ -150,21 +157,6 @@ func joinShard(cfg *config, stdout, stderr io.Writer) int {
 	return -1
 }
 
-// imageSize measures the evidence as Carve does, by seeking to its end:
-// a block device's Stat size is 0.
-func imageSize(path string) (int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("opening evidence: %w", err)
-	}
-	defer f.Close()
-	size, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return 0, fmt.Errorf("evidence %s: measuring size: %w", path, err)
-	}
-	return size, nil
-}
-
 // parseArgs maps the command line onto a config. Go's flag package stops at
 // the first non-flag argument; parsing again after each positional lets
 // flags follow IMAGE too (carve IMAGE -o CASE), which users type anyway.
@@ -183,7 +175,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&rangeFlag, "range", "", "carve only the shard `START:END` of the image (bytes; END empty = image end)")
 	fs.StringVar(&cfg.opts.Mapfile, "mapfile", "", "the GNU ddrescue mapfile of IMAGE: the areas it says were not rescued are unknown, never zeros (no structure is taken from them, rebuild decides no grain from their bytes)")
 	fs.StringVar(&shardFlag, "shard", "", "carve only shard `K/N`, the K-th (from 0) of N equal ones; auto/N takes K from a Slurm array or Kubernetes Indexed Job (see above)")
-	fs.StringVar(&cfg.opts.Hash, "hash", "sha256", "hash the evidence while reading it: `LIST` of md5, sha1, sha256 (each on its own core beside the scan), or none; only a whole-image run records them")
+	fs.StringVar(&cfg.opts.Hash, "hash", "", "hash the evidence while reading it: `LIST` of md5, sha1, sha256 (each on its own core beside the scan), or none; only a whole-image run records them (default sha256, and the md5/sha1 an E01 stores, to check them)")
 	fs.StringVar(&cfg.progress, "progress", "auto", "progress on stderr: auto (a live line on a terminal, else nothing), plain (a line every few seconds) or none")
 	fs.BoolVar(&cfg.opts.Force, "force", false, "redo a shard that is already complete (or was carved with other recognizers)")
 	fs.StringVar(&enable, "enable", "", "comma-separated recognizers to run (default all)")
@@ -259,7 +251,11 @@ func splitList(s string) []string {
 
 func printSummary(w io.Writer, res *pipeline.CarveResult) {
 	fmt.Fprintf(w, "case      %s\n", res.Case)
-	fmt.Fprintf(w, "evidence  %s (%s)\n", res.Evidence.Path, units.Bytes(res.Evidence.Size))
+	if ev := res.Evidence; ev.Format == pipeline.FormatEWF {
+		fmt.Fprintf(w, "evidence  %s (%s of media, an E01 set of %d segments)\n", ev.Path, units.Bytes(ev.Size), len(ev.Segments))
+	} else {
+		fmt.Fprintf(w, "evidence  %s (%s)\n", ev.Path, units.Bytes(ev.Size))
+	}
 	fmt.Fprintf(w, "shard     [%d, %d)\n", res.Range.Start, res.Range.End)
 	switch {
 	case res.Skipped:
@@ -295,6 +291,7 @@ func printSummary(w io.Writer, res *pipeline.CarveResult) {
 	if res.Evidence.SHA256 != "" {
 		fmt.Fprintf(w, "sha256    %s\n", res.Evidence.SHA256)
 	}
+	printStoredHashes(w, res.Evidence)
 	if res.Complete {
 		fmt.Fprintf(w, "carve     complete: run 'rebuild %s'\n", res.Case)
 	} else {
@@ -380,4 +377,26 @@ func (p *progress) finish() {
 func validHashes(s string) bool {
 	_, err := pipeline.ParseHashes(s)
 	return err == nil
+}
+
+// printStoredHashes says how the hashes an E01 set stores compare with
+// those the carve computed: a mismatch is a warning, not a failure.
+func printStoredHashes(w io.Writer, ev pipeline.Evidence) {
+	names := make([]string, 0, len(ev.StoredHashes))
+	for n := range ev.StoredHashes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		sh := ev.StoredHashes[n]
+		switch {
+		case sh == nil:
+		case sh.Match == nil:
+			fmt.Fprintf(w, "e01 %-5s %s stored (not checked: computed only by a whole-image run hashing %s)\n", n, sh.Stored, n)
+		case *sh.Match:
+			fmt.Fprintf(w, "e01 %-5s %s stored, matches the media\n", n, sh.Stored)
+		default:
+			fmt.Fprintf(w, "WARNING   the E01 set's stored %s %s does not match the media read back (%s): the set was altered or damaged, or its writer hashed other bytes than it stored\n", n, sh.Stored, sh.Computed)
+		}
+	}
 }
