@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"vmdkcarve/findings"
 )
@@ -46,6 +48,19 @@ func evidenceFindings(ev Evidence) []findings.Finding {
 	}
 	if ev.MD5 == "" && ev.SHA1 == "" && ev.SHA256 == "" {
 		out = append(out, findings.EvidenceNotHashed())
+	}
+	// An E01 set's stored digests that the carve's do not match, in name
+	// order so the list is the same every run.
+	for _, name := range slices.Sorted(maps.Keys(ev.StoredHashes)) {
+		sh := ev.StoredHashes[name]
+		if sh == nil || sh.Match == nil || *sh.Match {
+			continue
+		}
+		stored := sh.Stored
+		if sh.OtherStored != "" {
+			stored += " (and " + sh.OtherStored + ")"
+		}
+		out = append(out, findings.EvidenceHashMismatch(ev.Path, name, stored, sh.Computed))
 	}
 	return out
 }

@@ -35,6 +35,14 @@ func TestEvidenceFindings(t *testing.T) {
 				t.Errorf("folded finding %+v", f)
 			}
 		}},
+		{"an E01's stored MD5 differs, its SHA-1 matches", Evidence{Path: "/ev/a.E01", MD5: "c", SHA1: "s", StoredHashes: map[string]*StoredHash{
+			"md5": {Stored: "aa", Computed: "c", Match: new(false)}, "sha1": {Stored: "s", Computed: "s", Match: new(true)}, "sha256": nil}},
+			[]findings.Code{findings.CodeEvidenceHashMismatch}, func(t *testing.T, f findings.Finding) {
+				if f.Detail["algorithm"] != "md5" || f.Detail["stored"] != "aa" || f.Detail["computed"] != "c" {
+					t.Errorf("mismatch finding %+v", f)
+				}
+			}},
+		{"stored but not computed: not checked", Evidence{SHA256: "x", StoredHashes: map[string]*StoredHash{"md5": {Stored: "aa"}}}, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := evidenceFindings(tc.ev)
