@@ -59,6 +59,10 @@ type CarveOptions struct {
 	Mapfile string
 	// ChunkSize is the carver's read size (0 = carver default).
 	ChunkSize int
+	// ReadHoles reads and scans every byte, even the holes the filesystem
+	// reports (internal/holes): what a platform without SEEK_HOLE does.
+	// The outputs are the same either way; only the time differs.
+	ReadHoles bool
 	Progress  carver.Progress
 }
 
@@ -165,7 +169,10 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 	// The holes of a sparse image are zeros the scan need not read. A
 	// filesystem that cannot say gives none, and an error here costs only
 	// the speed: everything is read.
-	zeros, _ := holes.Zeros(img, ev.Size)
+	var zeros []holes.Extent
+	if !opts.ReadHoles {
+		zeros, _ = holes.Zeros(img, ev.Size)
+	}
 	params := CarveParams{Recognizers: names, Hash: opts.Hash, Workers: opts.Workers, ChunkSize: opts.ChunkSize, Range: opts.Range}
 	if opts.Range != nil {
 		params.Range = &rng

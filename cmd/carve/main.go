@@ -14,12 +14,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
+	"vmdkcarve/internal/interrupt"
 	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline"
 	"vmdkcarve/signatures"
@@ -104,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interrupt.Context(context.Background())
 	defer stop()
 
 	prog := newProgress(cfg.progress, stderr)

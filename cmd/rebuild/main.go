@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
 	"text/tabwriter"
 
+	"vmdkcarve/internal/interrupt"
 	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline"
 )
@@ -104,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rebuild: --progress must be auto, plain or none\n")
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := interrupt.Context(context.Background())
 	defer stop()
 	res, err := pipeline.Rebuild(ctx, fs.Arg(0), opts)
 	if res != nil {
