@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -274,5 +276,45 @@ func TestNoneAndModes(t *testing.T) {
 		if _, err := ParseMode(tc.in); (err == nil) != tc.ok {
 			t.Errorf("ParseMode(%q): %v", tc.in, err)
 		}
+	}
+}
+
+// TestConcurrentReports: goroutines reporting at once (rebuild's disks
+// written side by side) share one Reporter; run with -race.
+func TestConcurrentReports(t *testing.T) {
+	var buf bytes.Buffer
+	r := New(&buf, JSON, Options{Command: "rebuild", Every: time.Nanosecond})
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for range 250 {
+				r.Update("emit", "grains", done.Add(1), 1000)
+			}
+			r.Notef("a disk written")
+		})
+	}
+	wg.Wait()
+	r.Finish()
+	last := int64(-1)
+	sc := bufio.NewScanner(&buf)
+	finished := 0
+	for sc.Scan() {
+		var ev Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("%v: %s", err, sc.Text())
+		}
+		if ev.Done != nil {
+			if *ev.Done < last {
+				t.Errorf("done %d after %d", *ev.Done, last)
+			}
+			last = *ev.Done
+		}
+		if ev.Finished {
+			finished++
+		}
+	}
+	if last != 1000 || finished != 1 {
+		t.Errorf("ended at %d with %d finished lines, want 1000 and 1", last, finished)
 	}
 }
