@@ -59,6 +59,10 @@ type CarveOptions struct {
 	Mapfile string
 	// ChunkSize is the carver's read size (0 = carver default).
 	ChunkSize int
+	// ReadHoles reads and scans every byte, even the holes the filesystem
+	// reports (internal/holes): what a platform without SEEK_HOLE does.
+	// The outputs are the same either way; only the time differs.
+	ReadHoles bool
 	Progress  carver.Progress
 }
 
@@ -169,7 +173,7 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 	// filesystem that cannot say gives none, and an error here costs only
 	// the speed: everything is read. (An E01 set has no holes to ask for.)
 	var zeros []holes.Extent
-	if img.raw != nil {
+	if img.raw != nil && !opts.ReadHoles {
 		zeros, _ = holes.Zeros(img.raw, ev.Size)
 	}
 	params := CarveParams{Recognizers: names, Hash: opts.Hash, Workers: opts.Workers, ChunkSize: opts.ChunkSize, Range: opts.Range}

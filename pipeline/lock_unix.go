@@ -1,29 +1,30 @@
-//go:build unix
+//go:build unix && !aix
 
 package pipeline
 
 import (
-	"fmt"
+	"errors"
 	"os"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// lockCase takes an exclusive advisory lock on CASE/.lock, so that shard runs
-// of the same case in parallel processes update case.json and merge one at a
-// time. The lock goes away with the process, so a killed run never leaves
-// the case locked.
-func lockCase(dir string) (unlock func(), err error) {
-	path := dir + string(os.PathSeparator) + lockName
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: opening case lock %s: %w", path, err)
+// caseLocking names the lock lockFile takes, for the tests and the README.
+const caseLocking = "flock"
+
+// lockFile takes flock(2)'s exclusive lock on f, an advisory lock that
+// every run of this tool honours (and, on shared storage, the nodes of a
+// cluster whose filesystem passes flock on: NFSv4, CephFS, Lustre -o flock).
+func lockFile(f *os.File, wait bool) error {
+	how := unix.LOCK_EX
+	if !wait {
+		how |= unix.LOCK_NB
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("pipeline: locking %s: %w", path, err)
+	err := unix.Flock(int(f.Fd()), how)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return errWouldBlock
 	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	return err
 }
+
+func unlockFile(f *os.File) error { return unix.Flock(int(f.Fd()), unix.LOCK_UN) }

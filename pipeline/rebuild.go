@@ -48,6 +48,13 @@ type RebuildOptions struct {
 	Force bool
 	// Progress receives one line per step; nil is silent.
 	Progress func(format string, args ...any)
+	// Meter, if set, is told how far the long steps are, as counts for a
+	// progress bar (internal/progress): step "plan" counts VMDK
+	// instances placed, step "emit" the grains written, over every disk
+	// (they are written side by side: Meter must be safe for concurrent
+	// use, and a call may arrive after one with a larger done). With
+	// Meter set, Progress no longer gets a line per instance placed.
+	Meter func(step, unit string, done, total int64)
 	// NewestOnly emits, of several versions of one disk whose order is
 	// known, only the newest (--versions newest). Every version is
 	// planned and listed either way.
@@ -175,6 +182,9 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	popts := reassemble.Options{
 		Progress: func(done, total int) { logf("instance %d of %d placed", done, total) },
 	}
+	if opts.Meter != nil {
+		popts.Progress = func(done, total int) { opts.Meter(StepPlan, "instances", int64(done), int64(total)) }
+	}
 	if fp, err := c.Fingerprints(); err == nil {
 		defer fp.Close()
 		fp.UseImage(image, ev.Size)
@@ -254,6 +264,10 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 	// checks its guest, independent of the others. Results are taken in
 	// disk order, so the logs and the summary do not depend on which
 	// finishes first.
+	meter := newGrainMeter(opts)
+	for _, j := range jobs {
+		meter.add(j.d)
+	}
 	var g errgroup.Group
 	g.SetLimit(runtime.NumCPU())
 	for _, j := range jobs {
@@ -262,7 +276,7 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 				j.err = err
 				return nil
 			}
-			j.report, j.err = emitDisk(c, img, j.d, j.name, opts)
+			j.report, j.err = emitDisk(c, img, j.d, j.name, opts, meter)
 			return nil
 		})
 	}
@@ -310,8 +324,9 @@ func (c *Case) finishRebuild(res *RebuildResult, planned int, failed []string, s
 }
 
 // emitDisk writes disk-NN.vmdk (and .raw) and disk-NN.json.
-func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts RebuildOptions) (*DiskReport, error) {
+func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts RebuildOptions, meter *grainMeter) (*DiskReport, error) {
 	dr := newDiskReader(img, d)
+	readGrain := meter.counting(dr.readGrain)
 	report := &DiskReport{Tool: Tool, Version: Version, Evidence: c.Manifest.Evidence, Disk: d}
 
 	vmdkPath := filepath.Join(c.Dir, DisksDirName, name+".vmdk")
@@ -322,7 +337,7 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 	defer f.Abort()
 	size, err := vmdk.WriteMonolithicSparse(f, vmdk.SparseWriterOptions{
 		Capacity: d.Capacity, GrainSize: d.GrainSize, FileName: name + ".vmdk", Descriptor: d.Descriptor,
-	}, dr.readGrain)
+	}, readGrain)
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +347,7 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 	}
 	report.Output = append(report.Output, OutputFile{Path: filepath.Join(DisksDirName, name+".vmdk"), Format: "vmdk", Size: size, SHA256: sum})
 
-	outs, err := writeExtraFormats(filepath.Join(c.Dir, DisksDirName), name, opts, d, dr.readGrain)
+	outs, err := writeExtraFormats(filepath.Join(c.Dir, DisksDirName), name, opts, d, readGrain)
 	if err != nil {
 		return nil, err
 	}

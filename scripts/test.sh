@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: vet, every test (interop tests use qemu-img,
+# The project's test command: vet, cross-builds, every test (interop tests use qemu-img,
 # vmdkinfo, mkfs.ext4 and mkntfs when installed), then every fuzz target
 # for a few seconds each.
 set -euo pipefail
@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-4s}
 test -z "$(gofmt -l $(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $(git ls-files '*.go'); exit 1; }
 go vet ./...
+# Every command must keep building where the seed's users run it: Windows,
+# macOS and Linux on amd64 and arm64 (README, Platforms). Build and vet
+# only (vet type-checks the tests too); nothing runs.
+for target in windows/amd64 windows/arm64 darwin/amd64 darwin/arm64 linux/arm64; do
+  echo "cross-build $target"
+  GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go build ./...
+  GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go vet ./...
+done
 go test -count=1 ./...
 for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")

@@ -14,12 +14,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
+	"vmdkcarve/internal/interrupt"
+	"vmdkcarve/internal/progress"
 	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline"
 	"vmdkcarve/signatures"
@@ -83,7 +83,7 @@ Exit status: 0 success, 1 error (an interrupted carve resumes when re-run),
 type config struct {
 	caseDir  string
 	image    string
-	progress string
+	progress progress.Mode
 	opts     pipeline.CarveOptions
 	// shard and shards are K and N of --shard K/N (N is 0 without it):
 	// the range they name is known only once the image is measured.
@@ -108,13 +108,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interrupt.Context(context.Background())
 	defer stop()
 
-	prog := newProgress(cfg.progress, stderr)
-	cfg.opts.Progress = prog
+	prog := progress.New(stderr, cfg.progress, progress.Options{Command: "carve"})
+	cfg.opts.Progress = prog.Scanner("carve")
 	res, err := pipeline.Carve(ctx, cfg.caseDir, cfg.image, cfg.opts)
-	prog.finish()
+	prog.Finish()
 	if err != nil {
 		fmt.Fprintf(stderr, "carve: %v\n", err)
 		if ctx.Err() != nil {
@@ -169,14 +169,15 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, usageTail, signatures.Help())
 	}
-	var rangeFlag, shardFlag, chunkFlag, enable, disable string
+	var rangeFlag, shardFlag, chunkFlag, enable, disable, progressFlag string
 	fs.StringVar(&cfg.caseDir, "o", "", "case directory to create or resume (required)")
 	fs.IntVar(&cfg.opts.Workers, "workers", 0, "scanning goroutines (0 = one per CPU)")
 	fs.StringVar(&rangeFlag, "range", "", "carve only the shard `START:END` of the image (bytes; END empty = image end)")
 	fs.StringVar(&cfg.opts.Mapfile, "mapfile", "", "the GNU ddrescue mapfile of IMAGE: the areas it says were not rescued are unknown, never zeros (no structure is taken from them, rebuild decides no grain from their bytes)")
 	fs.StringVar(&shardFlag, "shard", "", "carve only shard `K/N`, the K-th (from 0) of N equal ones; auto/N takes K from a Slurm array or Kubernetes Indexed Job (see above)")
 	fs.StringVar(&cfg.opts.Hash, "hash", "", "hash the evidence while reading it: `LIST` of md5, sha1, sha256 (each on its own core beside the scan), or none; only a whole-image run records them (default sha256, and the md5/sha1 an E01 stores, to check them)")
-	fs.StringVar(&cfg.progress, "progress", "auto", "progress on stderr: auto (a live line on a terminal, else nothing), plain (a line every few seconds) or none")
+	fs.StringVar(&progressFlag, "progress", "auto", progress.FlagHelp)
+	fs.BoolVar(&cfg.opts.ReadHoles, "read-holes", false, "read and scan the holes of a sparse IMAGE too, as where the filesystem cannot report them (same output, slower)")
 	fs.BoolVar(&cfg.opts.Force, "force", false, "redo a shard that is already complete (or was carved with other recognizers)")
 	fs.StringVar(&enable, "enable", "", "comma-separated recognizers to run (default all)")
 	fs.StringVar(&disable, "disable", "", "comma-separated recognizers not to run")
@@ -198,14 +199,17 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("want exactly one IMAGE, got %d arguments", len(positional))
 	case cfg.caseDir == "":
 		return nil, errors.New("-o CASE is required")
-	case !slices.Contains([]string{"auto", "plain", "none"}, cfg.progress):
-		return nil, fmt.Errorf("--progress %q: want auto, plain or none", cfg.progress)
 	case !validHashes(cfg.opts.Hash):
 		return nil, fmt.Errorf("--hash %q: want none or a comma-separated list of %s", cfg.opts.Hash, strings.Join(pipeline.HashNames(), ", "))
 	case cfg.opts.Workers < 0:
 		return nil, fmt.Errorf("--workers %d: want 0 or more", cfg.opts.Workers)
 	}
 	cfg.image = positional[0]
+	mode, err := progress.ParseMode(progressFlag)
+	if err != nil {
+		return nil, err
+	}
+	cfg.progress = mode
 	if rangeFlag != "" && shardFlag != "" {
 		return nil, errors.New("--range and --shard both name the shard to carve: give one")
 	}
@@ -296,81 +300,6 @@ func printSummary(w io.Writer, res *pipeline.CarveResult) {
 		fmt.Fprintf(w, "carve     complete: run 'rebuild %s'\n", res.Case)
 	} else {
 		fmt.Fprintf(w, "carve     incomplete: %s\n", res.Reason)
-	}
-}
-
-// progress implements carver.Progress for the terminal. The carver calls
-// it from one goroutine after every chunk; it throttles output by time.
-type progress struct {
-	w        io.Writer
-	live     bool // rewrite one line with \r (a terminal)
-	every    time.Duration
-	started  time.Time
-	last     time.Time
-	printed  bool
-	disabled bool
-	seen     bool
-	base     int64 // done at the first report: a resumed run's rate counts only its own bytes
-}
-
-func newProgress(mode string, w io.Writer) *progress {
-	p := &progress{w: w, started: time.Now()}
-	switch mode {
-	case "none":
-		p.disabled = true
-	case "plain":
-		p.every = 5 * time.Second
-	case "auto":
-		// A live line only makes sense on a terminal; redirected to a
-		// file or pipe, auto stays quiet rather than fill a log with
-		// carriage returns (ask for plain to get log lines).
-		if f, ok := w.(*os.File); ok && isTerminal(f) {
-			p.live, p.every = true, 200*time.Millisecond
-		} else {
-			p.disabled = true
-		}
-	}
-	return p
-}
-
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// Scanned implements carver.Progress.
-func (p *progress) Scanned(done, total, hits int64) {
-	if p.disabled {
-		return
-	}
-	now := time.Now()
-	if !p.seen {
-		p.seen, p.base, p.started = true, done, now
-	}
-	if now.Sub(p.last) < p.every && done < total {
-		return
-	}
-	p.last = now
-	pct := 100.0
-	if total > 0 {
-		pct = 100 * float64(done) / float64(total)
-	}
-	line := fmt.Sprintf("carve: %s of %s (%.1f%%), %d hits", units.Bytes(done), units.Bytes(total), pct, hits)
-	if el := now.Sub(p.started).Seconds(); el > 1 {
-		line += fmt.Sprintf(", %.0f MB/s", float64(done-p.base)/el/1e6)
-	}
-	if p.live {
-		fmt.Fprintf(p.w, "\r\033[K%s", line)
-		p.printed = true
-	} else {
-		fmt.Fprintln(p.w, line)
-	}
-}
-
-// finish ends the live line so that later output starts on a new one.
-func (p *progress) finish() {
-	if p.live && p.printed {
-		fmt.Fprintln(p.w)
 	}
 }
 

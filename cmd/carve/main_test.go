@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -36,6 +37,10 @@ func TestRunExitCodes(t *testing.T) {
 		{"flags after the image", []string{image, "--range", "512K:", "--chunk", "64K", "-o", caseDir}, exitOK, "carve     complete", ""},
 		{"done already", []string{"-o", caseDir, "--range", "512K:1M", image}, exitOK, "already complete", ""},
 		{"plain progress, forced", []string{"--progress", "plain", "--force", "--workers", "1", "-o", caseDir, image}, exitOK, "sha256", "carve: 1.0 MiB of 1.0 MiB"},
+		{"auto progress off a terminal is plain", []string{"--force", "-o", caseDir, image}, exitOK, "sha256", "carve: 1.0 MiB of 1.0 MiB (100.0%)"},
+		{"json progress", []string{"--progress", "json", "--force", "-o", caseDir, image}, exitOK, "sha256", `"stage":"carve","unit":"bytes","done":1048576,"total":1048576`},
+		{"bad progress", []string{"--progress", "bar", "-o", caseDir, image}, exitUsage, "", "want auto, plain, json or none"},
+		{"help names the progress modes", []string{"--help"}, exitOK, "", "json (one JSON object per line"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -99,5 +104,29 @@ func TestShardFlag(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(tinyCase, "shards", "0-0")); err == nil {
 		t.Errorf("the empty shard left a shard directory")
+	}
+}
+
+// TestJSONProgress: --progress json writes only JSON lines on stderr, the
+// last of the stage finished at the whole image.
+func TestJSONProgress(t *testing.T) {
+	image := filepath.Join(t.TempDir(), "img.dd")
+	data := make([]byte, 3<<20)
+	rand.NewChaCha8([32]byte{2}).Read(data)
+	os.WriteFile(image, data, 0o444)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--progress", "json", "--chunk", "64K", "-o", filepath.Join(t.TempDir(), "case"), image}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	var last map[string]any
+	for _, l := range lines {
+		last = nil
+		if err := json.Unmarshal([]byte(l), &last); err != nil {
+			t.Fatalf("stderr line %q is not JSON: %v", l, err)
+		}
+	}
+	if last["finished"] != true || last["done"] != float64(len(data)) || last["stage"] != "carve" || last["command"] != "carve" {
+		t.Errorf("last progress line %v: want carve finished at %d", last, len(data))
 	}
 }

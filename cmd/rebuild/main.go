@@ -10,11 +10,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
 	"text/tabwriter"
 
 	"vmdkcarve/findings"
+	"vmdkcarve/internal/interrupt"
+	"vmdkcarve/internal/progress"
 	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline"
 )
@@ -79,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	format := fs.String("format", "vmdk", "output `FORMATS`, comma-separated: vmdk (always written), raw (disk-NN.raw), streamOptimized (disk-NN-stream.vmdk, for an OVF/OVA), esxi (disk-NN-esxi.vmdk + disk-NN-esxi-flat.vmdk), each as well as the VMDK")
 	force := fs.Bool("force", false, "redo a rebuild that already completed")
-	progress := fs.String("progress", "auto", "progress on stderr: auto, plain or none")
+	progressFlag := fs.String("progress", "auto", progress.FlagHelp)
 	versions := fs.String("versions", "all", "several versions of one disk: all (emit each, linked in the reports) or newest (emit only the newest, when their order is known)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -105,17 +106,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	opts := pipeline.RebuildOptions{Raw: raw, Formats: extra, Force: *force, NewestOnly: *versions == "newest"}
-	switch *progress {
-	case "none":
-	case "auto", "plain":
-		opts.Progress = func(f string, a ...any) { fmt.Fprintf(stderr, "rebuild: "+f+"\n", a...) }
-	default:
-		fmt.Fprintf(stderr, "rebuild: --progress must be auto, plain or none\n")
+	mode, err := progress.ParseMode(*progressFlag)
+	if err != nil {
+		fmt.Fprintf(stderr, "rebuild: %v\n", err)
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	prog := progress.New(stderr, mode, progress.Options{Command: "rebuild"})
+	if mode != progress.None {
+		opts.Progress = prog.Notef
+		opts.Meter = func(step, unit string, done, total int64) { prog.Update(step, progress.Unit(unit), done, total) }
+	}
+	ctx, stop := interrupt.Context(context.Background())
 	defer stop()
 	res, err := pipeline.Rebuild(ctx, fs.Arg(0), opts)
+	prog.Finish()
 	if res != nil {
 		printSummary(stdout, res)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -105,5 +107,59 @@ func TestPrintFindings(t *testing.T) {
 		if !strings.HasPrefix(lines[i], want[i]) {
 			t.Errorf("line %d:\n%q\nwant it to start with\n%q", i, lines[i], want[i])
 		}
+	}
+}
+
+// TestProgress: rebuild's notes and steps in each --progress mode; json
+// lines parse, and the plan and emit steps each end finished at their
+// totals (the disk's 32 grains, twice with --format raw).
+func TestProgress(t *testing.T) {
+	var w tooltest.MemFile
+	if _, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: 4096, FileName: "x.vmdk"}, func(g uint64, b []byte) (bool, error) {
+		copy(b, strings.Repeat("data ", 20000))
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	caseDir := carved(t, w.Bytes)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--progress", "plain", caseDir}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"rebuild: planning from", "rebuild plan: 1 of 1 instances (100.0%)", "rebuild emit: 32 of 32 grains (100.0%)", "rebuild: disk-01: writing"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("plain progress lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	stderr.Reset()
+	if code := run([]string{"--progress", "json", "--force", "--format", "raw", caseDir}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	finished := map[string]int64{}
+	for _, l := range strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n") {
+		var ev struct {
+			Stage, Message string
+			Done, Total    int64
+			Finished       bool
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("stderr line %q is not JSON: %v", l, err)
+		}
+		if ev.Finished {
+			if ev.Done != ev.Total {
+				t.Errorf("%s finished at %d of %d", ev.Stage, ev.Done, ev.Total)
+			}
+			finished[ev.Stage] = ev.Total
+		}
+	}
+	if want := map[string]int64{"plan": 1, "emit": 64}; !maps.Equal(finished, want) {
+		t.Errorf("finished steps %v, want %v:\n%s", finished, want, stderr.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"--progress", "none", "--force", caseDir}, &stdout, &stderr); code != exitOK || stderr.Len() != 0 {
+		t.Errorf("--progress none: exit %d, stderr %q", code, stderr.String())
+	}
+	if code := run([]string{"--progress", "loud", caseDir}, &stdout, &stderr); code != exitUsage {
+		t.Errorf("--progress loud: exit %d, want %d", code, exitUsage)
 	}
 }

@@ -1,4 +1,4 @@
-//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly || solaris || illumos
+//go:build linux || darwin || freebsd
 
 package holes
 
@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+const supported = true
 
 // Zeros returns the holes of the first size bytes of f, sorted and
 // disjoint. A filesystem that does not track holes reports none.

@@ -46,7 +46,10 @@ func TestZeros(t *testing.T) {
 		}
 	}
 	want := []Extent{{0, 2 * mib}, {3 * mib, 5 * mib}, {7 * mib, size}}
-	if got == nil {
+	if !Supported {
+		// The fallback: no holes, everything is read.
+		want = nil
+	} else if got == nil {
 		// Correct (nothing is skipped), but the filesystems CI runs on
 		// keep holes: there the holes must be found.
 		tooltest.Missing(t, "the filesystem of the temporary directory keeps no holes")

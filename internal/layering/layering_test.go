@@ -20,6 +20,8 @@ const (
 	goNTFS  = "www.velocidex.com/golang/go-ntfs"
 	goExt4  = "github.com/dsoprea/go-ext4"
 	formats = "fs/" // the format codecs, fs/ntfs, fs/ext4, ...
+	// progressBar draws the terminal bar of internal/progress.
+	progressBar = "github.com/schollz/progressbar"
 )
 
 // rules: each package (of this module) and what none of its dependencies,
@@ -51,7 +53,11 @@ var rules = []struct {
 	{"pipeline/htmlmap", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline/guestcheck", "corpus", "cmd", goNTFS, goExt4}},
 	{"reassemble", []string{"carver", "pipeline", "corpus", "cmd"}},
 	{"reassemble/damage", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
-	{"pipeline", []string{"corpus", "cmd"}},
+	{"pipeline", []string{"corpus", "cmd", "internal/progress", progressBar}},
+	// The progress display is the commands' (DESIGN.md: progress and
+	// policy out of the core); it knows nothing of the pipeline.
+	{"internal/progress", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
+	{"internal/interrupt", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", "internal/progress", goNTFS, goExt4}},
 	{"corpus", []string{formats, "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "cmd", goNTFS, goExt4}},
 	// findings is a leaf: the codes and their words, which reassemble and
 	// pipeline fill from their own records and every output prints.
