@@ -143,6 +143,9 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		// proof its grains are).
 		orphans = 1
 	}
+	// A grain whose entry names the zero grain may have left its old slot
+	// behind (place_sparse_orphans.go): such orphans prove no loss.
+	orphans = uint64(max(int64(orphans)-tr.zeroGrainEntries, 0))
 	inst.Tables = fmt.Sprintf("%d of %d grain tables from the primary copy, %d from the redundant copy, %d lost", tr.usedPrimary, h.GDEntries(), tr.usedRedundant, tr.lostTables)
 
 	// Grains are appended to a sparse file as they are first written, so
@@ -215,6 +218,8 @@ type tablesRead struct {
 	// the copies disagree on or share: what judgeZeroEntries needs.
 	zeroRuns []zeroRun
 	disputed []uint32
+	// zeroGrainEntries counts the entries naming the zero grain (GTE 1).
+	zeroGrainEntries int64
 }
 
 // readTables reads every grain table through both directories and decides
@@ -288,6 +293,8 @@ func readTables(inst *Instance, t *tableReader, primary, redundant []uint32) *ta
 				}
 				if e == 0 {
 					tr.noteZero(g, trust)
+				} else {
+					tr.zeroGrainEntries++
 				}
 				continue
 			}

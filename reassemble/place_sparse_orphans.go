@@ -38,18 +38,24 @@ import (
 //     boot sectors, superblocks) which locate themselves at a grain the
 //     tables say is unallocated: a structural contradiction of the tables.
 //
-// The zero entries of tableSingle and tableDiffer tables are missing when
-// there is any orphan. Those of tablePair tables are missing when there
-// is a located orphan, or when the orphan slots outnumber the grains
-// already missing for lost tables (which they may be) by more than
-// maxStrayOrphans: two copies wiped alike (both zeroed over the same
-// range) agree too, and a writer's stray slots (a crash between writing
-// a grain and its table entry) are fewer. A file whose copies agree and
-// that has a few stray slots keeps its zeros.
+// Some orphans are explained without a lost entry: a grain whose table
+// is lost (both copies unusable, or all zero while orphans exist) may be
+// any of them, and so may a grain whose entry names the zero grain (GTE
+// 1, FlagZeroedGrainGTE): qemu, asked to write zeros over an allocated
+// grain of such a file, sets its entry to 1 and leaves the old slot with
+// its data, unreferenced (qemu-io "write -z"; qemu-img check finds no
+// error). The orphans beyond those are unexplained.
 //
-// Entries that name the zero grain (GTE 1, FlagZeroedGrainGTE) are an
-// explicit statement that the grain is zero, never the trace of a wipe:
-// they stay zero.
+// The zero entries of tableSingle and tableDiffer tables are missing when
+// any orphan is unexplained. Those of tablePair tables are missing when
+// there is a located orphan, or more than maxStrayOrphans unexplained
+// ones: two copies wiped alike (both zeroed over the same range) agree
+// too, and a writer's stray slots (a crash between writing a grain and
+// its table entry) are fewer. A file whose copies agree and that has a
+// few stray slots keeps its zeros.
+//
+// Entries that name the zero grain are an explicit statement that the
+// grain is zero, never the trace of a wipe: they stay zero.
 const maxStrayOrphans = 8
 
 // tableTrust is how a grain table's copies stand (see above).
@@ -123,9 +129,10 @@ func judgeZeroEntries(inst *Instance, view *fileView, x *hitIndex, tr *tablesRea
 		last = max(last, k)
 	}
 	// The slots known to be the file's: up to the last named one, or up
-	// to the file's end when the host's map gives it.
+	// to the file's end when the host filesystem's map gives it (a map
+	// of anchored fragments does not say where the file ends).
 	dense := last + 1
-	if !inst.contiguousOnly() {
+	if inst.HostMap != nil {
 		dense = count
 	}
 	dense = min(dense, count)
@@ -178,11 +185,12 @@ func judgeZeroEntries(inst *Instance, view *fileView, x *hitIndex, tr *tablesRea
 		}
 	}
 
+	unexplained := n.total() - inst.grains.tableLostGrains() - tr.zeroGrainEntries
 	var distrust [numTrusts]bool
-	if n.total() > 0 {
+	if unexplained > 0 || n.located > 0 {
 		distrust[tableSingle], distrust[tableDiffer] = true, true
 	}
-	if n.located > 0 || n.slots > inst.grains.tableLostGrains()+maxStrayOrphans {
+	if unexplained > maxStrayOrphans || n.located > 0 {
 		distrust[tablePair] = true
 	}
 	var lost [numTrusts]*Grain
@@ -200,7 +208,7 @@ func judgeZeroEntries(inst *Instance, view *fileView, x *hitIndex, tr *tablesRea
 	if turned > 0 {
 		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots hold data no table entry names (%d of them guest structures that locate themselves at grains the tables say are unallocated): %d zero entries of tables not shown intact are treated as lost", n.total(), n.located, turned))
 	} else if n.total() > 0 {
-		inst.Notes = append(inst.Notes, fmt.Sprintf("%d stray grain slots hold data no table entry names; both copies of every table agree, so their zero entries stand", n.slots))
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots hold data no table entry names, %d of them not explained by lost tables or zero-grain entries: too few to contradict tables whose copies agree, so their zero entries stand", n.total(), max(unexplained, 0)))
 	}
 	return turned > 0
 }
