@@ -123,6 +123,10 @@ func TestPartlyZeroedTables(t *testing.T) {
 			[]tableCut{{Redundant: true, From: 64, To: gtBytes}}, 1000, false, true},
 		{"primary lost, redundant zeroed from byte 64, qemu-img, on an ext4 host in 6 pieces", ext4, corpus.QemuSparse, onHost, primaryLost,
 			[]tableCut{{Redundant: true, From: 64, To: gtBytes}}, 1000, false, true},
+		{"primary lost, redundant zeroed from byte 64, small ext4 guest (one table), qemu-img", corpus.DiskSpec{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4}, corpus.QemuSparse, nil, primaryLost,
+			[]tableCut{{Redundant: true, From: 64, To: gtBytes}}, 1000, false, true},
+		{"primary lost, redundant zeroed from byte 64, NTFS guest, qemu-img", corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS}, corpus.QemuSparse, nil, primaryLost,
+			[]tableCut{{Redundant: true, From: 64, To: gtBytes}}, 1000, false, true},
 		// No guest structures: only write order could place the orphans,
 		// and it is not shown; the grains the surviving entries name are
 		// all that is placed (23 of 480).
