@@ -113,15 +113,49 @@ func judgeZeroEntries(inst *Instance, view *fileView, x *hitIndex, tr *tablesRea
 	if len(tr.zeroRuns) == 0 {
 		return false
 	}
+	n := countOrphans(inst, view, x, tr)
+	unexplained := n.total() - inst.grains.tableLostGrains() - tr.zeroGrainEntries
+	var distrust [numTrusts]bool
+	if unexplained > 0 || n.located > 0 {
+		distrust[tableSingle], distrust[tableDiffer] = true, true
+	}
+	if unexplained > maxStrayOrphans || n.located > 0 {
+		distrust[tablePair] = true
+	}
+	var lost [numTrusts]*Grain
+	for c := range lost {
+		lost[c] = &Grain{Status: Missing, tableLost: true, Reason: Reason{Code: ReasonZeroEntriesOrphans, Other: n.total(), Detail: tableTrust(c).why()}}
+	}
+	var runs []zeroRun
+	for _, r := range tr.zeroRuns {
+		if distrust[r.trust] {
+			runs = append(runs, r)
+		}
+	}
+	turned := inst.grains.replaceIn(runs, func(gr *Grain) bool { return gr == tr.tableZero || gr == tr.emptyTableZero },
+		func(r zeroRun) *Grain { return lost[r.trust] })
+	if turned > 0 {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots hold data no table entry names (%d of them guest structures that locate themselves at grains the tables say are unallocated): %d zero entries of tables not shown intact are treated as lost", n.total(), n.located, turned))
+	} else if n.total() > 0 {
+		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots hold data no table entry names, %d of them not explained by lost tables or zero-grain entries: too few to distrust a zero entry (tables whose copies agree allow %d strays)", n.total(), max(unexplained, 0), maxStrayOrphans))
+	}
+	return turned > 0
+}
+
+// countOrphans counts the orphan slots: in the dense area by reading the
+// slots no entry names, anywhere by locating the guest structures the
+// carve recorded.
+func countOrphans(inst *Instance, view *fileView, x *hitIndex, tr *tablesRead) orphanCount {
+	var n orphanCount
 	h := inst.Header
 	gb := h.GrainBytes()
 	first := int64(h.OverHead) * vmdk.SectorSize
 	if h.OverHead == 0 || gb <= 0 {
-		return false
+		return n
 	}
 	count := min((view.size()-first)/gb, maxAnchorSlots, int64(h.Grains()))
 	if count <= 0 {
-		return false
+		return n
 	}
 	named := tr.namedSlots(first, gb)
 	last := int64(-1)
@@ -145,7 +179,6 @@ func judgeZeroEntries(inst *Instance, view *fileView, x *hitIndex, tr *tablesRea
 		return (gr == tr.tableZero || gr == tr.emptyTableZero) && tr.inZeroRun(uint64(g))
 	}
 	buf := make([]byte, gb)
-	var n orphanCount
 	for k := int64(0); k < dense; k++ {
 		if named[k] {
 			continue
@@ -184,33 +217,7 @@ func judgeZeroEntries(inst *Instance, view *fileView, x *hitIndex, tr *tablesRea
 			}
 		}
 	}
-
-	unexplained := n.total() - inst.grains.tableLostGrains() - tr.zeroGrainEntries
-	var distrust [numTrusts]bool
-	if unexplained > 0 || n.located > 0 {
-		distrust[tableSingle], distrust[tableDiffer] = true, true
-	}
-	if unexplained > maxStrayOrphans || n.located > 0 {
-		distrust[tablePair] = true
-	}
-	var lost [numTrusts]*Grain
-	for c := range lost {
-		lost[c] = &Grain{Status: Missing, tableLost: true, Reason: Reason{Code: ReasonZeroEntriesOrphans, Other: n.total(), Detail: tableTrust(c).why()}}
-	}
-	var runs []zeroRun
-	for _, r := range tr.zeroRuns {
-		if distrust[r.trust] {
-			runs = append(runs, r)
-		}
-	}
-	turned := inst.grains.replaceIn(runs, func(gr *Grain) bool { return gr == tr.tableZero || gr == tr.emptyTableZero },
-		func(r zeroRun) *Grain { return lost[r.trust] })
-	if turned > 0 {
-		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots hold data no table entry names (%d of them guest structures that locate themselves at grains the tables say are unallocated): %d zero entries of tables not shown intact are treated as lost", n.total(), n.located, turned))
-	} else if n.total() > 0 {
-		inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots hold data no table entry names, %d of them not explained by lost tables or zero-grain entries: too few to contradict tables whose copies agree, so their zero entries stand", n.total(), max(unexplained, 0)))
-	}
-	return turned > 0
+	return n
 }
 
 // tableLostGrains counts the grains of spans missing because their table
