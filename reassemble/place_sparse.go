@@ -3,6 +3,7 @@ package reassemble
 import (
 	"fmt"
 	"io"
+	"slices"
 
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/vmdk"
@@ -143,6 +144,9 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		// proof its grains are).
 		orphans = 1
 	}
+	// A grain whose entry names the zero grain may have left its old slot
+	// behind (place_sparse_orphans.go): such orphans prove no loss.
+	orphans = uint64(max(int64(orphans)-tr.zeroGrainEntries, 0))
 	inst.Tables = fmt.Sprintf("%d of %d grain tables from the primary copy, %d from the redundant copy, %d lost", tr.usedPrimary, h.GDEntries(), tr.usedRedundant, tr.lostTables)
 	inst.TableCopies = &TableCopies{Tables: int(h.GDEntries()), Primary: tr.usedPrimary, Redundant: tr.usedRedundant, Lost: tr.lostTables, PrimaryDirectory: pProblem}
 	if h.HasRedundantGD() {
@@ -168,11 +172,14 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 			inst.Notes = append(inst.Notes, fmt.Sprintf("%d grain slots referenced by no table: all-zero tables are treated as lost", orphans))
 		}
 	}
+	// Zero entries of tables not shown intact are no proof of zeros
+	// where slots hold data no entry names (place_sparse_orphans.go).
+	turned := judgeZeroEntries(inst, view, x, tr)
 	// Without a host map, a table lost for any reason but erasure (its
 	// directory entry names a sector that does not hold it) says the file
 	// is not contiguous where assumed: the slots are then not the file's,
 	// and nothing is placed from them.
-	if (tr.lostTables > 0 || orphans > 0) && (tr.lostUnerased == 0 || !inst.contiguousOnly()) {
+	if (tr.lostTables > 0 || orphans > 0 || turned) && (tr.lostUnerased == 0 || !inst.contiguousOnly()) {
 		placeByAnchors(inst, view, x, owner)
 	}
 }
@@ -212,6 +219,13 @@ type tablesRead struct {
 	// copies are empty, so the orphan check can find them; tableZero the
 	// other unallocated grains.
 	emptyTableZero, tableZero *Grain
+	// zeroRuns are the grains decided zero from zero entries, by how
+	// their table's copies stand, and disputed the sectors of entries
+	// the copies disagree on or share: what judgeZeroEntries needs.
+	zeroRuns []zeroRun
+	disputed []uint32
+	// zeroGrainEntries counts the entries naming the zero grain (GTE 1).
+	zeroGrainEntries int64
 }
 
 // readTables reads every grain table through both directories and decides
@@ -234,6 +248,13 @@ func readTables(inst *Instance, t *tableReader, primary, redundant []uint32) *ta
 			r = t.readGT(redundant[i])
 		}
 		pOK, rOK := p.problem == "", r.problem == ""
+		trust := tablePair
+		switch {
+		case !pOK || !rOK:
+			trust = tableSingle
+		case !slices.Equal(p.entries, r.entries):
+			trust = tableDiffer
+		}
 		switch {
 		case pOK:
 			tr.usedPrimary++
@@ -261,6 +282,7 @@ func readTables(inst *Instance, t *tableReader, primary, redundant []uint32) *ta
 				re = r.entries[j]
 			}
 			if pe != 0 && re != 0 && pe != re {
+				tr.disputed = append(tr.disputed, pe, re)
 				inst.grains.set(g, &Grain{Status: Conflict, Reason: Reason{Code: ReasonTablesDisagree, Offset: int64(pe), Other: int64(re)}})
 				continue
 			}
@@ -275,9 +297,15 @@ func readTables(inst *Instance, t *tableReader, primary, redundant []uint32) *ta
 				} else {
 					inst.grains.setRange(g, g+1, tableZero)
 				}
+				if e == 0 {
+					tr.noteZero(g, trust)
+				} else {
+					tr.zeroGrainEntries++
+				}
 				continue
 			}
 			if prev, dup := owner[e]; dup {
+				tr.disputed = append(tr.disputed, e)
 				inst.grains.set(g, &Grain{Status: Conflict, Reason: Reason{Code: ReasonSectorShared, Offset: int64(e), Other: int64(prev)}})
 				if pg := inst.grains.at(prev); pg != nil && pg.Status == Placed {
 					inst.grains.set(prev, &Grain{Status: Conflict, Reason: Reason{Code: ReasonSectorShared, Offset: int64(e), Other: int64(g)}})

@@ -41,6 +41,7 @@ const (
 	ReasonDirectoriesLost       ReasonCode = "directories-lost"        // missing: both grain directories unusable (Detail, Redundant)
 	ReasonTableLost             ReasonCode = "table-lost"              // missing: both copies of the grain's table unusable (Detail, Redundant)
 	ReasonZeroTableOrphans      ReasonCode = "zero-table-orphans"      // missing: an all-zero table while Other grain slots are referenced by none
+	ReasonZeroEntriesOrphans    ReasonCode = "zero-entries-orphans"    // missing: a zero entry of a table not shown intact (Detail says why) while Other grain slots holding data are referenced by none
 	ReasonTablesDisagree        ReasonCode = "tables-disagree"         // conflict: primary says sector Offset, redundant Other
 	ReasonSectorShared          ReasonCode = "sector-shared"           // conflict: sector Offset is also grain Other's
 	ReasonLastGrainUnreadable   ReasonCode = "last-grain-unreadable"   // missing: the last grain, cut by the capacity, cannot be read again (Detail)
@@ -122,6 +123,8 @@ func (r Reason) words() string {
 		return "grain table lost: primary: " + r.Detail + "; redundant: " + r.Redundant
 	case ReasonZeroTableOrphans:
 		return fmt.Sprintf("grain table is all zero while %d grain slots are referenced by no table", r.Other)
+	case ReasonZeroEntriesOrphans:
+		return fmt.Sprintf("zero in a grain table not shown intact (%s) while %d grain slots hold data no table entry names: the entry may be one the table lost", r.Detail, r.Other)
 	case ReasonTablesDisagree:
 		return fmt.Sprintf("primary table says sector %d, redundant says %d", r.Offset, r.Other)
 	case ReasonSectorShared:

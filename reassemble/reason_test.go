@@ -19,6 +19,8 @@ func TestReasonString(t *testing.T) {
 		{Reason{Code: ReasonTableLost, Detail: "zeros", Redundant: "bad magic"}, "grain table lost: primary: zeros; redundant: bad magic"},
 		{Reason{Code: ReasonSelfLocated, Detail: "an ext4 superblock"}, "its own guest structures say where it lies: an ext4 superblock"},
 		{Reason{Code: ReasonSelfLocated, Detail: "an ext4 superblock", Other: 2}, "its own guest structures say where it lies: an ext4 superblock (2 identical slots claim it)"},
+		{Reason{Code: ReasonZeroEntriesOrphans, Detail: "only one copy of its table is readable", Other: 12},
+			"zero in a grain table not shown intact (only one copy of its table is readable) while 12 grain slots hold data no table entry names: the entry may be one the table lost"},
 		{Reason{Code: ReasonNoEvidence, Instance: 3}, "instance 3: no evidence for this grain in any copy"},
 		{Reason{Code: "from-a-later-build"}, "from-a-later-build"},
 	} {

@@ -621,3 +621,135 @@ func TestCraftedHits(t *testing.T) {
 func sourceOf(r Run, g uint64) int64 {
 	return r.ImageOffset + int64(g-r.FirstGrain)*r.Stride
 }
+
+// TestPartlyZeroedTables: grain tables only partly zeroed. A zero entry is
+// proof of an unallocated grain only where the table is shown intact:
+// where slots hold data no entry names, the zero entries of tables whose
+// copies disagree, or that have one readable copy, are missing, and so
+// are those of agreeing copies when the orphans are more than a writer's
+// strays. A file whose copies agree keeps its zeros despite a few stray
+// slots; copies damaged at different ranges combine into every entry.
+func TestPartlyZeroedTables(t *testing.T) {
+	disk := guest(600) // two grain tables
+	file := sparseFile(t, disk)
+	h, _ := vmdk.ParseSparseHeader(file)
+	gts := func(f []byte, gdOff uint64) []uint32 { return vmdk.DecodeEntries(f[gdOff*512 : gdOff*512+8]) }
+	// cut zeroes bytes [from, to) of every table of one copy.
+	cut := func(gdOff uint64, from, to int) func([]byte) {
+		return func(f []byte) {
+			for _, s := range gts(f, gdOff) {
+				clear(f[int(s)*512+from : int(s)*512+to])
+			}
+		}
+	}
+	losePrimary := func(f []byte) {
+		cut(h.GDOffset, 0, 2048)(f)
+		clear(f[h.GDOffset*512 : h.GDOffset*512+512])
+	}
+	// unname zeroes grain g's entry in both copies: its slot is a stray.
+	unname := func(grains ...int) func([]byte) {
+		return func(f []byte) {
+			for _, gdOff := range []uint64{h.GDOffset, h.RGDOffset} {
+				gd := gts(f, gdOff)
+				for _, g := range grains {
+					if s := gd[g/512]; s != 0 {
+						clear(f[int(s)*512+g%512*4 : int(s)*512+g%512*4+4])
+					}
+				}
+			}
+		}
+	}
+	without := func(grains ...int) []byte {
+		d := append([]byte(nil), disk...)
+		for _, g := range grains {
+			clear(d[g*testGrain : (g+1)*testGrain])
+		}
+		return d
+	}
+	// The grains the first 16 entries of each table name.
+	named := 0
+	for g := range 600 {
+		if g%512 < 16 && g%3 != 2 {
+			named++
+		}
+	}
+	strays := []int{30, 100, 201}
+	many := []int{30, 31, 33, 34, 36, 37, 100, 103, 106} // maxStrayOrphans+1, none a zero grain
+	if len(many) != maxStrayOrphans+1 {
+		t.Fatalf("%d strays, want maxStrayOrphans+1", len(many))
+	}
+	for _, tc := range []struct {
+		name                   string
+		damage                 []func([]byte)
+		truth                  []byte
+		placed, zero, orphaned uint64 // orphaned: grains decided zero-entries-orphans
+	}{
+		{"intact", nil, disk, 400, 200, 0},
+		{"primary lost, redundant zeroed from entry 16", []func([]byte){losePrimary, cut(h.RGDOffset, 64, 2048)}, disk, uint64(named), 0, 600 - uint64(named)},
+		{"redundant zeroed from entry 16, primary intact", []func([]byte){cut(h.RGDOffset, 64, 2048)}, disk, 400, 200, 0},
+		{"copies zeroed at different ranges", []func([]byte){cut(h.GDOffset, 64, 1024), cut(h.RGDOffset, 1024, 2048)}, disk, 400, 200, 0},
+		{"copies zeroed at the same range", []func([]byte){cut(h.GDOffset, 64, 2048), cut(h.RGDOffset, 64, 2048)}, disk, uint64(named), 0, 600 - uint64(named)},
+		{"copies agree, a few stray slots", []func([]byte){unname(strays...)}, without(strays...), 397, 203, 0},
+		{"copies agree, more stray slots than a writer leaves", []func([]byte){unname(many...)}, without(many...), 391, 0, 209},
+		{"one copy, one stray slot", []func([]byte){losePrimary, unname(30)}, without(30), 399, 0, 201},
+		{"one copy, no stray slot", []func([]byte){losePrimary}, disk, 400, 200, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := append([]byte(nil), file...)
+			for _, d := range tc.damage {
+				d(f)
+			}
+			img := append(append(noise(1<<20, 2), f...), noise(1<<20, 3)...)
+			disks := plan(t, img)
+			if len(disks) != 1 {
+				t.Fatalf("%d disks", len(disks))
+			}
+			d := disks[0]
+			c := check(t, d, img, tc.truth)
+			var orphaned uint64
+			for _, r := range d.Runs {
+				if r.Code == ReasonZeroEntriesOrphans {
+					orphaned += r.Count
+				}
+			}
+			if c.Placed != tc.placed || c.Zero != tc.zero || orphaned != tc.orphaned || c.Placed+c.Zero+c.Missing != 600 {
+				t.Fatalf("counts %+v, %d grains zero-entries-orphans; want placed %d zero %d orphaned %d; notes %v", c, orphaned, tc.placed, tc.zero, tc.orphaned, d.Instances[0].Notes)
+			}
+		})
+	}
+}
+
+// TestZeroedGrainStrays: qemu, asked to write zeros over allocated grains
+// of a file made with zeroed_grain=on, sets their entries to 1 (the zero
+// grain) and leaves their old slots, data and all, named by no entry; its
+// own check finds no error. Those orphans are explained by the zero-grain
+// entries: the intact tables keep every zero, and nothing is missing.
+func TestZeroedGrainStrays(t *testing.T) {
+	tooltest.Need(t, "qemu-img", "qemu-io")
+	path := filepath.Join(t.TempDir(), "z.vmdk")
+	tooltest.Run(t, "qemu-img", "create", "-q", "-f", "vmdk", "-o", "zeroed_grain=on", path, "64M")
+	tooltest.Run(t, "qemu-io", "-f", "vmdk", "-c", "write -P 0x55 0 4M", "-c", "write -z 1M 2M", path)
+	tooltest.Run(t, "qemu-img", "check", "-f", "vmdk", path)
+	f, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := make([]byte, 64<<20)
+	for i := range 4 << 20 {
+		if i < 1<<20 || i >= 3<<20 {
+			disk[i] = 0x55
+		}
+	}
+	img := append(append(noise(1<<20, 2), f...), noise(1<<20, 3)...)
+	disks := plan(t, img)
+	if len(disks) != 1 {
+		t.Fatalf("%d disks", len(disks))
+	}
+	d := disks[0]
+	c := check(t, d, img, disk)
+	// 32 grains (1 MiB before the zeros, 1 MiB after) hold 0x55.
+	if c.Placed != 32 || c.Missing != 0 || c.Zero != 1024-32 {
+		t.Fatalf("counts %+v; notes %v", c, d.Instances[0].Notes)
+	}
+	t.Logf("notes %v", d.Instances[0].Notes)
+}
