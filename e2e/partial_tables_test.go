@@ -3,9 +3,11 @@ package e2e
 import (
 	"io"
 	"os"
+	"slices"
 	"testing"
 
 	"vmdkcarve/corpus"
+	"vmdkcarve/findings"
 	"vmdkcarve/reassemble"
 	"vmdkcarve/vmdk"
 )
@@ -173,6 +175,9 @@ func TestPartlyZeroedTables(t *testing.T) {
 			}
 			if tc.orphans != (orphanGrains > 0) {
 				t.Errorf("%d grains missing for zero entries of damaged tables; want some: %v", orphanGrains, tc.orphans)
+			}
+			if found := slices.ContainsFunc(rep.Findings, func(f findings.Finding) bool { return f.Code == findings.CodeZeroEntriesDistrusted }); found != (orphanGrains > 0) {
+				t.Errorf("finding %s given: %v, want it exactly when grains are missing for zero entries (%d)", findings.CodeZeroEntriesDistrusted, found, orphanGrains)
 			}
 		})
 	}

@@ -142,6 +142,18 @@ func TablesLost(lost, tables int, fsprobe, order, missing uint64) Finding {
 	return f
 }
 
+// ZeroEntriesDistrusted: grains zero entries of tables not shown intact
+// left missing, while orphans grain slots hold data no entry names; why
+// says why the tables are not trusted.
+func ZeroEntriesDistrusted(n uint64, orphans int64, why string) Finding {
+	f := New(CodeZeroEntriesDistrusted,
+		fmt.Sprintf("%s hold data no grain table entry names, while tables not shown intact (%s) have zero entries.", count(int(orphans), "grain slot of the file", "grain slots of the file"), why),
+		fmt.Sprintf("The zero entries were not taken as proof: their %s are placed only on other proof, else missing.", grains(n)))
+	f.Grains = n
+	f.Detail = map[string]any{"grains": n, "orphans": orphans, "why": why}
+	return f
+}
+
 // TablesWiped: the file's grain tables read all zero while orphans
 // grain slots are referenced by none; figures as TablesLost.
 func TablesWiped(orphans int64, fsprobe, order, missing uint64) Finding {

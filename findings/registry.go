@@ -16,12 +16,13 @@ const (
 	CodeCapacityBounded Code = "capacity-bounded"
 
 	// Grain directories and tables.
-	CodePrimaryTablesLost    Code = "primary-tables-lost"
-	CodeTablesLost           Code = "tables-lost"
-	CodeTableCopiesDisagree  Code = "table-copies-disagree"
-	CodeStreamFooterLost     Code = "stream-footer-lost"
-	CodeStreamTableUntrusted Code = "stream-table-untrusted"
-	CodeUnplacedSlots        Code = "unplaced-slots"
+	CodePrimaryTablesLost     Code = "primary-tables-lost"
+	CodeTablesLost            Code = "tables-lost"
+	CodeTableCopiesDisagree   Code = "table-copies-disagree"
+	CodeZeroEntriesDistrusted Code = "zero-entries-distrusted"
+	CodeStreamFooterLost      Code = "stream-footer-lost"
+	CodeStreamTableUntrusted  Code = "stream-table-untrusted"
+	CodeUnplacedSlots         Code = "unplaced-slots"
 
 	// Where the file lies.
 	CodeFragmentBreak     Code = "fragment-break"
@@ -92,6 +93,9 @@ var registry = []Entry{
 	{CodeTablesLost, Error,
 		"Both copies of some grain tables are lost: nothing in the file says where those grains lie.",
 		"Their grains were placed only on proof (their own guest structures, or write order between proven grains); the rest are missing."},
+	{CodeZeroEntriesDistrusted, Warning,
+		"Grain tables not shown intact (one copy readable, or copies that differ or were wiped alike) have zero entries while grain slots of the file hold data no entry names: those zeros are no proof the grains were never written.",
+		"Their grains were not taken as zero: they are placed only on other proof, else missing."},
 	{CodeTableCopiesDisagree, Error,
 		"The primary and redundant grain tables name different sectors for the same grains.",
 		"Neither was chosen: those grains are conflicting and written as holes."},

@@ -105,6 +105,9 @@ func instanceFindings(inst *Instance, copies int) []findings.Finding {
 			out = append(out, findings.TablesLost(tc.Lost, tc.Tables, fsprobe, order, missing))
 		}
 	}
+	if r := groups[ReasonZeroEntriesOrphans]; r != nil {
+		out = append(out, findings.ZeroEntriesDistrusted(r.grains, r.reason.Other, r.reason.Detail))
+	}
 	if st := inst.StreamTable; st != nil && !st.Trusted && st.Disagree > 0 {
 		out = append(out, findings.StreamTableUntrusted(st.Agree, st.Disagree))
 	}
