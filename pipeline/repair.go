@@ -70,16 +70,17 @@ type RepairResult struct {
 	// Case is the case directory when kept (RepairOptions.CaseDir), ""
 	// when it was temporary and is removed.
 	Case string `json:"case,omitempty"`
-	// Disk is the report of the disk written (as CASE/disks/disk-NN.json
-	// holds it), Chosen why it was the one.
-	Disk   *DiskReport `json:"report"`
-	Chosen string      `json:"chosen"`
-	// Others are the other disks found in the input, not written.
-	Others []OtherDisk `json:"others"`
+	// Chosen is why Disk was the disk written.
+	Chosen string `json:"chosen"`
 	// Findings are what a user should know about the repair: the
 	// evidence's findings (the input as a whole) and the written disk's
 	// (Disk.Findings), sorted. When nothing was recovered, every disk's.
 	Findings []findings.Finding `json:"findings"`
+	// Others are the other disks found in the input, not written.
+	Others []OtherDisk `json:"others"`
+	// Disk is the report of the disk written, as CASE/disks/disk-NN.json
+	// holds it (its output paths are the case's).
+	Disk *DiskReport `json:"report"`
 }
 
 // OtherDisk is a disk found in the input but not written

@@ -59,8 +59,8 @@ func printFindings(w io.Writer, res *pipeline.RepairResult) {
 		para(w, "snapshot", fmt.Sprintf("The file is a snapshot (delta) of a parent disk (parentCID %08x, parent %s): it holds only the grains written since; the others are the parent's, not zeros, so the output alone is not the whole disk.", desc.ParentCID, parent))
 	}
 
-	fmt.Fprintf(w, "grains    %d recovered, %d empty (zeros in the original too), %d missing, %d damaged\n",
-		c.Placed, c.Zero, c.Missing+c.Conflict, c.Damaged)
+	para(w, "grains", fmt.Sprintf("%d recovered, %d empty (zeros in the original too), %d missing, %d damaged",
+		c.Placed, c.Zero, c.Missing+c.Conflict, c.Damaged))
 	if lost := c.Missing + c.Conflict + c.Damaged; lost > 0 {
 		para(w, "missing", fmt.Sprintf("%d grains (%s) could be neither recovered nor proven empty. Missing grains read as zeros in the output because no disk format can mark them missing: whatever the guest kept there is lost, unless it was empty. The findings below say why. Where, with the reason each range has in the report:", lost, units.Bytes(int64(lost)*gb)))
 		for _, st := range []reassemble.Status{reassemble.Missing, reassemble.Conflict, reassemble.Damaged} {
@@ -69,7 +69,7 @@ func printFindings(w io.Writer, res *pipeline.RepairResult) {
 			}
 		}
 	} else {
-		fmt.Fprintf(w, "missing   none: every grain the disk had was recovered\n")
+		para(w, "missing", "none: every grain the disk had was recovered")
 	}
 
 	for _, f := range rep.Guest {
