@@ -45,12 +45,12 @@ func printFindings(w io.Writer, res *pipeline.RepairResult) {
 			variants = append(variants, inst.Variant)
 		}
 	}
-	found := strings.Join(variants, "+")
+	from := "a " + strings.Join(variants, "+") + " file"
 	if len(d.Instances) > 1 {
-		found += fmt.Sprintf(", %d copies in the file", len(d.Instances))
+		from = fmt.Sprintf("%d copies (%s)", len(d.Instances), strings.Join(variants, ", "))
 	}
-	para(w, "disk", fmt.Sprintf("%02d (%s): %s virtual, %d grains of %s; %s", d.ID, found,
-		units.Bytes(int64(d.Capacity)*vmdk.SectorSize), c.Grains, units.Bytes(gb), res.Chosen))
+	para(w, "disk", fmt.Sprintf("%02d: %s virtual, %d grains of %s, from %s; %s", d.ID,
+		units.Bytes(int64(d.Capacity)*vmdk.SectorSize), c.Grains, units.Bytes(gb), from, res.Chosen))
 	if desc := d.Descriptor; desc != nil && (desc.ParentFileNameHint != "" || (desc.ParentCID != 0xffffffff && desc.ParentCID != 0)) {
 		parent := desc.ParentFileNameHint
 		if parent == "" {

@@ -139,7 +139,7 @@ func TestRepairFindingsWords(t *testing.T) {
 	}
 	text := flat(stdout.String())
 	for _, want := range []string{
-		"disk 01 (monolithicSparse): 2.0 MiB virtual, 32 grains of 64.0 KiB; the only disk found",
+		"disk 01: 2.0 MiB virtual, 32 grains of 64.0 KiB, from a monolithicSparse file; the only disk found",
 		"missing 2 grains (128.0 KiB) could be neither recovered nor proven empty.",
 		"Missing grains read as zeros in the output because no disk format can mark them missing",
 		"missing (table-entry-invalid): virtual bytes 1900544-2031615 (grains 29-30)",
