@@ -41,7 +41,9 @@ overwritten, its tail cut, pieces encrypted. It is only read: nothing is
 written to it or beside it but OUT. repair carves it as its own evidence
 (as 'carve' does a disk image), rebuilds the disk it holds (as 'rebuild'
 does), writes it to OUT and prints in plain words what was damaged, what
-was recovered and what was not.
+was recovered and what was not: each finding's sentences (what it means,
+what was done), then its code, which the README's table of finding codes
+explains.
 
 A grain (64 KiB of the disk) is written only when the file's own
 structures prove where it belongs; the rest is missing. OUT has no way to
@@ -77,10 +79,14 @@ Examples:
   repair --case /big/disk/case broken.vmdk fixed.vmdk    # keep the reports
   repair --json --progress json broken.vmdk fixed.vmdk   # for a script
 
+Ctrl-C (or SIGTERM) stops the repair cleanly: OUT is written whole or not
+at all; with --case, the same command resumes the carve.
+
 Exit status: 0 repaired (also when some grains are missing: the findings
 say so), 1 error (the input cannot be read, OUT exists without --force,
 OUT is the input, ...), 2 usage, 3 nothing could be recovered (nothing is
-written).
+written). With --json, stdout holds the JSON object in every case but 2,
+with "error" and "exit" when the repair failed.
 `
 
 type config struct {
