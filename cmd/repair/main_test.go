@@ -296,3 +296,48 @@ func TestRepairFindingsSnapshot(t *testing.T) {
 		t.Errorf("findings:\n%s", stdout.String())
 	}
 }
+
+// TestRepairOtherDisks: a file holding a second, smaller VMDK (a copy left
+// in its slack) writes the larger disk, names the other with the flag that
+// writes it, and prints only the written disk's findings.
+func TestRepairOtherDisks(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile(brokenVMDK(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m tooltest.MemFile
+	if _, err := vmdk.WriteMonolithicSparse(&m, vmdk.SparseWriterOptions{Capacity: 1024, FileName: "small.vmdk"}, func(g uint64, buf []byte) (bool, error) {
+		copy(buf, strings.Repeat("small disk ", 6000))
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "both.vmdk")
+	if err := os.WriteFile(in, append(b, m.Bytes...), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--progress", "none", in, filepath.Join(t.TempDir(), "fixed.vmdk")}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	text := flat(stdout.String())
+	for _, want := range []string{
+		"disk 01: 2.0 MiB virtual, 32 grains of 64.0 KiB, from a monolithicSparse file; of the 2 disks found, the one with the most grains placed",
+		"other disk 02 (monolithicSparse, 512.0 KiB): 8 grains recovered, not written (--disk 2 writes it)",
+		"[primary-tables-lost]",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("findings lack %q:\n%s", want, stdout.String())
+		}
+	}
+	// --disk 2 writes the intact disk: disk 01's damage is not its.
+	stdout.Reset()
+	if code := run([]string{"--progress", "none", "--disk", "2", in, filepath.Join(t.TempDir(), "small.vmdk")}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("--disk 2: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	text = flat(stdout.String())
+	if !strings.Contains(text, "other disk 01") || !strings.Contains(text, "8 recovered") || strings.Contains(text, "primary-tables-lost") {
+		t.Errorf("--disk 2:\n%s", stdout.String())
+	}
+}
