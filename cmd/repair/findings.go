@@ -46,8 +46,11 @@ func printFindings(w io.Writer, res *pipeline.RepairResult) {
 		}
 	}
 	from := "a " + strings.Join(variants, "+") + " file"
-	if len(d.Instances) > 1 {
+	switch {
+	case len(d.Instances) > 1:
 		from = fmt.Sprintf("%d copies (%s)", len(d.Instances), strings.Join(variants, ", "))
+	case len(d.Instances) == 0:
+		from = fmt.Sprintf("%d extents of a split disk", len(d.Parts))
 	}
 	para(w, "disk", fmt.Sprintf("%02d: %s virtual, %d grains of %s, from %s; %s", d.ID,
 		units.Bytes(int64(d.Capacity)*vmdk.SectorSize), c.Grains, units.Bytes(gb), from, res.Chosen))
