@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -79,13 +81,18 @@ func TestRepairOneCommand(t *testing.T) {
 		disk   corpus.DiskSpec
 		damage []corpus.Damage
 		says   []string // in the findings of the one command
+		codes  []string // the codes of its findings, every one
 	}{
 		{"ext4 guest, primary grain tables zeroed", 81, corpus.DiskSpec{ID: 1, Capacity: 64 << 20, FS: corpus.FSExt4},
 			[]corpus.Damage{{Kind: corpus.ZeroPrimaryTables}},
-			[]string{"header intact", "from the redundant copy", "entry from the redundant grain table", "missing   none"}},
+			[]string{"from a monolithicSparse file", "grain tables were read from the redundant copy instead", "missing none: every grain the disk had was recovered", "files read back whole"},
+			[]string{"primary-tables-lost", "evidence-not-hashed"}},
 		{"NTFS guest, first 64 KiB overwritten", 82, corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS},
 			[]corpus.Damage{{Kind: corpus.Overwrite, At: 0, Bytes: 64 << 10}},
-			[]string{"header lost", "header, descriptor and grain tables lost", "could be neither recovered nor proven empty"}},
+			[]string{"from a monolithicSparse (header and tables lost) file", "The file's header, descriptor and grain tables are all gone",
+				"could be neither recovered nor proven empty", "Missing grains read as zeros in the output because no disk format can mark them missing",
+				"missing (metadata-lost): virtual bytes 65536-"},
+			[]string{"grains-missing", "capacity-bounded", "metadata-lost", "evidence-not-hashed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			broken, truth := brokenFile(t, tc.seed, tc.disk, tc.damage)
@@ -94,10 +101,20 @@ func TestRepairOneCommand(t *testing.T) {
 			// The one command, as the README gives it.
 			work := t.TempDir()
 			out := runRepair(t, bin, work, filepath.Base(broken), broken, "fixed.vmdk")
-			for _, s := range append(tc.says, "repaired", "wrote     fixed.vmdk") {
-				if !strings.Contains(out, s) {
+			text := strings.Join(strings.Fields(out), " ") // however it is wrapped
+			for _, s := range append(tc.says, "repaired", "wrote fixed.vmdk") {
+				if !strings.Contains(text, s) {
 					t.Errorf("the findings lack %q", s)
 				}
+			}
+			// Every finding shows its code, and only the findings expected.
+			var codes []string
+			for _, m := range regexp.MustCompile(`\[([a-z-]+)\]`).FindAllStringSubmatch(text, -1) {
+				codes = append(codes, m[1])
+			}
+			slices.Sort(codes)
+			if wantCodes := slices.Sorted(slices.Values(tc.codes)); !slices.Equal(codes, wantCodes) {
+				t.Errorf("finding codes %v, want %v", codes, wantCodes)
 			}
 			fixed := filepath.Join(work, "fixed.vmdk")
 			tooltest.Run(t, "qemu-img", "check", "-f", "vmdk", fixed)
@@ -131,6 +148,36 @@ func TestRepairOneCommand(t *testing.T) {
 					scoreRepair(t, caseDir, outPath, qfmt, truth)
 				})
 			}
+
+			// For a script: --json on stdout, --progress json on stderr.
+			t.Run("json", func(t *testing.T) {
+				dir := t.TempDir()
+				cmd := exec.Command(bin, "--json", "--progress", "json", "--case", caseDir, broken, "out.vmdk")
+				cmd.Dir = dir
+				var stdout, stderr bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				if err := cmd.Run(); err != nil {
+					t.Fatalf("%v\n%s%s", err, stdout.String(), stderr.String())
+				}
+				var res pipeline.RepairResult
+				if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+					t.Fatalf("stdout is not JSON: %v\n%s", err, stdout.String())
+				}
+				var codes []string
+				for _, f := range res.Findings {
+					codes = append(codes, string(f.Code))
+				}
+				slices.Sort(codes)
+				if want := slices.Sorted(slices.Values(tc.codes)); !slices.Equal(codes, want) || len(res.Outputs) != 1 || res.Outputs[0].Path != "out.vmdk" {
+					t.Errorf("codes %v (want %v), outputs %+v", codes, want, res.Outputs)
+				}
+				for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+					var ev map[string]any
+					if err := json.Unmarshal([]byte(line), &ev); err != nil || ev["command"] != "repair" {
+						t.Errorf("progress line %q: %v", line, err)
+					}
+				}
+			})
 		})
 	}
 }

@@ -11,8 +11,14 @@ import (
 	"strings"
 
 	"vmdkcarve/carver"
+	"vmdkcarve/findings"
+	"vmdkcarve/reassemble"
 	"vmdkcarve/vmdk"
 )
+
+// StepWrite is the step RepairOptions.Meter is told about beyond
+// Rebuild's: the grains of the rebuilt disk written to OUT.
+const StepWrite = "write"
 
 // Errors of Repair that a caller tells apart (wrapped).
 var (
@@ -48,24 +54,42 @@ type RepairOptions struct {
 	// step. nil is silent.
 	CarveProgress carver.Progress
 	Progress      func(format string, args ...any)
+	// Meter is told how far the long steps are: Rebuild's (RebuildOptions
+	// .Meter), then StepWrite, the grains written to OUT. nil is silent.
+	Meter func(step, unit string, done, total int64)
 }
 
-// RepairResult is what Repair did.
+// RepairResult is what Repair did. It is also what `repair --json`
+// prints, hence the JSON names.
 type RepairResult struct {
-	Input  string
-	Format OutputFormat
+	Input  string       `json:"input"`
+	Format OutputFormat `json:"format"`
 	// Outputs are the files written, OUT first (for FormatESXi, the
 	// descriptor, then its flat extent).
-	Outputs []OutputFile
+	Outputs []OutputFile `json:"outputs"`
 	// Case is the case directory when kept (RepairOptions.CaseDir), ""
 	// when it was temporary and is removed.
-	Case string
-	// Disk is the report of the disk written (as CASE/disks/disk-NN.json
-	// holds it), Chosen why it was the one.
-	Disk   *DiskReport
-	Chosen string
+	Case string `json:"case,omitempty"`
+	// Chosen is why Disk was the disk written.
+	Chosen string `json:"chosen"`
+	// Findings are what a user should know about the repair: the
+	// evidence's findings (the input as a whole) and the written disk's
+	// (Disk.Findings), sorted. When nothing was recovered, every disk's.
+	Findings []findings.Finding `json:"findings"`
 	// Others are the other disks found in the input, not written.
-	Others []DiskSummary
+	Others []OtherDisk `json:"others"`
+	// Disk is the report of the disk written, as CASE/disks/disk-NN.json
+	// holds it (its output paths are the case's).
+	Disk *DiskReport `json:"report"`
+}
+
+// OtherDisk is a disk found in the input but not written
+// (RepairOptions.Disk writes it).
+type OtherDisk struct {
+	ID       int               `json:"id"`
+	Capacity uint64            `json:"capacity_bytes"`
+	Variants []string          `json:"variants"`
+	Counts   reassemble.Counts `json:"counts"`
 }
 
 // Repair carves the one file in as its own evidence, rebuilds every disk
@@ -124,7 +148,12 @@ func Repair(ctx context.Context, in, out string, opts RepairOptions) (*RepairRes
 		return res, err
 	}
 	logf("rebuilding")
-	rb, err := Rebuild(ctx, caseDir, RebuildOptions{Progress: opts.Progress})
+	rb, err := Rebuild(ctx, caseDir, RebuildOptions{Progress: opts.Progress, Meter: opts.Meter})
+	if rb != nil {
+		// Until a disk is chosen, every finding is the repair's: when
+		// nothing was recovered they say why.
+		res.Findings = rb.Findings
+	}
 	if err != nil {
 		return res, err
 	}
@@ -138,7 +167,7 @@ func Repair(ctx context.Context, in, out string, opts RepairOptions) (*RepairRes
 	res.Chosen = why
 	for _, d := range rb.Disks {
 		if d.ID != chosen.ID {
-			res.Others = append(res.Others, d)
+			res.Others = append(res.Others, OtherDisk{ID: d.ID, Capacity: d.Capacity, Variants: d.Variants, Counts: d.Counts})
 		}
 	}
 	if chosen.Counts.Placed == 0 {
@@ -147,15 +176,31 @@ func Repair(ctx context.Context, in, out string, opts RepairOptions) (*RepairRes
 	if res.Disk, err = readReport(caseDir, chosen); err != nil {
 		return res, err
 	}
+	res.Findings = repairFindings(rb.Findings, res.Disk)
 	// Again: the carve may have taken long enough for OUT to appear.
 	if err := checkRepairPaths(in, out, opts.Format, opts.Force); err != nil {
 		return res, err
 	}
 	logf("writing disk %02d to %s as %s", chosen.ID, out, opts.Format)
-	if res.Outputs, err = convertRebuilt(ctx, filepath.Join(caseDir, chosen.Path), out, opts.Format, res.Disk); err != nil {
+	if res.Outputs, err = convertRebuilt(ctx, filepath.Join(caseDir, chosen.Path), out, opts.Format, res.Disk, opts.Meter); err != nil {
 		return res, err
 	}
 	return res, nil
+}
+
+// repairFindings are the findings of a repair that wrote the disk of
+// rep: the evidence's of the case's (the input file as a whole), then the
+// disk's own. The other disks' findings stay in the case.
+func repairFindings(all []findings.Finding, rep *DiskReport) []findings.Finding {
+	var out []findings.Finding
+	for _, f := range all {
+		if f.Disk == 0 {
+			out = append(out, f)
+		}
+	}
+	out = append(out, rep.Findings...)
+	findings.Sort(out)
+	return out
 }
 
 // checkRepairPaths refuses an output that is the input, exists (unless
@@ -283,7 +328,8 @@ func readReport(caseDir string, d DiskSummary) (*DiskReport, error) {
 // package's own output, beside its report) to out in format f. Reading the
 // written disk back, rather than the evidence again, writes exactly the
 // grains rebuild verified and reported.
-func convertRebuilt(ctx context.Context, src, out string, f OutputFormat, rep *DiskReport) ([]OutputFile, error) {
+// meter, when set, is told the grains read for writing (StepWrite).
+func convertRebuilt(ctx context.Context, src, out string, f OutputFormat, rep *DiskReport, meter func(step, unit string, done, total int64)) ([]OutputFile, error) {
 	r, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
@@ -301,9 +347,15 @@ func convertRebuilt(ctx context.Context, src, out string, f OutputFormat, rep *D
 	if h.Capacity != d.Capacity || h.GrainSize != d.GrainSize {
 		return nil, fmt.Errorf("pipeline: %s is %d sectors of %d-sector grains, its report says %d of %d", src, h.Capacity, h.GrainSize, d.Capacity, d.GrainSize)
 	}
+	grains := int64((d.Capacity + d.GrainSize - 1) / max(d.GrainSize, 1))
 	read := func(g uint64, buf []byte) (bool, error) {
 		if err := ctx.Err(); err != nil {
 			return false, err
+		}
+		if meter != nil {
+			// Grains are read in order (a call may repeat one): g+1 of
+			// them are done.
+			meter(StepWrite, "grains", int64(g)+1, grains)
 		}
 		if g >= uint64(len(gtes)) || gtes[g] == 0 {
 			return false, nil

@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
+	"vmdkcarve/findings"
 	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/vmdk"
 )
@@ -422,6 +424,22 @@ func TestRepairSeveralDisks(t *testing.T) {
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, img) {
 		t.Error("the disk with the most grains is not the one written")
 	}
+	// The findings are the evidence's and the written disk's only: the
+	// big disk's zeroed primary tables are; the other's are in the case.
+	checkFindings := func(res *RepairResult, tablesLost bool) {
+		t.Helper()
+		var codes []findings.Code
+		for _, f := range res.Findings {
+			if f.Disk != 0 && f.Disk != res.Disk.Disk.ID {
+				t.Errorf("disk %02d written, a finding of disk %02d: %+v", res.Disk.Disk.ID, f.Disk, f)
+			}
+			codes = append(codes, f.Code)
+		}
+		if slices.Contains(codes, findings.CodePrimaryTablesLost) != tablesLost || !slices.Contains(codes, findings.CodeEvidenceNotHashed) {
+			t.Errorf("disk %02d: findings %v (primary-tables-lost: want %v; evidence-not-hashed)", res.Disk.Disk.ID, codes, tablesLost)
+		}
+	}
+	checkFindings(res, true)
 	out2 := filepath.Join(t.TempDir(), "b.raw")
 	res, err = Repair(context.Background(), in, out2, RepairOptions{Format: FormatRaw, CaseDir: caseDir, Disk: res.Others[0].ID})
 	if err != nil {
@@ -430,4 +448,5 @@ func TestRepairSeveralDisks(t *testing.T) {
 	if got, _ := os.ReadFile(out2); !bytes.Equal(got, small) || !strings.Contains(res.Chosen, "--disk") {
 		t.Errorf("--disk %d did not write the other disk (%q)", res.Disk.Disk.ID, res.Chosen)
 	}
+	checkFindings(res, false)
 }

@@ -7,20 +7,28 @@ import (
 	"slices"
 	"strings"
 
+	"vmdkcarve/findings"
 	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline"
 	"vmdkcarve/reassemble"
 	"vmdkcarve/vmdk"
 )
 
-// maxListed bounds the runs and notes printed per heading: the report
-// (kept with --case) lists them all.
+// maxListed bounds the ranges and guest problems printed per line: the
+// report (kept with --case, or printed by --json) lists them all.
 const maxListed = 6
 
-// printFindings says in plain words what repair found and did. It reads
-// the disk report alone (its counts, its instances' notes and its runs'
-// reasons), so that it can be switched to the report's coded findings
-// without touching anything else.
+// The layout of the text: a label column, then text wrapped to width.
+const (
+	width  = 80
+	indent = "          " // under the label column
+)
+
+// printFindings says in plain words what repair found and did: the
+// repair's own lines (what was written, grain counts, where the missing
+// grains are, the guest check, the other disks), then each coded finding
+// of the input and the written disk, its sentences first and its code
+// after them.
 func printFindings(w io.Writer, res *pipeline.RepairResult) {
 	rep := res.Disk
 	d := rep.Disk
@@ -31,90 +39,169 @@ func printFindings(w io.Writer, res *pipeline.RepairResult) {
 		out = res.Outputs[0].Path
 	}
 	fmt.Fprintf(w, "repaired  %s -> %s (%s)\n", res.Input, out, res.Format)
-	fmt.Fprintf(w, "disk      %02d: %s virtual, %d grains of %s; %s\n", d.ID, units.Bytes(int64(d.Capacity)*vmdk.SectorSize), c.Grains, units.Bytes(gb), res.Chosen)
-
-	// What was found, and what was damaged in it.
+	var variants []string
 	for _, inst := range d.Instances {
-		how := "header intact"
-		if inst.HeaderLost {
-			how = "header lost (inferred from what survives)"
-		}
-		fmt.Fprintf(w, "found     %s at byte %d of the file, %s; grain tables: %s\n", inst.Variant, inst.HeaderOffset, how, inst.Tables)
-		notes := inst.Notes
-		for i, n := range notes {
-			if i == maxListed {
-				fmt.Fprintf(w, "          ... %d more notes in the report\n", len(notes)-maxListed)
-				break
-			}
-			fmt.Fprintf(w, "  note    %s\n", n)
+		if !slices.Contains(variants, inst.Variant) {
+			variants = append(variants, inst.Variant)
 		}
 	}
-	for _, n := range d.Notes {
-		fmt.Fprintf(w, "  note    %s\n", n)
+	from := "a " + strings.Join(variants, "+") + " file"
+	switch {
+	case len(d.Instances) > 1:
+		from = fmt.Sprintf("%d copies (%s)", len(d.Instances), strings.Join(variants, ", "))
+	case len(d.Instances) == 0:
+		from = fmt.Sprintf("%d extents of a split disk", len(d.Parts))
 	}
+	para(w, "disk", fmt.Sprintf("%02d: %s virtual, %d grains of %s, from %s; %s", d.ID,
+		units.Bytes(int64(d.Capacity)*vmdk.SectorSize), c.Grains, units.Bytes(gb), from, res.Chosen))
 	if desc := d.Descriptor; desc != nil && (desc.ParentFileNameHint != "" || (desc.ParentCID != 0xffffffff && desc.ParentCID != 0)) {
 		parent := desc.ParentFileNameHint
 		if parent == "" {
 			parent = "not named"
 		}
-		fmt.Fprintf(w, "snapshot  the file is a snapshot (delta) of a parent disk (parentCID %08x, parent %s):\n", desc.ParentCID, parent)
-		fmt.Fprintf(w, "          it holds only the grains written since; the others are the parent's, not\n")
-		fmt.Fprintf(w, "          zeros, so the output alone is not the whole disk\n")
+		para(w, "snapshot", fmt.Sprintf("The file is a snapshot (delta) of a parent disk (parentCID %08x, parent %s): it holds only the grains written since; the others are the parent's, not zeros, so the output alone is not the whole disk.", desc.ParentCID, parent))
 	}
 
-	// What was done, grain by grain.
-	fmt.Fprintf(w, "grains    %d recovered, %d empty (zeros in the original too), %d missing, %d damaged\n",
-		c.Placed, c.Zero, c.Missing+c.Conflict, c.Damaged)
-	for _, g := range groupRuns(d.Runs, reassemble.Placed) {
-		fmt.Fprintf(w, "  placed  %d grains: %s\n", g.grains, g.reason)
-	}
-	lost := c.Missing + c.Conflict + c.Damaged
-	if lost > 0 {
-		fmt.Fprintf(w, "missing   %d grains (%s) could be neither recovered nor proven empty.\n", lost, units.Bytes(int64(lost)*gb))
-		fmt.Fprintf(w, "          They read as zeros in the output: a disk image has no way to mark data\n")
-		fmt.Fprintf(w, "          missing, so whatever the guest kept there is lost (unless it was empty).\n")
-		fmt.Fprintf(w, "          Why, and where:\n")
+	para(w, "grains", fmt.Sprintf("%d recovered, %d empty (zeros in the original too), %d missing, %d damaged",
+		c.Placed, c.Zero, c.Missing+c.Conflict, c.Damaged))
+	if lost := c.Missing + c.Conflict + c.Damaged; lost > 0 {
+		para(w, "missing", fmt.Sprintf("%d grains (%s) could be neither recovered nor proven empty. Missing grains read as zeros in the output because no disk format can mark them missing: whatever the guest kept there is lost, unless it was empty. The findings below say why. Where, with the reason each range has in the report:", lost, units.Bytes(int64(lost)*gb)))
 		for _, st := range []reassemble.Status{reassemble.Missing, reassemble.Conflict, reassemble.Damaged} {
 			for _, g := range groupRuns(d.Runs, st) {
-				fmt.Fprintf(w, "  %-7s %d grains: %s\n", st, g.grains, g.reason)
-				fmt.Fprintf(w, "          at %s\n", g.where(gb))
+				para(w, "", fmt.Sprintf("%s (%s): %s", st, g.code, g.where(gb)))
 			}
 		}
 	} else {
-		fmt.Fprintf(w, "missing   none: every grain the disk had was recovered\n")
+		para(w, "missing", "none: every grain the disk had was recovered")
 	}
 
 	for _, f := range rep.Guest {
 		if f.Check == nil {
 			continue
 		}
-		line := fmt.Sprintf("guest     %s at byte %d: %d entries walked", f.Kind, f.Offset, f.Check.Entries)
+		line := fmt.Sprintf("%s filesystem at disk byte %d checked: %d entries walked", f.Kind, f.Offset, f.Check.Entries)
 		if f.Check.Files > 0 {
 			line += fmt.Sprintf(", %d of %d files read back whole", f.Check.FilesRecovered, f.Check.Files)
 		}
 		if !f.Check.Walked {
 			line += " (the walk did not finish)"
 		}
-		fmt.Fprintln(w, line)
+		para(w, "guest", line)
 		for i, p := range f.Check.Problems {
 			if i == maxListed {
+				para(w, "", fmt.Sprintf("... %d more problems in the report", len(f.Check.Problems)-maxListed))
 				break
 			}
-			fmt.Fprintf(w, "  problem %s\n", p)
+			para(w, "", "problem: "+p)
 		}
 	}
+
+	printCoded(w, res.Input, res.Findings, d)
 
 	for _, o := range res.Outputs {
 		fmt.Fprintf(w, "wrote     %s (%s, %s) sha256 %s\n", o.Path, o.Format, units.Bytes(o.Size), o.SHA256)
 	}
 	for _, other := range res.Others {
-		fmt.Fprintf(w, "other     disk %02d: %s, %d grains recovered, not written (--disk %d writes it)\n", other.ID, units.Bytes(int64(other.Capacity)), other.Counts.Placed, other.ID)
+		para(w, "other", fmt.Sprintf("disk %02d (%s, %s): %d grains recovered, not written (--disk %d writes it)",
+			other.ID, strings.Join(other.Variants, "+"), units.Bytes(int64(other.Capacity)), other.Counts.Placed, other.ID))
 	}
 	if res.Case != "" {
-		fmt.Fprintf(w, "report    %s (every grain, its source and the reason)\n", filepath.Join(res.Case, strings.TrimSuffix(reportPath(rep), ".vmdk")+".json"))
+		fmt.Fprintf(w, "report    %s\n", filepath.Join(res.Case, strings.TrimSuffix(reportPath(rep), ".vmdk")+".json"))
+		para(w, "", fmt.Sprintf("(every grain, its source and the reason; the case's %s lists every finding of the file)", pipeline.FindingsName))
 	} else {
-		fmt.Fprintf(w, "report    not kept (the case was temporary): add --case DIR to keep where every grain came from\n")
+		para(w, "report", "not kept (the case was temporary): add --case DIR to keep where every grain came from, or --json to print it")
 	}
+}
+
+// printNothing is printFindings when nothing could be recovered: what
+// was not written, and the findings that say why.
+func printNothing(w io.Writer, in, out string, res *pipeline.RepairResult) {
+	fmt.Fprintf(w, "nothing could be recovered from %s: no grain of a VMware disk was proven; %s was not written\n", in, out)
+	fmt.Fprintln(w, "(if the file is a small text descriptor, repair the data file it names instead: NAME-flat.vmdk, NAME-s001.vmdk, ...)")
+	if res != nil {
+		printCoded(w, in, res.Findings, nil)
+	}
+}
+
+// printCoded lists the findings, errors first: each one's two sentences
+// (what it means, what was done) lead, its severity stands in the label
+// column and its code follows in brackets, for the README's table and
+// for scripts. d is the disk written (nil: none), so that a finding
+// about one of its copies names the copy only when it has several.
+func printCoded(w io.Writer, in string, fs []findings.Finding, d *reassemble.Disk) {
+	if len(fs) == 0 {
+		return
+	}
+	errs, warns, infos := findings.Count(fs)
+	para(w, "findings", fmt.Sprintf("%d %s, %d %s, %d info. The code in brackets is explained in the README (Finding codes); an image offset is a byte of %s.",
+		errs, pluralWord(errs, "error", "errors"), warns, pluralWord(warns, "warning", "warnings"), infos, filepath.Base(in)))
+	sorted := slices.Clone(fs)
+	slices.SortStableFunc(sorted, func(a, b findings.Finding) int { return rank(a.Severity) - rank(b.Severity) })
+	for _, f := range sorted {
+		tag := []string{string(f.Code)}
+		switch {
+		case d == nil && f.Disk != 0:
+			tag = append(tag, fmt.Sprintf("disk %02d", f.Disk))
+		case d != nil && f.Disk != 0 && f.Disk != d.ID:
+			tag = append(tag, fmt.Sprintf("disk %02d", f.Disk))
+		}
+		if f.Instance != 0 && (d == nil || len(d.Instances) > 1) {
+			tag = append(tag, fmt.Sprintf("copy %d", f.Instance))
+		}
+		text := strings.TrimSpace(f.Message + " " + f.Action)
+		para(w, "  "+string(f.Severity), text+" ["+strings.Join(tag, ", ")+"]")
+	}
+}
+
+// rank orders severities for the console: errors, warnings, then the
+// rest.
+func rank(s findings.Severity) int {
+	switch s {
+	case findings.Error:
+		return 0
+	case findings.Warning:
+		return 1
+	}
+	return 2
+}
+
+// para prints text under label, wrapped to width at spaces.
+func para(w io.Writer, label, text string) {
+	lines := wrap(text, width-len(indent))
+	for i, line := range lines {
+		head := indent
+		if i == 0 && label != "" {
+			head = label + " "
+			if len(head) < len(indent) {
+				head = label + indent[len(label):]
+			}
+		}
+		fmt.Fprintf(w, "%s%s\n", head, line)
+	}
+}
+
+// wrap breaks text into lines of at most lim bytes at spaces, greedily (a
+// word longer than lim has a line of its own). By hand, not with
+// github.com/kr/text: its minimal-raggedness Wrap allocates a table of
+// n×n for n words, and a finding's text carries strings from the
+// evidence (error messages, file names) of any length.
+func wrap(text string, lim int) []string {
+	var lines []string
+	var cur strings.Builder
+	for _, word := range strings.Fields(text) {
+		if cur.Len() > 0 && cur.Len()+1+len(word) > lim {
+			lines = append(lines, cur.String())
+			cur.Reset()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte(' ')
+		}
+		cur.WriteString(word)
+	}
+	if cur.Len() > 0 || len(lines) == 0 {
+		lines = append(lines, cur.String())
+	}
+	return lines
 }
 
 // reportPath is the case-relative path of the report's disk.
@@ -125,16 +212,14 @@ func reportPath(rep *pipeline.DiskReport) string {
 	return fmt.Sprintf("%s/disk-%02d.vmdk", pipeline.DisksDirName, rep.Disk.ID)
 }
 
-// runGroup is the runs of one status decided for one kind of reason.
+// runGroup is the runs of one status decided for one reason code.
 type runGroup struct {
-	code   reassemble.ReasonCode
-	reason string // the first run's reason, as an example
-	grains uint64
-	runs   []reassemble.Run
+	code reassemble.ReasonCode
+	runs []reassemble.Run
 }
 
-// groupRuns groups the runs of status st by reason code, the largest group
-// first.
+// groupRuns groups the runs of status st by reason code, in the order of
+// their first run.
 func groupRuns(runs []reassemble.Run, st reassemble.Status) []*runGroup {
 	var groups []*runGroup
 	for _, r := range runs {
@@ -143,28 +228,16 @@ func groupRuns(runs []reassemble.Run, st reassemble.Status) []*runGroup {
 		}
 		i := slices.IndexFunc(groups, func(g *runGroup) bool { return g.code == r.Code })
 		if i < 0 {
-			reason := r.Reason
-			if reason == "" {
-				reason = string(r.Code)
-			}
-			if reason == "" {
-				reason = "no reason recorded"
-			}
-			groups = append(groups, &runGroup{code: r.Code, reason: reason})
+			groups = append(groups, &runGroup{code: r.Code})
 			i = len(groups) - 1
 		}
-		groups[i].grains += r.Count
 		groups[i].runs = append(groups[i].runs, r)
 	}
-	slices.SortStableFunc(groups, func(a, b *runGroup) int {
-		switch {
-		case a.grains > b.grains:
-			return -1
-		case a.grains < b.grains:
-			return 1
+	for _, g := range groups {
+		if g.code == "" {
+			g.code = "no reason recorded"
 		}
-		return 0
-	})
+	}
 	return groups
 }
 
@@ -193,4 +266,11 @@ func (g *runGroup) where(grainBytes int64) string {
 		parts = append(parts, fmt.Sprintf("%d-%d (%s)", int64(s.first)*grainBytes, int64(s.end)*grainBytes-1, grains))
 	}
 	return "virtual bytes " + strings.Join(parts, ", ")
+}
+
+func pluralWord(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
