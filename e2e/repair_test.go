@@ -86,13 +86,13 @@ func TestRepairOneCommand(t *testing.T) {
 		{"ext4 guest, primary grain tables zeroed", 81, corpus.DiskSpec{ID: 1, Capacity: 64 << 20, FS: corpus.FSExt4},
 			[]corpus.Damage{{Kind: corpus.ZeroPrimaryTables}},
 			[]string{"from a monolithicSparse file", "grain tables were read from the redundant copy instead", "missing none: every grain the disk had was recovered", "files read back whole"},
-			[]string{"primary-tables-lost", "evidence-not-hashed"}},
+			[]string{"primary-tables-lost"}},
 		{"NTFS guest, first 64 KiB overwritten", 82, corpus.DiskSpec{ID: 1, Capacity: 48 << 20, FS: corpus.FSNTFS},
 			[]corpus.Damage{{Kind: corpus.Overwrite, At: 0, Bytes: 64 << 10}},
 			[]string{"from a monolithicSparse (header and tables lost) file", "The file's header, descriptor and grain tables are all gone",
 				"could be neither recovered nor proven empty", "Missing grains read as zeros in the output because no disk format can mark them missing",
 				"missing (metadata-lost): virtual bytes 65536-"},
-			[]string{"grains-missing", "capacity-bounded", "metadata-lost", "evidence-not-hashed"}},
+			[]string{"grains-missing", "capacity-bounded", "metadata-lost"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			broken, truth := brokenFile(t, tc.seed, tc.disk, tc.damage)

@@ -46,8 +46,9 @@ type RepairOptions struct {
 	// Force overwrites an existing OUT (and, for FormatESXi, its flat
 	// extent). Never the input.
 	Force bool
-	// Workers is the carve's (CarveOptions). Hash is too, but "" hashes
-	// nothing: the case is usually temporary.
+	// Workers and Hash are the carve's (CarveOptions): "" hashes the input
+	// as carve does by default (SHA-256), so the report can show the
+	// broken file was read, not changed.
 	Workers int
 	Hash    string
 	// CarveProgress receives the carve's progress; Progress one line per
@@ -140,9 +141,6 @@ func Repair(ctx context.Context, in, out string, opts RepairOptions) (*RepairRes
 	}
 
 	hash := opts.Hash
-	if hash == "" {
-		hash = "none"
-	}
 	logf("carving %s into %s", in, caseDir)
 	if _, err := Carve(ctx, caseDir, in, CarveOptions{Workers: opts.Workers, Hash: hash, Progress: opts.CarveProgress}); err != nil {
 		return res, err

@@ -39,6 +39,11 @@ func printFindings(w io.Writer, res *pipeline.RepairResult) {
 		out = res.Outputs[0].Path
 	}
 	fmt.Fprintf(w, "repaired  %s -> %s (%s)\n", res.Input, out, res.Format)
+	if ev := rep.Evidence; ev.SHA256 != "" {
+		// What the input was when it was read (it is opened read-only,
+		// so a later hash that matches shows it was not changed).
+		fmt.Fprintf(w, "input     opened read-only; its sha256:\n          %s\n", ev.SHA256)
+	}
 	var variants []string
 	for _, inst := range d.Instances {
 		if !slices.Contains(variants, inst.Variant) {

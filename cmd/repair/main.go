@@ -196,7 +196,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	progressFlag := fs.String("progress", "auto", progress.FlagHelp)
 	fs.BoolVar(&cfg.json, "json", false, "print the summary (the files written, the disk's report, the findings) as one JSON object on stdout instead of the text")
 	fs.IntVar(&cfg.opts.Workers, "workers", 0, "scanning goroutines (0 = one per CPU)")
-	fs.StringVar(&cfg.opts.Hash, "hash", "none", "hash the input while reading it: `LIST` of md5, sha1, sha256, or none; recorded in the case's case.json (see --case)")
+	fs.StringVar(&cfg.opts.Hash, "hash", "sha256", "hash the input while reading it: `LIST` of md5, sha1, sha256, or none; recorded in the report and the case's case.json (see --case)")
 
 	var positional []string
 	for {
