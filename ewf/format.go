@@ -189,6 +189,7 @@ type ChunkError struct {
 	Path    string // segment file
 	Chunk   int64  // chunk number in the media, from 0
 	Media   int64  // the media offset the chunk holds
+	Length  int64  // the media bytes it holds, from Media
 	Offset  int64  // the chunk's byte offset in the segment file
 	Err     error
 }
