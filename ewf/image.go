@@ -261,6 +261,32 @@ func (m *Image) ReadErrors() []ByteRange {
 	return merged
 }
 
+// StoredChunk is where a chunk's bytes are stored.
+type StoredChunk struct {
+	Segment    int    // segment number, from 1
+	Path       string // segment file
+	Offset     int64  // of the stored bytes in the segment file
+	Size       int64  // stored bytes (the zlib stream, or the data and its Adler-32)
+	Compressed bool
+}
+
+// Chunk says where chunk i (from 0) is stored: for examiners' reports
+// and for tests that damage a chunk on purpose.
+func (m *Image) Chunk(i int64) (StoredChunk, error) {
+	if i < 0 || i >= m.vol.ChunkCount {
+		return StoredChunk{}, fmt.Errorf("ewf: chunk %d: the set has chunks 0 to %d", i, m.vol.ChunkCount-1)
+	}
+	locs, err := m.locate(i, i)
+	if err != nil {
+		return StoredChunk{}, err
+	}
+	loc := locs[0]
+	if loc.err != nil {
+		return StoredChunk{}, loc.err
+	}
+	return StoredChunk{Segment: loc.seg.number, Path: loc.seg.path, Offset: loc.off, Size: loc.end - loc.off, Compressed: loc.compressed}, nil
+}
+
 // chunkLoc is where one chunk is stored.
 type chunkLoc struct {
 	seg        *segment
