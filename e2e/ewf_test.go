@@ -133,8 +133,10 @@ func TestE01Evidence(t *testing.T) {
 }
 
 // TestE01Damage: a tampered stored MD5 is carved all the same and
-// recorded as a mismatch; a damaged chunk and a truncated segment are
-// clear errors naming the segment (and the chunk).
+// recorded as a mismatch; damaged chunks are carved around (unreadable
+// areas naming the segment and chunk: TestE01DamagedChunks has the
+// rest); a truncated segment and a broken table, which leave the media's
+// layout unknown, are clear errors naming the segment.
 func TestE01Damage(t *testing.T) {
 	tooltest.Need(t, "ewfacquire")
 	spec, err := corpus.Scenario("variants", 5, 32<<20, corpus.HaveQemu())
@@ -194,10 +196,44 @@ func TestE01Damage(t *testing.T) {
 		if err := os.WriteFile(seg, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		res, err := pipeline.Carve(context.Background(), filepath.Join(t.TempDir(), "case"), first, pipeline.CarveOptions{})
+		if err != nil || !res.Complete {
+			t.Fatalf("carve of a set with damaged chunks: %v (%+v), want it carved around them", err, res)
+		}
+		var chunks []string
+		for _, a := range res.Evidence.UnreadableAreas {
+			if a.Source != pipeline.AreaEWFChunk || a.Chunk == nil || a.Chunk.Segment != 2 || !strings.Contains(a.Chunk.Error, "ewf:") {
+				t.Errorf("unreadable area %s: want a damaged chunk of segment 2, saying why", jsonString(a))
+				continue
+			}
+			chunks = append(chunks, fmt.Sprintf("chunk %d: %s", a.Chunk.Number, a.Chunk.Error))
+		}
+		if len(chunks) == 0 {
+			t.Fatal("no damaged chunk recorded")
+		}
+		t.Logf("%s", strings.Join(chunks, "; "))
+	})
+
+	t.Run("broken-table", func(t *testing.T) {
+		seg := segs[1].Path
+		orig := readBytes(t, seg)
+		defer os.WriteFile(seg, orig, 0o644)
+		b := bytes.Clone(orig)
+		// An entry of the table and of its table2 mirror: neither checks.
+		for _, typ := range []string{"table", "table2"} {
+			i := bytes.Index(b, append([]byte(typ), make([]byte, 16-len(typ))...))
+			if i < 0 {
+				t.Fatalf("no %s section", typ)
+			}
+			b[i+76+24+4*3+1] ^= 0x10
+		}
+		if err := os.WriteFile(seg, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		_, err := pipeline.Carve(context.Background(), filepath.Join(t.TempDir(), "case"), first, pipeline.CarveOptions{})
-		var ce *ewf.ChunkError
-		if !errors.As(err, &ce) || ce.Segment != 2 || !strings.Contains(err.Error(), "segment 2") || !strings.Contains(err.Error(), "chunk") {
-			t.Fatalf("carve of a damaged chunk: %v, want an error naming segment 2 and the chunk", err)
+		var fe *ewf.FormatError
+		if !errors.As(err, &fe) || fe.Struct != "table" || !strings.Contains(err.Error(), "segment 2") {
+			t.Fatalf("carve of a set with a broken table: %v, want an error naming segment 2's table", err)
 		}
 		t.Logf("%v", err)
 	})
