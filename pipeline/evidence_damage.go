@@ -177,6 +177,16 @@ func (d *damageReader) overlaps(lo, hi int64) bool {
 		return false
 	}
 	cs := d.img.ChunkSize()
+	if (hi-lo)/cs > int64(len(d.hit)) {
+		// A hit longer than the damaged chunks are many (a damaged
+		// record's claimed length): ask each chunk instead.
+		for start, a := range d.hit {
+			if start < hi && lo < a.End {
+				return true
+			}
+		}
+		return false
+	}
 	for c := lo / cs; c*cs < hi; c++ {
 		if _, ok := d.hit[c*cs]; ok {
 			return true
