@@ -231,6 +231,38 @@ func TestReadAtZeroDamaged(t *testing.T) {
 	}
 }
 
+// TestTableEntryChangedAfterOpen: a table entry that no longer checks
+// when read again (the file changed after it was opened) damages the
+// chunks it bounds, the one it starts and the one before, which end
+// there, and no other.
+func TestTableEntryChangedAfterOpen(t *testing.T) {
+	media := testMedia(8*32768, 6)
+	segs := writeSet(media, testSet{sectorsPerChunk: 64, chunksPerSeg: 8, compress: func(int) bool { return true }})
+	m, err := NewImage(segmentFiles(segs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := m.tables[0].t.entries + 3*tableEntrySize // chunk 3's
+	le.PutUint32(segs[0][entry:], entryCompressed|0x7fffffff)
+	b := make([]byte, len(media))
+	_, damaged, err := m.ReadAtZeroDamaged(b, 0)
+	var listed []int64
+	for _, ce := range damaged {
+		listed = append(listed, ce.Chunk)
+	}
+	if err != nil || fmt.Sprint(listed) != "[2 3]" {
+		t.Fatalf("damaged chunks %v, %v; want 2 and 3", listed, err)
+	}
+	want := bytes.Clone(media)
+	clear(want[2*32768 : 4*32768])
+	if !bytes.Equal(b, want) {
+		t.Error("the chunks not bounded by the entry differ from the media")
+	}
+	if _, err := m.ReadAt(b, 0); !IsDamage(err) || !strings.Contains(err.Error(), "chunk 2") {
+		t.Errorf("ReadAt: %v, want chunk 2's error", err)
+	}
+}
+
 // TestTable2StandsIn: a table whose entries fail their checksum is read
 // from its table2 mirror; with no mirror the segment fails.
 func TestTable2StandsIn(t *testing.T) {

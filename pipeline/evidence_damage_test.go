@@ -1,13 +1,20 @@
 package pipeline
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"vmdkcarve/ewf"
 	"vmdkcarve/findings"
+	"vmdkcarve/internal/tooltest"
 )
 
 func chunkArea(n int64) UnreadableArea {
@@ -175,3 +182,84 @@ func TestUnreadableImageWording(t *testing.T) {
 type zeroReader struct{}
 
 func (zeroReader) ReadAt(b []byte, off int64) (int, error) { clear(b); return len(b), nil }
+
+// TestDamageReader: reads of an E01 set through the carve's reader go on
+// past a damaged chunk, read it as zeros and record it once, whichever
+// reads meet it and in whatever order; overlaps answers for it; a
+// resumed run's chunks are restored.
+func TestDamageReader(t *testing.T) {
+	tooltest.Need(t, "ewfacquire")
+	dir := t.TempDir()
+	media := make([]byte, 1<<20)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range media {
+		media[i] = byte(rng.Uint32())
+	}
+	raw := filepath.Join(dir, "media.raw")
+	if err := os.WriteFile(raw, media, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tooltest.Run(t, "ewfacquire", "-u", "-q", "-t", filepath.Join(dir, "set"), "-c", "deflate:fast", "-f", "encase6", raw)
+	first := filepath.Join(dir, "set.E01")
+	img, err := ewf.Open(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := img.Chunk(5)
+	img.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(sc.Path)
+	b[sc.Offset+sc.Size/2] ^= 0xff
+	if err := os.WriteFile(sc.Path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if img, err = ewf.Open(first); err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	cs := img.ChunkSize()
+	want := bytes.Clone(media)
+	clear(want[5*cs : 6*cs])
+	d := newDamageReader(img)
+	if d.overlaps(0, 1<<20) || d.areas() != nil {
+		t.Fatal("damage before any read")
+	}
+	// Two overlapping reads (a chunk and the next one's margin), the
+	// later one first.
+	for _, r := range []Range{{4 * cs, 8 * cs}, {0, 6*cs - 100}, {0, int64(len(media))}} {
+		p := make([]byte, r.End-r.Start)
+		if n, err := d.ReadAt(p, r.Start); n != len(p) || err != nil {
+			t.Fatalf("read %v: %d, %v", r, n, err)
+		}
+		if !bytes.Equal(p, want[r.Start:r.End]) {
+			t.Fatalf("read %v: not the media with chunk 5 zero", r)
+		}
+	}
+	got := d.areas()
+	if len(got) != 1 || got[0].Start != 5*cs || got[0].End != 6*cs || got[0].Source != AreaEWFChunk || got[0].Chunk == nil ||
+		got[0].Chunk.Number != 5 || got[0].Chunk.Segment != 1 || got[0].Chunk.FileOffset != sc.Offset || got[0].Chunk.Error == "" {
+		t.Fatalf("areas %s: want chunk 5", mustJSON(got))
+	}
+	for _, tc := range []struct {
+		lo, hi int64
+		want   bool
+	}{{0, 5 * cs, false}, {5*cs - 1, 5 * cs, false}, {5*cs - 1, 5*cs + 1, true}, {6*cs - 1, 6 * cs, true}, {6 * cs, 7 * cs, false}, {0, 1 << 40, true}} {
+		if d.overlaps(tc.lo, tc.hi) != tc.want {
+			t.Errorf("overlaps(%d, %d) = %v", tc.lo, tc.hi, !tc.want)
+		}
+	}
+	// A resumed run knows the chunks of the run it resumes before it
+	// reads them.
+	d2 := newDamageReader(img)
+	d2.restore(got)
+	if !reflect.DeepEqual(d2.areas(), got) {
+		t.Errorf("restored %s, want %s", mustJSON(d2.areas()), mustJSON(got))
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
