@@ -24,8 +24,10 @@
 // must lie inside their file and advance, tables inside their sections,
 // chunks inside the sectors section their table follows, and chunk sizes
 // under MaxChunkSize. A damaged structure gives a *FormatError; a damaged
-// chunk a *ChunkError naming segment, chunk and file offset. Nothing here
-// panics on crafted input; the fuzz targets check that.
+// chunk a *ChunkError naming segment, chunk and file offset, from ReadAt,
+// while ReadAtZeroDamaged reads past it (zeros, the chunk listed) for a
+// caller that treats its bytes as unknown. Nothing here panics on crafted
+// input; the fuzz targets check that.
 package ewf
 
 import (
