@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash/adler32"
 	"io"
 	"math/rand/v2"
@@ -162,6 +163,103 @@ func TestDamagedChunks(t *testing.T) {
 			t.Errorf("message %q names no segment and chunk", err)
 		}
 		segs[1][at] ^= 0x40
+	}
+}
+
+// TestReadAtZeroDamaged: damaged chunks in two segments read as zeros
+// and are listed, in media order, with their media ranges; every other
+// byte reads as the media's, through whole-chunk and partial reads alike,
+// and the same read fails with ReadAt.
+func TestReadAtZeroDamaged(t *testing.T) {
+	media := testMedia(256*1024+1024, 5) // the last chunk is short
+	for _, compressed := range []bool{false, true} {
+		segs := writeSet(media, testSet{sectorsPerChunk: 64, chunksPerSeg: 4, compress: func(int) bool { return compressed }})
+		m, err := NewImage(segmentFiles(segs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Chunk 1 (segment 1) and chunk 8, the media's short last chunk
+		// (segment 3).
+		bad := []int64{1, 8}
+		for _, c := range bad {
+			locs, err := m.locate(c, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			segs[c/4][locs[0].off+7] ^= 0x81
+		}
+		if m, err = NewImage(segmentFiles(segs)); err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.Clone(media)
+		for _, c := range bad {
+			clear(want[c*32768 : min((c+1)*32768, int64(len(want)))])
+		}
+		for _, r := range []struct{ off, n int }{{0, len(media)}, {100, 40000}, {32768 + 5, 10}, {60000, 300 * 1024}} {
+			n := min(r.n, len(media)-r.off)
+			b := bytes.Repeat([]byte{0xee}, r.n)
+			got, damaged, err := m.ReadAtZeroDamaged(b, int64(r.off))
+			if got != n || (err != nil && err != io.EOF) {
+				t.Fatalf("compressed %v: ReadAtZeroDamaged(%d, %d) = %d, %v", compressed, r.n, r.off, got, err)
+			}
+			if !bytes.Equal(b[:n], want[r.off:r.off+n]) {
+				t.Errorf("compressed %v: ReadAtZeroDamaged(%d, %d): bytes differ from the media with the damaged chunks zero", compressed, r.n, r.off)
+			}
+			var listed []int64
+			for _, ce := range damaged {
+				listed = append(listed, ce.Chunk)
+				if ce.Media != ce.Chunk*32768 || ce.Length != min(32768, int64(len(media))-ce.Media) || ce.Segment != int(ce.Chunk/4)+1 || !IsDamage(ce) {
+					t.Errorf("compressed %v: %+v: wrong range or segment, or not damage", compressed, ce)
+				}
+			}
+			var inRead []int64
+			for _, c := range bad {
+				if c*32768 < int64(r.off+n) && (c+1)*32768 > int64(r.off) {
+					inRead = append(inRead, c)
+				}
+			}
+			if fmt.Sprint(listed) != fmt.Sprint(inRead) {
+				t.Errorf("compressed %v: read [%d, %d) lists damaged chunks %v, want %v", compressed, r.off, r.off+n, listed, inRead)
+			}
+			if _, err := m.ReadAt(b, int64(r.off)); len(inRead) > 0 && !IsDamage(err) {
+				t.Errorf("compressed %v: ReadAt over a damaged chunk: %v", compressed, err)
+			}
+		}
+	}
+	if IsDamage(io.ErrUnexpectedEOF) || IsDamage(&ChunkError{Err: io.ErrUnexpectedEOF}) {
+		t.Error("a short read of a segment file counted as damage")
+	}
+}
+
+// TestTableEntryChangedAfterOpen: a table entry that no longer checks
+// when read again (the file changed after it was opened) damages the
+// chunks it bounds, the one it starts and the one before, which end
+// there, and no other.
+func TestTableEntryChangedAfterOpen(t *testing.T) {
+	media := testMedia(8*32768, 6)
+	segs := writeSet(media, testSet{sectorsPerChunk: 64, chunksPerSeg: 8, compress: func(int) bool { return true }})
+	m, err := NewImage(segmentFiles(segs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := m.tables[0].t.entries + 3*tableEntrySize // chunk 3's
+	le.PutUint32(segs[0][entry:], entryCompressed|0x7fffffff)
+	b := make([]byte, len(media))
+	_, damaged, err := m.ReadAtZeroDamaged(b, 0)
+	var listed []int64
+	for _, ce := range damaged {
+		listed = append(listed, ce.Chunk)
+	}
+	if err != nil || fmt.Sprint(listed) != "[2 3]" {
+		t.Fatalf("damaged chunks %v, %v; want 2 and 3", listed, err)
+	}
+	want := bytes.Clone(media)
+	clear(want[2*32768 : 4*32768])
+	if !bytes.Equal(b, want) {
+		t.Error("the chunks not bounded by the entry differ from the media")
+	}
+	if _, err := m.ReadAt(b, 0); !IsDamage(err) || !strings.Contains(err.Error(), "chunk 2") {
+		t.Errorf("ReadAt: %v, want chunk 2's error", err)
 	}
 }
 

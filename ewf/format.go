@@ -24,8 +24,10 @@
 // must lie inside their file and advance, tables inside their sections,
 // chunks inside the sectors section their table follows, and chunk sizes
 // under MaxChunkSize. A damaged structure gives a *FormatError; a damaged
-// chunk a *ChunkError naming segment, chunk and file offset. Nothing here
-// panics on crafted input; the fuzz targets check that.
+// chunk a *ChunkError naming segment, chunk and file offset, from ReadAt,
+// while ReadAtZeroDamaged reads past it (zeros, the chunk listed) for a
+// caller that treats its bytes as unknown. Nothing here panics on crafted
+// input; the fuzz targets check that.
 package ewf
 
 import (
@@ -189,6 +191,7 @@ type ChunkError struct {
 	Path    string // segment file
 	Chunk   int64  // chunk number in the media, from 0
 	Media   int64  // the media offset the chunk holds
+	Length  int64  // the media bytes it holds, from Media
 	Offset  int64  // the chunk's byte offset in the segment file
 	Err     error
 }

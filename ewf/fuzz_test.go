@@ -77,5 +77,19 @@ func FuzzOpenSegment(f *testing.F) {
 		io.Copy(io.Discard, io.NewSectionReader(m, 0, min(m.Size(), 64<<20)))
 		buf := make([]byte, 1000)
 		m.ReadAt(buf, m.Size()/2)
+		// Past damaged chunks: each listed once, inside the read, with
+		// its bytes zero.
+		all := make([]byte, min(m.Size(), 1<<20))
+		n, damaged, _ := m.ReadAtZeroDamaged(all, 0)
+		prev := int64(-1)
+		for _, ce := range damaged {
+			if ce.Chunk <= prev || ce.Media < 0 || ce.Length <= 0 || ce.Media+ce.Length > m.Size() || !IsDamage(ce) {
+				t.Fatalf("damaged chunk %+v after chunk %d", ce, prev)
+			}
+			prev = ce.Chunk
+			if lo, hi := ce.Media, min(ce.Media+ce.Length, int64(n)); lo < hi && bytes.Count(all[lo:hi], []byte{0}) != int(hi-lo) {
+				t.Fatalf("damaged chunk %d reads non-zero", ce.Chunk)
+			}
+		}
 	})
 }

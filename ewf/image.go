@@ -261,12 +261,39 @@ func (m *Image) ReadErrors() []ByteRange {
 	return merged
 }
 
+// StoredChunk is where a chunk's bytes are stored.
+type StoredChunk struct {
+	Segment    int    // segment number, from 1
+	Path       string // segment file
+	Offset     int64  // of the stored bytes in the segment file
+	Size       int64  // stored bytes (the zlib stream, or the data and its Adler-32)
+	Compressed bool
+}
+
+// Chunk says where chunk i (from 0) is stored: for examiners' reports
+// and for tests that damage a chunk on purpose.
+func (m *Image) Chunk(i int64) (StoredChunk, error) {
+	if i < 0 || i >= m.vol.ChunkCount {
+		return StoredChunk{}, fmt.Errorf("ewf: chunk %d: the set has chunks 0 to %d", i, m.vol.ChunkCount-1)
+	}
+	locs, err := m.locate(i, i)
+	if err != nil {
+		return StoredChunk{}, err
+	}
+	loc := locs[0]
+	if loc.err != nil {
+		return StoredChunk{}, loc.err
+	}
+	return StoredChunk{Segment: loc.seg.number, Path: loc.seg.path, Offset: loc.off, Size: loc.end - loc.off, Compressed: loc.compressed}, nil
+}
+
 // chunkLoc is where one chunk is stored.
 type chunkLoc struct {
 	seg        *segment
 	index      int64 // chunk number
 	off, end   int64 // stored bytes [off, end) in the segment file
 	compressed bool
+	err        error // its table entries do not check: where it lies is not known
 }
 
 // ReadAt reads media bytes. Chunks are decoded (and checked) as they are
@@ -274,23 +301,48 @@ type chunkLoc struct {
 // GOMAXPROCS goroutines. A chunk that fails gives a *ChunkError, and n
 // counts the bytes before it.
 func (m *Image) ReadAt(p []byte, off int64) (int, error) {
+	n, _, err := m.read(p, off, false)
+	return n, err
+}
+
+// ReadAtZeroDamaged reads as ReadAt does, except that a damaged chunk (a
+// *ChunkError that IsDamage: its stored bytes do not decode or check, or
+// its table entry does not) does not end the read: its bytes in p are
+// zeros, and its error is returned in damaged, in media order. Errors
+// reading a segment file still end the read, as ReadAt's do. The caller
+// must treat the damaged chunks' bytes as unknown: the zeros are not the
+// media's.
+func (m *Image) ReadAtZeroDamaged(p []byte, off int64) (n int, damaged []*ChunkError, err error) {
+	return m.read(p, off, true)
+}
+
+// IsDamage reports whether err is a chunk whose stored bytes are damaged
+// (ErrChecksum, ErrFormat): the chunk will fail every read, and only it.
+// Other errors (reading a segment file) may be passing, or not the
+// chunk's.
+func IsDamage(err error) bool {
+	var ce *ChunkError
+	return errors.As(err, &ce) && (errors.Is(ce.Err, ErrChecksum) || errors.Is(ce.Err, ErrFormat))
+}
+
+func (m *Image) read(p []byte, off int64, zeroDamaged bool) (int, []*ChunkError, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("ewf: read at negative offset %d", off)
+		return 0, nil, fmt.Errorf("ewf: read at negative offset %d", off)
 	}
 	if off >= m.size {
 		if len(p) == 0 {
-			return 0, nil
+			return 0, nil, nil
 		}
-		return 0, io.EOF
+		return 0, nil, io.EOF
 	}
 	n := int(min(int64(len(p)), m.size-off))
 	if n == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	firstChunk, lastChunk := off/m.chunkSize, (off+int64(n)-1)/m.chunkSize
 	locs, err := m.locate(firstChunk, lastChunk)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	errs := make([]error, len(locs))
 	read := func(i int) {
@@ -300,6 +352,15 @@ func (m *Image) ReadAt(p []byte, off int64) (int, error) {
 		// The part of the chunk p wants: [lo, hi) of the chunk's bytes.
 		lo, hi := max(off-start, 0), min(off+int64(n)-start, want)
 		dst := p[start+lo-off : start+hi-off]
+		defer func() {
+			if errs[i] != nil && zeroDamaged && IsDamage(errs[i]) {
+				clear(dst) // whatever a failed decode left there
+			}
+		}()
+		if loc.err != nil {
+			errs[i] = loc.err
+			return
+		}
 		if lo == 0 && hi == want {
 			errs[i] = m.decode(loc, dst)
 			return
@@ -326,19 +387,28 @@ func (m *Image) ReadAt(p []byte, off int64) (int, error) {
 	}
 	// The first failing chunk in media order, whichever goroutine met it
 	// first: the same read gives the same error.
+	var damaged []*ChunkError
 	for i, err := range errs {
-		if err != nil {
-			return int(max(locs[i].index*m.chunkSize-off, 0)), err
+		if err == nil {
+			continue
 		}
+		if zeroDamaged && IsDamage(err) {
+			var ce *ChunkError
+			errors.As(err, &ce)
+			damaged = append(damaged, ce)
+			continue
+		}
+		return int(max(locs[i].index*m.chunkSize-off, 0)), damaged, err
 	}
 	if n < len(p) {
-		return n, io.EOF
+		return n, damaged, io.EOF
 	}
-	return n, nil
+	return n, damaged, nil
 }
 
 // locate finds where chunks first..last are stored, reading each table's
-// entries for them in one read.
+// entries for them in one read. A chunk whose entries do not check (the
+// file changed since it was opened) gets its error in its loc.
 func (m *Image) locate(first, last int64) ([]chunkLoc, error) {
 	locs := make([]chunkLoc, 0, last-first+1)
 	ti := sort.Search(len(m.tables), func(i int) bool { return m.tables[i].first+m.tables[i].t.count > first })
@@ -376,7 +446,7 @@ func (m *Image) locate(first, last int64) ([]chunkLoc, error) {
 				err = t.checkChunk("table", j+1, loc.off, loc.end, maxStored)
 			}
 			if err != nil {
-				return nil, m.chunkError(loc, err)
+				loc.err = m.chunkError(loc, err)
 			}
 			locs = append(locs, loc)
 		}
@@ -386,7 +456,8 @@ func (m *Image) locate(first, last int64) ([]chunkLoc, error) {
 }
 
 func (m *Image) chunkError(loc chunkLoc, err error) error {
-	return &ChunkError{Segment: loc.seg.number, Path: loc.seg.path, Chunk: loc.index, Media: loc.index * m.chunkSize, Offset: loc.off, Err: err}
+	media := loc.index * m.chunkSize
+	return &ChunkError{Segment: loc.seg.number, Path: loc.seg.path, Chunk: loc.index, Media: media, Length: min(m.chunkSize, m.size-media), Offset: loc.off, Err: err}
 }
 
 // inflater is a reusable zlib reader.

@@ -11,23 +11,73 @@ import (
 // wording its two sentences. Disk and instance are set by the caller
 // (Finding.On); the sentences do not repeat them.
 
-// UnreadableArea: length bytes at image offset start were not rescued.
+// UnreadableArea: length bytes at image offset start were not rescued
+// (by a ddrescue mapfile).
 func UnreadableArea(start, length int64) Finding {
+	return UnreadableAreaBy("mapfile", start, length)
+}
+
+// UnreadableAreaBy: length bytes at image offset start could not be read,
+// as source says: "mapfile" (a ddrescue mapfile's area not rescued),
+// "ewf-error2" (an E01 set's error2 section), "" (a case that did not
+// record it).
+func UnreadableAreaBy(source string, start, length int64) Finding {
 	f := New(CodeUnreadableArea,
-		fmt.Sprintf("%s of the evidence at image offset %d could not be read (not rescued, by the ddrescue mapfile).", bytes(length), start),
+		fmt.Sprintf("%s of the evidence at image offset %d could not be read (%s).", bytes(length), start, sourceWords(source)),
 		"")
 	f.Length = length
-	f.Detail = map[string]any{"bytes": length}
+	f.Detail = map[string]any{"bytes": length, "source": source}
 	return f.At(start)
 }
 
 // UnreadableAreas folds the areas past those listed one by one: areas
-// more areas of bytes in all, the first at image offset first.
+// more areas of bytes in all, the first at image offset first (not
+// rescued, by a ddrescue mapfile).
 func UnreadableAreas(areas int, total, first int64) Finding {
+	return UnreadableAreasBy("mapfile", areas, total, first)
+}
+
+// UnreadableAreasBy folds the areas of one source past those listed one
+// by one, as UnreadableAreas does.
+func UnreadableAreasBy(source string, areas int, total, first int64) Finding {
 	f := New(CodeUnreadableArea,
-		fmt.Sprintf("%d more areas of the evidence, %s in all from image offset %d on, could not be read (not rescued, by the ddrescue mapfile).", areas, bytes(total), first),
-		"Their bytes were treated as unknown, never as zeros; case.json lists every area (evidence.unreadable).")
-	f.Detail = map[string]any{"areas": areas, "bytes": total}
+		fmt.Sprintf("%d more areas of the evidence, %s in all from image offset %d on, could not be read (%s).", areas, bytes(total), first, sourceWords(source)),
+		"Their bytes were treated as unknown, never as zeros; case.json lists every area (evidence.unreadable_areas).")
+	f.Detail = map[string]any{"areas": areas, "bytes": total, "source": source}
+	return f.At(first)
+}
+
+// sourceWords says what an unreadable area's source is.
+func sourceWords(source string) string {
+	switch source {
+	case "mapfile":
+		return "not rescued, by the ddrescue mapfile"
+	case "ewf-error2":
+		return "its acquisition could not read it, by the E01 set's error2 section"
+	}
+	return "recorded as unreadable in case.json"
+}
+
+// EvidenceChunkDamaged: chunk (from 0) of an E01 set, stored in segment
+// at file offset fileOffset, holding length media bytes from image
+// offset start, does not read, for why.
+func EvidenceChunkDamaged(chunk int64, segment int, fileOffset, start, length int64, why string) Finding {
+	f := New(CodeEvidenceChunkDamaged,
+		fmt.Sprintf("Chunk %d of the E01 set (segment %d, file offset %d), %s of media at image offset %d, does not read: %s.", chunk, segment, fileOffset, bytes(length), start, strings.TrimSuffix(why, ".")),
+		"")
+	f.Length = length
+	f.Detail = map[string]any{"chunk": chunk, "segment": segment, "file_offset": fileOffset, "bytes": length, "why": why}
+	return f.At(start)
+}
+
+// EvidenceChunksDamaged folds the damaged chunks past those listed one by
+// one: chunks more of them, bytes of media in all, the first at image
+// offset first.
+func EvidenceChunksDamaged(chunks int, total, first int64) Finding {
+	f := New(CodeEvidenceChunkDamaged,
+		fmt.Sprintf("%d more chunks of the E01 set, %s of media in all from image offset %d on, do not read.", chunks, bytes(total), first),
+		"Their bytes were treated as unknown, never as zeros; case.json lists every chunk (evidence.unreadable_areas).")
+	f.Detail = map[string]any{"chunks": chunks, "bytes": total}
 	return f.At(first)
 }
 

@@ -46,6 +46,11 @@ func TestConstructors(t *testing.T) {
 	}{
 		{UnreadableArea(4096, 1<<20), CodeUnreadableArea, "1 MiB of the evidence at image offset 4096"},
 		{UnreadableAreas(7, 3<<20+512, 1<<30), CodeUnreadableArea, "7 more areas of the evidence, 3.0 MiB"},
+		{UnreadableAreaBy("ewf-error2", 512, 1024), CodeUnreadableArea, "1 KiB of the evidence at image offset 512 could not be read (its acquisition could not read it, by the E01 set's error2 section)."},
+		{UnreadableAreasBy("", 2, 1024, 0), CodeUnreadableArea, "(recorded as unreadable in case.json)"},
+		{EvidenceChunkDamaged(149, 2, 1217, 149*32768, 32768, "ewf: checksum mismatch: the chunk's Adler-32 is 0x01, 0x02 stored"), CodeEvidenceChunkDamaged,
+			"Chunk 149 of the E01 set (segment 2, file offset 1217), 32 KiB of media at image offset 4882432, does not read: ewf: checksum mismatch"},
+		{EvidenceChunksDamaged(3, 96<<10, 1<<20), CodeEvidenceChunkDamaged, "3 more chunks of the E01 set, 96 KiB of media"},
 		{EvidenceHashMismatch("disk.E01", "md5", "aa", "bb"), CodeEvidenceHashMismatch, "disk.E01 stores MD5 aa, but the bytes the carve read hash to bb"},
 		{EvidenceNotHashed(), CodeEvidenceNotHashed, "No digest"},
 		{HeaderLost(1024, "footer"), CodeHeaderLost, "image offset 1024"},

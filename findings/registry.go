@@ -5,6 +5,7 @@ package findings
 const (
 	// The evidence.
 	CodeUnreadableArea       Code = "unreadable-area"
+	CodeEvidenceChunkDamaged Code = "evidence-chunk-damaged"
 	CodeEvidenceHashMismatch Code = "evidence-hash-mismatch"
 	CodeEvidenceNotHashed    Code = "evidence-not-hashed"
 
@@ -62,8 +63,11 @@ type Entry struct {
 // registry is the table of codes, in the order the README lists them.
 var registry = []Entry{
 	{CodeUnreadableArea, Warning,
-		"An area of the evidence image could not be read: the ddrescue mapfile says it was not rescued.",
+		"An area of the evidence image could not be read: a ddrescue mapfile says it was not rescued, or an E01 set's error2 section that its acquisition could not read it.",
 		"Its bytes were treated as unknown, never as zeros: no structure was taken from them, and a grain or table there is missing unless another copy proves it."},
+	{CodeEvidenceChunkDamaged, Error,
+		"A chunk of the E01 set does not read (its Adler-32 or zlib stream does not check, or its table entry is out of bounds): the media bytes it holds are unknown, and the set's stored MD5 and SHA-1 cannot be verified.",
+		"The carve went on: the chunk's media range was treated as unknown, never as zeros, like an area not rescued; the stored digests were not compared, and the carve's are of the media with its damaged chunks read as zeros."},
 	{CodeEvidenceHashMismatch, Error,
 		"A digest stored with the evidence (an E01's MD5 or SHA-1) differs from the digest of the bytes the carve read: the evidence is corrupt or not the image acquired.",
 		"The carve went on with the bytes as read and both digests are recorded: the rebuilt disks are only as trustworthy as those bytes."},

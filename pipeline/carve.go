@@ -129,12 +129,16 @@ type shardState struct {
 	SHA256     string            `json:"sha256,omitempty"`
 	Hits       int64             `json:"hits"`
 	// UnreadableHits counts the hits dropped because their bytes lie in
-	// an area the mapfile says was not rescued.
-	UnreadableHits int64                         `json:"unreadable_hits,omitempty"`
-	Counts         map[signatures.Kind]KindCount `json:"counts"`
-	Started        time.Time                     `json:"started"`
-	Updated        time.Time                     `json:"updated"`
-	Finished       time.Time                     `json:"finished,omitzero"`
+	// an unreadable area (Evidence.Unreadable, or a damaged E01 chunk).
+	UnreadableHits int64 `json:"unreadable_hits,omitempty"`
+	// DamagedChunks are the damaged E01 chunks the shard's reads met (up
+	// to Checkpoint, and perhaps beyond): unknown bytes, read as zeros.
+	// The merge unions every shard's.
+	DamagedChunks []UnreadableArea              `json:"damaged_chunks,omitempty"`
+	Counts        map[signatures.Kind]KindCount `json:"counts"`
+	Started       time.Time                     `json:"started"`
+	Updated       time.Time                     `json:"updated"`
+	Finished      time.Time                     `json:"finished,omitzero"`
 }
 
 // Carve runs stage 1: it scans the image (or opts.Range of it) into a shard
@@ -167,7 +171,7 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 		if err != nil {
 			return nil, err
 		}
-		ev.Unreadable = unionAreas(ev.Unreadable, areas)
+		ev.addUnreadable(sourcedAreas(areas, AreaMapfile))
 	}
 	// The holes of a sparse image are zeros the scan need not read. A
 	// filesystem that cannot say gives none, and an error here costs only
@@ -205,7 +209,11 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 	if st != nil && st.Complete {
 		res.Skipped = true
 	} else {
-		if st, err = carveShard(ctx, img, ev, zeros, shardDir, rng, rs, params, st, opts, res); err != nil {
+		var r io.ReaderAt = img
+		if img.ewf != nil {
+			r = newDamageReader(img.ewf) // a damaged chunk is unknown bytes, not the end of the carve
+		}
+		if st, err = carveShard(ctx, r, ev, zeros, shardDir, rng, rs, params, st, opts, res); err != nil {
 			// Record why the stage is incomplete; the shard's checkpoint
 			// already says where a rerun resumes.
 			c.UpdateManifest(func(m *Manifest) error {
@@ -257,7 +265,7 @@ func (c *Case) startCarve(ev Evidence, params CarveParams, began time.Time) erro
 			return fmt.Errorf("pipeline: case %s belongs to evidence %s (%d bytes), not %s (%d bytes): use another case directory",
 				c.Dir, m.Evidence.Path, m.Evidence.Size, ev.Path, ev.Size)
 		}
-		if m.Evidence.Path != "" && !slices.Equal(m.Evidence.Unreadable, ev.Unreadable) {
+		if m.Evidence.Path != "" && !slices.Equal(m.Evidence.givenAreas(), ev.givenAreas()) {
 			return fmt.Errorf("pipeline: case %s was carved with other unreadable areas (--mapfile): every shard of a case needs the same mapfile", c.Dir)
 		}
 		if m.Evidence.Path == "" {
@@ -290,9 +298,14 @@ func (c *Case) finishCarve(imageSize int64, st *shardState, names []string, skip
 		if skipped && s.Complete {
 			return nil // nothing new to merge
 		}
-		m.Evidence.addDigests(st.digests())
+		if d := st.digests(); len(d) > 0 {
+			m.Evidence.addDigests(d)
+			if len(st.DamagedChunks) > 0 {
+				m.Evidence.DigestsZeroed = true // the hashes were fed zeros for them
+			}
+		}
 		m.Evidence.compareStored()
-		merged, reason, err := mergeShards(c.Dir, imageSize, names)
+		merged, damaged, reason, err := mergeShards(c.Dir, imageSize, names)
 		if err != nil {
 			return err
 		}
@@ -300,6 +313,7 @@ func (c *Case) finishCarve(imageSize int64, st *shardState, names []string, skip
 		if merged != nil {
 			s.Finished = time.Now().UTC()
 			s.Counts = merged
+			m.Evidence.setDamagedChunks(damaged)
 		}
 		return nil
 	})
@@ -414,6 +428,10 @@ func carveShard(ctx context.Context, img io.ReaderAt, ev Evidence, zeros []holes
 		return nil, err
 	}
 	w.unreadable = ev.Unreadable
+	if d, ok := img.(*damageReader); ok {
+		d.restore(st.DamagedChunks)
+		w.damage = d
+	}
 	defer w.close()
 	// The state on disk must say where to resume before anything is
 	// appended, so that even a run killed at once leaves a valid shard.
@@ -484,9 +502,10 @@ type shardWriter struct {
 	pos            int64 // offset up to which the sink has received chunks
 	hitsBytes      int64
 	lastCheckpoint int64
-	broken         bool        // a write failed mid-chunk: the files no longer match pos
-	waitHashed     func() bool // waits until the hashes have read up to pos (carver.ChunkResult.WaitHashed)
-	unreadable     []Range     // areas not rescued (--mapfile): no hit is taken from them
+	broken         bool          // a write failed mid-chunk: the files no longer match pos
+	waitHashed     func() bool   // waits until the hashes have read up to pos (carver.ChunkResult.WaitHashed)
+	unreadable     []Range       // unreadable areas (--mapfile, E01 error2): no hit is taken from them
+	damage         *damageReader // the E01 chunks found damaged so far: nor from them
 	line           []byte
 }
 
@@ -550,9 +569,11 @@ func (w *shardWriter) Chunk(c carver.ChunkResult) error {
 	counts := w.st.Counts
 	kept := 0
 	for i := range c.Hits {
-		if h := &c.Hits[i]; w.unreadable != nil {
-			// Read from bytes ddrescue did not rescue: not a structure.
-			if _, ok := overlapsAny(w.unreadable, h.Offset, h.Offset+max(h.Length, 1)); ok {
+		if h := &c.Hits[i]; w.unreadable != nil || w.damage != nil {
+			// Read from unknown bytes: not a structure. (A damaged chunk
+			// only a later chunk's read meets is dropped by the merge.)
+			lo, hi := h.Offset, h.Offset+max(h.Length, 1)
+			if _, ok := overlapsAny(w.unreadable, lo, hi); ok || (w.damage != nil && w.damage.overlaps(lo, hi)) {
 				w.st.UnreadableHits++
 				continue
 			}
@@ -620,6 +641,9 @@ func (w *shardWriter) checkpoint() error {
 		}
 	}
 	w.st.Checkpoint, w.st.HitsBytes, w.st.FingerprintBytes = w.pos, w.hitsBytes, w.fpEnc.written
+	if w.damage != nil {
+		w.st.DamagedChunks = w.damage.areas()
+	}
 	w.st.HashState, w.st.HashStates = nil, nil
 	// The states must match pos: a hash that stopped short (the scan
 	// failed) leaves none, and a resumed run starts the shard over.
@@ -674,11 +698,13 @@ type shardInfo struct {
 // furthest, so an overlap is taken from one shard only: the dedup of hits
 // two shards both found is exact because shards report exactly what a whole
 // run reports in their range. It returns the merged counts, or nil and the
-// reason when the shards do not cover the image yet.
-func mergeShards(caseDir string, size int64, recognizers []string) (map[string]int64, string, error) {
+// reason when the shards do not cover the image yet. The damaged E01
+// chunks the shards found are unioned (mergeDamaged) and returned; no hit
+// that meets one is merged.
+func mergeShards(caseDir string, size int64, recognizers []string) (map[string]int64, []UnreadableArea, string, error) {
 	shards, err := completeShards(caseDir, size, recognizers)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	type piece struct {
 		shard      shardInfo
@@ -697,21 +723,31 @@ func mergeShards(caseDir string, size int64, recognizers []string) (map[string]i
 			for _, p := range pieces {
 				covered += p.end - p.start
 			}
-			return nil, fmt.Sprintf("complete shards cover %d of %d bytes; the first gap starts at %d", covered, size, pos), nil
+			return nil, nil, fmt.Sprintf("complete shards cover %d of %d bytes; the first gap starts at %d", covered, size, pos), nil
 		}
 		end := shards[best].st.Range.End
 		pieces = append(pieces, piece{shards[best], pos, end})
 		pos = end
 	}
 
+	var used []shardInfo
+	for _, p := range pieces {
+		used = append(used, p.shard)
+	}
+	damaged, err := mergeDamaged(used)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	unknown := ranges(damaged)
+
 	hitsOut, err := CreateAtomic(filepath.Join(caseDir, HitsName))
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	defer hitsOut.Abort()
 	fpOut, err := CreateAtomic(filepath.Join(caseDir, FingerprintsName))
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	defer fpOut.Abort()
 	hw := bufio.NewWriterSize(hitsOut, 1<<20)
@@ -720,29 +756,29 @@ func mergeShards(caseDir string, size int64, recognizers []string) (map[string]i
 	fe := &fpEncoder{w: fw}
 	counts := map[string]int64{"bytes": size, "shards": int64(len(pieces))}
 	for _, p := range pieces {
-		if err := copyHits(hw, p.shard.dir, p.start, p.end, counts); err != nil {
-			return nil, "", err
+		if err := copyHits(hw, p.shard.dir, p.start, p.end, unknown, counts); err != nil {
+			return nil, nil, "", err
 		}
 		if err := copyFingerprints(fe, p.shard.dir, p.shard.st.Range.Start, p.start, p.end); err != nil {
-			return nil, "", err
+			return nil, nil, "", err
 		}
 	}
 	if err := fe.flush(); err != nil {
-		return nil, "", fmt.Errorf("pipeline: writing merged fingerprints: %w", err)
+		return nil, nil, "", fmt.Errorf("pipeline: writing merged fingerprints: %w", err)
 	}
 	if err := hw.Flush(); err != nil {
-		return nil, "", fmt.Errorf("pipeline: writing merged hits: %w", err)
+		return nil, nil, "", fmt.Errorf("pipeline: writing merged hits: %w", err)
 	}
 	if err := fw.Flush(); err != nil {
-		return nil, "", fmt.Errorf("pipeline: writing merged fingerprints: %w", err)
+		return nil, nil, "", fmt.Errorf("pipeline: writing merged fingerprints: %w", err)
 	}
 	if err := hitsOut.Commit(); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	if err := fpOut.Commit(); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	return counts, "", nil
+	return counts, damaged, "", nil
 }
 
 // completeShards lists the complete shards of the case that used the given
@@ -776,8 +812,9 @@ func completeShards(caseDir string, size int64, recognizers []string) ([]shardIn
 }
 
 // copyHits copies the lines of a shard's hits.jsonl whose offset lies in
-// [start,end) verbatim, counting them by kind and verdict.
-func copyHits(w io.Writer, shardDir string, start, end int64, counts map[string]int64) error {
+// [start,end) verbatim, counting them by kind and verdict, but for those
+// that meet an area of unknown (sorted, disjoint).
+func copyHits(w io.Writer, shardDir string, start, end int64, unknown []Range, counts map[string]int64) error {
 	path := filepath.Join(shardDir, HitsName)
 	f, err := os.Open(path)
 	if err != nil {
@@ -786,12 +823,13 @@ func copyHits(w io.Writer, shardDir string, start, end int64, counts map[string]
 	defer f.Close()
 	var key struct {
 		Offset  int64              `json:"offset"`
+		Length  int64              `json:"length"`
 		Kind    signatures.Kind    `json:"kind"`
 		Verdict signatures.Verdict `json:"verdict"`
 	}
 	errDone := errors.New("done")
 	err = scanLines(f, path, func(line []byte, n int) error {
-		key.Offset = -1
+		key.Offset, key.Length = -1, 0
 		if err := json.Unmarshal(line, &key); err != nil || key.Offset < 0 {
 			return fmt.Errorf("pipeline: %s line %d: corrupt hit: %v", path, n, err)
 		}
@@ -800,6 +838,9 @@ func copyHits(w io.Writer, shardDir string, start, end int64, counts map[string]
 		}
 		if key.Offset >= end {
 			return errDone // the lines are sorted by offset
+		}
+		if _, ok := overlapsAny(unknown, key.Offset, key.Offset+max(key.Length, 1)); ok {
+			return nil
 		}
 		counts["hits"]++
 		counts["hits."+string(key.Kind)]++

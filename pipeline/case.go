@@ -79,10 +79,15 @@ type Evidence struct {
 	SHA1    string    `json:"sha1,omitempty"`
 	SHA256  string    `json:"sha256,omitempty"`
 	ModTime time.Time `json:"mod_time"`
-	// Unreadable are the areas a ddrescue mapfile (carve --mapfile) says
-	// were not rescued, and the sectors an E01 set's acquisition could
-	// not read (its error2 section): unknown bytes, never zeros.
-	Unreadable []Range `json:"unreadable,omitempty"`
+	// Unreadable are the areas of the media whose bytes are unknown,
+	// never zeros, sorted and disjoint: what a ddrescue mapfile (carve
+	// --mapfile) says was not rescued, the sectors an E01 set's
+	// acquisition could not read (its error2 section), and the E01
+	// chunks the carve found damaged. UnreadableAreas lists them as each
+	// source reported them (a case carved before it existed has only
+	// Unreadable).
+	Unreadable      []Range          `json:"unreadable,omitempty"`
+	UnreadableAreas []UnreadableArea `json:"unreadable_areas,omitempty"`
 	// Format is how the evidence stores the media: "" for raw (a dd
 	// image, a sparse file, a device), FormatEWF for an E01 set, whose
 	// files are Segments (Path is the first).
@@ -94,6 +99,11 @@ type Evidence struct {
 	// and the media read back disagree.
 	StoredHashes       map[string]*StoredHash `json:"stored_hashes,omitempty"`
 	StoredHashMismatch bool                   `json:"stored_hash_mismatch,omitempty"`
+	// DigestsZeroed says MD5, SHA1 and SHA256 are of the media as the
+	// carve read it, with its damaged E01 chunks read as zeros (what
+	// ewfexport -w exports): not the media's digests. The stored hashes
+	// are not compared with them (StoredHash.NotCompared).
+	DigestsZeroed bool `json:"digests_zeroed,omitempty"`
 }
 
 // addDigests records the digests (by hash name) the evidence does not

@@ -34,6 +34,10 @@ type StoredHash struct {
 	Computed    string `json:"computed,omitempty"`
 	// Match is set once Computed is: whether it equals every stored value.
 	Match *bool `json:"match,omitempty"`
+	// NotCompared says why the stored value was not compared with the
+	// carve's digest: the media has damaged chunks, whose bytes are
+	// unknown, so no digest of the media can be computed.
+	NotCompared string `json:"not_compared,omitempty"`
 }
 
 // source is evidence opened for reading: the media's bytes and how
@@ -126,9 +130,11 @@ func describeEWF(img *ewf.Image, path string, first os.FileInfo) (Evidence, erro
 			sh.Sections = append(sh.Sections, h.Section)
 		}
 	}
+	var errs []Range
 	for _, r := range img.ReadErrors() {
-		ev.Unreadable = append(ev.Unreadable, Range{r.Start, r.End})
+		errs = append(errs, Range{r.Start, r.End})
 	}
+	ev.addUnreadable(sourcedAreas(errs, AreaEWFError2))
 	return ev, nil
 }
 
@@ -155,6 +161,14 @@ func (ev *Evidence) compareStored() {
 	for name, sh := range ev.StoredHashes {
 		if sh == nil {
 			continue // an edited case.json's null: nothing stored to check
+		}
+		if ev.DigestsZeroed {
+			// The digest over zeros in place of the damaged chunks is
+			// not the media's: a mismatch would say only that chunks
+			// are damaged, a match would prove nothing about them.
+			sh.Computed, sh.Match = "", nil
+			sh.NotCompared = "the set has damaged chunks, whose bytes are unknown: the media's digest cannot be computed (the carve's digests read them as zeros)"
+			continue
 		}
 		if c := computed[name]; c != "" {
 			match := strings.EqualFold(c, sh.Stored) && (sh.OtherStored == "" || strings.EqualFold(c, sh.OtherStored))

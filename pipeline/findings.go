@@ -31,20 +31,41 @@ type FindingsFile struct {
 	Findings []findings.Finding `json:"findings"`
 }
 
-// evidenceFindings are the findings about the evidence itself: the areas
-// a ddrescue mapfile says were not rescued, and a missing digest.
+// evidenceFindings are the findings about the evidence itself: the
+// unreadable areas, each worded by its source (a mapfile's areas not
+// rescued, an E01's error2 sectors, its damaged chunks), a missing
+// digest and a stored one that does not match.
 func evidenceFindings(ev Evidence) []findings.Finding {
 	var out []findings.Finding
-	for i, a := range ev.Unreadable {
-		if i == maxAreaFindings && len(ev.Unreadable) > maxAreaFindings+1 {
-			var total int64
-			for _, b := range ev.Unreadable[i:] {
-				total += b.End - b.Start
+	areas := ev.UnreadableAreas
+	if areas == nil {
+		areas = sourcedAreas(ev.Unreadable, "") // a case carved before areas had sources
+	}
+	bySource := map[string][]UnreadableArea{}
+	for _, a := range areas {
+		bySource[a.Source] = append(bySource[a.Source], a)
+	}
+	for _, source := range slices.Sorted(maps.Keys(bySource)) {
+		as := bySource[source]
+		for i, a := range as {
+			if i == maxAreaFindings && len(as) > maxAreaFindings+1 {
+				var total int64
+				for _, b := range as[i:] {
+					total += b.End - b.Start
+				}
+				if source == AreaEWFChunk {
+					out = append(out, findings.EvidenceChunksDamaged(len(as)-i, total, a.Start))
+				} else {
+					out = append(out, findings.UnreadableAreasBy(source, len(as)-i, total, a.Start))
+				}
+				break
 			}
-			out = append(out, findings.UnreadableAreas(len(ev.Unreadable)-i, total, a.Start))
-			break
+			if c := a.Chunk; source == AreaEWFChunk && c != nil {
+				out = append(out, findings.EvidenceChunkDamaged(c.Number, c.Segment, c.FileOffset, a.Start, a.End-a.Start, c.Error))
+			} else {
+				out = append(out, findings.UnreadableAreaBy(source, a.Start, a.End-a.Start))
+			}
 		}
-		out = append(out, findings.UnreadableArea(a.Start, a.End-a.Start))
 	}
 	if ev.MD5 == "" && ev.SHA1 == "" && ev.SHA256 == "" {
 		out = append(out, findings.EvidenceNotHashed())

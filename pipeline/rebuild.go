@@ -164,15 +164,15 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		return nil, err
 	}
 
-	// With a mapfile, the image is read as rebuild may trust it: the
-	// areas not rescued fail every read that touches them.
+	// With unreadable areas, the image is read as rebuild may trust it:
+	// they fail every read that touches them.
 	var image io.ReaderAt = img
 	if err := checkAreas(ev.Unreadable, ev.Size); err != nil {
 		return nil, fmt.Errorf("pipeline: %s: evidence.unreadable: %w", filepath.Join(c.Dir, ManifestName), err)
 	}
 	if areas := ev.Unreadable; len(areas) > 0 {
-		image = &unreadableImage{r: img, areas: areas}
-		logf("%d areas of the image were not rescued (ddrescue mapfile): nothing is decided from their bytes", len(areas))
+		image = newUnreadableImage(img, ev)
+		logf("%d areas of the image are unreadable (mapfile, E01 error2 or damaged chunks): nothing is decided from their bytes", len(areas))
 	}
 	hits, err := c.LoadHits()
 	if err != nil {

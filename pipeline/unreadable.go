@@ -6,13 +6,28 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 
 	"vmdkcarve/internal/mapfile"
 )
 
-// ErrUnreadable is returned for reads of image bytes that a ddrescue
-// mapfile says were not rescued: they are unknown, never zeros.
-var ErrUnreadable = errors.New("not rescued (ddrescue mapfile)")
+// ErrUnreadable is returned for reads of image bytes that are unknown,
+// never zeros (Evidence.Unreadable); the error says why, by the area's
+// source.
+var ErrUnreadable = errors.New("unreadable")
+
+// areaWords says why an area of a source is unreadable, in an error.
+func areaWords(source string) string {
+	switch source {
+	case AreaMapfile:
+		return "not rescued (ddrescue mapfile)"
+	case AreaEWFError2:
+		return "not read by the acquisition (E01 error2 section)"
+	case AreaEWFChunk:
+		return "a damaged E01 chunk"
+	}
+	return "recorded unreadable in case.json"
+}
 
 // readMapfile reads the areas of the image a ddrescue mapfile says were
 // not rescued, clipped to the image; what the mapfile does not cover is
@@ -67,18 +82,48 @@ func overlapsAny(rs []Range, lo, hi int64) (Range, bool) {
 	return Range{}, false
 }
 
-// unreadableImage is the image as rebuild reads it when a mapfile came
-// with it: a read that touches an area not rescued fails, so that nothing
-// is decided from bytes ddrescue filled in (a table read there is lost, a
-// grain read there missing) unless another copy proves it.
+// unreadableImage is the image as rebuild reads it when some of it is
+// unreadable (a mapfile's areas not rescued, an E01's error2 sectors or
+// damaged chunks): a read that touches an unreadable area fails, so that
+// nothing is decided from bytes filled in for it (a table read there is
+// lost, a grain read there missing) unless another copy proves it.
 type unreadableImage struct {
 	r     io.ReaderAt
 	areas []Range
+	// why words each area's error by its sources (nil: generic).
+	why []string
+}
+
+// newUnreadableImage reads r as the evidence ev says: its Unreadable
+// areas fail, each error worded by the sources of the area.
+func newUnreadableImage(r io.ReaderAt, ev Evidence) *unreadableImage {
+	u := &unreadableImage{r: r, areas: ev.Unreadable, why: make([]string, len(ev.Unreadable))}
+	for _, a := range ev.UnreadableAreas {
+		i := sort.Search(len(u.areas), func(i int) bool { return u.areas[i].End > a.Start })
+		if i == len(u.areas) || u.areas[i].Start > a.Start {
+			continue // not in the union: an edited case.json
+		}
+		if w := areaWords(a.Source); !strings.Contains(u.why[i], w) {
+			if u.why[i] != "" {
+				u.why[i] += "; "
+			}
+			u.why[i] += w
+		}
+	}
+	return u
 }
 
 func (u *unreadableImage) ReadAt(b []byte, off int64) (int, error) {
-	if a, ok := overlapsAny(u.areas, off, off+int64(len(b))); ok {
-		return 0, fmt.Errorf("image bytes [%d, %d): %w", a.Start, a.End, ErrUnreadable)
+	i := sort.Search(len(u.areas), func(i int) bool { return u.areas[i].End > off })
+	if i < len(u.areas) && u.areas[i].Start < off+int64(len(b)) {
+		a, why := u.areas[i], ""
+		if i < len(u.why) {
+			why = u.why[i]
+		}
+		if why == "" {
+			why = areaWords("")
+		}
+		return 0, fmt.Errorf("image bytes [%d, %d): %w: %s", a.Start, a.End, ErrUnreadable, why)
 	}
 	return u.r.ReadAt(b, off)
 }

@@ -123,6 +123,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	printSummary(stdout, res)
+	if n := damagedChunks(res.Evidence); n > 0 {
+		fmt.Fprintf(stderr, "carve: warning: %d chunks of the E01 set are damaged: their media bytes are unknown, carved around (see %s, evidence.unreadable_areas)\n", n, pipeline.ManifestName)
+	}
 	if res.Evidence.StoredHashMismatch {
 		fmt.Fprintf(stderr, "carve: warning: a hash the E01 set stores does not match its media read back (see %s, evidence.stored_hashes)\n", pipeline.ManifestName)
 	}
@@ -295,6 +298,9 @@ func printSummary(w io.Writer, res *pipeline.CarveResult) {
 	if res.Evidence.SHA256 != "" {
 		fmt.Fprintf(w, "sha256    %s\n", res.Evidence.SHA256)
 	}
+	if res.Evidence.DigestsZeroed {
+		fmt.Fprintf(w, "          (of the media with its damaged chunks read as zeros, as ewfexport -w exports it: not the media's digests)\n")
+	}
 	printStoredHashes(w, res.Evidence)
 	if res.Complete {
 		fmt.Fprintf(w, "carve     complete: run 'rebuild %s'\n", res.Case)
@@ -306,6 +312,17 @@ func printSummary(w io.Writer, res *pipeline.CarveResult) {
 func validHashes(s string) bool {
 	_, err := pipeline.ParseHashes(s)
 	return err == nil
+}
+
+// damagedChunks counts the E01 chunks the carve found damaged.
+func damagedChunks(ev pipeline.Evidence) int {
+	n := 0
+	for _, a := range ev.UnreadableAreas {
+		if a.Source == pipeline.AreaEWFChunk {
+			n++
+		}
+	}
+	return n
 }
 
 // printStoredHashes says how the hashes an E01 set stores compare with
@@ -320,6 +337,8 @@ func printStoredHashes(w io.Writer, ev pipeline.Evidence) {
 		sh := ev.StoredHashes[n]
 		switch {
 		case sh == nil:
+		case sh.NotCompared != "":
+			fmt.Fprintf(w, "e01 %-5s %s stored (not compared: %s)\n", n, sh.Stored, sh.NotCompared)
 		case sh.Match == nil:
 			fmt.Fprintf(w, "e01 %-5s %s stored (not checked: computed only by a whole-image run hashing %s)\n", n, sh.Stored, n)
 		case *sh.Match:

@@ -18,7 +18,7 @@ func Need(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			Missing(t, "%s is not installed (apt-get install qemu-utils libvmdk-utils e2fsprogs ntfs-3g): skipping the interop check", tool)
+			Missing(t, "%s is not installed (apt-get install qemu-utils libvmdk-utils e2fsprogs ntfs-3g ewf-tools libxml2-utils chromium): skipping the interop check", tool)
 		}
 	}
 }
