@@ -61,7 +61,7 @@ func (c *Case) writeReportDFXML(res *RebuildResult, failed []string, started tim
 		}
 	}
 	if len(failed) > 0 {
-		doc.Source.Error = fmt.Sprintf("%d disks not emitted: %s", len(failed), strings.Join(failed, "; "))
+		doc.Source.Error = strings.TrimPrefix(doc.Source.Error+"; ", "; ") + fmt.Sprintf("%d disks not emitted: %s", len(failed), strings.Join(failed, "; "))
 	}
 	f, err := CreateAtomic(filepath.Join(c.Dir, ReportDFXMLName))
 	if err != nil {
@@ -84,9 +84,16 @@ func (c *Case) writeReportDFXML(res *RebuildResult, failed []string, started tim
 func dfxmlDocument(ev Evidence, cr dfxml.Creator) *dfxml.Document {
 	doc := &dfxml.Document{Type: "Carve Report", Creator: cr,
 		Source: dfxml.Source{ImageFilename: ev.Path, Size: ev.Size}}
-	for _, h := range []dfxml.Hash{{Type: "md5", Value: ev.MD5}, {Type: "sha1", Value: ev.SHA1}, {Type: "sha256", Value: ev.SHA256}} {
-		if h.Value != "" {
-			doc.Source.Hashes = append(doc.Source.Hashes, h)
+	// Digests of media with damaged E01 chunks read as zeros are not the
+	// media's: DFXML would state them as the image's, so they are left
+	// out and the error says why (case.json keeps them, marked).
+	if ev.DigestsZeroed {
+		doc.Source.Error = "no digest of the image is given: some of its E01 chunks are damaged, and the carve's digests are of the media with those chunks read as zeros (case.json, evidence.digests_zeroed)"
+	} else {
+		for _, h := range []dfxml.Hash{{Type: "md5", Value: ev.MD5}, {Type: "sha1", Value: ev.SHA1}, {Type: "sha256", Value: ev.SHA256}} {
+			if h.Value != "" {
+				doc.Source.Hashes = append(doc.Source.Hashes, h)
+			}
 		}
 	}
 	for _, r := range ev.Unreadable {

@@ -197,3 +197,16 @@ func TestReportDFXMLOfConstructedCase(t *testing.T) {
 		}
 	}
 }
+
+// TestDFXMLDigestsZeroed: digests of media whose damaged E01 chunks were
+// read as zeros are not given as the image's; the error says why.
+func TestDFXMLDigestsZeroed(t *testing.T) {
+	ev := Evidence{Path: "/ev/a.E01", Size: 1 << 20, MD5: "aa", SHA256: "bb"}
+	if doc := dfxmlDocument(ev, dfxml.Creator{}); len(doc.Source.Hashes) != 2 || doc.Source.Error != "" {
+		t.Errorf("intact: hashes %v, error %q", doc.Source.Hashes, doc.Source.Error)
+	}
+	ev.DigestsZeroed = true
+	if doc := dfxmlDocument(ev, dfxml.Creator{}); len(doc.Source.Hashes) != 0 || !strings.Contains(doc.Source.Error, "damaged") {
+		t.Errorf("damaged chunks: hashes %v, error %q", doc.Source.Hashes, doc.Source.Error)
+	}
+}

@@ -54,7 +54,7 @@ func buildMap(c *Case, disks []*reassemble.Disk, res *RebuildResult) *htmlmap.Ma
 	}
 	for _, a := range ev.Unreadable {
 		m.Segments = append(m.Segments, htmlmap.Segment{Start: a.Start, End: a.End, Kind: htmlmap.Unreadable,
-			Label: "not rescued (ddrescue mapfile)"})
+			Label: unreadableLabel(ev, a)})
 	}
 	byID := map[int]*reassemble.Disk{}
 	for _, d := range disks {
@@ -231,6 +231,25 @@ func mapFindings(fs []findings.Finding) []htmlmap.Finding {
 		out = append(out, htmlmap.Finding{Code: string(f.Code), Severity: string(f.Severity), Message: msg, Action: f.Action})
 	}
 	return out
+}
+
+// unreadableLabel says why an unreadable area (of the union,
+// Evidence.Unreadable) is unknown: the words of every source that
+// reported a part of it.
+func unreadableLabel(ev Evidence, r Range) string {
+	var words []string
+	for _, a := range ev.UnreadableAreas {
+		if a.Start < r.End && r.Start < a.End {
+			if w := areaWords(a.Source); !slices.Contains(words, w) {
+				words = append(words, w)
+			}
+		}
+	}
+	if len(words) == 0 {
+		// A case recorded before areas had sources: only a mapfile gave them.
+		return areaWords(AreaMapfile)
+	}
+	return strings.Join(words, "; ")
 }
 
 // diskName is the name of disk id's files (disks/disk-NN.vmdk).

@@ -136,3 +136,27 @@ func TestWriteReportHTML(t *testing.T) {
 		t.Errorf("temporary files left: %v", leftovers)
 	}
 }
+
+// TestUnreadableLabel: an unreadable area of the strip is worded by every
+// source that reported a part of it.
+func TestUnreadableLabel(t *testing.T) {
+	ev := Evidence{UnreadableAreas: []UnreadableArea{
+		{Start: 0, End: 4096, Source: AreaMapfile},
+		{Start: 2048, End: 8192, Source: AreaEWFChunk},
+		{Start: 1 << 20, End: 2 << 20, Source: AreaEWFError2},
+	}}
+	for _, tc := range []struct {
+		r    Range
+		want string
+	}{
+		{Range{0, 8192}, areaWords(AreaMapfile) + "; " + areaWords(AreaEWFChunk)},
+		{Range{1 << 20, 2 << 20}, areaWords(AreaEWFError2)},
+	} {
+		if got := unreadableLabel(ev, tc.r); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.r, got, tc.want)
+		}
+	}
+	if got := unreadableLabel(Evidence{}, Range{0, 512}); got != areaWords(AreaMapfile) {
+		t.Errorf("a case without sources: %q", got)
+	}
+}
