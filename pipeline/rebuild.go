@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -294,13 +295,15 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 		return nil, err
 	}
 	defer f.Abort()
-	size, err := vmdk.WriteMonolithicSparse(f, vmdk.SparseWriterOptions{
+	hw := newHashingWriter(f)
+	size, err := vmdk.WriteMonolithicSparse(hw, vmdk.SparseWriterOptions{
 		Capacity: d.Capacity, GrainSize: d.GrainSize, FileName: name + ".vmdk", Descriptor: d.Descriptor,
+		Allocated: dr.allocated,
 	}, dr.readGrain)
 	if err != nil {
 		return nil, err
 	}
-	sum, err := commitHashed(f)
+	sum, err := hw.commit(f, size)
 	if err != nil {
 		return nil, err
 	}
@@ -372,6 +375,40 @@ func commitHashed(f *AtomicFile) (string, error) {
 	return sum, f.Commit()
 }
 
+// hashingWriter hashes (SHA-256) what is written through it, for as long
+// as every write continues where the one before ended: a file written
+// front to back is hashed without being read back.
+type hashingWriter struct {
+	w   io.WriterAt
+	h   hash.Hash
+	end int64
+	// broken: a write went elsewhere (or failed); the hash says nothing.
+	broken bool
+}
+
+func newHashingWriter(w io.WriterAt) *hashingWriter { return &hashingWriter{w: w, h: sha256.New()} }
+
+func (hw *hashingWriter) WriteAt(p []byte, off int64) (int, error) {
+	n, err := hw.w.WriteAt(p, off)
+	if off != hw.end || err != nil || hw.broken {
+		hw.broken = true
+		return n, err
+	}
+	hw.h.Write(p)
+	hw.end += int64(n)
+	return n, nil
+}
+
+// commit publishes f, written through hw and size bytes long, with its
+// SHA-256: the one hashed while writing if the writes ran front to back
+// over all of it, else read back (commitHashed).
+func (hw *hashingWriter) commit(f *AtomicFile, size int64) (string, error) {
+	if hw.broken || hw.end != size {
+		return commitHashed(f)
+	}
+	return hex.EncodeToString(hw.h.Sum(nil)), f.Commit()
+}
+
 func hashFile(f *os.File) (string, error) {
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<62)); err != nil {
@@ -391,12 +428,33 @@ type diskReader struct {
 	record []byte
 	cacheG int64
 	cache  []byte
+	// zeroHashes are the hashes of a zero grain and of a zero last grain
+	// (allocated).
+	zeroHashes []uint64
 }
 
 func newDiskReader(img io.ReaderAt, d *reassemble.Disk) *diskReader {
 	gb := int64(d.GrainSize) * vmdk.SectorSize
 	return &diskReader{img: img, disk: d, cacheG: -1, cache: make([]byte, gb),
 		record: make([]byte, 12+vmdk.MaxCompressedGrain(gb))}
+}
+
+// allocated says whether readGrain will give grain g, not all zeros, if
+// the image still holds what the plan found there (vmdk.SparseWriterOptions.
+// Allocated): a placed grain whose hash is not that of zeros.
+func (r *diskReader) allocated(g uint64) bool {
+	gr := r.disk.Placed(g)
+	if gr == nil || gr.Source == nil {
+		return false
+	}
+	if r.zeroHashes == nil {
+		gb := int64(r.disk.GrainSize) * vmdk.SectorSize
+		last := int64(r.disk.Capacity)*vmdk.SectorSize - int64(r.disk.Grains()-1)*gb
+		// A compressed grain is hashed as decoded, the whole grain or
+		// the last one's length: either may be zeros.
+		r.zeroHashes = []uint64{xxhash.Sum64(make([]byte, gb)), xxhash.Sum64(make([]byte, last))}
+	}
+	return gr.Hash != r.zeroHashes[0] && gr.Hash != r.zeroHashes[1]
 }
 
 // readGrain fills buf (one grain, or less for the last) with grain g.
