@@ -296,10 +296,13 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 	}
 	defer f.Abort()
 	hw := newHashingWriter(f)
+	ahead := newReadAhead(dr, 0)
+	defer ahead.stop()
 	size, err := vmdk.WriteMonolithicSparse(hw, vmdk.SparseWriterOptions{
 		Capacity: d.Capacity, GrainSize: d.GrainSize, FileName: name + ".vmdk", Descriptor: d.Descriptor,
 		Allocated: dr.allocated,
-	}, dr.readGrain)
+	}, ahead.readGrain)
+	ahead.stop()
 	if err != nil {
 		return nil, err
 	}
