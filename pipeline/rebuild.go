@@ -392,12 +392,22 @@ type hashingWriter struct {
 func newHashingWriter(w io.WriterAt) *hashingWriter { return &hashingWriter{w: w, h: sha256.New()} }
 
 func (hw *hashingWriter) WriteAt(p []byte, off int64) (int, error) {
+	if off != hw.end || hw.broken {
+		hw.broken = true
+		return hw.w.WriteAt(p, off)
+	}
+	// Hashing costs about what the write does: the two run side by side.
+	hashed := make(chan struct{})
+	go func() {
+		hw.h.Write(p)
+		close(hashed)
+	}()
 	n, err := hw.w.WriteAt(p, off)
-	if off != hw.end || err != nil || hw.broken {
+	<-hashed
+	if err != nil || n != len(p) {
 		hw.broken = true
 		return n, err
 	}
-	hw.h.Write(p)
 	hw.end += int64(n)
 	return n, nil
 }
@@ -476,13 +486,21 @@ func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		_, k, err := vmdk.DecodeGrain(rec[:n], r.cache)
+		// Decoded in place when buf holds a whole grain (all but a short
+		// last one), else in the cache and copied.
+		dst := r.cache
+		if len(buf) == len(r.cache) {
+			dst = buf
+		}
+		_, k, err := vmdk.DecodeGrain(rec[:n], dst)
 		if err != nil || k < len(buf) {
 			r.verify.DecodeFailure++
 			return false, nil
 		}
-		copy(buf, r.cache[:len(buf)])
-		hashed = r.cache[:k] // the carve hashed the whole decoded grain
+		if len(buf) != len(dst) {
+			copy(buf, dst[:len(buf)])
+		}
+		hashed = dst[:k] // the carve hashed the whole decoded grain
 	} else if _, err := reassemble.ReadSource(r.img, src, buf); err != nil {
 		return false, err
 	}
