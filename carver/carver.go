@@ -27,6 +27,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -323,7 +324,9 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 		defer hs.close()
 		return collect(ctx, results, hs, sink, progress, end-start)
 	})
-	return g.Wait()
+	err := g.Wait()
+	rd.unmapAll() // the chunks an error left in flight
+	return err
 }
 
 // reader hands out the chunks of [start,end), each read by the worker
@@ -343,6 +346,18 @@ type reader struct {
 	// sets noMap, and the chunks from then on are read.
 	file  *os.File
 	noMap atomic.Bool
+	mu    sync.Mutex
+	live  map[*chunk]func() // the mapped chunks not yet freed, and their unmaps
+}
+
+// unmapAll unmaps the chunks still mapped, once nothing reads them.
+func (rd *reader) unmapAll() {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	for _, release := range rd.live {
+		release()
+	}
+	rd.live = nil
 }
 
 // next takes a buffer, then the next chunk, and reads it; nil when every
@@ -372,7 +387,19 @@ func (rd *reader) next(ctx context.Context) (*chunk, error) {
 	if rd.file != nil && !rd.noMap.Load() {
 		data, release, err := mapRange(rd.file, pos, n+want)
 		if err == nil {
-			c.buf, c.unmap = data, release
+			c.buf = data
+			rd.mu.Lock()
+			if rd.live == nil {
+				rd.live = map[*chunk]func(){}
+			}
+			rd.live[c] = release
+			rd.mu.Unlock()
+			c.unmap = func() {
+				rd.mu.Lock()
+				delete(rd.live, c)
+				rd.mu.Unlock()
+				release()
+			}
 			return c, nil
 		}
 		rd.noMap.Store(true)

@@ -99,3 +99,24 @@ func TestMappedShrunk(t *testing.T) {
 		t.Errorf("hashing a faulting chunk: %v, want %v", err, errMappedRead)
 	}
 }
+
+// TestMappedSinkError: a sink error ends a scan of mapped chunks with
+// that error, the chunks still in flight unmapped (run with -race).
+func TestMappedSinkError(t *testing.T) {
+	data := noise(4<<20, 23)
+	f := writeTemp(t, data)
+	errSink := errors.New("sink failed")
+	for _, hashes := range [][]hash.Hash{nil, {sha256.New()}} {
+		n := 0
+		sink := SinkFunc(func(ChunkResult) error {
+			if n++; n == 2 {
+				return errSink
+			}
+			return nil
+		})
+		opts := Options{Workers: 3, ChunkSize: 128 << 10, Recognizers: signatures.All(), ImageSize: int64(len(data)), Hashes: hashes}
+		if err := Scan(context.Background(), f, 0, int64(len(data)), opts, sink); !errors.Is(err, errSink) {
+			t.Errorf("hashes %d: Scan: %v, want %v", len(hashes), err, errSink)
+		}
+	}
+}
