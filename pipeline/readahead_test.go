@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,7 @@ func (m *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
 
 // plannedDisk carves an image holding one monolithicSparse disk of 300
 // grains (every third zero, the last one short) in noise and plans it.
-func plannedDisk(t *testing.T) (*os.File, *reassemble.Disk) {
+func plannedDisk(t testing.TB) (*os.File, *reassemble.Disk) {
 	t.Helper()
 	const grains = 300
 	raw := make([]byte, grains*65536-4096)
@@ -47,7 +48,9 @@ func plannedDisk(t *testing.T) (*os.File, *reassemble.Disk) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "case")
-	carve(t, dir, path, CarveOptions{Hash: "none"})
+	if _, err := Carve(context.Background(), dir, path, CarveOptions{Hash: "none", ChunkSize: testChunk}); err != nil {
+		t.Fatal(err)
+	}
 	c, err := OpenCase(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -151,5 +154,38 @@ func TestReadAheadMatchesSerial(t *testing.T) {
 		readAll(a.readGrain, 5)
 		a.stop()
 		a.stop()
+	}
+}
+
+// BenchmarkReadAhead reads every grain of a planned disk of 300 grains
+// (from the image, checked against the plan) in order, as the writer
+// does: one reader (Serial) or read ahead on a goroutine per CPU.
+func BenchmarkReadAhead(b *testing.B) {
+	img, d := plannedDisk(b)
+	buf := make([]byte, int64(d.GrainSize)*vmdk.SectorSize)
+	for _, ahead := range []bool{false, true} {
+		name := "Serial"
+		if ahead {
+			name = "Ahead"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(d.Capacity) * vmdk.SectorSize)
+			for b.Loop() {
+				read := newDiskReader(img, d).readGrain
+				var a *readAhead
+				if ahead {
+					a = newReadAhead(newDiskReader(img, d), 0)
+					read = a.readGrain
+				}
+				for g := range d.Grains() {
+					if _, err := read(g, buf[:grainLen(d.Capacity, int64(len(buf)), g)]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if a != nil {
+					a.stop()
+				}
+			}
+		})
 	}
 }
