@@ -234,8 +234,10 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 	// finishes first.
 	var g errgroup.Group
 	g.SetLimit(runtime.NumCPU())
+	emitPending.Add(int64(len(jobs)))
 	for _, j := range jobs {
 		g.Go(func() error {
+			defer emitPending.Add(-1)
 			if err := ctx.Err(); err != nil {
 				j.err = err
 				return nil
@@ -296,13 +298,13 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 	}
 	defer f.Abort()
 	hw := newHashingWriter(f)
-	ahead := newReadAhead(dr, 0)
-	defer ahead.stop()
+	read, stop := readGrains(dr)
+	defer stop()
 	size, err := vmdk.WriteMonolithicSparse(hw, vmdk.SparseWriterOptions{
 		Capacity: d.Capacity, GrainSize: d.GrainSize, FileName: name + ".vmdk", Descriptor: d.Descriptor,
 		Allocated: dr.allocated,
-	}, ahead.readGrain)
-	ahead.stop()
+	}, read)
+	stop()
 	if err != nil {
 		return nil, err
 	}
