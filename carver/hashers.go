@@ -56,10 +56,9 @@ func (x *hashers) run(ctx context.Context, l *hashLane) error {
 			b = x.zeros
 		}
 		if err := write(l.h, c, b[:c.n]); err != nil {
+			// The error ends the scan (and so the chunks still queued,
+			// which Scan unmaps); quit tells any waiter at once.
 			x.release(c)
-			for c := range l.in {
-				x.release(c)
-			}
 			return err
 		}
 		l.mu.Lock()

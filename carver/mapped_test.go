@@ -120,3 +120,33 @@ func TestMappedSinkError(t *testing.T) {
 		}
 	}
 }
+
+// TestMappedHashFault: a hash lane that faults reading a mapped chunk
+// ends with the error at once, and a sink waiting for the hashes is told
+// they will never catch up instead of waiting for ever.
+func TestMappedHashFault(t *testing.T) {
+	data := noise(1<<20, 24)
+	f := writeTemp(t, data)
+	buf, release, err := mapRange(f, 0, len(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(f.Name(), 0); err != nil {
+		t.Fatal(err)
+	}
+	pool := make(chan []byte, 4)
+	hs := newHashers([]hash.Hash{sha256.New()}, 2, pool, 0)
+	done := make(chan error, 1)
+	go func() { done <- hs.run(context.Background(), hs.lanes[0]) }()
+	c := &chunk{n: len(data), avail: len(data), buf: buf, unmap: release}
+	if err := hs.feed(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if hs.wait(1) {
+		t.Error("wait: the hash caught up with a chunk it could not read")
+	}
+	if err := <-done; !errors.Is(err, errMappedRead) {
+		t.Errorf("hash lane: %v, want %v", err, errMappedRead)
+	}
+	hs.close()
+}
