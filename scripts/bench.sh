@@ -60,9 +60,10 @@ t_rebuild=$(seconds "$b/rebuild" --force "$work/c1"); rss_rebuild=$(cat "$work/r
 
 t_photorec=""
 if command -v photorec >/dev/null; then
-  # PhotoRec (Debian testdisk), VMDK files only, over the whole image.
+  # PhotoRec (Debian testdisk), VMDK files only, over the whole image;
+  # once (minutes of CPU), whatever REPEAT says.
   rm -rf "$work/pr"; mkdir -p "$work/pr"
-  t_photorec=$(cd "$work/pr" && seconds photorec /log /d "$work/pr/out" /cmd "$img" partition_none,fileopt,everything,disable,vmdk,enable,search)
+  t_photorec=$(cd "$work/pr" && REPEAT=1 seconds photorec /log /d "$work/pr/out" /cmd "$img" partition_none,fileopt,everything,disable,vmdk,enable,search)
 fi
 
 printf 'image                          %s bytes, %s CPUs\n' "$bytes" "$(nproc)"
