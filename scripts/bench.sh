@@ -7,6 +7,7 @@
 # Usage: scripts/bench.sh [SIZE]      (default 2G)
 #   SPARSE=256G scripts/bench.sh 512M  also carves a SPARSE-byte sparse file
 #                                      holding the image at 40% of it
+#   NOPHOTOREC=1 leaves PhotoRec out (minutes of CPU on a few GiB)
 # The image lives in a temp dir (or $BENCH_DIR) and is removed afterwards
 # unless $KEEP is set. Everything is timed with a warm page cache (each
 # file is read once first), so the figures compare CPU cost per byte, not
@@ -59,7 +60,7 @@ t_carve_all=$(CLEAN=$work/c2 seconds "$b/carve" --progress none --hash md5,sha1,
 t_rebuild=$(seconds "$b/rebuild" --force "$work/c1"); rss_rebuild=$(cat "$work/rss"); c_rebuild=$(cpu)
 
 t_photorec=""
-if command -v photorec >/dev/null; then
+if [ -z "${NOPHOTOREC:-}" ] && command -v photorec >/dev/null; then
   # PhotoRec (Debian testdisk), VMDK files only, over the whole image;
   # once (minutes of CPU), whatever REPEAT says.
   rm -rf "$work/pr"; mkdir -p "$work/pr"
