@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -232,10 +234,14 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 	// checks its guest, independent of the others. Results are taken in
 	// disk order, so the logs and the summary do not depend on which
 	// finishes first.
+	// The largest start first, so that the last to finish is a small one
+	// (and, once fewer disks than cores are left, it reads ahead).
 	var g errgroup.Group
 	g.SetLimit(runtime.NumCPU())
 	emitPending.Add(int64(len(jobs)))
-	for _, j := range jobs {
+	byWork := slices.Clone(jobs)
+	slices.SortStableFunc(byWork, func(a, b *job) int { return cmp.Compare(b.d.Counts.Placed, a.d.Counts.Placed) })
+	for _, j := range byWork {
 		g.Go(func() error {
 			defer emitPending.Add(-1)
 			if err := ctx.Err(); err != nil {
