@@ -21,11 +21,15 @@ import (
 	"hash"
 	"io"
 	"math/bits"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 
@@ -85,6 +89,10 @@ type Options struct {
 	// read past end up to ImageSize, so that a shard sees exactly what a
 	// whole-image scan sees. 0 means end (no margin past the range).
 	ImageSize int64
+	// NoMap reads an *os.File with ReadAt, as any other reader, instead
+	// of mapping its chunks into memory (mapped_unix.go): the fallback,
+	// for tests and measurements.
+	NoMap bool
 }
 
 // ChunkResult is what Scan found in one chunk [Start,End) of the image.
@@ -127,7 +135,7 @@ type NoProgress struct{}
 // Scanned does nothing.
 func (NoProgress) Scanned(done, total, hits int64) {}
 
-// chunk is one unit of work: data[:n] is the chunk proper, data[n:avail]
+// chunk is one unit of work: buf[:n] is the chunk proper, buf[n:avail]
 // its margin.
 type chunk struct {
 	seq   int
@@ -135,10 +143,57 @@ type chunk struct {
 	n     int
 	avail int
 	buf   []byte
+	// token is the pool's buffer the chunk holds (buf itself, unless the
+	// chunk is mapped), given back by free.
+	token []byte
+	// unmap, when set, releases the mapping buf lies in (mapRange).
+	unmap func()
 	refs  atomic.Int32 // the hashes yet to read it (hashers.go)
 	// hole: the chunk and its margin lie in Options.Zeros: buf is nil,
 	// nothing was read, and it is all zeros.
 	hole bool
+}
+
+// free gives the chunk's buffer back to the pool once nothing reads it
+// any more.
+func (c *chunk) free(pool chan<- []byte) {
+	if c.hole {
+		return // its token went back when it was taken
+	}
+	if c.unmap != nil {
+		c.unmap()
+	}
+	pool <- c.token // cannot block: the pool has room for every buffer
+}
+
+// errMappedRead is a fault reading a mapped chunk: where ReadAt would
+// have returned an error, the access faulted.
+var errMappedRead = errors.New("the mapped image could not be read (a read error, or the image shrank while being carved)")
+
+// fault turns a recovered panic p into an error if it is a fault on c's
+// mapping (debug.SetPanicOnFault is on in every goroutine that reads
+// one), and panics again with p otherwise.
+func (c *chunk) fault(p any) error {
+	if off, ok := c.faultOffset(p); ok {
+		return fmt.Errorf("carver: image offset %d: %w", c.start+off, errMappedRead)
+	}
+	panic(p)
+}
+
+// faultOffset reports whether p is a fault on c's mapping, and where in
+// the chunk (the page the address lies in counts, since a mapping starts
+// and ends on page boundaries).
+func (c *chunk) faultOffset(p any) (int64, bool) {
+	e, ok := p.(interface{ Addr() uintptr })
+	if !ok || c.unmap == nil || len(c.buf) == 0 {
+		return 0, false
+	}
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(c.buf)))
+	a := e.Addr()
+	if a+uintptr(pageSize) < lo || a >= lo+uintptr(len(c.buf))+uintptr(pageSize) {
+		return 0, false
+	}
+	return max(int64(a)-int64(lo), 0), true
 }
 
 // result is a scanned chunk on its way to the collector; the buffer travels
@@ -218,6 +273,9 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 	}
 	rd := &reader{r: r, start: start, end: end, imageSize: imageSize, chunkSize: chunkSize, margin: margin,
 		chunks: (end - start + int64(chunkSize) - 1) / int64(chunkSize), pool: pool, zeros: zeros}
+	if f, ok := r.(*os.File); ok && !opts.NoMap {
+		rd.file = f
+	}
 
 	g, ctx := errgroup.WithContext(ctx)
 	results := make(chan result, workers)
@@ -226,6 +284,9 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 	var wg errgroup.Group
 	for range workers {
 		wg.Go(func() error {
+			// A fault reading a mapped chunk panics, to be recovered as
+			// an error, instead of ending the process.
+			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 			s := scanner{rs: rs, step: step, magics: newMagicTable(rs)}
 			if scratchBytes > 0 {
 				s.scratch = make([]byte, scratchBytes)
@@ -235,7 +296,10 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 				if c == nil || err != nil {
 					return err
 				}
-				res := s.scan(c)
+				res, err := s.scan(c)
+				if err != nil {
+					return err
+				}
 				select {
 				case results <- result{c, res}:
 				case <-ctx.Done():
@@ -260,7 +324,9 @@ func Scan(ctx context.Context, r io.ReaderAt, start, end int64, opts Options, si
 		defer hs.close()
 		return collect(ctx, results, hs, sink, progress, end-start)
 	})
-	return g.Wait()
+	err := g.Wait()
+	rd.unmapAll() // the chunks an error left in flight
+	return err
 }
 
 // reader hands out the chunks of [start,end), each read by the worker
@@ -275,6 +341,23 @@ type reader struct {
 	taken                 atomic.Int64
 	pool                  chan []byte
 	zeros                 []holes.Extent
+	// file, when set, is mapped chunk by chunk rather than read; the
+	// first mapping that fails (a pipe, a filesystem that cannot map)
+	// sets noMap, and the chunks from then on are read.
+	file  *os.File
+	noMap atomic.Bool
+	mu    sync.Mutex
+	live  map[*chunk]func() // the mapped chunks not yet freed, and their unmaps
+}
+
+// unmapAll unmaps the chunks still mapped, once nothing reads them.
+func (rd *reader) unmapAll() {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	for _, release := range rd.live {
+		release()
+	}
+	rd.live = nil
 }
 
 // next takes a buffer, then the next chunk, and reads it; nil when every
@@ -300,6 +383,27 @@ func (rd *reader) next(ctx context.Context) (*chunk, error) {
 		c.hole = true
 		return c, nil
 	}
+	c.token = b
+	if rd.file != nil && !rd.noMap.Load() {
+		data, release, err := mapRange(rd.file, pos, n+want)
+		if err == nil {
+			c.buf = data
+			rd.mu.Lock()
+			if rd.live == nil {
+				rd.live = map[*chunk]func(){}
+			}
+			rd.live[c] = release
+			rd.mu.Unlock()
+			c.unmap = func() {
+				rd.mu.Lock()
+				delete(rd.live, c)
+				rd.mu.Unlock()
+				release()
+			}
+			return c, nil
+		}
+		rd.noMap.Store(true)
+	}
 	if b == nil {
 		b = make([]byte, rd.chunkSize+rd.margin)
 	}
@@ -307,7 +411,7 @@ func (rd *reader) next(ctx context.Context) (*chunk, error) {
 		rd.pool <- b
 		return nil, err
 	}
-	c.buf = b
+	c.buf, c.token = b, b
 	return c, nil
 }
 
@@ -494,11 +598,18 @@ func (t *magicTable) candidates(buf []byte, off int) uint64 {
 	return set
 }
 
-func (s *scanner) scan(c *chunk) ChunkResult {
-	res := ChunkResult{Start: c.start, End: c.start + int64(c.n)}
+func (s *scanner) scan(c *chunk) (res ChunkResult, err error) {
+	res = ChunkResult{Start: c.start, End: c.start + int64(c.n)}
 	if c.hole {
 		res.Fingerprints = make([]uint64, (c.n+BlockSize-1)/BlockSize)
-		return res
+		return res, nil
+	}
+	if c.unmap != nil {
+		defer func() {
+			if p := recover(); p != nil {
+				err = c.fault(p)
+			}
+		}()
 	}
 	res.Fingerprints = make([]uint64, 0, (c.n+BlockSize-1)/BlockSize)
 	s.fps = &res.Fingerprints
@@ -534,7 +645,7 @@ func (s *scanner) scan(c *chunk) ChunkResult {
 		return strings.Compare(string(a.Kind), string(b.Kind))
 	})
 	s.fingerprintTo(c, c.n)
-	return res
+	return res, nil
 }
 
 // fingerprintTo fingerprints the chunk's blocks that start before off and
@@ -554,7 +665,10 @@ func (s *scanner) fingerprintTo(c *chunk, off int) {
 // if a recognizer panicked, with s.off and s.ri naming the call.
 func (s *scanner) recognizeFrom(c *chunk, hits *[]signatures.Hit) (finished bool) {
 	defer func() {
-		if recover() != nil {
+		if p := recover(); p != nil {
+			if _, ok := c.faultOffset(p); ok {
+				panic(p) // not the recognizer's: the image's (scan recovers it)
+			}
 			finished = false
 		}
 	}()

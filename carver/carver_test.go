@@ -10,6 +10,8 @@ import (
 	"hash"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -392,6 +394,38 @@ func BenchmarkScan(b *testing.B) {
 		if err := Scan(context.Background(), r, 0, size, opts, sink); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkScanFile is BenchmarkScan from a file in the page cache, whose
+// chunks the scan maps (Mapped) or reads with ReadAt (Copied).
+func BenchmarkScanFile(b *testing.B) {
+	const size = 256 << 20
+	im := newTestImage(b, size, 8<<20, 8)
+	path := filepath.Join(b.TempDir(), "image.dd")
+	if err := os.WriteFile(path, im.data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sink := SinkFunc(func(ChunkResult) error { return nil })
+	for _, noMap := range []bool{false, true} {
+		name := "Mapped"
+		if noMap {
+			name = "Copied"
+		}
+		b.Run(name, func(b *testing.B) {
+			opts := Options{Recognizers: signatures.All(), ImageSize: size, NoMap: noMap}
+			b.SetBytes(size)
+			for b.Loop() {
+				if err := Scan(context.Background(), f, 0, size, opts, sink); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

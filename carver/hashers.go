@@ -3,6 +3,7 @@ package carver
 import (
 	"context"
 	"hash"
+	"runtime/debug"
 	"sync"
 )
 
@@ -54,7 +55,12 @@ func (x *hashers) run(ctx context.Context, l *hashLane) error {
 		if c.hole {
 			b = x.zeros
 		}
-		l.h.Write(b[:c.n]) // hash.Hash.Write never fails
+		if err := write(l.h, c, b[:c.n]); err != nil {
+			// The error ends the scan (and so the chunks still queued,
+			// which Scan unmaps); quit tells any waiter at once.
+			x.release(c)
+			return err
+		}
 		l.mu.Lock()
 		l.done++
 		l.cond.Broadcast()
@@ -71,9 +77,24 @@ func (x *hashers) run(ctx context.Context, l *hashLane) error {
 	return nil
 }
 
+// write feeds b, the bytes of c, to h; an error if reading them (a
+// mapped chunk) faults.
+func write(h hash.Hash, c *chunk, b []byte) (err error) {
+	if c.unmap != nil {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() {
+			if p := recover(); p != nil {
+				err = c.fault(p)
+			}
+		}()
+	}
+	h.Write(b) // hash.Hash.Write never fails
+	return nil
+}
+
 func (x *hashers) release(c *chunk) {
-	if c.refs.Add(-1) == 0 && !c.hole {
-		x.pool <- c.buf // cannot block: the pool has room for every buffer
+	if c.refs.Add(-1) == 0 {
+		c.free(x.pool)
 	}
 }
 
@@ -81,9 +102,7 @@ func (x *hashers) release(c *chunk) {
 // lane, its buffer goes straight back to the pool.
 func (x *hashers) feed(ctx context.Context, c *chunk) error {
 	if len(x.lanes) == 0 {
-		if !c.hole {
-			x.pool <- c.buf
-		}
+		c.free(x.pool)
 		return nil
 	}
 

@@ -1,16 +1,19 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -268,10 +271,16 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 	for _, j := range jobs {
 		meter.add(j.d)
 	}
+	// The largest start first, so that the last to finish is a small one
+	// (and, once fewer disks than cores are left, it reads ahead).
 	var g errgroup.Group
 	g.SetLimit(runtime.NumCPU())
-	for _, j := range jobs {
+	emitPending.Add(int64(len(jobs)))
+	byWork := slices.Clone(jobs)
+	slices.SortStableFunc(byWork, func(a, b *job) int { return cmp.Compare(b.d.Counts.Placed, a.d.Counts.Placed) })
+	for _, j := range byWork {
 		g.Go(func() error {
+			defer emitPending.Add(-1)
 			if err := ctx.Err(); err != nil {
 				j.err = err
 				return nil
@@ -335,13 +344,18 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 		return nil, err
 	}
 	defer f.Abort()
-	size, err := vmdk.WriteMonolithicSparse(f, vmdk.SparseWriterOptions{
+	hw := newHashingWriter(f)
+	read, stop := readGrains(dr)
+	defer stop()
+	size, err := vmdk.WriteMonolithicSparse(hw, vmdk.SparseWriterOptions{
 		Capacity: d.Capacity, GrainSize: d.GrainSize, FileName: name + ".vmdk", Descriptor: d.Descriptor,
-	}, readGrain)
+		Allocated: dr.allocated,
+	}, meter.counting(read))
+	stop()
 	if err != nil {
 		return nil, err
 	}
-	sum, err := commitHashed(f)
+	sum, err := hw.commit(f, size)
 	if err != nil {
 		return nil, err
 	}
@@ -383,6 +397,50 @@ func commitHashed(f *AtomicFile) (string, error) {
 	return sum, f.Commit()
 }
 
+// hashingWriter hashes (SHA-256) what is written through it, for as long
+// as every write continues where the one before ended: a file written
+// front to back is hashed without being read back.
+type hashingWriter struct {
+	w   io.WriterAt
+	h   hash.Hash
+	end int64
+	// broken: a write went elsewhere (or failed); the hash says nothing.
+	broken bool
+}
+
+func newHashingWriter(w io.WriterAt) *hashingWriter { return &hashingWriter{w: w, h: sha256.New()} }
+
+func (hw *hashingWriter) WriteAt(p []byte, off int64) (int, error) {
+	if off != hw.end || hw.broken {
+		hw.broken = true
+		return hw.w.WriteAt(p, off)
+	}
+	// Hashing costs about what the write does: the two run side by side.
+	hashed := make(chan struct{})
+	go func() {
+		hw.h.Write(p)
+		close(hashed)
+	}()
+	n, err := hw.w.WriteAt(p, off)
+	<-hashed
+	if err != nil || n != len(p) {
+		hw.broken = true
+		return n, err
+	}
+	hw.end += int64(n)
+	return n, nil
+}
+
+// commit publishes f, written through hw and size bytes long, with its
+// SHA-256: the one hashed while writing if the writes ran front to back
+// over all of it, else read back (commitHashed).
+func (hw *hashingWriter) commit(f *AtomicFile, size int64) (string, error) {
+	if hw.broken || hw.end != size {
+		return commitHashed(f)
+	}
+	return hex.EncodeToString(hw.h.Sum(nil)), f.Commit()
+}
+
 func hashFile(f *os.File) (string, error) {
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<62)); err != nil {
@@ -402,12 +460,33 @@ type diskReader struct {
 	record []byte
 	cacheG int64
 	cache  []byte
+	// zeroHashes are the hashes of a zero grain and of a zero last grain
+	// (allocated).
+	zeroHashes []uint64
 }
 
 func newDiskReader(img io.ReaderAt, d *reassemble.Disk) *diskReader {
 	gb := int64(d.GrainSize) * vmdk.SectorSize
 	return &diskReader{img: img, disk: d, cacheG: -1, cache: make([]byte, gb),
 		record: make([]byte, 12+vmdk.MaxCompressedGrain(gb))}
+}
+
+// allocated says whether readGrain will give grain g, not all zeros, if
+// the image still holds what the plan found there (vmdk.SparseWriterOptions.
+// Allocated): a placed grain whose hash is not that of zeros.
+func (r *diskReader) allocated(g uint64) bool {
+	gr := r.disk.Placed(g)
+	if gr == nil || gr.Source == nil {
+		return false
+	}
+	if r.zeroHashes == nil {
+		gb := int64(r.disk.GrainSize) * vmdk.SectorSize
+		last := int64(r.disk.Capacity)*vmdk.SectorSize - int64(r.disk.Grains()-1)*gb
+		// A compressed grain is hashed as decoded, the whole grain or
+		// the last one's length: either may be zeros.
+		r.zeroHashes = []uint64{xxhash.Sum64(make([]byte, gb)), xxhash.Sum64(make([]byte, last))}
+	}
+	return gr.Hash != r.zeroHashes[0] && gr.Hash != r.zeroHashes[1]
 }
 
 // readGrain fills buf (one grain, or less for the last) with grain g.
@@ -426,13 +505,21 @@ func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		_, k, err := vmdk.DecodeGrain(rec[:n], r.cache)
+		// Decoded in place when buf holds a whole grain (all but a short
+		// last one), else in the cache and copied.
+		dst := r.cache
+		if len(buf) == len(r.cache) {
+			dst = buf
+		}
+		_, k, err := vmdk.DecodeGrain(rec[:n], dst)
 		if err != nil || k < len(buf) {
 			r.verify.DecodeFailure++
 			return false, nil
 		}
-		copy(buf, r.cache[:len(buf)])
-		hashed = r.cache[:k] // the carve hashed the whole decoded grain
+		if len(buf) != len(dst) {
+			copy(buf, dst[:len(buf)])
+		}
+		hashed = dst[:k] // the carve hashed the whole decoded grain
 	} else if _, err := reassemble.ReadSource(r.img, src, buf); err != nil {
 		return false, err
 	}
