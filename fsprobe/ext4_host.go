@@ -89,7 +89,7 @@ type ext4Geom struct {
 // end is the end of the volume's region in the image (superblock
 // geometries only).
 func (g *ext4Geom) end() int64 {
-	if g.sb == nil || g.sb.Blocks > uint64(1<<62)/uint64(g.B) {
+	if g.sb == nil || g.B <= 0 || g.sb.Blocks > uint64(1<<62)/uint64(g.B) {
 		return 1 << 62
 	}
 	return g.F + int64(g.sb.Blocks)*g.B
@@ -156,7 +156,9 @@ func newExt4Resolver(records []LocatedExt4, anchors []int64) *ext4Resolver {
 	var supers []LocatedExt4
 	for _, l := range records {
 		rec := l.Record
-		if rec == nil {
+		// Records come from a case file a user may edit: one the parser
+		// could not have made (a block size of 0) is no evidence.
+		if rec == nil || l.Offset < 0 || rec.Validate() != nil {
 			continue
 		}
 		switch {

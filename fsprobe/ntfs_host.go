@@ -107,7 +107,10 @@ func ntfsIndex(records []LocatedNTFS, anchors []int64) *ntfsIn {
 		in.anchors[a] = true
 	}
 	for _, r := range records {
-		if r.Record == nil || r.Record.Damaged != "" || r.Offset < 0 {
+		// Records come from a case file a user may edit: one the parser
+		// could not have made (a record size of 0, runs past MaxLCN) is
+		// no evidence, and would divide by zero below.
+		if r.Record == nil || r.Record.Damaged != "" || r.Offset < 0 || r.Record.Validate() != nil {
 			continue
 		}
 		switch {

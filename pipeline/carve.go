@@ -782,7 +782,7 @@ func copyHits(w io.Writer, shardDir string, start, end int64, counts map[string]
 	err = scanLines(f, path, func(line []byte, n int) error {
 		key.Offset = -1
 		if err := json.Unmarshal(line, &key); err != nil || key.Offset < 0 {
-			return fmt.Errorf("pipeline: %s line %d: corrupt hit: %v", path, n, err)
+			return fmt.Errorf("pipeline: %s:%d: corrupt hit: %v", path, n, err)
 		}
 		if key.Offset < start {
 			return nil

@@ -156,9 +156,12 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		image = &unreadableImage{r: img, areas: areas}
 		logf("%d areas of the image were not rescued (ddrescue mapfile): nothing is decided from their bytes", len(areas))
 	}
-	hits, err := c.LoadHits()
+	hits, dups, err := c.loadHits()
 	if err != nil {
 		return nil, err
+	}
+	if dups > 0 {
+		logf("%d duplicate hits dropped (identical copies of another hit at the same offset)", dups)
 	}
 	logf("planning from %d hits", len(hits))
 	popts := reassemble.Options{

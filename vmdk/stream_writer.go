@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"maps"
 )
 
 // StreamLayout selects where a stream-optimized writer puts its grain
@@ -174,7 +173,8 @@ func streamDescriptor(opts StreamWriterOptions) ([]byte, error) {
 		Extents:    []Extent{{Access: "RW", Sectors: opts.Capacity, Type: "SPARSE", FileName: opts.FileName}},
 	}
 	if t := opts.Descriptor; t != nil {
-		d.CID, d.ParentCID, d.DDB = t.CID, t.ParentCID, maps.Clone(t.DDB)
+		d.CID, d.ParentCID = t.CID, t.ParentCID
+		d.DDB = d.fitDDB(t.DDB, streamDescriptorSectors*SectorSize)
 	} else {
 		// A deterministic CID: qemu draws a random one, which would make
 		// two runs over the same input differ.
