@@ -165,7 +165,13 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	}
 	logf("planning from %d hits", len(hits))
 	popts := reassemble.Options{
-		Progress: func(done, total int) { logf("instance %d of %d placed", done, total) },
+		// At most one line per percent: an image of 10^6 headers must not
+		// print 10^6 lines.
+		Progress: func(done, total int) {
+			if done == total || done*100/total != (done-1)*100/total {
+				logf("instance %d of %d placed", done, total)
+			}
+		},
 	}
 	if fp, err := c.Fingerprints(); err == nil {
 		defer fp.Close()
@@ -177,11 +183,18 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	} else {
 		logf("no fingerprints (%v): the damage policy cannot test for intermittent encryption", err)
 	}
-	disks := reassemble.Plan(image, ev.Size, hits, popts)
+	plan := reassemble.PlanCase(image, ev.Size, hits, popts)
+	disks := plan.Disks
 	for _, dir := range []string{PlansDirName, DisksDirName} {
 		if err := os.MkdirAll(filepath.Join(c.Dir, dir), 0o755); err != nil {
 			return nil, err
 		}
+	}
+	if err := writeNoGrain(c, plan); err != nil {
+		return nil, err
+	}
+	if n := plan.NoGrainInstances; n > 0 {
+		logf("%d VMDK instances own no grain (a header whose tables are lost or zero): not disks, listed in %s", n, filepath.Join(DisksDirName, NoGrainName))
 	}
 	res, recovered, failed, err := emitDisks(ctx, c, image, disks, opts, logf)
 	if err != nil {
@@ -194,9 +207,40 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		return res, fmt.Errorf("pipeline: %d of %d disks not emitted: %s", len(failed), len(disks), strings.Join(failed, "; "))
 	}
 	if !recovered {
-		return res, fmt.Errorf("pipeline: %d VMDK instances found, no grain placed: %w", len(disks), ErrNothingRecovered)
+		return res, fmt.Errorf("pipeline: %d VMDK instances found, no grain placed: %w", len(disks)+plan.NoGrainInstances, ErrNothingRecovered)
 	}
 	return res, nil
+}
+
+// NoGrainName is disks/no-grain.json: the VMDK instances found that own
+// no grain (reassemble.Result.NoGrain), listed compactly.
+const NoGrainName = "no-grain.json"
+
+// NoGrainReport is disks/no-grain.json.
+type NoGrainReport struct {
+	Tool      string                   `json:"tool"`
+	Version   string                   `json:"version"`
+	Evidence  Evidence                 `json:"evidence"`
+	Instances int                      `json:"instances"`
+	Runs      []reassemble.InstanceRun `json:"runs"`
+}
+
+// writeNoGrain writes disks/no-grain.json, or removes one a rebuild
+// before left when every instance now owns a grain.
+func writeNoGrain(c *Case, plan *reassemble.Result) error {
+	path := filepath.Join(c.Dir, DisksDirName, NoGrainName)
+	if plan.NoGrainInstances == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	b, err := json.MarshalIndent(&NoGrainReport{Tool: Tool, Version: Version, Evidence: c.Manifest.Evidence,
+		Instances: plan.NoGrainInstances, Runs: plan.NoGrain}, "", " ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(b, '\n'))
 }
 
 // emitDisks writes every planned disk (its plan, the disk and its report)

@@ -87,13 +87,10 @@ func (h *Hit) validateDetail() error {
 	valid := h.Verdict == Valid
 	switch {
 	case h.Sparse != nil:
+		// A damaged header is reported, never planned from: it holds
+		// whatever the sector said (a crafted 2^31 GTEs per GT).
 		if err := h.Sparse.Validate(); err != nil && valid {
 			return err
-		}
-		// A damaged header is reported, never planned from; its grain
-		// size and capacity are still what a report multiplies.
-		if s := h.Sparse; s.GrainSize > vmdk.MaxGrainSize || s.NumGTEsPerGT > vmdk.GTEsPerGT || s.Capacity > 1<<62 {
-			return fmt.Errorf("grain size %d, %d GTEs per GT, capacity %d", s.GrainSize, s.NumGTEsPerGT, s.Capacity)
 		}
 	case h.Descriptor != nil:
 		return h.Descriptor.Validate()
