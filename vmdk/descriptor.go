@@ -171,6 +171,9 @@ func (d *Descriptor) UUID() string { return d.DDB["ddb.uuid"] }
 // field ends at one) or longer than a line.
 func (d *Descriptor) Validate() error {
 	bad := func(field string, v any, why string) error {
+		if s, ok := v.(string); ok {
+			v = fmt.Sprintf("%.80q", s) // quoted: the text may hold line breaks
+		}
 		return &FormatError{Struct: "descriptor", Field: field, Value: v, Reason: why}
 	}
 	text := func(field, v string) error {
@@ -205,7 +208,7 @@ func (d *Descriptor) Validate() error {
 		if err := text("ddb key", k); err != nil {
 			return err
 		}
-		if err := text(k, v); err != nil {
+		if err := text(fmt.Sprintf("%.80q", k), v); err != nil {
 			return err
 		}
 	}
