@@ -77,9 +77,23 @@ func TestHostileHitsFile(t *testing.T) {
 	if err := os.WriteFile(hitsPath, copies.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// What a rebuild that made 7 disks of the copies left: gone once
+	// this one makes 1.
+	stale := []string{filepath.Join(pipeline.DisksDirName, "disk-07.json"), filepath.Join(pipeline.DisksDirName, "disk-07.vmdk"),
+		filepath.Join(pipeline.PlansDirName, "disk-07.json")}
+	for _, p := range stale {
+		if err := os.WriteFile(filepath.Join(run.caseDir, p), []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	res, err := rebuildCase(run.caseDir)
 	if err != nil || len(res.Disks) != 1 {
 		t.Fatalf("50 copies of each hit: %v, %d disks, want 1", err, len(res.Disks))
+	}
+	for _, p := range stale {
+		if _, err := os.Stat(filepath.Join(run.caseDir, p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s of an earlier rebuild is still there (%v)", p, err)
+		}
 	}
 	if got, err := os.ReadFile(vmdkPath); err != nil || !bytes.Equal(got, want) {
 		t.Errorf("50 copies of each hit: the disk differs from one copy's (%v)", err)

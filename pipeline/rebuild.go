@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -196,6 +197,9 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	if n := plan.NoGrainInstances; n > 0 {
 		logf("%d VMDK instances own no grain (a header whose tables are lost or zero): not disks, listed in %s", n, filepath.Join(DisksDirName, NoGrainName))
 	}
+	if err := removeStaleDisks(c, len(disks)); err != nil {
+		return nil, err
+	}
 	res, recovered, failed, err := emitDisks(ctx, c, image, disks, opts, logf)
 	if err != nil {
 		return nil, err
@@ -210,6 +214,30 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		return res, fmt.Errorf("pipeline: %d VMDK instances found, no grain placed: %w", len(disks)+plan.NoGrainInstances, ErrNothingRecovered)
 	}
 	return res, nil
+}
+
+// removeStaleDisks removes the plans, disks and reports of an earlier
+// rebuild numbered past the n disks this one plans: a re-run that finds
+// fewer disks (hits deduplicated, headers that own no grain listed) must
+// not leave disk-199.json beside them, which the summary of a completed
+// rebuild would read back as a disk of this one.
+func removeStaleDisks(c *Case, n int) error {
+	for _, dir := range []string{PlansDirName, DisksDirName} {
+		paths, err := filepath.Glob(filepath.Join(c.Dir, dir, "disk-*"))
+		if err != nil {
+			return err
+		}
+		for _, p := range paths {
+			base := filepath.Base(p)
+			num, _, _ := strings.Cut(strings.TrimPrefix(base, "disk-"), ".")
+			if id, err := strconv.Atoi(num); err == nil && id > n {
+				if err := os.Remove(p); err != nil {
+					return fmt.Errorf("pipeline: removing %s of an earlier rebuild: %w", p, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // NoGrainName is disks/no-grain.json: the VMDK instances found that own
