@@ -432,3 +432,33 @@ func TestMillionHeaders(t *testing.T) {
 	}
 	t.Logf("%d headers: hits %d bytes, case %d bytes, listing %d bytes in %d runs", n, hits.Size(), total, len(b), len(rep.Runs))
 }
+
+// TestHugeHeadersNoOutput: headers claiming 2 TiB (whose rebuilt disk's
+// tables alone are 256 MiB) with nothing placed, 256 KiB apart: none is a
+// disk (each would cost a thousand times the image bytes its file spans);
+// they are listed, and the case grows by kilobytes.
+func TestHugeHeadersNoOutput(t *testing.T) {
+	l, err := vmdk.NewSparseLayout(vmdk.MaxSparseCapacity, 128, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, _ := l.Header.MarshalBinary()
+	plant := map[int][]byte{}
+	for off := 1 << 20; off < 15<<20; off += 256 << 10 {
+		plant[off] = hdr
+	}
+	run := carveAndRebuild(t, noiseImage(t, 16<<20, plant))
+	if !errors.Is(run.err, pipeline.ErrNothingRecovered) || len(run.reports) != 0 {
+		t.Fatalf("rebuild: %v, %d disks; want none", run.err, len(run.reports))
+	}
+	var out int64
+	filepath.WalkDir(filepath.Join(run.caseDir, pipeline.DisksDirName), func(p string, d fs.DirEntry, err error) error {
+		if info, err := d.Info(); err == nil && !d.IsDir() {
+			out += info.Size()
+		}
+		return nil
+	})
+	if out > 64<<10 {
+		t.Errorf("rebuild wrote %d bytes for %d headers that place nothing", out, len(plant))
+	}
+}

@@ -64,16 +64,24 @@ type InstanceRun struct {
 // proves one damaged, or its file as the image holds it has room for a
 // grain after its metadata (a file whose grains could not be placed is a
 // disk: its report says where its grain slots lie and why each is
-// missing).
+// missing). The metadata counted is the larger of what the header says
+// (its overhead) and what the rebuilt disk's will be: a header that
+// places nothing must not cost more output than the image bytes its file
+// spans (a crafted 2 TiB header would cost 256 MiB of tables each).
 func isDisk(inst *Instance) bool {
 	if inst.Counts.Placed > 0 || inst.Counts.Damaged > 0 || inst.size <= 0 {
 		return true
 	}
-	grain := inst.Header.GrainBytes()
-	if inst.Header.Compressed() {
+	h := inst.Header
+	grain := h.GrainBytes()
+	if h.Compressed() {
 		grain = vmdk.SectorSize // the smallest grain record
 	}
-	return inst.size >= int64(inst.Header.OverHead)*vmdk.SectorSize+grain
+	meta := int64(h.OverHead) * vmdk.SectorSize
+	if l, err := vmdk.NewSparseLayout(h.Capacity, h.GrainSize, true); err == nil {
+		meta = max(meta, int64(l.Header.OverHead)*vmdk.SectorSize)
+	}
+	return inst.size >= meta+grain
 }
 
 // noGrainRuns lists instances (by header offset) as runs of alike ones
