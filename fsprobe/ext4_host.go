@@ -60,6 +60,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"vmdkcarve/fs/ext4"
 )
@@ -268,7 +269,12 @@ func (r *ext4Resolver) explains(g *ext4Geom) map[int64]bool {
 	if g.sb == nil {
 		return out
 	}
-	for _, ino := range r.inodes {
+	// Only the inodes inside the volume's region can fit (r.inodes is
+	// sorted by offset): a search, not a scan of every inode for every
+	// volume (a datastore of many guests has many).
+	lo := sort.Search(len(r.inodes), func(i int) bool { return r.inodes[i].off >= g.F })
+	hi := sort.Search(len(r.inodes), func(i int) bool { return r.inodes[i].off >= g.end() })
+	for _, ino := range r.inodes[lo:max(lo, hi)] {
 		if !r.fits(ino, g) {
 			continue
 		}
