@@ -60,6 +60,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"vmdkcarve/fs/ext4"
 )
@@ -89,7 +90,7 @@ type ext4Geom struct {
 // end is the end of the volume's region in the image (superblock
 // geometries only).
 func (g *ext4Geom) end() int64 {
-	if g.sb == nil || g.sb.Blocks > uint64(1<<62)/uint64(g.B) {
+	if g.sb == nil || g.B <= 0 || g.sb.Blocks > uint64(1<<62)/uint64(g.B) {
 		return 1 << 62
 	}
 	return g.F + int64(g.sb.Blocks)*g.B
@@ -156,7 +157,9 @@ func newExt4Resolver(records []LocatedExt4, anchors []int64) *ext4Resolver {
 	var supers []LocatedExt4
 	for _, l := range records {
 		rec := l.Record
-		if rec == nil {
+		// Records come from a case file a user may edit: one the parser
+		// could not have made (a block size of 0) is no evidence.
+		if rec == nil || l.Offset < 0 || rec.Validate() != nil {
 			continue
 		}
 		switch {
@@ -266,7 +269,12 @@ func (r *ext4Resolver) explains(g *ext4Geom) map[int64]bool {
 	if g.sb == nil {
 		return out
 	}
-	for _, ino := range r.inodes {
+	// Only the inodes inside the volume's region can fit (r.inodes is
+	// sorted by offset): a search, not a scan of every inode for every
+	// volume (a datastore of many guests has many).
+	lo := sort.Search(len(r.inodes), func(i int) bool { return r.inodes[i].off >= g.F })
+	hi := sort.Search(len(r.inodes), func(i int) bool { return r.inodes[i].off >= g.end() })
+	for _, ino := range r.inodes[lo:max(lo, hi)] {
 		if !r.fits(ino, g) {
 			continue
 		}

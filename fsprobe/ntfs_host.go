@@ -3,6 +3,7 @@ package fsprobe
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -99,6 +100,14 @@ type ntfsIn struct {
 	rec0    []LocatedNTFS // $MFT record copies
 	rec1    []LocatedNTFS // $MFTMirr record copies
 	anchors map[int64]bool
+
+	// Indexes for evaluate, which is asked once per hypothesis (up to
+	// maxNTFSHypotheses): scanning every record each time was
+	// hypotheses × records (10^5 crafted .vmdk records took minutes).
+	anchorList []int64            // the anchors, sorted
+	firstLCN   map[int64]int      // first run's LCN -> the first file (index in files) starting there
+	bootsAt    map[int64][]int    // boots by offset and by the offset of the volume their backup position implies
+	rec0At     map[ntfsGeom][]int // rec0 by the (V, C) their self-location implies
 }
 
 func ntfsIndex(records []LocatedNTFS, anchors []int64) *ntfsIn {
@@ -107,7 +116,10 @@ func ntfsIndex(records []LocatedNTFS, anchors []int64) *ntfsIn {
 		in.anchors[a] = true
 	}
 	for _, r := range records {
-		if r.Record == nil || r.Record.Damaged != "" || r.Offset < 0 {
+		// Records come from a case file a user may edit: one the parser
+		// could not have made (a record size of 0, runs past MaxLCN) is
+		// no evidence, and would divide by zero below.
+		if r.Record == nil || r.Record.Damaged != "" || r.Offset < 0 || r.Record.Validate() != nil {
 			continue
 		}
 		switch {
@@ -131,7 +143,43 @@ func ntfsIndex(records []LocatedNTFS, anchors []int64) *ntfsIn {
 	for _, s := range [][]LocatedNTFS{in.boots, in.files, in.rec0, in.rec1} {
 		sort.SliceStable(s, func(i, j int) bool { return s[i].Offset < s[j].Offset })
 	}
+	in.anchorList = slices.Sorted(maps.Keys(in.anchors))
+	in.firstLCN = make(map[int64]int)
+	for i, r := range in.files {
+		if l := r.Record.MFT.FirstLCN(); l >= 0 {
+			if _, ok := in.firstLCN[l]; !ok {
+				in.firstLCN[l] = i
+			}
+		}
+	}
+	in.bootsAt = make(map[int64][]int)
+	for i, b := range in.boots {
+		bs := b.Record.Boot
+		in.bootsAt[b.Offset] = append(in.bootsAt[b.Offset], i)
+		if v := b.Offset - bs.TotalSectors*bs.SectorSize; v != b.Offset {
+			in.bootsAt[v] = append(in.bootsAt[v], i)
+		}
+	}
+	in.rec0At = make(map[ntfsGeom][]int)
+	for i, r := range in.rec0 {
+		for _, c := range ntfsClusterSizes {
+			g := ntfsGeom{r.Offset - r.Record.MFT.FirstLCN()*c, c}
+			in.rec0At[g] = append(in.rec0At[g], i)
+		}
+	}
 	return in
+}
+
+// candidates returns the indexes in idx (each list in order) merged,
+// sorted and without repeats: the records a hypothesis must look at, in
+// the order the records lie.
+func candidates(idx ...[]int) []int {
+	var out []int
+	for _, l := range idx {
+		out = append(out, l...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func isVMDKName(name string) bool { return strings.HasSuffix(strings.ToLower(name), ".vmdk") }
@@ -161,7 +209,12 @@ func (in *ntfsIn) hypotheses() []ntfsGeom {
 		f := r.Record.MFT
 		name, _ := f.FileName()
 		if l := f.FirstLCN(); l >= 0 && isVMDKName(name) {
-			for a := range in.anchors {
+			// The anchors in order (a map's order would make which
+			// hypotheses fit under the cap differ from run to run).
+			for _, a := range in.anchorList {
+				if len(out) >= maxNTFSHypotheses {
+					break
+				}
 				for _, c := range ntfsClusterSizes {
 					add(ntfsGeom{a - l*c, c})
 				}
@@ -176,7 +229,8 @@ func (in *ntfsIn) hypotheses() []ntfsGeom {
 // establishes a geometry alone), every other fact 1.
 func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 	v := &ntfsVolume{ntfsGeom: g, mftAt: -1, mirrLCN: -1}
-	for _, b := range in.boots {
+	for _, i := range candidates(in.bootsAt[g.V]) {
+		b := in.boots[i]
 		bs := b.Record.Boot
 		if bs.ClusterSize != g.C {
 			continue
@@ -196,7 +250,8 @@ func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 	}
 	// $MFT self-location: a copy of record 0 found where its own first run
 	// says. With a boot sector, its $MFT LCN must agree.
-	for _, r := range in.rec0 {
+	for _, i := range candidates(in.rec0At[g]) {
+		r := in.rec0[i]
 		f := r.Record.MFT
 		l := f.FirstLCN()
 		if g.V+l*g.C == r.Offset && (v.boot == nil || v.boot.MFTLCN == l) && v.mft == nil {
@@ -230,9 +285,27 @@ func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 			}
 		}
 	}
-	// Anchors: a record's first run landing on a VMDK header.
+	// Anchors: a record's first run landing on a VMDK header. Each
+	// anchor counts once, for the first record (in image order) whose
+	// first run lands there: with fewer anchors than records, those
+	// records are found from the anchors through firstLCN.
 	anchorsSeen := make(map[int64]bool)
-	for _, r := range in.files {
+	files := in.files
+	if len(in.anchorList) < len(in.files) {
+		var idx []int
+		for _, a := range in.anchorList {
+			if d := a - g.V; d >= 0 && d%g.C == 0 {
+				if i, ok := in.firstLCN[d/g.C]; ok {
+					idx = append(idx, i)
+				}
+			}
+		}
+		files = files[:0:0]
+		for _, i := range candidates(idx) {
+			files = append(files, in.files[i])
+		}
+	}
+	for _, r := range files {
 		f := r.Record.MFT
 		if l := f.FirstLCN(); l >= 0 {
 			p := g.V + l*g.C

@@ -367,9 +367,24 @@ func checkRange(r *Range, size int64) (Range, error) {
 	return rng, nil
 }
 
+// readFileMax reads a file of at most limit bytes; a longer one is an
+// error, not an allocation of its size.
+func readFileMax(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("longer than %d bytes: corrupt file", limit)
+	}
+	return b, err
+}
+
 func readShardState(dir string) (*shardState, error) {
 	path := filepath.Join(dir, ShardStateName)
-	b, err := os.ReadFile(path)
+	b, err := readFileMax(path, maxShardState)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -380,7 +395,40 @@ func readShardState(dir string) (*shardState, error) {
 	if err := json.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("pipeline: %s is corrupt: %w", path, err)
 	}
+	if err := st.validate(); err != nil {
+		return nil, fmt.Errorf("pipeline: %s: %w", path, err)
+	}
 	return st, nil
+}
+
+// maxShardState bounds shard.json: a few hash states and counts by kind.
+const maxShardState = 1 << 20
+
+// validate checks a shard.json read back from disk (a user may have
+// edited it, a disk damaged it) before a resume truncates files to its
+// byte counts or scans from its checkpoint: a range of whole 4 KiB blocks,
+// a checkpoint inside it on a block boundary, counts that are not
+// negative. A field that fails is named with why.
+func (st *shardState) validate() error {
+	r := st.Range
+	switch {
+	case r.Start < 0 || r.Start%carver.BlockSize != 0 || r.End <= r.Start:
+		return fmt.Errorf("range: %d:%d is not a non-empty range starting on a %d-byte block", r.Start, r.End, carver.BlockSize)
+	case st.Checkpoint < r.Start || st.Checkpoint > r.End || st.Checkpoint != r.End && (st.Checkpoint-r.Start)%carver.BlockSize != 0:
+		return fmt.Errorf("checkpoint: %d is not a block boundary of the range %d:%d", st.Checkpoint, r.Start, r.End)
+	case st.HitsBytes < 0:
+		return fmt.Errorf("hits_bytes: %d is negative", st.HitsBytes)
+	case st.FingerprintBytes < 0:
+		return fmt.Errorf("fingerprint_bytes: %d is negative", st.FingerprintBytes)
+	case st.Hits < 0 || st.UnreadableHits < 0:
+		return fmt.Errorf("hits: %d (and %d unreadable) is negative", st.Hits, st.UnreadableHits)
+	}
+	for k, c := range st.Counts {
+		if c.Valid < 0 || c.Damaged < 0 {
+			return fmt.Errorf("counts: %s: %+v is negative", k, c)
+		}
+	}
+	return nil
 }
 
 func writeShardState(dir string, st *shardState) error {
@@ -831,7 +879,7 @@ func copyHits(w io.Writer, shardDir string, start, end int64, unknown []Range, c
 	err = scanLines(f, path, func(line []byte, n int) error {
 		key.Offset, key.Length = -1, 0
 		if err := json.Unmarshal(line, &key); err != nil || key.Offset < 0 {
-			return fmt.Errorf("pipeline: %s line %d: corrupt hit: %v", path, n, err)
+			return fmt.Errorf("pipeline: %s:%d: corrupt hit: %v", path, n, err)
 		}
 		if key.Offset < start {
 			return nil

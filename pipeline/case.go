@@ -22,12 +22,14 @@ package pipeline
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -250,9 +252,16 @@ func (c *Case) CarveComplete() bool {
 	return s != nil && s.Complete
 }
 
-// LoadHits reads CASE/hits.jsonl.
+// LoadHits reads CASE/hits.jsonl, every hit checked against the
+// evidence's size (ReadHits).
 func (c *Case) LoadHits() ([]signatures.Hit, error) {
-	return ReadHits(filepath.Join(c.Dir, HitsName))
+	hits, _, err := c.loadHits()
+	return hits, err
+}
+
+// loadHits is LoadHits that also says how many duplicate hits it dropped.
+func (c *Case) loadHits() ([]signatures.Hit, int, error) {
+	return readHits(filepath.Join(c.Dir, HitsName), c.Manifest.Evidence.Size)
 }
 
 // Fingerprints opens CASE/fingerprints.bin. Close it when done.
@@ -260,25 +269,83 @@ func (c *Case) Fingerprints() (*Fingerprints, error) {
 	return OpenFingerprints(filepath.Join(c.Dir, FingerprintsName))
 }
 
-// ReadHits reads a hits.jsonl file: one signatures.Hit per line. A line
-// longer than MaxHitLine or that does not decode is an error naming the
-// file and line.
+// ReadHits reads a hits.jsonl file: one signatures.Hit per line. The
+// file is a user's to edit and a disk's to damage: a line longer than
+// MaxHitLine, that does not decode, or whose fields a recognizer could not
+// have written (signatures.Hit.Validate) is an error naming the file, the
+// line and the field. The hits come back sorted by offset (stably: the
+// file's order within an offset) with identical copies of a hit dropped.
 func ReadHits(path string) ([]signatures.Hit, error) {
+	hits, _, err := readHits(path, 0)
+	return hits, err
+}
+
+// readHits is ReadHits with the image size the offsets must lie inside
+// (0: unknown); it also returns how many duplicate hits it dropped.
+func readHits(path string, imageSize int64) ([]signatures.Hit, int, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: opening hits: %w", err)
+		return nil, 0, fmt.Errorf("pipeline: opening hits: %w", err)
 	}
 	defer f.Close()
 	var hits []signatures.Hit
+	sorted := true
 	err = scanLines(f, path, func(line []byte, n int) error {
 		var h signatures.Hit
 		if err := json.Unmarshal(line, &h); err != nil {
-			return fmt.Errorf("pipeline: %s line %d: corrupt hit: %w", path, n, err)
+			return fmt.Errorf("pipeline: %s:%d: corrupt hit: %w", path, n, err)
+		}
+		if err := h.Validate(imageSize); err != nil {
+			return fmt.Errorf("pipeline: %s:%d: %w", path, n, err)
+		}
+		if len(hits) > 0 && h.Offset < hits[len(hits)-1].Offset {
+			sorted = false
 		}
 		hits = append(hits, h)
 		return nil
 	})
-	return hits, err
+	if err != nil {
+		return nil, 0, err
+	}
+	if !sorted {
+		slices.SortStableFunc(hits, func(a, b signatures.Hit) int { return cmp.Compare(a.Offset, b.Offset) })
+	}
+	hits, dups := dedupHits(hits)
+	return hits, dups, nil
+}
+
+// dedupHits drops the hits identical to an earlier one at the same offset
+// (hits sorted by offset): a line copied 50 times is one structure, not
+// 50 disks. Hits are compared by their canonical encoding, so copies that
+// differ in spacing or field order are copies too; only offsets holding
+// more than one hit are encoded, so the cost stays linear.
+func dedupHits(hits []signatures.Hit) ([]signatures.Hit, int) {
+	out := hits[:0]
+	dups := 0
+	seen := map[string]bool{}
+	for i := 0; i < len(hits); {
+		j := i + 1
+		for j < len(hits) && hits[j].Offset == hits[i].Offset {
+			j++
+		}
+		if j == i+1 {
+			out = append(out, hits[i])
+			i = j
+			continue
+		}
+		clear(seen)
+		for _, h := range hits[i:j] {
+			b, err := json.Marshal(&h)
+			if err == nil && seen[string(b)] {
+				dups++
+				continue
+			}
+			seen[string(b)] = true
+			out = append(out, h)
+		}
+		i = j
+	}
+	return out, dups
 }
 
 // scanLines calls fn for every non-empty line of r (without its newline)
@@ -298,7 +365,7 @@ func scanLines(r io.Reader, path string, fn func(line []byte, n int) error) erro
 	}
 	if err := s.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return fmt.Errorf("pipeline: %s line %d: longer than %d bytes: corrupt file", path, n+1, MaxHitLine)
+			return fmt.Errorf("pipeline: %s:%d: longer than %d bytes: corrupt file", path, n+1, MaxHitLine)
 		}
 		return fmt.Errorf("pipeline: reading %s: %w", path, err)
 	}

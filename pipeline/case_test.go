@@ -85,13 +85,13 @@ func TestLoadHitsErrors(t *testing.T) {
 	dir := t.TempDir()
 	c := &Case{Dir: dir, Manifest: &Manifest{}}
 	write := func(s string) { os.WriteFile(filepath.Join(dir, HitsName), []byte(s), 0o644) }
-	write(`{"offset":512,"kind":"sparse-header","verdict":"valid"}` + "\n\n" + `{"offset":1024,"kind":"error","verdict":"damaged"}` + "\n")
+	write(`{"offset":512,"kind":"sparse-header","verdict":"damaged"}` + "\n\n" + `{"offset":1024,"kind":"error","verdict":"damaged"}` + "\n")
 	hits, err := c.LoadHits()
 	if err != nil || len(hits) != 2 || hits[1].Offset != 1024 || hits[1].Kind != signatures.KindError {
 		t.Errorf("LoadHits: %v, %+v", err, hits)
 	}
-	write(`{"offset":512,"kind":"sparse-header"}` + "\n" + `{"offset":1024,"ki` + "\n")
-	if _, err := c.LoadHits(); err == nil || !strings.Contains(err.Error(), "line 2") {
+	write(`{"offset":512,"kind":"sparse-header","verdict":"damaged"}` + "\n" + `{"offset":1024,"ki` + "\n")
+	if _, err := c.LoadHits(); err == nil || !strings.Contains(err.Error(), HitsName+":2:") {
 		t.Errorf("corrupt line: %v, want an error naming line 2", err)
 	}
 	write(strings.Repeat("x", MaxHitLine+10))

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -177,13 +178,22 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		image = newUnreadableImage(img, ev)
 		logf("%d areas of the image are unreadable (mapfile, E01 error2 or damaged chunks): nothing is decided from their bytes", len(areas))
 	}
-	hits, err := c.LoadHits()
+	hits, dups, err := c.loadHits()
 	if err != nil {
 		return nil, err
 	}
+	if dups > 0 {
+		logf("%d duplicate hits dropped (identical copies of another hit at the same offset)", dups)
+	}
 	logf("planning from %d hits", len(hits))
 	popts := reassemble.Options{
-		Progress: func(done, total int) { logf("instance %d of %d placed", done, total) },
+		// At most one line per percent: an image of 10^6 headers must not
+		// print 10^6 lines.
+		Progress: func(done, total int) {
+			if done == total || done*100/total != (done-1)*100/total {
+				logf("instance %d of %d placed", done, total)
+			}
+		},
 	}
 	if opts.Meter != nil {
 		popts.Progress = func(done, total int) { opts.Meter(StepPlan, "instances", int64(done), int64(total)) }
@@ -198,11 +208,21 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	} else {
 		logf("no fingerprints (%v): the damage policy cannot test for intermittent encryption", err)
 	}
-	disks := reassemble.Plan(image, ev.Size, hits, popts)
+	plan := reassemble.PlanCase(image, ev.Size, hits, popts)
+	disks := plan.Disks
 	for _, dir := range []string{PlansDirName, DisksDirName} {
 		if err := os.MkdirAll(filepath.Join(c.Dir, dir), 0o755); err != nil {
 			return nil, err
 		}
+	}
+	if err := writeNoGrain(c, plan); err != nil {
+		return nil, err
+	}
+	if n := plan.NoGrainInstances; n > 0 {
+		logf("%d VMDK instances own no grain (a header whose tables are lost or zero): not disks, listed in %s", n, filepath.Join(DisksDirName, NoGrainName))
+	}
+	if err := removeStaleDisks(c, len(disks)); err != nil {
+		return nil, err
 	}
 	res, recovered, failed, err := emitDisks(ctx, c, image, disks, opts, logf)
 	if err != nil {
@@ -225,9 +245,64 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		return res, fmt.Errorf("pipeline: %d of %d disks not emitted: %s", len(failed), len(disks), strings.Join(failed, "; "))
 	}
 	if !recovered {
-		return res, fmt.Errorf("pipeline: %d VMDK instances found, no grain placed: %w", len(disks), ErrNothingRecovered)
+		return res, fmt.Errorf("pipeline: %d VMDK instances found, no grain placed: %w", len(disks)+plan.NoGrainInstances, ErrNothingRecovered)
 	}
 	return res, nil
+}
+
+// removeStaleDisks removes the plans, disks and reports of an earlier
+// rebuild numbered past the n disks this one plans: a re-run that finds
+// fewer disks (hits deduplicated, headers that own no grain listed) must
+// not leave disk-199.json beside them, which the summary of a completed
+// rebuild would read back as a disk of this one.
+func removeStaleDisks(c *Case, n int) error {
+	for _, dir := range []string{PlansDirName, DisksDirName} {
+		paths, err := filepath.Glob(filepath.Join(c.Dir, dir, "disk-*"))
+		if err != nil {
+			return err
+		}
+		for _, p := range paths {
+			base := filepath.Base(p)
+			num, _, _ := strings.Cut(strings.TrimPrefix(base, "disk-"), ".")
+			if id, err := strconv.Atoi(num); err == nil && id > n {
+				if err := os.Remove(p); err != nil {
+					return fmt.Errorf("pipeline: removing %s of an earlier rebuild: %w", p, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// NoGrainName is disks/no-grain.json: the VMDK instances found that own
+// no grain (reassemble.Result.NoGrain), listed compactly.
+const NoGrainName = "no-grain.json"
+
+// NoGrainReport is disks/no-grain.json.
+type NoGrainReport struct {
+	Tool      string                   `json:"tool"`
+	Version   string                   `json:"version"`
+	Evidence  Evidence                 `json:"evidence"`
+	Instances int                      `json:"instances"`
+	Runs      []reassemble.InstanceRun `json:"runs"`
+}
+
+// writeNoGrain writes disks/no-grain.json, or removes one a rebuild
+// before left when every instance now owns a grain.
+func writeNoGrain(c *Case, plan *reassemble.Result) error {
+	path := filepath.Join(c.Dir, DisksDirName, NoGrainName)
+	if plan.NoGrainInstances == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	b, err := json.MarshalIndent(&NoGrainReport{Tool: Tool, Version: Version, Evidence: c.Manifest.Evidence,
+		Instances: plan.NoGrainInstances, Runs: plan.NoGrain}, "", " ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(b, '\n'))
 }
 
 // emitDisks writes every planned disk (its plan, the disk and its report)

@@ -30,8 +30,9 @@ func headlessInstances(x *hitIndex, image io.ReaderAt, imageSize int64, taken []
 	var out []*Instance
 	seen := map[int64]bool{} // slot grids tried, by their first slot
 	const gb = flatGrainSize * vmdk.SectorSize
+	used := newUsedAreas(taken)
 	for _, off := range x.geometry {
-		if insideAny(taken, off) || insideAny(out, off) {
+		if used.contains(off) || insideAny(out, off) {
 			continue
 		}
 		for _, hy := range volumeHypotheses(x, image, off) {

@@ -61,10 +61,15 @@ func newHeaderSearch(x *hitIndex, starts []*signatures.Hit, image io.ReaderAt, i
 	// single entry reads as a one-entry directory naming the next table
 	// (and again in the redundant copy). What lies where a found file's
 	// header puts its metadata is that file's, and starts nothing.
+	offsets := make([]int64, len(starts))
+	for i, h := range starts {
+		offsets[i] = h.Offset
+	}
+	slices.Sort(offsets)
 	for _, h := range starts {
 		hs.have[h.Offset] = true
 		m := mapFor(maps, h.Offset)
-		hs.owned = append(hs.owned, metadataRanges(image, h.Offset, h.Sparse, m, nextStart(starts, h.Offset, imageSize))...)
+		hs.owned = append(hs.owned, metadataRanges(image, h.Offset, h.Sparse, m, nextStart(offsets, h.Offset, imageSize))...)
 		if m != nil && m.Size >= 2*vmdk.SectorSize {
 			// A stream's footer is its second last sector, where its host
 			// map puts it.
@@ -408,13 +413,14 @@ func imageOffsetOf(start int64, m *fsprobe.FileMap, end, off int64) (int64, bool
 	return start + off, off >= 0 && start+off < end
 }
 
-// nextStart is the first start after off among starts, else end: as far
-// as a file without a host map is assumed contiguous (findInstances).
-func nextStart(starts []*signatures.Hit, off, end int64) int64 {
-	for _, h := range starts {
-		if h.Offset > off && h.Offset < end {
-			end = h.Offset
-		}
+// nextStart is the first start after off among the sorted start offsets,
+// else end: as far as a file without a host map is assumed contiguous
+// (findInstances). A binary search: a crafted image of 10^6 headers made
+// the linear scan it replaced quadratic.
+func nextStart(offsets []int64, off, end int64) int64 {
+	i, _ := slices.BinarySearch(offsets, off+1)
+	if i < len(offsets) && offsets[i] < end {
+		return offsets[i]
 	}
 	return end
 }

@@ -1,6 +1,7 @@
 package reassemble
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -20,8 +21,102 @@ type Options struct {
 
 // Plan groups hits into VMDK instances, decides every grain of each, and
 // merges instances that are copies of one virtual disk. image is the
-// evidence, read-only; hits must be sorted by offset.
+// evidence, read-only; hits must be sorted by offset. Instances that own
+// no grain are not disks (PlanCase lists them).
 func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Options) []*Disk {
+	return PlanCase(image, imageSize, hits, opts).Disks
+}
+
+// Result is what PlanCase decided.
+type Result struct {
+	Disks []*Disk
+	// NoGrain lists compactly the instances that own no grain: not one
+	// of their grains is placed or proven damaged, and the image holds no
+	// room for one in their file after its metadata (a header alone: the
+	// next header follows it, or the image ends). A disk of zeros and holes
+	// per header would tell nothing the list does not, and 10^6 headers in
+	// a crafted image would each cost a file and a report.
+	NoGrain []InstanceRun
+	// NoGrainInstances counts them.
+	NoGrainInstances int
+}
+
+// InstanceRun is Count instances that own no grain, with headers at
+// FirstOffset, FirstOffset+Stride, ..., alike in all the other fields.
+type InstanceRun struct {
+	FirstOffset int64  `json:"first_header_offset"`
+	Count       int    `json:"count"`
+	Stride      int64  `json:"stride,omitempty"`
+	Variant     string `json:"variant"`
+	Capacity    uint64 `json:"capacity_sectors"`
+	GrainSize   uint64 `json:"grain_size_sectors"`
+	HeaderLost  bool   `json:"header_lost,omitempty"`
+	CID         string `json:"cid,omitempty"` // the descriptor's, hex
+	UUID        string `json:"uuid,omitempty"`
+	Tables      string `json:"tables"`
+	// Zero and Missing count each instance's grains proven zero and
+	// missing.
+	Zero    uint64 `json:"zero"`
+	Missing uint64 `json:"missing"`
+}
+
+// isDisk reports whether an instance is a disk: it places a grain or
+// proves one damaged, or its file as the image holds it has room for a
+// grain after its metadata (a file whose grains could not be placed is a
+// disk: its report says where its grain slots lie and why each is
+// missing). The metadata counted is the larger of what the header says
+// (its overhead) and what the rebuilt disk's will be: a header that
+// places nothing must not cost more output than the image bytes its file
+// spans (a crafted 2 TiB header would cost 256 MiB of tables each).
+func isDisk(inst *Instance) bool {
+	if inst.Counts.Placed > 0 || inst.Counts.Damaged > 0 || inst.size <= 0 {
+		return true
+	}
+	h := inst.Header
+	grain := h.GrainBytes()
+	if h.Compressed() {
+		grain = vmdk.SectorSize // the smallest grain record
+	}
+	meta := int64(h.OverHead) * vmdk.SectorSize
+	if l, err := vmdk.NewSparseLayout(h.Capacity, h.GrainSize, true); err == nil {
+		meta = max(meta, int64(l.Header.OverHead)*vmdk.SectorSize)
+	}
+	return inst.size >= meta+grain
+}
+
+// noGrainRuns lists instances (by header offset) as runs of alike ones
+// at a constant stride.
+func noGrainRuns(insts []*Instance) []InstanceRun {
+	var out []InstanceRun
+	for _, inst := range insts {
+		r := InstanceRun{FirstOffset: inst.HeaderOffset, Count: 1, Variant: inst.Variant, Capacity: inst.Header.Capacity,
+			GrainSize: inst.Header.GrainSize, HeaderLost: inst.HeaderLost, Tables: inst.Tables,
+			Zero: inst.Counts.Zero, Missing: inst.Counts.Missing + inst.Counts.Conflict}
+		if d := inst.Descriptor; d != nil {
+			if d.HasCID {
+				r.CID = fmt.Sprintf("%08x", d.CID)
+			}
+			r.UUID = d.UUID()
+		}
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			alike := *last
+			alike.FirstOffset, alike.Count, alike.Stride = r.FirstOffset, 1, 0
+			stride := r.FirstOffset - (last.FirstOffset + int64(last.Count-1)*last.Stride)
+			if alike == r && stride > 0 && (last.Count == 1 || stride == last.Stride) {
+				last.Stride = stride
+				last.Count++
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// PlanCase is Plan, with the instances that own no grain (Result.NoGrain)
+// listed instead of made into disks.
+func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Options) *Result {
 	x := indexHits(hits)
 	x.imageSize = imageSize
 	var anchors []int64
@@ -79,13 +174,17 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 	checkAgainstCopies(instances)
 	instances = assembleSplit(instances, x, image)
 	var whole []*Instance          // instances that are disks (or copies of one)
+	var noGrain []*Instance        // instances that own no grain, by header offset
 	parts := map[int][]*Instance{} // the extents of each split disk, by its ID
 	for _, inst := range instances {
 		inst.Counts = countInstance(inst)
-		if inst.partOf != 0 {
+		switch {
+		case inst.partOf != 0:
 			parts[inst.partOf] = append(parts[inst.partOf], inst)
-		} else {
+		case isDisk(inst):
 			whole = append(whole, inst)
+		default:
+			noGrain = append(noGrain, inst)
 		}
 	}
 	disks := mergeCopies(whole)
@@ -95,7 +194,8 @@ func Plan(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Option
 		}
 	}
 	linkVersions(disks, image)
-	return disks
+	slices.SortStableFunc(noGrain, func(a, b *Instance) int { return cmp.Compare(a.HeaderOffset, b.HeaderOffset) })
+	return &Result{Disks: disks, NoGrain: noGrainRuns(noGrain), NoGrainInstances: len(noGrain)}
 }
 
 func countInstance(inst *Instance) Counts {
@@ -164,33 +264,85 @@ func sameDisk(a, b *Instance) bool {
 	return common > 0 && differ == 0
 }
 
+// maxCopyCandidates bounds how many instances placing one grain (the
+// same grain number and bytes, of disks of one size) the instances placing
+// it after them are compared with. Real evidence holds a handful of copies
+// of a disk; a crafted image can hold 10^5 streams each with the same
+// grain, and comparing every pair of them would take hours. Past the bound,
+// copies may stay unmerged (each is still a disk of its own: nothing is
+// mixed), and the disk's notes say so.
+const maxCopyCandidates = 64
+
 // mergeCopies groups instances that are copies of one disk and makes one
-// Disk of each group, in order of the group's first header offset.
+// Disk of each group, in order of the group's first header offset. The
+// groups are the connected components of sameDisk. Two instances can be
+// copies only if they place one grain number with the same bytes (both
+// sameDisk rules need a common grain that agrees), so each instance is
+// compared only with the earlier ones that place one of its grains (the
+// first maxCopyCandidates of each), not with every other instance: the
+// work is linear in the placed grains, not quadratic in the instances.
 func mergeCopies(instances []*Instance) []*Disk {
 	sets := newUnionFind(len(instances))
 	find := sets.find
 	parent := sets.parent
-	for i := range instances {
-		for j := i + 1; j < len(instances); j++ {
-			if find(i) != find(j) && sameDisk(instances[i], instances[j]) {
-				parent[find(j)] = find(i)
+	type grainKey struct{ capacity, grainSize, grain, hash uint64 }
+	placing := map[grainKey][]int{} // the instances placing each grain, in order
+	capped := map[int]bool{}        // instances some of whose candidates were not compared
+	tested := map[int]bool{}
+	for i, inst := range instances {
+		clear(tested)
+		for _, g := range placedGrains(inst) {
+			k := grainKey{inst.Header.Capacity, inst.Header.GrainSize, g, inst.grains.one[g].Hash}
+			earlier := placing[k]
+			if len(earlier) < maxCopyCandidates {
+				placing[k] = append(earlier, i)
+			} else {
+				capped[i] = true
+			}
+			for _, j := range earlier {
+				if tested[j] {
+					continue
+				}
+				tested[j] = true
+				if find(i) != find(j) && sameDisk(instances[j], instances[i]) {
+					parent[find(i)] = find(j)
+				}
 			}
 		}
 	}
 	groups := make(map[int][]*Instance)
 	var roots []int
+	partial := map[int]bool{}
 	for i, inst := range instances {
 		r := find(i)
 		if groups[r] == nil {
 			roots = append(roots, r)
 		}
 		groups[r] = append(groups[r], inst)
+		partial[r] = partial[r] || capped[i]
 	}
 	var disks []*Disk
 	for _, r := range roots {
-		disks = append(disks, mergeGroup(len(disks)+1, groups[r]))
+		d := mergeGroup(len(disks)+1, groups[r])
+		if partial[r] {
+			d.Notes = append(d.Notes, fmt.Sprintf("more than %d instances place some grain of this disk with the same bytes: "+
+				"it was compared with the first %d of them only, and other copies of it may be disks of their own", maxCopyCandidates, maxCopyCandidates))
+		}
+		disks = append(disks, d)
 	}
 	return disks
+}
+
+// placedGrains lists the grains inst places, in order.
+func placedGrains(inst *Instance) []uint64 {
+	var gs []uint64
+	for g, gr := range inst.grains.one {
+		if gr.Status == Placed {
+			gs = append(gs, g)
+		}
+	}
+	slices.Sort(gs)
+	return gs
 }
 
 // mergeGroup decides each grain of a disk from all its copies: identical

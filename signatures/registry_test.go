@@ -3,6 +3,7 @@ package signatures
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -127,8 +128,29 @@ func FuzzRecognizers(f *testing.F) {
 			if ok && !rs[i].MayAccept(w) {
 				t.Fatalf("%s: accepts a window none of its magics holds for: %x", rs[i].Name, w[:min(len(w), 64)])
 			}
+			if ok {
+				checkStored(t, rs[i].Name, h)
+			}
 		}
 	})
+}
+
+// checkStored fails t unless hit h, stored in hits.jsonl and read back,
+// passes Validate: the checks on load must accept whatever a recognizer
+// writes.
+func checkStored(t *testing.T, name string, h Hit) {
+	t.Helper()
+	b, err := json.Marshal(&h)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var back Hit
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if err := back.Validate(0); err != nil {
+		t.Fatalf("%s: the hit it makes fails Validate: %v\n%s", name, err, b)
+	}
 }
 
 // TestMagicsNecessary runs every recognizer at every sector of the
@@ -167,8 +189,9 @@ func TestMagicsNecessary(t *testing.T) {
 			scratch := make([]byte, r.ScratchBytes)
 			for off := 0; off < len(img); off += r.Align {
 				w := img[off:min(len(img), off+r.Window)]
-				if _, ok := r.Recognize(w, scratch); ok {
+				if h, ok := r.Recognize(w, scratch); ok {
 					accepted[r.Name]++
+					checkStored(t, r.Name, h)
 					if !r.MayAccept(w) {
 						t.Errorf("%s accepts at %d, but none of its magics holds", r.Name, off)
 					}

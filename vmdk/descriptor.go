@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // DescriptorMagic is the first line of every text descriptor.
@@ -142,10 +143,19 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 	return d, nil
 }
 
-// Capacity is the sum of the extent sizes in sectors.
+// MaxDescriptorCapacity bounds the capacity a descriptor may describe:
+// 2^47 sectors (64 PiB), far above the 62 TB of the largest VMFS disk.
+const MaxDescriptorCapacity = 1 << 47
+
+// Capacity is the sum of the extent sizes in sectors, or 0 (unknown) when
+// the sum passes MaxDescriptorCapacity: the sizes are the text's word, and
+// a sum that wrapped around would be a small, plausible lie.
 func (d *Descriptor) Capacity() uint64 {
 	var n uint64
 	for _, e := range d.Extents {
+		if e.Sectors > MaxDescriptorCapacity-n {
+			return 0
+		}
 		n += e.Sectors
 	}
 	return n
@@ -154,19 +164,172 @@ func (d *Descriptor) Capacity() uint64 {
 // UUID returns ddb.uuid, if present.
 func (d *Descriptor) UUID() string { return d.DDB["ddb.uuid"] }
 
+// Validate checks a descriptor read back from a case file (which a user
+// may edit) against what ParseDescriptor could have made: at most
+// maxExtents extents with a known access and type, at most maxDDBKeys
+// "ddb." keys, and no field holding a line break or a NUL (a parsed
+// field ends at one) or longer than a line.
+func (d *Descriptor) Validate() error {
+	bad := func(field string, v any, why string) error {
+		if s, ok := v.(string); ok {
+			v = fmt.Sprintf("%.80q", s) // quoted: the text may hold line breaks
+		}
+		return &FormatError{Struct: "descriptor", Field: field, Value: v, Reason: why}
+	}
+	text := func(field, v string) error {
+		if len(v) > maxLineBytes || strings.ContainsAny(v, "\n\x00") {
+			return bad(field, v, "holds a line break or a NUL, or is longer than a line")
+		}
+		return nil
+	}
+	if len(d.Extents) > maxExtents {
+		return bad("extents", len(d.Extents), "too many extents")
+	}
+	if len(d.DDB) > maxDDBKeys {
+		return bad("ddb", len(d.DDB), "too many keys")
+	}
+	for _, f := range []struct{ name, v string }{{"createType", d.CreateType}, {"parentFileNameHint", d.ParentFileNameHint}} {
+		if err := text(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	for i, e := range d.Extents {
+		if !extentAccess[e.Access] || !extentTypes[e.Type] {
+			return bad(fmt.Sprintf("extent %d", i+1), e.Access+" "+e.Type, "unknown access or type")
+		}
+		if strings.ContainsAny(e.FileName, "\"\n\x00") {
+			return bad(fmt.Sprintf("extent %d file name", i+1), e.FileName, "holds a quote, a line break or a NUL")
+		}
+	}
+	for k, v := range d.DDB {
+		if !strings.HasPrefix(k, "ddb.") || strings.Contains(k, "=") || k != strings.TrimSpace(k) {
+			return bad("ddb key", k, `not a "ddb." key the parser reads`)
+		}
+		if err := text("ddb key", k); err != nil {
+			return err
+		}
+		if err := text(fmt.Sprintf("%.80q", k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Extent access modes and types (the extentLine pattern).
+var (
+	extentAccess = map[string]bool{"RW": true, "RDONLY": true, "NOACCESS": true}
+	extentTypes  = map[string]bool{"FLAT": true, "SPARSE": true, "ZERO": true, "VMFS": true, "VMFSSPARSE": true,
+		"VMFSRDM": true, "VMFSRAW": true, "SESPARSE": true}
+)
+
+// WritableKey reports whether a DDB key can be written into a descriptor
+// as it is: "ddb." and then letters, digits, '.', '_' or '-' (every key
+// VMware and qemu write). The format has no escapes, so a key with a
+// space, a quote, a '=' or a line break could change what the text says
+// (an injected extent line): such a key is left out, never escaped.
+func WritableKey(k string) bool {
+	rest, ok := strings.CutPrefix(k, "ddb.")
+	if !ok || rest == "" || len(k) > maxLineBytes/2 {
+		return false
+	}
+	for _, c := range rest {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// WritableValue reports whether a quoted value can be written as it is:
+// valid UTF-8 without a quote or a control character (the format has no
+// escapes), short enough for a line.
+func WritableValue(v string) bool {
+	if !utf8.ValidString(v) || len(v) > maxLineBytes/2 {
+		return false
+	}
+	for _, c := range v {
+		if c < 0x20 || c == 0x7f || c == '"' {
+			return false
+		}
+	}
+	return true
+}
+
+// WritableDDB returns the entries of ddb that can be written as they are
+// (WritableKey, WritableValue) and the keys left out, sorted.
+func WritableDDB(ddb map[string]string) (map[string]string, []string) {
+	out := make(map[string]string, len(ddb))
+	var dropped []string
+	for k, v := range ddb {
+		if WritableKey(k) && WritableValue(v) {
+			out[k] = v
+		} else {
+			dropped = append(dropped, k)
+		}
+	}
+	sort.Strings(dropped)
+	return out, dropped
+}
+
+// fitDDB returns the entries of ddb (a DDB from evidence, to be written
+// into d) that can be written as they are, in key order while the text
+// stays within room bytes: a descriptor carved with a thousand long keys
+// must not cost the disk its output. Those left out are still in the
+// report, which keeps the descriptor as parsed.
+func (d *Descriptor) fitDDB(ddb map[string]string, room int) map[string]string {
+	ok, _ := WritableDDB(ddb)
+	bare := *d
+	bare.DDB = nil
+	text, err := bare.Encode()
+	if err != nil {
+		return nil
+	}
+	keys := make([]string, 0, len(ok))
+	for k := range ok {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	n := len(text)
+	out := make(map[string]string, len(ok))
+	for _, k := range keys {
+		line := len(k) + len(ok[k]) + len(` = ""`+"\n")
+		if n+line > room {
+			break
+		}
+		out[k] = ok[k]
+		n += line
+	}
+	return out
+}
+
 // Encode writes the descriptor in the layout qemu and libvmdk accept
 // (FORMAT.md §6.1): the three section comment lines are required by libvmdk.
 // (It is not MarshalText on purpose: JSON reports keep the parsed fields.)
+// The format has no escapes: a field that cannot be written as it is (a
+// key or value WritableKey or WritableValue refuses, an unknown extent
+// access or type, a file name with a quote) is an error, never written;
+// callers that copy a DDB from evidence pass it through WritableDDB.
 func (d *Descriptor) Encode() ([]byte, error) {
+	bad := func(field, v string) error {
+		return &FormatError{Struct: "descriptor", Field: field, Value: v, Reason: "cannot be written as it is"}
+	}
+	for _, f := range []struct{ name, v string }{{"createType", d.CreateType}, {"parentFileNameHint", d.ParentFileNameHint}} {
+		if !WritableValue(f.v) {
+			return nil, bad(f.name, f.v)
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\nversion=%d\nCID=%08x\nparentCID=%08x\n", DescriptorMagic, max(d.Version, 1), d.CID, d.ParentCID)
-	fmt.Fprintf(&b, "createType=%q\n", d.CreateType)
+	fmt.Fprintf(&b, "createType=\"%s\"\n", d.CreateType)
 	if d.ParentFileNameHint != "" {
-		fmt.Fprintf(&b, "parentFileNameHint=%q\n", d.ParentFileNameHint)
+		fmt.Fprintf(&b, "parentFileNameHint=\"%s\"\n", d.ParentFileNameHint)
 	}
 	b.WriteString("\n# Extent description\n")
-	for _, e := range d.Extents {
-		fmt.Fprintf(&b, "%s %d %s %q", e.Access, e.Sectors, e.Type, e.FileName)
+	for i, e := range d.Extents {
+		if !extentAccess[e.Access] || !extentTypes[e.Type] || !WritableValue(e.FileName) {
+			return nil, bad(fmt.Sprintf("extent %d", i+1), fmt.Sprintf("%s %s %q", e.Access, e.Type, e.FileName))
+		}
+		fmt.Fprintf(&b, "%s %d %s \"%s\"", e.Access, e.Sectors, e.Type, e.FileName)
 		if e.Type == "FLAT" || e.Offset != 0 {
 			fmt.Fprintf(&b, " %d", e.Offset)
 		}
@@ -179,7 +342,13 @@ func (d *Descriptor) Encode() ([]byte, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&b, "%s = %q\n", k, d.DDB[k])
+		if !WritableKey(k) {
+			return nil, bad("ddb key", k)
+		}
+		if !WritableValue(d.DDB[k]) {
+			return nil, bad(k, d.DDB[k])
+		}
+		fmt.Fprintf(&b, "%s = \"%s\"\n", k, d.DDB[k])
 	}
 	return []byte(b.String()), nil
 }

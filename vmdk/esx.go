@@ -59,29 +59,35 @@ func ParseCOWDHeader(b []byte) (*COWDHeader, error) {
 		Generation:   le.Uint32(b[1060:]),
 		Unclean:      le.Uint32(b[1648:]) != 0,
 	}
+	return h, h.Validate()
+}
+
+// Validate applies ParseCOWDHeader's rules to h (a header read back from
+// a case file is checked with it).
+func (h *COWDHeader) Validate() error {
 	fe := func(off int64, field string, v any, why string) error {
 		return &FormatError{Struct: "COWD header", Offset: off, Field: field, Value: v, Reason: why}
 	}
 	switch {
 	case h.Version != 1:
-		return h, fe(4, "version", h.Version, "want 1")
+		return fe(4, "version", h.Version, "want 1")
 	case h.Flags != 3:
-		return h, fe(8, "flags", h.Flags, "want 3")
+		return fe(8, "flags", h.Flags, "want 3")
 	case h.NumSectors == 0:
-		return h, fe(12, "numSectors", h.NumSectors, "empty disk")
+		return fe(12, "numSectors", h.NumSectors, "empty disk")
 	case h.GrainSize == 0 || h.GrainSize > 2048:
-		return h, fe(16, "grainSize", h.GrainSize, "want 1..2048")
+		return fe(16, "grainSize", h.GrainSize, "want 1..2048")
 	case h.GDOffset != 4:
-		return h, fe(20, "gdOffset", h.GDOffset, "want 4")
+		return fe(20, "gdOffset", h.GDOffset, "want 4")
 	}
 	want := ceilDiv(uint64(h.NumSectors), cowdGTEntries*uint64(h.GrainSize))
 	if uint64(h.NumGDEntries) != want {
-		return h, fe(24, "numGDEntries", h.NumGDEntries, fmt.Sprintf("want %d", want))
+		return fe(24, "numGDEntries", h.NumGDEntries, fmt.Sprintf("want %d", want))
 	}
 	if uint64(h.FreeSector) < 4+ceilDiv(uint64(h.NumGDEntries)*4, SectorSize) {
-		return h, fe(28, "freeSector", h.FreeSector, "inside the header or directory")
+		return fe(28, "freeSector", h.FreeSector, "inside the header or directory")
 	}
-	return h, nil
+	return nil
 }
 
 // seSparse const header, FORMAT.md §4.2.
@@ -133,13 +139,8 @@ func ParseSESparseHeader(b []byte) (*SESparseHeader, error) {
 		GrainsOffset:      le.Uint64(b[192:]),
 		GrainsSize:        le.Uint64(b[200:]),
 	}
-	switch {
-	case h.Capacity == 0 || h.Capacity > maxSESparseCapacity:
-		return h, fe(16, "capacity", h.Capacity, "want 1..2^37 sectors")
-	case h.GrainSize != 8:
-		return h, fe(24, "grain_size", h.GrainSize, "want 8")
-	case h.GrainTableSize != 64:
-		return h, fe(32, "grain_table_size", h.GrainTableSize, "want 64")
+	if err := h.Validate(); err != nil {
+		return h, err
 	}
 	for off := 40; off < 80; off += 8 {
 		if v := le.Uint64(b[off:]); v != 0 {
@@ -152,4 +153,20 @@ func ParseSESparseHeader(b []byte) (*SESparseHeader, error) {
 		}
 	}
 	return h, nil
+}
+
+// Validate applies ParseSESparseHeader's rules on the decoded fields to h.
+func (h *SESparseHeader) Validate() error {
+	fe := func(off int64, field string, v any, why string) error {
+		return &FormatError{Struct: "seSparse header", Offset: off, Field: field, Value: v, Reason: why}
+	}
+	switch {
+	case h.Capacity == 0 || h.Capacity > maxSESparseCapacity:
+		return fe(16, "capacity", h.Capacity, "want 1..2^37 sectors")
+	case h.GrainSize != 8:
+		return fe(24, "grain_size", h.GrainSize, "want 8")
+	case h.GrainTableSize != 64:
+		return fe(32, "grain_table_size", h.GrainTableSize, "want 64")
+	}
+	return nil
 }

@@ -85,11 +85,19 @@ func WriteMonolithicSparse(w io.WriterAt, opts SparseWriterOptions, read func(gr
 	h := &l.Header
 	desc := Descriptor{Version: 1, CID: 0xfffffffe, ParentCID: 0xffffffff}
 	if opts.Descriptor != nil {
-		desc.CID, desc.ParentCID, desc.DDB = opts.Descriptor.CID, opts.Descriptor.ParentCID, opts.Descriptor.DDB
+		// The DDB comes from evidence: only the entries that can be
+		// written as they are (the report keeps every one as parsed).
+		desc.CID, desc.ParentCID = opts.Descriptor.CID, opts.Descriptor.ParentCID
 	}
 	desc.CreateType = "monolithicSparse"
 	desc.Extents = []Extent{{Access: "RW", Sectors: opts.Capacity, Type: "SPARSE", FileName: opts.FileName}}
-	text, _ := desc.Encode()
+	if opts.Descriptor != nil {
+		desc.DDB = desc.fitDDB(opts.Descriptor.DDB, descriptorSectors*SectorSize)
+	}
+	text, err := desc.Encode()
+	if err != nil {
+		return 0, fmt.Errorf("vmdk: %w", err)
+	}
 	if len(text) > descriptorSectors*SectorSize {
 		return 0, fmt.Errorf("vmdk: descriptor of %d bytes does not fit %d sectors", len(text), descriptorSectors)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 )
 
 // StreamLayout selects where a stream-optimized writer puts its grain
@@ -174,7 +173,8 @@ func streamDescriptor(opts StreamWriterOptions) ([]byte, error) {
 		Extents:    []Extent{{Access: "RW", Sectors: opts.Capacity, Type: "SPARSE", FileName: opts.FileName}},
 	}
 	if t := opts.Descriptor; t != nil {
-		d.CID, d.ParentCID, d.DDB = t.CID, t.ParentCID, maps.Clone(t.DDB)
+		d.CID, d.ParentCID = t.CID, t.ParentCID
+		d.DDB = d.fitDDB(t.DDB, streamDescriptorSectors*SectorSize)
 	} else {
 		d.CID = derivedCID(opts.FileName, opts.Capacity)
 		d.DDB = map[string]string{"ddb.adapterType": "lsilogic", "ddb.virtualHWVersion": "4"}

@@ -169,6 +169,35 @@ func (s *Superblock) GroupStart() int64 {
 	return (int64(s.FirstDataBlock) + int64(s.Group)*int64(s.BlocksPerGroup)) * int64(s.BlockSize)
 }
 
+// Validate applies ParseSuperblock's plausibility rules to s: every value
+// the resolver divides or multiplies by. A superblock read back from a
+// case file (which a user may edit) is checked with it before use.
+func (s *Superblock) Validate() error {
+	bad := func(off int, field string, v uint64) error {
+		return &FormatError{Struct: "superblock", Offset: int64(off), Field: field, Value: v}
+	}
+	bs := s.BlockSize
+	switch {
+	case bs < 1024 || bs > 1024<<maxLogBlockSize || bs&(bs-1) != 0:
+		return bad(sbLogBlockSize, "block size", uint64(bs))
+	case s.BlocksPerGroup < 8 || s.BlocksPerGroup > 8*bs || s.BlocksPerGroup%8 != 0:
+		return bad(sbBlocksPerGroup, "s_blocks_per_group", uint64(s.BlocksPerGroup))
+	case s.InodesPerGroup == 0 || s.InodesPerGroup > 8*bs:
+		return bad(sbInodesPerGroup, "s_inodes_per_group", uint64(s.InodesPerGroup))
+	case s.InodeSize < ext4GoodOldInodeSize || uint32(s.InodeSize) > bs || s.InodeSize&(s.InodeSize-1) != 0:
+		return bad(sbInodeSize, "s_inode_size", uint64(s.InodeSize))
+	case s.FirstDataBlock > 1:
+		return bad(sbFirstDataBlock, "s_first_data_block", uint64(s.FirstDataBlock))
+	case s.Blocks == 0 || s.Blocks >= 1<<48:
+		return bad(sbBlocksCountLo, "s_blocks_count", s.Blocks)
+	case s.Inodes == 0:
+		return bad(sbInodesCount, "s_inodes_count", 0)
+	case uint64(s.Group)*uint64(s.BlocksPerGroup) >= s.Blocks:
+		return bad(sbBlockGroupNr, "s_block_group_nr", uint64(s.Group))
+	}
+	return nil
+}
+
 // Entry is one extent tree entry. In a leaf: Logical, Start (physical
 // block) and Len blocks, Uninit for an unwritten extent (reads as zeros).
 // In an index node: Logical and Start (the child node's block), Len 0.
@@ -288,23 +317,8 @@ func ParseSuperblock(b []byte) (*Superblock, error) {
 	if f.RevLevel > 0 {
 		s.InodeSize = f.InodeSize
 	}
-	// Plausibility: every value the resolver divides or multiplies by.
-	bs := s.BlockSize
-	switch {
-	case s.BlocksPerGroup < 8 || s.BlocksPerGroup > 8*bs || s.BlocksPerGroup%8 != 0:
-		return nil, bad(sbBlocksPerGroup, "s_blocks_per_group", uint64(s.BlocksPerGroup))
-	case s.InodesPerGroup == 0 || s.InodesPerGroup > 8*bs:
-		return nil, bad(sbInodesPerGroup, "s_inodes_per_group", uint64(s.InodesPerGroup))
-	case s.InodeSize < ext4GoodOldInodeSize || uint32(s.InodeSize) > bs || s.InodeSize&(s.InodeSize-1) != 0:
-		return nil, bad(sbInodeSize, "s_inode_size", uint64(s.InodeSize))
-	case s.FirstDataBlock > 1:
-		return nil, bad(sbFirstDataBlock, "s_first_data_block", uint64(s.FirstDataBlock))
-	case s.Blocks == 0 || s.Blocks >= 1<<48:
-		return nil, bad(sbBlocksCountLo, "s_blocks_count", s.Blocks)
-	case s.Inodes == 0:
-		return nil, bad(sbInodesCount, "s_inodes_count", 0)
-	case uint64(s.Group)*uint64(s.BlocksPerGroup) >= s.Blocks:
-		return nil, bad(sbBlockGroupNr, "s_block_group_nr", uint64(s.Group))
+	if err := s.Validate(); err != nil {
+		return nil, err
 	}
 	if s.MetadataCsum {
 		if incompat&incompatCsumSeed != 0 {
@@ -580,4 +594,90 @@ func (in *Inode) SolveInodeNumber(fsSeed uint32, inodeSize uint16) (uint32, bool
 	}
 	f := func(inum uint32) uint32 { c, _ := in.csum(fsSeed, inum, inodeSize); return c }
 	return solveAffine(f, uint32(in.CsumHi)<<16|uint32(in.CsumLo))
+}
+
+// Validate applies ParseNode's rules to a node of at most maxCap entries:
+// a record read back from a case file is checked with it before use.
+func (n *Node) Validate(what string, maxCap int) error {
+	bad := func(off int, field string, v uint64) error {
+		return &FormatError{Struct: what, Offset: int64(off), Field: field, Value: v}
+	}
+	switch {
+	case int(n.Max) > maxCap || n.Max == 0:
+		return bad(4, "eh_max", uint64(n.Max))
+	case len(n.Entries) == 0 || len(n.Entries) > int(n.Max):
+		return bad(2, "eh_entries", uint64(len(n.Entries)))
+	case n.Depth > MaxDepth:
+		return bad(6, "eh_depth", uint64(n.Depth))
+	}
+	var next uint64
+	for i, e := range n.Entries {
+		off := extentHeaderSize + i*extentEntrySize
+		if uint64(e.Logical) < next {
+			return bad(off, "logical block", uint64(e.Logical))
+		}
+		if n.Depth == 0 {
+			if e.Len == 0 || e.Len > MaxExtentLen {
+				return bad(off+4, "ee_len", uint64(e.Len))
+			}
+			next = uint64(e.Logical) + uint64(e.Len)
+		} else {
+			if e.Len != 0 || e.Uninit {
+				return bad(off+4, "index entry length", uint64(e.Len))
+			}
+			next = uint64(e.Logical) + 1
+		}
+		if e.Start == 0 || e.Start >= 1<<48 {
+			return bad(off, "physical block", e.Start)
+		}
+	}
+	return nil
+}
+
+// Validate checks a record read back from a case file against what the
+// parsers could have produced: exactly the part its Type names, each
+// within ParseSuperblock's, ParseInodes' and ParseExtentBlock's rules.
+func (r *Record) Validate() error {
+	bad := func(field string, v any) error {
+		return &FormatError{Struct: "record", Field: field, Value: v, Reason: "not what the parser makes"}
+	}
+	switch r.Type {
+	case TypeSuperblock:
+		if r.Super == nil || r.Inodes != nil || r.Node != nil {
+			return bad("type", r.Type)
+		}
+		return r.Super.Validate()
+	case TypeInodes:
+		if r.Super != nil || r.Node != nil || len(r.Inodes) == 0 || len(r.Inodes) > InodeWindow/ext4GoodOldInodeSize {
+			return bad("inodes", len(r.Inodes))
+		}
+		for i := range r.Inodes {
+			in := &r.Inodes[i]
+			switch {
+			case in.At < 0 || in.At+ext4GoodOldInodeSize > InodeWindow || in.At%ext4GoodOldInodeSize != 0:
+				return bad("inode at", in.At)
+			case i > 0 && in.At <= r.Inodes[i-1].At:
+				return bad("inode at", in.At)
+			case in.Links == 0:
+				return bad("i_links_count", 0)
+			case in.Size >= maxInodeSize:
+				return bad("i_size", in.Size)
+			case in.Root.Max != InodeRootMaxEntry:
+				return bad("eh_max", in.Root.Max)
+			}
+			if err := in.Root.Validate("inode i_block", InodeRootMaxEntry); err != nil {
+				return err
+			}
+		}
+		return nil
+	case TypeExtentBlock:
+		if r.Node == nil || r.Super != nil || r.Inodes != nil {
+			return bad("type", r.Type)
+		}
+		if r.Node.BlockSize() == 0 {
+			return bad("eh_max", r.Node.Max)
+		}
+		return r.Node.Validate("extent block", (65536-extentHeaderSize)/extentEntrySize)
+	}
+	return bad("type", r.Type)
 }

@@ -226,11 +226,12 @@ const (
 	// maxNTFSStreams bounds the non-resident attributes kept per record:
 	// each takes at least 0x48 bytes of a 4 KiB record.
 	maxNTFSStreams = MaxRecordSize / 0x40
-	// MaxLCN is the largest cluster number NTFS can address (2^48 - 1
-	// for the 48-bit parts of file references and 64-bit run deltas in
-	// practice: volumes stop at 2^32 clusters in Windows; 2^48 leaves room
-	// and keeps LCN×cluster size inside int64).
-	MaxLCN = 1 << 48
+	// MaxLCN bounds cluster numbers (and VCNs, run lengths, total
+	// sectors). Volumes stop at 2^32 clusters in Windows; 2^46 leaves
+	// room and keeps LCN × the largest cluster (64 KiB) below 2^62, so
+	// that adding an image offset cannot overflow int64 either. (2^48,
+	// the bound before, overflowed with 64 KiB clusters.)
+	MaxLCN = 1 << 46
 )
 
 // descriptorMagic starts a VMDK text descriptor.
@@ -573,7 +574,7 @@ func decodeNTFSRuns(b []byte, vcn int64) ([]Run, error) {
 			r.Sparse = true
 		} else {
 			delta := leInt(b[i+1+ls : i+1+ls+os])
-			// Both are below 2^48 in magnitude here, so the sum cannot
+			// Both are below MaxLCN in magnitude here, so the sum cannot
 			// overflow.
 			if delta <= -MaxLCN || delta >= MaxLCN {
 				return nil, ntfsBad(i+1+ls, "run LCN delta", delta)
@@ -691,7 +692,7 @@ func ParseBootSector(w []byte) (*Record, error) {
 	if b.ClusterSize < 512 || b.ClusterSize > ntfsMaxCluster {
 		return nil, bootBad(ntfsBootOffSPC, "cluster size", b.ClusterSize)
 	}
-	// Totals stored as u64; bounding them by 2^48 keeps products in int64.
+	// Totals stored as u64; bounding them by MaxLCN keeps products in int64.
 	if b.TotalSectors <= 0 || b.TotalSectors >= MaxLCN {
 		return nil, bootBad(ntfsBootOffTotal, "total sectors", b.TotalSectors)
 	}
@@ -713,4 +714,126 @@ func ParseBootSector(w []byte) (*Record, error) {
 		return nil, bootBad(ntfsBootOffRecSize, "MFT record size", b.RecordSize)
 	}
 	return &Record{Type: TypeBootSector, Boot: b}, nil
+}
+
+// Validate checks a record read back from a case file (which a user may
+// edit) against what ParseFileRecord and ParseBootSector could have made:
+// the part its Type names, a record size of 1024 or 4096, record numbers,
+// VCN ranges and runs within the parsers' bounds, and a boot sector's
+// geometry by its rules. A damaged record keeps its header fields only.
+func (r *Record) Validate() error {
+	bad := func(field string, v any) error {
+		return &FormatError{Struct: "record", Field: field, Value: v, Reason: "not what the parser makes"}
+	}
+	switch r.Type {
+	case TypeBootSector:
+		if r.MFT != nil {
+			return bad("mft", "set in a boot sector")
+		}
+		if r.Boot == nil {
+			if r.Damaged == "" {
+				return bad("boot", "missing")
+			}
+			return nil
+		}
+		return r.Boot.validate()
+	case TypeMFTRecord:
+		if r.Boot != nil || r.MFT == nil {
+			return bad("mft", "missing")
+		}
+		f := r.MFT
+		switch {
+		case f.RecordSize != MinRecordSize && f.RecordSize != MaxRecordSize:
+			return bad("record_size", f.RecordSize)
+		case f.Number < -1 || f.Number > 1<<32-1:
+			return bad("number", f.Number)
+		case f.Base < 0 || f.Base > RefRecordMask:
+			return bad("base", f.Base)
+		case r.Damaged != "" && (len(f.Names) > 0 || len(f.Data) > 0 || f.Descriptor != nil):
+			return bad("damaged", "a damaged record with attributes")
+		case len(f.Names) > maxNTFSNames:
+			return bad("names", len(f.Names))
+		case len(f.Data) > maxNTFSDataPieces:
+			return bad("data", len(f.Data))
+		}
+		for _, n := range f.Names {
+			if n.Parent < 0 || n.Parent > RefRecordMask || n.Namespace > 3 || len(n.Name) > 3*255 {
+				return bad("names", n.Name)
+			}
+		}
+		for i := range f.Data {
+			if err := f.Data[i].validate(); err != nil {
+				return err
+			}
+		}
+		if f.Descriptor != nil {
+			return f.Descriptor.Validate()
+		}
+		return nil
+	}
+	return bad("type", r.Type)
+}
+
+func (b *Boot) validate() error {
+	bad := func(off int, field string, v int64) error { return bootBad(off, field, v) }
+	bps := b.SectorSize
+	switch {
+	case bps < 512 || bps > 4096 || bps&(bps-1) != 0:
+		return bad(ntfsBootOffBPS, "bytes per sector", bps)
+	case b.ClusterSize < bps || b.ClusterSize > ntfsMaxCluster || b.ClusterSize&(b.ClusterSize-1) != 0:
+		return bad(ntfsBootOffSPC, "cluster size", b.ClusterSize)
+	case b.TotalSectors <= 0 || b.TotalSectors >= MaxLCN || b.TotalSectors*bps/b.ClusterSize == 0:
+		return bad(ntfsBootOffTotal, "total sectors", b.TotalSectors)
+	}
+	clusters := b.TotalSectors * bps / b.ClusterSize
+	switch {
+	case b.MFTLCN <= 0 || b.MFTLCN >= clusters:
+		return bad(ntfsBootOffMFT, "$MFT LCN", b.MFTLCN)
+	case b.MirrLCN <= 0 || b.MirrLCN >= clusters:
+		return bad(ntfsBootOffMirr, "$MFTMirr LCN", b.MirrLCN)
+	case b.RecordSize != MinRecordSize && b.RecordSize != MaxRecordSize:
+		return bad(ntfsBootOffRecSize, "MFT record size", b.RecordSize)
+	}
+	return nil
+}
+
+// validate applies parseNTFSData's and decodeNTFSRuns' bounds to a
+// decoded piece: the VCN range, the sizes, and runs that chain from
+// StartVCN to LastVCN with LCNs inside MaxLCN.
+func (d *Data) validate() error {
+	bad := func(field string, v int64) error { return ntfsBad(0, field, v) }
+	if d.Resident {
+		if d.Size < 0 || d.Size > MaxRecordSize || len(d.Runs) > 0 {
+			return bad("resident size", d.Size)
+		}
+		return nil
+	}
+	switch {
+	case d.StartVCN < 0 || d.StartVCN >= MaxLCN || d.LastVCN < d.StartVCN-1 || d.LastVCN >= MaxLCN:
+		return bad("VCN range", d.StartVCN)
+	case d.Allocated < 0 || d.Size < 0 || d.Initialized < 0 || d.Size > d.Allocated || d.Initialized > d.Size:
+		return bad("stream sizes", d.Size)
+	case d.StartVCN > 0 && (d.Allocated|d.Size|d.Initialized) != 0:
+		return bad("stream sizes", d.Size)
+	case len(d.Runs) > maxNTFSRuns:
+		return bad("run count", int64(len(d.Runs)))
+	}
+	vcn := d.StartVCN
+	for _, r := range d.Runs {
+		switch {
+		case r.VCN != vcn:
+			return bad("run VCN", r.VCN)
+		case r.Len <= 0 || r.Len >= MaxLCN || vcn+r.Len >= MaxLCN:
+			return bad("run length", r.Len)
+		case r.Sparse && r.LCN != -1:
+			return bad("run LCN", r.LCN)
+		case !r.Sparse && (r.LCN < 0 || r.LCN+r.Len > MaxLCN):
+			return bad("run LCN", r.LCN)
+		}
+		vcn += r.Len
+	}
+	if d.LastVCN-d.StartVCN+1 != vcn-d.StartVCN {
+		return bad("last VCN (runs cover a different count)", d.LastVCN)
+	}
+	return nil
 }

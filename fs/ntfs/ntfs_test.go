@@ -161,6 +161,10 @@ func TestDecodeRuns(t *testing.T) {
 		{"negative length", []byte{0x11, 0xFF, 0x01, 0x81, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0}, nil, false},
 		{"LCN below 0", []byte{0x11, 0x02, 0xF0, 0}, nil, false},
 		{"LCN 2^48", []byte{0x81, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0}, nil, false},
+		// 2^46 clusters of 64 KiB are 2^62 bytes: beyond, LCN × cluster
+		// size overflows int64 (issue 13).
+		{"LCN 2^46", []byte{0x61, 1, 0, 0, 0, 0, 0, 0x40, 0}, nil, false},
+		{"LCN just below 2^46", []byte{0x61, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0}, []Run{{0, 1<<46 - 1, 1, false}}, true},
 	}
 	for _, tt := range tests {
 		got, err := decodeNTFSRuns(tt.in, 0)
