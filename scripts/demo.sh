@@ -64,4 +64,4 @@ for rep_path in sorted(glob.glob(f"{work}/case/disks/disk-*.json")):
     print(f"{os.path.basename(vmdk)} (guest disk {gid}): qemu-img check clean; {verdict}")
 sys.exit(1 if bad else 0)
 PY
-echo "demo OK: case in $work/case"
+echo "demo OK: case in $work/case (the map: $work/case/report.html; DFXML: $work/case/report.dfxml; findings: $work/case/findings.json)"
