@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmdkcarve/findings"
 	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/pipeline"
 	"vmdkcarve/reassemble"
@@ -460,5 +461,24 @@ func TestHugeHeadersNoOutput(t *testing.T) {
 	})
 	if out > 64<<10 {
 		t.Errorf("rebuild wrote %d bytes for %d headers that place nothing", out, len(plant))
+	}
+	// The headers are one finding of the case, not a finding (or a disk)
+	// each.
+	b, err := os.ReadFile(filepath.Join(run.caseDir, pipeline.FindingsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ff pipeline.FindingsFile
+	if err := json.Unmarshal(b, &ff); err != nil {
+		t.Fatal(err)
+	}
+	var noGrain []findings.Finding
+	for _, f := range ff.Findings {
+		if f.Code == findings.CodeNoGrainHeaders {
+			noGrain = append(noGrain, f)
+		}
+	}
+	if len(noGrain) != 1 || noGrain[0].Detail["instances"] != float64(len(plant)) {
+		t.Errorf("findings %+v: want one %s of %d headers", noGrain, findings.CodeNoGrainHeaders, len(plant))
 	}
 }

@@ -91,6 +91,16 @@ func EvidenceHashMismatch(image, algorithm, stored, computed string) Finding {
 	return f
 }
 
+// NoGrainHeaders: n VMDK instances, in runs runs of alike headers, the
+// first at image offset first, own no grain.
+func NoGrainHeaders(n, runs int, first int64) Finding {
+	f := New(CodeNoGrainHeaders,
+		fmt.Sprintf("%s own no grain (nothing placed, no room for one in their files); the first is at image offset %d.", count(n, "VMDK header found", "VMDK headers found"), first),
+		fmt.Sprintf("They were not made disks: disks/no-grain.json lists them in %s.", count(runs, "run", "runs")))
+	f.Detail = map[string]any{"instances": n, "runs": runs}
+	return f.At(first)
+}
+
 // EvidenceNotHashed: no digest of the evidence was recorded.
 func EvidenceNotHashed() Finding { return New(CodeEvidenceNotHashed, "", "") }
 

@@ -15,6 +15,7 @@ const (
 	CodeMetadataLost    Code = "metadata-lost"
 	CodeStreamAdopted   Code = "stream-adopted"
 	CodeCapacityBounded Code = "capacity-bounded"
+	CodeNoGrainHeaders  Code = "no-grain-headers"
 
 	// Grain directories and tables.
 	CodePrimaryTablesLost     Code = "primary-tables-lost"
@@ -87,6 +88,9 @@ var registry = []Entry{
 	{CodeStreamAdopted, Warning,
 		"A stream whose header, descriptor, tables and footer are all gone was found from grain records no other file owns.",
 		"Its grains were placed by their records' LBA; a grain without a record is missing."},
+	{CodeNoGrainHeaders, Warning,
+		"VMDK headers were found whose files own no grain: nothing placed, and no room in the file for one past its metadata (a header alone, or its tables lost or zero).",
+		"They were not made disks: disks/no-grain.json lists them, as runs of alike headers, with their image offsets."},
 	{CodeCapacityBounded, Warning,
 		"The disk's capacity is not known exactly, only bounded: the header and descriptor that state it are lost.",
 		"The disk was rebuilt with the bound as its capacity: a lower bound may cut the disk short, an upper bound may add sectors past its end."},
