@@ -210,6 +210,9 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 		res.Skipped = true
 	} else {
 		var r io.ReaderAt = img
+		if img.raw != nil {
+			r = img.raw // the *os.File itself, which the carver maps instead of reading (carver/mapped_unix.go)
+		}
 		if img.ewf != nil {
 			r = newDamageReader(img.ewf) // a damaged chunk is unknown bytes, not the end of the carve
 		}
