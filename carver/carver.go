@@ -512,21 +512,18 @@ type magicTable struct {
 	always uint64 // recognizers without magics
 	end    int    // the bytes past a tried offset the magics read
 	tests  []magicTest
-	// keys: per distinct key byte position, the tests each of its values
-	// allows (a bit per test); nil when there are too many tests for a
-	// 64-bit set, and every test is compared.
-	keys []magicKey
+	// keyPos and allowed: per distinct key byte position, the tests each
+	// of its values allows (a bit per test), the positions side by side
+	// for the hot loop; nil when there are too many tests for a 64-bit
+	// set, and every test is compared.
+	keyPos  []int
+	allowed [][256]uint64
 }
 
 type magicTest struct {
 	offset      int
 	mask, value uint64
 	rec         uint64 // the recognizer's bit
-}
-
-type magicKey struct {
-	pos     int
-	allowed [256]uint64
 }
 
 func newMagicTable(rs []signatures.Recognizer) magicTable {
@@ -557,14 +554,15 @@ func newMagicTable(rs []signatures.Recognizer) magicTable {
 		pos := m.offset + j
 		k, ok := keyOf[pos]
 		if !ok {
-			k = len(t.keys)
+			k = len(t.keyPos)
 			keyOf[pos] = k
-			t.keys = append(t.keys, magicKey{pos: pos})
+			t.keyPos = append(t.keyPos, pos)
+			t.allowed = append(t.allowed, [256]uint64{})
 		}
 		mb, vb := uint8(m.mask>>(8*j)), uint8(m.value>>(8*j))
 		for b := range 256 {
 			if uint8(b)&mb == vb {
-				t.keys[k].allowed[b] |= 1 << i
+				t.allowed[k][b] |= 1 << i
 			}
 		}
 	}
@@ -574,11 +572,12 @@ func newMagicTable(rs []signatures.Recognizer) magicTable {
 // candidates returns the set of recognizers to call at offset off of buf.
 func (t *magicTable) candidates(buf []byte, off int) uint64 {
 	set := t.always
-	if off+t.end <= len(buf) && t.keys != nil {
+	if off+t.end <= len(buf) && t.keyPos != nil {
 		w := buf[off : off+t.end]
 		allowed := uint64(0)
-		for k := range t.keys {
-			allowed |= t.keys[k].allowed[w[t.keys[k].pos]]
+		tables := t.allowed[:len(t.keyPos)]
+		for i, pos := range t.keyPos {
+			allowed |= tables[i][w[pos]]
 		}
 		for ; allowed != 0; allowed &= allowed - 1 {
 			m := &t.tests[bits.TrailingZeros64(allowed)]

@@ -209,11 +209,7 @@ func Carve(ctx context.Context, caseDir, imagePath string, opts CarveOptions) (*
 	if st != nil && st.Complete {
 		res.Skipped = true
 	} else {
-		var r io.ReaderAt = img
-		if img.ewf != nil {
-			r = newDamageReader(img.ewf) // a damaged chunk is unknown bytes, not the end of the carve
-		}
-		if st, err = carveShard(ctx, r, ev, zeros, shardDir, rng, rs, params, st, opts, res); err != nil {
+		if st, err = carveShard(ctx, img.scanReader(), ev, zeros, shardDir, rng, rs, params, st, opts, res); err != nil {
 			// Record why the stage is incomplete; the shard's checkpoint
 			// already says where a rerun resumes.
 			c.UpdateManifest(func(m *Manifest) error {

@@ -56,6 +56,17 @@ func (s *source) Close() error {
 	return s.raw.Close()
 }
 
+// scanReader is what the carve scans: a raw image's *os.File itself,
+// which the carver maps instead of copying it (carver/mapped_unix.go; a
+// wrapper would hide it and cost a copy of every byte), or an E01 set
+// whose damaged chunks read as unknown bytes, not the end of the carve.
+func (s *source) scanReader() io.ReaderAt {
+	if s.ewf != nil {
+		return newDamageReader(s.ewf)
+	}
+	return s.raw
+}
+
 // openEvidence opens evidence of either kind, by its signature rather
 // than its name: an EWF-E01 set (path its first segment; the others are
 // found beside it) or a raw image or device. Evidence is only ever

@@ -110,6 +110,9 @@ func TestOpenEvidence(t *testing.T) {
 	if src.ev.Format != "" || src.raw == nil || src.ev.Size != int64(len(media)) {
 		t.Errorf("a raw image named .E01: format %q, size %d", src.ev.Format, src.ev.Size)
 	}
+	if _, ok := src.scanReader().(*os.File); !ok {
+		t.Errorf("a raw image is scanned through %T, not its *os.File: the carver cannot map it", src.scanReader())
+	}
 	src.Close()
 
 	tooltest.Run(t, "ewfacquire", "-u", "-q", "-t", filepath.Join(dir, "set"), "-c", "deflate:fast", "-f", "encase6", "-d", "sha1", raw)

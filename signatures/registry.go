@@ -69,6 +69,7 @@ var registry = []Recognizer{
 		Name: "grain-directory", Kind: KindGD, Align: vmdk.SectorSize, Window: vmdk.SectorSize,
 		Doc:       "sector shaped like a pre-allocated grain directory: entries stepping by 4, then zeros",
 		Recognize: recognizeGD,
+		Magics:    gdMagics(),
 	},
 	{
 		Name: "grain-table", Kind: KindGT, Align: vmdk.SectorSize, Window: vmdk.GTEsPerGT * 4,
@@ -271,6 +272,20 @@ func recognizeGD(w, _ []byte) (Hit, bool) {
 	}
 	first := vmdk.DecodeEntries(w[:4])[0]
 	return Hit{Kind: KindGD, Verdict: Valid, Length: vmdk.SectorSize, Table: &TableInfo{Entries: n, First: first}}, true
+}
+
+// gdMagics is the magic test of recognizeGD: its first two entries step
+// by 4 (LooksLikeGD's gtSectors), so they agree in their low two bits and
+// differ in bit 2, whatever the first entry is (a sum modulo 2^32 keeps
+// the low bits of one modulo 8). One magic per value of the low three
+// bits of the first entry; together they pass an eighth of random sectors
+// and no zero sector, which otherwise each called recognizeGD.
+func gdMagics() []Magic {
+	ms := make([]Magic, 8)
+	for low := range uint64(8) {
+		ms[low] = Magic{Mask: 7<<32 | 7, Value: (low+4)%8<<32 | low}
+	}
+	return ms
 }
 
 // gtGrainAlign is the alignment a GT-shaped block's entries must share:

@@ -204,3 +204,38 @@ func TestMagicsNecessary(t *testing.T) {
 	}
 	t.Logf("accepted: %v", accepted)
 }
+
+// TestGDMagics: a grain directory whose first entry has any residue
+// modulo 8, or whose second entry wraps past 2^32, is accepted and passes
+// the magic test; a zero sector and entries stepping by other than 4 fail
+// the magic test, so recognizeGD is not called on them.
+func TestGDMagics(t *testing.T) {
+	var gd Recognizer
+	for _, r := range All() {
+		if r.Name == "grain-directory" {
+			gd = r
+		}
+	}
+	sector := func(entries ...uint32) []byte {
+		w := make([]byte, vmdk.SectorSize)
+		copy(w, vmdk.EncodeEntries(entries))
+		return w
+	}
+	for _, first := range []uint32{2, 3, 4, 5, 6, 7, 8, 9, 21, 1 << 20, 0xFFFFFFF0, 0xFFFFFFFE} {
+		w := sector(first, first+4, first+8)
+		if first+8 < first {
+			w = sector(first, first+4) // the second entry wraps (or is the last before 2^32)
+		}
+		if _, ok := gd.Recognize(w, nil); !ok {
+			t.Errorf("first entry %#x: not recognized", first)
+		}
+		if !gd.MayAccept(w) {
+			t.Errorf("first entry %#x: recognized, but no magic holds", first)
+		}
+	}
+	for _, w := range [][]byte{sector(), sector(21, 22), sector(21, 29), sector(21, 21)} {
+		if gd.MayAccept(w) {
+			t.Errorf("entries %v pass the magic test", vmdk.DecodeEntries(w[:8]))
+		}
+	}
+}
