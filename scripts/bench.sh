@@ -99,6 +99,6 @@ if command -v ewfacquire >/dev/null; then
     ewfacquire -u -q -t "$e01" -c deflate:fast -f encase6 "$img" >/dev/null
   fi
   cat "$e01".E* >/dev/null
-  rm -rf "$work/ce"; t_e01=$(seconds "$b/carve" --progress none --hash none -o "$work/ce" "$e01.E01"); rss_e01=$(cat "$work/rss")
+  t_e01=$(CLEAN=$work/ce seconds "$b/carve" --progress none --hash none -o "$work/ce" "$e01.E01"); rss_e01=$(cat "$work/rss")
   printf 'carve --hash none of an E01    %6.2f s  %6s MB/s  %.2fx the raw carve, %s KiB RSS (%s in %s segments)\n' "$t_e01" "$(mbps "$t_e01")" "$(ratio "$t_none" "$t_e01")" "$rss_e01" "$(du -ch "$e01".E* | tail -1 | cut -f1)" "$(ls "$e01".E* | wc -l)"
 fi
