@@ -515,8 +515,30 @@ type geomKey struct{ F, B int64 }
 // Independence): the first relation found for each anchor describes it.
 type geomCand struct {
 	geomKey
-	facts map[int64]string
+	facts map[int64]geomFact
 }
+
+// geomFact is a relation that puts block 0 on an anchor, kept small (a
+// crafted image makes millions) and worded only for a geometry accepted:
+// an inode at off, or the index entry in from pointing at block, an
+// extent block at off.
+type geomFact struct {
+	from       string // "" for an inode
+	block, off int64
+}
+
+func (f geomFact) text(a int64) string {
+	if f.from == "" {
+		return fmt.Sprintf("inode at image offset %d puts block 0 on the VMDK header at %d", f.off, a)
+	}
+	return fmt.Sprintf("the index entry in the %s points at block %d, an extent block at image offset %d that puts block 0 on the VMDK header at %d", f.from, f.block, f.off, a)
+}
+
+// maxExt4AnchorFacts bounds the facts the anchor solver keeps (their
+// memory): a host's inodes outside every superblock volume × its VMDK
+// headers × the block sizes. Past it the resolver is capped (see
+// ext4TrialsPerRecord): no geometry is solved from anchors.
+const maxExt4AnchorFacts = 1 << 22
 
 // geomVotes collects the hypotheses anchorGeoms weighs, in the order
 // found.
@@ -524,21 +546,26 @@ type geomVotes struct {
 	r     *ext4Resolver
 	cands map[geomKey]*geomCand
 	order []*geomCand
+	facts int
 }
 
 // add records a fact on anchor a for the geometry (F, B).
-func (v *geomVotes) add(F, B, a int64, fact string) {
+func (v *geomVotes) add(F, B, a int64, fact geomFact) {
 	if !v.r.spend(1) || F < 0 || F%512 != 0 || v.r.inSuper(F) {
 		return // a volume starting inside a superblock's volume overlaps it
 	}
 	k := geomKey{F, B}
 	c := v.cands[k]
 	if c == nil {
-		c = &geomCand{geomKey: k, facts: map[int64]string{}}
+		c = &geomCand{geomKey: k, facts: map[int64]geomFact{}}
 		v.cands[k] = c
 		v.order = append(v.order, c)
 	}
 	if _, ok := c.facts[a]; !ok {
+		if v.facts++; v.facts > maxExt4AnchorFacts {
+			v.r.spend(v.r.budget + 1) // capped
+			return
+		}
 		c.facts[a] = fact
 	}
 }
@@ -546,6 +573,9 @@ func (v *geomVotes) add(F, B, a int64, fact string) {
 // fromInodes: files whose root is a leaf have their block 0 in the inode.
 func (v *geomVotes) fromInodes(anchors []int64) {
 	for _, ino := range v.r.inodes {
+		if v.r.capped {
+			return
+		}
 		if ino.in.Root.Depth != 0 || v.r.inSuper(ino.off) {
 			continue
 		}
@@ -556,7 +586,7 @@ func (v *geomVotes) fromInodes(anchors []int64) {
 		for _, B := range ext4.BlockSizes {
 			for _, a := range anchors {
 				if F := a - int64(e.Start)*B; F <= ino.off {
-					v.add(F, B, a, fmt.Sprintf("inode at image offset %d puts block 0 on the VMDK header at %d", ino.off, a))
+					v.add(F, B, a, geomFact{off: ino.off})
 				}
 			}
 		}
@@ -574,6 +604,9 @@ func (v *geomVotes) fromLeaves(anchors []int64) {
 	}
 	slices.Sort(offs)
 	for _, off := range offs {
+		if r.capped {
+			return
+		}
 		n := r.blocks[off]
 		e, ok := firstExtent(n)
 		if n.Depth != 0 || !ok || r.inSuper(off) {
@@ -587,7 +620,7 @@ func (v *geomVotes) fromLeaves(anchors []int64) {
 			}
 			for _, p := range r.ptrs[uint64((off-F)/B)] {
 				if p.depth == 1 && p.logical == 0 && p.off >= F && !r.inSuper(p.off) {
-					v.add(F, B, a, fmt.Sprintf("the index entry in the %s points at block %d, an extent block at image offset %d that puts block 0 on the VMDK header at %d", p.from, (off-F)/B, off, a))
+					v.add(F, B, a, geomFact{from: p.from, block: (off - F) / B, off: off})
 				}
 			}
 		}
@@ -654,7 +687,7 @@ func (v *geomVotes) accept() []*ext4Geom {
 			var why []string
 			for _, a := range mine {
 				g.anchors[a] = true
-				why = append(why, c.facts[a])
+				why = append(why, c.facts[a].text(a))
 			}
 			g.why = fmt.Sprintf("no superblock; fs start %d, %d-byte blocks from %d independent facts on distinct VMDK headers: %s", c.F, c.B, len(mine), strings.Join(why, "; "))
 			out = append(out, g)
