@@ -112,17 +112,18 @@ type ntfsIn struct {
 	// Indexes for evaluate, which is asked once per hypothesis (up to
 	// maxNTFSHypotheses): scanning every record each time was
 	// hypotheses × records (10^5 crafted .vmdk records took minutes).
-	anchorList []int64            // the anchors, sorted
-	firstLCN   map[int64]int      // first run's LCN -> the first file (index in files) starting there
-	bootsAt    map[int64][]int    // boots by offset and by the offset of the volume their backup position implies
-	rec0At     map[ntfsGeom][]int // rec0 by the (V, C) their self-location implies
-	mirrLCNs   []int64            // the first runs' LCNs of rec1, in image order, without repeats
-	mirrRank   map[int64]int      // LCN -> its index in mirrLCNs
-	rec0Copies []int64            // offsets in at holding a record 0 named $MFT, sorted
+	anchorList []int64                   // the anchors, sorted
+	firstLCN   map[int64]int             // first run's LCN -> the first file (index in files) starting there
+	bootsAt    map[int64][]int           // boots by offset and by the offset of the volume their backup position implies
+	rec0At     map[ntfsGeom][]int        // rec0 by the (V, C) their self-location implies
+	mirrLCNs   []int64                   // the first runs' LCNs of rec1, in image order, without repeats
+	mirrRank   map[int64]int             // LCN -> its index in mirrLCNs
+	rec0Copies []int64                   // offsets in at holding a record 0 named $MFT, sorted
+	implied    map[int64]map[int64][]int // by record size: files by the offset of record 0 they imply (see impliedStarts)
 }
 
 func ntfsIndex(records []LocatedNTFS, anchors []int64) *ntfsIn {
-	in := &ntfsIn{at: make(map[int64]*ntfs.FileRecord), anchors: make(map[int64]bool)}
+	in := &ntfsIn{at: make(map[int64]*ntfs.FileRecord), anchors: make(map[int64]bool), implied: make(map[int64]map[int64][]int)}
 	for _, a := range anchors {
 		in.anchors[a] = true
 	}
@@ -457,13 +458,61 @@ type ntfsFile struct {
 	ext  []*ntfs.FileRecord
 }
 
+// impliedStarts indexes the files by where the run of the MFT holding
+// them, read as if VCN 0 were there, would start for records of rs bytes:
+// offset - number × rs. A record n lies where a volume's position says
+// only if that is V + (LCN - VCN) × C for the $MFT run holding it (or the
+// boot sector's $MFT start): volumeFiles looks those up instead of
+// testing every record for every volume (crafted hits make thousands of
+// volumes).
+func (in *ntfsIn) impliedStarts(rs int64) map[int64][]int {
+	if m, ok := in.implied[rs]; ok {
+		return m
+	}
+	m := make(map[int64][]int)
+	for i, r := range in.files {
+		if n := r.Record.MFT.Number; n <= (1<<62)/rs {
+			m[r.Offset-n*rs] = append(m[r.Offset-n*rs], i)
+		}
+	}
+	in.implied[rs] = m
+	return m
+}
+
+// volumeFiles returns the indexes in files, in order, of the records
+// that may lie where v's position puts their number: a superset that
+// volumeMaps checks.
+func (in *ntfsIn) volumeFiles(v *ntfsVolume) []int {
+	if v.recSize <= 0 {
+		return nil
+	}
+	idx := in.impliedStarts(v.recSize)
+	var lists [][]int
+	switch {
+	case v.mft != nil:
+		d := v.mft.FirstData()
+		if d == nil {
+			return nil
+		}
+		for _, r := range d.Runs {
+			if !r.Sparse {
+				lists = append(lists, idx[v.V+(r.LCN-r.VCN)*v.C])
+			}
+		}
+	case v.fromBoot:
+		lists = append(lists, idx[v.V+v.boot.MFTLCN*v.C])
+	}
+	return candidates(lists...)
+}
+
 // volumeMaps builds the maps of VMDK-like files in v.
 func (in *ntfsIn) volumeMaps(v *ntfsVolume) []FileMap {
 	bases := make(map[int64]*ntfsFile)
 	var order []int64
 	var exts []LocatedNTFS
 	claimed := 0
-	for _, r := range in.files {
+	for _, i := range in.volumeFiles(v) {
+		r := in.files[i]
 		f := r.Record.MFT
 		if f.Number > (1<<62)/v.recSize || v.position(f.Number) != r.Offset {
 			continue
