@@ -85,6 +85,7 @@ type ext4Geom struct {
 	anchors map[int64]bool // anchor geometries: the anchors they were solved from and own
 	copies  []int64        // superblock geometries: image offsets of the agreeing superblock copies
 	owns    bool           // superblock geometries: the volume owns its region (see ownership)
+	partial bool           // superblock geometries: trials ran out before explains weighed every inode in the region
 }
 
 // end is the end of the volume's region in the image (superblock
@@ -115,6 +116,55 @@ type ext4Resolver struct {
 	ptrs    map[uint64][]ext4Ptr
 	inodes  []ext4Inode
 	geoms   []*ext4Geom
+
+	// owned is what inSuper searches: the regions of the superblock
+	// volumes that own theirs, merged and sorted; rebuilt when an owns
+	// changes (dirty).
+	owned []ext4Span
+	dirty bool
+	// supers is how many of geoms, the first, are superblock geometries.
+	supers int
+	// explained holds explains' answer per superblock geometry, and
+	// bySuper, per inode (index in inodes), the strongest superblock
+	// geometry that puts its block 0 on an anchor: computed once, in
+	// the order of geoms, not once per question.
+	explained map[*ext4Geom]map[int64]bool
+	bySuper   []*ext4Geom
+	// budget is the trials left (see ext4TrialsPerRecord); capped is set
+	// once it ran out.
+	budget int
+	capped bool
+}
+
+// ext4Span is a region [start, end) of the image.
+type ext4Span struct{ start, end int64 }
+
+// The resolver's work is bounded (issue 13): a trial is one (volume,
+// inode) pair weighed, one vote of an inode or leaf for a geometry
+// solved from an anchor, or one volume's region indexed. Real evidence
+// weighs each inode under a few volumes and each against the anchors of
+// one host; crafted hits (10^4 overlapping superblock volumes, each
+// holding every inode) would weigh volumes × inodes. A call gets
+// ext4TrialsPerRecord trials per record and anchor found, at least
+// ext4MinTrials. Decision, when they run out: no geometry is solved from
+// anchors (a solve from part of the votes could accept what the rest
+// contest), a volume not fully weighed owns its region (it stands in the
+// way of other geometries rather than let them through), inodes not yet
+// mapped stay unmapped, and every map made says so in its evidence:
+// missing rather than wrong.
+const (
+	ext4TrialsPerRecord = 64
+	ext4MinTrials       = 1 << 25
+)
+
+// spend takes n trials; false, and capped set, once they are spent.
+func (r *ext4Resolver) spend(n int) bool {
+	if r.budget < n {
+		r.budget, r.capped = 0, true
+		return false
+	}
+	r.budget -= n
+	return true
 }
 
 // Ext4Maps turns ext4 structures found in the image into file maps for
@@ -127,8 +177,8 @@ func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
 	r := newExt4Resolver(records, anchors)
 	var maps []FileMap
 	seen := map[string]bool{}
-	for _, ino := range r.inodes {
-		m, ok := r.mapInode(ino)
+	for i := range r.inodes {
+		m, ok := r.mapInode(i)
 		if !ok {
 			continue
 		}
@@ -144,7 +194,18 @@ func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
 	slices.SortStableFunc(maps, func(a, b FileMap) int {
 		return cmp.Compare(a.Extents[0].ImageOffset, b.Extents[0].ImageOffset)
 	})
+	if r.capped {
+		for i := range maps {
+			maps[i].Evidence += "; " + r.cappedNote()
+		}
+	}
 	return maps
+}
+
+// cappedNote says what running out of trials left undone.
+func (r *ext4Resolver) cappedNote() string {
+	return fmt.Sprintf("the ext4 resolver's work limit (%d trials for %d inodes and %d anchors) was reached: no geometry was solved from VMDK headers, and some inodes were not weighed under every volume (crafted or overlapping superblocks?)",
+		max(ext4MinTrials, ext4TrialsPerRecord*(len(r.inodes)+len(r.geoms)+len(r.blocks)+len(r.anchors))), len(r.inodes), len(r.anchors))
 }
 
 // newExt4Resolver indexes the records and accepts the geometries (see the
@@ -190,6 +251,10 @@ func newExt4Resolver(records []LocatedExt4, anchors []int64) *ext4Resolver {
 	}
 	slices.SortFunc(r.inodes, func(a, b ext4Inode) int { return cmp.Compare(a.off, b.off) })
 	r.superGeoms(supers)
+	r.supers = len(r.geoms)
+	r.budget = max(ext4MinTrials, ext4TrialsPerRecord*(len(r.inodes)+len(r.geoms)+len(r.blocks)+len(r.anchors)))
+	r.explained = map[*ext4Geom]map[int64]bool{}
+	r.bySuper = make([]*ext4Geom, len(r.inodes))
 	r.ownership()
 	r.anchorGeoms()
 	return r
@@ -242,12 +307,41 @@ func (r *ext4Resolver) superGeoms(supers []LocatedExt4) {
 // inSuper reports whether an image offset lies inside the region of a
 // volume with an accepted superblock that owns its region.
 func (r *ext4Resolver) inSuper(off int64) bool {
+	if r.dirty {
+		r.indexOwned()
+	}
+	i := sort.Search(len(r.owned), func(i int) bool { return r.owned[i].end > off })
+	return i < len(r.owned) && r.owned[i].start <= off
+}
+
+// indexOwned rebuilds the index inSuper searches: a search per offset,
+// not a scan of every volume (crafted hits overlap thousands).
+func (r *ext4Resolver) indexOwned() {
+	r.dirty = false
+	r.spend(len(r.geoms)) // the index is built even when this fails: inSuper must stay right
+	r.owned = r.owned[:0]
 	for _, g := range r.geoms {
-		if g.sb != nil && g.owns && off >= g.F && off < g.end() {
-			return true
+		if g.sb != nil && g.owns && g.F < g.end() {
+			r.owned = append(r.owned, ext4Span{g.F, g.end()})
 		}
 	}
-	return false
+	slices.SortFunc(r.owned, func(a, b ext4Span) int { return cmp.Compare(a.start, b.start) })
+	merged := r.owned[:0]
+	for _, s := range r.owned {
+		if k := len(merged) - 1; k >= 0 && s.start <= merged[k].end {
+			merged[k].end = max(merged[k].end, s.end)
+			continue
+		}
+		merged = append(merged, s)
+	}
+	r.owned = merged
+}
+
+// setOwns sets g.owns and marks the index stale if that changed it.
+func (r *ext4Resolver) setOwns(g *ext4Geom, owns bool) {
+	if g.owns != owns {
+		g.owns, r.dirty = owns, true
+	}
 }
 
 // superAnchors returns the anchors some superblock geometry explains: an
@@ -255,7 +349,8 @@ func (r *ext4Resolver) inSuper(off int64) bool {
 func (r *ext4Resolver) superAnchors() map[int64]bool {
 	out := map[int64]bool{}
 	for _, g := range r.geoms {
-		for a := range r.explains(g) {
+		as, _ := r.explains(g)
+		for a := range as {
 			out[a] = true
 		}
 	}
@@ -263,26 +358,41 @@ func (r *ext4Resolver) superAnchors() map[int64]bool {
 }
 
 // explains returns the anchors a superblock geometry explains: an inode
-// inside its region puts its block 0 there.
-func (r *ext4Resolver) explains(g *ext4Geom) map[int64]bool {
-	out := map[int64]bool{}
+// inside its region puts its block 0 there. It is asked first for every
+// superblock geometry in the order of r.geoms (ownership), which is what
+// makes bySuper the strongest; the second answer full says whether every
+// inode in the region was weighed (see ext4TrialsPerRecord).
+func (r *ext4Resolver) explains(g *ext4Geom) (out map[int64]bool, full bool) {
+	if out, ok := r.explained[g]; ok {
+		return out, !g.partial
+	}
+	out = map[int64]bool{}
+	r.explained[g] = out
 	if g.sb == nil {
-		return out
+		return out, true
 	}
 	// Only the inodes inside the volume's region can fit (r.inodes is
 	// sorted by offset): a search, not a scan of every inode for every
 	// volume (a datastore of many guests has many).
 	lo := sort.Search(len(r.inodes), func(i int) bool { return r.inodes[i].off >= g.F })
 	hi := sort.Search(len(r.inodes), func(i int) bool { return r.inodes[i].off >= g.end() })
-	for _, ino := range r.inodes[lo:max(lo, hi)] {
+	for i := lo; i < hi; i++ {
+		if !r.spend(1) {
+			g.partial = true
+			break
+		}
+		ino := r.inodes[i]
 		if !r.fits(ino, g) {
 			continue
 		}
 		if off, ok := r.block0(ino.in, g); ok && r.anchors[off] {
 			out[off] = true
+			if r.bySuper[i] == nil {
+				r.bySuper[i] = g
+			}
 		}
 	}
-	return out
+	return out, !g.partial
 }
 
 // ownership decides which superblock volumes own their region (see the
@@ -297,7 +407,10 @@ func (r *ext4Resolver) explains(g *ext4Geom) map[int64]bool {
 func (r *ext4Resolver) ownership() {
 	var idle []*ext4Geom
 	for _, g := range r.geoms {
-		g.owns = len(r.explains(g)) > 0
+		as, full := r.explains(g)
+		// Not fully weighed: owns, standing in the way rather than
+		// letting a geometry through (see ext4TrialsPerRecord).
+		r.setOwns(g, len(as) > 0 || !full)
 		if !g.owns {
 			idle = append(idle, g)
 		}
@@ -309,10 +422,13 @@ func (r *ext4Resolver) ownership() {
 	r.anchorGeoms()
 	trial := r.geoms[len(supers):]
 	for _, s := range idle {
-		s.owns = true
+		r.setOwns(s, true)
 		for _, g := range trial {
+			if r.capped {
+				break // the rest own their regions
+			}
 			if g.F < s.F && r.holds(g, s.copies) {
-				s.owns = false
+				r.setOwns(s, false)
 				s.why += fmt.Sprintf("; nested in a file of the volume at fs start %d (%d-byte blocks): does not own its region", g.F, g.B)
 				break
 			}
@@ -326,6 +442,9 @@ func (r *ext4Resolver) ownership() {
 func (r *ext4Resolver) holds(g *ext4Geom, offs []int64) bool {
 	var maps []FileMap
 	for _, ino := range r.inodes {
+		if !r.spend(1) {
+			return false
+		}
 		if !r.fits(ino, g) {
 			continue
 		}
@@ -365,6 +484,9 @@ func (r *ext4Resolver) holds(g *ext4Geom, offs []int64) bool {
 // superblock region, free anchor, block size): bounded by what was found
 // times the anchors.
 func (r *ext4Resolver) anchorGeoms() {
+	if r.capped {
+		return
+	}
 	owned := r.superAnchors()
 	var anchors []int64
 	for a := range r.anchors {
@@ -379,7 +501,11 @@ func (r *ext4Resolver) anchorGeoms() {
 	v := &geomVotes{r: r, cands: map[geomKey]*geomCand{}}
 	v.fromInodes(anchors)
 	v.fromLeaves(anchors)
-	r.geoms = append(r.geoms, v.accept()...)
+	accepted := v.accept()
+	if r.capped {
+		return // solved from part of the votes: nothing (see ext4TrialsPerRecord)
+	}
+	r.geoms = append(r.geoms, accepted...)
 }
 
 // geomKey is a geometry hypothesis: the volume's start and block size.
@@ -389,8 +515,30 @@ type geomKey struct{ F, B int64 }
 // Independence): the first relation found for each anchor describes it.
 type geomCand struct {
 	geomKey
-	facts map[int64]string
+	facts map[int64]geomFact
 }
+
+// geomFact is a relation that puts block 0 on an anchor, kept small (a
+// crafted image makes millions) and worded only for a geometry accepted:
+// an inode at off, or the index entry in from pointing at block, an
+// extent block at off.
+type geomFact struct {
+	from       string // "" for an inode
+	block, off int64
+}
+
+func (f geomFact) text(a int64) string {
+	if f.from == "" {
+		return fmt.Sprintf("inode at image offset %d puts block 0 on the VMDK header at %d", f.off, a)
+	}
+	return fmt.Sprintf("the index entry in the %s points at block %d, an extent block at image offset %d that puts block 0 on the VMDK header at %d", f.from, f.block, f.off, a)
+}
+
+// maxExt4AnchorFacts bounds the facts the anchor solver keeps (their
+// memory): a host's inodes outside every superblock volume × its VMDK
+// headers × the block sizes. Past it the resolver is capped (see
+// ext4TrialsPerRecord): no geometry is solved from anchors.
+const maxExt4AnchorFacts = 1 << 22
 
 // geomVotes collects the hypotheses anchorGeoms weighs, in the order
 // found.
@@ -398,21 +546,26 @@ type geomVotes struct {
 	r     *ext4Resolver
 	cands map[geomKey]*geomCand
 	order []*geomCand
+	facts int
 }
 
 // add records a fact on anchor a for the geometry (F, B).
-func (v *geomVotes) add(F, B, a int64, fact string) {
-	if F < 0 || F%512 != 0 || v.r.inSuper(F) {
+func (v *geomVotes) add(F, B, a int64, fact geomFact) {
+	if !v.r.spend(1) || F < 0 || F%512 != 0 || v.r.inSuper(F) {
 		return // a volume starting inside a superblock's volume overlaps it
 	}
 	k := geomKey{F, B}
 	c := v.cands[k]
 	if c == nil {
-		c = &geomCand{geomKey: k, facts: map[int64]string{}}
+		c = &geomCand{geomKey: k, facts: map[int64]geomFact{}}
 		v.cands[k] = c
 		v.order = append(v.order, c)
 	}
 	if _, ok := c.facts[a]; !ok {
+		if v.facts++; v.facts > maxExt4AnchorFacts {
+			v.r.spend(v.r.budget + 1) // capped
+			return
+		}
 		c.facts[a] = fact
 	}
 }
@@ -420,6 +573,9 @@ func (v *geomVotes) add(F, B, a int64, fact string) {
 // fromInodes: files whose root is a leaf have their block 0 in the inode.
 func (v *geomVotes) fromInodes(anchors []int64) {
 	for _, ino := range v.r.inodes {
+		if v.r.capped {
+			return
+		}
 		if ino.in.Root.Depth != 0 || v.r.inSuper(ino.off) {
 			continue
 		}
@@ -430,7 +586,7 @@ func (v *geomVotes) fromInodes(anchors []int64) {
 		for _, B := range ext4.BlockSizes {
 			for _, a := range anchors {
 				if F := a - int64(e.Start)*B; F <= ino.off {
-					v.add(F, B, a, fmt.Sprintf("inode at image offset %d puts block 0 on the VMDK header at %d", ino.off, a))
+					v.add(F, B, a, geomFact{off: ino.off})
 				}
 			}
 		}
@@ -448,6 +604,9 @@ func (v *geomVotes) fromLeaves(anchors []int64) {
 	}
 	slices.Sort(offs)
 	for _, off := range offs {
+		if r.capped {
+			return
+		}
 		n := r.blocks[off]
 		e, ok := firstExtent(n)
 		if n.Depth != 0 || !ok || r.inSuper(off) {
@@ -461,7 +620,7 @@ func (v *geomVotes) fromLeaves(anchors []int64) {
 			}
 			for _, p := range r.ptrs[uint64((off-F)/B)] {
 				if p.depth == 1 && p.logical == 0 && p.off >= F && !r.inSuper(p.off) {
-					v.add(F, B, a, fmt.Sprintf("the index entry in the %s points at block %d, an extent block at image offset %d that puts block 0 on the VMDK header at %d", p.from, (off-F)/B, off, a))
+					v.add(F, B, a, geomFact{from: p.from, block: (off - F) / B, off: off})
 				}
 			}
 		}
@@ -492,6 +651,9 @@ func (v *geomVotes) accept() []*ext4Geom {
 	}
 	var out []*ext4Geom
 	for len(live) > 0 {
+		if !v.r.spend(len(live)) {
+			return nil
+		}
 		best := 0
 		for _, c := range live {
 			best = max(best, len(free(c)))
@@ -525,7 +687,7 @@ func (v *geomVotes) accept() []*ext4Geom {
 			var why []string
 			for _, a := range mine {
 				g.anchors[a] = true
-				why = append(why, c.facts[a])
+				why = append(why, c.facts[a].text(a))
 			}
 			g.why = fmt.Sprintf("no superblock; fs start %d, %d-byte blocks from %d independent facts on distinct VMDK headers: %s", c.F, c.B, len(mine), strings.Join(why, "; "))
 			out = append(out, g)
@@ -644,10 +806,18 @@ func (r *ext4Resolver) walk(n *ext4.Node, lo, hi uint64, g *ext4Geom, verify fun
 	return complete
 }
 
-// mapInode maps one inode under the strongest geometry that puts its
-// block 0 on an anchor.
-func (r *ext4Resolver) mapInode(ino ext4Inode) (FileMap, bool) {
-	for _, g := range r.geoms {
+// mapInode maps inode i under the strongest geometry that puts its block
+// 0 on an anchor: the superblock geometry explains found, else the first
+// geometry solved from anchors that fits.
+func (r *ext4Resolver) mapInode(i int) (FileMap, bool) {
+	ino := r.inodes[i]
+	if g := r.bySuper[i]; g != nil {
+		return r.buildMap(ino, g), true
+	}
+	for _, g := range r.geoms[r.supers:] {
+		if !r.spend(1) {
+			break
+		}
 		if !r.fits(ino, g) {
 			continue
 		}

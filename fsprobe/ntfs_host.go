@@ -31,6 +31,14 @@ const (
 	// maxNTFSRecordsPerVolume caps the records one volume may claim: a
 	// 2 TB volume full of small files has a few million.
 	maxNTFSRecordsPerVolume = 1 << 23
+	// maxNTFSMirrorTries caps, per hypothesis, the $MFTMirr positions
+	// tried when both the distinct LCNs the $MFTMirr records give and the
+	// record 0 copies they could find number more: a volume has one
+	// mirror, so real evidence has a few of each; crafted hits with 10^5
+	// of both would weigh 2^14 hypotheses × 10^5. Past it, only the
+	// first LCNs in image order are tried, and the volume's evidence
+	// says so.
+	maxNTFSMirrorTries = 256
 )
 
 // ntfsGeom is a hypothesis for one volume: it starts at image offset V and
@@ -104,14 +112,18 @@ type ntfsIn struct {
 	// Indexes for evaluate, which is asked once per hypothesis (up to
 	// maxNTFSHypotheses): scanning every record each time was
 	// hypotheses × records (10^5 crafted .vmdk records took minutes).
-	anchorList []int64            // the anchors, sorted
-	firstLCN   map[int64]int      // first run's LCN -> the first file (index in files) starting there
-	bootsAt    map[int64][]int    // boots by offset and by the offset of the volume their backup position implies
-	rec0At     map[ntfsGeom][]int // rec0 by the (V, C) their self-location implies
+	anchorList []int64                   // the anchors, sorted
+	firstLCN   map[int64]int             // first run's LCN -> the first file (index in files) starting there
+	bootsAt    map[int64][]int           // boots by offset and by the offset of the volume their backup position implies
+	rec0At     map[ntfsGeom][]int        // rec0 by the (V, C) their self-location implies
+	mirrLCNs   []int64                   // the first runs' LCNs of rec1, in image order, without repeats
+	mirrRank   map[int64]int             // LCN -> its index in mirrLCNs
+	rec0Copies []int64                   // offsets in at holding a record 0 named $MFT, sorted
+	implied    map[int64]map[int64][]int // by record size: files by the offset of record 0 they imply (see impliedStarts)
 }
 
 func ntfsIndex(records []LocatedNTFS, anchors []int64) *ntfsIn {
-	in := &ntfsIn{at: make(map[int64]*ntfs.FileRecord), anchors: make(map[int64]bool)}
+	in := &ntfsIn{at: make(map[int64]*ntfs.FileRecord), anchors: make(map[int64]bool), implied: make(map[int64]map[int64][]int)}
 	for _, a := range anchors {
 		in.anchors[a] = true
 	}
@@ -160,6 +172,20 @@ func ntfsIndex(records []LocatedNTFS, anchors []int64) *ntfsIn {
 			in.bootsAt[v] = append(in.bootsAt[v], i)
 		}
 	}
+	in.mirrRank = make(map[int64]int)
+	for _, r := range in.rec1 {
+		l := r.Record.MFT.FirstLCN()
+		if _, ok := in.mirrRank[l]; !ok {
+			in.mirrRank[l] = len(in.mirrLCNs)
+			in.mirrLCNs = append(in.mirrLCNs, l)
+		}
+	}
+	for p, f := range in.at {
+		if name, _ := f.FileName(); f.Number == 0 && name == "$MFT" {
+			in.rec0Copies = append(in.rec0Copies, p)
+		}
+	}
+	slices.Sort(in.rec0Copies)
 	in.rec0At = make(map[ntfsGeom][]int)
 	for i, r := range in.rec0 {
 		for _, c := range ntfsClusterSizes {
@@ -262,27 +288,17 @@ func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 		}
 	}
 	// $MFTMirr: a copy of record 0 where $MFTMirr's run (or the boot
-	// sector) says the mirror is.
-	var mirrs []int64
-	if v.boot != nil {
-		mirrs = append(mirrs, v.boot.MirrLCN)
-	}
-	for _, r := range in.rec1 {
-		mirrs = append(mirrs, r.Record.MFT.FirstLCN())
-	}
-	for _, m := range mirrs {
+	// sector) says the mirror is: the first such LCN, the boot sector's
+	// first, then the $MFTMirr records' in image order.
+	if m, ok := in.mirror(g, v); ok {
 		p := g.V + m*g.C
-		if f := in.at[p]; f != nil && f.Number == 0 && p != v.mftAt {
-			if name, _ := f.FileName(); name == "$MFT" && (v.mft == nil || f.FirstLCN() == v.mft.FirstLCN()) {
-				v.mirrLCN = m
-				v.at = append(v.at, p)
-				v.score++
-				v.facts = append(v.facts, fmt.Sprintf("$MFTMirr copy of record 0 at image offset %d (LCN %d)", p, m))
-				if v.mft == nil {
-					v.mft, v.mftAt = f, p
-				}
-				break
-			}
+		f := in.at[p]
+		v.mirrLCN = m
+		v.at = append(v.at, p)
+		v.score++
+		v.facts = append(v.facts, fmt.Sprintf("$MFTMirr copy of record 0 at image offset %d (LCN %d)", p, m))
+		if v.mft == nil {
+			v.mft, v.mftAt = f, p
 		}
 	}
 	// Anchors: a record's first run landing on a VMDK header. Each
@@ -331,6 +347,50 @@ func (in *ntfsIn) evaluate(g ntfsGeom) *ntfsVolume {
 		v.fromBoot = true
 	}
 	return v
+}
+
+// mirror finds the LCN of evaluate's $MFTMirr fact for g. A repeated LCN
+// is tried once (its position answers the same), and the side the
+// question is asked from is the smaller: the LCNs, each a lookup of its
+// position, or the record 0 copies, each a lookup of the LCN its position
+// implies. Both past maxNTFSMirrorTries: the first LCNs only, noted in v.
+func (in *ntfsIn) mirror(g ntfsGeom, v *ntfsVolume) (int64, bool) {
+	fits := func(p int64) bool {
+		f := in.at[p]
+		if f == nil || f.Number != 0 || p == v.mftAt {
+			return false
+		}
+		name, _ := f.FileName()
+		return name == "$MFT" && (v.mft == nil || f.FirstLCN() == v.mft.FirstLCN())
+	}
+	if v.boot != nil && fits(g.V+v.boot.MirrLCN*g.C) {
+		return v.boot.MirrLCN, true
+	}
+	lcns := in.mirrLCNs
+	if len(in.rec0Copies) < len(lcns) {
+		best := -1
+		for _, p := range in.rec0Copies {
+			if d := p - g.V; d >= 0 && d%g.C == 0 {
+				if k, ok := in.mirrRank[d/g.C]; ok && (best < 0 || k < best) && fits(p) {
+					best = k
+				}
+			}
+		}
+		if best < 0 {
+			return 0, false
+		}
+		return lcns[best], true
+	}
+	for i, m := range lcns {
+		if i == maxNTFSMirrorTries {
+			v.facts = append(v.facts, fmt.Sprintf("%d $MFTMirr LCNs and %d record 0 copies found: only the first %d LCNs tried for the mirror, none holds record 0", len(in.mirrLCNs), len(in.rec0Copies), maxNTFSMirrorTries))
+			break
+		}
+		if fits(g.V + m*g.C) {
+			return m, true
+		}
+	}
+	return 0, false
 }
 
 // volumes returns the accepted geometries: score >= 2, and for each $MFT
@@ -398,13 +458,61 @@ type ntfsFile struct {
 	ext  []*ntfs.FileRecord
 }
 
+// impliedStarts indexes the files by where the run of the MFT holding
+// them, read as if VCN 0 were there, would start for records of rs bytes:
+// offset - number × rs. A record n lies where a volume's position says
+// only if that is V + (LCN - VCN) × C for the $MFT run holding it (or the
+// boot sector's $MFT start): volumeFiles looks those up instead of
+// testing every record for every volume (crafted hits make thousands of
+// volumes).
+func (in *ntfsIn) impliedStarts(rs int64) map[int64][]int {
+	if m, ok := in.implied[rs]; ok {
+		return m
+	}
+	m := make(map[int64][]int)
+	for i, r := range in.files {
+		if n := r.Record.MFT.Number; n <= (1<<62)/rs {
+			m[r.Offset-n*rs] = append(m[r.Offset-n*rs], i)
+		}
+	}
+	in.implied[rs] = m
+	return m
+}
+
+// volumeFiles returns the indexes in files, in order, of the records
+// that may lie where v's position puts their number: a superset that
+// volumeMaps checks.
+func (in *ntfsIn) volumeFiles(v *ntfsVolume) []int {
+	if v.recSize <= 0 {
+		return nil
+	}
+	idx := in.impliedStarts(v.recSize)
+	var lists [][]int
+	switch {
+	case v.mft != nil:
+		d := v.mft.FirstData()
+		if d == nil {
+			return nil
+		}
+		for _, r := range d.Runs {
+			if !r.Sparse {
+				lists = append(lists, idx[v.V+(r.LCN-r.VCN)*v.C])
+			}
+		}
+	case v.fromBoot:
+		lists = append(lists, idx[v.V+v.boot.MFTLCN*v.C])
+	}
+	return candidates(lists...)
+}
+
 // volumeMaps builds the maps of VMDK-like files in v.
 func (in *ntfsIn) volumeMaps(v *ntfsVolume) []FileMap {
 	bases := make(map[int64]*ntfsFile)
 	var order []int64
 	var exts []LocatedNTFS
 	claimed := 0
-	for _, r := range in.files {
+	for _, i := range in.volumeFiles(v) {
+		r := in.files[i]
 		f := r.Record.MFT
 		if f.Number > (1<<62)/v.recSize || v.position(f.Number) != r.Offset {
 			continue
