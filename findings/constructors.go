@@ -101,6 +101,14 @@ func NoGrainHeaders(n, runs int, first int64) Finding {
 	return f.At(first)
 }
 
+// HostProbeLimited: a host filesystem probe's work limit was reached;
+// note is the probe's own words.
+func HostProbeLimited(note string) Finding {
+	f := New(CodeHostProbeLimited, capital(note)+".", "")
+	f.Detail = map[string]any{"note": note}
+	return f
+}
+
 // EvidenceNotHashed: no digest of the evidence was recorded.
 func EvidenceNotHashed() Finding { return New(CodeEvidenceNotHashed, "", "") }
 

@@ -30,6 +30,7 @@ const (
 	CodeFragmentBreak     Code = "fragment-break"
 	CodeFragmentsFollowed Code = "fragments-followed"
 	CodeHostMapUsed       Code = "host-map-used"
+	CodeHostProbeLimited  Code = "host-probe-limited"
 	CodeSplitExtentLost   Code = "split-extent-lost"
 
 	// Damage.
@@ -123,6 +124,9 @@ var registry = []Entry{
 	{CodeFragmentsFollowed, Warning,
 		"The file lies in pieces and no host filesystem map says where: its pieces were found from anchors, self-locating structures that agree on a shift.",
 		"Grains were placed through the anchored fragment map; file offsets between pieces of different shifts stay missing."},
+	{CodeHostProbeLimited, Warning,
+		"A host filesystem probe reached its work limit (crafted or overlapping structures: many superblocks or inodes weighed against many VMDK headers): files it could have mapped may not be.",
+		"Nothing was mapped from a partial solve: files it did not map are placed only from other evidence, else missing; the message names the limit."},
 	{CodeHostMapUsed, Info,
 		"The file is fragmented on its host volume, whose filesystem (NTFS MFT runs, ext4 extents) maps its pieces.",
 		"Its grains were read through the host filesystem's map."},

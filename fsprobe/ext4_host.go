@@ -174,6 +174,14 @@ func (r *ext4Resolver) spend(n int) bool {
 // in the file comment accept; maps are sorted by their first extent's image
 // offset.
 func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
+	maps, _ := Ext4MapsNoted(records, anchors)
+	return maps
+}
+
+// Ext4MapsNoted is Ext4Maps, with a note of what the resolver's work
+// limit left undone when it was reached (none otherwise): a capped solve
+// may make no map at all to carry it, and the report must still say so.
+func Ext4MapsNoted(records []LocatedExt4, anchors []int64) ([]FileMap, []string) {
 	r := newExt4Resolver(records, anchors)
 	var maps []FileMap
 	seen := map[string]bool{}
@@ -194,12 +202,14 @@ func Ext4Maps(records []LocatedExt4, anchors []int64) []FileMap {
 	slices.SortStableFunc(maps, func(a, b FileMap) int {
 		return cmp.Compare(a.Extents[0].ImageOffset, b.Extents[0].ImageOffset)
 	})
+	var notes []string
 	if r.capped {
 		for i := range maps {
 			maps[i].Evidence += "; " + r.cappedNote()
 		}
+		notes = append(notes, r.cappedNote())
 	}
-	return maps
+	return maps, notes
 }
 
 // cappedNote says what running out of trials left undone.

@@ -102,13 +102,18 @@ func anchorSolverManyVotes(t *testing.T, n int) {
 			Size: 3 * B, Links: 1, Root: ext4.Node{Max: ext4.InodeRootMaxEntry, Entries: []ext4.Entry{{Logical: 0, Start: 1000 + uint64(i)*256, Len: 3}}}}}}})
 		anchors = append(anchors, first+int64(i)<<20)
 	}
-	maps := fsprobe.Ext4Maps(recs, anchors)
+	maps, notes := fsprobe.Ext4MapsNoted(recs, anchors)
 	want := n // 3n² facts (the 64 KiB blocks' mostly fall before the image start)
 	if n >= 1200 {
 		want = 0 // past the 2^22 the solver keeps
 	}
 	if len(maps) != want {
 		t.Fatalf("%d maps for %d files", len(maps), n)
+	}
+	// Capped, the solve makes no map to carry the note: the note is
+	// returned of its own, for the report.
+	if capped := want == 0; capped != (len(notes) == 1 && strings.Contains(notes[0], "work limit")) {
+		t.Errorf("capped %v, notes %q", capped, notes)
 	}
 	for i, m := range maps {
 		if m.Volume != first-1000*B || len(m.Extents) != 1 || m.Extents[0].ImageOffset != anchors[i] {

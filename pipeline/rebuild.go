@@ -229,6 +229,9 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		return nil, err
 	}
 	res.Findings = append(evidenceFindings(ev), res.Findings...)
+	for _, n := range plan.HostNotes {
+		res.Findings = append(res.Findings, findings.HostProbeLimited(n))
+	}
 	if n := plan.NoGrainInstances; n > 0 && len(plan.NoGrain) > 0 {
 		res.Findings = append(res.Findings, findings.NoGrainHeaders(n, len(plan.NoGrain), plan.NoGrain[0].FirstOffset))
 	}

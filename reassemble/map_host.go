@@ -13,8 +13,9 @@ import (
 )
 
 // hostMaps asks the host-level probes where the files that start at a
-// VMDK header lie, from the NTFS and ext4 structures the carve found.
-func hostMaps(hits []signatures.Hit, anchors []int64) []fsprobe.FileMap {
+// VMDK header lie, from the NTFS and ext4 structures the carve found;
+// notes say what a probe's work limit left undone.
+func hostMaps(hits []signatures.Hit, anchors []int64) (maps []fsprobe.FileMap, notes []string) {
 	var ntfs []fsprobe.LocatedNTFS
 	var ext4 []fsprobe.LocatedExt4
 	for i := range hits {
@@ -26,17 +27,17 @@ func hostMaps(hits []signatures.Hit, anchors []int64) []fsprobe.FileMap {
 			ext4 = append(ext4, fsprobe.LocatedExt4{Offset: h.Offset, Record: h.Ext4})
 		}
 	}
-	var maps []fsprobe.FileMap
 	if len(ntfs) > 0 {
 		maps = append(maps, fsprobe.NTFSMaps(ntfs, anchors)...)
 	}
 	if len(ext4) > 0 {
-		maps = append(maps, fsprobe.Ext4Maps(ext4, anchors)...)
+		m, n := fsprobe.Ext4MapsNoted(ext4, anchors)
+		maps, notes = append(maps, m...), append(notes, n...)
 		// Files whose inode is lost (a reformatted host): their surviving
 		// extent-tree leaves, checked against the VMDK's own structures.
 		maps = append(maps, fsprobe.Ext4LeafMaps(ext4, vmdkFacts(hits, anchors), maps)...)
 	}
-	return hostVolumesOnly(maps, hits)
+	return hostVolumesOnly(maps, hits), notes
 }
 
 // vmdkFacts collects what the carve found of the VMDK files' own
@@ -84,7 +85,8 @@ func flatMaps(hits []signatures.Hit, x *hitIndex) []fsprobe.FileMap {
 		return nil
 	}
 	var out []fsprobe.FileMap
-	for _, m := range hostMaps(hits, anchors) {
+	maps, _ := hostMaps(hits, anchors) // the header pass notes a capped probe
+	for _, m := range maps {
 		if m.OwnGeometry {
 			out = append(out, m)
 		}

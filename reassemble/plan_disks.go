@@ -39,6 +39,10 @@ type Result struct {
 	NoGrain []InstanceRun
 	// NoGrainInstances counts them.
 	NoGrainInstances int
+	// HostNotes say what a host filesystem probe's work limit left
+	// undone (crafted or overlapping structures): files it could have
+	// mapped may be missing, with no map of theirs to say so.
+	HostNotes []string
 }
 
 // InstanceRun is Count instances that own no grain, with headers at
@@ -125,7 +129,7 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 			anchors = append(anchors, h.Offset)
 		}
 	}
-	maps := hostMaps(hits, anchors)
+	maps, hostNotes := hostMaps(hits, anchors)
 	instances := findInstances(x, image, imageSize, maps)
 	for i, inst := range instances {
 		if inst.Header.Compressed() {
@@ -195,7 +199,7 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 	}
 	linkVersions(disks, image)
 	slices.SortStableFunc(noGrain, func(a, b *Instance) int { return cmp.Compare(a.HeaderOffset, b.HeaderOffset) })
-	return &Result{Disks: disks, NoGrain: noGrainRuns(noGrain), NoGrainInstances: len(noGrain)}
+	return &Result{Disks: disks, NoGrain: noGrainRuns(noGrain), NoGrainInstances: len(noGrain), HostNotes: hostNotes}
 }
 
 func countInstance(inst *Instance) Counts {
