@@ -42,9 +42,16 @@ writes for each disk:
   CASE/disks/disk-NN-esxi.vmdk        with --format esxi: an ESXi descriptor
   CASE/disks/disk-NN-esxi-flat.vmdk   and its flat extent
 
-and CASE/findings.json, every finding of the case: each damage found and
-what was done, with a stable code (README, Finding codes), printed after
-the summary table.
+and for the case:
+
+  CASE/findings.json        every finding: each damage found and what was
+                            done, with a stable code (README, Finding codes),
+                            printed after the summary table
+  CASE/report.dfxml         the DFXML report (DFXML schema): the evidence, its
+                            digests, and per disk its byte runs in the image
+  CASE/report.html          the map: the image strip, a grain map per disk,
+                            the disk table and the findings (one file, offline)
+  CASE/disks/no-grain.json  VMDK headers that own no grain (not made disks)
 
 A grain is placed only on evidence (table = the VMDK's own grain table,
 marker = a stream grain marker's LBA, flat = its offset in a flat extent (raw
