@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 
 	"vmdkcarve/fs/ext4"
@@ -14,19 +13,6 @@ import (
 	"vmdkcarve/pipeline"
 	"vmdkcarve/signatures"
 )
-
-// hostileFSCount is how many crafted records of each kind
-// TestCraftedHostRecords adds (HOSTILE_FS_RECORDS overrides it).
-func hostileFSCount(t *testing.T) int {
-	if s := os.Getenv("HOSTILE_FS_RECORDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("HOSTILE_FS_RECORDS=%q", s)
-		}
-		return n
-	}
-	return 2000
-}
 
 // TestCraftedHostRecords (issue 13) adds to the hits of a real case, one
 // sparse file in noise, n crafted host records the carver could have
@@ -39,7 +25,7 @@ func hostileFSCount(t *testing.T) int {
 // against the mirrors in bounded work (time and memory are measured by
 // hand with a large HOSTILE_FS_RECORDS).
 func TestCraftedHostRecords(t *testing.T) {
-	n := hostileFSCount(t)
+	n := envCount(t, "HOSTILE_FS_RECORDS", 2000)
 	// The crafted records lie from 256 KiB, 2 KiB a volume or a pair of
 	// records; the sparse file after them.
 	end := 1<<20 + n*2048

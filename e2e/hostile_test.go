@@ -346,17 +346,19 @@ func TestTablesPointingIntoEachOther(t *testing.T) {
 	}
 }
 
-// kdmvHeaders is how many header sectors TestMillionHeaders crafts
-// (HOSTILE_HEADERS overrides it).
-func kdmvHeaders(t *testing.T) int {
-	if s := os.Getenv("HOSTILE_HEADERS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("HOSTILE_HEADERS=%q", s)
-		}
-		return n
+// envCount is how many crafted items a hostile test makes: def, or the
+// positive count in the environment variable name (to measure by hand at
+// larger sizes).
+func envCount(t *testing.T, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
 	}
-	return 1_000_000
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q", name, s)
+	}
+	return n
 }
 
 // TestMillionHeaders: an image of 10^6 "KDMV" header sectors back to back
@@ -369,7 +371,7 @@ func TestMillionHeaders(t *testing.T) {
 	if testing.Short() {
 		t.Skip("512 MB image: not in -short")
 	}
-	n := kdmvHeaders(t)
+	n := envCount(t, "HOSTILE_HEADERS", 1_000_000)
 	l, err := vmdk.NewSparseLayout(128, 128, true)
 	if err != nil {
 		t.Fatal(err)
