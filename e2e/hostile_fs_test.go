@@ -34,6 +34,11 @@ func TestCraftedHostRecords(t *testing.T) {
 	if run.err != nil || len(run.reports) != 1 {
 		t.Fatalf("rebuild: %v, %d disks", run.err, len(run.reports))
 	}
+	// The disk the crafted records must leave alone is whole: all 64
+	// grains of the sparse file placed.
+	if c := run.reports[0].Disk.Counts; c.Placed != 64 {
+		t.Fatalf("without the crafted records: %d of 64 grains placed, %d missing", c.Placed, c.Missing)
+	}
 	hitsPath := filepath.Join(run.caseDir, pipeline.HitsName)
 	orig, err := os.ReadFile(hitsPath)
 	if err != nil {
