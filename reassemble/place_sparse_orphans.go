@@ -183,10 +183,9 @@ func countOrphans(inst *Instance, view *fileView, x *hitIndex, tr *tablesRead) o
 		if named[k] {
 			continue
 		}
-		if _, err := view.ReadAt(buf, first+k*gb); err != nil {
-			break
-		}
-		if !entropy.Zero(buf) {
+		// A slot the view cannot read (a gap in an incomplete host map)
+		// is unknown, not the file's end: the slots after it still count.
+		if _, err := view.ReadAt(buf, first+k*gb); err == nil && !entropy.Zero(buf) {
 			n.slots++
 		}
 	}
