@@ -58,6 +58,10 @@ func TestHostileHitsFile(t *testing.T) {
 	if run.err != nil || len(run.reports) != 1 {
 		t.Fatalf("rebuild: %v, %d disks", run.err, len(run.reports))
 	}
+	// The disk the copies must rebuild again is whole: all 64 grains.
+	if c := run.reports[0].Disk.Counts; c.Placed != 64 {
+		t.Fatalf("one copy of each hit: %d of 64 grains placed, %d missing", c.Placed, c.Missing)
+	}
 	hitsPath := filepath.Join(run.caseDir, pipeline.HitsName)
 	orig, err := os.ReadFile(hitsPath)
 	if err != nil {
