@@ -349,6 +349,44 @@ func TestReadErrors(t *testing.T) {
 	}
 }
 
+// error2Section makes error2 section data of size bytes saying it holds
+// count entries (all zero), with a good header checksum and, where it
+// fits, a good entries checksum.
+func error2Section(size int, count uint32) []byte {
+	b := make([]byte, size)
+	binary.LittleEndian.PutUint32(b, count)
+	binary.LittleEndian.PutUint32(b[error2Checksum:], adler32.Checksum(b[:error2Checksum]))
+	if end := error2HeaderSize + int(count)*error2EntrySize; end+4 <= size {
+		binary.LittleEndian.PutUint32(b[end:], adler32.Checksum(b[error2HeaderSize:end]))
+	}
+	return b
+}
+
+// TestParseError2Sizes: the entry count and the entries' checksum must
+// fit in the section; a section with no room for the checksum is an
+// error, not an index out of range.
+func TestParseError2Sizes(t *testing.T) {
+	for _, tc := range []struct {
+		size    int
+		count   uint32
+		wantErr error
+	}{
+		{error2HeaderSize + 4, 0, nil},
+		{error2HeaderSize + 8 + 4, 1, nil},
+		{error2HeaderSize, 0, ErrTruncated},
+		{error2HeaderSize + 3, 0, ErrTruncated},
+		{error2HeaderSize + 8, 1, ErrTruncated},
+		{error2HeaderSize + 8 + 3, 1, ErrTruncated},
+		{error2HeaderSize + 4, 1, ErrTruncated},
+		{error2HeaderSize + 4, MaxError2Entries + 1, ErrFormat},
+	} {
+		_, err := parseError2(error2Section(tc.size, tc.count), 0)
+		if (err == nil) != (tc.wantErr == nil) || (err != nil && !errors.Is(err, tc.wantErr)) {
+			t.Errorf("%d bytes, %d entries: %v, want %v", tc.size, tc.count, err, tc.wantErr)
+		}
+	}
+}
+
 func TestSegmentPath(t *testing.T) {
 	for _, tc := range []struct {
 		first string

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,6 +211,53 @@ func TestEwfacquireFormats(t *testing.T) {
 			defer m.Close()
 			if len(m.Segments()) < 2 || !bytes.Equal(readAll(t, m), media) || m.StoredMD5() != hex.EncodeToString(sum[:]) {
 				t.Errorf("%d segments, stored md5 %s: the media does not read back", len(m.Segments()), m.StoredMD5())
+			}
+		})
+	}
+}
+
+// TestSyntheticSetsEwfexport: the synthetic sets most of this package's
+// tests and fuzz seeds read (writeSet) are EWF-E01 as libewf reads it:
+// ewfexport exports each to the media byte for byte, and ewfverify finds
+// the stored MD5 the media's. Else those tests would check our reader
+// only against our own writer.
+func TestSyntheticSetsEwfexport(t *testing.T) {
+	tooltest.Need(t, "ewfexport", "ewfverify")
+	media := testMedia(300*1024+1536, 1) // not a whole number of chunks
+	sum := md5.Sum(media)
+	sh := sha1.Sum(media)
+	for _, tc := range []struct {
+		name string
+		ts   testSet
+	}{
+		{"raw-one-segment", testSet{sectorsPerChunk: 64, chunksPerSeg: 100}},
+		{"mixed-small-chunks", testSet{sectorsPerChunk: 16, chunksPerSeg: 7, compress: func(c int) bool { return c%3 != 0 }}},
+		{"hashes-and-errors", testSet{sectorsPerChunk: 64, chunksPerSeg: 4, compress: func(int) bool { return true },
+			md5: sum[:], sha1: sh[:], errors: []SectorRun{{First: 3, Count: 9}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			segs := writeSet(media, tc.ts)
+			for i, s := range segs {
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("set.E%02d", i+1)), s, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			first := filepath.Join(dir, "set.E01")
+			exp := filepath.Join(dir, "exp")
+			tooltest.Run(t, "ewfexport", "-u", "-q", "-f", "raw", "-t", exp, first)
+			got, err := os.ReadFile(exp + ".raw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, media) {
+				t.Fatalf("ewfexport of the %d segments: %d bytes, not the media's %d", len(segs), len(got), len(media))
+			}
+			if tc.ts.md5 != nil {
+				out := tooltest.Run(t, "ewfverify", "-q", first)
+				if !strings.Contains(out, "SUCCESS") || !strings.Contains(out, hex.EncodeToString(sum[:])) {
+					t.Errorf("ewfverify:\n%s", out)
+				}
 			}
 		})
 	}

@@ -258,12 +258,14 @@ func parseError2(b []byte, off int64) ([]SectorRun, error) {
 		return nil, &FormatError{Struct: "error2", Offset: off + error2Checksum, Field: "header checksum", Value: want, Reason: "Adler-32 of the header is " + hex32(got), Err: ErrChecksum}
 	}
 	n := int64(le.Uint32(b))
-	room := (int64(len(b)) - error2HeaderSize - 4) / error2EntrySize
 	switch {
 	case n > MaxError2Entries:
 		return nil, &FormatError{Struct: "error2", Offset: off, Field: "entry count", Value: n, Reason: "more than " + itoa(MaxError2Entries)}
-	case n > room:
-		return nil, &FormatError{Struct: "error2", Offset: off, Field: "entry count", Value: n, Reason: "more entries than the section holds (" + itoa(max(room, 0)) + ")", Err: ErrTruncated}
+	case error2HeaderSize+n*error2EntrySize+4 > int64(len(b)):
+		// The entries and their 4-byte checksum must fit: with no room
+		// for the checksum even no entries do (a 520-byte section).
+		room := max(int64(len(b))-error2HeaderSize-4, 0) / error2EntrySize
+		return nil, &FormatError{Struct: "error2", Offset: off, Field: "entry count", Value: n, Reason: "more entries than the section holds (" + itoa(room) + ")", Err: ErrTruncated}
 	}
 	entries := b[error2HeaderSize : error2HeaderSize+n*error2EntrySize]
 	if got, want := adler32.Checksum(entries), le.Uint32(b[error2HeaderSize+n*error2EntrySize:]); got != want {

@@ -778,7 +778,7 @@ func mergeShards(caseDir string, size int64, recognizers []string) (map[string]i
 	for _, p := range pieces {
 		used = append(used, p.shard)
 	}
-	damaged, err := mergeDamaged(used)
+	damaged, err := mergeDamaged(used, size)
 	if err != nil {
 		return nil, nil, "", err
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"vmdkcarve/ewf"
@@ -237,25 +236,4 @@ func EvidenceSize(path string) (int64, error) {
 		return 0, fmt.Errorf("pipeline: evidence %s: measuring size: %w", path, err)
 	}
 	return size, nil
-}
-
-// unionAreas merges two sorted lists of disjoint areas into one.
-func unionAreas(a, b []Range) []Range {
-	if len(a) == 0 {
-		return b
-	}
-	if len(b) == 0 {
-		return a
-	}
-	all := append(append([]Range(nil), a...), b...)
-	sort.Slice(all, func(i, j int) bool { return all[i].Start < all[j].Start })
-	out := all[:1]
-	for _, r := range all[1:] {
-		if last := &out[len(out)-1]; r.Start <= last.End {
-			last.End = max(last.End, r.End)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
 }

@@ -200,13 +200,15 @@ var _ io.ReaderAt = (*damageReader)(nil)
 // mergeDamaged unions the damaged chunks the shards found: each records
 // every damaged chunk its reads met, so together the shards that cover
 // the media name every damaged chunk of it, whatever the split. A chunk
-// two shards both name is listed once (the first in dir order).
-func mergeDamaged(shards []shardInfo) ([]UnreadableArea, error) {
+// two shards both name is listed once (the first in dir order). Each
+// must lie inside the media's size bytes: the merged areas go into
+// case.json, which rebuild refuses otherwise, naming no shard.
+func mergeDamaged(shards []shardInfo, size int64) ([]UnreadableArea, error) {
 	byStart := map[int64]UnreadableArea{}
 	for _, s := range shards {
 		for i, a := range s.st.DamagedChunks {
-			if a.Source != AreaEWFChunk || a.Start < 0 || a.End <= a.Start || a.Chunk == nil {
-				return nil, fmt.Errorf("pipeline: %s: damaged_chunks[%d] [%d, %d) %q: not a damaged chunk's media range", s.dir, i, a.Start, a.End, a.Source)
+			if a.Source != AreaEWFChunk || a.Start < 0 || a.End <= a.Start || a.End > size || a.Chunk == nil {
+				return nil, fmt.Errorf("pipeline: %s: damaged_chunks[%d] [%d, %d) %q: not a damaged chunk's media range in the evidence's %d bytes", s.dir, i, a.Start, a.End, a.Source, size)
 			}
 			if _, ok := byStart[a.Start]; !ok {
 				byStart[a.Start] = a

@@ -80,15 +80,22 @@ func TestMergeDamaged(t *testing.T) {
 		{shard(3, 4), shard(4, 90)}, // the first met chunk 4 in its margin
 		{shard(90), shard(), shard(3), shard(4)},
 	} {
-		got, err := mergeDamaged(split)
+		got, err := mergeDamaged(split, 1<<30)
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("mergeDamaged = %v, %v; want %v", got, err, want)
 		}
 	}
 	bad := shard(1)
 	bad.st.DamagedChunks[0].Source = AreaMapfile
-	if _, err := mergeDamaged([]shardInfo{bad}); err == nil {
+	if _, err := mergeDamaged([]shardInfo{bad}, 1<<30); err == nil {
 		t.Error("a mapfile area among a shard's damaged chunks: no error")
+	}
+	// Chunk 90 ends at 91<<15: past media of 90<<15 bytes.
+	if _, err := mergeDamaged([]shardInfo{shard(3, 90)}, 90<<15); err == nil {
+		t.Error("a damaged chunk past the end of the media: no error")
+	}
+	if _, err := mergeDamaged([]shardInfo{shard(3, 90)}, 91<<15); err != nil {
+		t.Errorf("a damaged chunk ending the media: %v", err)
 	}
 }
 

@@ -17,7 +17,9 @@ import (
 	"vmdkcarve/internal/tooltest"
 )
 
-func TestUnionAreas(t *testing.T) {
+// TestRanges: the areas of two sources, each sorted and disjoint, merge
+// into one sorted, disjoint list (overlapping and touching areas joined).
+func TestRanges(t *testing.T) {
 	for _, tc := range []struct {
 		a, b, want []Range
 	}{
@@ -28,8 +30,9 @@ func TestUnionAreas(t *testing.T) {
 		{[]Range{{0, 10}}, []Range{{10, 12}}, []Range{{0, 12}}},
 		{[]Range{{20, 30}}, []Range{{0, 5}}, []Range{{0, 5}, {20, 30}}},
 	} {
-		if got := unionAreas(tc.a, tc.b); !slices.Equal(got, tc.want) {
-			t.Errorf("unionAreas(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
+		areas := append(sourcedAreas(tc.a, AreaMapfile), sourcedAreas(tc.b, AreaEWFError2)...)
+		if got := ranges(areas); !slices.Equal(got, tc.want) {
+			t.Errorf("ranges(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
 		}
 	}
 }
