@@ -3,13 +3,12 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/reassemble"
 	"vmdkcarve/vmdk"
 )
@@ -71,21 +70,6 @@ func plannedDisk(t testing.TB) (*os.File, *reassemble.Disk) {
 	return img, disks[0]
 }
 
-// failAt fails every read that reaches past off.
-type failAt struct {
-	r   io.ReaderAt
-	off int64
-}
-
-var errTest = errors.New("simulated read error")
-
-func (f failAt) ReadAt(b []byte, off int64) (int, error) {
-	if off+int64(len(b)) > f.off {
-		return 0, errTest
-	}
-	return f.r.ReadAt(b, off)
-}
-
 // TestReadAheadMatchesSerial: reading a disk ahead on several goroutines
 // gives every grain, and the counts, that one reader in order gives; a
 // read error comes back at its grain; stopping early does not hang.
@@ -126,7 +110,7 @@ func TestReadAheadMatchesSerial(t *testing.T) {
 		t.Fatalf("grains 1 and 3 read %v %v, want placed and zero", want[1].ok, want[3].ok)
 	}
 	// A read error half way: the serial reader's first error.
-	bad := failAt{img, 1<<20 + 150*gb}
+	bad := tooltest.FailingReaderAt{R: img, Off: 1<<20 + 150*gb}
 	wantBad := readAll(newDiskReader(bad, d).readGrain, d.Grains())
 	for _, workers := range []int{1, 3, 8} {
 		dr := newDiskReader(img, d)
