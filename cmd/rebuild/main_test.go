@@ -42,7 +42,10 @@ func carved(t *testing.T, files ...[]byte) string {
 	return caseDir
 }
 
-func TestExitCodes(t *testing.T) {
+// dataDisk returns a monolithicSparse VMDK of 4096 sectors whose 32
+// grains all hold data.
+func dataDisk(t *testing.T) []byte {
+	t.Helper()
 	var w tooltest.MemFile
 	if _, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: 4096, FileName: "x.vmdk"}, func(g uint64, b []byte) (bool, error) {
 		copy(b, strings.Repeat("data ", 20000))
@@ -50,7 +53,11 @@ func TestExitCodes(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	withDisk := carved(t, w.Bytes)
+	return w.Bytes
+}
+
+func TestExitCodes(t *testing.T) {
+	withDisk := carved(t, dataDisk(t))
 	empty := carved(t)
 	for _, tc := range []struct {
 		name string
@@ -114,14 +121,7 @@ func TestPrintFindings(t *testing.T) {
 // lines parse, and the plan and emit steps each end finished at their
 // totals (the disk's 32 grains, twice with --format raw).
 func TestProgress(t *testing.T) {
-	var w tooltest.MemFile
-	if _, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: 4096, FileName: "x.vmdk"}, func(g uint64, b []byte) (bool, error) {
-		copy(b, strings.Repeat("data ", 20000))
-		return true, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	caseDir := carved(t, w.Bytes)
+	caseDir := carved(t, dataDisk(t))
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"--progress", "plain", caseDir}, &stdout, &stderr); code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr.String())
