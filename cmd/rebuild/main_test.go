@@ -155,6 +155,32 @@ func TestProgress(t *testing.T) {
 	if want := map[string]int64{"plan": 1, "emit": 64}; !maps.Equal(finished, want) {
 		t.Errorf("finished steps %v, want %v:\n%s", finished, want, stderr.String())
 	}
+	// Every extra format reads the grains again: the emit step counts
+	// each pass, so that it ends at its total.
+	stderr.Reset()
+	if code := run([]string{"--progress", "json", "--force", "--format", "raw,stream,raw", caseDir}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	emitted := false
+	for _, l := range strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n") {
+		var ev struct {
+			Stage       string
+			Done, Total int64
+			Finished    bool
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("stderr line %q is not JSON: %v", l, err)
+		}
+		if ev.Finished && ev.Stage == "emit" {
+			emitted = true
+			if ev.Done != 96 || ev.Total != 96 {
+				t.Errorf("--format raw,stream: emit finished at %d of %d, want 96 of 96", ev.Done, ev.Total)
+			}
+		}
+	}
+	if !emitted {
+		t.Errorf("--format raw,stream: the emit step never finished:\n%s", stderr.String())
+	}
 	stderr.Reset()
 	if code := run([]string{"--progress", "none", "--force", caseDir}, &stdout, &stderr); code != exitOK || stderr.Len() != 0 {
 		t.Errorf("--progress none: exit %d, stderr %q", code, stderr.String())
