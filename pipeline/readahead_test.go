@@ -13,16 +13,6 @@ import (
 	"vmdkcarve/vmdk"
 )
 
-// memWriterAt is a file in memory.
-type memWriterAt struct{ b []byte }
-
-func (m *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
-	if need := off + int64(len(p)); need > int64(len(m.b)) {
-		m.b = append(m.b, make([]byte, need-int64(len(m.b)))...)
-	}
-	return copy(m.b[off:], p), nil
-}
-
 // plannedDisk carves an image holding one monolithicSparse disk of 300
 // grains (every third zero, the last one short) in noise and plans it.
 func plannedDisk(t testing.TB) (*os.File, *reassemble.Disk) {
@@ -35,13 +25,13 @@ func plannedDisk(t testing.TB) (*os.File, *reassemble.Disk) {
 			copy(b, noise(len(b), uint64(g)))
 		}
 	}
-	var vm memWriterAt
+	var vm tooltest.MemFile
 	if _, err := vmdk.WriteMonolithicSparse(&vm, vmdk.SparseWriterOptions{Capacity: uint64(len(raw) / 512), FileName: "d.vmdk"},
 		func(g uint64, buf []byte) (bool, error) { copy(buf, raw[g*65536:]); return true, nil }); err != nil {
 		t.Fatal(err)
 	}
 	data := noise(1<<20, 7)
-	data = append(append(data, vm.b...), noise(1<<20, 8)...)
+	data = append(append(data, vm.Bytes...), noise(1<<20, 8)...)
 	path := filepath.Join(t.TempDir(), "evidence.dd")
 	if err := os.WriteFile(path, data, 0o444); err != nil {
 		t.Fatal(err)
