@@ -119,7 +119,7 @@ func TestPrintFindings(t *testing.T) {
 
 // TestProgress: rebuild's notes and steps in each --progress mode; json
 // lines parse, and the plan and emit steps each end finished at their
-// totals (the disk's 32 grains, twice with --format raw).
+// totals (the disk's 32 grains, once more for each extra --format).
 func TestProgress(t *testing.T) {
 	caseDir := carved(t, dataDisk(t))
 	var stdout, stderr bytes.Buffer
