@@ -688,11 +688,7 @@ func (s *scanner) recognizeFrom(c *chunk, hits *[]signatures.Hit) (finished bool
 			if r.Align != s.step && abs%int64(r.Align) != 0 {
 				continue
 			}
-			var scratch []byte
-			if r.ScratchBytes > 0 {
-				scratch = s.scratch[:r.ScratchBytes]
-			}
-			if h, ok := r.Recognize(buf[off:min(off+r.Window, len(buf))], scratch); ok {
+			if h, ok := r.Recognize(buf[off:min(off+r.Window, len(buf))], s.scratchFor(r)); ok {
 				h.Offset = abs
 				*hits = append(*hits, h)
 			}

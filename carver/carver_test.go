@@ -20,6 +20,7 @@ import (
 
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/internal/holes"
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
 )
@@ -305,20 +306,6 @@ func TestHashCoversRange(t *testing.T) {
 	}
 }
 
-type failingReader struct {
-	r      io.ReaderAt
-	failAt int64
-}
-
-var errDisk = errors.New("simulated read error")
-
-func (f failingReader) ReadAt(b []byte, off int64) (int, error) {
-	if off+int64(len(b)) > f.failAt {
-		return 0, errDisk
-	}
-	return f.r.ReadAt(b, off)
-}
-
 func TestScanErrors(t *testing.T) {
 	data := noise(1<<20, 6)
 	n := int64(len(data))
@@ -337,7 +324,7 @@ func TestScanErrors(t *testing.T) {
 		{"end past image size", bytes.NewReader(data), 0, n, Options{ImageSize: n - 1}, ErrOptions},
 		{"truncated image", bytes.NewReader(data[:n/2]), 0, n, Options{ChunkSize: 64 << 10}, io.ErrUnexpectedEOF},
 		{"truncated margin", bytes.NewReader(data[:n-10]), 0, n - 4096, Options{ImageSize: n}, io.ErrUnexpectedEOF},
-		{"read error", failingReader{bytes.NewReader(data), 300 << 10}, 0, n, Options{ChunkSize: 64 << 10, Workers: 3}, errDisk},
+		{"read error", tooltest.FailingReaderAt{R: bytes.NewReader(data), Off: 300 << 10}, 0, n, Options{ChunkSize: 64 << 10, Workers: 3}, tooltest.ErrRead},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Recognizers = rs

@@ -107,12 +107,15 @@ func (x *hashers) feed(ctx context.Context, c *chunk) error {
 	}
 
 	c.refs.Store(int32(len(x.lanes)))
-	for _, l := range x.lanes {
+	for i, l := range x.lanes {
 		select {
 		case l.in <- c:
 		case <-ctx.Done():
-			// The lanes not fed never see it: drop their references.
-			x.release(c)
+			// The lanes not fed never see it: drop their references,
+			// so that the last lane fed (or this) frees the buffer.
+			for range x.lanes[i:] {
+				x.release(c)
+			}
 			return ctx.Err()
 		}
 	}

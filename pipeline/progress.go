@@ -31,7 +31,7 @@ func (p resumedProgress) Scanned(done, _ int64, hits int64) {
 // RebuildOptions.Meter. A nil *grainMeter (no Meter) counts nothing.
 type grainMeter struct {
 	meter       func(step, unit string, done, total int64)
-	raw         bool
+	passes      int64 // times each grain is read: the VMDK and each extra format
 	done, total atomic.Int64
 }
 
@@ -39,20 +39,16 @@ func newGrainMeter(opts RebuildOptions) *grainMeter {
 	if opts.Meter == nil {
 		return nil
 	}
-	return &grainMeter{meter: opts.Meter, raw: opts.Raw}
+	return &grainMeter{meter: opts.Meter, passes: 1 + int64(len(extraFormats(opts)))}
 }
 
 // add counts the grains of a disk about to be written: every grain of the
-// VMDK, and again of the raw image with --format raw.
+// VMDK, and again for each extra format (writeExtraFormats).
 func (m *grainMeter) add(d *reassemble.Disk) {
 	if m == nil || d.GrainSize == 0 {
 		return
 	}
-	n := int64((d.Capacity + d.GrainSize - 1) / d.GrainSize)
-	if m.raw {
-		n *= 2
-	}
-	m.total.Add(n)
+	m.total.Add(m.passes * int64((d.Capacity+d.GrainSize-1)/d.GrainSize))
 }
 
 // counting wraps a disk's grain reader so that each grain read for

@@ -3,26 +3,15 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/reassemble"
 	"vmdkcarve/vmdk"
 )
-
-// memWriterAt is a file in memory.
-type memWriterAt struct{ b []byte }
-
-func (m *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
-	if need := off + int64(len(p)); need > int64(len(m.b)) {
-		m.b = append(m.b, make([]byte, need-int64(len(m.b)))...)
-	}
-	return copy(m.b[off:], p), nil
-}
 
 // plannedDisk carves an image holding one monolithicSparse disk of 300
 // grains (every third zero, the last one short) in noise and plans it.
@@ -36,13 +25,13 @@ func plannedDisk(t testing.TB) (*os.File, *reassemble.Disk) {
 			copy(b, noise(len(b), uint64(g)))
 		}
 	}
-	var vm memWriterAt
+	var vm tooltest.MemFile
 	if _, err := vmdk.WriteMonolithicSparse(&vm, vmdk.SparseWriterOptions{Capacity: uint64(len(raw) / 512), FileName: "d.vmdk"},
 		func(g uint64, buf []byte) (bool, error) { copy(buf, raw[g*65536:]); return true, nil }); err != nil {
 		t.Fatal(err)
 	}
 	data := noise(1<<20, 7)
-	data = append(append(data, vm.b...), noise(1<<20, 8)...)
+	data = append(append(data, vm.Bytes...), noise(1<<20, 8)...)
 	path := filepath.Join(t.TempDir(), "evidence.dd")
 	if err := os.WriteFile(path, data, 0o444); err != nil {
 		t.Fatal(err)
@@ -69,21 +58,6 @@ func plannedDisk(t testing.TB) (*os.File, *reassemble.Disk) {
 		t.Fatalf("planned %d disks, want one of %d grains", len(disks), grains)
 	}
 	return img, disks[0]
-}
-
-// failAt fails every read that reaches past off.
-type failAt struct {
-	r   io.ReaderAt
-	off int64
-}
-
-var errTest = errors.New("simulated read error")
-
-func (f failAt) ReadAt(b []byte, off int64) (int, error) {
-	if off+int64(len(b)) > f.off {
-		return 0, errTest
-	}
-	return f.r.ReadAt(b, off)
 }
 
 // TestReadAheadMatchesSerial: reading a disk ahead on several goroutines
@@ -126,7 +100,7 @@ func TestReadAheadMatchesSerial(t *testing.T) {
 		t.Fatalf("grains 1 and 3 read %v %v, want placed and zero", want[1].ok, want[3].ok)
 	}
 	// A read error half way: the serial reader's first error.
-	bad := failAt{img, 1<<20 + 150*gb}
+	bad := tooltest.FailingReaderAt{R: img, Off: 1<<20 + 150*gb}
 	wantBad := readAll(newDiskReader(bad, d).readGrain, d.Grains())
 	for _, workers := range []int{1, 3, 8} {
 		dr := newDiskReader(img, d)

@@ -252,24 +252,30 @@ var extraSuffix = map[OutputFormat]string{
 	FormatESXi:   "-esxi.vmdk",
 }
 
-// writeExtraFormats writes the formats opts asks for besides the
-// monolithicSparse disk-NN.vmdk into dir (the case's disks/), and returns
-// them with their paths relative to the case, as the report lists them.
-func writeExtraFormats(dir, name string, opts RebuildOptions, d *reassemble.Disk, read readGrainFunc) ([]OutputFile, error) {
+// extraFormats lists, once each, the formats opts asks for besides the
+// monolithicSparse disk-NN.vmdk (which FormatSparse names).
+func extraFormats(opts RebuildOptions) []OutputFormat {
 	formats := slices.Clone(opts.Formats)
 	if opts.Raw {
 		formats = append(formats, FormatRaw)
 	}
+	var list []OutputFormat
+	for _, f := range formats {
+		if _, ok := extraSuffix[f]; ok && !slices.Contains(list, f) {
+			list = append(list, f)
+		}
+	}
+	return list
+}
+
+// writeExtraFormats writes the formats opts asks for besides the
+// monolithicSparse disk-NN.vmdk into dir (the case's disks/), and returns
+// them with their paths relative to the case, as the report lists them.
+func writeExtraFormats(dir, name string, opts RebuildOptions, d *reassemble.Disk, read readGrainFunc) ([]OutputFile, error) {
 	geom := diskGeometry{Capacity: d.Capacity, GrainSize: d.GrainSize, Descriptor: d.Descriptor}
 	var out []OutputFile
-	var done []OutputFormat
-	for _, f := range formats {
-		suffix, ok := extraSuffix[f]
-		if !ok || slices.Contains(done, f) {
-			continue // FormatSparse is disk-NN.vmdk itself
-		}
-		done = append(done, f)
-		files, err := writeFormat(f, filepath.Join(dir, name+suffix), 0, geom, read)
+	for _, f := range extraFormats(opts) {
+		files, err := writeFormat(f, filepath.Join(dir, name+extraSuffix[f]), 0, geom, read)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}

@@ -42,7 +42,10 @@ func carved(t *testing.T, files ...[]byte) string {
 	return caseDir
 }
 
-func TestExitCodes(t *testing.T) {
+// dataDisk returns a monolithicSparse VMDK of 4096 sectors whose 32
+// grains all hold data.
+func dataDisk(t *testing.T) []byte {
+	t.Helper()
 	var w tooltest.MemFile
 	if _, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: 4096, FileName: "x.vmdk"}, func(g uint64, b []byte) (bool, error) {
 		copy(b, strings.Repeat("data ", 20000))
@@ -50,7 +53,11 @@ func TestExitCodes(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	withDisk := carved(t, w.Bytes)
+	return w.Bytes
+}
+
+func TestExitCodes(t *testing.T) {
+	withDisk := carved(t, dataDisk(t))
 	empty := carved(t)
 	for _, tc := range []struct {
 		name string
@@ -112,16 +119,9 @@ func TestPrintFindings(t *testing.T) {
 
 // TestProgress: rebuild's notes and steps in each --progress mode; json
 // lines parse, and the plan and emit steps each end finished at their
-// totals (the disk's 32 grains, twice with --format raw).
+// totals (the disk's 32 grains, once more for each extra --format).
 func TestProgress(t *testing.T) {
-	var w tooltest.MemFile
-	if _, err := vmdk.WriteMonolithicSparse(&w, vmdk.SparseWriterOptions{Capacity: 4096, FileName: "x.vmdk"}, func(g uint64, b []byte) (bool, error) {
-		copy(b, strings.Repeat("data ", 20000))
-		return true, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	caseDir := carved(t, w.Bytes)
+	caseDir := carved(t, dataDisk(t))
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"--progress", "plain", caseDir}, &stdout, &stderr); code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr.String())
@@ -154,6 +154,32 @@ func TestProgress(t *testing.T) {
 	}
 	if want := map[string]int64{"plan": 1, "emit": 64}; !maps.Equal(finished, want) {
 		t.Errorf("finished steps %v, want %v:\n%s", finished, want, stderr.String())
+	}
+	// Every extra format reads the grains again: the emit step counts
+	// each pass, so that it ends at its total.
+	stderr.Reset()
+	if code := run([]string{"--progress", "json", "--force", "--format", "raw,stream,raw", caseDir}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	emitted := false
+	for _, l := range strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n") {
+		var ev struct {
+			Stage       string
+			Done, Total int64
+			Finished    bool
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("stderr line %q is not JSON: %v", l, err)
+		}
+		if ev.Finished && ev.Stage == "emit" {
+			emitted = true
+			if ev.Done != 96 || ev.Total != 96 {
+				t.Errorf("--format raw,stream: emit finished at %d of %d, want 96 of 96", ev.Done, ev.Total)
+			}
+		}
+	}
+	if !emitted {
+		t.Errorf("--format raw,stream: the emit step never finished:\n%s", stderr.String())
 	}
 	stderr.Reset()
 	if code := run([]string{"--progress", "none", "--force", caseDir}, &stdout, &stderr); code != exitOK || stderr.Len() != 0 {

@@ -4,7 +4,9 @@ package tooltest
 
 import (
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,4 +146,22 @@ func Open(t testing.TB, path string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// ErrRead is the error FailingReaderAt returns.
+var ErrRead = errors.New("simulated read error")
+
+// FailingReaderAt reads from R but fails, with ErrRead, every read that
+// reaches past Off: a disk whose tail cannot be read.
+type FailingReaderAt struct {
+	R   io.ReaderAt
+	Off int64
+}
+
+// ReadAt implements io.ReaderAt.
+func (f FailingReaderAt) ReadAt(b []byte, off int64) (int, error) {
+	if off+int64(len(b)) > f.Off {
+		return 0, ErrRead
+	}
+	return f.R.ReadAt(b, off)
 }
