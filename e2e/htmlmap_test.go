@@ -156,6 +156,9 @@ func TestReportHTMLInBrowser(t *testing.T) {
 		damaged = damaged || d
 		damagedGrains = damagedGrains || rep.Disk.Counts.Damaged > 0
 	}
+	if !damaged {
+		t.Error("no encryption lattice was accepted: the case should have one, or the strip's and the screenshot's damage checks test nothing")
+	}
 	if !facts.StripSVG || facts.StripPieces != pieces || facts.PieceRows != min(pieces, htmlmap.MaxListed) {
 		t.Errorf("strip: svg %v, %d pieces (%d rows), want %d", facts.StripSVG, facts.StripPieces, facts.PieceRows, pieces)
 	}

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -36,14 +35,9 @@ func (c *Case) writeReportDFXML(res *RebuildResult, failed []string, started tim
 	// Each report is read, turned into its fileobject and let go: what is
 	// held is the byte runs, not every report whole.
 	for _, s := range res.Disks {
-		p := filepath.Join(c.Dir, DisksDirName, fmt.Sprintf("disk-%02d.json", s.ID))
-		b, err := os.ReadFile(p)
+		rep, err := readReport(c.Dir, s)
 		if err != nil {
-			return fmt.Errorf("pipeline: DFXML report: %w", err)
-		}
-		rep := new(DiskReport)
-		if err := json.Unmarshal(b, rep); err != nil || rep.Disk == nil {
-			return fmt.Errorf("pipeline: DFXML report: %s: unreadable report (%v)", p, err)
+			return fmt.Errorf("DFXML report: %w", err)
 		}
 		f := diskFileObject(rep)
 		f.Findings = dfxmlFindings(rep.Findings)
@@ -128,7 +122,7 @@ func diskFileObject(rep *DiskReport) dfxml.FileObject {
 		f.Also = append(f.Also, dfxml.Output{Path: filepath.ToSlash(o.Path), Format: o.Format, Size: o.Size, SHA256: o.SHA256})
 	}
 	if f.Filename == "" {
-		f.Filename = fmt.Sprintf("%s/disk-%02d.vmdk", DisksDirName, d.ID)
+		f.Filename = DisksDirName + "/" + diskName(d.ID) + ".vmdk"
 	}
 	if d.Capacity > math.MaxInt64/vmdk.SectorSize || d.GrainSize == 0 || d.GrainSize > math.MaxInt64/vmdk.SectorSize {
 		f.Error = fmt.Sprintf("capacity %d sectors, grain size %d sectors: no byte run can be given", d.Capacity, d.GrainSize)
@@ -139,7 +133,7 @@ func diskFileObject(rep *DiskReport) dfxml.FileObject {
 	var problems []string
 	c := d.Counts
 	f.Disk = &dfxml.Disk{ID: d.ID, CapacityBytes: size, GrainBytes: gb, Grains: d.Grains(), Placed: c.Placed, Zero: c.Zero,
-		Missing: c.Missing, Conflict: c.Conflict, Damaged: c.Damaged, Report: fmt.Sprintf("%s/disk-%02d.json", DisksDirName, d.ID)}
+		Missing: c.Missing, Conflict: c.Conflict, Damaged: c.Damaged, Report: DisksDirName + "/" + diskName(d.ID) + ".json"}
 	if unmapped := addRuns(&f, d.Runs, d.Grains(), size, gb); unmapped > 0 {
 		problems = append(problems, fmt.Sprintf("%d placed grains have no byte run: their runs in the report do not give each grain's source", unmapped))
 	}

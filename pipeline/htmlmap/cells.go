@@ -1,6 +1,7 @@
 package htmlmap
 
 import (
+	"cmp"
 	"math/bits"
 	"slices"
 )
@@ -86,7 +87,7 @@ func normalize(spans []span, total uint64) []span {
 	}
 	slices.SortFunc(out, func(a, b span) int {
 		if a.start != b.start {
-			return cmpU(a.start, b.start)
+			return cmp.Compare(a.start, b.start)
 		}
 		if a.key != b.key {
 			return a.key - b.key
@@ -195,20 +196,10 @@ func aggregate(total uint64, n int, spans []span, gapKey, keys int) []cell {
 	for i := range cells {
 		slices.SortFunc(cells[i].parts, func(a, b part) int {
 			if a.n != b.n {
-				return cmpU(b.n, a.n)
+				return cmp.Compare(b.n, a.n)
 			}
 			return a.key - b.key
 		})
 	}
 	return cells
-}
-
-func cmpU(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

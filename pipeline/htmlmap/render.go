@@ -1,6 +1,7 @@
 package htmlmap
 
 import (
+	"cmp"
 	_ "embed"
 	"fmt"
 	"html/template"
@@ -170,9 +171,9 @@ func sortedSegments(segs []Segment) []Segment {
 	slices.SortStableFunc(out, func(a, b Segment) int {
 		switch {
 		case a.Start != b.Start:
-			return cmpI(a.Start, b.Start)
+			return cmp.Compare(a.Start, b.Start)
 		case a.End != b.End:
-			return cmpI(a.End, b.End)
+			return cmp.Compare(a.End, b.End)
 		case a.Kind != b.Kind:
 			return strings.Compare(string(a.Kind), string(b.Kind))
 		}
@@ -365,7 +366,7 @@ func sumParts(cl []cell) (map[int]uint64, []int) {
 	}
 	slices.SortFunc(order, func(a, b int) int {
 		if sums[a] != sums[b] {
-			return cmpU(sums[b], sums[a])
+			return cmp.Compare(sums[b], sums[a])
 		}
 		return a - b
 	})
@@ -529,14 +530,4 @@ func mulClamp(a uint64, b int64) int64 {
 		return 1<<63 - 1
 	}
 	return int64(lo)
-}
-
-func cmpI(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
