@@ -236,12 +236,8 @@ func TablesWiped(orphans int64, fsprobe, order, missing uint64) Finding {
 // TableCopiesDisagree: the copies of the tables disagree on n grains,
 // the first grain first.
 func TableCopiesDisagree(n, first uint64) Finding {
-	f := New(CodeTableCopiesDisagree,
-		fmt.Sprintf("The primary and redundant grain tables name different sectors for %s, from grain %d on.", grains(n), first),
-		"")
-	f.Grains = n
-	f.Detail = map[string]any{"first_grain": first}
-	return f
+	return fromGrain(CodeTableCopiesDisagree, n, first,
+		fmt.Sprintf("The primary and redundant grain tables name different sectors for %s, from grain %d on.", grains(n), first))
 }
 
 // StreamFooterLost: the GD-at-end stream at image offset start has no
@@ -375,12 +371,8 @@ func VersionsFound(group, position, total int, order string) Finding {
 
 // CopiesDisagree: copies hold different bytes for n grains from first.
 func CopiesDisagree(n, first uint64) Finding {
-	f := New(CodeCopiesDisagree,
-		fmt.Sprintf("Copies of this disk hold different bytes for %s, from grain %d on.", grains(n), first),
-		"")
-	f.Grains = n
-	f.Detail = map[string]any{"first_grain": first}
-	return f
+	return fromGrain(CodeCopiesDisagree, n, first,
+		fmt.Sprintf("Copies of this disk hold different bytes for %s, from grain %d on.", grains(n), first))
 }
 
 // GrainConflict: n grains in conflict within a copy, by reason code.
@@ -406,9 +398,14 @@ func GrainsMissing(n, total uint64, byReason map[string]uint64) Finding {
 // GrainsUnreadable: n grains missing because bytes they (or their
 // tables) need could not be read, from grain first.
 func GrainsUnreadable(n, first uint64) Finding {
-	f := New(CodeGrainsUnreadable,
-		fmt.Sprintf("%s of the disk, from grain %d on, need bytes of the image that could not be read.", capital(grains(n)), first),
-		"")
+	return fromGrain(CodeGrainsUnreadable, n, first,
+		fmt.Sprintf("%s of the disk, from grain %d on, need bytes of the image that could not be read.", capital(grains(n)), first))
+}
+
+// fromGrain is the finding of n grains from grain first on, which the
+// constructors above word each their own way.
+func fromGrain(code Code, n, first uint64, msg string) Finding {
+	f := New(code, msg, "")
 	f.Grains = n
 	f.Detail = map[string]any{"first_grain": first}
 	return f

@@ -38,8 +38,9 @@ const (
 	Error Severity = "error"
 )
 
-// rank orders severities, errors first.
-func (s Severity) rank() int {
+// Rank orders severities, errors first: 0 for an error, 1 for a
+// warning, 2 for the rest.
+func (s Severity) Rank() int {
 	switch s {
 	case Error:
 		return 0
@@ -88,7 +89,7 @@ func Sort(fs []Finding) {
 		return cmp.Or(
 			cmp.Compare(a.Disk, b.Disk),
 			cmp.Compare(a.Instance, b.Instance),
-			cmp.Compare(a.Severity.rank(), b.Severity.rank()),
+			cmp.Compare(a.Severity.Rank(), b.Severity.Rank()),
 			cmp.Compare(a.Code, b.Code),
 			cmp.Compare(offset(a), offset(b)),
 			cmp.Compare(a.Message, b.Message),

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"vmdkcarve/internal/cliargs"
 	"vmdkcarve/internal/interrupt"
 	"vmdkcarve/internal/progress"
 	"vmdkcarve/internal/units"
@@ -186,16 +187,9 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&disable, "disable", "", "comma-separated recognizers not to run")
 	fs.StringVar(&chunkFlag, "chunk", "", "read `SIZE` per chunk, a multiple of 4K (default 8M)")
 
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	positional, err := cliargs.Parse(fs, args)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case len(positional) != 1:

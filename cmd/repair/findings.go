@@ -141,7 +141,7 @@ func printCoded(w io.Writer, in string, fs []findings.Finding, d *reassemble.Dis
 	para(w, "findings", fmt.Sprintf("%d %s, %d %s, %d info. The code in brackets is explained in the README (Finding codes); an image offset is a byte of %s.",
 		errs, pluralWord(errs, "error", "errors"), warns, pluralWord(warns, "warning", "warnings"), infos, filepath.Base(in)))
 	sorted := slices.Clone(fs)
-	slices.SortStableFunc(sorted, func(a, b findings.Finding) int { return rank(a.Severity) - rank(b.Severity) })
+	slices.SortStableFunc(sorted, func(a, b findings.Finding) int { return a.Severity.Rank() - b.Severity.Rank() })
 	for _, f := range sorted {
 		tag := []string{string(f.Code)}
 		switch {
@@ -156,18 +156,6 @@ func printCoded(w io.Writer, in string, fs []findings.Finding, d *reassemble.Dis
 		text := strings.TrimSpace(f.Message + " " + f.Action)
 		para(w, "  "+string(f.Severity), text+" ["+strings.Join(tag, ", ")+"]")
 	}
-}
-
-// rank orders severities for the console: errors, warnings, then the
-// rest.
-func rank(s findings.Severity) int {
-	switch s {
-	case findings.Error:
-		return 0
-	case findings.Warning:
-		return 1
-	}
-	return 2
 }
 
 // para prints text under label, wrapped to width at spaces.

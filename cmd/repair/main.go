@@ -18,6 +18,7 @@ import (
 	"os"
 
 	"vmdkcarve/findings"
+	"vmdkcarve/internal/cliargs"
 	"vmdkcarve/internal/interrupt"
 	"vmdkcarve/internal/progress"
 	"vmdkcarve/pipeline"
@@ -198,16 +199,9 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.opts.Workers, "workers", 0, "scanning goroutines (0 = one per CPU)")
 	fs.StringVar(&cfg.opts.Hash, "hash", "sha256", "hash the input while reading it: `LIST` of md5, sha1, sha256, or none; recorded in the report and the case's case.json (see --case)")
 
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	positional, err := cliargs.Parse(fs, args)
+	if err != nil {
+		return nil, err
 	}
 	if len(positional) != 2 {
 		return nil, fmt.Errorf("want BROKEN.vmdk and OUT.vmdk, got %d arguments", len(positional))

@@ -58,6 +58,8 @@ var rules = []struct {
 	// policy out of the core); it knows nothing of the pipeline.
 	{"internal/progress", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", goNTFS, goExt4}},
 	{"internal/interrupt", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", "internal/progress", goNTFS, goExt4}},
+	// The commands' argument parsing knows nothing of what they run.
+	{"internal/cliargs", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", "internal/progress", goNTFS, goExt4}},
 	{"corpus", []string{formats, "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "cmd", goNTFS, goExt4}},
 	// findings is a leaf: the codes and their words, which reassemble and
 	// pipeline fill from their own records and every output prints.
