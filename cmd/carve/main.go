@@ -20,6 +20,7 @@ import (
 
 	"vmdkcarve/internal/cliargs"
 	"vmdkcarve/internal/interrupt"
+	"vmdkcarve/internal/profile"
 	"vmdkcarve/internal/progress"
 	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline"
@@ -89,6 +90,8 @@ type config struct {
 	// shard and shards are K and N of --shard K/N (N is 0 without it):
 	// the range they name is known only once the image is measured.
 	shard, shards int
+	// cpuProfile is --cpuprofile: where the CPU profile goes, if anywhere.
+	cpuProfile string
 }
 
 func main() {
@@ -111,6 +114,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := interrupt.Context(context.Background())
 	defer stop()
+	stopProfile, err := profile.StartCPU(cfg.cpuProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "carve: %v\n", err)
+		return exitError
+	}
+	defer stopProfile()
 
 	prog := progress.New(stderr, cfg.progress, progress.Options{Command: "carve"})
 	cfg.opts.Progress = prog.Scanner("carve")
@@ -174,6 +183,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		fmt.Fprintf(stderr, usageTail, signatures.Help())
 	}
 	var rangeFlag, shardFlag, chunkFlag, enable, disable, progressFlag string
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the carve to `FILE` (go tool pprof), to explain its speed")
 	fs.StringVar(&cfg.caseDir, "o", "", "case directory to create or resume (required)")
 	fs.IntVar(&cfg.opts.Workers, "workers", 0, "scanning goroutines (0 = one per CPU)")
 	fs.StringVar(&rangeFlag, "range", "", "carve only the shard `START:END` of the image (bytes; END empty = image end)")

@@ -15,6 +15,7 @@ import (
 
 	"vmdkcarve/findings"
 	"vmdkcarve/internal/interrupt"
+	"vmdkcarve/internal/profile"
 	"vmdkcarve/internal/progress"
 	"vmdkcarve/internal/units"
 	"vmdkcarve/pipeline"
@@ -88,6 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("format", "vmdk", "output `FORMATS`, comma-separated: vmdk (always written), raw (disk-NN.raw), streamOptimized (disk-NN-stream.vmdk, for an OVF/OVA), esxi (disk-NN-esxi.vmdk + disk-NN-esxi-flat.vmdk), each as well as the VMDK")
 	force := fs.Bool("force", false, "redo a rebuild that already completed")
 	progressFlag := fs.String("progress", "auto", progress.FlagHelp)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the rebuild to `FILE` (go tool pprof), to explain its speed")
 	versions := fs.String("versions", "all", "several versions of one disk: all (emit each, linked in the reports) or newest (emit only the newest, when their order is known)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -125,6 +127,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := interrupt.Context(context.Background())
 	defer stop()
+	stopProfile, err := profile.StartCPU(*cpuProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "rebuild: %v\n", err)
+		return exitError
+	}
+	defer stopProfile()
 	res, err := pipeline.Rebuild(ctx, fs.Arg(0), opts)
 	prog.Finish()
 	if res != nil {
