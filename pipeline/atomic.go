@@ -15,6 +15,41 @@ type AtomicFile struct {
 	*os.File
 	path string
 	done bool
+	// unsent counts the bytes written since writeback was last started
+	// (WriteAt, Write).
+	unsent int64
+}
+
+// writebackEvery is how many bytes an AtomicFile takes before it asks the
+// kernel to start writing them out (startWriteback): a disk of hundreds of
+// MiB then reaches the disk while the rest is computed, and Commit's sync
+// waits for the last few MiB instead of all of them (on the bench image
+// the syncs of the disks had cost a fifth of rebuild's wall time with the
+// CPUs idle).
+const writebackEvery = 16 << 20
+
+// WriteAt writes p at off (os.File.WriteAt), starting writeback every
+// writebackEvery bytes.
+func (a *AtomicFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := a.File.WriteAt(p, off)
+	a.wrote(n)
+	return n, err
+}
+
+// Write writes p (os.File.Write), starting writeback every writebackEvery
+// bytes.
+func (a *AtomicFile) Write(p []byte) (int, error) {
+	n, err := a.File.Write(p)
+	a.wrote(n)
+	return n, err
+}
+
+func (a *AtomicFile) wrote(n int) {
+	a.unsent += int64(n)
+	if a.unsent >= writebackEvery {
+		a.unsent = 0
+		startWriteback(a.File)
+	}
 }
 
 // CreateAtomic starts writing the file at path. Call Commit to publish it or

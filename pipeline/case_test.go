@@ -50,6 +50,40 @@ func TestAtomicFiles(t *testing.T) {
 	}
 }
 
+// TestAtomicFileWriteback: a file of several writebackEvery spans, written
+// by WriteAt and Write, is committed whole (writeback started on the way
+// changes nothing of what is written).
+func TestAtomicFileWriteback(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big")
+	f, err := CreateAtomic(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Abort()
+	want := make([]byte, 2*writebackEvery+12345)
+	for i := range want {
+		want[i] = byte(i*7 + i>>16)
+	}
+	half := len(want) / 2
+	for off := 0; off < half; off += 1 << 20 {
+		if _, err := f.WriteAt(want[off:min(off+1<<20, half)], int64(off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Seek(int64(half), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(want[half:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, path); !bytes.Equal(got, want) {
+		t.Errorf("committed %d bytes, not the %d written", len(got), len(want))
+	}
+}
+
 func TestCaseManifestRoundTrip(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "case")
 	if _, err := OpenCase(dir); !errors.Is(err, ErrNoCase) {

@@ -37,8 +37,11 @@ func TestHashingWriter(t *testing.T) {
 		if hw.broken == tc.sequential {
 			t.Errorf("%s: hashed on the way %v, want %v", tc.name, !hw.broken, tc.sequential)
 		}
-		sum, err := hw.commit(f, int64(len(data)))
+		sum, err := hw.sum(f, int64(len(data)))
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Commit(); err != nil {
 			t.Fatal(err)
 		}
 		got, err := os.ReadFile(path)

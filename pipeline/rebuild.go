@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -353,20 +354,27 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 		meter.add(j.d)
 	}
 	// The largest start first, so that the last to finish is a small one
-	// (and, once fewer disks than cores are left, it reads ahead).
+	// (and, once fewer disks than cores are left, it reads ahead). A disk
+	// holds one of NumCPU slots while it computes, and gives it up to wait
+	// for its file to reach the disk (emitDisk's computed): the next one
+	// starts meanwhile.
 	var g errgroup.Group
-	g.SetLimit(runtime.NumCPU())
+	slots := make(chan struct{}, runtime.NumCPU())
 	emitPending.Add(int64(len(jobs)))
 	byWork := slices.Clone(jobs)
 	slices.SortStableFunc(byWork, func(a, b *job) int { return cmp.Compare(b.d.Counts.Placed, a.d.Counts.Placed) })
 	for _, j := range byWork {
+		slots <- struct{}{}
 		g.Go(func() error {
 			defer emitPending.Add(-1)
+			var once sync.Once
+			computed := func() { once.Do(func() { <-slots }) }
+			defer computed()
 			if err := ctx.Err(); err != nil {
 				j.err = err
 				return nil
 			}
-			j.report, j.err = emitDisk(c, img, j.d, j.name, opts, meter)
+			j.report, j.err = emitDisk(c, img, j.d, j.name, opts, meter, computed)
 			return nil
 		})
 	}
@@ -413,8 +421,9 @@ func (c *Case) finishRebuild(res *RebuildResult, planned int, failed []string, s
 	})
 }
 
-// emitDisk writes disk-NN.vmdk (and .raw) and disk-NN.json.
-func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts RebuildOptions, meter *grainMeter) (*DiskReport, error) {
+// emitDisk writes disk-NN.vmdk (and .raw) and disk-NN.json. It calls
+// computed once what is left is waiting for disk-NN.vmdk to be synced.
+func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts RebuildOptions, meter *grainMeter, computed func()) (*DiskReport, error) {
 	dr := newDiskReader(img, d)
 	readGrain := meter.counting(dr.readGrain)
 	report := &DiskReport{Tool: Tool, Version: Version, Evidence: c.Manifest.Evidence, Disk: d}
@@ -436,7 +445,7 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 	if err != nil {
 		return nil, err
 	}
-	sum, err := hw.commit(f, size)
+	sum, err := hw.sum(f, size)
 	if err != nil {
 		return nil, err
 	}
@@ -463,6 +472,11 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 
 	b, err := json.MarshalIndent(report, "", " ")
 	if err != nil {
+		return nil, err
+	}
+	// The report appears only after the disk it describes.
+	computed()
+	if err := f.Commit(); err != nil {
 		return nil, err
 	}
 	return report, WriteFileAtomic(filepath.Join(c.Dir, DisksDirName, name+".json"), b)
@@ -512,14 +526,14 @@ func (hw *hashingWriter) WriteAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// commit publishes f, written through hw and size bytes long, with its
-// SHA-256: the one hashed while writing if the writes ran front to back
-// over all of it, else read back (commitHashed).
-func (hw *hashingWriter) commit(f *AtomicFile, size int64) (string, error) {
+// sum is the SHA-256 of f, written through hw and size bytes long: the
+// one hashed while writing if the writes ran front to back over all of it,
+// else f read back.
+func (hw *hashingWriter) sum(f *AtomicFile, size int64) (string, error) {
 	if hw.broken || hw.end != size {
-		return commitHashed(f)
+		return hashFile(f.File)
 	}
-	return hex.EncodeToString(hw.h.Sum(nil)), f.Commit()
+	return hex.EncodeToString(hw.h.Sum(nil)), nil
 }
 
 func hashFile(f *os.File) (string, error) {
@@ -592,7 +606,7 @@ func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
 		if len(buf) == len(r.cache) {
 			dst = buf
 		}
-		_, k, err := vmdk.DecodeGrain(rec[:n], dst)
+		_, k, err := vmdk.DecodeGrainUnchecked(rec[:n], dst)
 		if err != nil || k < len(buf) {
 			r.verify.DecodeFailure++
 			return false, nil

@@ -45,6 +45,16 @@ func FuzzDecodeGrain(f *testing.F) {
 		if err == nil && (n <= 0 || n > len(dst)) {
 			t.Fatalf("decoded %d bytes", n)
 		}
+		checked := bytes.Clone(dst[:max(n, 0)])
+		// What the checked decoder accepts, the unchecked one decodes
+		// alike: they differ only in the Adler-32 trailer.
+		_, k, uerr := DecodeGrainUnchecked(b, dst)
+		if uerr == nil && (k <= 0 || k > len(dst)) {
+			t.Fatalf("unchecked: decoded %d bytes", k)
+		}
+		if err == nil && (uerr != nil || !bytes.Equal(checked, dst[:k])) {
+			t.Fatalf("checked decoded %d bytes, unchecked %d (%v)", n, k, uerr)
+		}
 		ParseMetaMarker(b)
 	})
 }

@@ -155,6 +155,55 @@ func TestGrainRoundTrip(t *testing.T) {
 	}
 }
 
+// TestDecodeGrainUnchecked: the unchecked decoder decodes what the checked
+// one does and refuses what it refuses, but for a damaged Adler-32, which
+// only the checked one reads (rebuild's own hash catches the rest).
+func TestDecodeGrainUnchecked(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	rec, err := EncodeGrain(nil, 256, data, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 12 + int(binary.LittleEndian.Uint32(rec[8:]))
+	damaged := func(i int) []byte {
+		b := bytes.Clone(rec)
+		b[i] ^= 0xff
+		return b
+	}
+	for _, tc := range []struct {
+		name               string
+		rec                []byte
+		dst                int
+		checked, unchecked bool // accepted
+	}{
+		{"intact", rec, 65536, true, true},
+		{"short last grain", rec, 65536 + 512, true, true},
+		{"adler-32 damaged", damaged(size - 1), 65536, false, true},
+		{"deflate data damaged", damaged(40), 65536, false, false},
+		{"more than the buffer", rec, 1000, false, false},
+		{"truncated record", rec[:size-8], 65536, false, false},
+		{"zlib header damaged", damaged(12), 65536, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := make([]byte, tc.dst)
+			_, n, err := DecodeGrain(tc.rec, dst)
+			if (err == nil) != tc.checked {
+				t.Fatalf("DecodeGrain: %v, want accepted %v", err, tc.checked)
+			}
+			_, k, err := DecodeGrainUnchecked(tc.rec, dst)
+			if (err == nil) != tc.unchecked {
+				t.Fatalf("DecodeGrainUnchecked: %v, want accepted %v", err, tc.unchecked)
+			}
+			if tc.unchecked && (k != len(data) || !bytes.Equal(dst[:k], data)) {
+				t.Fatalf("DecodeGrainUnchecked decoded %d bytes, not the grain", k)
+			}
+			if tc.checked && n != k {
+				t.Fatalf("decoded %d bytes checked, %d unchecked", n, k)
+			}
+		})
+	}
+}
+
 func TestMetaMarker(t *testing.T) {
 	for _, tc := range []struct {
 		n    uint64
