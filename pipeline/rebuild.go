@@ -179,7 +179,22 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		image = newUnreadableImage(img, ev)
 		logf("%d areas of the image are unreadable (mapfile, E01 error2 or damaged chunks): nothing is decided from their bytes", len(areas))
 	}
+	// The fingerprints load while the hits do: both are read whole, and
+	// neither needs the other.
+	type loaded struct {
+		fp  *Fingerprints
+		err error
+	}
+	fpLoaded := make(chan loaded, 1)
+	go func() {
+		fp, err := c.Fingerprints()
+		fpLoaded <- loaded{fp, err}
+	}()
 	hits, dups, err := c.loadHits()
+	fpl := <-fpLoaded
+	if fpl.err == nil {
+		defer fpl.fp.Close()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -199,8 +214,7 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	if opts.Meter != nil {
 		popts.Progress = func(done, total int) { opts.Meter(StepPlan, "instances", int64(done), int64(total)) }
 	}
-	if fp, err := c.Fingerprints(); err == nil {
-		defer fp.Close()
+	if fp, err := fpl.fp, fpl.err; err == nil {
 		fp.UseImage(image, ev.Size)
 		if len(ev.Unreadable) > 0 {
 			fp.Unknown(ev.Unreadable)
@@ -236,13 +250,15 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 	if n := plan.NoGrainInstances; n > 0 && len(plan.NoGrain) > 0 {
 		res.Findings = append(res.Findings, findings.NoGrainHeaders(n, len(plan.NoGrain), plan.NoGrain[0].FirstOffset))
 	}
-	if err := writeFindings(c, res.Findings); err != nil {
-		return nil, err
-	}
-	if err := c.writeReportDFXML(res, failed, started); err != nil {
-		return nil, err
-	}
-	if err := writeReportHTML(c, disks, res); err != nil {
+	// The case's three reports read what rebuild found and write a file
+	// each: side by side, once the findings are in their order (each
+	// report lists them so).
+	findings.Sort(res.Findings)
+	var reports errgroup.Group
+	reports.Go(func() error { return writeFindings(c, slices.Clone(res.Findings)) })
+	reports.Go(func() error { return c.writeReportDFXML(res, failed, started) })
+	reports.Go(func() error { return writeReportHTML(c, disks, res) })
+	if err := reports.Wait(); err != nil {
 		return nil, err
 	}
 	if err := c.finishRebuild(res, len(disks), failed, started, params); err != nil {
