@@ -146,6 +146,11 @@ func TestFingerprintsFile(t *testing.T) {
 	blocks = append(blocks, 0, 7, 9)
 	blocks = append(blocks, make([]uint64, minZeroRun-1)...) // too short for a run
 	blocks = append(blocks, 11)
+	// More records than one read of the file holds (1 MiB).
+	const many = 200_000
+	for i := range uint64(many) {
+		blocks = append(blocks, 100+i)
+	}
 	blocks = append(blocks, make([]uint64, 3*minZeroRun)...) // a run
 	blocks = append(blocks, 13, 0)
 	blocks = append(blocks, make([]uint64, minZeroRun)...) // a run to the end
@@ -159,7 +164,7 @@ func TestFingerprintsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	v4 := buf.Bytes()
-	if want := fpHeaderSize + (3+minZeroRun-1+1+1+1+1)*fpEntrySize; len(v4) != want {
+	if want := fpHeaderSize + (3+minZeroRun-1+1+many+1+1+1)*fpEntrySize; len(v4) != want {
 		t.Fatalf("encoded %d bytes, want %d (two runs)", len(v4), want)
 	}
 	dense := func(version uint32) []byte {
