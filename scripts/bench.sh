@@ -35,6 +35,9 @@ seconds() {
   for _ in $(seq "${REPEAT:-1}"); do
     # shellcheck disable=SC2086 # CLEAN is a list of paths
     [ -z "${CLEAN:-}" ] || rm -rf $CLEAN
+    # What the last run and the removal left for the disk is written now,
+    # not during the next run.
+    sync
     s=$(date +%s.%N)
     /usr/bin/time -f '%M %U %S' -o "$work/time" "$@" >/dev/null 2>&1
     e=$(date +%s.%N)
