@@ -4,7 +4,11 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
@@ -12,11 +16,22 @@ import (
 
 // Options tunes reassembly. The zero value is the default.
 type Options struct {
-	// Progress, if set, is told how many instances are done.
+	// Progress, if set, is told how many instances are done: one call
+	// at a time (never concurrently), done counting up by one to total.
 	Progress func(done, total int)
+	// Workers bounds how many instances are placed at once; 0 means
+	// runtime.NumCPU(). The plans do not depend on it.
+	Workers int
 	// Fingerprints, if set, are the carve's block fingerprints: they tell
 	// random-looking (encrypted) blocks.
 	Fingerprints Fingerprints
+}
+
+func (o Options) workers() int {
+	if o.Workers > 0 {
+		return o.Workers
+	}
+	return runtime.NumCPU()
 }
 
 // Plan groups hits into VMDK instances, decides every grain of each, and
@@ -131,19 +146,7 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 	}
 	maps, hostNotes := hostMaps(hits, anchors)
 	instances := findInstances(x, image, imageSize, maps)
-	for i, inst := range instances {
-		if inst.Header.Compressed() {
-			placeStream(inst, image, x)
-		} else {
-			placeSparse(inst, image, x, opts)
-			if inst.capacityBound {
-				refineLostCapacity(inst, image)
-			}
-		}
-		if opts.Progress != nil {
-			opts.Progress(i+1, len(instances))
-		}
-	}
+	placeInstances(instances, image, x, opts)
 	// Flat extents last: a partition table inside the grains the other
 	// files place is a guest's sector 0, not a flat extent's start.
 	flats := maps
@@ -200,6 +203,39 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 	linkVersions(disks, image)
 	slices.SortStableFunc(noGrain, func(a, b *Instance) int { return cmp.Compare(a.HeaderOffset, b.HeaderOffset) })
 	return &Result{Disks: disks, NoGrain: noGrainRuns(noGrain), NoGrainInstances: len(noGrain), HostNotes: hostNotes}
+}
+
+// placeInstances decides the grains of every instance findInstances found,
+// several at a time. Each placement reads only its own instance, the hit
+// index (complete before), the image and the fingerprints (both safe for
+// concurrent use), so the plans are the same whatever the order the
+// instances finish in; Progress is told of each in turn, done counting
+// up by one from 1 to len(instances).
+func placeInstances(instances []*Instance, image io.ReaderAt, x *hitIndex, opts Options) {
+	var mu sync.Mutex // serialises Progress and counts the instances done
+	done := 0
+	var g errgroup.Group
+	g.SetLimit(opts.workers())
+	for _, inst := range instances {
+		g.Go(func() error {
+			if inst.Header.Compressed() {
+				placeStream(inst, image, x)
+			} else {
+				placeSparse(inst, image, x, opts)
+				if inst.capacityBound {
+					refineLostCapacity(inst, image)
+				}
+			}
+			if opts.Progress != nil {
+				mu.Lock()
+				done++
+				opts.Progress(done, len(instances))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	g.Wait()
 }
 
 func countInstance(inst *Instance) Counts {
