@@ -99,7 +99,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	if len(cands) > 0 {
 		fileEnd = int64(cands[len(cands)-1].sector)*vmdk.SectorSize + h.GrainBytes()
 	}
-	dmg := newDamagePolicy(view, opts.Fingerprints, min(view.size(), fileEnd), inst.flat)
+	dmg := newDamagePolicy(view, opts.Fingerprints, min(view.size(), fileEnd), inst.flat, opts.workers())
 	var destroyed []structureAt // predicted structures that read random
 	for _, s := range predicted {
 		if dmg.RandomAt(s.off) && blocksRandom(view, opts.Fingerprints, s.off, s.n) {

@@ -23,7 +23,8 @@ type Options struct {
 	// runtime.NumCPU(). The plans do not depend on it.
 	Workers int
 	// Fingerprints, if set, are the carve's block fingerprints: they tell
-	// random-looking (encrypted) blocks.
+	// random-looking (encrypted) blocks. They must be safe for concurrent
+	// use, as the image must be: files are placed several at a time.
 	Fingerprints Fingerprints
 }
 
@@ -214,9 +215,12 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 func placeInstances(instances []*Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 	var mu sync.Mutex // serialises Progress and counts the instances done
 	done := 0
+	// The largest files first, so that the last to finish is a small one.
+	byWork := slices.Clone(instances)
+	slices.SortStableFunc(byWork, func(a, b *Instance) int { return cmp.Compare(b.size, a.size) })
 	var g errgroup.Group
 	g.SetLimit(opts.workers())
-	for _, inst := range instances {
+	for _, inst := range byWork {
 		g.Go(func() error {
 			if inst.Header.Compressed() {
 				placeStream(inst, image, x)
