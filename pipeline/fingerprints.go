@@ -370,7 +370,7 @@ func (fp *Fingerprints) BlockHash(block []byte) uint64 {
 // it can tell random-looking blocks (fingerprint.RandomBit), which a
 // version 3 file does not store. Without it, no block reads random.
 func (fp *Fingerprints) UseImage(image io.ReaderAt, size int64) {
-	fp.random = &randomBits{image: image, size: size, pages: map[int64]*randomPage{}}
+	fp.random = &randomBits{image: image, size: size, pages: map[int64]*randomPage{}, testing: map[int64]chan struct{}{}}
 	fp.random.bufs.New = func() any { return new([randomWindowBlocks * fingerprint.BlockSize]byte) }
 }
 
@@ -380,15 +380,17 @@ func (fp *Fingerprints) UseImage(image io.ReaderAt, size int64) {
 // the places it follows them to, each many times: a block is read and
 // tested once, with the others of its window, and the answer kept in a
 // page of bits allocated when first touched. Lookups may come from several
-// goroutines: the pages are read and written under mu, and a window is
-// read and tested outside it (two lookups may test one window at once;
-// they find the same bits).
+// goroutines (rebuild places files in parallel, and files followed by
+// their anchors each scan the whole image): the pages are read and written
+// under mu, a window is read and tested outside it, and a lookup in a
+// window another is testing waits for its bits instead of testing it too.
 type randomBits struct {
-	image io.ReaderAt
-	size  int64
-	mu    sync.Mutex
-	pages map[int64]*randomPage // (mu)
-	bufs  sync.Pool             // *[randomWindowBlocks * fingerprint.BlockSize]byte
+	image   io.ReaderAt
+	size    int64
+	mu      sync.Mutex
+	pages   map[int64]*randomPage   // (mu)
+	testing map[int64]chan struct{} // (mu) windows being tested, by first block; closed when done
+	bufs    sync.Pool               // *[randomWindowBlocks * fingerprint.BlockSize]byte
 }
 
 const (
@@ -401,52 +403,65 @@ type randomPage struct{ known, random [randomPageBlocks / 64]uint64 }
 func (rb *randomBits) at(fp *Fingerprints, off int64) (bool, error) {
 	blk := off / fingerprint.BlockSize
 	i := blk % randomPageBlocks
+	window := blk / randomWindowBlocks * randomWindowBlocks
 	rb.mu.Lock()
+	defer rb.mu.Unlock()
 	p := rb.pages[blk/randomPageBlocks]
 	if p == nil {
 		p = new(randomPage)
 		rb.pages[blk/randomPageBlocks] = p
 	}
-	known, random := p.known[i/64]&(1<<(i%64)) != 0, p.random[i/64]&(1<<(i%64)) != 0
-	rb.mu.Unlock()
-	if known {
-		return random, nil
-	}
-	first, tested, randomBlocks, err := rb.test(fp, blk)
-	if err != nil {
-		return false, err
-	}
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
-	for k := range randomWindowBlocks {
-		if tested&(1<<k) == 0 {
+	for p.known[i/64]&(1<<(i%64)) == 0 {
+		if done, ok := rb.testing[window]; ok {
+			// Another lookup is testing the window: its bits, once it is
+			// done (or, if it failed, a test of our own).
+			rb.mu.Unlock()
+			<-done
+			rb.mu.Lock()
 			continue
 		}
-		j := (first + int64(k)) % randomPageBlocks
-		p.known[j/64] |= 1 << (j % 64)
-		if randomBlocks&(1<<k) != 0 {
-			p.random[j/64] |= 1 << (j % 64)
+		done := make(chan struct{})
+		rb.testing[window] = done
+		rb.mu.Unlock()
+		tested, random, err := rb.test(fp, window, blk)
+		rb.mu.Lock()
+		delete(rb.testing, window)
+		close(done)
+		if err != nil {
+			return false, err
+		}
+		for k := range randomWindowBlocks {
+			if tested&(1<<k) == 0 {
+				continue
+			}
+			j := (window + int64(k)) % randomPageBlocks
+			p.known[j/64] |= 1 << (j % 64)
+			if random&(1<<k) != 0 {
+				p.random[j/64] |= 1 << (j % 64)
+			}
+		}
+		if tested&(1<<(blk-window)) == 0 {
+			break // past the image's end: never known, never random
 		}
 	}
 	return p.random[i/64]&(1<<(i%64)) != 0, nil
 }
 
-// test reads the window of blocks holding block blk (none past the page
-// holding blk, nor the image's end) and tests each whose fingerprint is
-// not zero. It returns the window's first block and, by a bit per block
-// of the window, those tested and those that read random.
-func (rb *randomBits) test(fp *Fingerprints, blk int64) (first int64, tested, random uint16, err error) {
-	first = blk / randomWindowBlocks * randomWindowBlocks
+// test reads the window of blocks from block first that holds block blk
+// (none past the page holding it, nor the image's end) and tests each
+// whose fingerprint is not zero. It returns, by a bit per block of the
+// window, those tested and those that read random.
+func (rb *randomBits) test(fp *Fingerprints, first, blk int64) (tested, random uint16, err error) {
 	start := first * fingerprint.BlockSize
 	n := min(randomWindowBlocks*fingerprint.BlockSize, rb.size-start)
 	if n <= 0 {
-		return 0, 0, 0, fmt.Errorf("pipeline: fingerprint of block %d past the image's %d bytes", blk, rb.size)
+		return 0, 0, fmt.Errorf("pipeline: fingerprint of block %d past the image's %d bytes", blk, rb.size)
 	}
 	buf := rb.bufs.Get().(*[randomWindowBlocks * fingerprint.BlockSize]byte)
 	defer rb.bufs.Put(buf)
 	b := buf[:n]
 	if m, err := rb.image.ReadAt(b, start); m < len(b) {
-		return 0, 0, 0, fmt.Errorf("pipeline: reading image blocks at %d to test them: %d of %d bytes: %v", start, m, len(b), err)
+		return 0, 0, fmt.Errorf("pipeline: reading image blocks at %d to test them: %d of %d bytes: %v", start, m, len(b), err)
 	}
 	for k := int64(0); k*fingerprint.BlockSize < n; k++ {
 		tested |= 1 << k
@@ -457,7 +472,7 @@ func (rb *randomBits) test(fp *Fingerprints, blk int64) (first int64, tested, ra
 			random |= 1 << k
 		}
 	}
-	return first, tested, random, nil
+	return tested, random, nil
 }
 
 // Err is the first read error At met, if any.
