@@ -19,8 +19,10 @@ type Options struct {
 	// Progress, if set, is told how many instances are done: one call
 	// at a time (never concurrently), done counting up by one to total.
 	Progress func(done, total int)
-	// Workers bounds how many instances are placed at once; 0 means
-	// runtime.NumCPU(). The plans do not depend on it.
+	// Workers bounds the work planning does at once (instances placed,
+	// ranges of a file classified, chunks of the image scanned for a
+	// file's tails, each level on its own); 0 means runtime.NumCPU(). The
+	// plans do not depend on it.
 	Workers int
 	// Fingerprints, if set, are the carve's block fingerprints: they tell
 	// random-looking (encrypted) blocks. They must be safe for concurrent
