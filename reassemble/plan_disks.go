@@ -197,7 +197,7 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 			noGrain = append(noGrain, inst)
 		}
 	}
-	disks := mergeCopies(whole)
+	disks := mergeCopies(whole, opts.workers())
 	for _, d := range disks {
 		for _, inst := range d.Instances {
 			d.Parts = append(d.Parts, parts[inst.ID]...)
@@ -327,7 +327,7 @@ const maxCopyCandidates = 64
 // compared only with the earlier ones that place one of its grains (the
 // first maxCopyCandidates of each), not with every other instance: the
 // work is linear in the placed grains, not quadratic in the instances.
-func mergeCopies(instances []*Instance) []*Disk {
+func mergeCopies(instances []*Instance, workers int) []*Disk {
 	sets := newUnionFind(len(instances))
 	find := sets.find
 	parent := sets.parent
@@ -367,15 +367,23 @@ func mergeCopies(instances []*Instance) []*Disk {
 		groups[r] = append(groups[r], inst)
 		partial[r] = partial[r] || capped[i]
 	}
-	var disks []*Disk
-	for _, r := range roots {
-		d := mergeGroup(len(disks)+1, groups[r])
-		if partial[r] {
-			d.Notes = append(d.Notes, fmt.Sprintf("more than %d instances place some grain of this disk with the same bytes: "+
-				"it was compared with the first %d of them only, and other copies of it may be disks of their own", maxCopyCandidates, maxCopyCandidates))
-		}
-		disks = append(disks, d)
+	// Each group is merged from its own instances' decisions alone:
+	// several at once.
+	disks := make([]*Disk, len(roots))
+	var g errgroup.Group
+	g.SetLimit(workers)
+	for i, r := range roots {
+		g.Go(func() error {
+			d := mergeGroup(i+1, groups[r])
+			if partial[r] {
+				d.Notes = append(d.Notes, fmt.Sprintf("more than %d instances place some grain of this disk with the same bytes: "+
+					"it was compared with the first %d of them only, and other copies of it may be disks of their own", maxCopyCandidates, maxCopyCandidates))
+			}
+			disks[i] = d
+			return nil
+		})
 	}
+	g.Wait()
 	return disks
 }
 
