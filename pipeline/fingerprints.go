@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync"
 
 	"vmdkcarve/fingerprint"
 )
@@ -49,7 +50,9 @@ const (
 // ErrFingerprints reports a fingerprints.bin that is not one or is damaged.
 var ErrFingerprints = errors.New("pipeline: bad fingerprints file")
 
-// Fingerprints reads a fingerprints.bin file.
+// Fingerprints reads a fingerprints.bin file. Once set up (UseImage,
+// Unknown), its lookups are safe for concurrent use: rebuild places
+// several files at once.
 type Fingerprints struct {
 	First     int64 // image offset of the first block
 	Count     int64 // blocks
@@ -58,9 +61,10 @@ type Fingerprints struct {
 	// segs are the runs of blocks that have records of their own, in
 	// block order; blocks between them are zero. Their records are in
 	// memory for small files, else read from file one by one.
-	segs []fpSegment
-	file *os.File
-	err  error
+	segs  []fpSegment
+	file  *os.File
+	errMu sync.Mutex
+	err   error // the first read error a lookup met (errMu)
 
 	// version of the file: from 3 on, bit 63 is not stored and At computes
 	// it from the image given to UseImage, remembering every block tested;
@@ -205,9 +209,7 @@ func (fp *Fingerprints) At(off int64) (uint64, bool) {
 	}
 	r, err := fp.random.at(fp, off)
 	if err != nil {
-		if fp.err == nil {
-			fp.err = err
-		}
+		fp.fail(err)
 		return 0, false
 	}
 	if r {
@@ -254,9 +256,7 @@ func (fp *Fingerprints) entry(off int64) (uint64, bool) {
 	}
 	var b [fpEntrySize]byte
 	if _, err := fp.file.ReadAt(b[:], seg.off+(i-seg.first)*fpEntrySize); err != nil {
-		if fp.err == nil {
-			fp.err = fmt.Errorf("pipeline: reading fingerprint of block %d: %w", i, err)
-		}
+		fp.fail(fmt.Errorf("pipeline: reading fingerprint of block %d: %w", i, err))
 		return 0, false
 	}
 	return binary.LittleEndian.Uint64(b[:]), true
@@ -377,7 +377,8 @@ func (fp *Fingerprints) BlockHash(block []byte) uint64 {
 // it can tell random-looking blocks (fingerprint.RandomBit), which a
 // version 3 file does not store. Without it, no block reads random.
 func (fp *Fingerprints) UseImage(image io.ReaderAt, size int64) {
-	fp.random = &randomBits{image: image, size: size, pages: map[int64]*randomPage{}}
+	fp.random = &randomBits{image: image, size: size, pages: map[int64]*randomPage{}, testing: map[int64]chan struct{}{}}
+	fp.random.bufs.New = func() any { return new([randomWindowBlocks * fingerprint.BlockSize]byte) }
 }
 
 // randomBits computes and remembers which blocks of the image read random
@@ -385,12 +386,18 @@ func (fp *Fingerprints) UseImage(image io.ReaderAt, size int64) {
 // a small share of the image's blocks, those of the files it found and
 // the places it follows them to, each many times: a block is read and
 // tested once, with the others of its window, and the answer kept in a
-// page of bits allocated when first touched.
+// page of bits allocated when first touched. Lookups may come from several
+// goroutines (rebuild places files in parallel, and files followed by
+// their anchors each scan the whole image): the pages are read and written
+// under mu, a window is read and tested outside it, and a lookup in a
+// window another is testing waits for its bits instead of testing it too.
 type randomBits struct {
-	image io.ReaderAt
-	size  int64
-	pages map[int64]*randomPage
-	buf   []byte
+	image   io.ReaderAt
+	size    int64
+	mu      sync.Mutex
+	pages   map[int64]*randomPage   // (mu)
+	testing map[int64]chan struct{} // (mu) windows being tested, by first block; closed when done
+	bufs    sync.Pool               // *[randomWindowBlocks * fingerprint.BlockSize]byte
 }
 
 const (
@@ -402,55 +409,94 @@ type randomPage struct{ known, random [randomPageBlocks / 64]uint64 }
 
 func (rb *randomBits) at(fp *Fingerprints, off int64) (bool, error) {
 	blk := off / fingerprint.BlockSize
+	i := blk % randomPageBlocks
+	window := blk / randomWindowBlocks * randomWindowBlocks
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
 	p := rb.pages[blk/randomPageBlocks]
 	if p == nil {
 		p = new(randomPage)
 		rb.pages[blk/randomPageBlocks] = p
 	}
-	i := blk % randomPageBlocks
-	if p.known[i/64]&(1<<(i%64)) == 0 {
-		if err := rb.test(fp, p, blk); err != nil {
+	for p.known[i/64]&(1<<(i%64)) == 0 {
+		if done, ok := rb.testing[window]; ok {
+			// Another lookup is testing the window: its bits, once it is
+			// done (or, if it failed, a test of our own).
+			rb.mu.Unlock()
+			<-done
+			rb.mu.Lock()
+			continue
+		}
+		done := make(chan struct{})
+		rb.testing[window] = done
+		rb.mu.Unlock()
+		tested, random, err := rb.test(fp, window, blk)
+		rb.mu.Lock()
+		delete(rb.testing, window)
+		close(done)
+		if err != nil {
 			return false, err
+		}
+		for k := range randomWindowBlocks {
+			if tested&(1<<k) == 0 {
+				continue
+			}
+			j := (window + int64(k)) % randomPageBlocks
+			p.known[j/64] |= 1 << (j % 64)
+			if random&(1<<k) != 0 {
+				p.random[j/64] |= 1 << (j % 64)
+			}
+		}
+		if tested&(1<<(blk-window)) == 0 {
+			break // past the image's end: never known, never random
 		}
 	}
 	return p.random[i/64]&(1<<(i%64)) != 0, nil
 }
 
-// test reads the window of blocks holding block blk (none past the page
-// p holding blk, nor the image's end) and tests those not yet known whose
-// fingerprint is not zero.
-func (rb *randomBits) test(fp *Fingerprints, p *randomPage, blk int64) error {
-	first := blk / randomWindowBlocks * randomWindowBlocks
+// test reads the window of blocks from block first that holds block blk
+// (none past the page holding it, nor the image's end) and tests each
+// whose fingerprint is not zero. It returns, by a bit per block of the
+// window, those tested and those that read random.
+func (rb *randomBits) test(fp *Fingerprints, first, blk int64) (tested, random uint16, err error) {
 	start := first * fingerprint.BlockSize
 	n := min(randomWindowBlocks*fingerprint.BlockSize, rb.size-start)
 	if n <= 0 {
-		return fmt.Errorf("pipeline: fingerprint of block %d past the image's %d bytes", blk, rb.size)
+		return 0, 0, fmt.Errorf("pipeline: fingerprint of block %d past the image's %d bytes", blk, rb.size)
 	}
-	if rb.buf == nil {
-		rb.buf = make([]byte, randomWindowBlocks*fingerprint.BlockSize)
-	}
-	b := rb.buf[:n]
+	buf := rb.bufs.Get().(*[randomWindowBlocks * fingerprint.BlockSize]byte)
+	defer rb.bufs.Put(buf)
+	b := buf[:n]
 	if m, err := rb.image.ReadAt(b, start); m < len(b) {
-		return fmt.Errorf("pipeline: reading image blocks at %d to test them: %d of %d bytes: %v", start, m, len(b), err)
+		return 0, 0, fmt.Errorf("pipeline: reading image blocks at %d to test them: %d of %d bytes: %v", start, m, len(b), err)
 	}
 	for k := int64(0); k*fingerprint.BlockSize < n; k++ {
-		i := (first + k) % randomPageBlocks
-		if p.known[i/64]&(1<<(i%64)) != 0 {
-			continue
-		}
-		p.known[i/64] |= 1 << (i % 64)
+		tested |= 1 << k
 		// As fingerprint.Of tests the block: the last one of the image may
 		// be short.
 		block := b[k*fingerprint.BlockSize : min((k+1)*fingerprint.BlockSize, n)]
 		if v, ok := fp.entry(start + k*fingerprint.BlockSize); ok && v != 0 && fingerprint.Random(block) {
-			p.random[i/64] |= 1 << (i % 64)
+			random |= 1 << k
 		}
 	}
-	return nil
+	return tested, random, nil
 }
 
 // Err is the first read error At met, if any.
-func (fp *Fingerprints) Err() error { return fp.err }
+func (fp *Fingerprints) Err() error {
+	fp.errMu.Lock()
+	defer fp.errMu.Unlock()
+	return fp.err
+}
+
+// fail keeps err if it is the first read error met.
+func (fp *Fingerprints) fail(err error) {
+	fp.errMu.Lock()
+	defer fp.errMu.Unlock()
+	if fp.err == nil {
+		fp.err = err
+	}
+}
 
 // Close releases the file, if one is held open.
 func (fp *Fingerprints) Close() error {

@@ -2,6 +2,7 @@ package reassemble
 
 import (
 	"strings"
+	"sync"
 
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/reassemble/damage"
@@ -18,26 +19,38 @@ type (
 func DamagePolicyThresholds() DamageThresholds { return damage.PolicyThresholds() }
 
 // newDamagePolicy classifies the chunks of the first size bytes of a file
-// from the carve's fingerprints (nil: no policy, nothing is damaged).
-func newDamagePolicy(view *fileView, fp Fingerprints, size int64, flat bool) *damage.Policy {
+// from the carve's fingerprints (nil: no policy, nothing is damaged),
+// up to workers ranges of chunks at once (each chunk's class is its own
+// blocks' alone, so the split changes nothing).
+func newDamagePolicy(view *fileView, fp Fingerprints, size int64, flat bool, workers int) *damage.Policy {
 	if fp == nil || size <= 0 {
 		return nil
 	}
-	n := (size + damage.ChunkSize - 1) / damage.ChunkSize
+	n := int((size + damage.ChunkSize - 1) / damage.ChunkSize)
 	class, first, last := make([]damage.Class, n), make([]damage.Class, n), make([]damage.Class, n)
-	blocks := make([]damage.Class, 0, damage.ChunkSize/fingerprint.BlockSize)
-	for k := range class {
-		blocks = blocks[:0]
-		lo, hi := int64(k)*damage.ChunkSize, min(size, int64(k+1)*damage.ChunkSize)
-		for off := lo; off < hi; off += fingerprint.BlockSize {
-			b := blockClass(view, fp, off, min(fingerprint.BlockSize, size-off))
-			blocks = append(blocks, b)
-			if b == damage.Unknown {
-				break // (the chunk says nothing)
+	classify := func(from, to int) {
+		blocks := make([]damage.Class, 0, damage.ChunkSize/fingerprint.BlockSize)
+		for k := from; k < to; k++ {
+			blocks = blocks[:0]
+			lo, hi := int64(k)*damage.ChunkSize, min(size, int64(k+1)*damage.ChunkSize)
+			for off := lo; off < hi; off += fingerprint.BlockSize {
+				b := blockClass(view, fp, off, min(fingerprint.BlockSize, size-off))
+				blocks = append(blocks, b)
+				if b == damage.Unknown {
+					break // (the chunk says nothing)
+				}
 			}
+			class[k], first[k], last[k] = damage.ChunkOf(blocks)
 		}
-		class[k], first[k], last[k] = damage.ChunkOf(blocks)
 	}
+	// A range of chunks is worth a goroutine from minChunksPerWorker on.
+	const minChunksPerWorker = 16
+	workers = max(1, min(workers, n/minChunksPerWorker))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() { classify(n*w/workers, n*(w+1)/workers) })
+	}
+	wg.Wait()
 	return damage.New(class, first, last, flat)
 }
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/cespare/xxhash/v2"
+	"golang.org/x/sync/errgroup"
 
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/internal/entropy"
@@ -92,11 +93,19 @@ func refollowWithCopies(instances []*Instance, image io.ReaderAt, x *hitIndex, o
 		return
 	}
 	extra, clearInCopy := wb.anchors(wb.places(x, opts.Fingerprints), image)
+	// Each file is followed again from its own anchors and decides only
+	// its own grains: several at once.
+	var g errgroup.Group
+	g.SetLimit(opts.workers())
 	for _, inst := range todo {
 		if as := extra[inst]; len(as) > 0 {
-			followAgain(inst, as, clearInCopy[inst], image, x, opts)
+			g.Go(func() error {
+				followAgain(inst, as, clearInCopy[inst], image, x, opts)
+				return nil
+			})
 		}
 	}
+	g.Wait()
 }
 
 // wantedBlocks are the blocks of grains a file lost whose bytes are known

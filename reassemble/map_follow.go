@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/fs/ext4"
@@ -143,6 +145,7 @@ type follower struct {
 	fp          Fingerprints
 	tailOffs    []int64 // the tails' file offsets, sorted (tailOffsets)
 	notes       []string
+	workers     int // chunks of the image scanned at once (scanChunks)
 }
 
 // followFragments maps a sparse file with no host map from its anchors.
@@ -236,7 +239,7 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 func newFollower(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options, cands []candidate) *follower {
 	f := &follower{inst: inst, image: image, imageSize: x.imageSize, x: x, gb: inst.Header.GrainBytes(),
 		sectorOf: make(map[uint64]uint32, len(cands)), slotGrain: make(map[int64]uint64, len(cands)),
-		zeroIsProof: !vmwareWritten(inst.Descriptor), fp: opts.Fingerprints}
+		zeroIsProof: !vmwareWritten(inst.Descriptor), fp: opts.Fingerprints, workers: opts.workers()}
 	if f.imageSize <= 0 || f.gb <= 0 || inst.HeaderOffset%clusterBytes != 0 {
 		return nil
 	}
@@ -528,47 +531,106 @@ func (f *follower) scanTails() (out []anchor, scanned bool) {
 		return c.tailScan.anchors, true
 	}
 	sizes := slices.Sorted(maps.Keys(f.blockSizes()))
-	buf := make([]byte, tailScanChunk)
-	for _, r := range slices.Sorted(maps.Keys(residues)) {
-		for off := r; off < f.imageSize; off += tailScanChunk {
-			if !f.mayHoldTail(off, min(tailScanChunk, f.imageSize-off)) {
+	out = f.scanChunks(slices.Sorted(maps.Keys(residues)), func(b []byte, off int64, out []anchor, limit int) []anchor {
+		for at := 0; at+clusterBytes <= len(b); at += clusterBytes {
+			y := off + int64(at)
+			if f.random(y) {
 				continue
 			}
-			n, err := f.image.ReadAt(buf[:min(tailScanChunk, f.imageSize-off)], off)
-			if err != nil && err != io.EOF {
-				break
-			}
-			b := buf[:n]
-			for at := 0; at+clusterBytes <= len(b); at += clusterBytes {
-				y := off + int64(at)
-				if f.random(y) {
+			for _, bs := range sizes {
+				if at+bs > len(b) {
 					continue
 				}
-				for _, bs := range sizes {
-					if at+bs > len(b) {
-						continue
-					}
-					blk := b[at : at+bs]
-					last := len(blk) - 1
-					for last >= 0 && blk[last] == 0 {
-						last--
-					}
-					if last < 0 || last == len(blk)-1 {
-						continue
-					}
-					for _, p := range byShape[key{bs, last + 1}] {
-						if len(out) < maxFollowAnchors {
-							out = append(out, anchor{file: p, img: y, n: int64(bs), kind: "guest file tail", weak: true})
-						}
+				blk := b[at : at+bs]
+				last := len(blk) - 1
+				for last >= 0 && blk[last] == 0 {
+					last--
+				}
+				if last < 0 || last == len(blk)-1 {
+					continue
+				}
+				for _, p := range byShape[key{bs, last + 1}] {
+					if len(out) < limit {
+						out = append(out, anchor{file: p, img: y, n: int64(bs), kind: "guest file tail", weak: true})
 					}
 				}
 			}
 		}
-	}
+		return out
+	})
 	if c := f.inst.follow; c != nil {
 		c.tailScan = &tailScan{key: cacheKey, anchors: out}
 	}
 	return out, true
+}
+
+// scanChunks reads the image in chunks of tailScanChunk bytes from each
+// residue r (offsets r, r + tailScanChunk, ...), those mayHoldTail allows,
+// and returns what scan appends for them, in that order, up to
+// maxFollowAnchors anchors: as one loop over the chunks would, a residue's
+// scan ending at its first read error. Chunks are scanned several at a
+// time (f.workers, each appending to a list of its own, capped at what is
+// still wanted when it starts), with at most twice as many read ahead of
+// the one taken next, so the memory stays bounded.
+func (f *follower) scanChunks(residues []int64, scan func(b []byte, off int64, out []anchor, limit int) []anchor) []anchor {
+	type chunk struct {
+		residue int64
+		anchors []anchor
+		failed  bool // its read failed: the residue's scan ends
+	}
+	workers := max(f.workers, 1)
+	bufs := sync.Pool{New: func() any { return new([tailScanChunk]byte) }}
+	pending := make(chan chan chunk, 2*workers) // chunks in image order, each when scanned
+	running := make(chan struct{}, workers)     // a token per chunk being scanned
+	var found atomic.Int64                      // anchors taken so far
+	var stop atomic.Bool                        // enough taken: no chunk need be started
+	go func() {
+		defer close(pending)
+		for _, r := range residues {
+			for off := r; off < f.imageSize; off += tailScanChunk {
+				if stop.Load() {
+					return
+				}
+				done := make(chan chunk, 1)
+				pending <- done
+				limit := maxFollowAnchors - int(found.Load())
+				go func() {
+					running <- struct{}{}
+					defer func() { <-running }()
+					c := chunk{residue: r}
+					n := min(tailScanChunk, f.imageSize-off)
+					if f.mayHoldTail(off, n) {
+						buf := bufs.Get().(*[tailScanChunk]byte)
+						k, err := f.image.ReadAt(buf[:n], off)
+						if err != nil && err != io.EOF {
+							c.failed = true
+						} else {
+							c.anchors = scan(buf[:k], off, nil, limit)
+						}
+						bufs.Put(buf)
+					}
+					done <- c
+				}()
+			}
+		}
+	}()
+	var out []anchor
+	failed := map[int64]bool{}
+	for done := range pending {
+		c := <-done
+		switch {
+		case failed[c.residue] || stop.Load():
+		case c.failed:
+			failed[c.residue] = true
+		default:
+			out = append(out, c.anchors[:min(len(c.anchors), maxFollowAnchors-len(out))]...)
+			found.Store(int64(len(out)))
+			if len(out) >= maxFollowAnchors {
+				stop.Store(true)
+			}
+		}
+	}
+	return out
 }
 
 // tailScan is the result of a scan of the image for a set of file tails.

@@ -3,7 +3,9 @@ package reassemble
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"vmdkcarve/vmdk"
@@ -174,4 +176,92 @@ func TestFollowBoundaries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failingAt is an image whose reads fail where they meet bad.
+type failingAt struct {
+	*bytes.Reader
+	bad int64
+}
+
+func (r failingAt) ReadAt(p []byte, off int64) (int, error) {
+	if off <= r.bad && r.bad < off+int64(len(p)) {
+		return 0, fmt.Errorf("unreadable byte %d", r.bad)
+	}
+	return r.Reader.ReadAt(p, off)
+}
+
+// TestScanChunks: the chunks scanned several at a time give what one loop
+// over them gives, in order: each residue's chunks from its start, a
+// residue's scan ending at its first read error, at most maxFollowAnchors
+// anchors.
+func TestScanChunks(t *testing.T) {
+	const chunks = 9
+	img := make([]byte, chunks*tailScanChunk-12345) // the last chunk short
+	residues := []int64{0, 512, 1536}
+	// scan gives an anchor per chunk naming it, then perChunk more, and
+	// its bytes' length: whatever it is given shows in its output.
+	scanWith := func(perChunk int) func(b []byte, off int64, out []anchor, limit int) []anchor {
+		return func(b []byte, off int64, out []anchor, limit int) []anchor {
+			for i := 0; i <= perChunk && len(out) < limit; i++ {
+				out = append(out, anchor{file: int64(i), img: off, n: int64(len(b))})
+			}
+			return out
+		}
+	}
+	// want is the loop scanChunks stands for.
+	want := func(image io.ReaderAt, perChunk int) []anchor {
+		var out []anchor
+		buf := make([]byte, tailScanChunk)
+		for _, r := range residues {
+			for off := r; off < int64(len(img)); off += tailScanChunk {
+				n, err := image.ReadAt(buf[:min(tailScanChunk, int64(len(img))-off)], off)
+				if err != nil && err != io.EOF {
+					break
+				}
+				for _, a := range scanWith(perChunk)(buf[:n], off, nil, maxFollowAnchors) {
+					if len(out) < maxFollowAnchors {
+						out = append(out, a)
+					}
+				}
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		bad      int64 // -1: none
+		perChunk int
+	}{
+		{"every chunk", -1, 3},
+		{"a read error ends each residue's scan there", 4*tailScanChunk + 1000, 3},
+		{"capped", -1, maxFollowAnchors / 20},
+	} {
+		for _, workers := range []int{1, 2, 5} {
+			t.Run(fmt.Sprintf("%s/workers=%d", tc.name, workers), func(t *testing.T) {
+				var image io.ReaderAt = bytes.NewReader(img)
+				if tc.bad >= 0 {
+					image = failingAt{bytes.NewReader(img), tc.bad}
+				}
+				f := &follower{image: image, imageSize: int64(len(img)), workers: workers}
+				got := f.scanChunks(residues, scanWith(tc.perChunk))
+				w := want(image, tc.perChunk)
+				if len(w) < 4 || (tc.perChunk > chunks && len(w) != maxFollowAnchors) {
+					t.Fatalf("the test's reference gives %d anchors", len(w))
+				}
+				if !slices.Equal(got, w) {
+					t.Fatalf("%d anchors, want %d (first difference at %d)", len(got), len(w), firstDiff(got, w))
+				}
+			})
+		}
+	}
+}
+
+func firstDiff(a, b []anchor) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }

@@ -99,7 +99,7 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	if len(cands) > 0 {
 		fileEnd = int64(cands[len(cands)-1].sector)*vmdk.SectorSize + h.GrainBytes()
 	}
-	dmg := newDamagePolicy(view, opts.Fingerprints, min(view.size(), fileEnd), inst.flat)
+	dmg := newDamagePolicy(view, opts.Fingerprints, min(view.size(), fileEnd), inst.flat, opts.workers())
 	var destroyed []structureAt // predicted structures that read random
 	for _, s := range predicted {
 		if dmg.RandomAt(s.off) && blocksRandom(view, opts.Fingerprints, s.off, s.n) {
@@ -164,6 +164,10 @@ type contiguityWalk struct {
 	breakReason             string
 	deferred                []contradiction
 	zeroGrains              int // allocated zero grains where the writer may store them
+	// buf holds the grain being decided: decide and what it calls keep
+	// no part of it (the expectations guestProbe adds copy what they
+	// keep), so one buffer serves every grain.
+	buf []byte
 }
 
 // A contradiction is a guest structure missing inside a random chunk,
@@ -187,7 +191,10 @@ func (w *contiguityWalk) decide(c candidate) {
 		inst.grains.set(c.grain, damagedGrain(l, fileOff))
 		return
 	}
-	gr, imgOff, buf := readSparseGrain(inst, w.view, c, n)
+	if int64(cap(w.buf)) < n {
+		w.buf = make([]byte, n)
+	}
+	gr, imgOff, buf := readSparseGrain(inst, w.view, c, w.buf[:n])
 	if gr.Status == Missing {
 		inst.grains.set(c.grain, gr)
 		return
@@ -477,10 +484,12 @@ func foreignAt(x *hitIndex, inst *Instance, imgOff, n int64, buf []byte, zeroIsP
 	return ""
 }
 
-// readSparseGrain reads a table-placed grain and hashes it. A grain whose
-// bytes are not all in the image is missing.
-func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Grain, int64, []byte) {
+// readSparseGrain reads a table-placed grain into buf (its length) and
+// hashes it, returning buf filled. A grain whose bytes are not all in the
+// image is missing.
+func readSparseGrain(inst *Instance, view *fileView, c candidate, buf []byte) (*Grain, int64, []byte) {
 	fileOff := int64(c.sector) * vmdk.SectorSize
+	n := int64(len(buf))
 	pieces, err := view.pieces(fileOff, n)
 	if err != nil {
 		return &Grain{Status: Missing, Reason: Reason{Code: ReasonTableEntryInvalid, Table: c.which, Offset: int64(c.sector), Detail: err.Error()}}, 0, nil
@@ -491,7 +500,6 @@ func readSparseGrain(inst *Instance, view *fileView, c candidate, n int64) (*Gra
 	} else {
 		imgOff = -2 // several pieces: never a single hole
 	}
-	buf := make([]byte, n)
 	if _, err := view.ReadAt(buf, fileOff); err != nil {
 		return &Grain{Status: Missing, Reason: Reason{Code: ReasonSectorUnreadable, Offset: int64(c.sector), Detail: err.Error()}}, 0, nil
 	}

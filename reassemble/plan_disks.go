@@ -4,7 +4,11 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
@@ -12,11 +16,25 @@ import (
 
 // Options tunes reassembly. The zero value is the default.
 type Options struct {
-	// Progress, if set, is told how many instances are done.
+	// Progress, if set, is told how many instances are done: one call
+	// at a time (never concurrently), done counting up by one to total.
 	Progress func(done, total int)
+	// Workers bounds the work planning does at once (instances placed,
+	// ranges of a file classified, chunks of the image scanned for a
+	// file's tails, each level on its own); 0 means runtime.NumCPU(). The
+	// plans do not depend on it.
+	Workers int
 	// Fingerprints, if set, are the carve's block fingerprints: they tell
-	// random-looking (encrypted) blocks.
+	// random-looking (encrypted) blocks. They must be safe for concurrent
+	// use, as the image must be: files are placed several at a time.
 	Fingerprints Fingerprints
+}
+
+func (o Options) workers() int {
+	if o.Workers > 0 {
+		return o.Workers
+	}
+	return runtime.NumCPU()
 }
 
 // Plan groups hits into VMDK instances, decides every grain of each, and
@@ -131,19 +149,7 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 	}
 	maps, hostNotes := hostMaps(hits, anchors)
 	instances := findInstances(x, image, imageSize, maps)
-	for i, inst := range instances {
-		if inst.Header.Compressed() {
-			placeStream(inst, image, x)
-		} else {
-			placeSparse(inst, image, x, opts)
-			if inst.capacityBound {
-				refineLostCapacity(inst, image)
-			}
-		}
-		if opts.Progress != nil {
-			opts.Progress(i+1, len(instances))
-		}
-	}
+	placeInstances(instances, image, x, opts)
 	// Flat extents last: a partition table inside the grains the other
 	// files place is a guest's sector 0, not a flat extent's start.
 	flats := maps
@@ -191,7 +197,7 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 			noGrain = append(noGrain, inst)
 		}
 	}
-	disks := mergeCopies(whole)
+	disks := mergeCopies(whole, opts.workers())
 	for _, d := range disks {
 		for _, inst := range d.Instances {
 			d.Parts = append(d.Parts, parts[inst.ID]...)
@@ -200,6 +206,42 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 	linkVersions(disks, image)
 	slices.SortStableFunc(noGrain, func(a, b *Instance) int { return cmp.Compare(a.HeaderOffset, b.HeaderOffset) })
 	return &Result{Disks: disks, NoGrain: noGrainRuns(noGrain), NoGrainInstances: len(noGrain), HostNotes: hostNotes}
+}
+
+// placeInstances decides the grains of every instance findInstances found,
+// several at a time. Each placement reads only its own instance, the hit
+// index (complete before), the image and the fingerprints (both safe for
+// concurrent use), so the plans are the same whatever the order the
+// instances finish in; Progress is told of each in turn, done counting
+// up by one from 1 to len(instances).
+func placeInstances(instances []*Instance, image io.ReaderAt, x *hitIndex, opts Options) {
+	var mu sync.Mutex // serialises Progress and counts the instances done
+	done := 0
+	// The largest files first, so that the last to finish is a small one.
+	byWork := slices.Clone(instances)
+	slices.SortStableFunc(byWork, func(a, b *Instance) int { return cmp.Compare(b.size, a.size) })
+	var g errgroup.Group
+	g.SetLimit(opts.workers())
+	for _, inst := range byWork {
+		g.Go(func() error {
+			if inst.Header.Compressed() {
+				placeStream(inst, image, x)
+			} else {
+				placeSparse(inst, image, x, opts)
+				if inst.capacityBound {
+					refineLostCapacity(inst, image)
+				}
+			}
+			if opts.Progress != nil {
+				mu.Lock()
+				done++
+				opts.Progress(done, len(instances))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	g.Wait()
 }
 
 func countInstance(inst *Instance) Counts {
@@ -285,7 +327,7 @@ const maxCopyCandidates = 64
 // compared only with the earlier ones that place one of its grains (the
 // first maxCopyCandidates of each), not with every other instance: the
 // work is linear in the placed grains, not quadratic in the instances.
-func mergeCopies(instances []*Instance) []*Disk {
+func mergeCopies(instances []*Instance, workers int) []*Disk {
 	sets := newUnionFind(len(instances))
 	find := sets.find
 	parent := sets.parent
@@ -325,15 +367,23 @@ func mergeCopies(instances []*Instance) []*Disk {
 		groups[r] = append(groups[r], inst)
 		partial[r] = partial[r] || capped[i]
 	}
-	var disks []*Disk
-	for _, r := range roots {
-		d := mergeGroup(len(disks)+1, groups[r])
-		if partial[r] {
-			d.Notes = append(d.Notes, fmt.Sprintf("more than %d instances place some grain of this disk with the same bytes: "+
-				"it was compared with the first %d of them only, and other copies of it may be disks of their own", maxCopyCandidates, maxCopyCandidates))
-		}
-		disks = append(disks, d)
+	// Each group is merged from its own instances' decisions alone:
+	// several at once.
+	disks := make([]*Disk, len(roots))
+	var g errgroup.Group
+	g.SetLimit(workers)
+	for i, r := range roots {
+		g.Go(func() error {
+			d := mergeGroup(i+1, groups[r])
+			if partial[r] {
+				d.Notes = append(d.Notes, fmt.Sprintf("more than %d instances place some grain of this disk with the same bytes: "+
+					"it was compared with the first %d of them only, and other copies of it may be disks of their own", maxCopyCandidates, maxCopyCandidates))
+			}
+			disks[i] = d
+			return nil
+		})
 	}
+	g.Wait()
 	return disks
 }
 
