@@ -205,6 +205,15 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 		if why == "" {
 			return nil, nil
 		}
+		if why == whyOutsideImage {
+			// The image ends before the file does, and nothing before
+			// that contradicts its header's shift: the file was cut
+			// (a truncated copy, an image of part of a disk), not moved.
+			// It is contiguous as far as the image holds it; the grains
+			// past the image's end are missing for want of bytes.
+			inst.Notes = append(inst.Notes, fmt.Sprintf("fragment following: the file is contiguous from its header to the image's end, at file offset %d: the image holds no more of it", q))
+			return nil, nil
+		}
 		f.notes = append(f.notes, fmt.Sprintf("fragment following: the file is not contiguous from its header: at file offset %d, %s", q, why))
 		inst.addBreak(q, H+q, why)
 	}
@@ -234,13 +243,25 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 }
 
 // newFollower sets up the following of a sparse file from its table
-// candidates, or returns nil for a file that does not start at a cluster
-// (it has no cluster grid to put boundaries on).
+// candidates, or returns nil when there is nothing to follow.
+//
+// The cluster grid is the file's own: a host filesystem puts a file's
+// pieces at cluster boundaries of its volume, and a volume may start at
+// any sector (an MBR partition at sector 63), so a file at an image offset
+// that is no multiple of 4 KiB is followed as any other, its shifts
+// congruent to its header's. Only the lookups in the carve's fingerprints,
+// which cover the image's own 4 KiB blocks, are then not available: the
+// follower tests the bytes themselves where it must (randomBlock) and
+// scans blocks the fingerprints would have let it skip (mayHoldTail,
+// random).
+// A file not followed was left with the contiguity walk's few checks
+// near the guest's start, and a truncated file's tables then placed
+// whatever follows it in the image.
 func newFollower(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options, cands []candidate) *follower {
 	f := &follower{inst: inst, image: image, imageSize: x.imageSize, x: x, gb: inst.Header.GrainBytes(),
 		sectorOf: make(map[uint64]uint32, len(cands)), slotGrain: make(map[int64]uint64, len(cands)),
 		zeroIsProof: !vmwareWritten(inst.Descriptor), fp: opts.Fingerprints, workers: opts.workers()}
-	if f.imageSize <= 0 || f.gb <= 0 || inst.HeaderOffset%clusterBytes != 0 {
+	if f.imageSize <= 0 || f.gb <= 0 {
 		return nil
 	}
 	for _, c := range cands {
@@ -995,12 +1016,16 @@ func contestNote(loser, winner *run, nl, nw int) string {
 	return fmt.Sprintf("fragment following: shift %d gives up file offsets %d..%d to shift %d (%d anchors against %d)", loser.shift, loser.lo(), loser.hi(), winner.shift, nl, nw)
 }
 
+// whyOutsideImage is contradicts' word for a block the image does not
+// reach.
+const whyOutsideImage = "outside the image"
+
 // contradicts says why file block q (clusterBytes at file offset q) cannot
 // lie at shift s, or "".
 func (f *follower) contradicts(q, s int64) string {
 	y := q + s
 	if y < 0 || y+clusterBytes > f.imageSize {
-		return "outside the image"
+		return whyOutsideImage
 	}
 	if why := foreignAt(f.x, f.inst, y, clusterBytes, nil, false); why != "" {
 		return why
