@@ -83,6 +83,13 @@ func ExpectNTFSVolume(part int64) []Expectation {
 	return []Expectation{ntfsBootExpectation(part, "NTFS boot sector at the start of partition", 0)}
 }
 
+// ExpectExt4Volume predicts what an ext volume starting at byte part of a
+// disk holds (its primary superblock, then its backups and group
+// descriptors), for a disk formatted whole, without a partition table.
+func ExpectExt4Volume(part int64) []Expectation {
+	return []Expectation{extSuperblockExpectation(part, 0, nil)}
+}
+
 // partitionStartExpectation expects a known volume signature in the first
 // 4 KiB of a partition of the given MBR type.
 func partitionStartExpectation(part int64, typ byte) Expectation {

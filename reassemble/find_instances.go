@@ -27,13 +27,14 @@ type hitIndex struct {
 	// capacityBound marks the made-up start hits whose capacity is only
 	// their grain directory's span (refineLostCapacity looks for better).
 	capacityBound map[*signatures.Hit]bool
-	markers       []*signatures.Hit         // grain markers (valid and damaged), by offset
-	markerAt      map[int64]*signatures.Hit // grain markers by offset
-	mbrs          []*signatures.Hit         // partition tables: where flat extents may start
-	volumeAt      map[int64]bool            // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
-	geometry      []int64                   // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
-	guest         []int64                   // every partition table and NTFS or ext4 structure, by offset: where self-locating guest structures are
-	imageSize     int64                     // bytes of the image (set by Plan)
+	markers       []*signatures.Hit          // grain markers (valid and damaged), by offset
+	markerAt      map[int64]*signatures.Hit  // grain markers by offset
+	mbrs          []*signatures.Hit          // partition tables: where flat extents may start
+	ext4Primary   map[int64]*ext4.Superblock // primary ext superblocks by image offset: volumes that may start a flat extent
+	volumeAt      map[int64]bool             // image offsets where an NTFS or ext volume starts (a boot sector or primary superblock)
+	geometry      []int64                    // structures a guest's geometry is learned from (partition tables, boot sectors, $MFT record 0, primary superblocks), by offset
+	guest         []int64                    // every partition table and NTFS or ext4 structure, by offset: where self-locating guest structures are
+	imageSize     int64                      // bytes of the image (set by Plan)
 
 	// headerFrom says what each made-up start hit's header was inferred
 	// from (a HeaderFrom value); damagedHeaders are the sparse headers
@@ -53,6 +54,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 		capacityBound: make(map[*signatures.Hit]bool),
 		markerAt:      make(map[int64]*signatures.Hit),
 		volumeAt:      make(map[int64]bool),
+		ext4Primary:   make(map[int64]*ext4.Superblock),
 	}
 	x.headerFrom, x.damagedHeaders = make(map[*signatures.Hit]string), make(map[int64]string)
 	for i := range hits {
@@ -115,6 +117,7 @@ func indexHits(hits []signatures.Hit) *hitIndex {
 			if h.Verdict == signatures.Valid && h.Ext4 != nil && h.Ext4.Super != nil && h.Ext4.Super.Group == 0 {
 				x.volumeAt[h.Offset-ext4.SuperblockOffset] = true
 				x.geometry = append(x.geometry, h.Offset)
+				x.ext4Primary[h.Offset] = h.Ext4.Super
 			}
 		case signatures.KindGrainMarker:
 			if h.Grain != nil {

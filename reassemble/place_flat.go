@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fs/ntfs"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/entropy"
@@ -77,6 +78,9 @@ type flatStart struct {
 	// ntfsTotal is the volume's sectors.
 	ntfs      string
 	ntfsTotal int64
+	// ext4, when set, says the start is that of an ext volume filling
+	// the disk, which has no partition table (ext4FlatStarts).
+	ext4 string
 }
 
 // flatInstances makes one instance per flat extent found: a partition
@@ -137,6 +141,14 @@ func flatInstances(x *hitIndex, image io.ReaderAt, imageSize int64, maps []fspro
 		capacity := (st.end + flatGrainSize - 1) / flatGrainSize * flatGrainSize
 		if capacity/flatGrainSize < maxFlatGrains {
 			out = append(out, newFlatInstance(nil, capacity, st, 0, imageSize))
+		}
+	}
+	// Disks formatted whole (a Linux data disk: mkfs.ext4 /dev/sdb) have
+	// no partition table: an ext volume at the extent's start whose size
+	// is the descriptor's says where it starts.
+	for _, st := range ext4FlatStarts(x, taken, sizes) {
+		if len(bySizeStarts[st.end]) < len(bySize[st.end]) {
+			bySizeStarts[st.end] = append(bySizeStarts[st.end], st)
 		}
 	}
 	// Each descriptor takes one start: those whose partitions come closest
@@ -252,7 +264,7 @@ func ntfsFlatStarts(x *hitIndex, image io.ReaderAt, taken []*Instance) []flatSta
 		if _, err := image.ReadAt(backup, end); err != nil || !bytes.Equal(boot, backup) {
 			continue
 		}
-		if why := vmdkInside(x, start, end); why != "" {
+		if why := vmdkInside(x, start, end, true); why != "" {
 			// A guest volume stored in a sparse VMDK's grains, laid in
 			// virtual order: the VMDK's own structures lie among them.
 			continue
@@ -264,15 +276,62 @@ func ntfsFlatStarts(x *hitIndex, image io.ReaderAt, taken []*Instance) []flatSta
 	return out
 }
 
+// ext4FlatStarts returns the starts of raw disks that hold one ext volume
+// from their first byte, without a partition table: a primary superblock
+// whose volume (its blocks times their size) fills a flat extent of one
+// of the descriptors' sizes to within a block (mkfs.ext4 makes the volume
+// of whole blocks the device holds). Two facts: the superblock, and a
+// descriptor of exactly its size; a volume of another size is a
+// partition, a host's volume, or another file's, not a flat extent. As in
+// ntfsFlatStarts, superblocks inside an instance already found are its
+// guest's, and an extent holding VMDK structures is none. end is the
+// descriptor's size in sectors.
+func ext4FlatStarts(x *hitIndex, taken []*Instance, sizes []uint64) []flatStart {
+	var out []flatStart
+	used := newUsedAreas(taken)
+	for _, h := range slices.Sorted(maps.Keys(x.ext4Primary)) {
+		y := h - ext4.SuperblockOffset
+		if y < 0 || used.contains(h) || x.mbrAt(y) {
+			continue
+		}
+		sb := x.ext4Primary[h]
+		if sb == nil || sb.Group != 0 || sb.Validate() != nil {
+			continue
+		}
+		bytes := int64(sb.Blocks) * int64(sb.BlockSize)
+		k := sort.Search(len(sizes), func(i int) bool { return int64(sizes[i])*vmdk.SectorSize >= bytes })
+		if k == len(sizes) || int64(sizes[k])*vmdk.SectorSize-bytes >= int64(sb.BlockSize) {
+			continue
+		}
+		// A guest's 256 MiB hold a grain-table-shaped block by chance
+		// (the red team's ext4 guest of binaries and text did): only
+		// headers, grain records, markers and directories count. A
+		// sparse file whose grains hold the volume in virtual order has
+		// its tables before it, and an instance found is excluded above.
+		if why := vmdkInside(x, y, y+bytes, false); why != "" {
+			continue
+		}
+		out = append(out, flatStart{hit: &signatures.Hit{Offset: y, Kind: signatures.KindExt4, Verdict: signatures.Valid}, end: sizes[k],
+			ext4: fmt.Sprintf("the ext superblock at image offset %d (a volume of %d blocks of %d bytes from the extent's first byte, no partition table)", h, sb.Blocks, sb.BlockSize)})
+	}
+	return out
+}
+
 // vmdkInside names a VMDK structure (header, grain record, grain
 // directory or table) the carve found in image bytes [from, to), or "":
-// a raw disk holds none of them.
-func vmdkInside(x *hitIndex, from, to int64) string {
+// a raw disk holds none of them. Without tableShapes, blocks found only
+// by a grain table's shape (a run of increasing sector numbers, as many
+// a guest file's block holds too) do not count.
+func vmdkInside(x *hitIndex, from, to int64, tableShapes bool) string {
 	i := sort.Search(len(x.foreign), func(i int) bool { return x.foreign[i].Offset >= from })
 	if i < len(x.foreign) && x.foreign[i].Offset < to {
 		return fmt.Sprintf("a %s at image offset %d", x.foreign[i].Kind, x.foreign[i].Offset)
 	}
-	for _, hs := range [][]*signatures.Hit{x.gds, x.gtShaped} {
+	tables := [][]*signatures.Hit{x.gds}
+	if tableShapes {
+		tables = append(tables, x.gtShaped)
+	}
+	for _, hs := range tables {
 		for _, h := range hs {
 			if h.Offset >= from && h.Offset < to {
 				return fmt.Sprintf("a %s at image offset %d", h.Kind, h.Offset)
@@ -305,6 +364,12 @@ func newFlatInstance(d *signatures.Hit, capacity uint64, s flatStart, sameSize i
 		inst.CapacityBound = BoundLower
 		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent found by its guest volume: its partition table and descriptor are gone, its start at image offset %d is named by %s; its %d sectors reach the volume's end (the disk may have been larger)",
 			s.hit.Offset, s.ntfs, capacity))
+	case d != nil && s.ext4 != "":
+		e, _ := flatExtent(d.Descriptor)
+		inst.Variant, inst.Descriptor = d.Descriptor.CreateType, d.Descriptor
+		inst.Notes = append(inst.Notes, fmt.Sprintf("flat extent %q of %d sectors named by the descriptor at image offset %d; its start at image offset %d is named by %s",
+			e.FileName, e.Sectors, d.Offset, s.hit.Offset, s.ext4))
+		inst.expect = fsprobe.ExpectExt4Volume(0)
 	case d != nil:
 		e, _ := flatExtent(d.Descriptor)
 		inst.Variant, inst.Descriptor = d.Descriptor.CreateType, d.Descriptor
@@ -328,8 +393,11 @@ func newFlatInstance(d *signatures.Hit, capacity uint64, s flatStart, sameSize i
 	}
 	n := min(int64(capacity)*vmdk.SectorSize, imageSize-s.hit.Offset)
 	ev := "assumed contiguous from the guest's partition table at its start, until the bytes contradict it"
-	if s.ntfs != "" {
+	switch {
+	case s.ntfs != "":
 		ev = "assumed contiguous from the start " + s.ntfs + " names, until the bytes contradict it"
+	case s.ext4 != "":
+		ev = "assumed contiguous from the start of its ext volume, until the bytes contradict it"
 	}
 	inst.Fragments = []Fragment{{FileOffset: 0, ImageOffset: s.hit.Offset, Length: n, Link: LinkContiguous, Evidence: ev}}
 	inst.size = n
