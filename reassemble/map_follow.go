@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"vmdkcarve/fingerprint"
@@ -145,7 +144,8 @@ type follower struct {
 	fp          Fingerprints
 	tailOffs    []int64 // the tails' file offsets, sorted (tailOffsets)
 	notes       []string
-	workers     int // chunks of the image scanned at once (scanChunks)
+	workers     int        // chunks of the image scanned ahead (scanChunks)
+	scans       chunkScans // tokens to scan a chunk, shared by the files followed at once
 }
 
 // followFragments maps a sparse file with no host map from its anchors.
@@ -260,7 +260,7 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 func newFollower(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options, cands []candidate) *follower {
 	f := &follower{inst: inst, image: image, imageSize: x.imageSize, x: x, gb: inst.Header.GrainBytes(),
 		sectorOf: make(map[uint64]uint32, len(cands)), slotGrain: make(map[int64]uint64, len(cands)),
-		zeroIsProof: !vmwareWritten(inst.Descriptor), fp: opts.Fingerprints, workers: opts.workers()}
+		zeroIsProof: !vmwareWritten(inst.Descriptor), fp: opts.Fingerprints, workers: opts.workers(), scans: opts.scans}
 	if f.imageSize <= 0 || f.gb <= 0 {
 		return nil
 	}
@@ -590,9 +590,11 @@ func (f *follower) scanTails() (out []anchor, scanned bool) {
 // and returns what scan appends for them, in that order, up to
 // maxFollowAnchors anchors: as one loop over the chunks would, a residue's
 // scan ending at its first read error. Chunks are scanned several at a
-// time (f.workers, each appending to a list of its own, capped at what is
-// still wanted when it starts), with at most twice as many read ahead of
-// the one taken next, so the memory stays bounded.
+// time (each appending to a list of its own, capped at what is still
+// wanted when it starts), at most twice f.workers ahead of the one taken
+// next, and only as many at once as f.scans has tokens (shared by every
+// file followed at the same time, so that the chunks' buffers are bounded
+// for the whole plan).
 func (f *follower) scanChunks(residues []int64, scan func(b []byte, off int64, out []anchor, limit int) []anchor) []anchor {
 	type chunk struct {
 		residue int64
@@ -600,9 +602,11 @@ func (f *follower) scanChunks(residues []int64, scan func(b []byte, off int64, o
 		failed  bool // its read failed: the residue's scan ends
 	}
 	workers := max(f.workers, 1)
-	bufs := sync.Pool{New: func() any { return new([tailScanChunk]byte) }}
+	running := f.scans
+	if running == nil {
+		running = newChunkScans(workers)
+	}
 	pending := make(chan chan chunk, 2*workers) // chunks in image order, each when scanned
-	running := make(chan struct{}, workers)     // a token per chunk being scanned
 	var found atomic.Int64                      // anchors taken so far
 	var stop atomic.Bool                        // enough taken: no chunk need be started
 	go func() {
@@ -616,19 +620,20 @@ func (f *follower) scanChunks(residues []int64, scan func(b []byte, off int64, o
 				pending <- done
 				limit := maxFollowAnchors - int(found.Load())
 				go func() {
-					running <- struct{}{}
-					defer func() { <-running }()
+					buf := <-running
+					defer func() { running <- buf }()
 					c := chunk{residue: r}
 					n := min(tailScanChunk, f.imageSize-off)
 					if f.mayHoldTail(off, n) {
-						buf := bufs.Get().(*[tailScanChunk]byte)
+						if buf == nil {
+							buf = new([tailScanChunk]byte)
+						}
 						k, err := f.image.ReadAt(buf[:n], off)
 						if err != nil && err != io.EOF {
 							c.failed = true
 						} else {
 							c.anchors = scan(buf[:k], off, nil, limit)
 						}
-						bufs.Put(buf)
 					}
 					done <- c
 				}()
@@ -652,6 +657,18 @@ func (f *follower) scanChunks(residues []int64, scan func(b []byte, off int64, o
 		}
 	}
 	return out
+}
+
+// chunkScans are the tokens for scanning chunks of the image (scanChunks),
+// each a chunk's buffer, allocated when first needed.
+type chunkScans chan *[tailScanChunk]byte
+
+func newChunkScans(n int) chunkScans {
+	c := make(chunkScans, n)
+	for range n {
+		c <- nil
+	}
+	return c
 }
 
 // tailScan is the result of a scan of the image for a set of file tails.

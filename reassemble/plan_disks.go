@@ -19,15 +19,19 @@ type Options struct {
 	// Progress, if set, is told how many instances are done: one call
 	// at a time (never concurrently), done counting up by one to total.
 	Progress func(done, total int)
-	// Workers bounds the work planning does at once (instances placed,
-	// ranges of a file classified, chunks of the image scanned for a
-	// file's tails, each level on its own); 0 means runtime.NumCPU(). The
-	// plans do not depend on it.
+	// Workers bounds the work planning does at once: instances placed,
+	// ranges of a file classified (each level on its own), and chunks of
+	// the image scanned for the tails of files (all files together); 0
+	// means runtime.NumCPU(). The plans do not depend on it.
 	Workers int
 	// Fingerprints, if set, are the carve's block fingerprints: they tell
 	// random-looking (encrypted) blocks. They must be safe for concurrent
 	// use, as the image must be: files are placed several at a time.
 	Fingerprints Fingerprints
+
+	// scans are the tokens (and buffers) for scanning the image in chunks,
+	// shared by every file followed during one PlanCase.
+	scans chunkScans
 }
 
 func (o Options) workers() int {
@@ -139,6 +143,7 @@ func noGrainRuns(insts []*Instance) []InstanceRun {
 // PlanCase is Plan, with the instances that own no grain (Result.NoGrain)
 // listed instead of made into disks.
 func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Options) *Result {
+	opts.scans = newChunkScans(opts.workers())
 	x := indexHits(hits)
 	x.imageSize = imageSize
 	var anchors []int64

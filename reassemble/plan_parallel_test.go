@@ -109,10 +109,10 @@ func TestPlanParallelDeterministic(t *testing.T) {
 	}
 }
 
-// BenchmarkPlanCase plans the mixed image (7 instances of 64 MiB disks)
-// one instance at a time and with the default workers.
+// BenchmarkPlanCase plans the mixed image (6 files of 32 MiB disks)
+// with one worker and with the default workers.
 func BenchmarkPlanCase(b *testing.B) {
-	img, fp := mixedImage(b, 1024)
+	img, fp := mixedImage(b, 512)
 	hits := carve(img)
 	for _, workers := range []int{1, 0} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
