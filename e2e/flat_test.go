@@ -49,6 +49,17 @@ func TestFlatExtents(t *testing.T) {
 			[]corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat}},
 			[]corpus.DiskSpec{{ID: 1, Capacity: 32 << 20, FS: corpus.FSNTFS}},
 			&corpus.HostSpec{FS: corpus.FSExt4, Offset: 1 << 20, Size: 96 << 20, Fragments: 6, Damage: []corpus.HostDamage{{Kind: corpus.WipeHostMetadata}}}, -1},
+		// A disk formatted whole (mkfs.ext4 on the device): no partition
+		// table; its superblock and the descriptor's size find it.
+		{"qemu monolithicFlat of an ext4 volume without a partition table, in noise",
+			[]corpus.FileSpec{{Disk: 1, Variant: corpus.QemuFlat}},
+			[]corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4, NoPartitionTable: true}}, nil, 1},
+		{"ESXi vmfs flat of an ext4 volume without a partition table, at sector 63 + 1 MiB",
+			[]corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat, Offset: 63*512 + 1<<20}},
+			[]corpus.DiskSpec{{ID: 1, Capacity: 32 << 20, FS: corpus.FSExt4, NoPartitionTable: true}}, nil, 1},
+		{"an ext4 volume without a partition table, descriptor lost: nothing is invented",
+			[]corpus.FileSpec{{Disk: 1, Variant: corpus.VMFSFlat, NoDescriptor: true}},
+			[]corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4, NoPartitionTable: true}}, nil, 0},
 		{"on an NTFS host in 4 pieces",
 			[]corpus.FileSpec{{Disk: 1, Variant: corpus.QemuFlat}},
 			[]corpus.DiskSpec{{ID: 1, Capacity: 24 << 20, FS: corpus.FSExt4}},
