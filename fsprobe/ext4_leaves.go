@@ -251,6 +251,8 @@ type leafSolver struct {
 	// superblock volumes every found copy of which lies in them, with why.
 	grains grainSpans
 	guests map[*ext4Geom]string
+	// candidates caches mayBeGuest's answer for volumes not proven.
+	candidates map[*ext4Geom]bool
 }
 
 // Ext4LeafMaps builds maps, from surviving extent-tree leaves, of the VMDK
@@ -329,7 +331,7 @@ func newLeafSolver(records []LocatedExt4, facts VMDKFacts) *leafSolver {
 	anchors = slices.Compact(anchors)
 	r := newExt4Resolver(records, anchors)
 	s := &leafSolver{r: r, byOff: map[int64]int{}, byFirst: map[uint32][]int{}, used: map[int]bool{},
-		next: map[string]map[int64]indexNext{}, starts: starts, anchors: anchors, image: facts.Image, guests: map[*ext4Geom]string{}}
+		next: map[string]map[int64]indexNext{}, starts: starts, anchors: anchors, image: facts.Image, guests: map[*ext4Geom]string{}, candidates: map[*ext4Geom]bool{}}
 	offs := make([]int64, 0, len(r.blocks))
 	for off := range r.blocks {
 		offs = append(offs, off)
@@ -366,26 +368,40 @@ func newLeafSolver(records []LocatedExt4, facts VMDKFacts) *leafSolver {
 // the superblock volumes that hold it, then the geometries solved from
 // anchors, then one solved from the anchor itself (block 0 on the
 // header). A volume proven a guest (s.guests) is never one of them. The
-// later ones carry aside: the superblock volumes that hold or own the
-// leaf's place; a file started under them is kept only once each of those
-// is proven a guest volume (see guestVolumes), the volume of a
-// superblock stored in a VMDK's grains.
+// later ones are tried only when every superblock volume that holds or
+// owns the leaf's place may be a guest's (mayBeGuest), and carry those
+// volumes as aside: a file started under them is kept only once each is
+// proven a guest volume (guestVolumes), the volume of a superblock stored
+// in a VMDK's grains.
 func (s *leafSolver) geoms(l *leafBlock, anchor int64) []leafGeom {
 	var out []leafGeom
 	var aside []*ext4Geom
 	for _, g := range s.r.geoms {
-		if g.sb == nil || s.guests[g] != "" {
+		if g.sb == nil {
 			continue
 		}
 		lg := leafGeom{F: g.F, B: g.B, blocks: g.sb.Blocks, own: true, vol: g, need: minLeafConfirmations, why: g.why}
 		switch {
 		case lg.holds(l):
-			out = append(out, lg)
+			if s.guests[g] == "" {
+				out = append(out, lg)
+			}
 			aside = append(aside, g)
-		case g.owns && l.off >= g.F && l.off < g.end():
+		case (g.owns || s.guests[g] != "") && l.off >= g.F && l.off < g.end():
 			aside = append(aside, g) // its region (r.inSuper)
 		}
 	}
+	if !slices.ContainsFunc(aside, func(v *ext4Geom) bool { return !s.mayBeGuest(v) }) {
+		out = append(out, s.notOwnGeoms(l, anchor, aside)...)
+	}
+	return out
+}
+
+// notOwnGeoms returns the geometries not a superblock volume's own that
+// leaf l may be read under to start the file at anchor: those solved from
+// anchors, then the one block 0 on the anchor itself gives.
+func (s *leafSolver) notOwnGeoms(l *leafBlock, anchor int64, aside []*ext4Geom) []leafGeom {
+	var out []leafGeom
 	for _, g := range s.r.geoms {
 		if g.sb == nil {
 			lg := leafGeom{F: g.F, B: g.B, aside: aside, need: minLeafConfirmations, why: g.why}

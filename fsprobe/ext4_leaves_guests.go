@@ -9,10 +9,17 @@ package fsprobe
 // the host's leaves put nothing on the headers, and its region would keep
 // away the geometry solved from the header itself.
 //
-// So a start under a geometry that is not a superblock volume's own sets
-// aside the superblock volumes that hold or own the leaf's place
-// (leafGeom.aside), and the file it starts is kept only once each of them
-// is proven a guest: every copy of its superblock found lies in grain data
+// So a leaf whose place superblock volumes hold or own may be read under
+// a geometry not theirs only if each of them may be a guest's: its
+// geometry puts no file's block 0 on a VMDK header, neither an inode in
+// its region nor a leaf it holds (mayBeGuest). A host volume's geometry
+// does, for the files it holds; a guest's, extrapolated over the host's
+// blocks, lands them anywhere. Without that condition a host full of
+// VMDKs (a reformatted one, its new superblock holding the old leaves)
+// offers every leaf a geometry per header, and by chance some find a few
+// grain tables where they put them. The start then sets those volumes
+// aside (leafGeom.aside), and the file it
+// starts is kept only once each of them is proven a guest: every copy of its superblock found lies in grain data
 // (file offsets from overHead × 512 on) of this file's map or of a map
 // kept before it. A host's superblocks are its own metadata, never in a
 // file's data; a volume with one copy outside every grain area may be the
@@ -154,4 +161,30 @@ func (s *leafSolver) guestVolumes(f *leafFile, m FileMap) (notes []string, ok bo
 		}
 	}
 	return notes, true
+}
+
+// mayBeGuest reports whether volume v may be a guest's (see the file
+// comment): proven one, or a volume whose geometry puts no file's block 0
+// on a VMDK header.
+func (s *leafSolver) mayBeGuest(v *ext4Geom) bool {
+	if s.guests[v] != "" {
+		return true
+	}
+	if ok, done := s.candidates[v]; done {
+		return ok
+	}
+	explained, _ := s.r.explains(v)
+	ok := len(explained) == 0
+	g := leafGeom{F: v.F, B: v.B, blocks: v.sb.Blocks}
+	for _, i := range s.byFirst[0] {
+		if !ok {
+			break
+		}
+		l := &s.blocks[i]
+		if e := l.node.Entries[0]; !e.Uninit && g.holds(l) && s.starts[g.image(e.Start)] != nil {
+			ok = false
+		}
+	}
+	s.candidates[v] = ok
+	return ok
 }
