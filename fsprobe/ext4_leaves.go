@@ -20,7 +20,10 @@ package fsprobe
 // defaults, the block size), from a geometry the inode resolver solved
 // from anchors, or, only when no volume with a superblock owns the leaf's
 // place, from the header itself: F = header − P0×B. That last one fits by
-// construction, so it needs more confirmations (minFreeConfirmations).
+// construction, so it needs more confirmations (minFreeConfirmations). A
+// superblock stored in a VMDK's grains (a guest's) does not count as
+// owning the leaf's place once proven so, and is never a geometry then
+// (ext4_leaves_guests.go).
 //
 // Starting a map. A leaf whose logical block 0 lands on a VMDK start
 // header ("KDMV", an anchor no other host map explains) starts that file's
@@ -142,9 +145,9 @@ func validExtentBlock(off int64, n *ext4.Node) (leafBlock, bool) {
 // leafGeom is a geometry a leaf is read under.
 type leafGeom struct {
 	F, B   int64
-	blocks uint64 // volume blocks, 0 when unknown (anchor geometries)
-	own    bool   // from a superblock (FileMap.OwnGeometry)
-	vol    *ext4Geom
+	blocks uint64    // volume blocks, 0 when unknown (anchor geometries)
+	own    bool      // from a superblock (FileMap.OwnGeometry)
+	vol    *ext4Geom // the superblock volume (own geometries)
 	// aside are the superblock volumes set aside for a geometry not
 	// their own: each must be proven a guest before a file it started
 	// is kept (see geoms).

@@ -18,19 +18,19 @@ package fsprobe
 // VMDKs (a reformatted one, its new superblock holding the old leaves)
 // offers every leaf a geometry per header, and by chance some find a few
 // grain tables where they put them. The start then sets those volumes
-// aside (leafGeom.aside), and the file it
-// starts is kept only once each of them is proven a guest: every copy of its superblock found lies in grain data
-// (file offsets from overHead × 512 on) of this file's map or of a map
-// kept before it. A host's superblocks are its own metadata, never in a
+// aside (leafGeom.aside), and the file it starts is kept only once each
+// of them is proven a guest: every copy of its superblock found lies in
+// grain data (file offsets from overHead × 512 on) of this file's map or
+// of a map kept before it. A host's superblocks are its own metadata, never in a
 // file's data; a volume with one copy outside every grain area may be the
 // host's, and the file waits for a later proof or stays unmapped (missing
 // rather than wrong). A volume proven a guest is no geometry for any later
 // start. The reverse is refused too: a map under a superblock volume's own
 // geometry that puts a copy of that superblock in the file's bytes.
 //
-// The set-aside start needs what any start not under a superblock needs:
-// minFreeConfirmations VMDK structures where the map, and not contiguity
-// from the header, puts them. The proof adds a condition; it never
+// The set-aside start needs what any start not under a superblock needs
+// (minFreeConfirmations VMDK structures where the map, and not contiguity
+// from the header, puts them, for a geometry solved from the header). The proof adds a condition; it never
 // replaces one.
 
 import (
