@@ -20,7 +20,10 @@ package fsprobe
 // defaults, the block size), from a geometry the inode resolver solved
 // from anchors, or, only when no volume with a superblock owns the leaf's
 // place, from the header itself: F = header − P0×B. That last one fits by
-// construction, so it needs more confirmations (minFreeConfirmations).
+// construction, so it needs more confirmations (minFreeConfirmations). A
+// superblock stored in a VMDK's grains (a guest's) does not count as
+// owning the leaf's place once proven so, and is never a geometry then
+// (ext4_leaves_guests.go).
 //
 // Starting a map. A leaf whose logical block 0 lands on a VMDK start
 // header ("KDMV", an anchor no other host map explains) starts that file's
@@ -61,6 +64,7 @@ package fsprobe
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strings"
@@ -141,10 +145,15 @@ func validExtentBlock(off int64, n *ext4.Node) (leafBlock, bool) {
 // leafGeom is a geometry a leaf is read under.
 type leafGeom struct {
 	F, B   int64
-	blocks uint64 // volume blocks, 0 when unknown (anchor geometries)
-	own    bool   // from a superblock (FileMap.OwnGeometry)
-	need   int    // confirmations a start under it needs
-	why    string
+	blocks uint64    // volume blocks, 0 when unknown (anchor geometries)
+	own    bool      // from a superblock (FileMap.OwnGeometry)
+	vol    *ext4Geom // the superblock volume (own geometries)
+	// aside are the superblock volumes set aside for a geometry not
+	// their own: each must be proven a guest before a file it started
+	// is kept (see geoms).
+	aside []*ext4Geom
+	need  int // confirmations a start under it needs
+	why   string
 }
 
 // holds reports whether block l can belong to the volume g describes: same
@@ -207,6 +216,7 @@ type leafFile struct {
 	footer  int64  // stream: file offset of the footer; -1 none
 	// Confirmations so far, by kind.
 	nGT, nSample, nMarker, nIndex int
+	nRead, nEmpty                 int // predicted tables read, of them empty (readTables)
 	notes                         []string
 	forced                        bool // joining stopped on an ambiguity, a contradiction or a lost leaf
 }
@@ -238,6 +248,14 @@ type leafSolver struct {
 	footers []VMDKHeaderAt
 	tables  []GTAt
 	markers []MarkerAt
+	image   io.ReaderAt // nil: hits only
+	// grains holds the image ranges of the grain data of the files
+	// mapped so far (known maps and leaf maps kept), and guests the
+	// superblock volumes every found copy of which lies in them, with why.
+	grains grainSpans
+	guests map[*ext4Geom]string
+	// candidates caches mayBeGuest's answer for volumes not proven.
+	candidates map[*ext4Geom]bool
 }
 
 // Ext4LeafMaps builds maps, from surviving extent-tree leaves, of the VMDK
@@ -253,12 +271,49 @@ func Ext4LeafMaps(records []LocatedExt4, facts VMDKFacts, known []FileMap) []Fil
 	for _, m := range known {
 		if len(m.Extents) > 0 && m.Extents[0].FileOffset == 0 {
 			mapped[m.Extents[0].ImageOffset] = true
+			s.grains.add(s.grainSpans(&m))
 		}
 	}
+	s.proveGuests()
+	type kept struct {
+		f *leafFile
+		m FileMap
+	}
+	var files []kept
+	// Rounds: a file whose start waits for a volume to be proven a guest
+	// is tried again once a file kept later proved one (see guestVolumes).
+	for range maxLeafRounds {
+		guests, waiting := len(s.guests), false
+		for _, f := range s.startFiles(mapped) {
+			s.grow(f)
+			m := s.fileMap(f)
+			notes, ok := s.guestVolumes(f, m)
+			if !ok {
+				waiting = true
+				for _, i := range f.leaves {
+					s.used[i] = false
+				}
+				continue
+			}
+			if len(notes) > 0 {
+				m.Evidence += "; " + strings.Join(notes, "; ")
+			}
+			mapped[f.anchor] = true
+			s.grains.add(s.grainSpans(&m))
+			s.proveGuests()
+			files = append(files, kept{f, m})
+		}
+		if !waiting || len(s.guests) == guests {
+			break
+		}
+	}
+	// A file started under a superblock volume that a later file proved a
+	// guest was read under a guest's geometry: no map rather than that.
 	var out []FileMap
-	for _, f := range s.startFiles(mapped) {
-		s.grow(f)
-		out = append(out, s.fileMap(f))
+	for _, k := range files {
+		if k.f.g.vol == nil || s.guests[k.f.g.vol] == "" {
+			out = append(out, k.m)
+		}
 	}
 	return out
 }
@@ -279,7 +334,7 @@ func newLeafSolver(records []LocatedExt4, facts VMDKFacts) *leafSolver {
 	anchors = slices.Compact(anchors)
 	r := newExt4Resolver(records, anchors)
 	s := &leafSolver{r: r, byOff: map[int64]int{}, byFirst: map[uint32][]int{}, used: map[int]bool{},
-		next: map[string]map[int64]indexNext{}, starts: starts, anchors: anchors}
+		next: map[string]map[int64]indexNext{}, starts: starts, anchors: anchors, image: facts.Image, guests: map[*ext4Geom]string{}, candidates: map[*ext4Geom]bool{}}
 	offs := make([]int64, 0, len(r.blocks))
 	for off := range r.blocks {
 		offs = append(offs, off)
@@ -313,26 +368,46 @@ func newLeafSolver(records []LocatedExt4, facts VMDKFacts) *leafSolver {
 }
 
 // geoms returns the geometries a leaf may be read under, strongest first:
-// the superblock volumes that hold it; if no volume with a superblock owns
-// its place, the geometries solved from anchors, then one solved from the
-// anchor itself (block 0 on the header).
+// the superblock volumes that hold it, then the geometries solved from
+// anchors, then one solved from the anchor itself (block 0 on the
+// header). A volume proven a guest (s.guests) is never one of them. The
+// later ones are tried only when every superblock volume that holds or
+// owns the leaf's place may be a guest's (mayBeGuest), and carry those
+// volumes as aside: a file started under them is kept only once each is
+// proven a guest volume (guestVolumes), the volume of a superblock stored
+// in a VMDK's grains.
 func (s *leafSolver) geoms(l *leafBlock, anchor int64) []leafGeom {
 	var out []leafGeom
+	var aside []*ext4Geom
 	for _, g := range s.r.geoms {
 		if g.sb == nil {
 			continue
 		}
-		lg := leafGeom{F: g.F, B: g.B, blocks: g.sb.Blocks, own: true, need: minLeafConfirmations, why: g.why}
-		if lg.holds(l) {
-			out = append(out, lg)
+		lg := leafGeom{F: g.F, B: g.B, blocks: g.sb.Blocks, own: true, vol: g, need: minLeafConfirmations, why: g.why}
+		switch {
+		case lg.holds(l):
+			if s.guests[g] == "" {
+				out = append(out, lg)
+			}
+			aside = append(aside, g)
+		case (g.owns || s.guests[g] != "") && l.off >= g.F && l.off < g.end():
+			aside = append(aside, g) // its region (r.inSuper)
 		}
 	}
-	if len(out) > 0 || s.r.inSuper(l.off) {
-		return out
+	if !slices.ContainsFunc(aside, func(v *ext4Geom) bool { return !s.mayBeGuest(v) }) {
+		out = append(out, s.notOwnGeoms(l, anchor, aside)...)
 	}
+	return out
+}
+
+// notOwnGeoms returns the geometries not a superblock volume's own that
+// leaf l may be read under to start the file at anchor: those solved from
+// anchors, then the one block 0 on the anchor itself gives.
+func (s *leafSolver) notOwnGeoms(l *leafBlock, anchor int64, aside []*ext4Geom) []leafGeom {
+	var out []leafGeom
 	for _, g := range s.r.geoms {
 		if g.sb == nil {
-			lg := leafGeom{F: g.F, B: g.B, need: minLeafConfirmations, why: g.why}
+			lg := leafGeom{F: g.F, B: g.B, aside: aside, need: minLeafConfirmations, why: g.why}
 			if lg.holds(l) {
 				out = append(out, lg)
 			}
@@ -341,8 +416,12 @@ func (s *leafSolver) geoms(l *leafBlock, anchor int64) []leafGeom {
 	e := l.node.Entries[0]
 	if e.Start <= uint64(anchor/l.B) {
 		F := anchor - int64(e.Start)*l.B
-		lg := leafGeom{F: F, B: l.B, need: minFreeConfirmations,
-			why: fmt.Sprintf("no superblock holds the leaf: fs start %d, %d-byte blocks solved from the leaf's block 0 on the VMDK header at %d (its eh_max gives the block size)", F, l.B, anchor)}
+		held := "no superblock holds the leaf"
+		if len(aside) > 0 {
+			held = "only guest superblock volumes hold the leaf's place"
+		}
+		lg := leafGeom{F: F, B: l.B, aside: aside, need: minFreeConfirmations,
+			why: fmt.Sprintf("%s: fs start %d, %d-byte blocks solved from the leaf's block 0 on the VMDK header at %d (its eh_max gives the block size)", held, F, l.B, anchor)}
 		if F%vmdk.SectorSize == 0 && lg.holds(l) {
 			out = append(out, lg)
 		}
@@ -360,8 +439,8 @@ func (s *leafSolver) startFiles(mapped map[int64]bool) []*leafFile {
 	for _, i := range s.byFirst[0] {
 		l := &s.blocks[i]
 		e := l.node.Entries[0]
-		if e.Uninit {
-			continue
+		if e.Uninit || s.used[i] {
+			continue // a leaf a kept map holds explains its own file
 		}
 		for _, a := range s.anchors {
 			if mapped[a] || (a-l.off)%l.B != 0 {
@@ -588,6 +667,7 @@ func (s *leafSolver) fileMap(f *leafFile) FileMap {
 	for _, i := range f.leaves {
 		offs = append(offs, fmt.Sprint(s.blocks[i].off))
 	}
+	s.readTables(f)
 	complete, size, why := f.complete()
 	exts := f.exts
 	if complete {
@@ -608,6 +688,7 @@ func (s *leafSolver) fileMap(f *leafFile) FileMap {
 		f.g.why,
 		fmt.Sprintf("the extent-tree %s %s: logical block 0 lands on the VMDK header at image offset %d", what, strings.Join(offs, ", "), f.anchor),
 		fmt.Sprintf("found where the map (not contiguity from the header) puts them: %d grain tables, %d grains the tables name, %d grain markers; %d leaves named by an index block", f.nGT, f.nSample, f.nMarker, f.nIndex),
+		fmt.Sprintf("%d predicted grain tables no hit found read where confirmed extents put them (%d of them empty)", f.nRead, f.nEmpty),
 		"leaf checksums not checked: their seed (the lost inode's number and generation, the old filesystem's UUID) is gone",
 	}
 	ev = append(ev, f.notes...)

@@ -367,6 +367,11 @@ func FuzzExt4LeafMaps(f *testing.F) {
 				s.facts.Starts[0].Header = &h
 			}
 		}
+		// The image the solver reads predicted tables from: the fuzz
+		// bytes wherever the file's metadata lies, zeros elsewhere.
+		if data[0]&0x40 != 0 {
+			s.facts.Image = zeroImage{s.image(vmdk.SectorSize): data, s.image(22 * 512): data, s.image(27 * 512): data}
+		}
 		starts := map[int64]bool{}
 		for _, h := range s.facts.Starts {
 			starts[h.Offset] = true

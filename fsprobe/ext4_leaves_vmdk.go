@@ -2,13 +2,27 @@ package fsprobe
 
 // The VMDK side of the leaf solver (ext4_leaves.go): what the carve found
 // of a VMDK file's own structures, where its header's layout says they
-// lie, and whether a map built from leaves puts them there. Only hits are
-// read (no image bytes): grain-table-shaped blocks, grain markers, stream
-// footers, each at an image offset.
+// lie, and whether a map built from leaves puts them there. Hits are read
+// (grain-table-shaped blocks, grain markers, stream footers, each at an
+// image offset), and image bytes for one thing only: the grain tables the
+// layout predicts where the map puts mapped bytes and no hit found. The
+// carve's recognizer needs two grains in a block to call it a table, so
+// it finds no empty table and no table of one grain; such a table is
+// stored, not a hole, when it shares its host blocks with tables that are
+// not empty (2 KiB tables, 4 KiB blocks). It is read (readTables) at the
+// place the map puts it, only if every extent holding its bytes is
+// confirmed by a table found at its predicted place in that same extent
+// (its bytes in a hole between the leaves' runs read as zeros), and known
+// if its entries are a table's: none, or grain sectors past the
+// metadata, aligned and each named once. A read confirms nothing (any
+// unrelated zero block reads as an empty table): it only completes what
+// confirmed extents already say, and the grains it names count for the
+// map's end as the found tables' do.
 
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 
@@ -23,6 +37,9 @@ type VMDKFacts struct {
 	Footers []VMDKHeaderAt // stream footers (a copy of the header near the file's end)
 	Tables  []GTAt         // grain-table-shaped blocks
 	Markers []MarkerAt     // stream grain markers that decode
+	// Image is the evidence, read only for predicted grain tables no hit
+	// found (see readTables); nil: such a table stays unknown.
+	Image io.ReaderAt
 }
 
 // VMDKHeaderAt is a sparse header found at an image offset.
@@ -56,6 +73,7 @@ const (
 	gtFound                  // a grain-table-shaped block where the map puts it
 	gtHole                   // in a hole of the file: all zeros, names no grain
 	gtUnknown                // mapped, but no table-shaped block there (empty, one grain, or foreign)
+	gtRead                   // no hit, but read where confirmed extents put it: empty or a few grains
 )
 
 // predictedGT is a grain table the header's layout puts at a file offset;
@@ -228,19 +246,22 @@ func (f *leafFile) complete() (ok bool, size int64, why string) {
 	for _, t := range f.gts {
 		pairs = max(pairs, t.pair+1)
 	}
+	// Read (where confirmed extents put it) counts as a hole does: every
+	// copy must be one or the other, as a copy still unknown may name
+	// grains the read one does not.
 	found, inHole, copies := make([]bool, pairs), make([]int, pairs), make([]int, pairs)
 	for k, t := range f.gts {
 		copies[t.pair]++
 		switch f.state[k] {
 		case gtFound:
 			found[t.pair] = true
-		case gtHole:
+		case gtHole, gtRead:
 			inHole[t.pair]++
 		}
 	}
 	for pair := range pairs {
 		if !found[pair] && inHole[pair] < copies[pair] {
-			return false, end, fmt.Sprintf("incomplete: grain table %d is neither found nor in a hole (empty, one grain, or not mapped), so the grains it names are unknown", pair)
+			return false, end, fmt.Sprintf("incomplete: grain table %d is neither found, nor read where the map puts it, nor in a hole (foreign bytes, or not mapped), so the grains it names are unknown", pair)
 		}
 	}
 	last := int64(f.maxLast) * vmdk.SectorSize
@@ -249,4 +270,84 @@ func (f *leafFile) complete() (ok bool, size int64, why string) {
 	}
 	size = max(end, last+int64(f.h.GrainSize)*vmdk.SectorSize)
 	return true, size, "complete: every grain table is known and the last grain they name starts in the map"
+}
+
+// readTables reads the predicted tables still unknown (mapped, no hit)
+// under the rules in the file comment: every byte of the table in a hole
+// or in an extent that holds a table found at its predicted place, and
+// read there as a table.
+func (s *leafSolver) readTables(f *leafFile) {
+	if s.image == nil || f.h.Compressed() || f.h.GrainSize > 1<<31 || f.h.OverHead > maxLeafOverHead {
+		return
+	}
+	meta := int64(f.h.OverHead) * vmdk.SectorSize
+	// confirmed[i]: extent f.exts[i] holds a found table.
+	confirmed := make([]bool, len(f.exts))
+	for k, t := range f.gts {
+		if f.state[k] != gtFound {
+			continue
+		}
+		if i, ok := f.extentAt(t.off); ok {
+			confirmed[i] = true
+		}
+	}
+	buf := make([]byte, gtBytes)
+	for k, t := range f.gts {
+		if f.state[k] != gtUnknown || !f.readMapped(s.image, t.off, buf, confirmed) {
+			continue
+		}
+		shape, ok := vmdk.LooksLikeGT(buf, uint32(f.h.GrainSize), 0)
+		if !ok || (shape.NonZero > 0 && int64(shape.Min)*vmdk.SectorSize < meta) {
+			continue // not a table's entries: foreign bytes, stays unknown
+		}
+		f.state[k] = gtRead
+		f.nRead++
+		if shape.NonZero == 0 {
+			f.nEmpty++
+		}
+		f.maxLast = max(f.maxLast, shape.Max)
+	}
+}
+
+// extentAt returns the index of the extent of f.exts (sorted by file
+// offset, not overlapping) holding file offset fo.
+func (f *leafFile) extentAt(fo int64) (int, bool) {
+	i := sort.Search(len(f.exts), func(i int) bool { return f.exts[i].FileOffset+f.exts[i].Length > fo })
+	return i, i < len(f.exts) && f.exts[i].FileOffset <= fo
+}
+
+// readMapped reads file bytes [fo, fo+len(buf)) through the map from the
+// image: false unless every byte lies in an extent ok allows and reads, or
+// in a hole between the joined leaves' runs (zeros: the leaves cover the
+// file's logical blocks up to f.end, so a block none of their runs maps is
+// a hole).
+func (f *leafFile) readMapped(image io.ReaderAt, fo int64, buf []byte, ok []bool) bool {
+	if fo < 0 || fo+int64(len(buf)) > int64(f.end)*f.g.B {
+		return false
+	}
+	for n := 0; n < len(buf); {
+		at := fo + int64(n)
+		i, found := f.extentAt(at)
+		if !found {
+			// A hole up to the next extent (i: the first one after at).
+			next := int64(len(buf) - n)
+			if i < len(f.exts) {
+				next = min(next, f.exts[i].FileOffset-at)
+			}
+			clear(buf[n : n+int(next)])
+			n += int(next)
+			continue
+		}
+		if !ok[i] {
+			return false
+		}
+		e := f.exts[i]
+		in := at - e.FileOffset
+		part := buf[n : n+int(min(e.Length-in, int64(len(buf)-n)))]
+		if _, err := image.ReadAt(part, e.ImageOffset+in); err != nil {
+			return false
+		}
+		n += len(part)
+	}
+	return true
 }
