@@ -3,6 +3,7 @@ package reassemble
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"sort"
@@ -15,7 +16,7 @@ import (
 // hostMaps asks the host-level probes where the files that start at a
 // VMDK header lie, from the NTFS and ext4 structures the carve found;
 // notes say what a probe's work limit left undone.
-func hostMaps(hits []signatures.Hit, anchors []int64) (maps []fsprobe.FileMap, notes []string) {
+func hostMaps(image io.ReaderAt, hits []signatures.Hit, anchors []int64) (maps []fsprobe.FileMap, notes []string) {
 	var ntfs []fsprobe.LocatedNTFS
 	var ext4 []fsprobe.LocatedExt4
 	for i := range hits {
@@ -35,7 +36,7 @@ func hostMaps(hits []signatures.Hit, anchors []int64) (maps []fsprobe.FileMap, n
 		maps, notes = append(maps, m...), append(notes, n...)
 		// Files whose inode is lost (a reformatted host): their surviving
 		// extent-tree leaves, checked against the VMDK's own structures.
-		maps = append(maps, fsprobe.Ext4LeafMaps(ext4, vmdkFacts(hits, anchors), maps)...)
+		maps = append(maps, fsprobe.Ext4LeafMaps(ext4, vmdkFacts(image, hits, anchors), maps)...)
 	}
 	return hostVolumesOnly(maps, hits), notes
 }
@@ -43,12 +44,12 @@ func hostMaps(hits []signatures.Hit, anchors []int64) (maps []fsprobe.FileMap, n
 // vmdkFacts collects what the carve found of the VMDK files' own
 // structures: the headers at the anchors, stream footers, grain-table
 // blocks and decoded grain markers.
-func vmdkFacts(hits []signatures.Hit, anchors []int64) fsprobe.VMDKFacts {
+func vmdkFacts(image io.ReaderAt, hits []signatures.Hit, anchors []int64) fsprobe.VMDKFacts {
 	start := map[int64]bool{}
 	for _, a := range anchors {
 		start[a] = true
 	}
-	var f fsprobe.VMDKFacts
+	f := fsprobe.VMDKFacts{Image: image}
 	for i := range hits {
 		h := &hits[i]
 		if h.Verdict != signatures.Valid {
@@ -74,7 +75,7 @@ func vmdkFacts(hits []signatures.Hit, anchors []int64) fsprobe.VMDKFacts {
 // are kept: a guest's sector 0 stored inside a sparse grain would
 // otherwise let the probes solve a host geometry from the guest's own
 // inodes.
-func flatMaps(hits []signatures.Hit, x *hitIndex) []fsprobe.FileMap {
+func flatMaps(image io.ReaderAt, hits []signatures.Hit, x *hitIndex) []fsprobe.FileMap {
 	var anchors []int64
 	for _, h := range x.mbrs {
 		if h.Offset > 0 {
@@ -85,7 +86,7 @@ func flatMaps(hits []signatures.Hit, x *hitIndex) []fsprobe.FileMap {
 		return nil
 	}
 	var out []fsprobe.FileMap
-	maps, _ := hostMaps(hits, anchors) // the header pass notes a capped probe
+	maps, _ := hostMaps(image, hits, anchors) // the header pass notes a capped probe
 	for _, m := range maps {
 		if m.OwnGeometry {
 			out = append(out, m)

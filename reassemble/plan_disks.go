@@ -152,7 +152,7 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 			anchors = append(anchors, h.Offset)
 		}
 	}
-	maps, hostNotes := hostMaps(hits, anchors)
+	maps, hostNotes := hostMaps(image, hits, anchors)
 	instances := findInstances(x, image, imageSize, maps)
 	placeInstances(instances, image, x, opts)
 	// Flat extents last: a partition table inside the grains the other
@@ -161,7 +161,7 @@ func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Op
 	if x.anyFlatDescriptor() {
 		// The host probes are asked again, for files starting at a
 		// partition table, only when a flat extent is described at all.
-		flats = append(flats, flatMaps(hits, x)...)
+		flats = append(flats, flatMaps(image, hits, x)...)
 	}
 	for _, inst := range flatInstances(x, image, imageSize, flats, instances) {
 		inst.ID = len(instances) + 1
