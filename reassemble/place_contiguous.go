@@ -384,8 +384,9 @@ func blocksRandom(view *fileView, fp Fingerprints, off, n int64) bool {
 	if fp == nil || n <= 0 {
 		return false
 	}
+	bc := newBlockClassifier(view, fp)
 	for b := off / fingerprint.BlockSize * fingerprint.BlockSize; b < off+n; b += fingerprint.BlockSize {
-		if blockClass(view, fp, b, fingerprint.BlockSize) != damage.Random {
+		if bc.class(b, fingerprint.BlockSize) != damage.Random {
 			return false
 		}
 	}
