@@ -83,6 +83,14 @@ func ExpectNTFSVolume(part int64) []Expectation {
 	return []Expectation{ntfsBootExpectation(part, "NTFS boot sector at the start of partition", 0)}
 }
 
+// ExpectExtVolume predicts what an ext2/3/4 volume starting at byte part
+// of a disk holds (its superblock, then its backups, checksummed group
+// descriptors and inodes), for a disk with no partition table whose
+// volume may start at its first byte.
+func ExpectExtVolume(part int64) []Expectation {
+	return []Expectation{extSuperblockExpectation(part, 0, nil)}
+}
+
 // partitionStartExpectation expects a known volume signature in the first
 // 4 KiB of a partition of the given MBR type.
 func partitionStartExpectation(part int64, typ byte) Expectation {

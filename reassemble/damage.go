@@ -1,12 +1,16 @@
 package reassemble
 
 import (
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 
 	"vmdkcarve/fingerprint"
+	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/reassemble/damage"
+	"vmdkcarve/vmdk"
 )
 
 // The damage policy's types, as the reports show them (package damage).
@@ -178,4 +182,201 @@ func inheritLattices(instances []*Instance) {
 		inst.Damage = p.Report(damaged)
 		inst.Notes = append(inst.Notes, inst.Damage.Decision)
 	}
+}
+
+// judgePredicted checks the structures the VMDK and the guest predict in a
+// file (predicted, in any order, a structure listed twice counted once)
+// against the bytes the file's map reads at their places, for the damage
+// policy (damage/destroyed.go):
+//
+//   - a guest file's last block (tail) that ends as the file does, its
+//     last byte where the size says and zeros after, is Confirmed: random
+//     bytes do not end so;
+//   - a tail with bytes past the file's end whose blocks read random is
+//     Destroyed: the block is not the file's, and random bytes are not
+//     another structure's (bytes past the end that do not read random are
+//     the follower's contradiction, not damage);
+//   - any other structure (a grain table, a block a copy holds in clear)
+//     is Destroyed when it lies in a chunk that reads random and its
+//     blocks do. Only those are read: there is one per grain table, and
+//     the tables were read already.
+//
+// A tail is read once, its block's bytes (the guest's block size); the
+// tails are those of the guest files whose records the follower found,
+// bounded there (fsprobe's maxTails).
+func judgePredicted(view *fileView, fp Fingerprints, dmg *damage.Policy, predicted []structureAt) []damage.Prediction {
+	if dmg == nil || fp == nil {
+		return nil
+	}
+	var out []damage.Prediction
+	seen := map[int64]bool{}
+	var buf []byte
+	for _, s := range predicted {
+		if seen[s.off] || s.n <= 0 {
+			continue
+		}
+		seen[s.off] = true
+		q := damage.Prediction{Off: s.off, N: s.n, What: s.what}
+		switch {
+		case s.check != nil:
+			if int64(cap(buf)) < s.n {
+				buf = make([]byte, s.n)
+			}
+			b := buf[:s.n]
+			if _, err := view.ReadAt(b, s.off); err != nil {
+				break
+			}
+			match, mismatch := s.check(b)
+			switch {
+			case match:
+				q.Outcome = damage.Confirmed
+			case mismatch && blocksRandom(view, fp, s.off, s.n):
+				q.Outcome = damage.Destroyed
+			}
+		case dmg.RandomAt(s.off) && blocksRandom(view, fp, s.off, s.n):
+			q.Outcome = damage.Destroyed
+		}
+		out = append(out, q)
+	}
+	return out
+}
+
+// markDestroyed decides the grains a file's own predictions prove
+// destroyed (damage/destroyed.go), lattice or not, where they are placed
+// (or zero) so far: the grain holding a destroyed prediction, and in a
+// destroyed span, every grain with a 4 KiB block inside the span that
+// reads random. A grain in a span none of whose blocks there reads random
+// stays as placed: whatever destroyed the span wrote random bytes, and it
+// may be intact guest text between destroyed parts (the placement's own
+// checks have not contradicted it). preds are judgePredicted's; the
+// file's data lies in [start, end) in grains of grainBytes; cands are in
+// file order.
+func markDestroyed(inst *Instance, view *fileView, fp Fingerprints, dmg *damage.Policy, cands []candidate, preds []damage.Prediction, start, end, grainBytes int64) {
+	if dmg == nil {
+		return
+	}
+	h := inst.Header
+	slotEnd := func(i int) int64 { return int64(cands[i].sector)*vmdk.SectorSize + grainLength(h, cands[i].grain) }
+	decided := func(g uint64) bool {
+		gr := inst.grains.one[g]
+		return gr == nil || (gr.Status != Placed && gr.Status != Zero)
+	}
+	for _, q := range preds {
+		if q.Outcome != damage.Destroyed {
+			continue
+		}
+		i := sort.Search(len(cands), func(i int) bool { return slotEnd(i) > q.Off })
+		if i == len(cands) || int64(cands[i].sector)*vmdk.SectorSize > q.Off || decided(cands[i].grain) {
+			continue
+		}
+		inst.grains.set(cands[i].grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonStructureDestroyed, Offset: q.Off, Detail: q.What}})
+	}
+	spans := dmg.Spans(preds, start, end, grainBytes)
+	bc := newBlockClassifier(view, fp)
+	for k := range spans {
+		s := &spans[k]
+		for i := sort.Search(len(cands), func(i int) bool { return slotEnd(i) > s.From }); i < len(cands); i++ {
+			c := cands[i]
+			lo := int64(c.sector) * vmdk.SectorSize
+			if lo >= s.To {
+				break
+			}
+			gr := inst.grains.one[c.grain]
+			if decided(c.grain) || gr.Status != Placed {
+				continue // (a zero grain reads no random block)
+			}
+			for b := lo; b < min(slotEnd(i), s.To); b += fingerprint.BlockSize {
+				if b+fingerprint.BlockSize <= s.From {
+					continue
+				}
+				if bc.class(b, min(fingerprint.BlockSize, slotEnd(i)-b)) == damage.Random {
+					inst.grains.set(c.grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonDestroyedSpan, Offset: b, Detail: s.String()}})
+					s.Grains++
+					break
+				}
+			}
+		}
+	}
+	dmg.Record(spans)
+}
+
+// maxGuestPredictions bounds the guest's own predictions guestPredictions
+// evaluates for one file (each a read of at most 64 KiB, most of a few
+// hundred bytes): an ext4 volume predicts a few inodes per group and its
+// superblock backups, an NTFS volume its first MFT records.
+const maxGuestPredictions = 1 << 16
+
+// guestPredictions evaluates the guest's own predictions (fsprobe's
+// Expectations, the very ones the contiguity walk checks: a partition
+// table's volumes, a superblock's backups, group descriptors and inodes,
+// a boot sector's MFT records) through the file's map, for the damage
+// policy: each one whose grain the tables place becomes a structure with
+// its check. A disk without a partition table is tried as an ext or NTFS
+// volume at its start; those two guesses are soft (a disk of cipher text
+// contradicts neither), and only what a match predicts counts.
+func guestPredictions(inst *Instance, view *fileView, cands []candidate) []structureAt {
+	h := inst.Header
+	gb := h.GrainBytes()
+	diskSize := int64(h.Capacity) * vmdk.SectorSize
+	if gb <= 0 || len(cands) == 0 {
+		return nil
+	}
+	sectorOf := make(map[uint64]uint32, len(cands))
+	for _, c := range cands {
+		sectorOf[c.grain] = c.sector
+	}
+	fileOf := func(v, n int64) (int64, bool) {
+		if v < 0 || n <= 0 || v/gb != (v+n-1)/gb {
+			return 0, false
+		}
+		sec, ok := sectorOf[uint64(v/gb)]
+		return int64(sec)*vmdk.SectorSize + v%gb, ok
+	}
+	read := func(v, n int64) ([]byte, int64, bool) {
+		p, ok := fileOf(v, n)
+		if !ok {
+			return nil, 0, false
+		}
+		b := make([]byte, n)
+		if _, err := view.ReadAt(b, p); err != nil {
+			return nil, 0, false
+		}
+		return b, p, true
+	}
+	var queue []fsprobe.Expectation
+	if b, _, ok := read(0, min(gb, 64<<10)); ok && len(b) >= vmdk.SectorSize {
+		queue = fsprobe.ExpectFromMBR(b, diskSize)
+	}
+	if len(queue) == 0 {
+		for _, e := range slices.Concat(fsprobe.ExpectExtVolume(0), fsprobe.ExpectNTFSVolume(0)) {
+			e.Soft = true
+			queue = append(queue, e)
+		}
+	}
+	var out []structureAt
+	for done := 0; len(queue) > 0 && done < maxGuestPredictions; done++ {
+		e := queue[0]
+		queue = queue[1:]
+		if e.Len <= 0 || e.Len > 64<<10 || e.Offset < 0 || e.Offset+int64(e.Len) > diskSize {
+			continue
+		}
+		b, p, ok := read(e.Offset, int64(e.Len))
+		if !ok {
+			continue
+		}
+		if e.Match(b) {
+			if e.Then != nil {
+				queue = append(queue, e.Then(b)...)
+			}
+		}
+		if e.Soft {
+			continue
+		}
+		match := e.Match
+		out = append(out, structureAt{off: p, n: int64(e.Len), what: e.Desc, check: func(b []byte) (bool, bool) {
+			ok := match(b)
+			return ok, !ok
+		}})
+	}
+	return out
 }
