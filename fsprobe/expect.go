@@ -83,11 +83,10 @@ func ExpectNTFSVolume(part int64) []Expectation {
 	return []Expectation{ntfsBootExpectation(part, "NTFS boot sector at the start of partition", 0)}
 }
 
-// ExpectExtVolume predicts what an ext2/3/4 volume starting at byte part
-// of a disk holds (its superblock, then its backups, checksummed group
-// descriptors and inodes), for a disk with no partition table whose
-// volume may start at its first byte.
-func ExpectExtVolume(part int64) []Expectation {
+// ExpectExt4Volume predicts what an ext volume starting at byte part of a
+// disk holds (its primary superblock, then its backups and group
+// descriptors), for a disk formatted whole, without a partition table.
+func ExpectExt4Volume(part int64) []Expectation {
 	return []Expectation{extSuperblockExpectation(part, 0, nil)}
 }
 

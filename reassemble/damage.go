@@ -348,7 +348,7 @@ func guestPredictions(inst *Instance, view *fileView, cands []candidate) []struc
 		queue = fsprobe.ExpectFromMBR(b, diskSize)
 	}
 	if len(queue) == 0 {
-		for _, e := range slices.Concat(fsprobe.ExpectExtVolume(0), fsprobe.ExpectNTFSVolume(0)) {
+		for _, e := range slices.Concat(fsprobe.ExpectExt4Volume(0), fsprobe.ExpectNTFSVolume(0)) {
 			e.Soft = true
 			queue = append(queue, e)
 		}
