@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"vmdkcarve/fingerprint"
+	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fsprobe"
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/reassemble/damage"
@@ -377,6 +378,96 @@ func guestPredictions(inst *Instance, view *fileView, cands []candidate) []struc
 			ok := match(b)
 			return ok, !ok
 		}})
+	}
+	return out
+}
+
+// hostedTails lists the guest's file tails in a file its host maps, as
+// the follower lists them in a file it follows (tailProofs), for the
+// damage policy: the guest's geometry is learned from the geometry
+// structures the carve found inside the file (a partition table in grain
+// 0, a boot sector or primary superblock where the tables put its
+// volume's start), its records from the guest structures found inside
+// it, each read through the host's map (learnWindow and anchorWindow
+// bytes, once per structure), and a tail is listed where the tables place
+// its block.
+func hostedTails(inst *Instance, view *fileView, x *hitIndex, cands []candidate) []structureAt {
+	h := inst.Header
+	gb := h.GrainBytes()
+	if gb <= 0 || len(cands) == 0 || len(x.guest) == 0 {
+		return nil
+	}
+	sectorOf := make(map[uint64]uint32, len(cands))
+	slots := make([]int64, 0, len(cands))
+	slotGrain := make(map[int64]uint64, len(cands))
+	for _, c := range cands {
+		p := int64(c.sector) * vmdk.SectorSize
+		sectorOf[c.grain], slotGrain[p] = c.sector, c.grain
+		slots = append(slots, p)
+	}
+	slices.Sort(slots)
+	virtualOf := func(p int64) (int64, bool) {
+		i := sort.Search(len(slots), func(i int) bool { return slots[i]+gb > p })
+		if i == len(slots) || slots[i] > p {
+			return 0, false
+		}
+		return int64(slotGrain[slots[i]])*gb + p - slots[i], true
+	}
+	read := func(p, n int64) []byte {
+		b := make([]byte, max(0, min(n, view.size()-p)))
+		if len(b) == 0 {
+			return nil
+		}
+		if _, err := view.ReadAt(b, p); err != nil {
+			return nil
+		}
+		return b
+	}
+	loc := fsprobe.NewLocator(gb, int64(h.Capacity)*vmdk.SectorSize)
+	for _, y := range x.geometry {
+		start := y
+		switch {
+		case x.volumeAt[y-ext4.SuperblockOffset]:
+			start = y - ext4.SuperblockOffset // a primary superblock: its block
+		case x.volumeAt[y]:
+			// An NTFS boot sector names its own place (LearnAt checks it).
+		}
+		p, ok := inst.fileOffsetOf(start)
+		if !ok {
+			continue
+		}
+		v, ok := virtualOf(p)
+		if !ok || (x.mbrAt(y) && v != 0) {
+			continue // (a partition table is sector 0)
+		}
+		if b := read(p, learnWindow); b != nil {
+			loc.LearnAt(b, v)
+		}
+	}
+	loc.Prepare()
+	if loc.Volumes() == 0 {
+		return nil
+	}
+	offs := slices.Sorted(slices.Values(x.guest))
+	covered := int64(-1)
+	for _, y := range offs {
+		p, ok := inst.fileOffsetOf(y)
+		if !ok || y < covered {
+			continue
+		}
+		if b := read(p, anchorWindow); b != nil {
+			covered = y + anchorWindow/2
+			loc.Locate(b)
+		}
+	}
+	var out []structureAt
+	for _, t := range loc.Tails() {
+		g := uint64(t.Addr / gb)
+		sec, ok := sectorOf[g]
+		if !ok || (t.Addr+int64(t.Block)-1)/gb != t.Addr/gb {
+			continue
+		}
+		out = append(out, structureAt{off: int64(sec)*vmdk.SectorSize + t.Addr%gb, n: int64(t.Block), what: "the " + t.What, check: t.TailMatch})
 	}
 	return out
 }

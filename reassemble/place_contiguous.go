@@ -103,6 +103,9 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 	var guest []structureAt
 	if dmg != nil {
 		guest = guestPredictions(inst, view, cands)
+		if !inst.contiguousOnly() {
+			guest = append(guest, hostedTails(inst, view, x, cands)...)
+		}
 	}
 	preds := judgePredicted(view, opts.Fingerprints, dmg, slices.Concat(predicted, guest))
 	for _, q := range preds {
