@@ -348,6 +348,20 @@ func StructureDestroyed(n uint64, first string) Finding {
 	return f
 }
 
+// DestroyedSpan: n grains damaged in the spans stretches of the file its
+// own predictions prove destroyed, the first of them first (its words).
+func DestroyedSpan(n uint64, spans int, first string) Finding {
+	what := fmt.Sprintf("A stretch of the file is destroyed: %s.", first)
+	if spans > 1 {
+		what = fmt.Sprintf("%d stretches of the file are destroyed, the first %s.", spans, first)
+	}
+	f := New(CodeDestroyedSpan, what,
+		fmt.Sprintf("%s in them read random and are damaged and written as holes; the instance's damage report lists the stretches.", capital(grains(n))))
+	f.Grains = n
+	f.Detail = map[string]any{"stretches": spans, "first": first}
+	return f
+}
+
 // CopiesMerged: copies copies of one disk version were merged.
 func CopiesMerged(copies int, corroborated uint64) Finding {
 	f := New(CodeCopiesMerged,

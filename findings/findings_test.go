@@ -75,6 +75,8 @@ func TestConstructors(t *testing.T) {
 		{SplitExtentUnproven(3), CodeSplitExtentLost, "instance 3"},
 		{EncryptionLattice("1 MiB every 8 MiB", "statistics", 40), CodeEncryptionLattice, "proven on the file: 1 MiB every 8 MiB"},
 		{StructureDestroyed(1, "primary grain table 0"), CodeStructureDestroyed, "1 grain read random"},
+		{DestroyedSpan(40, 1, "file offsets 1048576 to 2097152"), CodeDestroyedSpan, "A stretch of the file is destroyed: file offsets 1048576"},
+		{DestroyedSpan(40, 2, "file offsets 1048576 to 2097152"), CodeDestroyedSpan, "2 stretches of the file are destroyed, the first file offsets"},
 		{CopiesMerged(2, 100), CodeCopiesMerged, "2 copies"},
 		{VersionsFound(1, 0, 2, "descriptor CID chain"), CodeVersionsFound, "version 1 of 2"},
 		{VersionsFound(1, 0, 2, "unknown"), CodeVersionsFound, "order not known"},

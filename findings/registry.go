@@ -36,6 +36,7 @@ const (
 	// Damage.
 	CodeEncryptionLattice  Code = "encryption-lattice"
 	CodeStructureDestroyed Code = "structure-destroyed"
+	CodeDestroyedSpan      Code = "destroyed-span"
 
 	// The disk as merged from its copies.
 	CodeCopiesMerged     Code = "copies-merged"
@@ -140,6 +141,9 @@ var registry = []Entry{
 	{CodeStructureDestroyed, Error,
 		"Structures the VMDK or the guest predicts in some grains read random there: their bytes are destroyed.",
 		"Those grains are damaged and written as holes."},
+	{CodeDestroyedSpan, Error,
+		"Several structures the guest predicts in a stretch of the file read random there, with none found intact between them: the stretch is destroyed (a copy cut short and followed by other bytes, an area overwritten).",
+		"The grains of the stretch holding random-looking bytes are damaged and written as holes; grains that do not read random are placed only where nothing else contradicts them."},
 
 	{CodeCopiesMerged, Info,
 		"Several copies of this disk (one version) were found.",

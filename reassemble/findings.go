@@ -127,6 +127,13 @@ func instanceFindings(inst *Instance, copies int) []findings.Finding {
 	if r := groups[ReasonStructureDestroyed]; r != nil {
 		out = append(out, findings.StructureDestroyed(r.grains, r.reason.Detail))
 	}
+	if r := groups[ReasonDestroyedSpan]; r != nil {
+		spans := 1
+		if dm := inst.Damage; dm != nil {
+			spans = max(spans, len(dm.Spans))
+		}
+		out = append(out, findings.DestroyedSpan(r.grains, spans, r.reason.Detail))
+	}
 	for _, b := range inst.Breaks {
 		out = append(out, findings.FragmentBreak(b.FileOffset, b.ImageOffset, b.Why))
 	}

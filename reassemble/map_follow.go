@@ -79,10 +79,6 @@ const (
 	// other's own anchors there (a spurious shift backed by a few tails
 	// loses to the file's piece; two versions of the guest tie).
 	dominantAnchors = 2
-	// maxProofTailUse: a tail block whose file bytes fill at most this
-	// much of it holds a quarter of zeros, which no random block does: one
-	// that reads random is destroyed.
-	maxProofTailUse = 3072
 	// tailScanChunk is the bytes read at a time by the tail scan.
 	tailScanChunk = 4 << 20
 	// maxFollowAnchors bounds the anchors kept for one file.
@@ -203,7 +199,7 @@ func followFragments(inst *Instance, image io.ReaderAt, x *hitIndex, opts Option
 			q, why = m[0].off, m[0].what
 		}
 		if why == "" {
-			return nil, nil
+			return nil, f.tailProofs(inst.Fragments)
 		}
 		if why == whyOutsideImage {
 			// The image ends before the file does, and nothing before
@@ -846,19 +842,16 @@ func (f *follower) randomBlock(y int64, b []byte) bool {
 }
 
 // tailProofs lists the file tails inside mapped fragments as structures
-// the guest predicts there, for the damage policy: one that reads random
-// is a destroyed tail. Only tails with room for zeros a random block
-// cannot hold (maxProofTailUse) are listed.
+// the guest predicts there, for the damage policy (judgePredicted): one
+// that ends as the file does confirms the bytes around it, one with bytes
+// past the file's end that reads random is destroyed.
 func (f *follower) tailProofs(frags []Fragment) []structureAt {
 	var out []structureAt
 	for _, p := range f.tailOffsets() {
 		t := f.tails[p]
-		if t.Used > maxProofTailUse {
-			continue
-		}
 		i := sort.Search(len(frags), func(i int) bool { return frags[i].FileOffset+frags[i].Length > p })
 		if i < len(frags) && frags[i].FileOffset <= p && p+int64(t.Block) <= frags[i].FileOffset+frags[i].Length {
-			out = append(out, structureAt{off: p, n: int64(t.Block), what: "the " + t.What})
+			out = append(out, structureAt{off: p, n: int64(t.Block), what: "the " + t.What, check: t.TailMatch})
 		}
 	}
 	return out

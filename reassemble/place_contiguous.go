@@ -100,11 +100,17 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		fileEnd = int64(cands[len(cands)-1].sector)*vmdk.SectorSize + h.GrainBytes()
 	}
 	dmg := newDamagePolicy(view, opts.Fingerprints, min(view.size(), fileEnd), inst.flat, opts.workers())
-	var destroyed []structureAt // predicted structures that read random
-	for _, s := range predicted {
-		if dmg.RandomAt(s.off) && blocksRandom(view, opts.Fingerprints, s.off, s.n) {
-			dmg.Prove(s.off, s.what)
-			destroyed = append(destroyed, s)
+	var guest []structureAt
+	if dmg != nil {
+		guest = guestPredictions(inst, view, cands)
+		if !inst.contiguousOnly() {
+			guest = append(guest, hostedTails(inst, view, x, cands)...)
+		}
+	}
+	preds := judgePredicted(view, opts.Fingerprints, dmg, slices.Concat(predicted, guest))
+	for _, q := range preds {
+		if q.Outcome == damage.Destroyed {
+			dmg.Prove(q.Off, q.What)
 		}
 	}
 	dmg.Decide()
@@ -119,8 +125,10 @@ func placeCandidates(inst *Instance, view *fileView, cands []candidate, x *hitIn
 		inst.Notes = append(inst.Notes, fmt.Sprintf("%d allocated grains hold zeros: VMware's writers store grains the guest zeroed, so they do not end the contiguous assumption", w.zeroGrains))
 	}
 	w.settleDeferred(cands)
-	if !w.contiguous {
-		markDestroyed(inst, cands, destroyed)
+	if !w.contiguous || w.brokenAt < 0 {
+		// (Where the contiguous assumption broke, the bytes it read are
+		// not known to be the file's: keepOnlyProven decides them.)
+		markDestroyed(inst, view, opts.Fingerprints, dmg, cands, preds, int64(h.OverHead)*vmdk.SectorSize, min(view.size(), fileEnd), h.GrainBytes())
 	}
 	reportDamage(inst, dmg, cands)
 	if !w.contiguous {
@@ -297,24 +305,6 @@ func reportDamage(inst *Instance, dmg *damage.Policy, cands []candidate) {
 	}
 }
 
-// markDestroyed: in a file mapped by the host or by anchors, a structure
-// the VMDK or the guest predicts in a grain, read random, is destroyed
-// there, lattice or not. cands are in file order.
-func markDestroyed(inst *Instance, cands []candidate, destroyed []structureAt) {
-	h := inst.Header
-	for _, d := range destroyed {
-		i := sort.Search(len(cands), func(i int) bool {
-			return int64(cands[i].sector)*vmdk.SectorSize+grainLength(h, cands[i].grain) > d.off
-		})
-		if i == len(cands) || int64(cands[i].sector)*vmdk.SectorSize > d.off {
-			continue
-		}
-		if gr := inst.grains.one[cands[i].grain]; gr != nil && (gr.Status == Placed || gr.Status == Zero) {
-			inst.grains.set(cands[i].grain, &Grain{Status: Damaged, Reason: Reason{Code: ReasonStructureDestroyed, Offset: d.off, Detail: d.what}})
-		}
-	}
-}
-
 // keepOnlyProven: in a file found broken at brokenAt (for why), no grain
 // rests on the contiguous assumption alone: the grains placed stay only
 // where their own guest structures prove them (selfProven), and never the
@@ -376,6 +366,10 @@ func misplacedIn(ms []structureAt, off, n int64) string {
 type structureAt struct {
 	off, n int64
 	what   string
+	// check, for a structure of the guest (a file's last block, an
+	// fsprobe.Expectation): whether the bytes read there hold it (match)
+	// or cannot (mismatch), for judgePredicted.
+	check func(b []byte) (match, mismatch bool)
 }
 
 // blocksRandom reports whether every 4 KiB block holding [off, off+n) of
@@ -384,8 +378,9 @@ func blocksRandom(view *fileView, fp Fingerprints, off, n int64) bool {
 	if fp == nil || n <= 0 {
 		return false
 	}
+	bc := newBlockClassifier(view, fp)
 	for b := off / fingerprint.BlockSize * fingerprint.BlockSize; b < off+n; b += fingerprint.BlockSize {
-		if blockClass(view, fp, b, fingerprint.BlockSize) != damage.Random {
+		if bc.class(b, fingerprint.BlockSize) != damage.Random {
 			return false
 		}
 	}

@@ -109,15 +109,18 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		}
 		return
 	}
-	predicted := predictedTables(h, primary, redundant)
+	tables := predictedTables(h, primary, redundant)
+	predicted := tables
 	tr := readTables(inst, t, primary, redundant)
 	cands, owner, tableZero := tr.cands, tr.owner, tr.tableZero
 	if inst.contiguousOnly() {
 		inst.follow = &followInput{cands: cands, predicted: predicted, zero: tableZero, broken: -1}
 		// No host map: the anchors say whether the file is contiguous
-		// from its header and, where not, where its pieces lie.
-		if frags, proofs := followFragments(inst, image, x, opts, cands, predicted, -1); frags != nil {
-			predicted = append(predicted, proofs...)
+		// from its header and, where not, where its pieces lie (and the
+		// guest's file tails in it, contiguous or not: damage proofs).
+		frags, proofs := followFragments(inst, image, x, opts, cands, predicted, -1)
+		predicted = append(predicted, proofs...)
+		if frags != nil {
 			inst.Fragments, inst.byImage = frags, nil
 			view = newFileView(image, frags)
 			inst.size = view.size()
@@ -127,8 +130,12 @@ func placeSparse(inst *Instance, image io.ReaderAt, x *hitIndex, opts Options) {
 		if inst.follow != nil {
 			inst.follow.broken = broken
 		}
-		if frags, proofs := followFragments(inst, image, x, opts, cands, predicted, broken); frags != nil {
-			predicted = append(predicted, proofs...)
+		// (The VMDK's own structures are anchors of the header's shift;
+		// the guest's tails are not.)
+		if frags, proofs := followFragments(inst, image, x, opts, cands, tables, broken); frags != nil {
+			// (The tails learned before were learned on the contiguity
+			// that broke: only the new map's count.)
+			predicted = append(slices.Clone(tables), proofs...)
 			// The anchors found where the rest of the file lies: every
 			// grain is decided again through the new map.
 			inst.Fragments, inst.byImage = frags, nil

@@ -75,6 +75,7 @@ const (
 	// Damage.
 	ReasonStructureDestroyed ReasonCode = "structure-destroyed" // damaged: file offset Offset reads random where a structure (Detail) is predicted
 	ReasonEncryptionLattice  ReasonCode = "encryption-lattice"  // damaged: file offset Offset lies on an accepted lattice (Detail)
+	ReasonDestroyedSpan      ReasonCode = "destroyed-span"      // damaged: file offset Offset reads random inside a span the file's predictions prove destroyed (Detail)
 
 	// Last resort (tables lost).
 	ReasonSelfLocated         ReasonCode = "self-located"          // placed: its own guest structures (Detail) say where it lies; Other identical slots claim it
@@ -179,6 +180,8 @@ func (r Reason) words() string {
 		return fmt.Sprintf("file offset %d reads random where %s lies", r.Offset, r.Detail)
 	case ReasonEncryptionLattice:
 		return fmt.Sprintf("file offset %d lies on the encryption lattice %s", r.Offset, r.Detail)
+	case ReasonDestroyedSpan:
+		return fmt.Sprintf("file offset %d reads random inside a stretch of the file its own predictions prove destroyed: %s", r.Offset, r.Detail)
 	case ReasonSelfLocated:
 		s := "its own guest structures say where it lies: " + r.Detail
 		if r.Other > 0 {

@@ -150,9 +150,12 @@ type Report struct {
 	Lattices     []Lattice `json:"lattices,omitempty"`
 	// Rejected is the strongest candidate lattice that was not accepted,
 	// with its figures: why the file's random chunks were left as content.
-	Rejected      *Lattice `json:"best_rejected,omitempty"`
-	DamagedGrains uint64   `json:"damaged_grains,omitempty"`
-	Decision      string   `json:"decision"`
+	Rejected *Lattice `json:"best_rejected,omitempty"`
+	// Spans are the stretches of the file its own predictions prove
+	// destroyed (destroyed.go).
+	Spans         []Span `json:"destroyed_spans,omitempty"`
+	DamagedGrains uint64 `json:"damaged_grains,omitempty"`
+	Decision      string `json:"decision"`
 }
 
 // Class is what one chunk of a file holds, from the fingerprints.
@@ -177,6 +180,7 @@ type Policy struct {
 	first, last []Class
 	flat        bool // a flat extent: file offsets are the guest's own
 	rejected    *Lattice
+	spans       []Span // destroyed spans (Spans, Record)
 }
 
 // New makes the policy of a file from its chunks' classes and the classes
@@ -636,7 +640,7 @@ func (p *Policy) Report(damagedGrains uint64) *Report {
 	if p == nil {
 		return nil
 	}
-	r := &Report{Lattices: p.lattices, Rejected: p.rejected, DamagedGrains: damagedGrains}
+	r := &Report{Lattices: p.lattices, Rejected: p.rejected, Spans: p.spans, DamagedGrains: damagedGrains}
 	for _, c := range p.class {
 		if c == Plain || c == Random {
 			r.DataChunks++
@@ -657,6 +661,13 @@ func (p *Policy) Report(damagedGrains uint64) *Report {
 		r.Decision = "no chunk reads random"
 	default:
 		r.Decision = fmt.Sprintf("%d of %d data chunks read random and lie on no proven lattice: guest content, placed", r.RandomChunks, r.DataChunks)
+	}
+	if len(p.spans) > 0 {
+		var ss []string
+		for _, s := range p.spans {
+			ss = append(ss, s.String())
+		}
+		r.Decision += fmt.Sprintf("; destroyed, by the file's own predictions: %s (their random blocks' grains are damaged)", strings.Join(ss, "; "))
 	}
 	return r
 }
