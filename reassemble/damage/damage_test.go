@@ -1,6 +1,7 @@
 package damage
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -142,6 +143,114 @@ func TestDamagePolicyStructuralProof(t *testing.T) {
 	}
 	if p.damaged[15] || p.damaged[16] {
 		t.Error("guest random chunks off the lattice were taken as damage")
+	}
+}
+
+// halfRandom is a guest background of n chunks nearly 60% random, in runs
+// of 1 to 6 chunks between plain runs of 1 to 4 (a seeded generator): a
+// guest half of compressed files. Its random runs do not start or end on the
+// file's MiB grid, so the plain chunks beside them hold some of their
+// random blocks (spill): none is sharp, as guest content seldom is.
+func halfRandom(n int, seed uint64) *Policy {
+	b := []byte(strings.Repeat(".", n))
+	x := seed
+	next := func(m int) int {
+		x = x*6364136223846793005 + 1442695040888963407
+		return int(x>>33) % m
+	}
+	for k := next(4); k < n; {
+		l := 1 + next(6)
+		for j := k; j < k+l && j < n; j++ {
+			b[j] = 'R'
+		}
+		k += l + 1 + next(4)
+	}
+	p := policyOf(string(b), false)
+	for k := range p.class {
+		if p.class[k] != Random {
+			continue
+		}
+		if k > 0 && p.class[k-1] == Plain {
+			p.last[k-1] = Random
+		}
+		if k+1 < n && p.class[k+1] == Plain {
+			p.first[k+1] = Random
+		}
+	}
+	return p
+}
+
+// plant encrypts chunks every stride from phase in a policy's file, as a
+// locker does: whole chunks, their first and last blocks random.
+func plant(p *Policy, phase, stride int) {
+	for k := phase; k < len(p.class); k += stride {
+		p.class[k], p.first[k], p.last[k] = Random, Random, Random
+	}
+}
+
+// TestDamagePolicyWithoutContrast: a locker's lattice through a guest
+// whose chunks between read random more often than not has no contrast.
+// With structures on it that read random and a chance by accident far
+// below uncontrastedSignificance, it is accepted and every chunk on it is
+// damaged; the two proofs also fit a sparser lattice through a few of its
+// chunks, which must not take them first and leave the real one in runs
+// too short to prove. Without the proofs the lattice is not accepted
+// without contrast.
+func TestDamagePolicyWithoutContrast(t *testing.T) {
+	const n, phase, stride = 336, 1, 8
+	for _, seed := range []uint64{1, 2, 3} {
+		for _, tc := range []struct {
+			name    string
+			planted bool
+			proofs  []int // chunks covering a predicted structure that reads random
+			want    bool
+		}{
+			{"1 MiB every 8 MiB, no structure on it", true, nil, false},
+			{"1 MiB every 8 MiB, two proofs 56 MiB apart", true, []int{phase + 7*stride, phase + 14*stride}, true},
+		} {
+			t.Run(fmt.Sprintf("%s, seed %d", tc.name, seed), func(t *testing.T) {
+				p := halfRandom(n, seed)
+				if tc.planted {
+					plant(p, phase, stride)
+				}
+				for _, k := range tc.proofs {
+					p.class[k] = Random
+					p.proofs[k] = []string{"the last block of a file"}
+				}
+				off, rnd := 0, 0
+				for k, c := range p.class {
+					if (k-phase)%stride != 0 && c != Empty {
+						off++
+						if c == Random {
+							rnd++
+						}
+					}
+				}
+				if 2*rnd <= off {
+					t.Fatalf("background %d of %d chunks random: it contrasts", rnd, off)
+				}
+				p.Decide()
+				if !tc.want {
+					for _, l := range p.lattices {
+						if l.Stride == stride<<20 && l.Phase%(stride<<20) == phase<<20 {
+							t.Fatalf("accepted %+v without contrast or structure: %s", l, l.Proof)
+						}
+					}
+					return
+				}
+				if len(p.lattices) == 0 {
+					t.Fatalf("no lattice; best rejected %+v", p.Report(0).Rejected)
+				}
+				for k := phase; k < n; k += stride {
+					if !p.damaged[k] {
+						t.Errorf("chunk %d is on the lattice but not damaged; lattices %+v", k, p.lattices)
+					}
+				}
+				if l := p.lattices[0]; l.Stride != stride<<20 || l.Phase != phase<<20 {
+					t.Errorf("first lattice %+v, want 1 MiB every 8 MiB from 1 MiB", l)
+				}
+			})
+		}
 	}
 }
 
