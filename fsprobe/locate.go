@@ -341,7 +341,7 @@ func (l *Locator) partitionAt(start int64) bool {
 // group descriptors.
 func (l *Locator) extVolume(p *extPrimary) *extLoc {
 	sb := p.sb
-	size := int64(sb.Blocks) * int64(sb.BlockSize)
+	size := sb.VolumeBytes()
 	start := int64(-1)
 	switch {
 	case len(p.places) > 0:

@@ -295,14 +295,17 @@ func ext4FlatStarts(x *hitIndex, taken []*Instance, sizes []uint64) []flatStart 
 			continue
 		}
 		sb := x.ext4Primary[h]
-		if sb == nil || sb.Group != 0 || sb.Validate() != nil {
+		if sb == nil || sb.Validate() != nil { // a hit read back from a case file a user may edit
 			continue
 		}
-		bytes := int64(sb.Blocks) * int64(sb.BlockSize)
-		k := sort.Search(len(sizes), func(i int) bool { return int64(sizes[i])*vmdk.SectorSize >= bytes })
-		if k == len(sizes) || int64(sizes[k])*vmdk.SectorSize-bytes >= int64(sb.BlockSize) {
+		// In sectors: a descriptor's extent of up to MaxDescriptorCapacity
+		// sectors and a volume of at most 2^62 bytes (Validate) both fit.
+		volume := uint64(sb.VolumeBytes()) / vmdk.SectorSize
+		k := sort.Search(len(sizes), func(i int) bool { return sizes[i] >= volume })
+		if k == len(sizes) || (sizes[k]-volume)*vmdk.SectorSize >= uint64(sb.BlockSize) {
 			continue
 		}
+		bytes := sb.VolumeBytes()
 		// A guest's 256 MiB hold a grain-table-shaped block by chance
 		// (the red team's ext4 guest of binaries and text did): only
 		// headers, grain records, markers and directories count. A

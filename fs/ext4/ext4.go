@@ -169,6 +169,15 @@ func (s *Superblock) GroupStart() int64 {
 	return (int64(s.FirstDataBlock) + int64(s.Group)*int64(s.BlocksPerGroup)) * int64(s.BlockSize)
 }
 
+// maxVolumeBytes bounds a volume's bytes (its blocks times their size):
+// ext4 reaches 1 EiB (2^60), and a product of at most 2^62 fits an int64
+// wherever a caller computes it (VolumeBytes).
+const maxVolumeBytes = 1 << 62
+
+// VolumeBytes is the volume's size, its blocks times their size; Validate
+// has bounded it to fit an int64.
+func (s *Superblock) VolumeBytes() int64 { return int64(s.Blocks) * int64(s.BlockSize) }
+
 // Validate applies ParseSuperblock's plausibility rules to s: every value
 // the resolver divides or multiplies by. A superblock read back from a
 // case file (which a user may edit) is checked with it before use.
@@ -188,7 +197,7 @@ func (s *Superblock) Validate() error {
 		return bad(sbInodeSize, "s_inode_size", uint64(s.InodeSize))
 	case s.FirstDataBlock > 1:
 		return bad(sbFirstDataBlock, "s_first_data_block", uint64(s.FirstDataBlock))
-	case s.Blocks == 0 || s.Blocks >= 1<<48:
+	case s.Blocks == 0 || s.Blocks >= 1<<48 || s.Blocks > maxVolumeBytes/uint64(bs):
 		return bad(sbBlocksCountLo, "s_blocks_count", s.Blocks)
 	case s.Inodes == 0:
 		return bad(sbInodesCount, "s_inodes_count", 0)

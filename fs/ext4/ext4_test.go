@@ -83,6 +83,20 @@ func TestParseExt4Errors(t *testing.T) {
 			t.Fatalf("superblock prefix %d: %v", i, err)
 		}
 	}
+	// A volume whose blocks times their size overflow an int64 (2^47
+	// blocks of 64 KiB) is refused; one of 2^46 such blocks is not.
+	for _, tc := range []struct {
+		blocks uint64
+		ok     bool
+	}{{1 << 46, true}, {1<<47 + 1, false}} {
+		sb := Superblock{BlockSize: 64 << 10, BlocksPerGroup: 8 << 10, InodesPerGroup: 8 << 10, InodeSize: 256, Blocks: tc.blocks, Inodes: 1}
+		if err := sb.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%d blocks of 64 KiB: %v, want accepted %v", tc.blocks, err, tc.ok)
+		}
+		if tc.ok && sb.VolumeBytes() != int64(tc.blocks)<<16 {
+			t.Errorf("VolumeBytes %d", sb.VolumeBytes())
+		}
+	}
 	for i := range 128 {
 		if _, err := ParseInode(make([]byte, i)); !errors.Is(err, ErrFormat) {
 			t.Fatalf("inode prefix %d: %v", i, err)
