@@ -150,13 +150,7 @@ func decodeGrain(b []byte, dst []byte, checked bool) (GrainMarker, int, error) {
 	if end > int64(len(b)) {
 		return m, 0, fmt.Errorf("grain record of %d bytes: %w", m.Size, ErrTruncated)
 	}
-	var n int
-	var err error
-	if checked {
-		n, err = inflate(b[grainMarkerHeader:end], dst)
-	} else {
-		n, err = inflateRaw(b[grainMarkerHeader:end], dst)
-	}
+	n, err := inflate(b[grainMarkerHeader:end], dst, checked)
 	if err != nil {
 		return m, n, fmt.Errorf("lba %d: %w: %v", m.LBA, ErrGrainData, err)
 	}
@@ -165,46 +159,37 @@ func decodeGrain(b []byte, dst []byte, checked bool) (GrainMarker, int, error) {
 
 // inflate decodes one zlib stream into dst, refusing output beyond len(dst).
 // Bytes after the stream's end are not read: a record is padded to a
-// sector, and its Size field bounds the stream.
-func inflate(src, dst []byte) (int, error) {
+// sector, and its Size field bounds the stream. Unchecked, the deflate
+// data after the header's two bytes (which PeekGrainMarker checked) is
+// decoded without its Adler-32 trailer, by the same inflater zlib.Reader
+// runs (compress/flate), so that both decode any record alike, which the
+// carve's hash of it relies on.
+func inflate(src, dst []byte, checked bool) (int, error) {
 	// A decompressor is some 40 KiB of tables: reused (Reset) rather than
 	// made for every grain record the carve and rebuild decode.
 	in := inflaters.Get().(*inflater)
 	defer inflaters.Put(in)
-	in.src.Reset(src)
-	var zr io.ReadCloser
-	var err error
-	if in.zr == nil {
-		zr, err = zlib.NewReader(&in.src)
-		if err == nil {
-			in.zr = zr
+	if !checked {
+		in.src.Reset(src[2:])
+		if in.fr == nil {
+			in.fr = flate.NewReader(&in.src)
+		} else if err := in.fr.(flate.Resetter).Reset(&in.src, nil); err != nil {
+			return 0, err
 		}
-	} else {
-		zr, err = in.zr, in.zr.(zlib.Resetter).Reset(&in.src, nil)
+		return readGrainStream(in.fr, dst)
 	}
-	if err != nil {
+	in.src.Reset(src)
+	if in.zr == nil {
+		zr, err := zlib.NewReader(&in.src)
+		if err != nil {
+			return 0, err
+		}
+		in.zr = zr
+	} else if err := in.zr.(zlib.Resetter).Reset(&in.src, nil); err != nil {
 		return 0, err
 	}
-	defer zr.Close()
 	// zlib.Reader checks the Adler-32 trailer on reaching the end.
-	return readGrainStream(zr, dst)
-}
-
-// inflateRaw decodes the deflate data of one zlib stream into dst as
-// inflate does, without reading its Adler-32 trailer: the same inflater
-// (compress/flate, which zlib.Reader runs), so that both decode any record
-// alike, which the carve's hash of it relies on. The header's two bytes
-// were checked by PeekGrainMarker.
-func inflateRaw(src, dst []byte) (int, error) {
-	in := rawInflaters.Get().(*rawInflater)
-	defer rawInflaters.Put(in)
-	in.src.Reset(src[2:])
-	if in.fr == nil {
-		in.fr = flate.NewReader(&in.src)
-	} else if err := in.fr.(flate.Resetter).Reset(&in.src, nil); err != nil {
-		return 0, err
-	}
-	return readGrainStream(in.fr, dst)
+	return readGrainStream(in.zr, dst)
 }
 
 // readGrainStream reads a decompressed grain from r into dst: a whole one,
@@ -232,21 +217,15 @@ func readGrainStream(r io.Reader, dst []byte) (int, error) {
 	return n, nil
 }
 
-// inflater is a reusable zlib decompressor and its source.
+// inflater is a reusable zlib decompressor, a deflate one, and their
+// source.
 type inflater struct {
 	src bytes.Reader
 	zr  io.ReadCloser
-}
-
-var inflaters = sync.Pool{New: func() any { return new(inflater) }}
-
-// rawInflater is a reusable deflate decompressor and its source.
-type rawInflater struct {
-	src bytes.Reader
 	fr  io.ReadCloser
 }
 
-var rawInflaters = sync.Pool{New: func() any { return new(rawInflater) }}
+var inflaters = sync.Pool{New: func() any { return new(inflater) }}
 
 // EncodeGrain appends a grain record (marker, zlib data, zero padding to a
 // sector) for the grain at lba to dst.
