@@ -9,7 +9,6 @@ import (
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fsprobe"
-	"vmdkcarve/internal/entropy"
 	"vmdkcarve/reassemble/damage"
 	"vmdkcarve/vmdk"
 )
@@ -127,7 +126,9 @@ func (bc *blockClassifier) readClass(img, n int64) damage.Class {
 	if m, _ := bc.view.image.ReadAt(b, img); m < len(b) {
 		return damage.Unknown // (a short read: the bytes say nothing)
 	}
-	if !entropy.Zero(b) && fingerprint.Random(b) {
+	// (fingerprint.Of's test: an all-zero block never reads random, so
+	// it is plain here as Of's 0 is.)
+	if fingerprint.Random(b) {
 		return damage.Random
 	}
 	return damage.Plain
