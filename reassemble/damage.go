@@ -9,7 +9,6 @@ import (
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/fs/ext4"
 	"vmdkcarve/fsprobe"
-	"vmdkcarve/internal/entropy"
 	"vmdkcarve/reassemble/damage"
 	"vmdkcarve/vmdk"
 )
@@ -62,13 +61,21 @@ func newDamagePolicy(view *fileView, fp Fingerprints, size int64, flat bool, wor
 }
 
 // blockClassifier tells what a file's 4 KiB blocks hold (class), for one
-// goroutine: it keeps the buffer the blocks it must read go into.
+// goroutine: it keeps the window of image bytes the blocks it must read
+// come from.
 type blockClassifier struct {
-	view *fileView
-	fp   Fingerprints
-	hash func(int64) (uint64, bool) // fp without the randomness test
-	buf  []byte
+	view  *fileView
+	fp    Fingerprints
+	hash  func(int64) (uint64, bool) // fp without the randomness test
+	win   []byte                     // image bytes [winAt, winAt+len(win))
+	winAt int64
 }
+
+// classifyWindow is how many image bytes an unaligned block's read
+// brings in at once: the policy walks a file's blocks in order, so one
+// read serves the 16 blocks after it, as pipeline.Fingerprints reads 16
+// blocks at once for their random bits.
+const classifyWindow = 16 * fingerprint.BlockSize
 
 func newBlockClassifier(view *fileView, fp Fingerprints) *blockClassifier {
 	return &blockClassifier{view: view, fp: fp, hash: hashAt(fp)}
@@ -88,9 +95,9 @@ func newBlockClassifier(view *fileView, fp Fingerprints) *blockClassifier {
 // both image blocks it straddles (an unreadable area says nothing). The
 // cost is what the aligned case costs: the fingerprints' random bits are
 // themselves tested from the image's bytes (pipeline.Fingerprints), each
-// block once; here every block the policy consults is read once, 4 KiB
-// at a time into the classifier's one buffer, so memory stays bounded
-// whatever the file's size.
+// block once; here every block the policy consults is read once, in
+// windows of classifyWindow bytes into the classifier's one buffer, so
+// memory stays bounded whatever the file's size.
 func (bc *blockClassifier) class(off, n int64) damage.Class {
 	img, err := bc.view.imageOffset(off, n)
 	switch {
@@ -120,17 +127,34 @@ func (bc *blockClassifier) readClass(img, n int64) damage.Class {
 	if _, ok := bc.hash(img + n - 1); !ok {
 		return damage.Unknown
 	}
-	if int64(cap(bc.buf)) < n {
-		bc.buf = make([]byte, fingerprint.BlockSize)
-	}
-	b := bc.buf[:n]
-	if m, _ := bc.view.image.ReadAt(b, img); m < len(b) {
+	b, ok := bc.bytesAt(img, n)
+	if !ok {
 		return damage.Unknown // (a short read: the bytes say nothing)
 	}
-	if !entropy.Zero(b) && fingerprint.Random(b) {
+	// (fingerprint.Of's test: an all-zero block never reads random, so
+	// it is plain here as Of's 0 is.)
+	if fingerprint.Random(b) {
 		return damage.Random
 	}
 	return damage.Plain
+}
+
+// bytesAt returns the image's n bytes (n <= classifyWindow) at img from
+// the classifier's window, reading a new window at img when the last
+// one does not hold them; false if the image holds fewer than n bytes
+// there (a read short of the window's end only ends the window early).
+func (bc *blockClassifier) bytesAt(img, n int64) ([]byte, bool) {
+	if img < bc.winAt || img+n > bc.winAt+int64(len(bc.win)) {
+		if bc.win == nil {
+			bc.win = make([]byte, classifyWindow)
+		}
+		m, _ := bc.view.image.ReadAt(bc.win[:cap(bc.win)], img)
+		bc.win, bc.winAt = bc.win[:m], img
+		if int64(m) < n {
+			return nil, false
+		}
+	}
+	return bc.win[img-bc.winAt:][:n], true
 }
 
 // inheritLattices applies the lattices proven on some files to the other

@@ -2,7 +2,9 @@ package reassemble
 
 import (
 	"bytes"
+	"io"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 
 	"vmdkcarve/fingerprint"
@@ -24,11 +26,13 @@ func TestDamagePolicyUnaligned(t *testing.T) {
 		_, _ = r.Read(file[p : p+1<<20])
 	}
 	clear(file[10<<20 : 11<<20])
-	const hole = 20 << 20 // [hole, hole+1 MiB) is a hole of the host file
+	const hole = 20 << 20  // [hole, hole+1 MiB) is a hole of the host file
+	var reads atomic.Int64 // the image's reads, of classes' last call
 	classes := func(at int64, known int64) ([]damage.Class, *damage.Policy) {
 		image := make([]byte, at+size+fingerprint.BlockSize)
 		copy(image[at:], file)
-		view := newFileView(bytes.NewReader(image), []Fragment{
+		reads.Store(0)
+		view := newFileView(countingReader{bytes.NewReader(image), &reads}, []Fragment{
 			{FileOffset: 0, ImageOffset: at, Length: hole},
 			{FileOffset: hole, ImageOffset: -1, Length: 1 << 20, Link: LinkHole},
 			{FileOffset: hole + 1<<20, ImageOffset: at + hole + 1<<20, Length: size - hole - 1<<20},
@@ -45,6 +49,11 @@ func TestDamagePolicyUnaligned(t *testing.T) {
 	}
 	aligned, pa := classes(4<<20, 1<<40)
 	unaligned, pu := classes(63*512+4<<20, 1<<40)
+	// Each walk over the file's blocks (the loop above, the policy's)
+	// reads its unaligned blocks in windows, not one read per block.
+	if blocks := int64(size / fingerprint.BlockSize); reads.Load() > 2*(blocks/(classifyWindow/fingerprint.BlockSize)+8) {
+		t.Errorf("%d reads of the image for 2 walks over %d unaligned blocks: not read in windows", reads.Load(), blocks)
+	}
 	if len(aligned) != len(unaligned) {
 		t.Fatalf("%d and %d blocks", len(aligned), len(unaligned))
 	}
@@ -68,4 +77,15 @@ func TestDamagePolicyUnaligned(t *testing.T) {
 	if part[2047] == damage.Unknown || part[2048] != damage.Unknown {
 		t.Errorf("blocks 2047, 2048 past fingerprints that end at the file's 8 MiB: %d, %d; want known, unknown", part[2047], part[2048])
 	}
+}
+
+// countingReader counts its ReadAt calls.
+type countingReader struct {
+	r     io.ReaderAt
+	reads *atomic.Int64
+}
+
+func (c countingReader) ReadAt(p []byte, off int64) (int, error) {
+	c.reads.Add(1)
+	return c.r.ReadAt(p, off)
 }
