@@ -197,10 +197,11 @@ func TestDestroyedTruncatedThenNoise(t *testing.T) {
 	if s.damaged == 0 || !strings.Contains(damageDecision(run.reports[0]), "destroyed, by the file's own predictions") {
 		t.Errorf("no destroyed span found (%d damaged)", s.damaged)
 	}
-	// Recall: the intact grains lost are the random ones between the last
-	// tail confirmed intact and the cut.
-	if s.placed*10 < s.intact*8 {
-		t.Errorf("placed %d of %d intact grains, want at least 80%%", s.placed, s.intact)
+	// Recall: the intact grains that may be lost are random ones between
+	// the last tail confirmed intact and the cut; on this guest (seeded,
+	// built by mkfs.ext4 and debugfs) none is: 108 of 108 placed.
+	if s.placed*100 < s.intact*95 {
+		t.Errorf("placed %d of %d intact grains, want at least 95%%", s.placed, s.intact)
 	}
 }
 
