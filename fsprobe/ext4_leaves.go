@@ -256,6 +256,9 @@ type leafSolver struct {
 	guests map[*ext4Geom]string
 	// candidates caches mayBeGuest's answer for volumes not proven.
 	candidates map[*ext4Geom]bool
+	// tableReads caches readTable's answers: a round of starts maps a
+	// waiting file again (Ext4LeafMaps).
+	tableReads map[tableKey]tableRead
 }
 
 // Ext4LeafMaps builds maps, from surviving extent-tree leaves, of the VMDK
@@ -334,7 +337,7 @@ func newLeafSolver(records []LocatedExt4, facts VMDKFacts) *leafSolver {
 	anchors = slices.Compact(anchors)
 	r := newExt4Resolver(records, anchors)
 	s := &leafSolver{r: r, byOff: map[int64]int{}, byFirst: map[uint32][]int{}, used: map[int]bool{},
-		next: map[string]map[int64]indexNext{}, starts: starts, anchors: anchors, image: facts.Image, guests: map[*ext4Geom]string{}, candidates: map[*ext4Geom]bool{}}
+		next: map[string]map[int64]indexNext{}, starts: starts, anchors: anchors, image: facts.Image, guests: map[*ext4Geom]string{}, candidates: map[*ext4Geom]bool{}, tableReads: map[tableKey]tableRead{}}
 	offs := make([]int64, 0, len(r.blocks))
 	for off := range r.blocks {
 		offs = append(offs, off)
