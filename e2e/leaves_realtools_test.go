@@ -31,8 +31,11 @@ func TestWipedHostLeavesExt4Guest(t *testing.T) {
 	tooltest.Need(t, "mkfs.ext4", "debugfs", "dumpe2fs", "e2fsck", "qemu-img")
 	dir := t.TempDir()
 
-	// The guest: 32 MiB of ext4 (one grain table per directory) with
-	// about 9 MiB of text files.
+	// The guest: 64 MiB of ext4 with about 9 MiB of text files, all in
+	// its first 32 MiB: of its two grain tables per directory the second
+	// is empty, so the carve finds no hit for it, and the map is complete
+	// only if the leaf solver reads it from the image where the map puts
+	// it (fsprobe readTables).
 	var names []string
 	files := map[string][]byte{}
 	for i := range 18 {
@@ -40,7 +43,7 @@ func TestWipedHostLeavesExt4Guest(t *testing.T) {
 		names = append(names, name)
 		files[name] = textOf(uint64(300+i), (128+i)*4096)
 	}
-	g := makeRealGuest(t, 32<<20, names, files)
+	g := makeRealGuest(t, 64<<20, names, files)
 	tooltest.Run(t, "e2fsck", "-fn", g.raw)
 	vmdkPath := g.vmdkPath
 
@@ -83,6 +86,8 @@ func TestWipedHostLeavesExt4Guest(t *testing.T) {
 	rep := run.reports[0]
 	if m := rep.Disk.Instances[0].HostMap; m == nil || !m.Complete || !strings.Contains(m.Evidence, "is a guest's, not the host's") {
 		t.Errorf("host map %+v: want a complete map from the leaf that sets the guest's volume aside", m)
+	} else if !strings.Contains(m.Evidence, "2 predicted grain tables no hit found read where confirmed extents put them (2 of them empty)") {
+		t.Errorf("host map evidence %q: want the 2 empty grain tables read from the image", m.Evidence)
 	}
 	want, err := os.ReadFile(g.raw)
 	if err != nil {
