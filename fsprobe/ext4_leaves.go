@@ -279,8 +279,8 @@ func Ext4LeafMaps(records []LocatedExt4, facts VMDKFacts, known []FileMap) []Fil
 	}
 	s.proveGuests()
 	type kept struct {
-		f *leafFile
-		m FileMap
+		vol *ext4Geom // the superblock volume it was started under, if any
+		m   FileMap
 	}
 	var files []kept
 	// Rounds: a file whose start waits for a volume to be proven a guest
@@ -304,7 +304,7 @@ func Ext4LeafMaps(records []LocatedExt4, facts VMDKFacts, known []FileMap) []Fil
 			mapped[f.anchor] = true
 			s.grains.add(s.grainSpans(&m))
 			s.proveGuests()
-			files = append(files, kept{f, m})
+			files = append(files, kept{f.g.vol, m})
 		}
 		if !waiting || len(s.guests) == guests {
 			break
@@ -314,7 +314,7 @@ func Ext4LeafMaps(records []LocatedExt4, facts VMDKFacts, known []FileMap) []Fil
 	// guest was read under a guest's geometry: no map rather than that.
 	var out []FileMap
 	for _, k := range files {
-		if k.f.g.vol == nil || s.guests[k.f.g.vol] == "" {
+		if k.vol == nil || s.guests[k.vol] == "" {
 			out = append(out, k.m)
 		}
 	}
