@@ -9,6 +9,7 @@ package fsprobe_test
 
 import (
 	"encoding/binary"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -190,6 +191,15 @@ func (z zeroImage) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
+// eofImage reads as zeros, every read ending with io.EOF as an
+// io.ReaderAt may at the end of its input.
+type eofImage struct{}
+
+func (eofImage) ReadAt(p []byte, off int64) (int, error) {
+	clear(p)
+	return len(p), io.EOF
+}
+
 // table is a 512-entry grain table naming the given grain sectors.
 func table(sectors ...uint32) []byte {
 	b := make([]byte, vmdk.GTEsPerGT*4)
@@ -225,6 +235,10 @@ func TestExt4LeafMapsReadTables(t *testing.T) {
 			s.facts.Image = zeroImage{}
 			return s.facts
 		}, true, "2 predicted grain tables no hit found read where confirmed extents put them (2 of them empty)"},
+		{"a full read that ends in io.EOF (the image's end)", func(s *leafScene) fsprobe.VMDKFacts {
+			s.facts.Image = eofImage{}
+			return s.facts
+		}, true, "(2 of them empty)"},
 		{"no image: the tables stay unknown", func(s *leafScene) fsprobe.VMDKFacts {
 			return s.facts
 		}, false, "grain table 1 is neither found"},

@@ -395,8 +395,8 @@ func readRuns(image io.ReaderAt, runs []mappedRun, buf []byte) bool {
 		part := buf[n : n+int(r.n)]
 		if r.off < 0 {
 			clear(part)
-		} else if _, err := image.ReadAt(part, r.off); err != nil {
-			return false
+		} else if got, _ := image.ReadAt(part, r.off); got < len(part) {
+			return false // a full read may end in io.EOF at the image's end
 		}
 		n += len(part)
 	}
