@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmdkcarve/internal/entropy"
 	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/reassemble"
 )
@@ -30,23 +30,22 @@ import (
 func TestWipedHostLeavesExt4Guest(t *testing.T) {
 	tooltest.Need(t, "mkfs.ext4", "debugfs", "dumpe2fs", "e2fsck", "qemu-img")
 	dir := t.TempDir()
-	rng := rand.New(rand.NewPCG(3, 7))
 
-	// The guest: 32 MiB of ext4 (one grain table per directory) with
-	// about 9 MiB of files whose every block is distinct.
-	guest := filepath.Join(dir, "guest.raw")
-	makeImage(t, guest, 32<<20)
-	tooltest.Run(t, "mkfs.ext4", "-F", "-q", "-b", "4096", "-L", "leafguest", guest)
-	var cmds []string
+	// The guest: 64 MiB of ext4 with about 9 MiB of text files, all in
+	// its first 32 MiB: of its two grain tables per directory the second
+	// is empty, so the carve finds no hit for it, and the map is complete
+	// only if the leaf solver reads it from the image where the map puts
+	// it (fsprobe readTables).
+	var names []string
+	files := map[string][]byte{}
 	for i := range 18 {
-		src := filepath.Join(dir, fmt.Sprintf("src%d", i))
-		writeFile(t, src, textBlocks(rng, 128+i))
-		cmds = append(cmds, fmt.Sprintf("write %s /f%d", src, i))
+		name := fmt.Sprintf("/f%d", i)
+		names = append(names, name)
+		files[name] = textOf(uint64(300+i), (128+i)*4096)
 	}
-	debugfs(t, guest, cmds)
-	tooltest.Run(t, "e2fsck", "-fn", guest)
-	vmdkPath := filepath.Join(dir, "g.vmdk")
-	tooltest.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse", guest, vmdkPath)
+	g := makeRealGuest(t, 64<<20, names, files)
+	tooltest.Run(t, "e2fsck", "-fn", g.raw)
+	vmdkPath := g.vmdkPath
 
 	// The host: 96 MiB of ext4, 600 fillers of 64 KiB, every other one
 	// removed, then the VMDK written into the holes.
@@ -55,7 +54,7 @@ func TestWipedHostLeavesExt4Guest(t *testing.T) {
 	tooltest.Run(t, "mkfs.ext4", "-F", "-q", "-b", "4096", host)
 	filler := filepath.Join(dir, "filler")
 	writeFile(t, filler, bytes.Repeat([]byte("filler of the host, not a VMDK. "), 64<<10/32))
-	cmds = []string{"mkdir /f"}
+	cmds := []string{"mkdir /f"}
 	for i := range 600 {
 		cmds = append(cmds, fmt.Sprintf("write %s /f/%d", filler, i))
 	}
@@ -87,8 +86,10 @@ func TestWipedHostLeavesExt4Guest(t *testing.T) {
 	rep := run.reports[0]
 	if m := rep.Disk.Instances[0].HostMap; m == nil || !m.Complete || !strings.Contains(m.Evidence, "is a guest's, not the host's") {
 		t.Errorf("host map %+v: want a complete map from the leaf that sets the guest's volume aside", m)
+	} else if !strings.Contains(m.Evidence, "2 predicted grain tables no hit found read where confirmed extents put them (2 of them empty)") {
+		t.Errorf("host map evidence %q: want the 2 empty grain tables read from the image", m.Evidence)
 	}
-	want, err := os.ReadFile(guest)
+	want, err := os.ReadFile(g.raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,13 +104,13 @@ func TestWipedHostLeavesExt4Guest(t *testing.T) {
 	for g := range st {
 		lo, hi := g*grainBytes, min((g+1)*grainBytes, len(want))
 		same := bytes.Equal(got[lo:hi], want[lo:hi])
-		if st[g] == reassemble.Placed || st[g] == reassemble.Zero || !allZero(got[lo:hi]) {
+		if st[g] == reassemble.Placed || st[g] == reassemble.Zero || !entropy.Zero(got[lo:hi]) {
 			if !same {
 				wrong++
 				t.Errorf("grain %d: %s but its bytes differ from the truth", g, st[g])
 			}
 		}
-		if !allZero(want[lo:hi]) {
+		if !entropy.Zero(want[lo:hi]) {
 			intact++
 			if st[g] == reassemble.Placed && same {
 				placed++
@@ -140,31 +141,6 @@ func writeFile(t *testing.T, path string, b []byte) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// textBlocks returns n blocks of 4 KiB of words, each block starting with
-// its own number: guest content no two blocks of which are alike.
-func textBlocks(rng *rand.Rand, n int) []byte {
-	words := []string{"grain", "table", "extent", "leaf", "host", "guest", "block", "sector", "volume", "header"}
-	var b bytes.Buffer
-	for i := range n {
-		start := b.Len()
-		fmt.Fprintf(&b, "block %d %d:", i, rng.Uint64())
-		for b.Len()-start < 4096 {
-			b.WriteString(" " + words[rng.IntN(len(words))])
-		}
-		b.Truncate(start + 4096)
-	}
-	return b.Bytes()
 }
 
 // debugfs runs commands on an ext4 image, writable.

@@ -256,6 +256,9 @@ type leafSolver struct {
 	guests map[*ext4Geom]string
 	// candidates caches mayBeGuest's answer for volumes not proven.
 	candidates map[*ext4Geom]bool
+	// tableReads caches readTable's answers: a round of starts maps a
+	// waiting file again (Ext4LeafMaps).
+	tableReads map[tableKey]tableRead
 }
 
 // Ext4LeafMaps builds maps, from surviving extent-tree leaves, of the VMDK
@@ -276,8 +279,8 @@ func Ext4LeafMaps(records []LocatedExt4, facts VMDKFacts, known []FileMap) []Fil
 	}
 	s.proveGuests()
 	type kept struct {
-		f *leafFile
-		m FileMap
+		vol *ext4Geom // the superblock volume it was started under, if any
+		m   FileMap
 	}
 	var files []kept
 	// Rounds: a file whose start waits for a volume to be proven a guest
@@ -301,7 +304,7 @@ func Ext4LeafMaps(records []LocatedExt4, facts VMDKFacts, known []FileMap) []Fil
 			mapped[f.anchor] = true
 			s.grains.add(s.grainSpans(&m))
 			s.proveGuests()
-			files = append(files, kept{f, m})
+			files = append(files, kept{f.g.vol, m})
 		}
 		if !waiting || len(s.guests) == guests {
 			break
@@ -311,7 +314,7 @@ func Ext4LeafMaps(records []LocatedExt4, facts VMDKFacts, known []FileMap) []Fil
 	// guest was read under a guest's geometry: no map rather than that.
 	var out []FileMap
 	for _, k := range files {
-		if k.f.g.vol == nil || s.guests[k.f.g.vol] == "" {
+		if k.vol == nil || s.guests[k.vol] == "" {
 			out = append(out, k.m)
 		}
 	}
@@ -334,7 +337,7 @@ func newLeafSolver(records []LocatedExt4, facts VMDKFacts) *leafSolver {
 	anchors = slices.Compact(anchors)
 	r := newExt4Resolver(records, anchors)
 	s := &leafSolver{r: r, byOff: map[int64]int{}, byFirst: map[uint32][]int{}, used: map[int]bool{},
-		next: map[string]map[int64]indexNext{}, starts: starts, anchors: anchors, image: facts.Image, guests: map[*ext4Geom]string{}, candidates: map[*ext4Geom]bool{}}
+		next: map[string]map[int64]indexNext{}, starts: starts, anchors: anchors, image: facts.Image, guests: map[*ext4Geom]string{}, candidates: map[*ext4Geom]bool{}, tableReads: map[tableKey]tableRead{}}
 	offs := make([]int64, 0, len(r.blocks))
 	for off := range r.blocks {
 		offs = append(offs, off)

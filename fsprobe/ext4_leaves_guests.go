@@ -170,21 +170,22 @@ func (s *leafSolver) mayBeGuest(v *ext4Geom) bool {
 	if s.guests[v] != "" {
 		return true
 	}
-	if ok, done := s.candidates[v]; done {
-		return ok
+	ok, done := s.candidates[v]
+	if !done {
+		explained, _ := s.r.explains(v)
+		ok = len(explained) == 0 && !s.startsOnHeader(v)
+		s.candidates[v] = ok
 	}
-	explained, _ := s.r.explains(v)
-	ok := len(explained) == 0
-	g := leafGeom{F: v.F, B: v.B, blocks: v.sb.Blocks}
-	for _, i := range s.byFirst[0] {
-		if !ok {
-			break
-		}
-		l := &s.blocks[i]
-		if e := l.node.Entries[0]; !e.Uninit && g.holds(l) && s.starts[g.image(e.Start)] != nil {
-			ok = false
-		}
-	}
-	s.candidates[v] = ok
 	return ok
+}
+
+// startsOnHeader reports whether volume v's geometry puts the block 0 of
+// a leaf it holds on a VMDK header.
+func (s *leafSolver) startsOnHeader(v *ext4Geom) bool {
+	g := leafGeom{F: v.F, B: v.B, blocks: v.sb.Blocks}
+	return slices.ContainsFunc(s.byFirst[0], func(i int) bool {
+		l := &s.blocks[i]
+		e := l.node.Entries[0]
+		return !e.Uninit && g.holds(l) && s.starts[g.image(e.Start)] != nil
+	})
 }

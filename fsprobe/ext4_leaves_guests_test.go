@@ -9,6 +9,7 @@ package fsprobe_test
 
 import (
 	"encoding/binary"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -108,24 +109,33 @@ func TestExt4LeafMapsGuestVolumes(t *testing.T) {
 // TestExt4LeafMapsGuestProvenByLaterFile: file A's leaf lies in the
 // region of a guest volume whose superblock is stored in file B's grains,
 // and A's header comes first. A waits for B's map to prove the volume a
-// guest, and is mapped in the next round.
+// guest, and is mapped in the next round. A's second grain tables (empty,
+// no hit) are read from the image once, not once per round.
 func TestExt4LeafMapsGuestProvenByLaterFile(t *testing.T) {
 	type file struct {
 		runs []lrun
 		leaf uint32
+		gts  []int64 // found grain tables (file offsets)
 	}
+	// A: two tables per directory, as in TestExt4LeafMapsReadTables.
+	twoGTs := sparseHeader()
+	twoGTs.Capacity, twoGTs.GDOffset = 2*65536, 40
 	files := []file{
-		{[]lrun{{0, 1000, 1}, {1, 2000, 15}, {16, 3000, 40}, {56, 5000, 24}, {80, 7000, 48}}, 30000},
-		{[]lrun{{0, 20000, 1}, {1, 24000, 15}, {16, 26000, 112}}, 21500},
+		{[]lrun{{0, 1000, 1}, {1, 2000, 4}, {5, 2100, 3}, {8, 2200, 8}, {16, 3000, 40}, {56, 5000, 24}, {80, 7000, 48}}, 30000, []int64{22 * 512, 41 * 512}},
+		{[]lrun{{0, 20000, 1}, {1, 24000, 15}, {16, 26000, 112}}, 21500, []int64{22 * 512, 27 * 512}},
 	}
 	var recs []fsprobe.LocatedExt4
-	var facts fsprobe.VMDKFacts
+	image := &countingImage{reads: map[int64]int{}}
+	facts := fsprobe.VMDKFacts{Image: image}
 	var want [][]fsprobe.MappedExtent
-	for _, f := range files {
+	for i, f := range files {
 		s := &leafScene{hdr: sparseHeader(), runs: f.runs}
+		if i == 0 {
+			s.hdr = twoGTs
+		}
 		recs = append(recs, leafRecord(f.leaf, 0, s.leaves()[0]))
 		facts.Starts = append(facts.Starts, fsprobe.VMDKHeaderAt{Offset: s.anchor(), Header: s.hdr})
-		for _, gt := range []int64{22 * 512, 27 * 512} {
+		for _, gt := range f.gts {
 			facts.Tables = append(facts.Tables, fsprobe.GTAt{Offset: s.image(gt), First: 128, Last: 128 + 6*128})
 		}
 		want = append(want, s.want(128*lvB))
@@ -145,7 +155,26 @@ func TestExt4LeafMapsGuestProvenByLaterFile(t *testing.T) {
 	}
 	if a := maps[slices.IndexFunc(maps, func(m fsprobe.FileMap) bool { return m.Extents[0].ImageOffset == img(1000) })]; !strings.Contains(a.Evidence, "is a guest's") {
 		t.Errorf("A's evidence %q does not name the guest volume", a.Evidence)
+	} else if !strings.Contains(a.Evidence, "2 predicted grain tables no hit found read") {
+		t.Errorf("A's evidence %q: want its 2 empty tables read", a.Evidence)
 	}
+	if len(image.reads) == 0 {
+		t.Error("no predicted table was read")
+	}
+	for off, n := range image.reads {
+		if n > 1 {
+			t.Errorf("image offset %d read %d times: want once over the rounds", off, n)
+		}
+	}
+}
+
+// countingImage reads as zeros and counts the reads at each offset.
+type countingImage struct{ reads map[int64]int }
+
+func (c *countingImage) ReadAt(p []byte, off int64) (int, error) {
+	c.reads[off]++
+	clear(p)
+	return len(p), nil
 }
 
 // zeroImage reads as zeros but where bytes were set.
@@ -160,6 +189,15 @@ func (z zeroImage) ReadAt(p []byte, off int64) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// eofImage reads as zeros, every read ending with io.EOF as an
+// io.ReaderAt may at the end of its input.
+type eofImage struct{}
+
+func (eofImage) ReadAt(p []byte, off int64) (int, error) {
+	clear(p)
+	return len(p), io.EOF
 }
 
 // table is a 512-entry grain table naming the given grain sectors.
@@ -197,6 +235,10 @@ func TestExt4LeafMapsReadTables(t *testing.T) {
 			s.facts.Image = zeroImage{}
 			return s.facts
 		}, true, "2 predicted grain tables no hit found read where confirmed extents put them (2 of them empty)"},
+		{"a full read that ends in io.EOF (the image's end)", func(s *leafScene) fsprobe.VMDKFacts {
+			s.facts.Image = eofImage{}
+			return s.facts
+		}, true, "(2 of them empty)"},
 		{"no image: the tables stay unknown", func(s *leafScene) fsprobe.VMDKFacts {
 			return s.facts
 		}, false, "grain table 1 is neither found"},

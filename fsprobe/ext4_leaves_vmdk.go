@@ -293,10 +293,14 @@ func (s *leafSolver) readTables(f *leafFile) {
 	}
 	buf := make([]byte, gtBytes)
 	for k, t := range f.gts {
-		if f.state[k] != gtUnknown || !f.readMapped(s.image, t.off, buf, confirmed) {
+		if f.state[k] != gtUnknown {
 			continue
 		}
-		shape, ok := vmdk.LooksLikeGT(buf, uint32(f.h.GrainSize), 0)
+		runs, ok := f.locate(t.off, gtBytes, confirmed)
+		if !ok {
+			continue
+		}
+		shape, ok := s.readTable(runs, buf, uint32(f.h.GrainSize))
 		if !ok || (shape.NonZero > 0 && int64(shape.Min)*vmdk.SectorSize < meta) {
 			continue // not a table's entries: foreign bytes, stays unknown
 		}
@@ -309,6 +313,36 @@ func (s *leafSolver) readTables(f *leafFile) {
 	}
 }
 
+// tableRead is what reading a predicted table's bytes found; tableKey
+// says where they lie and under which grain size they were judged.
+type (
+	tableRead struct {
+		shape vmdk.GTShape
+		ok    bool
+	}
+	tableKey struct {
+		runs      string // fmt of the []mappedRun
+		grainSize uint32
+	}
+)
+
+// readTable reads the bytes runs put together into buf and judges them a
+// grain table's entries. The answer is cached: a file waiting for a guest
+// proof is grown and mapped again each round of starts (Ext4LeafMaps), and
+// must not read the image again for the same tables.
+func (s *leafSolver) readTable(runs []mappedRun, buf []byte, grainSize uint32) (vmdk.GTShape, bool) {
+	key := tableKey{fmt.Sprint(runs), grainSize}
+	if r, done := s.tableReads[key]; done {
+		return r.shape, r.ok
+	}
+	var r tableRead
+	if readRuns(s.image, runs, buf) {
+		r.shape, r.ok = vmdk.LooksLikeGT(buf, grainSize, 0)
+	}
+	s.tableReads[key] = r
+	return r.shape, r.ok
+}
+
 // extentAt returns the index of the extent of f.exts (sorted by file
 // offset, not overlapping) holding file offset fo.
 func (f *leafFile) extentAt(fo int64) (int, bool) {
@@ -316,36 +350,53 @@ func (f *leafFile) extentAt(fo int64) (int, bool) {
 	return i, i < len(f.exts) && f.exts[i].FileOffset <= fo
 }
 
-// readMapped reads file bytes [fo, fo+len(buf)) through the map from the
-// image: false unless every byte lies in an extent ok allows and reads, or
-// in a hole between the joined leaves' runs (zeros: the leaves cover the
-// file's logical blocks up to f.end, so a block none of their runs maps is
-// a hole).
-func (f *leafFile) readMapped(image io.ReaderAt, fo int64, buf []byte, ok []bool) bool {
-	if fo < 0 || fo+int64(len(buf)) > int64(f.end)*f.g.B {
-		return false
+// mappedRun is a run of a file's bytes: n bytes at image offset off, or
+// n bytes of a hole (off < 0).
+type mappedRun struct{ off, n int64 }
+
+// locate returns where file bytes [fo, fo+n) lie through the map: false
+// unless every byte lies in an extent ok allows, or in a hole between the
+// joined leaves' runs (zeros: the leaves cover the file's logical blocks
+// up to f.end, so a block none of their runs maps is a hole).
+func (f *leafFile) locate(fo, n int64, ok []bool) ([]mappedRun, bool) {
+	if fo < 0 || fo+n > int64(f.end)*f.g.B {
+		return nil, false
 	}
-	for n := 0; n < len(buf); {
-		at := fo + int64(n)
+	var runs []mappedRun
+	for at := fo; at < fo+n; {
 		i, found := f.extentAt(at)
 		if !found {
 			// A hole up to the next extent (i: the first one after at).
-			next := int64(len(buf) - n)
+			next := fo + n - at
 			if i < len(f.exts) {
 				next = min(next, f.exts[i].FileOffset-at)
 			}
-			clear(buf[n : n+int(next)])
-			n += int(next)
+			runs = append(runs, mappedRun{-1, next})
+			at += next
 			continue
 		}
 		if !ok[i] {
-			return false
+			return nil, false
 		}
 		e := f.exts[i]
 		in := at - e.FileOffset
-		part := buf[n : n+int(min(e.Length-in, int64(len(buf)-n)))]
-		if _, err := image.ReadAt(part, e.ImageOffset+in); err != nil {
-			return false
+		part := min(e.Length-in, fo+n-at)
+		runs = append(runs, mappedRun{e.ImageOffset + in, part})
+		at += part
+	}
+	return runs, true
+}
+
+// readRuns reads runs (as many bytes as buf holds) into buf, holes as
+// zeros.
+func readRuns(image io.ReaderAt, runs []mappedRun, buf []byte) bool {
+	n := 0
+	for _, r := range runs {
+		part := buf[n : n+int(r.n)]
+		if r.off < 0 {
+			clear(part)
+		} else if got, _ := image.ReadAt(part, r.off); got < len(part) {
+			return false // a full read may end in io.EOF at the image's end
 		}
 		n += len(part)
 	}
