@@ -552,11 +552,20 @@ func (f *follower) scanTails() (out []anchor, scanned bool) {
 		return c.tailScan.anchors, true
 	}
 	sizes := slices.Sorted(maps.Keys(f.blockSizes()))
+	// A block that reads random holds no tail. Its bytes are in hand: they
+	// are tested here, not by At, which would read them from the image
+	// again.
+	var hash func(int64) (uint64, bool)
+	if f.fp != nil {
+		hash = hashAt(f.fp)
+	}
 	out = f.scanChunks(slices.Sorted(maps.Keys(residues)), func(b []byte, off int64, out []anchor, limit int) []anchor {
 		for at := 0; at+clusterBytes <= len(b); at += clusterBytes {
 			y := off + int64(at)
-			if f.random(y) {
-				continue
+			if hash != nil && y%fingerprint.BlockSize == 0 {
+				if v, ok := hash(y); ok && v != 0 && fingerprint.Random(b[at:at+clusterBytes]) {
+					continue
+				}
 			}
 			for _, bs := range sizes {
 				if at+bs > len(b) {
