@@ -838,8 +838,8 @@ func (f *follower) tailOffsets() []int64 {
 // random (by the carve's fingerprint where it has one).
 func (f *follower) randomBlock(y int64, b []byte) bool {
 	if f.fp != nil && y%fingerprint.BlockSize == 0 {
-		if _, ok := f.fp.At(y); ok {
-			return f.random(y)
+		if h, ok := f.fp.At(y); ok {
+			return h&fingerprint.RandomBit != 0
 		}
 	}
 	return entropy.RandomLooking(b)
