@@ -8,7 +8,10 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
+
+	"golang.org/x/sync/singleflight"
 
 	"vmdkcarve/fingerprint"
 )
@@ -377,7 +380,7 @@ func (fp *Fingerprints) BlockHash(block []byte) uint64 {
 // it can tell random-looking blocks (fingerprint.RandomBit), which a
 // version 3 file does not store. Without it, no block reads random.
 func (fp *Fingerprints) UseImage(image io.ReaderAt, size int64) {
-	fp.random = &randomBits{image: image, size: size, pages: map[int64]*randomPage{}, testing: map[int64]chan struct{}{}}
+	fp.random = &randomBits{image: image, size: size, pages: map[int64]*randomPage{}}
 	fp.random.bufs.New = func() any { return new([randomWindowBlocks * fingerprint.BlockSize]byte) }
 }
 
@@ -390,14 +393,15 @@ func (fp *Fingerprints) UseImage(image io.ReaderAt, size int64) {
 // goroutines (rebuild places files in parallel, and files followed by
 // their anchors each scan the whole image): the pages are read and written
 // under mu, a window is read and tested outside it, and a lookup in a
-// window another is testing waits for its bits instead of testing it too.
+// window another is testing waits for its bits instead of testing it too
+// (singleflight).
 type randomBits struct {
 	image   io.ReaderAt
 	size    int64
 	mu      sync.Mutex
-	pages   map[int64]*randomPage   // (mu)
-	testing map[int64]chan struct{} // (mu) windows being tested, by first block; closed when done
-	bufs    sync.Pool               // *[randomWindowBlocks * fingerprint.BlockSize]byte
+	pages   map[int64]*randomPage // (mu)
+	windows singleflight.Group    // windows being tested, by first block
+	bufs    sync.Pool             // *[randomWindowBlocks * fingerprint.BlockSize]byte
 }
 
 const (
@@ -410,33 +414,23 @@ type randomPage struct{ known, random [randomPageBlocks / 64]uint64 }
 func (rb *randomBits) at(fp *Fingerprints, off int64) (bool, error) {
 	blk := off / fingerprint.BlockSize
 	i := blk % randomPageBlocks
-	window := blk / randomWindowBlocks * randomWindowBlocks
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
-	p := rb.pages[blk/randomPageBlocks]
-	if p == nil {
-		p = new(randomPage)
-		rb.pages[blk/randomPageBlocks] = p
+	if random, known := rb.lookup(blk/randomPageBlocks, i); known {
+		return random, nil
 	}
-	for p.known[i/64]&(1<<(i%64)) == 0 {
-		if done, ok := rb.testing[window]; ok {
-			// Another lookup is testing the window: its bits, once it is
-			// done (or, if it failed, a test of our own).
-			rb.mu.Unlock()
-			<-done
-			rb.mu.Lock()
-			continue
+	// One test of the window however many lookups want it at once: the
+	// others wait for its bits.
+	window := blk / randomWindowBlocks * randomWindowBlocks
+	_, err, _ := rb.windows.Do(strconv.FormatInt(window, 10), func() (any, error) {
+		if _, known := rb.lookup(blk/randomPageBlocks, i); known {
+			return nil, nil // tested since our lookup
 		}
-		done := make(chan struct{})
-		rb.testing[window] = done
-		rb.mu.Unlock()
 		tested, random, err := rb.test(fp, window, blk)
-		rb.mu.Lock()
-		delete(rb.testing, window)
-		close(done)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
+		rb.mu.Lock()
+		defer rb.mu.Unlock()
+		p := rb.page(blk / randomPageBlocks)
 		for k := range randomWindowBlocks {
 			if tested&(1<<k) == 0 {
 				continue
@@ -447,11 +441,33 @@ func (rb *randomBits) at(fp *Fingerprints, off int64) (bool, error) {
 				p.random[j/64] |= 1 << (j % 64)
 			}
 		}
-		if tested&(1<<(blk-window)) == 0 {
-			break // past the image's end: never known, never random
-		}
+		return nil, nil
+	})
+	if err != nil {
+		return false, err
 	}
-	return p.random[i/64]&(1<<(i%64)) != 0, nil
+	// A block past the image's end is never known, never random.
+	random, _ := rb.lookup(blk/randomPageBlocks, i)
+	return random, nil
+}
+
+// lookup reports block i of page n's bits: whether it reads random, and
+// whether that is known.
+func (rb *randomBits) lookup(n, i int64) (random, known bool) {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	p := rb.page(n)
+	return p.random[i/64]&(1<<(i%64)) != 0, p.known[i/64]&(1<<(i%64)) != 0
+}
+
+// page is page n of bits, allocated when first touched (mu held).
+func (rb *randomBits) page(n int64) *randomPage {
+	p := rb.pages[n]
+	if p == nil {
+		p = new(randomPage)
+		rb.pages[n] = p
+	}
+	return p
 }
 
 // test reads the window of blocks from block first that holds block blk

@@ -3,13 +3,17 @@ package reassemble
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sync/semaphore"
 
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/fs/ext4"
@@ -140,8 +144,8 @@ type follower struct {
 	fp          Fingerprints
 	tailOffs    []int64 // the tails' file offsets, sorted (tailOffsets)
 	notes       []string
-	workers     int        // chunks of the image scanned ahead (scanChunks)
-	scans       chunkScans // tokens to scan a chunk, shared by the files followed at once
+	workers     int                 // chunks of the image scanned ahead (scanChunks)
+	scans       *semaphore.Weighted // chunks scanned at once, shared by the files followed at once
 }
 
 // followFragments maps a sparse file with no host map from its anchors.
@@ -548,11 +552,20 @@ func (f *follower) scanTails() (out []anchor, scanned bool) {
 		return c.tailScan.anchors, true
 	}
 	sizes := slices.Sorted(maps.Keys(f.blockSizes()))
+	// A block that reads random holds no tail. Its bytes are in hand: they
+	// are tested here, not by At, which would read them from the image
+	// again.
+	var hash func(int64) (uint64, bool)
+	if f.fp != nil {
+		hash = hashAt(f.fp)
+	}
 	out = f.scanChunks(slices.Sorted(maps.Keys(residues)), func(b []byte, off int64, out []anchor, limit int) []anchor {
 		for at := 0; at+clusterBytes <= len(b); at += clusterBytes {
 			y := off + int64(at)
-			if f.random(y) {
-				continue
+			if hash != nil && y%fingerprint.BlockSize == 0 {
+				if v, ok := hash(y); ok && v != 0 && fingerprint.Random(b[at:at+clusterBytes]) {
+					continue
+				}
 			}
 			for _, bs := range sizes {
 				if at+bs > len(b) {
@@ -588,7 +601,7 @@ func (f *follower) scanTails() (out []anchor, scanned bool) {
 // scan ending at its first read error. Chunks are scanned several at a
 // time (each appending to a list of its own, capped at what is still
 // wanted when it starts), at most twice f.workers ahead of the one taken
-// next, and only as many at once as f.scans has tokens (shared by every
+// next, and only as many at once as f.scans allows (shared by every
 // file followed at the same time, so that the chunks' buffers are bounded
 // for the whole plan).
 func (f *follower) scanChunks(residues []int64, scan func(b []byte, off int64, out []anchor, limit int) []anchor) []anchor {
@@ -600,7 +613,7 @@ func (f *follower) scanChunks(residues []int64, scan func(b []byte, off int64, o
 	workers := max(f.workers, 1)
 	running := f.scans
 	if running == nil {
-		running = newChunkScans(workers)
+		running = semaphore.NewWeighted(int64(workers))
 	}
 	pending := make(chan chan chunk, 2*workers) // chunks in image order, each when scanned
 	var found atomic.Int64                      // anchors taken so far
@@ -616,14 +629,13 @@ func (f *follower) scanChunks(residues []int64, scan func(b []byte, off int64, o
 				pending <- done
 				limit := maxFollowAnchors - int(found.Load())
 				go func() {
-					buf := <-running
-					defer func() { running <- buf }()
+					running.Acquire(context.Background(), 1) // (never fails: no cancel)
+					defer running.Release(1)
 					c := chunk{residue: r}
 					n := min(tailScanChunk, f.imageSize-off)
 					if f.mayHoldTail(off, n) {
-						if buf == nil {
-							buf = new([tailScanChunk]byte)
-						}
+						buf := chunkBufs.Get().(*[tailScanChunk]byte)
+						defer chunkBufs.Put(buf)
 						k, err := f.image.ReadAt(buf[:n], off)
 						if err != nil && err != io.EOF {
 							c.failed = true
@@ -655,17 +667,9 @@ func (f *follower) scanChunks(residues []int64, scan func(b []byte, off int64, o
 	return out
 }
 
-// chunkScans are the tokens for scanning chunks of the image (scanChunks),
-// each a chunk's buffer, allocated when first needed.
-type chunkScans chan *[tailScanChunk]byte
-
-func newChunkScans(n int) chunkScans {
-	c := make(chunkScans, n)
-	for range n {
-		c <- nil
-	}
-	return c
-}
+// chunkBufs are the chunks' buffers (scanChunks), as many in use as
+// chunks are scanned at once.
+var chunkBufs = sync.Pool{New: func() any { return new([tailScanChunk]byte) }}
 
 // tailScan is the result of a scan of the image for a set of file tails.
 type tailScan struct {
@@ -834,8 +838,8 @@ func (f *follower) tailOffsets() []int64 {
 // random (by the carve's fingerprint where it has one).
 func (f *follower) randomBlock(y int64, b []byte) bool {
 	if f.fp != nil && y%fingerprint.BlockSize == 0 {
-		if _, ok := f.fp.At(y); ok {
-			return f.random(y)
+		if h, ok := f.fp.At(y); ok {
+			return h&fingerprint.RandomBit != 0
 		}
 	}
 	return entropy.RandomLooking(b)

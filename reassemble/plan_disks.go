@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"vmdkcarve/signatures"
 	"vmdkcarve/vmdk"
@@ -29,9 +30,9 @@ type Options struct {
 	// use, as the image must be: files are placed several at a time.
 	Fingerprints Fingerprints
 
-	// scans are the tokens (and buffers) for scanning the image in chunks,
-	// shared by every file followed during one PlanCase.
-	scans chunkScans
+	// scans bounds the chunks of the image scanned at once, by every file
+	// followed during one PlanCase.
+	scans *semaphore.Weighted
 }
 
 func (o Options) workers() int {
@@ -143,7 +144,7 @@ func noGrainRuns(insts []*Instance) []InstanceRun {
 // PlanCase is Plan, with the instances that own no grain (Result.NoGrain)
 // listed instead of made into disks.
 func PlanCase(image io.ReaderAt, imageSize int64, hits []signatures.Hit, opts Options) *Result {
-	opts.scans = newChunkScans(opts.workers())
+	opts.scans = semaphore.NewWeighted(int64(opts.workers()))
 	x := indexHits(hits)
 	x.imageSize = imageSize
 	var anchors []int64
