@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -76,6 +77,59 @@ func TestAtomicFileWriteback(t *testing.T) {
 	if _, err := f.Write(want[half:]); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, path); !bytes.Equal(got, want) {
+		t.Errorf("committed %d bytes, not the %d written", len(got), len(want))
+	}
+}
+
+// TestAtomicFileWriteDirect: with WriteDirect, aligned writes go past the
+// page cache and the others through it, and the file committed holds every
+// one of them; a direct write the kernel refuses for its alignment
+// (EINVAL) is written through the page cache instead, and so are the writes
+// after it.
+func TestAtomicFileWriteDirect(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk")
+	f, err := CreateAtomic(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Abort()
+	f.WriteDirect()
+	if runtime.GOOS == "linux" && f.direct == nil {
+		t.Logf("%s refuses O_DIRECT: every write goes through the page cache", filepath.Dir(path))
+	}
+	buf := make([]byte, 4<<20) // a large allocation: page-aligned
+	for i := range buf {
+		buf[i] = byte(i*7 + i>>12)
+	}
+	want := make([]byte, 6<<20)
+	write := func(p []byte, off int64) {
+		t.Helper()
+		if n, err := f.WriteAt(p, off); err != nil || n != len(p) {
+			t.Fatalf("WriteAt(%d bytes, %d): %d, %v", len(p), off, n, err)
+		}
+		copy(want[off:], p)
+	}
+	write(buf[:1<<20], 0)          // aligned
+	write(buf[:1<<20], 2<<20)      // aligned, past a hole
+	write(buf[100:1100], 1<<20+17) // unaligned: offset, length and memory
+	if f.direct != nil {
+		if !f.alignedForDirect(buf[:1<<20], 0) || f.alignedForDirect(buf[1:1<<20+1], 0) || f.alignedForDirect(buf[:1000], 0) || f.alignedForDirect(buf[:4096], 17) {
+			t.Errorf("alignedForDirect misjudges (memory %d, offset %d)", f.memAlign, f.offAlign)
+		}
+		// Said aligned when the kernel disagrees: memory one byte off.
+		f.memAlign = 1
+		write(buf[1:1<<20+1], 3<<20)
+		if f.direct != nil {
+			t.Errorf("a direct write refused as unaligned left direct writes on")
+		}
+	} else {
+		write(buf[1:1<<20+1], 3<<20)
+	}
+	write(buf[:2<<20], 4<<20) // after the fallback: the page cache
 	if err := f.Commit(); err != nil {
 		t.Fatal(err)
 	}

@@ -459,6 +459,7 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 		return nil, err
 	}
 	defer f.Abort()
+	f.WriteDirect()
 	hw := newHashingWriter(f)
 	read, stop := readGrains(dr)
 	defer stop()

@@ -2,10 +2,13 @@ package vmdk
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"vmdkcarve/internal/entropy"
 	"vmdkcarve/internal/tooltest"
@@ -164,6 +167,70 @@ func TestWriteAllocatedAhead(t *testing.T) {
 			}
 			if got.sequential != tc.sequential || int64(len(got.data)) != size {
 				t.Errorf("order %v, %s: sequential %v, want %v (%d writes)", order != nil, tc.name, got.sequential, tc.sequential, got.writes)
+			}
+		}
+	}
+}
+
+// slowFile is a WriterAt whose writes take a while, and which notes a
+// write that overlaps another in time or comes after the writer returned.
+type slowFile struct {
+	memFile
+	active   atomic.Int32
+	returned atomic.Bool
+	overlap  atomic.Bool
+	late     atomic.Bool
+}
+
+func (f *slowFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.active.Add(1) > 1 {
+		f.overlap.Store(true)
+	}
+	defer f.active.Add(-1)
+	time.Sleep(2 * time.Millisecond)
+	if f.returned.Load() {
+		f.late.Store(true)
+	}
+	return f.memFile.WriteAt(p, off)
+}
+
+// TestWriteBatchesInBackground: the batches written while the next one
+// fills reach w one at a time, in order, and none is still being written
+// once WriteMonolithicSparse has returned, whether it ends or a read fails.
+func TestWriteBatchesInBackground(t *testing.T) {
+	const sectors = 65536 * 3 // 3 tables, 24 batches of 64 grains
+	img := testImage(sectors)
+	want := newMemFile()
+	if _, err := WriteMonolithicSparse(want, SparseWriterOptions{Capacity: sectors, FileName: "out.vmdk"}, readFrom(img)); err != nil {
+		t.Fatal(err)
+	}
+	readErr := errors.New("unreadable")
+	for _, failAt := range []uint64{0, 100, 1000, 1535} {
+		for _, ahead := range []bool{false, true} {
+			f := &slowFile{memFile: memFile{sequential: true}}
+			read := func(g uint64, buf []byte) (bool, error) {
+				if failAt > 0 && g == failAt {
+					return false, readErr
+				}
+				return readFrom(img)(g, buf)
+			}
+			opts := SparseWriterOptions{Capacity: sectors, FileName: "out.vmdk"}
+			if ahead {
+				opts.Allocated = func(g uint64) bool { return !entropy.Zero(img[g*65536 : (g+1)*65536]) }
+			}
+			_, err := WriteMonolithicSparse(f, opts, read)
+			f.returned.Store(true)
+			time.Sleep(5 * time.Millisecond)
+			if f.overlap.Load() || f.late.Load() {
+				t.Errorf("fail at %d, ahead %v: writes overlapping %v, after return %v", failAt, ahead, f.overlap.Load(), f.late.Load())
+			}
+			switch {
+			case failAt > 0 && !errors.Is(err, readErr):
+				t.Errorf("fail at %d, ahead %v: %v, want the read error", failAt, ahead, err)
+			case failAt == 0 && (err != nil || !bytes.Equal(f.data, want.data)):
+				t.Errorf("ahead %v: %v, or bytes differ from a plain write", ahead, err)
+			case ahead && failAt == 0 && !f.sequential:
+				t.Errorf("ahead: not written front to back")
 			}
 		}
 	}

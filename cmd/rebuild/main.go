@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 
@@ -81,7 +82,22 @@ others are), 2 usage, 3 finished but nothing recovered.
 Flags:
 `
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	// rebuild writes its disks past the page cache (AtomicFile.WriteDirect),
+	// so a goroutine writing waits in the kernel for the device, and keeps
+	// its P until the runtime hands it on: two Ps beyond the CPUs keep the
+	// CPUs busy meanwhile (rebuild of the 4 GiB bench image on 2 CPUs,
+	// 12 runs each: 0.87 s fastest, 0.93 s median, against 0.93 s and
+	// 1.03 s without). A GOMAXPROCS the user set is kept.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + blockedWriters)
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// blockedWriters is how many more Ps than CPUs rebuild runs with: about
+// the disks written side by side, each with one write in flight.
+const blockedWriters = 2
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
