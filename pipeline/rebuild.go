@@ -350,19 +350,12 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 			continue
 		}
 		name := fmt.Sprintf("disk-%02d", d.ID)
-		plan, err := json.MarshalIndent(d, "", " ")
-		if err != nil {
-			return nil, false, nil, err
-		}
-		if err := WriteFileAtomic(filepath.Join(c.Dir, PlansDirName, name+".json"), plan); err != nil {
-			return nil, false, nil, err
-		}
 		logf("%s: writing %d grains placed, %d zero, %d missing, %d damaged", name, d.Counts.Placed, d.Counts.Zero, d.Counts.Missing+d.Counts.Conflict, d.Counts.Damaged)
 		jobs = append(jobs, &job{d: d, name: name})
 	}
-	// Disks are written side by side, one per core: each reads its grains
-	// (decoding stream records), writes its file in order, hashes it and
-	// checks its guest, independent of the others. Results are taken in
+	// Disks are written side by side, one per core: each writes its plan,
+	// reads its grains (decoding stream records), writes its file in
+	// order, hashes it and checks its guest, independent of the others. Results are taken in
 	// disk order, so the logs and the summary do not depend on which
 	// finishes first.
 	meter := newGrainMeter(opts)
@@ -390,7 +383,9 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 				j.err = err
 				return nil
 			}
-			j.report, j.err = emitDisk(c, img, j.d, j.name, opts, meter, computed)
+			if j.err = writePlan(c, j.d, j.name); j.err == nil {
+				j.report, j.err = emitDisk(c, img, j.d, j.name, opts, meter, computed)
+			}
 			return nil
 		})
 	}
@@ -416,6 +411,15 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 		res.Disks = append(res.Disks, summarize(j.report))
 	}
 	return res, recovered, failed, nil
+}
+
+// writePlan writes plans/disk-NN.json, the plan of disk d.
+func writePlan(c *Case, d *reassemble.Disk, name string) error {
+	plan, err := json.MarshalIndent(d, "", " ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(c.Dir, PlansDirName, name+".json"), plan)
 }
 
 // emitCost estimates the work of writing disk d, for the order disks are
