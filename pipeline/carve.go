@@ -579,6 +579,9 @@ func openShardWriter(dir string, st *shardState, h *hashSet) (*shardWriter, erro
 // written at the start: a file shorter than the checkpoint says means the
 // shard files were lost or damaged, which is an error, not a restart.
 func openTruncated(path string, size int64, header []byte) (*os.File, error) {
+	if err := unshare(path, size); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: opening shard file: %w", err)
@@ -821,6 +824,9 @@ func mergeShards(caseDir string, size int64, recognizers []string) (map[string]i
 	}
 	if err := fpOut.Commit(); err != nil {
 		return nil, nil, "", err
+	}
+	if len(pieces) == 1 {
+		shareShardFiles(caseDir, pieces[0].shard.dir)
 	}
 	return counts, damaged, "", nil
 }

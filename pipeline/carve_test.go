@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -491,5 +492,80 @@ func TestUnreadableAreasChecked(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "evidence.unreadable") {
 			t.Errorf("areas %v: rebuild %v, want it refused", areas, err)
 		}
+	}
+}
+
+// TestCarveSharesShardFiles: a carve in one run keeps its hits and
+// fingerprints once, the case's files and its shard's being one file each;
+// a forced carve of the shard, interrupted, rewrites the shard's files
+// without touching the case's, and once done leaves what a fresh case
+// holds.
+func TestCarveSharesShardFiles(t *testing.T) {
+	image, data, _ := writeImage(t, 2<<20+1000, 7)
+	dir := filepath.Join(t.TempDir(), "case")
+	carve(t, dir, image, CarveOptions{Workers: 2})
+	shard := filepath.Join(dir, ShardsDirName, Range{0, int64(len(data))}.String())
+	fi, err := os.Stat(filepath.Join(dir, FingerprintsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, linksKnown := linkCount(fi)
+	before := map[string][]byte{}
+	for _, name := range []string{HitsName, FingerprintsName} {
+		a, _ := os.Stat(filepath.Join(dir, name))
+		b, _ := os.Stat(filepath.Join(shard, name))
+		if shared := os.SameFile(a, b); shared != linksKnown {
+			t.Errorf("%s: the case's and the shard's are one file: %v, want %v", name, shared, linksKnown)
+		}
+		before[name] = readFile(t, filepath.Join(dir, name))
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err = Carve(ctx, dir, image, CarveOptions{Force: true, ChunkSize: testChunk, Workers: 2, Progress: progressFunc(func(done, total, hits int64) {
+		if done >= 512<<10 {
+			cancel()
+		}
+	})})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted forced carve: %v, want context.Canceled", err)
+	}
+	for _, name := range []string{HitsName, FingerprintsName} {
+		if got := readFile(t, filepath.Join(dir, name)); !bytes.Equal(got, before[name]) {
+			t.Errorf("%s of the case changed (%d bytes, was %d) while the shard was carved again", name, len(got), len(before[name]))
+		}
+		if got := readFile(t, filepath.Join(shard, name)); bytes.Equal(got, before[name]) {
+			t.Errorf("%s of the shard is whole after an interrupted carve: it was not written again", name)
+		}
+	}
+	carve(t, dir, image, CarveOptions{Workers: 3})
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	carve(t, fresh, image, CarveOptions{Workers: 1})
+	sameOutputs(t, "forced again", fresh, dir)
+}
+
+// TestUnshare: a file linked under two names is given back a name of its
+// own, its first bytes kept, and the other name is left as it was.
+func TestUnshare(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	if err := os.WriteFile(a, []byte("0123456789"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(a, b); err != nil {
+		t.Skipf("no hard links here: %v", err)
+	}
+	if err := unshare(b, 4); err != nil {
+		t.Fatal(err)
+	}
+	fa, _ := os.Stat(a)
+	fb, _ := os.Stat(b)
+	if _, known := linkCount(fa); known && os.SameFile(fa, fb) {
+		t.Errorf("still one file")
+	}
+	if got := string(readFile(t, a)); got != "0123456789" {
+		t.Errorf("the other name reads %q", got)
+	}
+	if got := string(readFile(t, b)); got != "0123" && !(runtime.GOOS == "windows" && got == "0123456789") {
+		t.Errorf("the unshared name reads %q, want its first 4 bytes", got)
 	}
 }

@@ -88,6 +88,11 @@ printf 'rebuild                        %6.2f s  %.2fx carve (sha256), %.2fx carv
 out_bytes=$(cat "$c1"/disks/*.vmdk | wc -c)
 t_outsha=$(seconds sh -c "cat '$c1'/disks/*.vmdk | '$b/hashpass' -hash sha256 /dev/stdin")
 printf '  SHA-256 pass over its output  %6.2f s  (%s bytes of disks written: %.2fx carve)\n' "$t_outsha" "$out_bytes" "$(ratio "$t_outsha" "$t_carve")"
+# And what the disk itself asks: writing those bytes durably, as rebuild
+# does (past the page cache, then fsync), with dd.
+t_outwrite=$(CLEAN=$work/outwrite seconds sh -c "cat '$c1'/disks/*.vmdk | dd of='$work/outwrite' bs=4M iflag=fullblock oflag=direct conv=fsync status=none")
+rm -f "$work/outwrite"
+printf '  writing its output (dd, O_DIRECT, fsync) %6.2f s  (%.2fx carve)\n' "$t_outwrite" "$(ratio "$t_outwrite" "$t_carve")"
 
 if [ -n "$t_photorec" ]; then
   printf 'photorec (vmdk only)           %6.2f s  %6s MB/s  %.2fx cat\n' "$t_photorec" "$(mbps "$t_photorec")" "$(ratio "$t_cat" "$t_photorec")"
