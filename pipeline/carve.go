@@ -825,8 +825,8 @@ func mergeShards(caseDir string, size int64, recognizers []string) (map[string]i
 	if err := fpOut.Commit(); err != nil {
 		return nil, nil, "", err
 	}
-	if len(pieces) == 1 {
-		shareShardFiles(caseDir, pieces[0].shard.dir)
+	if p := pieces[0]; len(pieces) == 1 && len(unknown) == 0 && p.shard.st.Range == (Range{0, size}) {
+		shareShardFiles(caseDir, p.shard)
 	}
 	return counts, damaged, "", nil
 }

@@ -496,51 +496,69 @@ func TestUnreadableAreasChecked(t *testing.T) {
 }
 
 // TestCarveSharesShardFiles: a carve in one run keeps its hits and
-// fingerprints once, the case's files and its shard's being one file each;
-// a forced carve of the shard, interrupted, rewrites the shard's files
-// without touching the case's, and once done leaves what a fresh case
-// holds.
+// fingerprints once, the case's files and its shard's being one file each,
+// also where checkpoints split the shard's runs of zero blocks; a forced
+// carve of the shard, interrupted, rewrites the shard's files without
+// touching the case's, and once done leaves what a fresh case holds.
 func TestCarveSharesShardFiles(t *testing.T) {
-	image, data, _ := writeImage(t, 2<<20+1000, 7)
-	dir := filepath.Join(t.TempDir(), "case")
-	carve(t, dir, image, CarveOptions{Workers: 2})
-	shard := filepath.Join(dir, ShardsDirName, Range{0, int64(len(data))}.String())
-	fi, err := os.Stat(filepath.Join(dir, FingerprintsName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, linksKnown := linkCount(fi)
-	before := map[string][]byte{}
-	for _, name := range []string{HitsName, FingerprintsName} {
-		a, _ := os.Stat(filepath.Join(dir, name))
-		b, _ := os.Stat(filepath.Join(shard, name))
-		if shared := os.SameFile(a, b); shared != linksKnown {
-			t.Errorf("%s: the case's and the shard's are one file: %v, want %v", name, shared, linksKnown)
-		}
-		before[name] = readFile(t, filepath.Join(dir, name))
-	}
+	old := checkpointInterval
+	checkpointInterval = 128 << 10
+	defer func() { checkpointInterval = old }()
+	for _, tc := range []struct {
+		name  string
+		zeros [2]int // a run of zero bytes in the image
+	}{
+		{"noise", [2]int{0, 0}},
+		{"a zero run over checkpoints", [2]int{300 << 10, 1800 << 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			image, data, _ := writeImage(t, 2<<20+1000, 7)
+			clear(data[tc.zeros[0]:tc.zeros[1]])
+			os.Remove(image) // (written read-only)
+			if err := os.WriteFile(image, data, 0o444); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(t.TempDir(), "case")
+			carve(t, dir, image, CarveOptions{Workers: 2})
+			shard := filepath.Join(dir, ShardsDirName, Range{0, int64(len(data))}.String())
+			fi, err := os.Stat(filepath.Join(dir, FingerprintsName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, linksKnown := linkCount(fi)
+			before := map[string][]byte{}
+			for _, name := range []string{HitsName, FingerprintsName} {
+				a, _ := os.Stat(filepath.Join(dir, name))
+				b, _ := os.Stat(filepath.Join(shard, name))
+				if shared := os.SameFile(a, b); shared != linksKnown {
+					t.Errorf("%s: the case's and the shard's are one file: %v, want %v", name, shared, linksKnown)
+				}
+				before[name] = readFile(t, filepath.Join(dir, name))
+			}
+			if st, err := readShardState(shard); err != nil || st.FingerprintBytes != fi.Size() {
+				t.Errorf("shard.json says %d bytes of fingerprints (%v), the file has %d", st.FingerprintBytes, err, fi.Size())
+			}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	_, err = Carve(ctx, dir, image, CarveOptions{Force: true, ChunkSize: testChunk, Workers: 2, Progress: progressFunc(func(done, total, hits int64) {
-		if done >= 512<<10 {
-			cancel()
-		}
-	})})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("interrupted forced carve: %v, want context.Canceled", err)
+			ctx, cancel := context.WithCancel(context.Background())
+			_, err = Carve(ctx, dir, image, CarveOptions{Force: true, ChunkSize: testChunk, Workers: 2, Progress: progressFunc(func(done, total, hits int64) {
+				if done >= 512<<10 {
+					cancel()
+				}
+			})})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("interrupted forced carve: %v, want context.Canceled", err)
+			}
+			for _, name := range []string{HitsName, FingerprintsName} {
+				if got := readFile(t, filepath.Join(dir, name)); !bytes.Equal(got, before[name]) {
+					t.Errorf("%s of the case changed (%d bytes, was %d) while the shard was carved again", name, len(got), len(before[name]))
+				}
+			}
+			carve(t, dir, image, CarveOptions{Workers: 3})
+			fresh := filepath.Join(t.TempDir(), "fresh")
+			carve(t, fresh, image, CarveOptions{Workers: 1})
+			sameOutputs(t, "forced again", fresh, dir)
+		})
 	}
-	for _, name := range []string{HitsName, FingerprintsName} {
-		if got := readFile(t, filepath.Join(dir, name)); !bytes.Equal(got, before[name]) {
-			t.Errorf("%s of the case changed (%d bytes, was %d) while the shard was carved again", name, len(got), len(before[name]))
-		}
-		if got := readFile(t, filepath.Join(shard, name)); bytes.Equal(got, before[name]) {
-			t.Errorf("%s of the shard is whole after an interrupted carve: it was not written again", name)
-		}
-	}
-	carve(t, dir, image, CarveOptions{Workers: 3})
-	fresh := filepath.Join(t.TempDir(), "fresh")
-	carve(t, fresh, image, CarveOptions{Workers: 1})
-	sameOutputs(t, "forced again", fresh, dir)
 }
 
 // TestUnshare: a file linked under two names is given back a name of its

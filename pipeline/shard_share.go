@@ -9,38 +9,51 @@ import (
 )
 
 // shareShardFiles makes a shard's hits.jsonl and fingerprints.bin one file
-// each with the case's, when their bytes are the same: a carve in one run
-// (one shard over the whole image) merges into a copy of its shard, and
-// the fingerprints, 8 bytes a 4 KiB block (2 GiB a TiB of image that is
-// not zero), would otherwise be kept twice. The case's file is the one
-// kept; the shard's name becomes a second link to it. Nothing ever writes
-// a case file in place (CreateAtomic), and a shard file is unshared before
-// it is written again (openTruncated), so neither can change the other.
+// each with the case's. It is for a case merged from that one shard alone,
+// covering the whole image with nothing left out (mergeShards): a carve in
+// one run. The case's hits are then the shard's bytes, and its
+// fingerprints the shard's blocks (re-encoded: the merge joins the runs of
+// zero blocks a checkpoint split), so the fingerprints, 8 bytes a 4 KiB
+// block (2 GiB a TiB of image that is not zero), need not be kept twice.
+// The case's file is the one kept; the shard's name becomes a second link
+// to it, and shard.json says its new length. Nothing writes a case file in
+// place (CreateAtomic), and a shard file is given a name of its own again
+// before it is written (openTruncated), so neither can change the other.
 // It is worth only space: where links are refused or unknown (a
-// filesystem without them; platforms where linkCount cannot tell), or the
-// bytes differ, both stay as they are.
-func shareShardFiles(caseDir, shardDir string) {
+// filesystem without them; platforms where linkCount cannot tell), both
+// stay as they are.
+func shareShardFiles(caseDir string, shard shardInfo) {
 	for _, name := range []string{HitsName, FingerprintsName} {
-		caseFile, shardFile := filepath.Join(caseDir, name), filepath.Join(shardDir, name)
-		if fi, err := os.Stat(caseFile); err != nil {
-			continue
-		} else if _, known := linkCount(fi); !known {
+		caseFile, shardFile := filepath.Join(caseDir, name), filepath.Join(shard.dir, name)
+		fi, err := os.Stat(caseFile)
+		if err != nil {
 			return
 		}
-		if same, err := sameBytes(caseFile, shardFile); err != nil || !same {
-			continue
+		if _, known := linkCount(fi); !known {
+			return
+		}
+		if name == HitsName {
+			// (Copied line by line: the same bytes, which is checked.)
+			if same, err := sameBytes(caseFile, shardFile); err != nil || !same {
+				continue
+			}
 		}
 		tmp := shardFile + ".link"
 		os.Remove(tmp)
 		if err := os.Link(caseFile, tmp); err != nil {
-			continue
+			return
 		}
 		if err := os.Rename(tmp, shardFile); err != nil {
 			os.Remove(tmp)
-			continue
+			return
 		}
-		syncDir(shardDir)
+		if name == FingerprintsName {
+			st := *shard.st
+			st.FingerprintBytes = fi.Size()
+			writeShardState(shard.dir, &st)
+		}
 	}
+	syncDir(shard.dir)
 }
 
 // sameBytes says whether the files at a and b hold the same bytes (or are
