@@ -480,21 +480,33 @@ func (rb *randomBits) test(fp *Fingerprints, first, blk int64) (tested, random u
 	if n <= 0 {
 		return 0, 0, fmt.Errorf("pipeline: fingerprint of block %d past the image's %d bytes", blk, rb.size)
 	}
+	testBlocks := func(b []byte) {
+		for k := int64(0); k*fingerprint.BlockSize < n; k++ {
+			tested |= 1 << k
+			// As fingerprint.Of tests the block: the last one of the
+			// image may be short.
+			block := b[k*fingerprint.BlockSize : min((k+1)*fingerprint.BlockSize, n)]
+			if v, ok := fp.entry(start + k*fingerprint.BlockSize); ok && v != 0 && fingerprint.Random(block) {
+				random |= 1 << k
+			}
+		}
+	}
+	// A mapped image is tested in place (mappedImage).
+	if m, ok := rb.image.(interface {
+		view(off, n int64, fn func([]byte)) error
+	}); ok {
+		if err := m.view(start, n, testBlocks); err != nil {
+			return 0, 0, fmt.Errorf("pipeline: reading image blocks at %d to test them: %w", start, err)
+		}
+		return tested, random, nil
+	}
 	buf := rb.bufs.Get().(*[randomWindowBlocks * fingerprint.BlockSize]byte)
 	defer rb.bufs.Put(buf)
 	b := buf[:n]
 	if m, err := rb.image.ReadAt(b, start); m < len(b) {
 		return 0, 0, fmt.Errorf("pipeline: reading image blocks at %d to test them: %d of %d bytes: %v", start, m, len(b), err)
 	}
-	for k := int64(0); k*fingerprint.BlockSize < n; k++ {
-		tested |= 1 << k
-		// As fingerprint.Of tests the block: the last one of the image may
-		// be short.
-		block := b[k*fingerprint.BlockSize : min((k+1)*fingerprint.BlockSize, n)]
-		if v, ok := fp.entry(start + k*fingerprint.BlockSize); ok && v != 0 && fingerprint.Random(block) {
-			random |= 1 << k
-		}
-	}
+	testBlocks(b)
 	return tested, random, nil
 }
 

@@ -2,9 +2,11 @@ package pipeline
 
 import (
 	"bytes"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -44,26 +46,45 @@ func TestFingerprintsRandomConcurrent(t *testing.T) {
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fp, err := OpenFingerprints(path)
+	// The image read by a reader, and tested in place on a mapping.
+	readers := map[string]io.ReaderAt{"reader": bytes.NewReader(img)}
+	imgPath := filepath.Join(t.TempDir(), "image.dd")
+	if err := os.WriteFile(imgPath, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	imgFile, err := os.Open(imgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fp.Close()
-	fp.UseImage(bytes.NewReader(img), int64(len(img)))
-	var wg sync.WaitGroup
-	for w := range 8 {
-		order := rand.New(rand.NewPCG(uint64(w), 3)).Perm(blocks)
-		wg.Go(func() {
-			for _, i := range order {
-				if got, ok := fp.At(int64(i)*fingerprint.BlockSize + 7); !ok || got != want[i] {
-					t.Errorf("block %d: %#x %v, want %#x", i, got, ok, want[i])
-				}
-			}
-		})
+	defer imgFile.Close()
+	if m := mapImage(imgFile, int64(len(img))); m != nil {
+		defer m.Close()
+		readers["mapped"] = m
+	} else if runtime.GOOS == "linux" {
+		t.Errorf("mapImage maps nothing on Linux")
 	}
-	wg.Wait()
-	if fp.Err() != nil {
-		t.Fatal(fp.Err())
+	for name, r := range readers {
+		fp, err := OpenFingerprints(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fp.Close()
+		fp.UseImage(r, int64(len(img)))
+		var wg sync.WaitGroup
+		for w := range 8 {
+			order := rand.New(rand.NewPCG(uint64(w), 3)).Perm(blocks)
+			wg.Go(func() {
+				for _, i := range order {
+					if got, ok := fp.At(int64(i)*fingerprint.BlockSize + 7); !ok || got != want[i] {
+						t.Errorf("%s, block %d: %#x %v, want %#x", name, i, got, ok, want[i])
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if fp.Err() != nil {
+			t.Fatalf("%s: %v", name, fp.Err())
+		}
 	}
 	if random := want[0] & fingerprint.RandomBit; random == 0 || want[1]&fingerprint.RandomBit != 0 {
 		t.Fatalf("the test's blocks are not what it needs: %#x %#x", want[0], want[1])

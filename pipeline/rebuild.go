@@ -215,7 +215,16 @@ func Rebuild(ctx context.Context, caseDir string, opts RebuildOptions) (*Rebuild
 		popts.Progress = func(done, total int) { opts.Meter(StepPlan, "instances", int64(done), int64(total)) }
 	}
 	if fp, err := fpl.fp, fpl.err; err == nil {
-		fp.UseImage(image, ev.Size)
+		// The randomness of a raw image's blocks is tested in place, on
+		// a mapping of it (mappedImage).
+		tested := image
+		if img.raw != nil && len(ev.Unreadable) == 0 {
+			if m := mapImage(img.raw, ev.Size); m != nil {
+				defer m.Close()
+				tested = m
+			}
+		}
+		fp.UseImage(tested, ev.Size)
 		if len(ev.Unreadable) > 0 {
 			fp.Unknown(ev.Unreadable)
 		}
