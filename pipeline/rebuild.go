@@ -478,7 +478,7 @@ func emitDisk(c *Case, img io.ReaderAt, d *reassemble.Disk, name string, opts Re
 	defer stop()
 	size, err := vmdk.WriteMonolithicSparse(hw, vmdk.SparseWriterOptions{
 		Capacity: d.Capacity, GrainSize: d.GrainSize, FileName: name + ".vmdk", Descriptor: d.Descriptor,
-		Allocated: dr.allocated,
+		Allocated: dr.allocated, ReadFills: true,
 	}, meter.counting(read))
 	stop()
 	if err != nil {
@@ -623,7 +623,9 @@ func (r *diskReader) allocated(g uint64) bool {
 	return gr.Hash != r.zeroHashes[0] && gr.Hash != r.zeroHashes[1]
 }
 
-// readGrain fills buf (one grain, or less for the last) with grain g.
+// readGrain fills buf (one grain, or less for the last) with grain g: all
+// of it when it returns true (vmdk.SparseWriterOptions.ReadFills); when
+// false, what buf holds is nothing.
 func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
 	gr := r.disk.Placed(g)
 	if gr == nil || gr.Source == nil {
@@ -654,8 +656,10 @@ func (r *diskReader) readGrain(g uint64, buf []byte) (bool, error) {
 			copy(buf, dst[:len(buf)])
 		}
 		hashed = dst[:k] // the carve hashed the whole decoded grain
-	} else if _, err := reassemble.ReadSource(r.img, src, buf); err != nil {
+	} else if n, err := reassemble.ReadSource(r.img, src, buf); err != nil {
 		return false, err
+	} else {
+		clear(buf[n:]) // (a read cut by the image's end: zeros, which the hash check then judges)
 	}
 	if xxhash.Sum64(hashed) != gr.Hash {
 		r.verify.HashMismatch++

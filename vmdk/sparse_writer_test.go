@@ -172,6 +172,58 @@ func TestWriteAllocatedAhead(t *testing.T) {
 	}
 }
 
+// TestWriteReadFills: told that read fills its buffer, the writer hands it
+// the buffer as the last grain left it, and writes what it writes with
+// zeroed buffers, the short last grain's padding zero; a read that returns
+// false after scribbling on the buffer leaves nothing of it.
+func TestWriteReadFills(t *testing.T) {
+	const sectors = 65536*2 + 128*2 + 5 // two tables, a short last grain of random bytes
+	img := testImage(sectors)
+	last := uint64(sectors / 128)
+	grainOf := func(g uint64) []byte { return img[g*65536 : min((g+1)*65536, uint64(len(img)))] }
+	// Every seventh grain is absent, and so is the one before the last.
+	absent := func(g uint64) bool { return g%7 == 3 || g == last-1 }
+	plain := func(g uint64, buf []byte) (bool, error) {
+		if absent(g) {
+			return false, nil
+		}
+		copy(buf, grainOf(g))
+		return true, nil
+	}
+	opts := SparseWriterOptions{Capacity: sectors, FileName: "out.vmdk"}
+	want := newMemFile()
+	if _, err := WriteMonolithicSparse(want, opts, plain); err != nil {
+		t.Fatal(err)
+	}
+	dirty := 0
+	fills := func(g uint64, buf []byte) (bool, error) {
+		if !entropy.Zero(buf) {
+			dirty++
+		}
+		if absent(g) {
+			// Scribbled on, then given up: the last grain, short,
+			// comes next into the same buffer.
+			for i := range buf {
+				buf[i] = 0xff
+			}
+			return false, nil
+		}
+		copy(buf, grainOf(g))
+		return true, nil
+	}
+	opts.ReadFills = true
+	got := newMemFile()
+	if _, err := WriteMonolithicSparse(got, opts, fills); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.data, want.data) {
+		t.Errorf("with ReadFills the file differs from the one written with zeroed buffers (the last grain's padding included)")
+	}
+	if dirty == 0 {
+		t.Errorf("every buffer was zeroed: ReadFills changed nothing")
+	}
+}
+
 // slowFile is a WriterAt whose writes take a while, and which notes a
 // write that overlaps another in time or comes after the writer returned.
 type slowFile struct {
