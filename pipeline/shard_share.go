@@ -43,6 +43,15 @@ func shareShardFiles(caseDir string, shard shardInfo) {
 		if err := os.Link(caseFile, tmp); err != nil {
 			return
 		}
+		// Shared only where the filesystem counts the links (some network
+		// filesystems say 1 whatever): unshare must see them.
+		if li, err := os.Stat(tmp); err != nil || !os.SameFile(li, fi) {
+			os.Remove(tmp)
+			return
+		} else if n, _ := linkCount(li); n < 2 {
+			os.Remove(tmp)
+			return
+		}
 		if err := os.Rename(tmp, shardFile); err != nil {
 			os.Remove(tmp)
 			return
