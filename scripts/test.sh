@@ -16,6 +16,10 @@ for target in windows/amd64 windows/arm64 darwin/amd64 darwin/arm64 linux/arm64;
   GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go vet ./...
 done
 go test -count=1 ./...
+# The packages whose goroutines share buffers, files and mappings (the
+# rebuild's emit: background batch writes, read-ahead, the mapped image),
+# again under the race detector.
+go test -count=1 -race ./vmdk ./pipeline
 for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
