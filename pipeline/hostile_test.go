@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -165,5 +167,48 @@ func TestLoadHitsDedup(t *testing.T) {
 	hits, dups, err = loadLines(t, 1<<30, storedHits["grain"], other, storedHits["grain"])
 	if err != nil || len(hits) != 2 || dups != 1 || hits[1].Grain.Hash != 1 {
 		t.Fatalf("%v: %d hits, %d duplicates", err, len(hits), dups)
+	}
+}
+
+// TestLoadHitsManyBatches: a file of many of readHits's batches loads
+// every hit in order, and of several bad lines, in any batch, the first
+// in the file is the one named, as it is when a line past them is too long
+// to read.
+func TestLoadHitsManyBatches(t *testing.T) {
+	const size = 1 << 30
+	var lines []string
+	for i := range 20000 { // about 20 batches of hitBatchBytes
+		lines = append(lines, edit(t, "grain", "offset", int64(i+1)*4096))
+	}
+	hits, _, err := loadLines(t, size, lines...)
+	if err != nil || len(hits) != len(lines) {
+		t.Fatalf("%d lines: %d hits, %v", len(lines), len(hits), err)
+	}
+	for i, h := range hits {
+		if h.Offset != int64(i+1)*4096 {
+			t.Fatalf("hit %d at offset %d, want %d", i, h.Offset, (i+1)*4096)
+		}
+	}
+	bad := edit(t, "grain", "offset", 513)
+	tooLong := strings.Repeat("x", MaxHitLine+1)
+	for _, tc := range []struct {
+		name  string
+		edits map[int]string // line index: its text
+		want  int            // the line number the error names
+	}{
+		{"one bad line late", map[int]string{17000: bad}, 17001},
+		{"bad lines in two batches", map[int]string{15000: bad, 4000: "{not json"}, 4001},
+		{"two in one batch", map[int]string{9001: bad, 9000: bad}, 9001},
+		{"a bad line, then one too long", map[int]string{12000: bad, 18000: tooLong}, 12001},
+		{"a line too long, then a bad one", map[int]string{3000: tooLong, 18000: bad}, 3001},
+	} {
+		ls := slices.Clone(lines)
+		for i, l := range tc.edits {
+			ls[i] = l
+		}
+		_, _, err := loadLines(t, size, ls...)
+		if want := fmt.Sprintf("%s:%d: ", HitsName, tc.want); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error naming %s", tc.name, err, want)
+		}
 	}
 }
