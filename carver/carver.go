@@ -29,12 +29,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 
 	"vmdkcarve/fingerprint"
 	"vmdkcarve/internal/holes"
+	"vmdkcarve/internal/mmap"
 	"vmdkcarve/signatures"
 )
 
@@ -146,7 +146,7 @@ type chunk struct {
 	// token is the pool's buffer the chunk holds (buf itself, unless the
 	// chunk is mapped), given back by free.
 	token []byte
-	// unmap, when set, releases the mapping buf lies in (mapRange).
+	// unmap, when set, releases the mapping buf lies in (mmap.Range).
 	unmap func()
 	refs  atomic.Int32 // the hashes yet to read it (hashers.go)
 	// hole: the chunk and its margin lie in Options.Zeros: buf is nil,
@@ -181,19 +181,12 @@ func (c *chunk) fault(p any) error {
 }
 
 // faultOffset reports whether p is a fault on c's mapping, and where in
-// the chunk (the page the address lies in counts, since a mapping starts
-// and ends on page boundaries).
+// the chunk (mmap.Fault).
 func (c *chunk) faultOffset(p any) (int64, bool) {
-	e, ok := p.(interface{ Addr() uintptr })
-	if !ok || c.unmap == nil || len(c.buf) == 0 {
+	if c.unmap == nil {
 		return 0, false
 	}
-	lo := uintptr(unsafe.Pointer(unsafe.SliceData(c.buf)))
-	a := e.Addr()
-	if a+uintptr(pageSize) < lo || a >= lo+uintptr(len(c.buf))+uintptr(pageSize) {
-		return 0, false
-	}
-	return max(int64(a)-int64(lo), 0), true
+	return mmap.Fault(p, c.buf)
 }
 
 // result is a scanned chunk on its way to the collector; the buffer travels
@@ -385,7 +378,7 @@ func (rd *reader) next(ctx context.Context) (*chunk, error) {
 	}
 	c.token = b
 	if rd.file != nil && !rd.noMap.Load() {
-		data, release, err := mapRange(rd.file, pos, n+want)
+		data, release, err := mmap.Range(rd.file, pos, n+want, true)
 		if err == nil {
 			c.buf = data
 			rd.mu.Lock()

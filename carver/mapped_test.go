@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"testing"
 
+	"vmdkcarve/internal/mmap"
 	"vmdkcarve/signatures"
 )
 
@@ -89,7 +90,7 @@ func TestMappedShrunk(t *testing.T) {
 
 	// The hashes read the chunks too, after the scan: the same fault
 	// there is an error as well.
-	data2, release, err := mapRange(f, n/2-BlockSize, 2*BlockSize)
+	data2, release, err := mmap.Range(f, n/2-BlockSize, 2*BlockSize, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +128,7 @@ func TestMappedSinkError(t *testing.T) {
 func TestMappedHashFault(t *testing.T) {
 	data := noise(1<<20, 24)
 	f := writeTemp(t, data)
-	buf, release, err := mapRange(f, 0, len(data))
+	buf, release, err := mmap.Range(f, 0, len(data), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,8 @@ var rules = []struct {
 	{"internal/interrupt", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", "internal/progress", goNTFS, goExt4}},
 	// The commands' argument parsing knows nothing of what they run.
 	{"internal/cliargs", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", "internal/progress", goNTFS, goExt4}},
+	// Mapping files is a leaf the scan and the rebuild share.
+	{"internal/mmap", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", "internal/progress", goNTFS, goExt4}},
 	// The profile flag's writer is the commands' alone.
 	{"internal/profile", []string{formats, "vmdk", "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "corpus", "cmd", "internal/progress", goNTFS, goExt4}},
 	{"corpus", []string{formats, "fingerprint", "fsprobe", "signatures", "carver", "reassemble", "pipeline", "cmd", goNTFS, goExt4}},

@@ -1,5 +1,3 @@
-//go:build unix
-
 package pipeline
 
 import (
@@ -11,7 +9,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"vmdkcarve/internal/mmap"
 )
 
 // mappedImage reads a raw image through one read-only shared mapping of
@@ -22,11 +20,9 @@ import (
 // gained nothing: they are copied anyway, and the faults cost what pread
 // did.) ReadAt copies from the mapping, for whoever holds only a reader.
 //
-// Why not a library: golang.org/x/exp/mmap and its like copy in ReadAt
-// and leave a fault to crash the process. Here a read error under the
-// mapping (a bad sector, an image shrunk since it was measured) faults on
-// access, and view turns the fault into an error, as pread would return
-// one (debug.SetPanicOnFault, set while the bytes are read).
+// A read error under the mapping (a bad sector, an image shrunk since it
+// was measured) faults on access, and view turns the fault into an error,
+// as pread would return one (internal/mmap).
 //
 // The pages read stay mapped, and count in the process's resident set,
 // though they are the page cache pread would have filled: every
@@ -34,8 +30,9 @@ import (
 // stays in the page cache, and a page read again maps again), so that a
 // batch system that limits RSS does not count the image against rebuild.
 type mappedImage struct {
-	data []byte
-	read atomic.Int64 // bytes read since the pages were last dropped
+	data    []byte
+	release func()
+	read    atomic.Int64 // bytes read since the pages were last dropped
 }
 
 // dropPagesEvery is how many bytes mappedImage reads between dropping its
@@ -55,11 +52,11 @@ func mapImage(f *os.File, size int64) *mappedImage {
 	if unsafe.Sizeof(uintptr(0)) < 8 || size <= 0 || size > maxMappedImage {
 		return nil
 	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	data, release, err := mmap.Range(f, 0, int(size), false)
 	if err != nil {
 		return nil
 	}
-	return &mappedImage{data: data}
+	return &mappedImage{data: data, release: release}
 }
 
 // view calls fn with the image's bytes [off, off+n), which fn must not
@@ -73,7 +70,7 @@ func (m *mappedImage) view(off, n int64, fn func([]byte)) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			if !m.faultIn(p) {
+			if _, ok := mmap.Fault(p, m.data); !ok {
 				panic(p) // not the mapping's: a bug, which must not pass for a read error
 			}
 			err = fmt.Errorf("pipeline: image offset %d: %w", off, errMappedFault)
@@ -82,21 +79,9 @@ func (m *mappedImage) view(off, n int64, fn func([]byte)) (err error) {
 	fn(m.data[off : off+n])
 	if m.read.Add(n) >= dropPagesEvery {
 		m.read.Store(0)
-		_ = unix.Madvise(m.data, unix.MADV_DONTNEED) // (only advice: RSS)
+		mmap.DropPages(m.data)
 	}
 	return nil
-}
-
-// faultIn reports whether p, recovered, is a fault on an address of the
-// mapping.
-func (m *mappedImage) faultIn(p any) bool {
-	e, ok := p.(interface{ Addr() uintptr })
-	if !ok || len(m.data) == 0 {
-		return false
-	}
-	lo := uintptr(unsafe.Pointer(unsafe.SliceData(m.data)))
-	a := e.Addr()
-	return a >= lo && a < lo+uintptr(len(m.data))
 }
 
 // ReadAt reads as os.File.ReadAt does: io.EOF past the image's end.
@@ -118,4 +103,7 @@ func (m *mappedImage) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // Close unmaps the image.
-func (m *mappedImage) Close() error { return unix.Munmap(m.data) }
+func (m *mappedImage) Close() error {
+	m.release()
+	return nil
+}
