@@ -141,12 +141,15 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 	fp.version = version
 	runs := version >= fpVersionXXH64
 	inMemory := st.Size() <= fpInMemoryMax
+	// In memory, every segment's values are one slice of vals, allocated
+	// once for all the records: growing each segment's own slice as its
+	// records came had copied the values of a dense case over and over.
+	var vals []uint64
+	if inMemory {
+		vals = make([]uint64, 0, (st.Size()-fpHeaderSize)/fpEntrySize)
+	}
 	if !runs {
-		seg := fpSegment{first: 0, n: fp.Count, off: fpHeaderSize}
-		if inMemory {
-			seg.vals = make([]uint64, 0, fp.Count)
-		}
-		fp.segs = []fpSegment{seg}
+		fp.segs = []fpSegment{{first: 0, n: fp.Count, off: fpHeaderSize}}
 	}
 	// One pass over the records: the dense versions' values (in memory),
 	// or version 4's segments between its zero runs.
@@ -167,7 +170,7 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 		chunk = chunk[fpEntrySize:]
 		if !runs {
 			if inMemory {
-				fp.segs[0].vals = append(fp.segs[0].vals, v)
+				vals = append(vals, v)
 			}
 			continue
 		}
@@ -185,12 +188,18 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 		if k := len(fp.segs) - 1; k < 0 || fp.segs[k].first+fp.segs[k].n != block {
 			fp.segs = append(fp.segs, fpSegment{first: block, off: off})
 		}
-		seg := &fp.segs[len(fp.segs)-1]
-		seg.n++
+		fp.segs[len(fp.segs)-1].n++
 		if inMemory {
-			seg.vals = append(seg.vals, v)
+			vals = append(vals, v)
 		}
 		block++
+	}
+	if inMemory {
+		// The segments' records follow each other in vals.
+		for i := range fp.segs {
+			seg := &fp.segs[i]
+			seg.vals, vals = vals[:seg.n:seg.n], vals[seg.n:]
+		}
 	}
 	if runs && block != fp.Count {
 		return nil, fmt.Errorf("%w: %s: header says %d blocks but the records hold %d (truncated or unfinished)", ErrFingerprints, path, count, block)
