@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"vmdkcarve/findings"
+	"vmdkcarve/pipeline/dfxml"
 	"vmdkcarve/pipeline/guestcheck"
 	"vmdkcarve/reassemble"
 	"vmdkcarve/vmdk"
@@ -124,6 +125,10 @@ type RebuildResult struct {
 	Skipped []int // disks not emitted (older versions under --versions newest)
 	// Findings are every finding of the case, sorted (CASE/findings.json).
 	Findings []findings.Finding
+	// files are report.dfxml's fileobjects of Disks, built by each disk's
+	// emit job from its report while the other disks are written, instead
+	// of from the reports read back at the end.
+	files []dfxml.FileObject
 }
 
 // Rebuild runs stage 2 (plan every disk) and stage 3 (emit each as a
@@ -347,6 +352,7 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 		d      *reassemble.Disk
 		name   string
 		report *DiskReport
+		file   dfxml.FileObject
 		err    error
 	}
 	var jobs []*job
@@ -395,6 +401,10 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 			if j.err = writePlan(c, j.d, j.name); j.err == nil {
 				j.report, j.err = emitDisk(c, img, j.d, j.name, opts, meter, computed)
 			}
+			if j.err == nil {
+				j.file = diskFileObject(j.report)
+				j.file.Findings = dfxmlFindings(j.report.Findings)
+			}
 			return nil
 		})
 	}
@@ -418,6 +428,7 @@ func emitDisks(ctx context.Context, c *Case, img io.ReaderAt, disks []*reassembl
 			recovered = true
 		}
 		res.Disks = append(res.Disks, summarize(j.report))
+		res.files = append(res.files, j.file)
 	}
 	return res, recovered, failed, nil
 }

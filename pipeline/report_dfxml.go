@@ -28,21 +28,11 @@ const ReportDFXMLName = "report.dfxml"
 const recordEncoding = "vmdk-stream-grain"
 
 // writeReportDFXML writes CASE/report.dfxml (atomically) for the disks
-// this rebuild emitted, read back from their reports, with the disks that
-// failed named in the image's error.
+// this rebuild emitted (res.files), with the disks that failed named in the
+// image's error.
 func (c *Case) writeReportDFXML(res *RebuildResult, failed []string, started time.Time) error {
 	doc := dfxmlDocument(c.Manifest.Evidence, creator(started))
-	// Each report is read, turned into its fileobject and let go: what is
-	// held is the byte runs, not every report whole.
-	for _, s := range res.Disks {
-		rep, err := readReport(c.Dir, s)
-		if err != nil {
-			return fmt.Errorf("DFXML report: %w", err)
-		}
-		f := diskFileObject(rep)
-		f.Findings = dfxmlFindings(rep.Findings)
-		doc.Files = append(doc.Files, f)
-	}
+	doc.Files = res.files
 	// The findings of no emitted disk (the evidence's, a disk that failed)
 	// belong to the document.
 	emitted := map[int]bool{}
