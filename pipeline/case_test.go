@@ -349,3 +349,35 @@ func TestCaseAfterKilledCreate(t *testing.T) {
 		t.Fatal("a directory of someone else's files was taken for a case")
 	}
 }
+
+// BenchmarkOpenFingerprints opens the fingerprints of a 4 GiB image (a
+// million blocks, a zero run every 1000 of them), as each rebuild does
+// before it plans.
+func BenchmarkOpenFingerprints(b *testing.B) {
+	path := filepath.Join(b.TempDir(), FingerprintsName)
+	const blocks = 1 << 20
+	var buf bytes.Buffer
+	buf.Write(fpHeader(0, blocks))
+	e := &fpEncoder{w: &buf}
+	for i := range uint64(blocks) {
+		if i%1000 < minZeroRun {
+			e.add(0)
+			continue
+		}
+		e.add(i)
+	}
+	if err := e.flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(buf.Len()))
+	for b.Loop() {
+		fp, err := OpenFingerprints(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fp.Close()
+	}
+}

@@ -156,43 +156,51 @@ func readFingerprints(f *os.File, path string) (*Fingerprints, error) {
 	// The records are read a chunk at a time and decoded from it: a read
 	// per record (a million per 4 GiB of image) had cost more than the rest
 	// of this loop.
-	buf := make([]byte, min(1<<20, st.Size()-fpHeaderSize))
-	var chunk []byte
+	size := st.Size()
+	buf := make([]byte, min(1<<20, size-fpHeaderSize))
 	block := int64(0)
-	for off := int64(fpHeaderSize); off < st.Size(); off += fpEntrySize {
-		if len(chunk) == 0 {
-			chunk = buf[:min(int64(len(buf)), st.Size()-off)]
-			if _, err := io.ReadFull(f, chunk); err != nil {
-				return nil, fmt.Errorf("%w: %s: %v", ErrFingerprints, path, err)
-			}
+	// seg is the segment the records read last belong to, nil after a zero
+	// run (and before the first record).
+	var seg *fpSegment
+	for at := int64(fpHeaderSize); at < size; {
+		chunk := buf[:min(int64(len(buf)), size-at)]
+		if _, err := io.ReadFull(f, chunk); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrFingerprints, path, err)
 		}
-		v := le.Uint64(chunk)
-		chunk = chunk[fpEntrySize:]
 		if !runs {
+			if inMemory {
+				for i := 0; i < len(chunk); i += fpEntrySize {
+					vals = append(vals, le.Uint64(chunk[i:]))
+				}
+			}
+			at += int64(len(chunk))
+			continue
+		}
+		for i := 0; i < len(chunk); i += fpEntrySize {
+			v := le.Uint64(chunk[i:])
+			if v&fpZeroRun != 0 {
+				n := int64(v &^ fpZeroRun)
+				if n < 1 || n > fp.Count-block {
+					return nil, fmt.Errorf("%w: %s: a zero run of %d blocks at block %d of %d", ErrFingerprints, path, n, block, fp.Count)
+				}
+				block += n
+				seg = nil
+				continue
+			}
+			if block >= fp.Count {
+				return nil, fmt.Errorf("%w: %s: records past the %d blocks the header says", ErrFingerprints, path, fp.Count)
+			}
+			if seg == nil {
+				fp.segs = append(fp.segs, fpSegment{first: block, off: at + int64(i)})
+				seg = &fp.segs[len(fp.segs)-1]
+			}
+			seg.n++
 			if inMemory {
 				vals = append(vals, v)
 			}
-			continue
+			block++
 		}
-		if v&fpZeroRun != 0 {
-			n := int64(v &^ fpZeroRun)
-			if n < 1 || n > fp.Count-block {
-				return nil, fmt.Errorf("%w: %s: a zero run of %d blocks at block %d of %d", ErrFingerprints, path, n, block, fp.Count)
-			}
-			block += n
-			continue
-		}
-		if block >= fp.Count {
-			return nil, fmt.Errorf("%w: %s: records past the %d blocks the header says", ErrFingerprints, path, fp.Count)
-		}
-		if k := len(fp.segs) - 1; k < 0 || fp.segs[k].first+fp.segs[k].n != block {
-			fp.segs = append(fp.segs, fpSegment{first: block, off: off})
-		}
-		fp.segs[len(fp.segs)-1].n++
-		if inMemory {
-			vals = append(vals, v)
-		}
-		block++
+		at += int64(len(chunk))
 	}
 	if inMemory {
 		// The segments' records follow each other in vals.
