@@ -180,5 +180,6 @@ func (a *readAhead) stop() {
 		a.main.verify.GrainsRead += r.verify.GrainsRead
 		a.main.verify.HashMismatch += r.verify.HashMismatch
 		a.main.verify.DecodeFailure += r.verify.DecodeFailure
+		a.main.verify.Redecoded += r.verify.Redecoded
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -201,6 +202,51 @@ func TestDecodeGrainUnchecked(t *testing.T) {
 				t.Fatalf("decoded %d bytes checked, %d unchecked", n, k)
 			}
 		})
+	}
+}
+
+// fastDiffers is a grain record (found by fuzzing) whose malformed deflate
+// stream compress/flate decodes to 2406 bytes and klauspost's inflater to
+// 2404: why DecodeGrainFast's bytes must be checked against the carve's.
+var fastDiffers = []byte("000000\x00\x000\x00\x00\x00x\x9c\xec\xc21\r\x00\x00\f\x020\xadc\xfe=`\x83\xa3I\xef2aA2aA2aA2aA2aA2aA2aA2aA2aA200000000000000000000000000000000000000000")
+
+// TestDecodeGrainFast: the fast inflater decodes the records compress/zlib
+// writes, at every level and for text, random bytes, zeros and a short last
+// grain, to the bytes the carve's inflater gives; and a malformed stream
+// can decode otherwise (fastDiffers).
+func TestDecodeGrainFast(t *testing.T) {
+	random := make([]byte, 65536)
+	rand.NewChaCha8([32]byte{1}).Read(random)
+	half := bytes.Clone(testImage(128)[:65536])
+	clear(half[32<<10:])
+	for name, data := range map[string][]byte{
+		"text":       testImage(128)[:65536],
+		"random":     random,
+		"zeros":      make([]byte, 65536),
+		"half zeros": half,
+		"short last": testImage(128)[:5*512],
+	} {
+		for _, level := range []int{0, 1, 6, 9} {
+			rec, err := EncodeGrain(nil, 128, data, level)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, got := make([]byte, 65536), make([]byte, 65536)
+			_, n, err := DecodeGrainUnchecked(rec, want)
+			if err != nil {
+				t.Fatalf("%s, level %d: %v", name, level, err)
+			}
+			_, k, err := DecodeGrainFast(rec, got)
+			if err != nil || k != n || !bytes.Equal(got[:k], want[:n]) {
+				t.Errorf("%s, level %d: fast decoded %d bytes (%v), the carve's inflater %d", name, level, k, err, n)
+			}
+		}
+	}
+	want, got := make([]byte, 65536), make([]byte, 65536)
+	_, n, err := DecodeGrainUnchecked(fastDiffers, want)
+	_, k, ferr := DecodeGrainFast(fastDiffers, got)
+	if err != nil || ferr != nil || bytes.Equal(want[:n], got[:k]) {
+		t.Errorf("fastDiffers: decoded %d bytes (%v) and fast %d (%v): want two different decodings", n, err, k, ferr)
 	}
 }
 
