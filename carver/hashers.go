@@ -44,12 +44,7 @@ func newHashers(hs []hash.Hash, depth int, pool chan<- []byte, holes int) *hashe
 
 // run hashes the chunks one lane is given until its input is closed.
 func (x *hashers) run(ctx context.Context, l *hashLane) error {
-	defer func() {
-		l.mu.Lock()
-		l.quit = true
-		l.cond.Broadcast()
-		l.mu.Unlock()
-	}()
+	defer l.stop()
 	for c := range l.in {
 		b := c.buf
 		if c.hole {
@@ -67,7 +62,11 @@ func (x *hashers) run(ctx context.Context, l *hashLane) error {
 		l.mu.Unlock()
 		x.release(c)
 		if err := ctx.Err(); err != nil {
-			// Drain: the buffers still queued go back to the pool.
+			// Drain: the buffers still queued go back to the pool. The
+			// input closes only once collect returns, and collect may be
+			// waiting for this lane (a checkpoint's WaitHashed): it is
+			// told first that no more will be hashed.
+			l.stop()
 			for c := range l.in {
 				x.release(c)
 			}
@@ -75,6 +74,14 @@ func (x *hashers) run(ctx context.Context, l *hashLane) error {
 		}
 	}
 	return nil
+}
+
+// stop tells whoever waits for the lane (wait) that it hashes no more.
+func (l *hashLane) stop() {
+	l.mu.Lock()
+	l.quit = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
 }
 
 // write feeds b, the bytes of c, to h; an error if reading them (a
