@@ -3,6 +3,8 @@
 // writers' sparse output and the planner's damage checks alike.
 package entropy
 
+import "bytes"
+
 // RandomLooking reports whether a block's byte histogram is as flat as
 // random data's. A chi-square test against the uniform distribution:
 // random data gives about 255 ± 23 whatever the sample size; text, code,
@@ -42,18 +44,21 @@ func RandomLooking(block []byte) bool {
 	return chi2 > 160 && chi2 < 350
 }
 
-// Zero reports whether b is all zero bytes.
+// Zero reports whether b is all zero bytes. It compares b with zeros a
+// piece at a time by bytes.Equal, whose vector loop reads a zero block
+// several times faster than a loop over its bytes (BenchmarkZero): the
+// carver asks for every 4 KiB block of the image, and reads the zero ones
+// whole.
 func Zero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
 			return false
 		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
+		b = b[n:]
 	}
 	return true
 }
+
+// zeros is what Zero compares with.
+var zeros [4096]byte

@@ -72,11 +72,27 @@ func TestZero(t *testing.T) {
 		{"empty", nil, true},
 		{"zeros, 4 KiB", make([]byte, 4096), true},
 		{"zeros, odd length", make([]byte, 13), true},
-		{"a byte set in the 8-byte words", append(make([]byte, 4095), 1), false},
-		{"a byte set in the tail", append(make([]byte, 9), 1), false},
+		{"the last byte of 4 KiB set", append(make([]byte, 4095), 1), false},
+		{"a byte set in a short tail", append(make([]byte, 9), 1), false},
+		{"the first byte set", append([]byte{1}, make([]byte, 4095)...), false},
+		{"zeros, 3 pieces and a bit", make([]byte, 3*4096+100), true},
+		{"a byte set in the second piece", append(make([]byte, 4096+7), append([]byte{0x80}, make([]byte, 5000)...)...), false},
+		{"a byte set in the last, short piece", append(make([]byte, 2*4096+99), 1), false},
 	} {
 		if got := Zero(tc.b); got != tc.want {
 			t.Errorf("%s: Zero %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkZero tests a zero 4 KiB block, the one Zero reads whole: the
+// carver asks for every block of the image before fingerprinting it.
+func BenchmarkZero(b *testing.B) {
+	zero := make([]byte, 4096)
+	b.SetBytes(int64(len(zero)))
+	for b.Loop() {
+		if !Zero(zero) {
+			b.Fatal("a zero block is not Zero")
 		}
 	}
 }
