@@ -9,34 +9,20 @@ import (
 	"errors"
 	"hash"
 	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 
 	"vmdkcarve/internal/mmap"
+	"vmdkcarve/internal/tooltest"
 	"vmdkcarve/signatures"
 )
-
-func writeTemp(t *testing.T, data []byte) *os.File {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "image.dd")
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
 
 // TestMappedMatchesRead: a scan of an *os.File, which maps its chunks,
 // gives the hits, fingerprints and hash of the same scan reading them,
 // over whole images and shards whose margins run past their end.
 func TestMappedMatchesRead(t *testing.T) {
 	im := newTestImage(t, 3<<20+1234, testBoundary, 21)
-	f := writeTemp(t, im.data)
+	f := tooltest.TempFile(t, im.data)
 	n := int64(len(im.data))
 	for _, tc := range []struct {
 		start, end int64
@@ -76,7 +62,7 @@ func TestMappedMatchesRead(t *testing.T) {
 func TestMappedShrunk(t *testing.T) {
 	data := noise(2<<20, 22)
 	n := int64(len(data))
-	f := writeTemp(t, data)
+	f := tooltest.TempFile(t, data)
 	if err := os.Truncate(f.Name(), n/2); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +91,7 @@ func TestMappedShrunk(t *testing.T) {
 // that error, the chunks still in flight unmapped (run with -race).
 func TestMappedSinkError(t *testing.T) {
 	data := noise(4<<20, 23)
-	f := writeTemp(t, data)
+	f := tooltest.TempFile(t, data)
 	errSink := errors.New("sink failed")
 	for _, hashes := range [][]hash.Hash{nil, {sha256.New()}} {
 		n := 0
@@ -127,7 +113,7 @@ func TestMappedSinkError(t *testing.T) {
 // they will never catch up instead of waiting for ever.
 func TestMappedHashFault(t *testing.T) {
 	data := noise(1<<20, 24)
-	f := writeTemp(t, data)
+	f := tooltest.TempFile(t, data)
 	buf, release, err := mmap.Range(f, 0, len(data), true)
 	if err != nil {
 		t.Fatal(err)

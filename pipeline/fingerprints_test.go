@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"vmdkcarve/fingerprint"
+	"vmdkcarve/internal/tooltest"
 )
 
 // TestFingerprintsRandomConcurrent looks the random bit of every block up
@@ -48,16 +49,7 @@ func TestFingerprintsRandomConcurrent(t *testing.T) {
 	}
 	// The image read by a reader, and tested in place on a mapping.
 	readers := map[string]io.ReaderAt{"reader": bytes.NewReader(img)}
-	imgPath := filepath.Join(t.TempDir(), "image.dd")
-	if err := os.WriteFile(imgPath, img, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	imgFile, err := os.Open(imgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer imgFile.Close()
-	if m := mapImage(imgFile, int64(len(img))); m != nil {
+	if m := mapImage(tooltest.TempFile(t, img), int64(len(img))); m != nil {
 		defer m.Close()
 		readers["mapped"] = m
 	} else if runtime.GOOS == "linux" {

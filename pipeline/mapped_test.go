@@ -7,21 +7,13 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
+	"vmdkcarve/internal/tooltest"
 )
 
 func mappedFile(t *testing.T, data []byte) (*os.File, *mappedImage) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "image.dd")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
+	f := tooltest.TempFile(t, data)
 	m := mapImage(f, int64(len(data)))
 	if m == nil {
 		t.Fatal("mapImage mapped nothing")

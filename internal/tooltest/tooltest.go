@@ -137,6 +137,18 @@ func GPTDisk(vol []byte) []byte {
 	return disk
 }
 
+// TempFile writes data to a file in the test's temporary directory and
+// opens it for reading for the rest of the test: an image to read, map or
+// carve.
+func TempFile(t testing.TB, data []byte) *os.File {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "image.dd")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Open(t, path)
+}
+
 // Open opens a file for reading for the rest of the test.
 func Open(t testing.TB, path string) *os.File {
 	t.Helper()
