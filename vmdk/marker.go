@@ -189,42 +189,39 @@ func decodeGrain(b []byte, dst []byte, mode inflateMode) (GrainMarker, int, erro
 // data after the header's two bytes (which PeekGrainMarker checked) is
 // decoded without its Adler-32 trailer, by the same inflater zlib.Reader
 // runs (compress/flate), so that both decode any record alike, which the
-// carve's hash of it relies on.
+// carve's hash of it relies on; fast, by klauspost's (DecodeGrainFast).
 func inflate(src, dst []byte, mode inflateMode) (int, error) {
 	// A decompressor is some 40 KiB of tables: reused (Reset) rather than
 	// made for every grain record the carve and rebuild decode.
 	in := inflaters.Get().(*inflater)
 	defer inflaters.Put(in)
-	switch mode {
-	case unchecked:
-		in.src.Reset(src[2:])
-		if in.fr == nil {
-			in.fr = flate.NewReader(&in.src)
-		} else if err := in.fr.(flate.Resetter).Reset(&in.src, nil); err != nil {
+	if mode == checked {
+		in.src.Reset(src)
+		if in.zr == nil {
+			zr, err := zlib.NewReader(&in.src)
+			if err != nil {
+				return 0, err
+			}
+			in.zr = zr
+		} else if err := in.zr.(zlib.Resetter).Reset(&in.src, nil); err != nil {
 			return 0, err
 		}
-		return readGrainStream(in.fr, dst)
-	case fast:
-		in.src.Reset(src[2:])
-		if in.kr == nil {
-			in.kr = kflate.NewReader(&in.src)
-		} else if err := in.kr.(kflate.Resetter).Reset(&in.src, nil); err != nil {
-			return 0, err
-		}
-		return readGrainStream(in.kr, dst)
+		// zlib.Reader checks the Adler-32 trailer on reaching the end.
+		return readGrainStream(in.zr, dst)
 	}
-	in.src.Reset(src)
-	if in.zr == nil {
-		zr, err := zlib.NewReader(&in.src)
-		if err != nil {
-			return 0, err
-		}
-		in.zr = zr
-	} else if err := in.zr.(zlib.Resetter).Reset(&in.src, nil); err != nil {
+	in.src.Reset(src[2:])
+	r, open := &in.fr, flate.NewReader
+	if mode == fast {
+		r, open = &in.kr, kflate.NewReader
+	}
+	if *r == nil {
+		*r = open(&in.src)
+	} else if err := (*r).(interface {
+		Reset(io.Reader, []byte) error // flate.Resetter, as kflate's
+	}).Reset(&in.src, nil); err != nil {
 		return 0, err
 	}
-	// zlib.Reader checks the Adler-32 trailer on reaching the end.
-	return readGrainStream(in.zr, dst)
+	return readGrainStream(*r, dst)
 }
 
 // readGrainStream reads a decompressed grain from r into dst: a whole one,
@@ -233,48 +230,32 @@ func inflate(src, dst []byte, mode inflateMode) (int, error) {
 // to no grain, however many bytes it gave (io.ReadFull would have taken
 // them as a short last grain, and how many bytes of a cut stream an
 // inflater gives is its own: Go's and klauspost's differ), and the zlib
-// reader reports the end only once the Adler-32 after it matched.
+// reader reports the end only once the Adler-32 after it matched. (The
+// inflaters never return nothing without an error, so the loop ends.)
 func readGrainStream(r io.Reader, dst []byte) (int, error) {
 	n := 0
-	for stalls := 0; n < len(dst); {
+	for n < len(dst) {
 		k, err := r.Read(dst[n:])
 		n += k
 		switch {
+		case err == io.EOF && n == 0:
+			return 0, errors.New("empty grain")
 		case err == io.EOF:
-			// Shorter than a grain: only the last grain of a disk may be.
-			if n == 0 {
-				return 0, errors.New("empty grain")
-			}
-			return n, nil
+			return n, nil // shorter than a grain: only the last grain of a disk may be
 		case err != nil:
 			return n, err
-		case k == 0:
-			if stalls++; stalls > maxStalls {
-				return n, io.ErrNoProgress
-			}
 		}
 	}
 	// dst is full: the stream must end here.
 	var one [1]byte
-	for stalls := 0; ; stalls++ {
-		k, err := r.Read(one[:])
-		switch {
-		case k != 0:
-			return n, errors.New("grain decompresses to more than one grain")
-		case err == io.EOF:
-			return n, nil
-		case err != nil:
-			return n, err
-		case stalls >= maxStalls:
-			return n, io.ErrNoProgress
-		}
+	switch k, err := r.Read(one[:]); {
+	case k != 0 || err == nil:
+		return n, errors.New("grain decompresses to more than one grain")
+	case err != io.EOF:
+		return n, err
 	}
+	return n, nil
 }
-
-// maxStalls is how many reads in a row may give nothing before an inflater
-// is taken to be stuck (io.Reader allows a read of nothing; the inflaters
-// here do not make one).
-const maxStalls = 100
 
 // inflater is a reusable zlib decompressor, two deflate ones (compress/flate
 // and klauspost's), and their source.
