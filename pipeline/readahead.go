@@ -99,8 +99,9 @@ func newReadAhead(dr *diskReader, workers int) *readAhead {
 					}
 					s.ok[j] = false
 					if gr := d.Placed(g); gr != nil && gr.Source != nil {
+						// readGrain fills all of b when it gives the grain
+						// (and the writer takes nothing of it otherwise).
 						b := s.bufs[j][:grainLen(d.Capacity, gb, g)]
-						clear(b) // a read cut by the image's end leaves the rest
 						if s.ok[j], s.err = r.readGrain(g, b); s.err != nil {
 							break // the writer stops at the error, as with one reader
 						}
