@@ -223,6 +223,22 @@ func TestWriteReadFills(t *testing.T) {
 	if dirty == 0 {
 		t.Errorf("every buffer was zeroed: ReadFills changed nothing")
 	}
+	// And qemu-img reads it as the image with the absent grains zero.
+	raw := bytes.Clone(img)
+	for g := uint64(0); g <= last; g++ {
+		if absent(g) {
+			clear(raw[g*65536 : min((g+1)*65536, uint64(len(raw)))])
+		}
+	}
+	dir := t.TempDir()
+	out, rawPath := filepath.Join(dir, "out.vmdk"), filepath.Join(dir, "want.raw")
+	if err := os.WriteFile(out, got.data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rawPath, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tooltest.Compare(t, out, rawPath)
 }
 
 // slowFile is a WriterAt whose writes take a while, and which notes a
